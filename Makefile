@@ -1,0 +1,26 @@
+# make bench: the benchmarks on the embedded default (smoke profile); make test: the test suite.
+# Both create .venv and install the project on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RESULTS ?= results
+PYTEST_ARGS ?=
+
+.PHONY: install test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench: install
+	mkdir -p $(RESULTS)
+	$(PY) -m pytest benchmarks --results-dir $(RESULTS) --benchmark-json=$(RESULTS)/benchmark.json $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(RESULTS) .pytest_cache .benchmarks wandb lightning_logs

@@ -1,0 +1,117 @@
+"""What the benchmark modules share: the case matrix, the session's run book, assertions, summary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from harness import data, launch
+from harness.catalog import Seed, make_spec
+from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
+from harness.results.record import RunResult
+from harness.results.tables import write_summary
+from harness.settings import RunSettings
+from harness.spec import PRECISIONS, BenchmarkSpec
+
+RUN_BOOK = pytest.StashKey["RunBook"]()
+
+
+class RunBook:
+    """Each spec runs at most once per session; later requests get the same record (or error)."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.records: dict[str, RunResult] = {}
+        self.failures: dict[str, BaseException] = {}
+
+    def get(self, spec: BenchmarkSpec) -> RunResult:
+        if spec.id in self.failures:
+            raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[spec.id]
+        if spec.id not in self.records:
+            try:
+                self.records[spec.id] = launch.run(spec, self.settings)
+            except BaseException as error:
+                self.failures[spec.id] = error
+                raise
+        return self.records[spec.id]
+
+
+@pytest.fixture(scope="session")
+def run_book(pytestconfig: pytest.Config, run_settings: RunSettings) -> RunBook:
+    book = RunBook(run_settings)
+    pytestconfig.stash[RUN_BOOK] = book
+    return book
+
+
+@pytest.fixture(scope="session")
+def profile(pytestconfig: pytest.Config) -> str:
+    return pytestconfig.getoption("--profile")
+
+
+def case_spec(config: pytest.Config, seed: Seed, **choices) -> BenchmarkSpec:
+    """The spec of one matrix cell under this session's profile and options."""
+    profile = config.getoption("--profile")
+    dataset = seed.dataset if profile == "full" else seed.smoke_dataset
+    return make_spec(seed, profile=profile, epochs=config.getoption("--epochs"), num_classes=data.num_classes(dataset), **choices)
+
+
+def matrix(
+    config: pytest.Config,
+    seed: Seed,
+    *,
+    engines: Sequence[str],
+    weights: Iterable[str] | None = None,
+    precisions: Iterable[str] = PRECISIONS,
+    devices: Iterable[int] = DEVICE_COUNTS,
+) -> list:
+    """pytest params for engines x weights x precisions x devices; what cannot run here is skipped with why."""
+    hw = detect()
+    params = []
+    for engine in engines:
+        for w in weights or seed.weights:
+            for precision in precisions:
+                for n in devices:
+                    spec = case_spec(config, seed, weights=w, precision=precision, devices=n, engine=engine)
+                    marks = []
+                    if precision == "16-mixed" or (engine == "poutyne" and n > 1):
+                        marks.append(pytest.mark.gpu)
+                    if spec.profile == "full":
+                        marks.append(pytest.mark.full)
+                    reason = benchmark_skip_reason(engine, precision, n, hw)
+                    if reason:
+                        marks.append(pytest.mark.skip(reason=reason))
+                    params.append(pytest.param(spec, id=spec.id, marks=marks))
+    return params
+
+
+def runnable(spec: BenchmarkSpec) -> str | None:
+    """Why `spec` cannot run on this machine, or None."""
+    return benchmark_skip_reason(spec.engine, spec.precision, spec.devices, detect(), spec.num_nodes)
+
+
+def record_in_benchmark(benchmark, record: RunResult) -> None:
+    """Put a record's figures where pytest-benchmark's JSON carries them (`extra_info`)."""
+    benchmark.extra_info.update(
+        run_id=record.run_id,
+        spec_id=record.spec and BenchmarkSpec.from_dict(record.spec).id,
+        train_images_per_s=round(record.train_images_per_s, 2),
+        wall_time_s=round(record.wall_time_s, 2),
+        epochs=len(record.history),
+        **{k: round(v, 6) for k, v in record.test.items()},
+    )
+
+
+def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
+    failed = [t.describe() + f": got {record.test.get(t.metric, float('nan')):.4f}" for t in spec.thresholds if not t.holds(record.test)]
+    assert not failed, f"{spec.id} missed its thresholds: " + "; ".join(failed)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    book = config.stash.get(RUN_BOOK, None)
+    if book is None or not book.records:
+        return
+    table = write_summary(list(book.records.values()), book.settings.results_dir)
+    terminalreporter.write_sep("=", "trainbench summary")
+    terminalreporter.write_line(table.markdown())
+    terminalreporter.write_line(f"records and tables: {book.settings.results_dir}")

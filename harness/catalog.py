@@ -1,0 +1,222 @@
+"""The seeds' recipes exactly as published, with their figures and sources, and the profiles.
+
+`full` is a recipe unchanged on the real dataset; `smoke` keeps the same code path (same model,
+engine, optimizer, augmentations, metrics) but shrinks image size, epochs and batch size and trains
+on a generated dataset, so that the whole matrix runs on a 2-core CPU in minutes. The smoke learning
+rate follows the linear scaling rule (lr x smoke batch / recipe batch; Goyal et al. 2017), since the
+recipe's lr at a batch 8x smaller makes Adam spike and erase pretrained features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from harness.spec import BenchmarkSpec, Recipe, Split, Threshold, aug
+
+PROFILES: tuple[str, ...] = ("smoke", "full")
+
+
+@dataclass(frozen=True)
+class Published:
+    """A figure from a write-up: test metrics (accuracy as a fraction) for one weights setting."""
+
+    weights: str
+    metrics: tuple[tuple[str, float], ...]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.metrics)
+
+
+@dataclass(frozen=True)
+class Seed:
+    """One reproduced workflow: its recipe, where it comes from and what it reported."""
+
+    key: str
+    title: str
+    source: str
+    model: str
+    engine: str
+    dataset: str
+    smoke_dataset: str
+    recipe: Recipe
+    published: tuple[Published, ...]
+    tolerances: tuple[tuple[str, float], ...]
+    weights: tuple[str, ...]
+    assumptions: str = ""
+
+    def published_for(self, weights: str) -> Published | None:
+        return next((p for p in self.published if p.weights == weights), None)
+
+
+EFFICIENTNETV2 = Seed(
+    key="efficientnetv2",
+    title="EfficientNetV2-B2, pretrained vs random weights, trained with Poutyne",
+    source="shared/seeds/efficientnetv2-poutyne.txt (table 'Model | Accuracy | loss')",
+    model="tf_efficientnetv2_b2",
+    engine="poutyne",
+    dataset="imagefolder",
+    smoke_dataset="synthetic",
+    recipe=Recipe(
+        optimizer="adam",
+        lr=5e-3,
+        weight_decay=0.0,
+        batch_size=128,
+        epochs=10,
+        image_size=260,
+        workers=2,
+        split=Split(0.7, 0.15, 0.15),
+        train_crop="resize",
+        train_augmentations=(
+            aug("HorizontalFlip", p=0.5),
+            aug("VerticalFlip", p=0.5),
+            aug("Transpose", p=0.5),
+            aug("RandomBrightnessContrast", p=0.5),
+            aug("RGBShift", p=0.5),
+            aug("OpticalDistortion", p=0.5),
+            aug("GridDistortion", p=0.5),
+        ),
+    ),
+    published=(
+        Published("pretrained", (("test_acc", 0.93802), ("test_loss", 0.14629))),
+        Published("random", (("test_acc", 0.808), ("test_loss", 0.434))),
+    ),
+    tolerances=(("test_acc", 0.02), ("test_loss", 0.05)),
+    weights=("pretrained", "random"),
+    assumptions=(
+        "The write-up states neither epochs, image size nor split: 10 epochs, timm's 260 px eval size "
+        "for tf_efficientnetv2_b2 and a seeded stratified 70/15/15 split are this catalog's choices."
+    ),
+)
+
+KVASIR_CLASSES: tuple[str, ...] = (
+    "dyed-lifted-polyps",
+    "dyed-resection-margins",
+    "esophagitis",
+    "normal-cecum",
+    "normal-pylorus",
+    "normal-z-line",
+    "polyps",
+    "ulcerative-colitis",
+)
+
+FASTVIT = Seed(
+    key="fastvit",
+    title="FastViT-T8 on Kvasir v2, trained with PyTorch Lightning",
+    source="shared/seeds/fastvit-kvasir-lightning.txt (table 'Model | Accuracy | loss | F1 | Top-3 | Top-5')",
+    model="fastvit_t8",
+    engine="lightning",
+    dataset="kvasir",
+    smoke_dataset="kvasir-synthetic",
+    recipe=Recipe(
+        optimizer="adamw",
+        lr=1e-3,
+        weight_decay=0.05,
+        batch_size=64,
+        epochs=40,
+        image_size=384,
+        workers=2,
+        split=Split(5564, 1600, 832, by="count"),
+        train_crop="random_resized_crop",
+        train_augmentations=(
+            aug("Rotate", limit=30, p=0.5),
+            aug("HorizontalFlip", p=0.5),
+            aug("VerticalFlip", p=0.5),
+            aug("Transpose", p=0.5),
+        ),
+    ),
+    published=(
+        Published(
+            "pretrained",
+            (("test_acc", 0.9237), ("test_loss", 0.263), ("test_f1", 0.9220), ("test_top3", 0.99875), ("test_top5", 1.0)),
+        ),
+    ),
+    tolerances=(("test_acc", 0.02), ("test_loss", 0.05), ("test_f1", 0.02), ("test_top3", 0.005), ("test_top5", 0.002)),
+    weights=("pretrained",),
+    assumptions="Published figures are the write-up's epoch-40 figures; the write-up used ImageNet weights.",
+)
+
+SEEDS: dict[str, Seed] = {s.key: s for s in (EFFICIENTNETV2, FASTVIT)}
+
+# Smoke profile: same code path, sized for a 2-core CPU. Split by fractions because the
+# generated datasets are small; the counts of the full recipe keep their proportions.
+SMOKE_IMAGE_SIZE = 64
+SMOKE_EPOCHS = 4
+SMOKE_BATCH_SIZE = 16
+SMOKE_WORKERS = 2
+SMOKE_MARGIN_OVER_CHANCE = 0.2
+
+
+def profile_recipe(seed: Seed, profile: str, epochs: int | None = None) -> Recipe:
+    """The seed's recipe unchanged (`full`) or shrunk for a CPU (`smoke`); `epochs` overrides both."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    recipe = seed.recipe
+    if profile == "smoke":
+        split = recipe.split
+        if split.by == "count":
+            total = split.train + split.val + split.test
+            split = Split(split.train / total, split.val / total, split.test / total)
+        recipe = dataclasses.replace(
+            recipe,
+            image_size=SMOKE_IMAGE_SIZE,
+            epochs=SMOKE_EPOCHS,
+            batch_size=SMOKE_BATCH_SIZE,
+            lr=recipe.lr * SMOKE_BATCH_SIZE / recipe.batch_size,
+            workers=min(recipe.workers, SMOKE_WORKERS),
+            split=split,
+        )
+    if epochs is not None:
+        recipe = dataclasses.replace(recipe, epochs=epochs)
+    return recipe
+
+
+def thresholds(seed: Seed, profile: str, weights: str, num_classes: int) -> tuple[Threshold, ...]:
+    """Full: the published figure minus its stated tolerance. Smoke: clearly above chance."""
+    if profile == "smoke":
+        chance = 1.0 / num_classes
+        floor = chance + SMOKE_MARGIN_OVER_CHANCE
+        return (Threshold("test_acc", "at_least", round(floor, 4), f"chance {chance:.3f} + {SMOKE_MARGIN_OVER_CHANCE}"),)
+    published = seed.published_for(weights)
+    if published is None:
+        return ()
+    tolerance = dict(seed.tolerances)
+    out = []
+    for metric, value in published.metrics:
+        tol = tolerance.get(metric, 0.0)
+        if metric.endswith("loss"):
+            out.append(Threshold(metric, "at_most", value + tol, f"published {value} + {tol}"))
+        else:
+            out.append(Threshold(metric, "at_least", value - tol, f"published {value} - {tol}"))
+    return tuple(out)
+
+
+def make_spec(
+    seed: Seed,
+    *,
+    profile: str,
+    weights: str,
+    precision: str = "32-true",
+    devices: int = 1,
+    engine: str | None = None,
+    num_nodes: int = 1,
+    epochs: int | None = None,
+    num_classes: int,
+) -> BenchmarkSpec:
+    """The spec of one matrix cell of `seed` in `profile`."""
+    published = seed.published_for(weights)
+    target = published.as_dict().get("test_acc") if (published and profile == "full") else None
+    return BenchmarkSpec(
+        model=seed.model,
+        dataset=seed.dataset if profile == "full" else seed.smoke_dataset,
+        engine=engine or seed.engine,
+        weights=weights,
+        precision=precision,
+        devices=devices,
+        num_nodes=num_nodes,
+        recipe=profile_recipe(seed, profile, epochs),
+        thresholds=thresholds(seed, profile, weights, num_classes),
+        benchmark=seed.key,
+        profile=profile,
+        target_accuracy=target,
+    )

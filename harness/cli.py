@@ -1,0 +1,126 @@
+"""`python -m harness ...`: a thin command line over the same code path as the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness import catalog
+from harness.data import kvasir, synthetic
+from harness.settings import RunSettings, default_cache_dir, env
+from harness.spec import ENGINES, OPTIMIZERS, PRECISIONS, WEIGHTS, BenchmarkSpec, SpecError
+
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", type=Path, default=Path(env("results_dir", "results")), help="where result records go (TRAINBENCH_RESULTS_DIR; default ./results)")
+    parser.add_argument("--weights-dir", type=Path, default=env("weights_dir"), help="folder of pretrained weight files, e.g. tf_efficientnetv2_b2.safetensors (TRAINBENCH_WEIGHTS_DIR)")
+    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="generated datasets and weights (TRAINBENCH_CACHE_DIR; default ~/.cache/trainbench)")
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train and evaluate one case; prints the test metrics and writes results/<run-id>/")
+    p.add_argument("--model", help="any timm model name (default: the recipe's)")
+    p.add_argument("--data", help=f"an ImageFolder directory (one sub-folder per class), or a generated dataset: {', '.join(synthetic.DATASETS)}")
+    p.add_argument("--recipe", choices=sorted(catalog.SEEDS), default="efficientnetv2", help="catalog recipe the other options start from")
+    p.add_argument("--profile", choices=catalog.PROFILES, default=env("profile", "full"), help="full: the recipe as published; smoke: shrunk for a CPU")
+    p.add_argument("--engine", choices=ENGINES)
+    p.add_argument("--weights", choices=WEIGHTS, default="pretrained")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int, help="DataLoader worker processes")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--precision", choices=PRECISIONS, default="32-true")
+    p.add_argument("--devices", type=int, default=1, help="GPUs, or CPU processes for Lightning DDP")
+    p.add_argument("--num-nodes", type=int, default=1, help="nodes, for Lightning under torchrun or SLURM")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-id", help="default: the spec id")
+    p.add_argument("--spec", type=Path, help="run this spec file (JSON) instead of building one from options")
+    p.add_argument("--settings", type=Path, help="settings file (JSON) written by a launcher")
+    _add_settings_options(p)
+
+
+def _dataset_from(value: str | None, seed: catalog.Seed, profile: str) -> tuple[str, Path | None]:
+    """(dataset name, data root) from `--data`: a generated name, a Kvasir folder or any ImageFolder."""
+    if value is None:
+        return (seed.dataset if profile == "full" else seed.smoke_dataset), env("data_root")
+    if value in synthetic.DATASETS or value == "kvasir":
+        return value, env("data_root")
+    path = Path(value)
+    if path.name == kvasir.FOLDER_NAME:
+        return "kvasir", path.parent
+    return path.name or "imagefolder", path
+
+
+def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None]:
+    seed = catalog.SEEDS[args.recipe]
+    dataset, data_root = _dataset_from(args.data, seed, args.profile)
+    from harness import data
+
+    spec = catalog.make_spec(
+        seed,
+        profile=args.profile,
+        weights=args.weights,
+        precision=args.precision,
+        devices=args.devices,
+        engine=args.engine,
+        num_nodes=args.num_nodes,
+        epochs=args.epochs,
+        num_classes=data.num_classes(dataset) or 2,
+    ).replace(dataset=dataset, benchmark="cli")
+    if args.model:
+        spec = spec.replace(model=args.model)
+    overrides = {
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+    }
+    spec = spec.with_recipe(**{k: v for k, v in overrides.items() if v is not None})
+    return spec, (Path(data_root) if data_root else None)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness import runner
+
+    if args.spec:
+        spec = BenchmarkSpec.from_json(args.spec.read_text())
+        settings = RunSettings.from_json(args.settings.read_text()) if args.settings else RunSettings()
+    else:
+        spec, data_root = spec_from_args(args)
+        settings = RunSettings(results_dir=args.results_dir, cache_dir=args.cache_dir, data_root=data_root, weights_dir=args.weights_dir)
+    record = runner.run(spec, settings, run_id=args.run_id)
+    if record is not None:
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in record.test.items())
+        print(f"{record.run_id}: {shown}  train {record.train_images_per_s:.1f} img/s  {record.wall_time_s:.1f}s")
+        print(f"record: {settings.results_dir / record.run_id / 'result.json'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _run_parser(sub)
+    return parser
+
+
+COMMANDS = {"run": cmd_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from harness.data import DataError
+    from harness.models import ModelError
+    from harness.runner import UnsupportedCase
+
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, ModelError, SpecError, UnsupportedCase) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

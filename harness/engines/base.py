@@ -1,0 +1,105 @@
+"""The one small interface every training engine implements, and what engines share.
+
+An engine takes a `TrainingJob` (spec, model, data, where to write) and returns an `EngineOutput`
+(per-epoch history, test metrics, training throughput). It knows nothing of tables or pytest.
+History rows use the same keys for every engine: epoch, lr, epoch_time, train_<m>, val_<m>.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from harness.data import DataBundle
+from harness.hardware import Hardware
+from harness.settings import RunSettings
+from harness.spec import BenchmarkSpec
+
+
+@dataclass
+class TrainingJob:
+    spec: BenchmarkSpec
+    model: nn.Module
+    data: DataBundle
+    run_id: str
+    run_dir: Path
+    settings: RunSettings
+    hardware: Hardware
+
+
+@dataclass
+class EngineOutput:
+    history: list[dict[str, float]]
+    test: dict[str, float]
+    train_images_per_s: float
+    is_main_process: bool = True
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    name: str
+
+    def fit(self, job: TrainingJob) -> EngineOutput: ...
+
+
+class ThroughputMeter:
+    """Training images/s, counting only the training batches of each epoch (not validation).
+
+    Time runs from the start of an epoch (or the end of the previous training batch) to the end of
+    each training batch, so loading, forward, backward and optimizer step are all inside, and the
+    validation pass that follows the last batch is not. Every engine and the plain reference loop
+    use this same meter, which is what makes their ratio meaningful.
+    """
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.seconds = 0.0
+        self._last: float | None = None
+
+    def epoch_start(self) -> None:
+        self._sync()
+        self._last = time.perf_counter()
+
+    def batch_end(self, batch_size: int) -> None:
+        self._sync()
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds += now - self._last
+            self.images += batch_size
+        self._last = now
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+    @staticmethod
+    def _sync() -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+
+def optimizer_for(spec: BenchmarkSpec, params) -> torch.optim.Optimizer:
+    """The recipe's optimizer; one definition for every engine."""
+    recipe = spec.recipe
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, weight_decay=recipe.weight_decay, momentum=0.9)
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a precision setting (None: full fp32)."""
+    return {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
+
+
+def device_list(spec: BenchmarkSpec, hw: Hardware) -> list[str]:
+    """Devices for a one-process engine: the first N GPUs, or the CPU."""
+    if hw.gpus:
+        return [f"cuda:{i}" for i in range(spec.devices)]
+    return ["cpu"]

@@ -1,0 +1,22 @@
+"""History rows in the keys every engine shares, and the one-line epoch report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from harness.metrics import METRIC_NAMES
+
+
+def history_row(epoch: int, lr: float, epoch_time: float, train: Mapping[str, float], val: Mapping[str, float]) -> dict[str, float]:
+    """`{epoch, lr, epoch_time, train_loss, train_acc, ..., val_loss, val_acc, ...}` from per-part metrics."""
+    row: dict[str, float] = {"epoch": int(epoch), "lr": float(lr), "epoch_time": float(epoch_time)}
+    for part, values in (("train", train), ("val", val)):
+        for name in METRIC_NAMES:
+            if name in values:
+                row[f"{part}_{name}"] = float(values[name])
+    return row
+
+
+def print_epoch(row: Mapping[str, float]) -> None:
+    shown = " ".join(f"{k}={row[k]:.4f}" for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in row)
+    print(f"epoch {row['epoch']:>3} {shown} ({row['epoch_time']:.1f}s)", flush=True)

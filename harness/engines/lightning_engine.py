@@ -1,0 +1,172 @@
+"""Training with PyTorch Lightning, as seed 2 did, on one device or many (DDP: gloo on CPU, NCCL on GPU).
+
+Metrics are the shared torchmetrics collection; `compute()` syncs their states across ranks, so
+every reported figure is the global one. Evaluation samplers do not pad (Lightning's
+`UnrepeatedDistributedSampler`), so a multi-process test set counts every image exactly once.
+Only rank 0 reports. Multi-process runs must start from the harness's entry point
+(`python -m harness run`), never from inside pytest: see `harness.launch`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import nn
+from torch.utils.data import DistributedSampler
+from torchmetrics import MeanMetric
+
+from harness import data
+from harness.data import DataBundle
+from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, optimizer_for
+from harness.engines.history import history_row, print_epoch
+from harness.hardware import detect
+from harness.metrics import metric_collection
+from harness.spec import BenchmarkSpec, Recipe
+
+PARTS = ("train", "val", "test")
+
+
+class BundleDataModule(L.LightningDataModule):
+    """DataLoaders of a DataBundle; under DDP each rank gets its shard (train shuffled by epoch)."""
+
+    def __init__(self, bundle: DataBundle, recipe: Recipe) -> None:
+        super().__init__()
+        self.bundle, self.recipe = bundle, recipe
+
+    def _sampler(self, dataset, train: bool):
+        world = self.trainer.world_size
+        if world == 1:
+            return None
+        rank = self.trainer.global_rank
+        if train:
+            return DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.recipe.seed)
+        return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+
+    def _loader(self, dataset, train: bool):
+        return data.loader(dataset, self.recipe, train=train, sampler=self._sampler(dataset, train))
+
+    def train_dataloader(self):
+        return self._loader(self.bundle.train, True)
+
+    def val_dataloader(self):
+        return self._loader(self.bundle.val, False)
+
+    def test_dataloader(self):
+        return self._loader(self.bundle.test, False)
+
+
+class ClassificationModule(L.LightningModule):
+    """A timm model with the recipe's loss and optimizer, and the shared metrics per part."""
+
+    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter) -> None:
+        super().__init__()
+        self.model, self.spec, self.meter = model, spec, meter
+        # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
+        self.metrics = nn.ModuleDict({f"{p}_": metric_collection(num_classes) for p in PARTS})
+        self.losses = nn.ModuleDict({f"{p}_": MeanMetric() for p in PARTS})
+        self.history: list[dict[str, float]] = []
+        self.test_metrics: dict[str, float] = {}
+        self._epoch_values: dict[str, dict[str, float]] = {}
+        self._epoch_start = 0.0
+
+    def setup(self, stage: str) -> None:
+        if self.trainer.accelerator.__class__.__name__ == "CPUAccelerator":  # share the cores between ranks
+            torch.set_num_threads(max(1, detect().cpu_cores // self.trainer.num_devices))
+
+    def configure_optimizers(self):
+        return optimizer_for(self.spec, self.model.parameters())
+
+    def _step(self, batch, part: str) -> torch.Tensor:
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        self.losses[f"{part}_"].update(loss.detach().float(), weight=y.numel())
+        self.metrics[f"{part}_"].update(logits.detach().float(), y)
+        return loss
+
+    def _finish(self, part: str) -> dict[str, float]:
+        """Global (all-rank) epoch values of `part`, then reset for the next epoch."""
+        metrics, loss = self.metrics[f"{part}_"], self.losses[f"{part}_"]
+        values = {k: float(v) for k, v in metrics.compute().items()}
+        values["loss"] = float(loss.compute())
+        metrics.reset()
+        loss.reset()
+        # Already global; sync_dist averages identical values (and keeps Lightning from warning).
+        self.log_dict({f"{part}_{k}": v for k, v in values.items()}, sync_dist=True)
+        return values
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+        self.meter.epoch_start()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.meter.batch_end(len(batch[1]) * self.trainer.world_size)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._epoch_values["val"] = self._finish("val")
+
+    def on_train_epoch_end(self) -> None:
+        train = self._finish("train")
+        row = history_row(
+            self.current_epoch + 1,
+            self.trainer.optimizers[0].param_groups[0]["lr"],
+            time.perf_counter() - self._epoch_start,
+            train,
+            self._epoch_values.pop("val", {}),
+        )
+        self.history.append(row)
+        if self.trainer.is_global_zero:
+            print_epoch(row)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = {f"test_{k}": v for k, v in self._finish("test").items()}
+
+
+def trainer_kwargs(spec: BenchmarkSpec, accelerator: str) -> dict:
+    """Trainer settings from the spec: precision, devices, nodes and the DDP strategy when needed."""
+    return dict(
+        accelerator=accelerator,
+        devices=spec.devices,
+        num_nodes=spec.num_nodes,
+        strategy="ddp" if spec.world_size > 1 else "auto",
+        precision=spec.precision,
+        max_epochs=spec.recipe.epochs,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+class LightningEngine:
+    name = "lightning"
+
+    def fit(self, job: TrainingJob) -> EngineOutput:
+        meter = ThroughputMeter()
+        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter)
+        datamodule = BundleDataModule(job.data, job.spec.recipe)
+        trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator))
+        trainer.fit(module, datamodule=datamodule)
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        return EngineOutput(
+            history=module.history,
+            test=module.test_metrics,
+            train_images_per_s=meter.images_per_s,
+            is_main_process=trainer.is_global_zero,
+        )

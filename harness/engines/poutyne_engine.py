@@ -1,0 +1,94 @@
+"""Training with Poutyne (`poutyne.Model.fit_generator`), as seed 1 did.
+
+Poutyne has no mixed precision of its own: `MixedPrecisionModel` runs its forward pass and loss
+under `torch.autocast` and, for fp16, scales gradients with `torch.amp.GradScaler`. Several GPUs go
+through Poutyne's own device list (one process, data parallel).
+"""
+
+from __future__ import annotations
+
+import poutyne
+import torch
+
+from harness import data
+from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
+from harness.engines.history import history_row, print_epoch
+from harness.metrics import metric_collection
+
+
+class MixedPrecisionModel(poutyne.Model):
+    """A `poutyne.Model` whose forward/loss run under autocast, with loss scaling for fp16."""
+
+    def __init__(self, *args, precision: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype(precision)
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "16-mixed" else None
+
+    def _compute_loss_and_metrics(self, x, y, **kwargs):
+        if self.autocast_dtype is None:
+            return super()._compute_loss_and_metrics(x, y, **kwargs)
+        with torch.autocast(torch.device(self.device or "cpu").type, dtype=self.autocast_dtype):
+            return super()._compute_loss_and_metrics(x, y, **kwargs)
+
+    def _fit_batch(self, x, y, *, callback=None, step=None, return_pred=False, convert_to_numpy=True):
+        if self.scaler is None:
+            return super()._fit_batch(x, y, callback=callback, step=step, return_pred=return_pred, convert_to_numpy=convert_to_numpy)
+        self.optimizer.zero_grad()
+        loss, batch_metrics, pred_y = self._compute_loss_and_metrics(
+            x, y, return_loss_tensor=True, return_pred=return_pred, convert_to_numpy=convert_to_numpy
+        )
+        self.scaler.scale(loss).backward()
+        if callback is not None:
+            callback.on_backward_end(step)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach()), batch_metrics, pred_y
+
+
+class _Recorder(poutyne.Callback):
+    """Feeds the shared throughput meter and collects history rows in the engines' common keys."""
+
+    def __init__(self, meter: ThroughputMeter, optimizer: torch.optim.Optimizer) -> None:
+        super().__init__()
+        self.meter = meter
+        self.optimizer = optimizer
+        self.rows: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch_number: int, logs: dict) -> None:
+        self.meter.epoch_start()
+
+    def on_train_batch_end(self, batch_number: int, logs: dict) -> None:
+        self.meter.batch_end(int(logs["size"]))
+
+    def on_epoch_end(self, epoch_number: int, logs: dict) -> None:
+        train = {k: v for k, v in logs.items() if k not in ("epoch", "time") and not k.startswith("val_")}
+        val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
+        row = history_row(epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], train, val)
+        self.rows.append(row)
+        print_epoch(row)
+
+
+class PoutyneEngine:
+    name = "poutyne"
+
+    def fit(self, job: TrainingJob) -> EngineOutput:
+        spec, recipe = job.spec, job.spec.recipe
+        devices = device_list(spec, job.hardware)
+        optimizer = optimizer_for(spec, job.model.parameters())
+        metrics = metric_collection(job.data.num_classes)
+        model = MixedPrecisionModel(
+            job.model,
+            optimizer,
+            "cross_entropy",
+            epoch_metrics=[(tuple(metrics.keys()), metrics)],
+            precision=spec.precision,
+        )
+        model.to(devices if len(devices) > 1 else devices[0])
+        meter = ThroughputMeter()
+        recorder = _Recorder(meter, optimizer)
+        train_loader = data.loader(job.data.train, recipe, train=True)
+        val_loader = data.loader(job.data.val, recipe, train=False)
+        model.fit_generator(train_loader, val_loader, epochs=recipe.epochs, callbacks=[recorder], verbose=False)
+        test_logs = model.evaluate_generator(data.loader(job.data.test, recipe, train=False), return_dict_format=True, verbose=False)
+        test = {k: float(v) for k, v in test_logs.items() if k.startswith("test_") and k != "test_time"}
+        return EngineOutput(history=recorder.rows, test=test, train_images_per_s=meter.images_per_s)

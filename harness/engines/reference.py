@@ -1,0 +1,37 @@
+"""A plain PyTorch training loop: the yardstick for the engines' overhead (Lightning's parity-test idea).
+
+Same model, loaders, optimizer, precision and throughput meter as the engines, nothing else: no
+metrics, no validation, no callbacks. Engine images/s divided by this loop's is the overhead ratio.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from harness import data
+from harness.engines.base import ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
+
+
+def train_images_per_s(job: TrainingJob) -> float:
+    """Train `job.model` for the recipe's epochs in a bare loop; return training images/s."""
+    spec = job.spec
+    device = torch.device(device_list(spec, job.hardware)[0])
+    model = job.model.to(device).train()
+    optimizer = optimizer_for(spec, model.parameters())
+    dtype = autocast_dtype(spec.precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
+    loader = data.loader(job.data.train, spec.recipe, train=True)
+    meter = ThroughputMeter()
+    for _ in range(spec.recipe.epochs):
+        meter.epoch_start()
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            optimizer.zero_grad()
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = F.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            meter.batch_end(len(y))
+    return meter.images_per_s

@@ -1,0 +1,93 @@
+"""Running a spec in its own process tree, for callers that cannot host DDP themselves.
+
+Lightning's `ddp` strategy re-launches `sys.argv` in every child; inside pytest that would re-run
+pytest. So multi-process cases go through the harness's own entry point: the caller writes the
+spec and settings to files and starts `python -m harness run --spec ... --settings ...`, whose
+argv Lightning can safely re-launch. Datasets and weights are prepared once in the caller first,
+so ranks never race to generate them. A failing child fails the caller with its output shown.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from harness import runner
+from harness.results.record import RESULT_FILE, RunResult
+from harness.settings import REPO_ROOT, RunSettings
+from harness.spec import BenchmarkSpec
+
+OUTPUT_TAIL = 6000
+
+
+class LaunchError(RuntimeError):
+    """A child run failed; the message carries the end of its output."""
+
+
+def needs_own_processes(spec: BenchmarkSpec) -> bool:
+    return spec.engine == "lightning" and spec.world_size > 1
+
+
+def command(spec_file: Path, settings_file: Path, run_id: str) -> list[str]:
+    return [sys.executable, "-m", "harness", "run", "--spec", str(spec_file), "--settings", str(settings_file), "--run-id", run_id]
+
+
+def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, extra_env: dict[str, str] | None = None) -> RunResult:
+    """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
+    run_id = run_id or spec.id
+    runner.prepare(spec, settings)
+    with tempfile.TemporaryDirectory(prefix="trainbench-launch-") as tmp:
+        spec_file, settings_file = Path(tmp) / "spec.json", Path(tmp) / "settings.json"
+        spec_file.write_text(spec.to_json())
+        settings_file.write_text(settings.to_json())
+        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])), **(extra_env or {})}
+        done = subprocess.run(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    print(output[-OUTPUT_TAIL:])
+    if done.returncode != 0:
+        raise LaunchError(f"{spec.id}: `python -m harness run` exited with {done.returncode}; end of its output:\n{output[-OUTPUT_TAIL:]}")
+    return RunResult.load(settings.results_dir / run_id / RESULT_FILE)
+
+
+def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes: int, node_rank: int, procs_per_node: int, master_port: int, master_addr: str = "127.0.0.1") -> list[str]:
+    """One node's `torchrun` line; Lightning detects torchrun's environment and does not re-launch."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={procs_per_node}", f"--node-rank={node_rank}",
+        f"--master-addr={master_addr}", f"--master-port={master_port}",
+        "-m", "harness", "run", "--spec", str(spec_file), "--settings", str(settings_file), "--run-id", run_id,
+    ]  # fmt: skip
+
+
+def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_port: int, run_id: str | None = None) -> RunResult:
+    """All `spec.num_nodes` nodes as separate torchrun launches on this machine (proves the multi-node path)."""
+    run_id = run_id or spec.id
+    runner.prepare(spec, settings)
+    with tempfile.TemporaryDirectory(prefix="trainbench-nodes-") as tmp:
+        spec_file, settings_file = Path(tmp) / "spec.json", Path(tmp) / "settings.json"
+        spec_file.write_text(spec.to_json())
+        settings_file.write_text(settings.to_json())
+        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        nodes = [
+            subprocess.Popen(
+                torchrun_command(spec_file, settings_file, run_id, nodes=spec.num_nodes, node_rank=rank, procs_per_node=spec.devices, master_port=master_port),
+                cwd=REPO_ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )
+            for rank in range(spec.num_nodes)
+        ]  # fmt: skip
+        outputs = [node.communicate()[0] for node in nodes]
+    failed = [(rank, node.returncode) for rank, node in enumerate(nodes) if node.returncode != 0]
+    if failed:
+        raise LaunchError(f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs))
+    return RunResult.load(settings.results_dir / run_id / RESULT_FILE)
+
+
+def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
+    """In this process when it can host the run, else in a child process tree."""
+    if needs_own_processes(spec):
+        return run_in_subprocess(spec, settings, run_id)
+    record = runner.run(spec, settings, run_id)
+    assert record is not None  # a single process is always rank 0
+    return record

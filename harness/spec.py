@@ -1,0 +1,191 @@
+"""The declarative description of one benchmark case.
+
+A `BenchmarkSpec` is immutable and JSON-serialisable: the pytest layer builds it, the CLI builds it,
+a child process receives it as a file, and the result record stores it. Everything a run does is a
+function of its spec plus the environment settings (paths, tracking), never of hidden globals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
+PRECISIONS: tuple[str, ...] = ("32-true", "16-mixed", "bf16-mixed")
+ENGINES: tuple[str, ...] = ("poutyne", "lightning")
+WEIGHTS: tuple[str, ...] = ("pretrained", "random")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+TRAIN_CROPS: tuple[str, ...] = ("resize", "random_resized_crop")
+
+# Short forms used in readable test ids: 32-true -> 32true, bf16-mixed -> bf16, 16-mixed -> fp16.
+_PRECISION_TAGS = {"32-true": "32true", "16-mixed": "fp16", "bf16-mixed": "bf16"}
+
+
+class SpecError(ValueError):
+    """A spec field holds a value the harness cannot run; the message names the field and the fix."""
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """One albumentations transform by class name, with its keyword arguments."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class Split:
+    """How a single ImageFolder is cut into train/val/test: by fractions or by exact counts."""
+
+    train: float
+    val: float
+    test: float
+    by: Literal["fraction", "count"] = "fraction"
+
+    def __post_init__(self) -> None:
+        values = (self.train, self.val, self.test)
+        if any(v <= 0 for v in values):
+            raise SpecError(f"split sizes must all be positive, got {values}")
+        if self.by == "fraction" and sum(values) > 1.0 + 1e-9:
+            raise SpecError(f"split fractions must sum to at most 1, got {sum(values):.3f}")
+        if self.by == "count" and any(float(v) != int(v) for v in values):
+            raise SpecError(f"split counts must be whole numbers, got {values}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training hyper-parameters, exactly as a write-up states them (or a profile derives them)."""
+
+    optimizer: str
+    lr: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    image_size: int
+    workers: int
+    split: Split
+    loss: str = "cross_entropy"
+    train_crop: str = "resize"
+    train_augmentations: tuple[Augmentation, ...] = ()
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise SpecError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+        if self.loss != "cross_entropy":
+            raise SpecError(f"unknown loss {self.loss!r}; only 'cross_entropy' is implemented")
+        if self.train_crop not in TRAIN_CROPS:
+            raise SpecError(f"unknown train_crop {self.train_crop!r}; choose one of {', '.join(TRAIN_CROPS)}")
+        for name in ("batch_size", "epochs", "image_size"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise SpecError(f"lr must be positive, got {self.lr}")
+        if self.workers < 0:
+            raise SpecError(f"workers must be 0 or more, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """`metric` (a test metric name) must be >= (`at_least`) or <= (`at_most`) `value`."""
+
+    metric: str
+    op: Literal["at_least", "at_most"]
+    value: float
+    why: str = ""
+
+    def holds(self, metrics: dict[str, float]) -> bool:
+        got = metrics[self.metric]
+        return got >= self.value if self.op == "at_least" else got <= self.value
+
+    def describe(self) -> str:
+        sign = ">=" if self.op == "at_least" else "<="
+        return f"{self.metric} {sign} {self.value:.4g}" + (f" ({self.why})" if self.why else "")
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One case of the matrix: what to train, with what, on what, and what it must reach."""
+
+    model: str
+    dataset: str
+    engine: str
+    weights: str
+    precision: str
+    devices: int
+    recipe: Recipe
+    thresholds: tuple[Threshold, ...] = ()
+    num_nodes: int = 1
+    benchmark: str = "adhoc"
+    profile: str = "smoke"
+    target_accuracy: float | None = None
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise SpecError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.weights not in WEIGHTS:
+            raise SpecError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}")
+        if self.precision not in PRECISIONS:
+            raise SpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.devices < 1 or self.num_nodes < 1:
+            raise SpecError(f"devices and num_nodes must be at least 1, got {self.devices}, {self.num_nodes}")
+
+    @property
+    def id(self) -> str:
+        """Readable, unique, `-k` friendly: `fastvit_t8-kvasir-lightning-bf16-2dev-pretrained`."""
+        parts = [self.model, self.dataset, self.engine, _PRECISION_TAGS[self.precision], f"{self.devices}dev"]
+        if self.num_nodes > 1:
+            parts.append(f"{self.num_nodes}node")
+        parts.append(self.weights)
+        return "-".join(parts)
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    def replace(self, **changes: Any) -> BenchmarkSpec:
+        return dataclasses.replace(self, **changes)
+
+    def with_recipe(self, **changes: Any) -> BenchmarkSpec:
+        return dataclasses.replace(self, recipe=dataclasses.replace(self.recipe, **changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> BenchmarkSpec:
+        recipe = dict(raw["recipe"])
+        recipe["split"] = Split(**recipe["split"])
+        recipe["train_augmentations"] = tuple(
+            Augmentation(a["name"], tuple((k, _freeze(v)) for k, v in a["params"]))
+            for a in recipe["train_augmentations"]
+        )
+        fields = dict(raw)
+        fields["recipe"] = Recipe(**recipe)
+        fields["thresholds"] = tuple(Threshold(**t) for t in raw.get("thresholds", ()))
+        fields["tags"] = tuple(raw.get("tags", ()))
+        return cls(**fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchmarkSpec:
+        return cls.from_dict(json.loads(text))
+
+
+def _freeze(value: Any) -> Any:
+    """JSON turns tuples into lists; specs must stay hashable, so turn them back."""
+    return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
+def aug(name: str, **params: Any) -> Augmentation:
+    """Shorthand for catalog entries: `aug("HorizontalFlip", p=0.5)`."""
+    return Augmentation(name, tuple(sorted((k, _freeze(v)) for k, v in params.items())))

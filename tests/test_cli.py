@@ -1,0 +1,37 @@
+"""`python -m harness run`: help, a real run on an ImageFolder, and bad input as exit 2 with a message."""
+
+import json
+import subprocess
+import sys
+
+from harness.settings import REPO_ROOT
+
+
+def harness(*args, cwd=REPO_ROOT):
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_help_documents_every_option():
+    out = harness("run", "--help").stdout
+    for option in ("--model", "--data", "--engine", "--weights", "--epochs", "--image-size", "--batch-size", "--optimizer",
+                   "--lr", "--weight-decay", "--precision", "--devices", "--seed", "--results-dir", "--num-nodes"):
+        assert option in out
+
+
+def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folder, tmp_path):
+    done = harness("run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--engine", "poutyne", "--weights", "random",
+                   "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--optimizer", "sgd", "--lr", "0.01",
+                   "--weight-decay", "0", "--precision", "32-true", "--devices", "1", "--seed", "3", "--results-dir", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr
+    assert "test_acc=" in done.stdout
+    record = json.loads((tmp_path / "r" / "test_efficientnet-tiny-poutyne-32true-1dev-random" / "result.json").read_text())
+    assert record["spec"]["recipe"]["optimizer"] == "sgd" and record["spec"]["recipe"]["seed"] == 3
+
+
+def test_bad_input_exits_2_with_the_problem_named(tmp_path):
+    done = harness("run", "--data", str(tmp_path / "missing"), "--weights", "random", "--results-dir", str(tmp_path))
+    assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+    done = harness("run", "--model", "no_such_net", "--data", "synthetic", "--weights", "random", "--results-dir", str(tmp_path))
+    assert done.returncode == 2 and "unknown timm model 'no_such_net'" in done.stderr
+    done = harness("run", "--precision", "fp8")
+    assert done.returncode == 2 and "invalid choice: 'fp8'" in done.stderr

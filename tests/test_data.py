@@ -1,0 +1,114 @@
+"""Loading real image files: modes, transforms, and every kind of bad input with its message."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from harness import data
+from harness.catalog import EFFICIENTNETV2, FASTVIT, KVASIR_CLASSES
+from harness.data import DataError, kvasir, synthetic
+from harness.data.imagefolder import load_rgb, scan
+from harness.data.transforms import eval_transform, train_transform
+from harness.spec import SpecError, aug
+from tests.conftest import make_image_folder, tiny_spec
+
+STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_grayscale_palette_and_rgba_images_load_as_rgb(tmp_path):
+    base = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    for mode in ("L", "P", "RGBA", "RGB"):
+        image = base.convert(mode)
+        image.save(tmp_path / f"{mode}.png")
+        array = load_rgb(str(tmp_path / f"{mode}.png"))
+        assert array.shape == (20, 30, 3) and array.dtype == np.uint8
+
+
+def test_transforms_give_normalised_tensors_of_the_recipe_size():
+    recipe = EFFICIENTNETV2.recipe.__class__(**{**EFFICIENTNETV2.recipe.__dict__, "image_size": 48})
+    image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    out = train_transform(recipe, STATS)(image=image)["image"]
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 48, 48) and out.dtype == torch.float32
+    assert -1.01 <= out.min() and out.max() <= 1.01
+    first, second = (eval_transform(recipe, STATS)(image=image)["image"] for _ in range(2))
+    assert torch.equal(first, second)  # eval is resize + normalise only: deterministic
+
+
+def test_random_resized_crop_recipe_builds():
+    recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 32})
+    image = np.zeros((50, 60, 3), dtype=np.uint8)
+    assert train_transform(recipe, STATS)(image=image)["image"].shape == (3, 32, 32)
+
+
+def test_unknown_augmentation_is_named():
+    recipe = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "train_augmentations": (aug("MagicFlip"),)})
+    with pytest.raises(SpecError, match="no transform named 'MagicFlip'"):
+        train_transform(recipe, STATS)
+
+
+def test_bundle_splits_and_serves_samples(tiny_folder):
+    bundle = data.build(tiny_folder, tiny_spec().recipe, STATS)
+    assert bundle.classes == ("a", "b", "c", "d", "e", "f")
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 72
+    image, label = bundle.val[0]
+    assert image.shape == (3, 32, 32) and 0 <= label < 6
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match=r"does not exist; pass an ImageFolder directory"):
+        scan(tmp_path / "nowhere")
+
+
+def test_empty_class_folder(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cats": 3, "dogs": 3})
+    (root / "birds").mkdir()
+    with pytest.raises(DataError, match=r"no images in .*: birds; add images"):
+        scan(root)
+
+
+def test_single_class(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cats": 3})
+    with pytest.raises(DataError, match="only one class \\(cats\\); classification needs at least 2"):
+        scan(root)
+
+
+def test_corrupt_image_file_is_named(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cats": 3, "dogs": 3})
+    (root / "dogs" / "broken.png").write_bytes(b"this is not a png")
+    with pytest.raises(DataError, match=r"corrupt or unreadable image file .*broken.png.*delete or replace it"):
+        scan(root)
+
+
+def test_kvasir_lists_missing_classes(tmp_path):
+    folder = tmp_path / kvasir.FOLDER_NAME
+    make_image_folder(folder, {c: 3 for c in KVASIR_CLASSES[:6]})
+    with pytest.raises(DataError, match="missing class folder\\(s\\) polyps, ulcerative-colitis"):
+        kvasir.locate(tmp_path)
+    with pytest.raises(DataError, match="needs --data-root"):
+        kvasir.locate(None)
+
+
+def test_kvasir_found_under_data_root_or_directly(tmp_path):
+    folder = make_image_folder(tmp_path / kvasir.FOLDER_NAME, {c: 3 for c in KVASIR_CLASSES})
+    assert kvasir.locate(tmp_path) == folder and kvasir.locate(folder) == folder
+
+
+def test_generated_dataset_is_deterministic_and_cached(tmp_path):
+    first = synthetic.ensure("synthetic", tmp_path / "a")
+    second = synthetic.ensure("synthetic", tmp_path / "b")
+    files = sorted(p.relative_to(first) for p in first.rglob("*.*"))
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*.*"))
+    assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files[:20])
+    index = scan(first)
+    assert index.class_counts() == {c: 60 for c in synthetic.DATASETS["synthetic"].classes}
+    assert synthetic.ensure("synthetic", tmp_path / "a") == first  # cached: no regeneration
+    modes = {Image.open(p).mode for p in list(first.rglob("*.*"))[:30]}
+    assert {"RGB", "L", "P", "RGBA"} <= modes
+
+
+def test_kvasir_standin_goes_through_the_kvasir_checks(tmp_path):
+    folder = data.locate("kvasir-synthetic", None, tmp_path)
+    assert scan(folder).classes == KVASIR_CLASSES

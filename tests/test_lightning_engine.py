@@ -1,0 +1,71 @@
+"""The Lightning engine: one process in-process, two processes (DDP over gloo) through the harness entry point."""
+
+import pytest
+
+from harness import launch, runner
+from harness.launch import LaunchError
+from harness.results.record import RunResult
+from tests.conftest import tiny_spec
+
+
+def test_single_process_run_reports_the_shared_metrics(tiny_folder, settings):
+    record = runner.run(tiny_spec(engine="lightning"), settings.replace(data_root=tiny_folder))
+    assert set(record.test) == {"test_loss", "test_acc", "test_f1", "test_top3", "test_top5"}
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "epoch_time"} <= set(record.history[0])
+    assert record.train_images_per_s > 0
+
+
+@pytest.mark.ddp
+def test_two_process_bf16_run_through_the_entry_point(tiny_folder, settings):
+    spec = tiny_spec(engine="lightning", precision="bf16-mixed", devices=2)
+    assert launch.needs_own_processes(spec)
+    record = launch.run(spec, settings.replace(data_root=tiny_folder))
+    assert record.spec["devices"] == 2 and record.spec["precision"] == "bf16-mixed"
+    assert RunResult.load(settings.results_dir / spec.id / "result.json").test == record.test
+    assert 0 <= record.test["test_acc"] <= 1 and len(record.history) == 1
+
+
+@pytest.mark.ddp
+def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
+    folder = tmp_path / "data"
+    from tests.conftest import make_image_folder
+
+    make_image_folder(folder, {"a": 4, "b": 4})
+    spec = tiny_spec(engine="lightning", devices=2, model="test_vit").with_recipe(image_size=30)  # 30 is not a multiple of test_vit's patch
+    with pytest.raises(LaunchError, match="exited with 1.*end of its output"):
+        launch.run(spec, settings.replace(data_root=folder))
+
+
+@pytest.mark.ddp
+def test_two_nodes_on_loopback_equal_one_node_with_two_processes(tiny_folder, settings):
+    """torchrun --nnodes=2 (one CPU process per node) gives the global metrics of 1 node x 2 processes."""
+    from tests.test_metric_sync import _free_port
+
+    settings = settings.replace(data_root=tiny_folder)
+    one_node = launch.run(tiny_spec(engine="lightning", devices=2), settings)
+    two_nodes = launch.run_nodes_on_loopback(tiny_spec(engine="lightning", devices=1, num_nodes=2), settings, master_port=_free_port())
+    assert two_nodes.spec["num_nodes"] == 2
+    # Same shards, same seed: equal up to float summation order (each "node" here picks its own
+    # CPU thread count, which changes the order of reductions): 1e-4 relative.
+    assert two_nodes.test == pytest.approx(one_node.test, rel=1e-4)
+    assert two_nodes.history[0]["train_loss"] == pytest.approx(one_node.history[0]["train_loss"], rel=1e-4)
+
+
+def test_single_process_bf16_really_runs_in_bf16(tiny_folder, settings):
+    """bf16-mixed on one CPU process: Lightning's autocast makes the convolutions compute in bf16."""
+    import torch
+    from torch.nn.modules.module import register_module_forward_hook
+
+    seen: set[torch.dtype] = set()
+
+    def conv_dtype(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            seen.add(output.dtype)
+
+    handle = register_module_forward_hook(conv_dtype)
+    try:
+        record = runner.run(tiny_spec(engine="lightning", precision="bf16-mixed"), settings.replace(data_root=tiny_folder))
+    finally:
+        handle.remove()
+    assert torch.bfloat16 in seen
+    assert record.spec["precision"] == "bf16-mixed" and record.test["test_loss"] > 0

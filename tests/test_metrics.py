@@ -1,0 +1,34 @@
+"""The shared metric definition against values computed by hand."""
+
+import pytest
+import torch
+
+from harness.metrics import metric_collection
+
+
+def test_metrics_match_hand_computed_values():
+    # 6 classes, 4 samples. Predicted argmax: 0, 1, 3, 5; targets: 0, 1, 2, 4.
+    logits = torch.tensor(
+        [
+            [9.0, 1, 2, 3, 4, 5],  # target 0: top1 hit
+            [1.0, 9, 8, 2, 0, 0],  # target 1: top1 hit
+            [0.0, 1, 7, 9, 8, 2],  # target 2: rank 3 -> top3 hit
+            [0.0, 6, 1, 2, 3, 9],  # target 4: rank 3 (9, 6, 3) -> top3 hit
+        ]
+    )
+    target = torch.tensor([0, 1, 2, 4])
+    metrics = metric_collection(6)
+    metrics.update(logits, target)
+    got = {k: float(v) for k, v in metrics.compute().items()}
+    assert got["acc"] == pytest.approx(2 / 4)
+    assert got["top3"] == pytest.approx(4 / 4)
+    assert got["top5"] == pytest.approx(4 / 4)
+    # Macro F1 over classes present in target or prediction: class 0: 1, class 1: 1, class 2: 0,
+    # class 3: 0 (predicted, not present), class 4: 0, class 5: 0 (predicted, not present).
+    # torchmetrics averages over all 6 classes: (1 + 1 + 0 + 0 + 0 + 0) / 6.
+    assert got["f1"] == pytest.approx(2 / 6)
+
+
+def test_top_k_is_left_out_when_it_would_be_trivially_one():
+    assert set(metric_collection(3).keys()) == {"acc", "f1"}
+    assert set(metric_collection(4).keys()) == {"acc", "f1", "top3"}
