@@ -8,14 +8,13 @@ from pathlib import Path
 
 from harness import catalog
 from harness.data import kvasir, synthetic
-from harness.settings import RunSettings, default_cache_dir, env
+from harness.settings import OPTIONS, RunSettings, env
 from harness.spec import ENGINES, OPTIMIZERS, PRECISIONS, WEIGHTS, BenchmarkSpec, SpecError
 
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--results-dir", type=Path, default=Path(env("results_dir", "results")), help="where result records go (TRAINBENCH_RESULTS_DIR; default ./results)")
-    parser.add_argument("--weights-dir", type=Path, default=env("weights_dir"), help="folder of pretrained weight files, e.g. tf_efficientnetv2_b2.safetensors (TRAINBENCH_WEIGHTS_DIR)")
-    parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="generated datasets and weights (TRAINBENCH_CACHE_DIR; default ~/.cache/trainbench)")
+    for flag, kwargs in OPTIONS:
+        parser.add_argument(flag, **kwargs)
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,12 +42,12 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     _add_settings_options(p)
 
 
-def _dataset_from(value: str | None, seed: catalog.Seed, profile: str) -> tuple[str, Path | None]:
+def _dataset_from(value: str | None, seed: catalog.Seed, profile: str, data_root: str | None) -> tuple[str, Path | None]:
     """(dataset name, data root) from `--data`: a generated name, a Kvasir folder or any ImageFolder."""
     if value is None:
-        return (seed.dataset if profile == "full" else seed.smoke_dataset), env("data_root")
+        return (seed.dataset if profile == "full" else seed.smoke_dataset), data_root
     if value in synthetic.DATASETS or value == "kvasir":
-        return value, env("data_root")
+        return value, data_root
     path = Path(value)
     if path.name == kvasir.FOLDER_NAME:
         return "kvasir", path.parent
@@ -57,7 +56,7 @@ def _dataset_from(value: str | None, seed: catalog.Seed, profile: str) -> tuple[
 
 def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None]:
     seed = catalog.SEEDS[args.recipe]
-    dataset, data_root = _dataset_from(args.data, seed, args.profile)
+    dataset, data_root = _dataset_from(args.data, seed, args.profile, args.data_root)
     from harness import data
 
     spec = catalog.make_spec(
@@ -94,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = RunSettings.from_json(args.settings.read_text()) if args.settings else RunSettings()
     else:
         spec, data_root = spec_from_args(args)
-        settings = RunSettings(results_dir=args.results_dir, cache_dir=args.cache_dir, data_root=data_root, weights_dir=args.weights_dir)
+        settings = RunSettings.from_options(lambda name: getattr(args, name)).replace(data_root=data_root)
     record = runner.run(spec, settings, run_id=args.run_id)
     if record is not None:
         shown = "  ".join(f"{k}={v:.4f}" for k, v in record.test.items())
@@ -117,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from harness.data import DataError
     from harness.models import ModelError
+    from harness.artifacts import ResumeError
+    from harness.artifacts.gcs import BucketURLError
     from harness.runner import UnsupportedCase
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, ModelError, SpecError, UnsupportedCase) as error:
+    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

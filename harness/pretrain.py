@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import data, engines, models
+from harness.artifacts import RunArtifacts
 from harness.engines import TrainingJob
 from harness.hardware import detect
 from harness.settings import RunSettings
@@ -43,7 +44,8 @@ def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False)
     run_dir = settings.cache_dir / "pretraining" / source.id
     quiet = settings.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
-    output = engines.get("poutyne").fit(TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect()))
+    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id))
+    output = engines.get("poutyne").fit(job)
     path = settings.resolved_weights_dir / f"{spec.model}.safetensors"
     models.save_weights(
         model,

@@ -13,6 +13,7 @@ from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
 from harness import data, engines, models, pretrain
+from harness.artifacts import RunArtifacts
 from harness.engines import TrainingJob
 from harness.hardware import detect, skip_reason
 from harness.inference import is_reparameterizable, reparameterization_check
@@ -60,7 +61,7 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = N
     seed_everything(spec.recipe.seed, verbose=False)
     bundle = data.for_spec(spec, settings.data_root, settings.cache_dir, models.data_stats(spec.model))
     model = obtain_model(spec, settings, bundle.num_classes)
-    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw)
+    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, RunArtifacts(spec, settings, run_id))
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult | None:
@@ -72,9 +73,10 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     if not output.is_main_process:
         return None
     extra = dict(output.extra)
+    extra["artifacts"] = job.artifacts.finish(output.history, output.test)
     if is_reparameterizable(job.model):
         device = torch.device("cuda" if job.hardware.gpus else "cpu")
-        extra["reparameterization"] = reparameterization_check(job.model, data.loader(job.data.test, spec.recipe, train=False), device)
+        extra["reparameterization"] = reparameterization_check(job.model, data.loader(job.data.test, spec.recipe), device)
     record = RunResult(
         run_id=job.run_id,
         spec=spec.to_dict(),

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +27,7 @@ ENV_VARS = {
     "gcs_bucket": "TRAINBENCH_GCS_BUCKET",
     "wandb": "TRAINBENCH_WANDB",
     "wandb_project": "TRAINBENCH_WANDB_PROJECT",
+    "gcs_retry_s": "TRAINBENCH_GCS_RETRY_S",
 }
 
 
@@ -52,6 +54,7 @@ class RunSettings:
     wandb: str = "off"
     wandb_project: str = "trainbench"
     resume: bool = False
+    gcs_retry_s: float = 120.0
 
     @property
     def resolved_weights_dir(self) -> Path:
@@ -66,6 +69,22 @@ class RunSettings:
         return json.dumps(raw)
 
     @classmethod
+    def from_options(cls, get: Callable[[str], Any]) -> RunSettings:
+        """Settings from parsed options (argparse or pytest: `get(dest)` reads one), see OPTIONS."""
+        return cls(
+            results_dir=Path(get("results_dir")).resolve(),
+            cache_dir=Path(get("cache_dir")),
+            data_root=Path(get("data_root")) if get("data_root") else None,
+            weights_dir=Path(get("weights_dir")) if get("weights_dir") else None,
+            checkpoint_dirs=tuple(Path(d) for d in (get("checkpoint_dirs") or ())),
+            gcs_bucket=get("gcs_bucket") or None,
+            wandb=get("wandb"),
+            wandb_project=get("wandb_project"),
+            resume=bool(get("resume")),
+            gcs_retry_s=float(get("gcs_retry_s")),
+        )
+
+    @classmethod
     def from_json(cls, text: str) -> RunSettings:
         raw = json.loads(text)
         paths = ("results_dir", "cache_dir", "data_root", "weights_dir")
@@ -73,3 +92,23 @@ class RunSettings:
             raw[key] = Path(raw[key]) if raw.get(key) else None
         raw["checkpoint_dirs"] = tuple(Path(p) for p in raw.get("checkpoint_dirs", ()))
         return cls(**raw)
+
+
+def _split_dirs(value: str | None) -> list[str] | None:
+    return [d for d in value.split(os.pathsep) if d] if value else None
+
+
+# The settings options, shared by `python -m harness run` (argparse) and pytest (whose addoption
+# takes argparse's keywords), so both spell and document them the same way.
+OPTIONS: list[tuple[str, dict[str, Any]]] = [
+    ("--results-dir", dict(dest="results_dir", default=env("results_dir", "results"), help=f"where records and tables go [{ENV_VARS['results_dir']}; default results]")),
+    ("--data-root", dict(dest="data_root", default=env("data_root"), help=f"folder holding real datasets, e.g. kvasir-dataset-v2/ [{ENV_VARS['data_root']}]")),
+    ("--weights-dir", dict(dest="weights_dir", default=env("weights_dir"), help=f"pretrained files <model>.safetensors|.pth|.bin [{ENV_VARS['weights_dir']}]")),
+    ("--cache-dir", dict(dest="cache_dir", default=str(default_cache_dir()), help=f"generated datasets and weights [{ENV_VARS['cache_dir']}; default ~/.cache/trainbench]")),
+    ("--checkpoint-dir", dict(dest="checkpoint_dirs", action="append", default=_split_dirs(env("checkpoint_dirs")), help=f"save every epoch's checkpoint here; repeat for several folders [{ENV_VARS['checkpoint_dirs']}, {os.pathsep}-separated]")),
+    ("--gcs-bucket", dict(dest="gcs_bucket", default=env("gcs_bucket"), help=f"also upload checkpoints to gs://BUCKET/PREFIX [{ENV_VARS['gcs_bucket']}]")),
+    ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=float(env("gcs_retry_s", "120")), help=f"give up an upload after retrying this long [{ENV_VARS['gcs_retry_s']}; default 120]")),
+    ("--wandb", dict(dest="wandb", choices=("auto", "online", "offline", "off"), default=env("wandb", "auto"), help=f"wandb tracking; auto: online with WANDB_API_KEY, else offline [{ENV_VARS['wandb']}]")),
+    ("--wandb-project", dict(dest="wandb_project", default=env("wandb_project", "trainbench"), help=f"wandb project [{ENV_VARS['wandb_project']}]")),
+    ("--resume", dict(dest="resume", action="store_true", help="continue an interrupted run from its latest checkpoint (local folders first, else the bucket)")),
+]

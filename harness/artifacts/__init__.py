@@ -1,0 +1,81 @@
+"""What a run leaves besides its record: checkpoints (folders + bucket) and a wandb run.
+
+Engines talk to one `RunArtifacts` per run, on rank 0 only: `track` and `save_checkpoint` after
+every epoch; the runner calls `finish`. Resume goes through `resume_path` on every rank.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointStore, load, rng_state
+from harness.artifacts.gcs import BucketUploader
+from harness.artifacts.tracking import WandbTracker
+from harness.settings import RunSettings
+from harness.spec import BenchmarkSpec
+
+__all__ = ["HARNESS_KEY", "ResumeError", "RunArtifacts", "harness_state", "load"]
+
+
+class ResumeError(ValueError):
+    """A checkpoint cannot continue this run; the message says why."""
+
+
+def harness_state(spec: BenchmarkSpec, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
+    """The engine-neutral part of every checkpoint."""
+    return {"format": 1, "engine": spec.engine, "epoch": epoch, "spec": spec.to_dict(), "history": [dict(r) for r in history], "rng": rng_state()}
+
+
+class RunArtifacts:
+    def __init__(self, spec: BenchmarkSpec, settings: RunSettings, run_id: str) -> None:
+        self.spec, self.settings, self.run_id = spec, settings, run_id
+        self.bucket = BucketUploader(settings.gcs_bucket, settings.gcs_retry_s) if settings.gcs_bucket else None
+        folders = list(settings.checkpoint_dirs)
+        if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
+            folders = [settings.results_dir / "checkpoints"]
+        self.store = CheckpointStore(run_id, folders, self.bucket) if folders else None
+        self.tracker = WandbTracker(settings.wandb, settings.wandb_project, spec, run_id, settings.results_dir)
+        self.saved: list[str] = []
+
+    @property
+    def checkpointing(self) -> bool:
+        return self.store is not None
+
+    def resume_path(self) -> Path | None:
+        """The checkpoint to continue from when --resume is set (local first, else the bucket)."""
+        if not (self.settings.resume and self.store):
+            return None
+        path = self.store.latest()
+        if path is None:
+            print(f"[trainbench] --resume: no checkpoint of {self.run_id} found; starting from epoch 1", flush=True)
+            return None
+        saved = load(path)[HARNESS_KEY]
+        if saved["spec"] != self.spec.to_dict():
+            raise ResumeError(f"{path} was written by a different spec than {self.run_id}'s; remove it or drop --resume")
+        print(f"[trainbench] resuming {self.run_id} from {path} (epoch {saved['epoch']})", flush=True)
+        return path
+
+    def track(self, row: dict[str, float]) -> None:
+        """Log one epoch's row to the wandb run."""
+        self.tracker.log_epoch(row)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store an epoch's checkpoint (its epoch is in checkpoint[HARNESS_KEY])."""
+        if self.store is not None:
+            self.saved.append(str(self.store.save(int(checkpoint[HARNESS_KEY]["epoch"]), checkpoint)))
+
+    def replay(self, history: list[dict[str, float]]) -> None:
+        """After a resume: give the tracker the epochs that ran before the interruption."""
+        for row in history:
+            self.tracker.log_epoch(row)
+
+    def finish(self, history: list[dict[str, float]], test: dict[str, float]) -> dict[str, Any]:
+        """Await uploads, close tracking; the report goes into result.json (never credentials)."""
+        report: dict[str, Any] = {"wandb": self.tracker.finish(history, test)}
+        if self.store is not None:
+            report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": self.saved[-1] if self.saved else None}
+        if self.bucket is not None:
+            failures = self.bucket.finish()
+            report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}
+        return report

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from harness.data import kvasir, synthetic
 from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
@@ -15,7 +14,7 @@ from harness.data.split import SplitIndices, stratified_split
 from harness.data.transforms import Stats, eval_transform, train_transform
 from harness.spec import BenchmarkSpec, Recipe
 
-__all__ = ["DataBundle", "DataError", "build", "for_spec", "loader", "locate", "num_classes"]
+__all__ = ["DataBundle", "DataError", "EpochSampler", "build", "for_spec", "loader", "locate", "num_classes", "train_sampler"]
 
 
 @dataclass(frozen=True)
@@ -61,45 +60,38 @@ def build(folder: Path, recipe: Recipe, stats: Stats) -> DataBundle:
     train_tf, eval_tf = train_transform(recipe, stats), eval_transform(recipe, stats)
     return DataBundle(
         classes=index.classes,
-        train=ImageClassificationDataset(index, parts.train, train_tf),
-        val=ImageClassificationDataset(index, parts.val, eval_tf),
-        test=ImageClassificationDataset(index, parts.test, eval_tf),
+        train=ImageClassificationDataset(index, parts.train, train_tf, recipe.seed),
+        val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed),
+        test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed),
     )
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Reseed each worker's copy of the albumentations pipeline from torch's per-worker seed.
+class EpochSampler(DistributedSampler):
+    """Shuffles by (seed, epoch) like DistributedSampler, and yields `(index, epoch)` keys.
 
-    torch derives that seed from the loader's seeded generator, per epoch and worker, so the
-    augmentations are reproducible yet differ across workers and epochs.
+    The epoch in each key seeds that sample's augmentation (see ImageClassificationDataset), so an
+    epoch's batches and augmentations are a pure function of seed and epoch: a resumed run sees
+    exactly what an uninterrupted one did. Lightning calls `set_epoch` itself; Poutyne's engine
+    calls it from a callback. With one replica it is a seeded per-epoch shuffle.
     """
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    worker = get_worker_info()
-    if worker is not None and hasattr(worker.dataset, "transform"):
-        worker.dataset.transform.set_random_seed(seed)
+
+    def __iter__(self):
+        return ((i, self.epoch) for i in super().__iter__())
 
 
-def loader(
-    dataset: Dataset,
-    recipe: Recipe,
-    *,
-    train: bool,
-    sampler: Sampler | None = None,
-    batch_size: int | None = None,
-) -> DataLoader:
-    """A DataLoader as the recipe says (batch size, workers), seeded so that shuffling repeats."""
-    generator = torch.Generator()
-    generator.manual_seed(recipe.seed)
+def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank: int = 0) -> EpochSampler:
+    return EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=recipe.seed)
+
+
+def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None, batch_size: int | None = None) -> DataLoader:
+    """A DataLoader as the recipe says (batch size, workers); order comes from `sampler` (None: in order)."""
     return DataLoader(
         dataset,
         batch_size=batch_size or recipe.batch_size,
-        shuffle=train and sampler is None,
+        shuffle=False,
         sampler=sampler,
         num_workers=recipe.workers,
         persistent_workers=recipe.workers > 0,
-        worker_init_fn=_seed_worker,
-        generator=generator,
         pin_memory=torch.cuda.is_available(),
         drop_last=False,
     )

@@ -85,18 +85,26 @@ def load_rgb(path: str) -> np.ndarray:
 
 
 class ImageClassificationDataset(Dataset):
-    """Samples of an ImageIndex, selected by `indices`, decoded and transformed with albumentations."""
+    """Samples of an ImageIndex, selected by `indices`, decoded and transformed with albumentations.
 
-    def __init__(self, index: ImageIndex, indices: Sequence[int], transform: Callable[..., dict]) -> None:
+    A key is an index, or `(index, epoch)` from `EpochSampler`: then the augmentation is seeded by
+    (seed, epoch, index), so it is the same whatever the worker, rank or restart that draws it.
+    """
+
+    def __init__(self, index: ImageIndex, indices: Sequence[int], transform: Callable[..., dict], seed: int = 0) -> None:
         self.index = index
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        i, epoch = key if isinstance(key, tuple) else (key, None)
         path, label = self.index.samples[self.indices[i]]
+        if epoch is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(int(np.random.SeedSequence([self.seed, epoch, int(i)]).generate_state(1)[0]))
         image = self.transform(image=load_rgb(path))["image"]
         return image, label
 

@@ -3,8 +3,8 @@
 Train: the recipe's crop (plain resize, or random-resized-crop), its augmentations by albumentations
 class name, then normalisation with the model's own mean/std and ToTensorV2.
 Eval (val and test): resize and normalise only, as both write-ups state.
-albumentations keeps its own random state, seeded here from the recipe; DataLoader workers reseed
-their copy (see `harness.data.loader`), so augmentations repeat run to run but not worker to worker.
+albumentations keeps its own random state; the dataset reseeds it per sample and epoch (see
+`ImageClassificationDataset`), so augmentations repeat exactly from run to run.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from harness.artifacts import RunArtifacts
 from harness.data import DataBundle
 from harness.hardware import Hardware
 from harness.settings import RunSettings
@@ -30,6 +31,7 @@ class TrainingJob:
     run_dir: Path
     settings: RunSettings
     hardware: Hardware
+    artifacts: RunArtifacts
 
 
 @dataclass

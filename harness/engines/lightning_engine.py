@@ -10,16 +10,19 @@ Only rank 0 reports. Multi-process runs must start from the harness's entry poin
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
-from torch.utils.data import DistributedSampler
 from torchmetrics import MeanMetric
 
 from harness import data
+from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
+from harness.artifacts.checkpoints import epoch_file, restore_rng
 from harness.data import DataBundle
 from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, optimizer_for
 from harness.engines.history import history_row, print_epoch
@@ -38,16 +41,13 @@ class BundleDataModule(L.LightningDataModule):
         self.bundle, self.recipe = bundle, recipe
 
     def _sampler(self, dataset, train: bool):
-        world = self.trainer.world_size
-        if world == 1:
-            return None
-        rank = self.trainer.global_rank
-        if train:
-            return DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.recipe.seed)
-        return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        if train:  # Lightning calls set_epoch on it, which also seeds each sample's augmentation
+            return data.train_sampler(dataset, self.recipe, world_size=world, rank=rank)
+        return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
 
     def _loader(self, dataset, train: bool):
-        return data.loader(dataset, self.recipe, train=train, sampler=self._sampler(dataset, train))
+        return data.loader(dataset, self.recipe, sampler=self._sampler(dataset, train))
 
     def train_dataloader(self):
         return self._loader(self.bundle.train, True)
@@ -59,12 +59,32 @@ class BundleDataModule(L.LightningDataModule):
         return self._loader(self.bundle.test, False)
 
 
+class StoreCheckpointIO(CheckpointIO):
+    """Lightning's checkpoint I/O, routed to the run's checkpoint store (folders + bucket).
+
+    Lightning builds the checkpoint (model, optimizer, loop state) and calls this on rank 0;
+    loading never executes code from the file (`weights_only=True`).
+    """
+
+    def __init__(self, artifacts: RunArtifacts) -> None:
+        self.artifacts = artifacts
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        self.artifacts.save_checkpoint(checkpoint)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        return load(Path(path))
+
+    def remove_checkpoint(self, path) -> None:
+        raise NotImplementedError("trainbench keeps every epoch's checkpoint")
+
+
 class ClassificationModule(L.LightningModule):
     """A timm model with the recipe's loss and optimizer, and the shared metrics per part."""
 
-    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter) -> None:
+    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter, artifacts: RunArtifacts) -> None:
         super().__init__()
-        self.model, self.spec, self.meter = model, spec, meter
+        self.model, self.spec, self.meter, self.artifacts = model, spec, meter, artifacts
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
         self.metrics = nn.ModuleDict({f"{p}_": metric_collection(num_classes) for p in PARTS})
         self.losses = nn.ModuleDict({f"{p}_": MeanMetric() for p in PARTS})
@@ -131,12 +151,25 @@ class ClassificationModule(L.LightningModule):
         self.history.append(row)
         if self.trainer.is_global_zero:
             print_epoch(row)
+            self.artifacts.track(row)
+        if self.artifacts.checkpointing:  # on every rank: Lightning gathers state, rank 0 writes
+            self.trainer.save_checkpoint(epoch_file(self.current_epoch + 1))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[HARNESS_KEY] = harness_state(self.spec, self.current_epoch + 1, self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint[HARNESS_KEY]
+        self.history = list(saved["history"])
+        restore_rng(saved["rng"])
+        if self.trainer.is_global_zero:
+            self.artifacts.replay(self.history)
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = {f"test_{k}": v for k, v in self._finish("test").items()}
 
 
-def trainer_kwargs(spec: BenchmarkSpec, accelerator: str) -> dict:
+def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None = None) -> dict:
     """Trainer settings from the spec: precision, devices, nodes and the DDP strategy when needed."""
     return dict(
         accelerator=accelerator,
@@ -151,6 +184,7 @@ def trainer_kwargs(spec: BenchmarkSpec, accelerator: str) -> dict:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        plugins=plugins or [],
     )
 
 
@@ -159,10 +193,10 @@ class LightningEngine:
 
     def fit(self, job: TrainingJob) -> EngineOutput:
         meter = ThroughputMeter()
-        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter)
+        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts)
         datamodule = BundleDataModule(job.data, job.spec.recipe)
-        trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator))
-        trainer.fit(module, datamodule=datamodule)
+        trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)]))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=job.artifacts.resume_path())
         trainer.test(module, datamodule=datamodule, verbose=False)
         return EngineOutput(
             history=module.history,

@@ -11,6 +11,9 @@ import poutyne
 import torch
 
 from harness import data
+from harness.artifacts import HARNESS_KEY, harness_state, load
+from harness.artifacts.checkpoints import restore_rng
+from harness.data import EpochSampler
 from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
 from harness.engines.history import history_row, print_epoch
 from harness.metrics import metric_collection
@@ -46,15 +49,16 @@ class MixedPrecisionModel(poutyne.Model):
 
 
 class _Recorder(poutyne.Callback):
-    """Feeds the shared throughput meter and collects history rows in the engines' common keys."""
+    """Per epoch: seeds the sampler, feeds the throughput meter, records the history row in the
+    engines' common keys, and hands the row and a checkpoint to the run's artifacts."""
 
-    def __init__(self, meter: ThroughputMeter, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, job: TrainingJob, meter: ThroughputMeter, optimizer: torch.optim.Optimizer, sampler: EpochSampler, rows: list[dict[str, float]]) -> None:
         super().__init__()
-        self.meter = meter
-        self.optimizer = optimizer
-        self.rows: list[dict[str, float]] = []
+        self.job, self.meter, self.optimizer, self.sampler = job, meter, optimizer, sampler
+        self.rows = rows
 
     def on_epoch_begin(self, epoch_number: int, logs: dict) -> None:
+        self.sampler.set_epoch(epoch_number - 1)  # 0-based, as Lightning counts: same batches in both engines
         self.meter.epoch_start()
 
     def on_train_batch_end(self, batch_number: int, logs: dict) -> None:
@@ -66,6 +70,15 @@ class _Recorder(poutyne.Callback):
         row = history_row(epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], train, val)
         self.rows.append(row)
         print_epoch(row)
+        self.job.artifacts.track(row)
+        if self.job.artifacts.checkpointing:
+            self.job.artifacts.save_checkpoint(
+                {
+                    HARNESS_KEY: harness_state(self.job.spec, epoch_number, self.rows),
+                    "state_dict": self.job.model.state_dict(),
+                    "optimizer_states": [self.optimizer.state_dict()],
+                }
+            )
 
 
 class PoutyneEngine:
@@ -83,12 +96,28 @@ class PoutyneEngine:
             epoch_metrics=[(tuple(metrics.keys()), metrics)],
             precision=spec.precision,
         )
+        rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])
         meter = ThroughputMeter()
-        recorder = _Recorder(meter, optimizer)
-        train_loader = data.loader(job.data.train, recipe, train=True)
-        val_loader = data.loader(job.data.val, recipe, train=False)
-        model.fit_generator(train_loader, val_loader, epochs=recipe.epochs, callbacks=[recorder], verbose=False)
-        test_logs = model.evaluate_generator(data.loader(job.data.test, recipe, train=False), return_dict_format=True, verbose=False)
+        sampler = data.train_sampler(job.data.train, recipe)
+        recorder = _Recorder(job, meter, optimizer, sampler, rows)
+        train_loader = data.loader(job.data.train, recipe, sampler=sampler)
+        val_loader = data.loader(job.data.val, recipe)
+        model.fit_generator(train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[recorder], verbose=False)
+        test_logs = model.evaluate_generator(data.loader(job.data.test, recipe), return_dict_format=True, verbose=False)
         test = {k: float(v) for k, v in test_logs.items() if k.startswith("test_") and k != "test_time"}
-        return EngineOutput(history=recorder.rows, test=test, train_images_per_s=meter.images_per_s)
+        return EngineOutput(history=rows, test=test, train_images_per_s=meter.images_per_s)
+
+    @staticmethod
+    def _resume(job: TrainingJob, optimizer: torch.optim.Optimizer) -> tuple[list[dict[str, float]], int]:
+        """(history so far, first epoch to run): from the latest checkpoint under --resume, else ([], 1)."""
+        path = job.artifacts.resume_path()
+        if path is None:
+            return [], 1
+        checkpoint = load(path)
+        job.model.load_state_dict(checkpoint["state_dict"])
+        optimizer.load_state_dict(checkpoint["optimizer_states"][0])
+        saved = checkpoint[HARNESS_KEY]
+        restore_rng(saved["rng"])
+        job.artifacts.replay(saved["history"])
+        return list(saved["history"]), saved["epoch"] + 1

@@ -21,9 +21,11 @@ def train_images_per_s(job: TrainingJob) -> float:
     optimizer = optimizer_for(spec, model.parameters())
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
-    loader = data.loader(job.data.train, spec.recipe, train=True)
+    sampler = data.train_sampler(job.data.train, spec.recipe)
+    loader = data.loader(job.data.train, spec.recipe, sampler=sampler)
     meter = ThroughputMeter()
-    for _ in range(spec.recipe.epochs):
+    for epoch in range(spec.recipe.epochs):
+        sampler.set_epoch(epoch)
         meter.epoch_start()
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

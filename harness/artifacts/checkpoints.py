@@ -1,0 +1,108 @@
+"""Per-epoch checkpoints: in every checkpoint folder and the bucket, atomic, loadable without code.
+
+Layout, the same for both engines: `<folder>/<run-id>/epoch_NNN.ckpt` and `last.ckpt`; in the
+bucket `PREFIX/<run-id>/epoch_NNN.ckpt` and `last.ckpt`. A checkpoint is a dict of tensors and
+plain values (the engine's model and optimizer state, epoch, RNG states, the spec, the history so
+far), saved with torch.save and always read with `torch.load(weights_only=True)`: loading a file
+never runs code from it. A file appears under its final name only once complete (write to a
+temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.artifacts.gcs import BucketUploader
+
+LAST = "last.ckpt"
+HARNESS_KEY = "trainbench"  # our part of a checkpoint; Lightning keeps its own keys beside it
+
+
+def epoch_file(epoch: int) -> str:
+    return f"epoch_{epoch:03d}.ckpt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global RNG a training step may draw from, as tensors and plain values."""
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": np_kind, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_copy(source: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint without executing anything from it."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class CheckpointStore:
+    """Writes each epoch's checkpoint to every folder (and the bucket); finds the latest to resume from."""
+
+    def __init__(self, run_id: str, folders: Sequence[Path], bucket: BucketUploader | None) -> None:
+        if not folders:
+            raise ValueError("a checkpoint store needs at least one local folder: the local copy is what a bucket failure must never lose")
+        self.run_id = run_id
+        self.folders = [Path(f) / run_id for f in folders]
+        self.bucket = bucket
+
+    def save(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
+        """Write `checkpoint` as epoch_NNN.ckpt and last.ckpt in every folder; queue the uploads."""
+        first = self.folders[0] / epoch_file(epoch)
+        atomic_save(checkpoint, first)
+        for folder in self.folders[1:]:
+            atomic_copy(first, folder / epoch_file(epoch))
+        for folder in self.folders:
+            atomic_copy(first, folder / LAST)
+        if self.bucket is not None:  # epoch files never change, so they are safe to upload later
+            self.bucket.upload(first, f"{self.run_id}/{epoch_file(epoch)}")
+            self.bucket.upload(first, f"{self.run_id}/{LAST}")
+        return first
+
+    def latest(self) -> Path | None:
+        """The newest local last.ckpt across folders, else the bucket's (downloaded), else None."""
+        local = [f / LAST for f in self.folders if (f / LAST).is_file()]
+        if local:
+            return max(local, key=lambda p: load(p)[HARNESS_KEY]["epoch"])
+        if self.bucket is not None:
+            target = Path(tempfile.mkdtemp(prefix="trainbench-resume-")) / LAST
+            if self.bucket.download(f"{self.run_id}/{LAST}", target):
+                return target
+        return None

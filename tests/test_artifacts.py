@@ -1,0 +1,206 @@
+"""Checkpoints to folders and a real GCS-API server (gcp-storage-emulator on loopback), faults,
+resume after a killed process, wandb offline runs read back from disk, CSV log and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from google.cloud import storage
+
+from harness import runner
+from harness.artifacts.checkpoints import HARNESS_KEY, LAST, epoch_file, load
+from harness.results.record import RunResult
+from harness.settings import REPO_ROOT
+from tests import wandb_offline
+from tests.conftest import tiny_spec
+
+BUCKET = "trainbench-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Emulator:
+    """A gcp-storage-emulator server process on loopback, with one bucket."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET, "-q"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gcp-storage-emulator did not start within 30 s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def gcs(monkeypatch):
+    emulator = Emulator(_free_port())
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    yield emulator
+    emulator.stop()
+
+
+def _run(tiny_folder, settings, **spec_changes) -> RunResult:
+    return runner.run(tiny_spec(**spec_changes).with_recipe(epochs=2), settings.replace(data_root=tiny_folder))
+
+
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_every_epoch_lands_in_every_folder_and_the_bucket_byte_for_byte(engine, tiny_folder, settings, gcs, tmp_path):
+    folders = (tmp_path / "drive", tmp_path / "work")
+    settings = settings.replace(checkpoint_dirs=folders, gcs_bucket=f"gs://{BUCKET}/runs")
+    record = _run(tiny_folder, settings, engine=engine)
+    names = [epoch_file(1), epoch_file(2), LAST]
+    for folder in folders:
+        assert sorted(p.name for p in (folder / record.run_id).iterdir()) == sorted(names)
+    blobs = {b.name: b for b in storage.Client().list_blobs(BUCKET, prefix=f"runs/{record.run_id}/")}
+    assert sorted(blobs) == sorted(f"runs/{record.run_id}/{n}" for n in names)
+    for name in names:
+        assert blobs[f"runs/{record.run_id}/{name}"].download_as_bytes() == (folders[0] / record.run_id / name).read_bytes()
+    assert record.extra["artifacts"]["gcs"]["failures"] == []
+    last = load(folders[1] / record.run_id / LAST)  # weights_only: no code runs
+    assert last[HARNESS_KEY]["epoch"] == 2 and last[HARNESS_KEY]["engine"] == engine
+    assert last[HARNESS_KEY]["spec"]["engine"] == engine and len(last[HARNESS_KEY]["history"]) == 2
+    assert {"torch", "numpy", "python"} <= set(last[HARNESS_KEY]["rng"])
+    assert "state_dict" in last and "optimizer_states" in last
+    assert all(isinstance(v, torch.Tensor) for v in last["state_dict"].values())
+
+
+def test_missing_bucket_keeps_local_copy_and_records_the_failure(tiny_folder, settings, gcs, tmp_path):
+    settings = settings.replace(checkpoint_dirs=(tmp_path / "ckpt",), gcs_bucket="gs://no-such-bucket/x", gcs_retry_s=5)
+    record = _run(tiny_folder, settings)
+    failures = record.extra["artifacts"]["gcs"]["failures"]
+    assert len(failures) == 4 and all("NotFound" in f["error"] for f in failures)
+    assert (tmp_path / "ckpt" / record.run_id / epoch_file(2)).is_file()
+    saved = json.loads((settings.results_dir / record.run_id / "result.json").read_text())
+    assert saved["extra"]["artifacts"]["gcs"]["failures"] == failures
+
+
+def test_server_stopped_in_the_middle_of_a_run(tiny_folder, settings, gcs, tmp_path):
+    """The bucket dies after the first checkpoint: training finishes, every local copy is there."""
+    ckpt = tmp_path / "ckpt"
+    spec = tiny_spec().with_recipe(epochs=4)
+    command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    (tmp_path / "settings.json").write_text(settings.replace(data_root=tiny_folder, checkpoint_dirs=(ckpt,), gcs_bucket=f"gs://{BUCKET}/p", gcs_retry_s=3).to_json())
+    child = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(ckpt / spec.id / epoch_file(1), child)
+    gcs.stop()
+    output = child.communicate(timeout=300)[0]
+    assert child.returncode == 0, output
+    record = RunResult.load(settings.results_dir / spec.id / "result.json")
+    assert [r["epoch"] for r in record.history] == [1, 2, 3, 4]
+    assert all((ckpt / spec.id / epoch_file(e)).is_file() for e in range(1, 5))
+    failed = {f["object"] for f in record.extra["artifacts"]["gcs"]["failures"]}
+    assert f"gs://{BUCKET}/p/{spec.id}/{epoch_file(4)}" in failed
+    assert "upload to" in output and "local copy kept" in output
+
+
+def _wait_for(path: Path, child: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert child.poll() is None, f"run ended before {path} appeared: {child.stdout.read() if child.stdout else ''}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder, settings, tmp_path):
+    """SIGKILL a real training process after its first checkpoint; --resume must end where an
+    uninterrupted run with the same seed ends (same per-epoch history, same test metrics)."""
+    epochs = 4
+    spec = tiny_spec(engine=engine).with_recipe(epochs=epochs)
+    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    (tmp_path / "settings.json").write_text(settings.to_json())
+    command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _wait_for(tmp_path / "ckpt" / spec.id / epoch_file(1), child)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (settings.results_dir / spec.id / "result.json").exists(), "the run finished before it could be killed"
+    interrupted_at = load(tmp_path / "ckpt" / spec.id / LAST)[HARNESS_KEY]["epoch"]
+    assert interrupted_at < epochs
+
+    (tmp_path / "settings.json").write_text(settings.replace(resume=True).to_json())
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resuming {spec.id}" in done.stdout
+    resumed = RunResult.load(settings.results_dir / spec.id / "result.json")
+    straight = runner.run(spec, settings.replace(checkpoint_dirs=(tmp_path / "straight",)), run_id="straight")
+
+    assert [r["epoch"] for r in resumed.history] == list(range(1, epochs + 1))
+    for got, expected in zip(resumed.history, straight.history, strict=True):
+        assert {k: v for k, v in got.items() if k != "epoch_time"} == pytest.approx({k: v for k, v in expected.items() if k != "epoch_time"}, rel=1e-6)
+    assert resumed.test == pytest.approx(straight.test, rel=1e-6)
+
+
+def test_resume_from_the_bucket_when_no_local_copy(tiny_folder, settings, gcs, tmp_path):
+    first = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "a",), gcs_bucket=f"gs://{BUCKET}/r")
+    _run(tiny_folder, first)
+    # a new machine: empty local folder, same bucket; the run is already complete at epoch 2
+    again = first.replace(checkpoint_dirs=(tmp_path / "b",), resume=True)
+    record = runner.run(tiny_spec().with_recipe(epochs=2), again)
+    assert [r["epoch"] for r in record.history] == [1, 2]
+
+
+def test_wandb_offline_run_matches_the_record(tiny_folder, settings):
+    record = _run(tiny_folder, settings.replace(wandb="offline"))
+    (run_dir,) = (settings.results_dir / "wandb").glob("offline-run-*")
+    run = wandb_offline.read(run_dir)
+    assert run.name == record.run_id and run.group == record.spec["benchmark"]
+    assert set(run.tags) == {"poutyne", "32-true", "1dev", "random"}
+    assert run.config["model"] == record.spec["model"] and run.config["recipe"]["epochs"] == 2
+    logged = [row for row in run.history if "val_acc" in row]
+    assert [row["epoch"] for row in logged] == [1, 2]
+    for row, expected in zip(logged, record.history):
+        assert row["val_loss"] == pytest.approx(expected["val_loss"]) and row["train_acc"] == pytest.approx(expected["train_acc"])
+    assert run.summary["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in record.history))
+    assert run.summary["best_val_acc"] == pytest.approx(max(r["val_acc"] for r in record.history))
+    assert run.summary["test_acc"] == pytest.approx(record.test["test_acc"])
+    assert record.extra["artifacts"]["wandb"]["mode"] == "offline"
+
+
+def test_wandb_failure_never_fails_the_run(tiny_folder, settings, monkeypatch):
+    """A real wandb failure: `online` asked for with no API key (wandb.init raises UsageError)."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(settings.results_dir / "wandb-config"))  # no stored login either
+    record = _run(tiny_folder, settings.replace(wandb="online"))
+    assert len(record.history) == 2
+    assert "No API key" in record.extra["artifacts"]["wandb"]["error"]
+
+
+def test_history_csv_and_curves_beside_the_record(tiny_folder, settings):
+    record = _run(tiny_folder, settings)
+    run_dir = settings.results_dir / record.run_id
+    rows = list(csv.DictReader((run_dir / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_time"} <= set(rows[0])
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
