@@ -20,6 +20,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--profile", choices=PROFILES, default=env("profile", "smoke"), help=f"smoke (generated data, CPU sized) or full (the published recipe) [{ENV_VARS['profile']}]")
     for flag, kwargs in OPTIONS:
         group.addoption(flag, **kwargs)
+    group.addoption("--baseline", default=None, help="after the session, compare its runs with this results folder or pytest-benchmark JSON; a regression fails the session")
+    group.addoption("--tolerance", action="append", default=None, metavar="METRIC=VALUE", help="with --baseline: override a metric's tolerance (repeatable)")
     group.addoption("--epochs", type=int, default=int(env("epochs", "0") or 0) or None, help=f"override every recipe's epochs [{ENV_VARS['epochs']}]")
 
 

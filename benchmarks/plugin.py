@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -10,11 +11,13 @@ from harness import data, launch
 from harness.catalog import Seed, make_spec
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results.record import RunResult
-from harness.results.tables import write_summary
+from harness.results import report
+from harness.results.compare import Comparison, compare, observations, parse_tolerances
 from harness.settings import RunSettings
 from harness.spec import PRECISIONS, BenchmarkSpec
 
 RUN_BOOK = pytest.StashKey["RunBook"]()
+GATE = pytest.StashKey[Comparison]()
 
 
 class RunBook:
@@ -111,7 +114,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     book = config.stash.get(RUN_BOOK, None)
     if book is None or not book.records:
         return
-    table = write_summary(list(book.records.values()), book.settings.results_dir)
+    tables = report.write(list(book.records.values()), book.settings.results_dir)
     terminalreporter.write_sep("=", "trainbench summary")
-    terminalreporter.write_line(table.markdown())
-    terminalreporter.write_line(f"records and tables: {book.settings.results_dir}")
+    for table in tables:
+        terminalreporter.write_line(table.markdown())
+    terminalreporter.write_line(f"records and tables: {book.settings.results_dir} (summary.md, summary.csv, report.html)")
+    gate = config.stash.get(GATE, None)
+    if gate is not None:
+        terminalreporter.write_sep("=", "regression gate: " + ("pass" if gate.passed else "REGRESSION"))
+        terminalreporter.write_line(gate.render())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With --baseline: compare this session's runs with it; a regression fails the session."""
+    config = session.config
+    book = config.stash.get(RUN_BOOK, None)
+    baseline = config.getoption("--baseline")
+    if not baseline or book is None or not book.records:
+        return
+    current = {}
+    for record in book.records.values():
+        current.setdefault(BenchmarkSpec.from_dict(record.spec).id, []).append({**record.test, "train_images_per_s": record.train_images_per_s})
+    result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")))
+    config.stash[GATE] = result
+    if not result.passed and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -171,9 +171,11 @@ def profile_recipe(seed: Seed, profile: str, epochs: int | None = None) -> Recip
     return recipe
 
 
-def thresholds(seed: Seed, profile: str, weights: str, num_classes: int) -> tuple[Threshold, ...]:
+def thresholds(seed: Seed, profile: str, weights: str, num_classes: int | None) -> tuple[Threshold, ...]:
     """Full: the published figure minus its stated tolerance. Smoke: clearly above chance."""
     if profile == "smoke":
+        if not num_classes:
+            raise ValueError("smoke thresholds need the dataset's number of classes")
         chance = 1.0 / num_classes
         floor = chance + SMOKE_MARGIN_OVER_CHANCE
         return (Threshold("test_acc", "at_least", round(floor, 4), f"chance {chance:.3f} + {SMOKE_MARGIN_OVER_CHANCE}"),)
@@ -201,11 +203,15 @@ def make_spec(
     engine: str | None = None,
     num_nodes: int = 1,
     epochs: int | None = None,
-    num_classes: int,
+    num_classes: int | None,
 ) -> BenchmarkSpec:
     """The spec of one matrix cell of `seed` in `profile`."""
     published = seed.published_for(weights)
-    target = published.as_dict().get("test_acc") if (published and profile == "full") else None
+    limits = thresholds(seed, profile, weights, num_classes)
+    # time-to-accuracy target: the published accuracy (full), the smoke floor (smoke)
+    target = next((t.value for t in limits if t.metric == "test_acc" and t.op == "at_least"), None)
+    if published and profile == "full":
+        target = published.as_dict().get("test_acc", target)
     return BenchmarkSpec(
         model=seed.model,
         dataset=seed.dataset if profile == "full" else seed.smoke_dataset,
@@ -215,7 +221,7 @@ def make_spec(
         devices=devices,
         num_nodes=num_nodes,
         recipe=profile_recipe(seed, profile, epochs),
-        thresholds=thresholds(seed, profile, weights, num_classes),
+        thresholds=limits,
         benchmark=seed.key,
         profile=profile,
         target_accuracy=target,

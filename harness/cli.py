@@ -102,14 +102,73 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.results import report
+    from harness.results.record import load_all
+
+    records = load_all(args.results_dir)
+    if not records:
+        print(f"error: no result records (*/result.json) under {args.results_dir}", file=sys.stderr)
+        return 2
+    for table in report.write(records, args.out or args.results_dir):
+        print(table.markdown())
+    print(f"written: summary.md, summary.csv, report.html in {args.out or args.results_dir}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.results.compare import compare_paths, parse_tolerances
+
+    try:
+        result = compare_paths(args.baseline, args.current, parse_tolerances(args.tolerance))
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(result.render())
+    return 0 if result.passed else 1
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    from harness import nightly
+
+    return nightly.run(args.out, args.baseline, args.tolerance, args.pytest_args, dry_run=args.dry_run)
+
+
+def cmd_eda(args: argparse.Namespace) -> int:
+    from harness import eda
+
+    survey = eda.run(args.data_dir, args.out, catalog.SEEDS[args.recipe].recipe, args.recipe, sample=args.sample)
+    print(f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)} corrupt; "
+          f"headers {survey.seconds_headers:.2f}s, pixels {survey.seconds_pixels:.2f}s; report: {args.out / 'report.md'}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    p = sub.add_parser("report", help="the comparison tables again, from the result records alone")
+    p.add_argument("results_dir", type=Path, help="a results folder (records in */result.json)")
+    p.add_argument("--out", type=Path, help="where to write summary.md/.csv and report.html (default: RESULTS_DIR)")
+    p = sub.add_parser("compare", help="regression gate: exit 0, or 1 with a table of what regressed")
+    p.add_argument("baseline", type=Path, help="results folder or pytest-benchmark JSON")
+    p.add_argument("current", type=Path, help="results folder or pytest-benchmark JSON")
+    p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="e.g. acc=0.02 (absolute), loss=0.1 or images_per_s=0.1 (relative); repeatable")
+    p = sub.add_parser("nightly", help="the full matrix on every GPU present (smoke profile without GPU), reports, regression gate")
+    p.add_argument("--out", type=Path, help="results folder (default results/nightly-DATE)")
+    p.add_argument("--baseline", type=Path, help="results folder or pytest-benchmark JSON to compare against")
+    p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (which cases on which GPUs) and run nothing")
+    p.add_argument("pytest_args", nargs="*", help="passed to pytest after --, e.g. -- --data-root /data --weights-dir /weights")
+    p = sub.add_parser("eda", help="a report of a dataset: counts, sizes, modes, channel statistics, samples, augmentations")
+    p.add_argument("data_dir", type=Path, help="an ImageFolder directory")
+    p.add_argument("--out", type=Path, required=True, help="where report.md and its figures go")
+    p.add_argument("--recipe", choices=sorted(catalog.SEEDS), default="fastvit", help="whose train augmentations to preview")
+    p.add_argument("--sample", type=int, default=500, help="images decoded for pixel statistics")
     return parser
 
 
-COMMANDS = {"run": cmd_run}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "nightly": cmd_nightly, "eda": cmd_eda}
 
 
 def main(argv: list[str] | None = None) -> int:

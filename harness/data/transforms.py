@@ -17,11 +17,12 @@ from harness.spec import Augmentation, Recipe, SpecError
 Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
 
 
-def _augmentation(item: Augmentation) -> A.BasicTransform:
+def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:
+    """The albumentations transform `item` names (`overrides`, e.g. p=1.0, win over its params)."""
     factory = getattr(A, item.name, None)
     if factory is None:
         raise SpecError(f"albumentations has no transform named {item.name!r}; check the recipe's train_augmentations")
-    return factory(**item.kwargs)
+    return factory(**{**item.kwargs, **overrides})
 
 
 def _finish(stats: Stats) -> list[A.BasicTransform]:
@@ -35,7 +36,7 @@ def train_transform(recipe: Recipe, stats: Stats) -> A.Compose:
         crop = A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0))
     else:
         crop = A.Resize(height=size, width=size)
-    return A.Compose([crop, *(_augmentation(a) for a in recipe.train_augmentations), *_finish(stats)], seed=recipe.seed)
+    return A.Compose([crop, *(augmentation(a) for a in recipe.train_augmentations), *_finish(stats)], seed=recipe.seed)
 
 
 def eval_transform(recipe: Recipe, stats: Stats) -> A.Compose:

@@ -1,0 +1,81 @@
+"""Reports from hand-made records: every table, in Markdown, CSV and one self-contained HTML page."""
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.catalog import EFFICIENTNETV2, FASTVIT, make_spec
+from harness.results import report
+from harness.results.record import RunResult
+from harness.results.tables import ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
+from harness.settings import REPO_ROOT
+
+
+def record(spec, acc, loss, images_per_s=100.0, val_accs=(0.5, 0.9)) -> RunResult:
+    history = [{"epoch": e + 1, "epoch_time": 10.0, "val_acc": a, "val_loss": loss, "train_loss": loss, "train_acc": a} for e, a in enumerate(val_accs)]
+    return RunResult(spec.id, spec.to_dict(), history, {"test_acc": acc, "test_loss": loss, "test_f1": acc - 0.01, "test_top3": 0.99, "test_top5": 1.0},
+                     123.0, images_per_s, {"torch": "x"}, "2026-11-21T00:00:00+00:00")  # fmt: skip
+
+
+@pytest.fixture
+def records():
+    pre = make_spec(EFFICIENTNETV2, profile="full", weights="pretrained", num_classes=6)
+    rnd = make_spec(EFFICIENTNETV2, profile="full", weights="random", num_classes=6)
+    fast = make_spec(FASTVIT, profile="full", weights="pretrained", precision="bf16-mixed", devices=2, num_classes=8)
+    return [record(pre, 0.95, 0.12), record(rnd, 0.80, 0.45), record(fast, 0.93, 0.25, images_per_s=812.5, val_accs=(0.5, 0.95))]
+
+
+def test_pretrained_and_random_side_by_side_with_difference(records):
+    (row,) = pretrained_vs_random(records).rows
+    assert row[:5] == ("tf_efficientnetv2_b2", "imagefolder", "poutyne", "32-true", "1")
+    assert row[5:8] == ("95.00", "80.00", "+15.00") and row[10] == "-0.3300"
+
+
+def test_ours_against_published_with_difference(records):
+    rows = {(r[0], r[2]): r for r in ours_vs_published(records).rows}
+    pre, rnd, fast = (r.run_id for r in records)
+    assert rows[(pre, "accuracy %")][3:] == ("95.00", "93.80", "+1.20")
+    assert rows[(rnd, "loss")][3:] == ("0.4500", "0.4340", "+0.0160")
+    assert rows[(fast, "top-3")][3:] == ("99.00", "99.88", "-0.88")
+    assert rows[(fast, "loss")][3:] == ("0.2500", "0.2630", "-0.0130")
+
+
+def test_precision_devices_rows_with_speed_and_time_to_target(records):
+    rows = {r[0] + r[3] + r[4]: r for r in precision_devices(records).rows}
+    fast = rows["fastvitbf16-mixed2"]
+    assert fast[6] == "812.5" and fast[7] == "123.0"
+    assert fast[8] == "epoch 2 (20s)"  # val acc 0.95 >= published 0.9237 first at epoch 2, after 2 x 10 s
+    assert "not reached" in rows["efficientnetv2" + "32-true1"][8] or "epoch" in rows["efficientnetv2" + "32-true1"][8]
+
+
+def test_seed_tables_in_the_write_ups_shape(records):
+    first, second = seed_tables(records)
+    assert first.columns == ("Model", "accuracy %", "loss") and len(first.rows) == 2
+    assert second.columns == ("Model", "accuracy %", "loss", "F1", "top-3", "top-5")
+    assert second.rows[0][1:] == ("93.00", "0.2500", "0.9200", "0.9900", "1.0000")
+
+
+def test_report_command_rebuilds_everything_from_records(records, tmp_path):
+    for r in records:
+        r.save(tmp_path / r.run_id)
+    done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Pretrained vs random weights" in done.stdout
+    md = (tmp_path / "summary.md").read_text()
+    for title in ("Runs and published figures", "Ours vs published", "Precision x devices", "the write-up's table"):
+        assert title in md
+    assert "published: efficientnetv2" in md and f"[plot]({records[0].run_id}/curves.png)" in md
+    assert len((tmp_path / "summary.csv").read_text().splitlines()) == 1 + 3 + 3  # header, runs, published rows
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<script" not in page and 'src="http' not in page
+
+
+def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and "no result records" in done.stderr
+
+
+def test_files_are_written_by_report_write(records, tmp_path):
+    tables = report.write(records, tmp_path)
+    assert {t.title for t in tables} >= {"Pretrained vs random weights", "Ours vs published"}
