@@ -97,7 +97,7 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
     """Put a record's figures where pytest-benchmark's JSON carries them (`extra_info`)."""
     benchmark.extra_info.update(
         run_id=record.run_id,
-        spec_id=record.spec and BenchmarkSpec.from_dict(record.spec).id,
+        spec_id=BenchmarkSpec.from_dict(record.spec).id,
         train_images_per_s=round(record.train_images_per_s, 2),
         wall_time_s=round(record.wall_time_s, 2),
         epochs=len(record.history),

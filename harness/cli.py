@@ -68,8 +68,8 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
         engine=args.engine,
         num_nodes=args.num_nodes,
         epochs=args.epochs,
-        num_classes=data.num_classes(dataset) or 2,
-    ).replace(dataset=dataset, benchmark="cli")
+        num_classes=data.num_classes(dataset) or 2,  # only sizes smoke thresholds, which a CLI run drops
+    ).replace(dataset=dataset, benchmark="cli", thresholds=())
     if args.model:
         spec = spec.replace(model=args.model)
     overrides = {

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import torch
 from google.cloud import storage
 
 from harness import runner
+from harness.artifacts.emulator import Emulator
 from harness.artifacts.checkpoints import HARNESS_KEY, LAST, epoch_file, load
 from harness.results.record import RunResult
 from harness.settings import REPO_ROOT
@@ -27,41 +27,9 @@ from tests.conftest import tiny_spec
 BUCKET = "trainbench-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Emulator:
-    """A gcp-storage-emulator server process on loopback, with one bucket."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET, "-q"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gcp-storage-emulator did not start within 30 s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def gcs(monkeypatch):
-    emulator = Emulator(_free_port())
+    emulator = Emulator(BUCKET)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     yield emulator
     emulator.stop()

@@ -39,11 +39,11 @@ def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
 @pytest.mark.ddp
 def test_two_nodes_on_loopback_equal_one_node_with_two_processes(tiny_folder, settings):
     """torchrun --nnodes=2 (one CPU process per node) gives the global metrics of 1 node x 2 processes."""
-    from tests.test_metric_sync import _free_port
+    from harness.artifacts.emulator import free_port
 
     settings = settings.replace(data_root=tiny_folder)
     one_node = launch.run(tiny_spec(engine="lightning", devices=2), settings)
-    two_nodes = launch.run_nodes_on_loopback(tiny_spec(engine="lightning", devices=1, num_nodes=2), settings, master_port=_free_port())
+    two_nodes = launch.run_nodes_on_loopback(tiny_spec(engine="lightning", devices=1, num_nodes=2), settings, master_port=free_port())
     assert two_nodes.spec["num_nodes"] == 2
     # Same shards, same seed: equal up to float summation order (each "node" here picks its own
     # CPU thread count, which changes the order of reductions): 1e-4 relative.

@@ -1,13 +1,13 @@
 """Metrics of a multi-process run are global: two real gloo processes with different local accuracy."""
 
 import os
-import socket
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.functional import one_hot
 
+from harness.artifacts.emulator import free_port
 from harness.metrics import metric_collection
 
 TARGET = torch.tensor([0, 1, 2, 3])
@@ -28,16 +28,10 @@ def _worker(rank: int, port: int, out) -> None:
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_global_accuracy_differs_from_rank_local():
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_worker, args=(rank, port, out)) for rank in range(2)]
     for p in procs:
         p.start()

@@ -61,10 +61,17 @@ def atomic_save(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_copy(source: Path, path: Path) -> None:
+def atomic_copy(source: Path, path: Path, *, link: bool = False) -> None:
+    """`path` becomes a copy of `source` (a hard link when asked and possible), never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
+    tmp.unlink(missing_ok=True)
+    try:
+        if not link:
+            raise OSError("copy asked for")
+        os.link(source, tmp)  # epoch files never change, so last.ckpt may share their bytes
+    except OSError:
+        shutil.copyfile(source, tmp)
     os.replace(tmp, path)
 
 
@@ -87,13 +94,12 @@ class CheckpointStore:
         """Write `checkpoint` as epoch_NNN.ckpt and last.ckpt in every folder; queue the uploads."""
         first = self.folders[0] / epoch_file(epoch)
         atomic_save(checkpoint, first)
-        for folder in self.folders[1:]:
+        for folder in self.folders[1:]:  # other folders may be other disks (a mounted drive): real copies
             atomic_copy(first, folder / epoch_file(epoch))
         for folder in self.folders:
-            atomic_copy(first, folder / LAST)
+            atomic_copy(folder / epoch_file(epoch), folder / LAST, link=True)
         if self.bucket is not None:  # epoch files never change, so they are safe to upload later
-            self.bucket.upload(first, f"{self.run_id}/{epoch_file(epoch)}")
-            self.bucket.upload(first, f"{self.run_id}/{LAST}")
+            self.bucket.upload(first, f"{self.run_id}/{epoch_file(epoch)}", copies=(f"{self.run_id}/{LAST}",))
         return first
 
     def latest(self) -> Path | None:

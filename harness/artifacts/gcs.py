@@ -58,19 +58,31 @@ class BucketUploader:
             self._bucket = storage.Client().bucket(self.bucket_name)
         return self._bucket
 
-    def _upload(self, local: Path, name: str) -> None:
+    def _fail(self, object_name: str, error: Exception) -> None:
+        failure = UploadFailure(f"gs://{self.bucket_name}/{object_name}", f"{type(error).__name__}: {error}"[:500])
+        self.failures.append(failure)
+        print(f"[trainbench] upload to {failure.object_name} failed, local copy kept: {failure.error}", flush=True)
+
+    def _upload(self, local: Path, name: str, copies: tuple[str, ...]) -> None:
         object_name = self.object_name(name)
         try:
-            blob = self._client_bucket().blob(object_name)
+            bucket = self._client_bucket()
+            blob = bucket.blob(object_name)
             blob.upload_from_filename(str(local), retry=self.retry, timeout=self.timeout_s)
         except Exception as error:  # any failure of the bucket must not reach training
-            failure = UploadFailure(f"gs://{self.bucket_name}/{object_name}", f"{type(error).__name__}: {error}"[:500])
-            self.failures.append(failure)
-            print(f"[trainbench] upload to {failure.object_name} failed, local copy kept: {failure.error}", flush=True)
+            for target in (name, *copies):
+                self._fail(self.object_name(target), error)
+            return
+        for copy in copies:  # server-side copy: no second transfer
+            try:
+                bucket.copy_blob(blob, bucket, self.object_name(copy), retry=self.retry, timeout=self.timeout_s)
+            except Exception as error:
+                self._fail(self.object_name(copy), error)
 
-    def upload(self, local: Path, name: str) -> None:
-        """Queue `local` for upload as `prefix/name`; returns at once. `local` must not change afterwards."""
-        self._pending.append(self._executor.submit(self._upload, local, name))
+    def upload(self, local: Path, name: str, copies: tuple[str, ...] = ()) -> None:
+        """Queue `local` for upload as `prefix/name` (then server-side copies as `prefix/<copy>`);
+        returns at once. `local` must not change afterwards."""
+        self._pending.append(self._executor.submit(self._upload, local, name, copies))
 
     def download(self, name: str, destination: Path) -> bool:
         """Fetch `prefix/name` into `destination`; False when it does not exist or cannot be read."""

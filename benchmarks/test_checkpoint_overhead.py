@@ -1,0 +1,43 @@
+"""What per-epoch checkpoints to a bucket cost: training time with them against without (goal < 2 %).
+
+Same case twice: no artifacts, then a checkpoint per epoch in a local folder plus a real GCS-API
+server (gcp-storage-emulator on loopback). Each time covers the whole run, including waiting for the
+last uploads, so it is a conservative figure. Reported as a ratio from one run, not asserted.
+"""
+
+from __future__ import annotations
+
+from benchmarks.plugin import case_spec
+from harness import runner
+from harness.artifacts.emulator import Emulator
+from harness.catalog import EFFICIENTNETV2
+
+BUCKET = "trainbench-bench"
+
+
+def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch, tmp_path):
+    spec = case_spec(pytestconfig, EFFICIENTNETV2, weights="random", precision="32-true", devices=1).replace(benchmark="checkpoint-overhead")
+    quiet = run_settings.replace(wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None)
+    emulator = Emulator(BUCKET)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    try:
+
+        def measure():
+            without = runner.run(spec, quiet, run_id=f"ckpt-off-{spec.id}")
+            with_bucket = runner.run(spec, quiet.replace(checkpoint_dirs=(tmp_path / "ckpt",), gcs_bucket=f"gs://{BUCKET}/overhead"), run_id=f"ckpt-gcs-{spec.id}")
+            return without, with_bucket
+
+        without, with_bucket = benchmark.pedantic(measure, rounds=1, iterations=1)
+    finally:
+        emulator.stop()
+    epochs = len(without.history)
+    ratio = with_bucket.wall_time_s / without.wall_time_s
+    benchmark.extra_info.update(
+        seconds_per_epoch_without=round(without.wall_time_s / epochs, 2),
+        seconds_per_epoch_with_bucket=round(with_bucket.wall_time_s / epochs, 2),
+        with_over_without=round(ratio, 4),
+        checkpoint_mb=round((tmp_path / "ckpt" / with_bucket.run_id / "last.ckpt").stat().st_size / 2**20, 1),
+    )
+    print(f"\ncheckpoints to folder + bucket: {with_bucket.wall_time_s / epochs:.2f}s/epoch vs {without.wall_time_s / epochs:.2f}s/epoch without = {ratio:.3f}x")
+    assert with_bucket.extra["artifacts"]["gcs"]["failures"] == []
+    assert len(with_bucket.history) == epochs
