@@ -1,0 +1,112 @@
+"""The result record of one run: `results/<run-id>/result.json` and `history.csv`.
+
+The record is the only thing tables, comparisons and the regression gate read, so it holds
+everything they need: the spec, per-epoch history, test metrics, speed, time and environment.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.results.plots import plot_curves
+from harness.settings import REPO_ROOT
+
+RESULT_FILE = "result.json"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "curves.png"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    spec: dict[str, Any]
+    history: list[dict[str, float]]
+    test: dict[str, float]
+    wall_time_s: float
+    train_images_per_s: float
+    environment: dict[str, Any]
+    started_at: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def benchmark(self) -> str:
+        return self.spec["benchmark"]
+
+    def time_to_target(self, target: float | None) -> tuple[int, float] | None:
+        """First epoch (and cumulative training seconds) at which val accuracy reached `target`."""
+        if target is None:
+            return None
+        elapsed = 0.0
+        for row in self.history:
+            elapsed += row.get("epoch_time", 0.0)
+            if row.get("val_acc", -1.0) >= target:
+                return int(row["epoch"]), elapsed
+        return None
+
+    def save(self, run_dir: Path) -> Path:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / RESULT_FILE
+        tmp = path.with_name(f".{RESULT_FILE}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        os.replace(tmp, path)
+        write_history_csv(self.history, run_dir / HISTORY_FILE)
+        if self.history:
+            plot_curves(self.history, run_dir / CURVES_FILE, self.run_id)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> RunResult:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
+    """One row per epoch: epoch, lr, epoch time, then train and val metrics."""
+    columns: list[str] = []
+    for row in history:
+        columns.extend(k for k in row if k not in columns)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def load_all(results_dir: Path) -> list[RunResult]:
+    """Every record under `results_dir`, in run-id order."""
+    return [RunResult.load(p) for p in sorted(Path(results_dir).glob(f"*/{RESULT_FILE}"))]
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware that a result depends on (no credentials, no paths with secrets)."""
+    import albumentations
+    import timm
+    import torch
+
+    from harness.hardware import detect
+
+    hw = detect()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "albumentations": albumentations.__version__,
+        "cuda": torch.version.cuda,
+        "device": hw.gpu_name or f"cpu ({platform.processor() or platform.machine()}, {hw.cpu_cores} cores)",
+        "gpus": hw.gpus,
+        "git_commit": _git_commit(),
+    }
