@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness import runner
@@ -35,15 +37,21 @@ def command(spec_file: Path, settings_file: Path, run_id: str) -> list[str]:
     return [sys.executable, "-m", "harness", "run", "--spec", str(spec_file), "--settings", str(settings_file), "--run-id", run_id]
 
 
-def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, extra_env: dict[str, str] | None = None) -> RunResult:
-    """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
-    run_id = run_id or spec.id
+@contextmanager
+def _prepared(spec: BenchmarkSpec, settings: RunSettings) -> Iterator[tuple[Path, Path, dict[str, str]]]:
+    """Dataset and weights made once here, then (spec file, settings file, child environment)."""
     runner.prepare(spec, settings)
     with tempfile.TemporaryDirectory(prefix="trainbench-launch-") as tmp:
         spec_file, settings_file = Path(tmp) / "spec.json", Path(tmp) / "settings.json"
         spec_file.write_text(spec.to_json())
         settings_file.write_text(settings.to_json())
-        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])), **(extra_env or {})}
+        yield spec_file, settings_file, {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
+    """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
+    run_id = run_id or spec.id
+    with _prepared(spec, settings) as (spec_file, settings_file, child_env):
         done = subprocess.run(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env, capture_output=True, text=True)
     output = done.stdout + done.stderr
     print(output[-OUTPUT_TAIL:])
@@ -64,12 +72,7 @@ def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes
 def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_port: int, run_id: str | None = None) -> RunResult:
     """All `spec.num_nodes` nodes as separate torchrun launches on this machine (proves the multi-node path)."""
     run_id = run_id or spec.id
-    runner.prepare(spec, settings)
-    with tempfile.TemporaryDirectory(prefix="trainbench-nodes-") as tmp:
-        spec_file, settings_file = Path(tmp) / "spec.json", Path(tmp) / "settings.json"
-        spec_file.write_text(spec.to_json())
-        settings_file.write_text(settings.to_json())
-        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    with _prepared(spec, settings) as (spec_file, settings_file, child_env):
         nodes = [
             subprocess.Popen(
                 torchrun_command(spec_file, settings_file, run_id, nodes=spec.num_nodes, node_rank=rank, procs_per_node=spec.devices, master_port=master_port),

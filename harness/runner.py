@@ -46,9 +46,8 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings) -> None:
     A multi-process launcher calls this once in the parent, so ranks never race to generate.
     """
     data.locate(spec.dataset, settings.data_root, settings.cache_dir)
-    if spec.weights == "pretrained":
-        n = data.num_classes(spec.dataset) or 2
-        obtain_model(spec, settings, n)
+    if spec.weights == "pretrained" and models.find_weight_file(spec.model, settings.resolved_weights_dir) is None:
+        obtain_model(spec, settings, num_classes=2)  # generates the file (smoke) or fills the hub cache (full); this head is thrown away
 
 
 def build_job(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> TrainingJob:
