@@ -71,8 +71,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     output = engines.get(spec.engine).fit(job)
     if not output.is_main_process:
         return None
-    extra = dict(output.extra)
-    extra["artifacts"] = job.artifacts.finish(output.history, output.test)
+    extra = {"artifacts": job.artifacts.finish(output.history, output.test)}
     if is_reparameterizable(job.model):
         device = torch.device("cuda" if job.hardware.gpus else "cpu")
         extra["reparameterization"] = reparameterization_check(job.model, data.loader(job.data.test, spec.recipe), device)

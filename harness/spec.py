@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
@@ -125,7 +125,6 @@ class BenchmarkSpec:
     benchmark: str = "adhoc"
     profile: str = "smoke"
     target_accuracy: float | None = None
-    tags: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -173,7 +172,6 @@ class BenchmarkSpec:
         fields = dict(raw)
         fields["recipe"] = Recipe(**recipe)
         fields["thresholds"] = tuple(Threshold(**t) for t in raw.get("thresholds", ()))
-        fields["tags"] = tuple(raw.get("tags", ()))
         return cls(**fields)
 
     @classmethod

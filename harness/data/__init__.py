@@ -83,11 +83,11 @@ def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank
     return EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=recipe.seed)
 
 
-def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None, batch_size: int | None = None) -> DataLoader:
+def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None) -> DataLoader:
     """A DataLoader as the recipe says (batch size, workers); order comes from `sampler` (None: in order)."""
     return DataLoader(
         dataset,
-        batch_size=batch_size or recipe.batch_size,
+        batch_size=recipe.batch_size,
         shuffle=False,
         sampler=sampler,
         num_workers=recipe.workers,

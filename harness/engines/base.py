@@ -8,7 +8,7 @@ History rows use the same keys for every engine: epoch, lr, epoch_time, train_<m
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -40,7 +40,6 @@ class EngineOutput:
     test: dict[str, float]
     train_images_per_s: float
     is_main_process: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class Engine(Protocol):
