@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from harness.metrics import metric_collection
+from tests.reference_metrics import reference_metrics, scripted_batches
 
 
 def test_metrics_match_hand_computed_values():
@@ -32,3 +33,15 @@ def test_metrics_match_hand_computed_values():
 def test_top_k_is_left_out_when_it_would_be_trivially_one():
     assert set(metric_collection(3).keys()) == {"acc", "f1"}
     assert set(metric_collection(4).keys()) == {"acc", "f1", "top3"}
+
+
+def test_every_metric_over_batches_with_an_all_correct_first_batch():
+    """The first batch's top-1 is all correct, so top-1/3/5 states agree after it; they must not merge."""
+    logits, target = scripted_batches(num_classes=8, batches=4, batch_size=16, seed=0)
+    metrics = metric_collection(8)
+    for start in range(0, len(target), 16):
+        metrics.update(torch.from_numpy(logits[start : start + 16]), torch.from_numpy(target[start : start + 16]))
+    got = {k: float(v) for k, v in metrics.compute().items()}
+    expected = reference_metrics(logits, target, 8)
+    assert got == pytest.approx({k: v for k, v in expected.items() if k != "loss"}, abs=1e-6)
+    assert got["top3"] > got["acc"] and got["top5"] > got["top3"]

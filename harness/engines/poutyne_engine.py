@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import poutyne
 import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 from harness import data
 from harness.artifacts import HARNESS_KEY, harness_state, load
@@ -81,6 +83,18 @@ class _Recorder(poutyne.Callback):
             )
 
 
+def poutyne_model(net: nn.Module, optimizer: torch.optim.Optimizer, num_classes: int, precision: str) -> MixedPrecisionModel:
+    """The recipe's loss and the shared metrics (as Poutyne epoch metrics) around `net`."""
+    metrics = metric_collection(num_classes)
+    return MixedPrecisionModel(net, optimizer, "cross_entropy", epoch_metrics=[(tuple(metrics.keys()), metrics)], precision=precision)
+
+
+def evaluate(model: poutyne.Model, loader: DataLoader) -> dict[str, float]:
+    """Test metrics in the engines' common keys (`test_loss`, `test_acc`, ...)."""
+    logs = model.evaluate_generator(loader, return_dict_format=True, verbose=False)
+    return {k: float(v) for k, v in logs.items() if k.startswith("test_") and k != "test_time"}
+
+
 class PoutyneEngine:
     name = "poutyne"
 
@@ -88,14 +102,7 @@ class PoutyneEngine:
         spec, recipe = job.spec, job.spec.recipe
         devices = device_list(spec, job.hardware)
         optimizer = optimizer_for(spec, job.model.parameters())
-        metrics = metric_collection(job.data.num_classes)
-        model = MixedPrecisionModel(
-            job.model,
-            optimizer,
-            "cross_entropy",
-            epoch_metrics=[(tuple(metrics.keys()), metrics)],
-            precision=spec.precision,
-        )
+        model = poutyne_model(job.model, optimizer, job.data.num_classes, spec.precision)
         rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])
         meter = ThroughputMeter()
@@ -104,8 +111,7 @@ class PoutyneEngine:
         train_loader = data.loader(job.data.train, recipe, sampler=sampler)
         val_loader = data.loader(job.data.val, recipe)
         model.fit_generator(train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[recorder], verbose=False)
-        test_logs = model.evaluate_generator(data.loader(job.data.test, recipe), return_dict_format=True, verbose=False)
-        test = {k: float(v) for k, v in test_logs.items() if k.startswith("test_") and k != "test_time"}
+        test = evaluate(model, data.loader(job.data.test, recipe))
         return EngineOutput(history=rows, test=test, train_images_per_s=meter.images_per_s)
 
     @staticmethod
