@@ -25,19 +25,19 @@ class RunBook:
 
     def __init__(self, settings: RunSettings) -> None:
         self.settings = settings
-        self.records: dict[str, RunResult] = {}
-        self.failures: dict[str, BaseException] = {}
+        self.records: dict[BenchmarkSpec, RunResult] = {}
+        self.failures: dict[BenchmarkSpec, BaseException] = {}
 
     def get(self, spec: BenchmarkSpec) -> RunResult:
-        if spec.id in self.failures:
-            raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[spec.id]
-        if spec.id not in self.records:
+        if spec in self.failures:
+            raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[spec]
+        if spec not in self.records:
             try:
-                self.records[spec.id] = launch.run(spec, self.settings)
+                self.records[spec] = launch.run(spec, self.settings)
             except BaseException as error:
-                self.failures[spec.id] = error
+                self.failures[spec] = error
                 raise
-        return self.records[spec.id]
+        return self.records[spec]
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +97,8 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
     """Put a record's figures where pytest-benchmark's JSON carries them (`extra_info`)."""
     benchmark.extra_info.update(
         run_id=record.run_id,
-        spec_id=BenchmarkSpec.from_dict(record.spec).id,
+        spec_id=record.case_id,
+        fingerprint=record.fingerprint,
         train_images_per_s=round(record.train_images_per_s, 2),
         wall_time_s=round(record.wall_time_s, 2),
         epochs=len(record.history),
@@ -134,7 +135,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     current = {}
     for record in book.records.values():
-        current.setdefault(BenchmarkSpec.from_dict(record.spec).id, []).append({**record.test, "train_images_per_s": record.train_images_per_s})
+        current.setdefault(record.case_id, []).append({**record.test, "train_images_per_s": record.train_images_per_s})
     result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")))
     config.stash[GATE] = result
     if not result.passed and session.exitstatus == 0:

@@ -26,9 +26,10 @@ def test_engine_parity(seed, run_settings, pytestconfig, benchmark):
     spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or PARITY_EPOCHS)
 
     def measure():
-        before = train_images_per_s(runner.build_job(spec, run_settings))
-        records = {e: runner.run(spec.replace(engine=e), run_settings, run_id=f"parity-{spec.replace(engine=e).id}") for e in ("poutyne", "lightning")}
-        after = train_images_per_s(runner.build_job(spec, run_settings))
+        plain_job = lambda: runner.build_job(spec, run_settings, runner.prepare(spec, run_settings))  # noqa: E731
+        before = train_images_per_s(plain_job())
+        records = {e: runner.run(spec.replace(engine=e), run_settings) for e in ("poutyne", "lightning")}
+        after = train_images_per_s(plain_job())
         return max(before, after), records
 
     plain, records = benchmark.pedantic(measure, rounds=1, iterations=1)

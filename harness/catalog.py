@@ -206,12 +206,8 @@ def make_spec(
     num_classes: int | None,
 ) -> BenchmarkSpec:
     """The spec of one matrix cell of `seed` in `profile`."""
-    published = seed.published_for(weights)
     limits = thresholds(seed, profile, weights, num_classes)
-    # time-to-accuracy target: the published accuracy (full), the smoke floor (smoke)
-    target = next((t.value for t in limits if t.metric == "test_acc" and t.op == "at_least"), None)
-    if published and profile == "full":
-        target = published.as_dict().get("test_acc", target)
+    target, target_source = time_to_target(seed, profile, weights, limits)
     return BenchmarkSpec(
         model=seed.model,
         dataset=seed.dataset if profile == "full" else seed.smoke_dataset,
@@ -225,4 +221,17 @@ def make_spec(
         benchmark=seed.key,
         profile=profile,
         target_accuracy=target,
+        target_source=target_source,
     )
+
+
+def time_to_target(seed: Seed, profile: str, weights: str, limits: tuple[Threshold, ...]) -> tuple[float | None, str | None]:
+    """The val accuracy a run's time-to-target counts to, and where it comes from: the published
+    test accuracy (full profile), else the smoke floor; none when neither exists."""
+    published = seed.published_for(weights)
+    if profile == "full" and published and "test_acc" in published.as_dict():
+        return published.as_dict()["test_acc"], f"published ({seed.key}, {weights} weights)"
+    floor = next((t for t in limits if t.metric == "test_acc" and t.op == "at_least"), None)
+    if floor is None:
+        return None, None
+    return floor.value, ("smoke floor: " if profile == "smoke" else "threshold: ") + floor.why

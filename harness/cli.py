@@ -36,6 +36,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=1, help="GPUs, or CPU processes for Lightning DDP")
     p.add_argument("--num-nodes", type=int, default=1, help="nodes, for Lightning under torchrun or SLURM")
     p.add_argument("--seed", type=int)
+    p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across DDP processes (Lightning; CUDA only)")
+    p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column; default: the recipe's published figure on its own dataset, none on other data")
     p.add_argument("--run-id", help="default: the spec id")
     p.add_argument("--spec", type=Path, help="run this spec file (JSON) instead of building one from options")
     p.add_argument("--settings", type=Path, help="settings file (JSON) written by a launcher")
@@ -70,6 +72,10 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
         epochs=args.epochs,
         num_classes=data.num_classes(dataset) or 2,  # only sizes smoke thresholds, which a CLI run drops
     ).replace(dataset=dataset, benchmark="cli", thresholds=())
+    if args.data is not None and dataset not in (seed.dataset, seed.smoke_dataset):  # a seed's target means nothing on other data
+        spec = spec.replace(target_accuracy=None, target_source=None)
+    if args.target_acc is not None:
+        spec = spec.replace(target_accuracy=args.target_acc, target_source="--target-acc")
     if args.model:
         spec = spec.replace(model=args.model)
     overrides = {
@@ -80,6 +86,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "seed": args.seed,
+        "sync_batchnorm": args.sync_batchnorm or None,
     }
     spec = spec.with_recipe(**{k: v for k, v in overrides.items() if v is not None})
     return spec, (Path(data_root) if data_root else None)

@@ -49,8 +49,10 @@ def _cpu_has_native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def skip_reason(engine: str, precision: str, devices: int, hw: Hardware, num_nodes: int = 1) -> str | None:
+def skip_reason(engine: str, precision: str, devices: int, hw: Hardware, num_nodes: int = 1, sync_batchnorm: bool = False) -> str | None:
     """Why (engine, precision, devices) cannot run on `hw`, or None when it can."""
+    if sync_batchnorm and not hw.gpus and devices * num_nodes > 1:
+        return "SyncBatchNorm synchronises only CUDA tensors (torch raises on CPU processes); drop --sync-batchnorm on this machine"
     if precision == "16-mixed" and not hw.gpus:
         return "16-mixed needs a CUDA GPU (fp16 autocast with loss scaling); this machine has none"
     if precision == "bf16-mixed" and hw.gpus and not hw.gpu_bf16:

@@ -38,20 +38,23 @@ def command(spec_file: Path, settings_file: Path, run_id: str) -> list[str]:
 
 
 @contextmanager
-def _prepared(spec: BenchmarkSpec, settings: RunSettings) -> Iterator[tuple[Path, Path, dict[str, str]]]:
-    """Dataset and weights made once here, then (spec file, settings file, child environment)."""
-    runner.prepare(spec, settings)
+def _prepared(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None) -> Iterator[tuple[Path, Path, str, dict[str, str]]]:
+    """Dataset and weights made once here, the run id decided once here (every rank and node
+    writes under it), then (spec file, settings file, run id, child environment)."""
+    identity = runner.prepare(spec, settings)
+    if identity.weights["kind"] == "hub":
+        runner.obtain_model(spec, settings, num_classes=2)  # fills the hub cache before the ranks start; this head is thrown away
     with tempfile.TemporaryDirectory(prefix="trainbench-launch-") as tmp:
         spec_file, settings_file = Path(tmp) / "spec.json", Path(tmp) / "settings.json"
         spec_file.write_text(spec.to_json())
         settings_file.write_text(settings.to_json())
-        yield spec_file, settings_file, {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        yield spec_file, settings_file, run_id or identity.attempt_id(settings.results_dir), child_env
 
 
 def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
     """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
-    run_id = run_id or spec.id
-    with _prepared(spec, settings) as (spec_file, settings_file, child_env):
+    with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
         done = subprocess.run(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env, capture_output=True, text=True)
     output = done.stdout + done.stderr
     print(output[-OUTPUT_TAIL:])
@@ -71,8 +74,7 @@ def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes
 
 def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_port: int, run_id: str | None = None) -> RunResult:
     """All `spec.num_nodes` nodes as separate torchrun launches on this machine (proves the multi-node path)."""
-    run_id = run_id or spec.id
-    with _prepared(spec, settings) as (spec_file, settings_file, child_env):
+    with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
         nodes = [
             subprocess.Popen(
                 torchrun_command(spec_file, settings_file, run_id, nodes=spec.num_nodes, node_rank=rank, procs_per_node=spec.devices, master_port=master_port),

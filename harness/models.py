@@ -9,6 +9,7 @@ does for ImageNet weights, so a file trained on any dataset is a valid starting 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 from pathlib import Path
 
@@ -88,6 +89,37 @@ def create(model: str, num_classes: int, weights: str, weights_dir: Path, *, all
             f"no pretrained weights for {model}: looked for {looked}, then the Hugging Face hub and its cache "
             f"({type(error).__name__}: {error}); put a weights file in --weights-dir"
         ) from None
+
+
+def weights_source(model: str, weights: str, weights_dir: Path, *, allow_hub: bool) -> dict[str, str]:
+    """Where a run's starting weights come from, precisely enough to tell two sources apart.
+
+    A file is named by its path and sha256 (and, for a generated stand-in, what generated it and
+    the accuracy it reached on its source data); hub weights by the hub id timm would load.
+    """
+    if weights == "random":
+        return {"kind": "random"}
+    file = find_weight_file(model, weights_dir)
+    if file is not None:
+        source = {"kind": "file", "path": str(file.resolve()), "sha256": _sha256(file)}
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            if metadata.get("generated_by"):
+                source.update(kind="generated stand-in", **{k: metadata[k] for k in sorted(metadata)})
+        return source
+    if not allow_hub:
+        raise WeightsNotFound(f"no pretrained weights for {model}: looked for {', '.join(str(p) for p in weight_file_candidates(model, weights_dir))}")
+    cfg = timm.get_pretrained_cfg(model)
+    return {"kind": "hub", "id": cfg.hf_hub_id or f"timm/{model}"}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:

@@ -33,6 +33,7 @@ def source_spec(spec: BenchmarkSpec) -> BenchmarkSpec:
         thresholds=(),
         benchmark="source-pretraining",
         target_accuracy=None,
+        target_source=None,
     ).with_recipe(epochs=SOURCE_EPOCHS)
 
 
@@ -44,7 +45,7 @@ def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False)
     run_dir = settings.cache_dir / "pretraining" / source.id
     quiet = settings.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
-    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id))
+    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""))
     output = engines.get("poutyne").fit(job)
     path = settings.resolved_weights_dir / f"{spec.model}.safetensors"
     models.save_weights(

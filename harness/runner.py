@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import torch
 from lightning.fabric.utilities.seed import seed_everything
@@ -16,6 +17,7 @@ from harness import data, engines, models, pretrain
 from harness.artifacts import RunArtifacts
 from harness.engines import TrainingJob
 from harness.hardware import detect, skip_reason
+from harness.identity import RunIdentity
 from harness.inference import is_reparameterizable, reparameterization_check
 from harness.results.record import RunResult, environment
 from harness.settings import RunSettings
@@ -26,46 +28,62 @@ class UnsupportedCase(RuntimeError):
     """This machine cannot run the case as specified (never silently run another way)."""
 
 
+def ensure_weights(spec: BenchmarkSpec, settings: RunSettings) -> None:
+    """Smoke profile: the offline stand-in weights file, generated once when none exists."""
+    if spec.weights == "pretrained" and spec.profile == "smoke" and models.find_weight_file(spec.model, settings.resolved_weights_dir) is None:
+        pretrain.generate(spec, settings)
+
+
 def obtain_model(spec: BenchmarkSpec, settings: RunSettings, num_classes: int) -> nn.Module:
-    """The spec's model; in the smoke profile, missing pretrained weights are generated once."""
-    weights_dir = settings.resolved_weights_dir
-    allow_hub = spec.profile == "full"
-    try:
-        return models.create(spec.model, num_classes, spec.weights, weights_dir, allow_hub=allow_hub)
-    except models.WeightsNotFound:
-        if spec.profile != "smoke":
-            raise
-    pretrain.generate(spec, settings)
-    seed_everything(spec.recipe.seed, verbose=False)  # pretraining must not shift the run's randomness
-    return models.create(spec.model, num_classes, spec.weights, weights_dir, allow_hub=False)
+    """The spec's model, random or pretrained (a weights file; the hub only in the full profile)."""
+    return models.create(spec.model, num_classes, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")
 
 
-def prepare(spec: BenchmarkSpec, settings: RunSettings) -> None:
-    """Everything that must exist before worker processes start: dataset files and weights.
+def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
+    """Everything that must exist before training (dataset files, weights), and the run's identity.
 
     A multi-process launcher calls this once in the parent, so ranks never race to generate.
     """
-    data.locate(spec.dataset, settings.data_root, settings.cache_dir)
-    if spec.weights == "pretrained" and models.find_weight_file(spec.model, settings.resolved_weights_dir) is None:
-        obtain_model(spec, settings, num_classes=2)  # generates the file (smoke) or fills the hub cache (full); this head is thrown away
+    folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
+    ensure_weights(spec, settings)
+    weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")
+    return RunIdentity.of(spec, data.fingerprint(folder), weights)
 
 
-def build_job(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> TrainingJob:
+def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str | None = None) -> TrainingJob:
     """Seeded data and model for `spec`: what an engine (or the plain reference loop) trains."""
     hw = detect()
-    reason = skip_reason(spec.engine, spec.precision, spec.devices, hw, spec.num_nodes)
+    reason = skip_reason(spec.engine, spec.precision, spec.devices, hw, spec.num_nodes, spec.recipe.sync_batchnorm)
     if reason:
         raise UnsupportedCase(f"{spec.id} cannot run here: {reason}")
-    run_id = run_id or spec.id
+    run_id = run_id or identity.run_id
     seed_everything(spec.recipe.seed, verbose=False)
     bundle = data.for_spec(spec, settings.data_root, settings.cache_dir, models.data_stats(spec.model))
     model = obtain_model(spec, settings, bundle.num_classes)
-    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, RunArtifacts(spec, settings, run_id))
+    artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint)
+    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts)
+
+
+def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
+    """What produced a record, beyond its spec: data, weights, batch per process and device, target."""
+    spec, bundle = job.spec, job.data
+    return {
+        "fingerprint": identity.fingerprint,
+        "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {p: len(getattr(bundle, p)) for p in ("train", "val", "test")}},
+        "weights": identity.weights,
+        "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.recipe.batch_size // spec.world_size},
+        "target": {"accuracy": spec.target_accuracy, "source": spec.target_source},
+    }
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult | None:
-    """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None."""
-    job = build_job(spec, settings, run_id)
+    """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None.
+
+    Without `run_id`, the run writes under its identity's first attempt without a record, so an
+    earlier record of the same spec is never replaced.
+    """
+    identity = prepare(spec, settings)
+    job = build_job(spec, settings, identity, run_id or identity.attempt_id(settings.results_dir))
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     output = engines.get(spec.engine).fit(job)
@@ -85,6 +103,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
         environment=environment(),
         started_at=started_at,
         extra=extra,
+        **provenance(job, identity),
     )
     record.save(job.run_dir)
     return record

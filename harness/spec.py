@@ -74,6 +74,7 @@ class Recipe:
     train_crop: str = "resize"
     train_augmentations: tuple[Augmentation, ...] = ()
     seed: int = 42
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -125,6 +126,7 @@ class BenchmarkSpec:
     benchmark: str = "adhoc"
     profile: str = "smoke"
     target_accuracy: float | None = None
+    target_source: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -135,6 +137,15 @@ class BenchmarkSpec:
             raise SpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.devices < 1 or self.num_nodes < 1:
             raise SpecError(f"devices and num_nodes must be at least 1, got {self.devices}, {self.num_nodes}")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            raise SpecError(f"target accuracy {self.target_accuracy} is not a fraction in (0, 1]; give e.g. 0.9 for 90 %")
+        batch, processes = self.recipe.batch_size, self.processes
+        if batch % processes:
+            lower, upper = batch - batch % processes, batch + processes - batch % processes
+            raise SpecError(
+                f"batch size {batch} is the global batch and must divide evenly over {processes} processes "
+                f"(devices x nodes); use --batch-size {lower or upper} or {upper}"
+            )
 
     @property
     def id(self) -> str:
@@ -148,6 +159,23 @@ class BenchmarkSpec:
     @property
     def world_size(self) -> int:
         return self.devices * self.num_nodes
+
+    @property
+    def processes(self) -> int:
+        """Training processes: one per device for Lightning (DDP); one for Poutyne (a device list)."""
+        return self.world_size if self.engine == "lightning" else 1
+
+    @property
+    def per_process_batch(self) -> int:
+        """The recipe's batch is the global batch: each process loads its share."""
+        return self.recipe.batch_size // self.processes
+
+    def result_fields(self) -> dict[str, Any]:
+        """What determines the result: everything but the expectations and the benchmark's name."""
+        fields = self.to_dict()
+        for expectation in ("thresholds", "benchmark", "target_accuracy", "target_source"):
+            fields.pop(expectation)
+        return fields
 
     def replace(self, **changes: Any) -> BenchmarkSpec:
         return dataclasses.replace(self, **changes)

@@ -74,19 +74,21 @@ def test_server_stopped_in_the_middle_of_a_run(tiny_folder, settings, gcs, tmp_p
     """The bucket dies after the first checkpoint: training finishes, every local copy is there."""
     ckpt = tmp_path / "ckpt"
     spec = tiny_spec().with_recipe(epochs=4)
+    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(ckpt,), gcs_bucket=f"gs://{BUCKET}/p", gcs_retry_s=3)
+    run_id = runner.prepare(spec, settings).run_id
     command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
     (tmp_path / "spec.json").write_text(spec.to_json())
-    (tmp_path / "settings.json").write_text(settings.replace(data_root=tiny_folder, checkpoint_dirs=(ckpt,), gcs_bucket=f"gs://{BUCKET}/p", gcs_retry_s=3).to_json())
+    (tmp_path / "settings.json").write_text(settings.to_json())
     child = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _wait_for(ckpt / spec.id / epoch_file(1), child)
+    _wait_for(ckpt / run_id / epoch_file(1), child)
     gcs.stop()
     output = child.communicate(timeout=300)[0]
     assert child.returncode == 0, output
-    record = RunResult.load(settings.results_dir / spec.id / "result.json")
+    record = RunResult.load(settings.results_dir / run_id / "result.json")
     assert [r["epoch"] for r in record.history] == [1, 2, 3, 4]
-    assert all((ckpt / spec.id / epoch_file(e)).is_file() for e in range(1, 5))
+    assert all((ckpt / run_id / epoch_file(e)).is_file() for e in range(1, 5))
     failed = {f["object"] for f in record.extra["artifacts"]["gcs"]["failures"]}
-    assert f"gs://{BUCKET}/p/{spec.id}/{epoch_file(4)}" in failed
+    assert f"gs://{BUCKET}/p/{run_id}/{epoch_file(4)}" in failed
     assert "upload to" in output and "local copy kept" in output
 
 
@@ -105,23 +107,24 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
     epochs = 4
     spec = tiny_spec(engine=engine).with_recipe(epochs=epochs)
     settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
+    run_id = runner.prepare(spec, settings).run_id
     (tmp_path / "spec.json").write_text(spec.to_json())
     (tmp_path / "settings.json").write_text(settings.to_json())
     command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    _wait_for(tmp_path / "ckpt" / spec.id / epoch_file(1), child)
+    _wait_for(tmp_path / "ckpt" / run_id / epoch_file(1), child)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
-    assert not (settings.results_dir / spec.id / "result.json").exists(), "the run finished before it could be killed"
-    interrupted_at = load(tmp_path / "ckpt" / spec.id / LAST)[HARNESS_KEY]["epoch"]
+    assert not (settings.results_dir / run_id / "result.json").exists(), "the run finished before it could be killed"
+    interrupted_at = load(tmp_path / "ckpt" / run_id / LAST)[HARNESS_KEY]["epoch"]
     assert interrupted_at < epochs
 
     (tmp_path / "settings.json").write_text(settings.replace(resume=True).to_json())
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"resuming {spec.id}" in done.stdout
-    resumed = RunResult.load(settings.results_dir / spec.id / "result.json")
+    assert f"resuming {run_id}" in done.stdout
+    resumed = RunResult.load(settings.results_dir / run_id / "result.json")
     straight = runner.run(spec, settings.replace(checkpoint_dirs=(tmp_path / "straight",)), run_id="straight")
 
     assert [r["epoch"] for r in resumed.history] == list(range(1, epochs + 1))
@@ -132,11 +135,13 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
 
 def test_resume_from_the_bucket_when_no_local_copy(tiny_folder, settings, gcs, tmp_path):
     first = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "a",), gcs_bucket=f"gs://{BUCKET}/r")
-    _run(tiny_folder, first)
-    # a new machine: empty local folder, same bucket; the run is already complete at epoch 2
-    again = first.replace(checkpoint_dirs=(tmp_path / "b",), resume=True)
+    done = _run(tiny_folder, first)
+    # a new machine: empty local folder and results folder, same bucket; the run is already complete at epoch 2
+    again = first.replace(checkpoint_dirs=(tmp_path / "b",), results_dir=tmp_path / "results-b", resume=True)
     record = runner.run(tiny_spec().with_recipe(epochs=2), again)
-    assert [r["epoch"] for r in record.history] == [1, 2]
+    assert record.run_id == done.run_id and [r["epoch"] for r in record.history] == [1, 2]
+    assert record.history == done.history  # replayed from the checkpoint, not trained again
+    assert (tmp_path / "b" / record.run_id / LAST).is_file() is False  # nothing was trained, so nothing new was saved
 
 
 def test_wandb_offline_run_matches_the_record(tiny_folder, settings):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from harness.settings import REPO_ROOT
 
@@ -24,7 +25,9 @@ def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folde
                    "--weight-decay", "0", "--precision", "32-true", "--devices", "1", "--seed", "3", "--results-dir", str(tmp_path / "r"))
     assert done.returncode == 0, done.stderr
     assert "test_acc=" in done.stdout
-    record = json.loads((tmp_path / "r" / "test_efficientnet-tiny-poutyne-32true-1dev-random" / "result.json").read_text())
+    (path,) = [line.removeprefix("record: ") for line in done.stdout.splitlines() if line.startswith("record: ")]
+    assert path.startswith(str(tmp_path / "r" / "test_efficientnet-tiny-poutyne-32true-1dev-random-"))
+    record = json.loads(Path(path).read_text())
     assert record["spec"]["recipe"]["optimizer"] == "sgd" and record["spec"]["recipe"]["seed"] == 3
 
 

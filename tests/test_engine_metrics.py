@@ -47,7 +47,7 @@ def scripted():
 def test_lightning_test_metrics_equal_hand_computed(scripted, settings):
     net, loader, expected = scripted
     spec = tiny_spec(engine="lightning")
-    module = ClassificationModule(net, spec, NUM_CLASSES, ThroughputMeter(), RunArtifacts(spec, settings.replace(wandb="off"), spec.id))
+    module = ClassificationModule(net, spec, NUM_CLASSES, ThroughputMeter(), RunArtifacts(spec, settings.replace(wandb="off"), spec.id, fingerprint=""))
     L.Trainer(**trainer_kwargs(spec, "cpu")).test(module, dataloaders=loader, verbose=False)
     assert module.test_metrics == pytest.approx(expected, abs=1e-6)
 

@@ -21,7 +21,8 @@ def test_two_process_bf16_run_through_the_entry_point(tiny_folder, settings):
     assert launch.needs_own_processes(spec)
     record = launch.run(spec, settings.replace(data_root=tiny_folder))
     assert record.spec["devices"] == 2 and record.spec["precision"] == "bf16-mixed"
-    assert RunResult.load(settings.results_dir / spec.id / "result.json").test == record.test
+    assert RunResult.load(settings.results_dir / record.run_id / "result.json").test == record.test
+    assert record.batch == {"global": 8, "processes": 2, "per_process": 4, "per_device": 4}
     assert 0 <= record.test["test_acc"] <= 1 and len(record.history) == 1
 
 

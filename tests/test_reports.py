@@ -8,14 +8,14 @@ import pytest
 from harness.catalog import EFFICIENTNETV2, FASTVIT, make_spec
 from harness.results import report
 from harness.results.record import RunResult
-from harness.results.tables import ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
+from harness.results.tables import not_comparable_to_published, ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
 from harness.settings import REPO_ROOT
 
 
-def record(spec, acc, loss, images_per_s=100.0, val_accs=(0.5, 0.9)) -> RunResult:
+def record(spec, acc, loss, images_per_s=100.0, val_accs=(0.5, 0.9), run_id=None) -> RunResult:
     history = [{"epoch": e + 1, "epoch_time": 10.0, "val_acc": a, "val_loss": loss, "train_loss": loss, "train_acc": a} for e, a in enumerate(val_accs)]
-    return RunResult(spec.id, spec.to_dict(), history, {"test_acc": acc, "test_loss": loss, "test_f1": acc - 0.01, "test_top3": 0.99, "test_top5": 1.0},
-                     123.0, images_per_s, {"torch": "x"}, "2026-11-21T00:00:00+00:00")  # fmt: skip
+    return RunResult(run_id or spec.id, spec.to_dict(), history, {"test_acc": acc, "test_loss": loss, "test_f1": acc - 0.01, "test_top3": 0.99, "test_top5": 1.0},
+                     123.0, images_per_s, {"torch": "2.x", "device": "cpu (x86_64, 2 cores)", "git_commit": "abc123"}, "2026-11-21T00:00:00+00:00")  # fmt: skip
 
 
 @pytest.fixture
@@ -28,25 +28,59 @@ def records():
 
 def test_pretrained_and_random_side_by_side_with_difference(records):
     (row,) = pretrained_vs_random(records).rows
-    assert row[:5] == ("tf_efficientnetv2_b2", "imagefolder", "poutyne", "32-true", "1")
-    assert row[5:8] == ("95.00", "80.00", "+15.00") and row[10] == "-0.3300"
+    assert row[:6] == ("tf_efficientnetv2_b2", "imagefolder", "full", "poutyne", "32-true", "1")
+    assert row[7:11] == ("1/1", "95.00", "80.00", "+15.00") and row[13] == "-0.3300"
 
 
-def test_ours_against_published_with_difference(records):
-    rows = {(r[0], r[2]): r for r in ours_vs_published(records).rows}
+def test_pretrained_vs_random_pairs_only_runs_that_differ_in_weights_alone():
+    smoke_pre = make_spec(EFFICIENTNETV2, profile="smoke", weights="pretrained", num_classes=6)
+    full_rnd = make_spec(EFFICIENTNETV2, profile="full", weights="random", num_classes=6)
+    other_lr = smoke_pre.replace(weights="random").with_recipe(lr=1e-2)
+    assert pretrained_vs_random([record(smoke_pre, 0.6, 1.0), record(full_rnd, 0.8, 0.4), record(other_lr, 0.4, 2.0)]).rows == ()
+    repeats = [record(smoke_pre, 0.6, 1.0, run_id="p1"), record(smoke_pre, 0.7, 1.0, run_id="p2"), record(smoke_pre.replace(weights="random"), 0.4, 2.0)]
+    (row,) = pretrained_vs_random(repeats).rows
+    assert row[7:11] == ("2/1", "65.00", "40.00", "+25.00")
+
+
+def test_ours_against_published_lists_reproductions_only(records):
+    rows = {(r[0], r[1]): r for r in ours_vs_published(records).rows}
     pre, rnd, fast = (r.run_id for r in records)
-    assert rows[(pre, "accuracy %")][3:] == ("95.00", "93.80", "+1.20")
-    assert rows[(rnd, "loss")][3:] == ("0.4500", "0.4340", "+0.0160")
-    assert rows[(fast, "top-3")][3:] == ("99.00", "99.88", "-0.88")
-    assert rows[(fast, "loss")][3:] == ("0.2500", "0.2630", "-0.0130")
+    assert rows[(pre, "accuracy %")][2:] == ("95.00", "93.80", "+1.20")
+    assert rows[(rnd, "loss")][2:] == ("0.4500", "0.4340", "+0.0160")
+    assert rows[(fast, "top-3")][2:] == ("99.00", "99.88", "-0.88")
+    assert rows[(fast, "loss")][2:] == ("0.2500", "0.2630", "-0.0130")
 
 
-def test_precision_devices_rows_with_speed_and_time_to_target(records):
-    rows = {r[0] + r[3] + r[4]: r for r in precision_devices(records).rows}
-    fast = rows["fastvitbf16-mixed2"]
-    assert fast[6] == "812.5" and fast[7] == "123.0"
-    assert fast[8] == "epoch 2 (20s)"  # val acc 0.95 >= published 0.9237 first at epoch 2, after 2 x 10 s
-    assert "not reached" in rows["efficientnetv2" + "32-true1"][8] or "epoch" in rows["efficientnetv2" + "32-true1"][8]
+def test_smoke_and_changed_recipes_are_shown_apart_with_the_reason():
+    smoke = make_spec(FASTVIT, profile="smoke", weights="pretrained", num_classes=8)
+    short = make_spec(FASTVIT, profile="full", weights="pretrained", num_classes=8).with_recipe(epochs=2)
+    runs = [record(smoke, 0.8, 0.6), record(short, 0.5, 1.2)]
+    assert ours_vs_published(runs).rows == ()
+    reasons = {r[0]: r[5] for r in not_comparable_to_published(runs).rows}
+    assert reasons[smoke.id] == "smoke profile: generated data, 64 px, 4 epochs"
+    assert reasons[short.id] == "recipe changed: epochs 2 (published 40)"
+
+
+def test_precision_devices_rows_with_speed_and_a_named_target(records):
+    rows = {r[0] + r[2] + r[3] + r[4]: r for r in precision_devices(records).rows}
+    fast = rows["fastvitpretrainedbf16-mixed2"]
+    assert fast[5] == "64" and fast[7] == "812.5" and fast[8] == "123.0"
+    assert fast[9] == "92.37 % (published (fastvit, pretrained weights))"
+    assert fast[10] == "epoch 2 (20s)"  # val acc 0.95 >= published 0.9237 first at epoch 2, after 2 x 10 s
+    assert rows["efficientnetv2pretrained32-true1"][10] == "not reached"  # val acc 0.9 < published 0.93802
+    assert rows["efficientnetv2random32-true1"][9:] == ("80.80 % (published (efficientnetv2, random weights))", "epoch 2 (20s)")
+
+
+def test_no_target_on_a_users_own_data_unless_given(tiny_folder):
+    from harness.cli import build_parser, spec_from_args
+
+    args = build_parser().parse_args(["run", "--data", str(tiny_folder), "--recipe", "fastvit"])
+    spec, _ = spec_from_args(args)
+    assert spec.target_accuracy is None
+    (row,) = precision_devices([record(spec, 0.5, 1.0)]).rows
+    assert row[9:] == ("none (no published figure; give --target-acc)", "-")
+    given, _ = spec_from_args(build_parser().parse_args(["run", "--data", str(tiny_folder), "--target-acc", "0.8"]))
+    assert (given.target_accuracy, given.target_source) == (0.8, "--target-acc")
 
 
 def test_seed_tables_in_the_write_ups_shape(records):
@@ -66,9 +100,13 @@ def test_report_command_rebuilds_everything_from_records(records, tmp_path):
     for title in ("Runs and published figures", "Ours vs published", "Precision x devices", "the write-up's table"):
         assert title in md
     assert "published: efficientnetv2" in md and f"[plot]({records[0].run_id}/curves.png)" in md
+    assert "- **git_commit**: abc123" in md and "- **column time to target**:" in md
     assert len((tmp_path / "summary.csv").read_text().splitlines()) == 1 + 3 + 3  # header, runs, published rows
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<script" not in page and 'src="http' not in page
+    assert "[plot](" not in page and f"<a href='#curves-{records[0].run_id}'>plot</a>" in page and f"id='curves-{records[0].run_id}'" in page
+    for fact in ("<b>generated</b>", "<b>device</b>: cpu (x86_64, 2 cores)", "<b>torch</b>: 2.x", "<b>cuda</b>: none", "<b>column images/s</b>"):
+        assert fact in page
 
 
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
@@ -78,4 +116,4 @@ def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
 
 def test_files_are_written_by_report_write(records, tmp_path):
     tables = report.write(records, tmp_path)
-    assert {t.title for t in tables} >= {"Pretrained vs random weights", "Ours vs published"}
+    assert {t.title for t in tables} >= {"Pretrained vs random weights", "Ours vs published (reproductions)"}

@@ -22,14 +22,18 @@ class ResumeError(ValueError):
     """A checkpoint cannot continue this run; the message says why."""
 
 
-def harness_state(spec: BenchmarkSpec, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
-    """The engine-neutral part of every checkpoint."""
-    return {"format": 1, "engine": spec.engine, "epoch": epoch, "spec": spec.to_dict(), "history": [dict(r) for r in history], "rng": rng_state()}
+def harness_state(artifacts: RunArtifacts, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
+    """The engine-neutral part of every checkpoint, with the identity of the run that wrote it."""
+    spec = artifacts.spec
+    return {
+        "format": 2, "engine": spec.engine, "epoch": epoch, "spec": spec.to_dict(), "fingerprint": artifacts.fingerprint,
+        "history": [dict(r) for r in history], "rng": rng_state(),
+    }  # fmt: skip
 
 
 class RunArtifacts:
-    def __init__(self, spec: BenchmarkSpec, settings: RunSettings, run_id: str) -> None:
-        self.spec, self.settings, self.run_id = spec, settings, run_id
+    def __init__(self, spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str) -> None:
+        self.spec, self.settings, self.run_id, self.fingerprint = spec, settings, run_id, fingerprint
         self.bucket = BucketUploader(settings.gcs_bucket, settings.gcs_retry_s) if settings.gcs_bucket else None
         folders = list(settings.checkpoint_dirs)
         if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
@@ -51,8 +55,11 @@ class RunArtifacts:
             print(f"[trainbench] --resume: no checkpoint of {self.run_id} found; starting from epoch 1", flush=True)
             return None
         saved = load(path)[HARNESS_KEY]
-        if saved["spec"] != self.spec.to_dict():
-            raise ResumeError(f"{path} was written by a different spec than {self.run_id}'s; remove it or drop --resume")
+        if saved.get("fingerprint") != self.fingerprint:
+            raise ResumeError(
+                f"{path} was written by another run (fingerprint {saved.get('fingerprint')}, this run {self.fingerprint}: "
+                "a different recipe, dataset or weights); remove it or drop --resume"
+            )
         print(f"[trainbench] resuming {self.run_id} from {path} (epoch {saved['epoch']})", flush=True)
         return path
 

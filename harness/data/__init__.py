@@ -9,12 +9,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from harness.data import kvasir, synthetic
+from harness.data.fingerprint import DataIdentity, fingerprint
 from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
 from harness.data.split import SplitIndices, stratified_split
 from harness.data.transforms import Stats, eval_transform, train_transform
 from harness.spec import BenchmarkSpec, Recipe
 
-__all__ = ["DataBundle", "DataError", "EpochSampler", "build", "for_spec", "loader", "locate", "num_classes", "train_sampler"]
+__all__ = [
+    "DataBundle", "DataError", "DataIdentity", "EpochSampler", "build", "fingerprint", "for_spec", "loader", "locate", "num_classes", "train_sampler",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,12 @@ def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank
     return EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=recipe.seed)
 
 
-def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None) -> DataLoader:
-    """A DataLoader as the recipe says (batch size, workers); order comes from `sampler` (None: in order)."""
+def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None, processes: int = 1) -> DataLoader:
+    """A DataLoader as the recipe says (workers; its global batch shared by `processes`); order comes
+    from `sampler` (None: in order)."""
     return DataLoader(
         dataset,
-        batch_size=recipe.batch_size,
+        batch_size=recipe.batch_size // processes,
         shuffle=False,
         sampler=sampler,
         num_workers=recipe.workers,

@@ -34,7 +34,8 @@ PARTS = ("train", "val", "test")
 
 
 class BundleDataModule(L.LightningDataModule):
-    """DataLoaders of a DataBundle; under DDP each rank gets its shard (train shuffled by epoch)."""
+    """DataLoaders of a DataBundle; under DDP each rank gets its shard (train shuffled by epoch) and
+    its share of the recipe's global batch, so every device count trains the same recipe."""
 
     def __init__(self, bundle: DataBundle, recipe: Recipe) -> None:
         super().__init__()
@@ -47,7 +48,7 @@ class BundleDataModule(L.LightningDataModule):
         return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
 
     def _loader(self, dataset, train: bool):
-        return data.loader(dataset, self.recipe, sampler=self._sampler(dataset, train))
+        return data.loader(dataset, self.recipe, sampler=self._sampler(dataset, train), processes=self.trainer.world_size)
 
     def train_dataloader(self):
         return self._loader(self.bundle.train, True)
@@ -156,7 +157,7 @@ class ClassificationModule(L.LightningModule):
             self.trainer.save_checkpoint(epoch_file(self.current_epoch + 1))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[HARNESS_KEY] = harness_state(self.spec, self.current_epoch + 1, self.history)
+        checkpoint[HARNESS_KEY] = harness_state(self.artifacts, self.current_epoch + 1, self.history)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint[HARNESS_KEY]
@@ -178,6 +179,7 @@ def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None =
         strategy="ddp" if spec.world_size > 1 else "auto",
         precision=spec.precision,
         max_epochs=spec.recipe.epochs,
+        sync_batchnorm=spec.recipe.sync_batchnorm,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         logger=False,

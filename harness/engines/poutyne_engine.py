@@ -76,7 +76,7 @@ class _Recorder(poutyne.Callback):
         if self.job.artifacts.checkpointing:
             self.job.artifacts.save_checkpoint(
                 {
-                    HARNESS_KEY: harness_state(self.job.spec, epoch_number, self.rows),
+                    HARNESS_KEY: harness_state(self.job.artifacts, epoch_number, self.rows),
                     "state_dict": self.job.model.state_dict(),
                     "optimizer_states": [self.optimizer.state_dict()],
                 }

@@ -72,7 +72,7 @@ def _from_records(folder: Path) -> Observations:
     for record in load_all(folder):
         metrics = {k: v for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
         metrics["train_images_per_s"] = record.train_images_per_s
-        out[BenchmarkSpec.from_dict(record.spec).id].append(metrics)
+        out[record.case_id].append(metrics)
     return dict(out)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.results.plots import plot_curves
 from harness.settings import REPO_ROOT
+from harness.spec import BenchmarkSpec
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.csv"
@@ -34,10 +35,20 @@ class RunResult:
     environment: dict[str, Any]
     started_at: str
     extra: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""  # of everything that determines the result (harness.identity)
+    data: dict[str, Any] = field(default_factory=dict)  # resolved path, content fingerprint, classes, split sizes
+    weights: dict[str, Any] = field(default_factory=dict)  # random, a file (path, sha256), a generated stand-in, or a hub id
+    batch: dict[str, int] = field(default_factory=dict)  # global, processes, per process, per device
+    target: dict[str, Any] = field(default_factory=dict)  # time-to-target accuracy and where it comes from
 
     @property
     def benchmark(self) -> str:
         return self.spec["benchmark"]
+
+    @property
+    def case_id(self) -> str:
+        """The readable matrix cell this run belongs to (its run id without fingerprint or attempt)."""
+        return BenchmarkSpec.from_dict(self.spec).id
 
     def time_to_target(self, target: float | None) -> tuple[int, float] | None:
         """First epoch (and cumulative training seconds) at which val accuracy reached `target`."""
@@ -93,8 +104,11 @@ def _git_commit() -> str | None:
 def environment() -> dict[str, Any]:
     """Versions and hardware that a result depends on (no credentials, no paths with secrets)."""
     import albumentations
+    import lightning
+    import poutyne
     import timm
     import torch
+    import torchmetrics
 
     from harness.hardware import detect
 
@@ -104,8 +118,11 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "timm": timm.__version__,
+        "lightning": lightning.__version__,
+        "poutyne": poutyne.__version__,
+        "torchmetrics": torchmetrics.__version__,
         "albumentations": albumentations.__version__,
-        "cuda": torch.version.cuda,
+        "cuda": torch.version.cuda if hw.gpus else None,  # the build's CUDA means nothing without a GPU
         "device": hw.gpu_name or f"cpu ({platform.processor() or platform.machine()}, {hw.cpu_cores} cores)",
         "gpus": hw.gpus,
         "git_commit": _git_commit(),

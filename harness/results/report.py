@@ -1,7 +1,9 @@
 """Writing the tables: `summary.md`, `summary.csv` (one row per run) and `report.html`.
 
-The HTML page is self-contained (styles inline, each run's learning curves embedded as PNG data),
-so it can be published or mailed as one file.
+Both the Markdown and the HTML open with a head that says when the report was made, what the runs
+ran on (device, versions, git commit, as their records say) and what each derived column means.
+The HTML page is self-contained (styles inline, each run's learning curves embedded as PNG data,
+the runs table's curve links pointing at them), so it can be published or mailed as one file.
 """
 
 from __future__ import annotations
@@ -9,29 +11,55 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.results.record import CURVES_FILE, RunResult
-from harness.results.tables import Table, all_tables, runs_table
+from harness.results.tables import COLUMN_NOTES, Cell, Link, Table, all_tables, runs_table
 
 STYLE = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:900px}"
+ENVIRONMENT_KEYS = ("device", "torch", "timm", "lightning", "poutyne", "torchmetrics", "albumentations", "cuda", "python", "git_commit")
+
+
+def head(records: Sequence[RunResult], tables: Sequence[Table]) -> list[tuple[str, str]]:
+    """(label, text) lines: date, the runs' environment (every distinct value), the derived columns."""
+    lines = [("generated", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")), ("runs", str(len(records)))]
+    for key in ENVIRONMENT_KEYS:
+        values = sorted({str(r.environment.get(key)) for r in records if r.environment.get(key) is not None})
+        lines.append((key, ", ".join(values) if values else "none"))
+    shown = {c for t in tables for c in t.columns}
+    lines += [(f"column {column}", note) for column, note in COLUMN_NOTES.items() if column in shown]
+    return lines
+
+
+def markdown(records: Sequence[RunResult], tables: Sequence[Table]) -> str:
+    about = "\n".join(f"- **{label}**: {text}" for label, text in head(records, tables))
+    return "# trainbench results\n\n" + about + "\n\n" + "\n".join(t.markdown() for t in tables)
+
+
+def _html_cell(cell: Cell) -> str:
+    if isinstance(cell, Link):
+        return f"<a href='{html.escape('#' + cell.anchor if cell.anchor else cell.target)}'>{html.escape(cell.label)}</a>"
+    return html.escape(cell)
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in table.rows)
-    return f"<h3>{html.escape(table.title)}</h3><table><tr>{head}</tr>{body}</table>"
+    head_row = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>" for row in table.rows)
+    note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
+    return f"<h3>{html.escape(table.title)}</h3>{note}<table><tr>{head_row}</tr>{body}</table>"
 
 
-def html_page(records: Sequence[RunResult], results_dir: Path) -> str:
+def html_page(records: Sequence[RunResult], tables: Sequence[Table], results_dir: Path) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trainbench report</title><style>{STYLE}</style></head><body><h1>trainbench report</h1>"]
-    parts += [_html_table(t) for t in all_tables(records)]
+    parts.append("<ul>" + "".join(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}</li>" for label, text in head(records, tables)) + "</ul>")
+    parts += [_html_table(t) for t in tables]
     parts.append("<h2>Learning curves</h2>")
     for r in sorted(records, key=lambda r: r.run_id):
         png = results_dir / r.run_id / CURVES_FILE
         if png.is_file():
             data = base64.b64encode(png.read_bytes()).decode()
-            parts.append(f"<h4>{html.escape(r.run_id)}</h4><img alt='curves of {html.escape(r.run_id)}' src='data:image/png;base64,{data}'>")
+            parts.append(f"<h4 id='curves-{html.escape(r.run_id)}'>{html.escape(r.run_id)}</h4><img alt='curves of {html.escape(r.run_id)}' src='data:image/png;base64,{data}'>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -40,7 +68,7 @@ def write(records: Sequence[RunResult], results_dir: Path) -> list[Table]:
     """All report files into `results_dir`; returns the tables (for printing)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     tables = all_tables(records)
-    (results_dir / "summary.md").write_text("# trainbench results\n\n" + "\n".join(t.markdown() for t in tables))
+    (results_dir / "summary.md").write_text(markdown(records, tables))
     (results_dir / "summary.csv").write_text(runs_table(records).csv())
-    (results_dir / "report.html").write_text(html_page(records, results_dir))
+    (results_dir / "report.html").write_text(html_page(records, tables, results_dir))
     return tables

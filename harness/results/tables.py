@@ -1,39 +1,62 @@
 """Comparison tables built from result records alone (they know nothing of Poutyne or Lightning).
 
-- runs: one row per run, with the published figures beside them;
-- pretrained vs random, side by side, with the difference;
-- ours vs published, per metric, with the difference;
-- precision x devices: accuracy, images/s, time, and time to the case's target accuracy;
+- runs: one row per run (its recipe in one column), with the published figures beside them;
+- pretrained vs random: only runs whose specs differ in weights alone, side by side;
+- ours vs published: full-profile reproductions of a seed's unchanged recipe, and separately the
+  other runs of a seed, labelled with why they are not comparable;
+- precision x devices: accuracy, images/s, time, and time to a named target accuracy;
 - each seed's own table, in the write-up's shape.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.catalog import SEEDS
+from harness.catalog import SEEDS, Seed
 from harness.results.record import CURVES_FILE, RunResult
+from harness.spec import BenchmarkSpec
+
+
+@dataclass(frozen=True)
+class Link:
+    """A table cell that points somewhere: a Markdown link, an HTML anchor (`anchor` when the page
+    embeds the target itself), the bare target in CSV."""
+
+    label: str
+    target: str
+    anchor: str | None = None
+
+    def __str__(self) -> str:
+        return self.target
+
+
+Cell = str | Link
 
 
 @dataclass(frozen=True)
 class Table:
     title: str
     columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    rows: tuple[tuple[Cell, ...], ...]
+    note: str = ""
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
-        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        lines = [f"### {self.title}", ""] + ([self.note, ""] if self.note else [])
+        lines += ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(f"[{c.label}]({c.target})" if isinstance(c, Link) else c for c in row) + " |" for row in self.rows]
         return "\n".join(lines) + "\n"
 
     def csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(self.columns)
-        writer.writerows(self.rows)
+        writer.writerows([str(c) for c in row] for row in self.rows)
         return out.getvalue()
 
 
@@ -55,80 +78,130 @@ def _devices(spec: dict) -> str:
     return f"{spec['devices']}x{spec['num_nodes']}" if spec.get("num_nodes", 1) > 1 else str(spec["devices"])
 
 
+def recipe_summary(spec: dict) -> str:
+    """The recipe fields a sweep varies, in one cell: `lr 0.001 · batch 64 · 40 ep · 384 px · seed 42`."""
+    r = spec["recipe"]
+    return f"lr {r['lr']:g} · batch {r['batch_size']} · {r['epochs']} ep · {r['image_size']} px · seed {r['seed']}"
+
+
+def target_cell(record: RunResult) -> str:
+    target, source = record.spec.get("target_accuracy"), record.spec.get("target_source")
+    return f"{100 * target:.2f} % ({source or 'origin not recorded'})" if target is not None else "none (no published figure; give --target-acc)"
+
+
 def time_to_target(record: RunResult) -> str:
     target = record.spec.get("target_accuracy")
-    reached = record.time_to_target(target)
     if target is None:
         return "-"
-    return f"epoch {reached[0]} ({reached[1]:.0f}s)" if reached else f"not reached ({100 * target:.1f}%)"
+    reached = record.time_to_target(target)
+    return f"epoch {reached[0]} ({reached[1]:.0f}s)" if reached else "not reached"
 
 
-RUN_COLUMNS = ("run", "model", "dataset", "weights", "engine", "precision", "devices", "acc %", "loss", "F1", "top-3", "top-5", "images/s", "time s", "curves")
+RUN_COLUMNS = ("run", "model", "dataset", "profile", "weights", "engine", "precision", "devices", "recipe",
+               "acc %", "loss", "F1", "top-3", "top-5", "images/s", "time s", "curves")  # fmt: skip
 
 
 def runs_table(records: Sequence[RunResult]) -> Table:
-    rows = []
+    rows: list[tuple[Cell, ...]] = []
     for r in sorted(records, key=lambda r: r.run_id):
         s, t = r.spec, r.test
         rows.append(
-            (r.run_id, s["model"], s["dataset"], s["weights"], s["engine"], s["precision"], _devices(s),
+            (r.run_id, s["model"], s["dataset"], s["profile"], s["weights"], s["engine"], s["precision"], _devices(s), recipe_summary(s),
              fmt(t.get("test_acc"), "pct"), fmt(t.get("test_loss")), fmt(t.get("test_f1")), fmt(t.get("test_top3")), fmt(t.get("test_top5")),
-             fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), f"[plot]({r.run_id}/{CURVES_FILE})")
+             fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), Link("plot", f"{r.run_id}/{CURVES_FILE}", anchor=f"curves-{r.run_id}"))
         )  # fmt: skip
     for key in sorted({r.benchmark for r in records}):
         seed = SEEDS.get(key)
         for published in seed.published if seed else ():
             m = published.as_dict()
             rows.append(
-                (f"published: {seed.key}", seed.model, seed.dataset, published.weights, seed.engine, "-", "-",
+                (f"published: {seed.key}", seed.model, seed.dataset, "full", published.weights, seed.engine, "-", "-", recipe_summary({"recipe": dataclasses.asdict(seed.recipe)}),
                  fmt(m.get("test_acc"), "pct"), fmt(m.get("test_loss")), fmt(m.get("test_f1")), fmt(m.get("test_top3")), fmt(m.get("test_top5")), "-", "-", "-")
             )  # fmt: skip
     return Table("Runs and published figures", RUN_COLUMNS, tuple(rows))
 
 
-def _case_key(record: RunResult) -> tuple:
-    s = record.spec
-    return (s["model"], s["dataset"], s["engine"], s["precision"], _devices(s))
+def _mean(records: Sequence[RunResult], metric: str) -> float:
+    return statistics.fmean(r.test[metric] for r in records)
+
+
+def _all_but_weights(record: RunResult) -> str:
+    """Everything that determines a result except the weights setting (data content included)."""
+    fields = BenchmarkSpec.from_dict(record.spec).result_fields()
+    fields.pop("weights")
+    return json.dumps({"spec": fields, "data": record.data.get("fingerprint")}, sort_keys=True)
 
 
 def pretrained_vs_random(records: Sequence[RunResult]) -> Table:
-    by_case: dict[tuple, dict[str, RunResult]] = {}
+    """Pairs only runs whose specs differ in weights alone; repeats of a side are averaged (n shown)."""
+    groups: dict[str, dict[str, list[RunResult]]] = {}
     for r in records:
-        by_case.setdefault(_case_key(r), {})[r.spec["weights"]] = r
+        groups.setdefault(_all_but_weights(r), {}).setdefault(r.spec["weights"], []).append(r)
     rows = []
-    for key, pair in sorted(by_case.items()):
-        if {"pretrained", "random"} <= set(pair):
-            p, q = pair["pretrained"].test, pair["random"].test
-            rows.append((*key, fmt(p["test_acc"], "pct"), fmt(q["test_acc"], "pct"), fmt(p["test_acc"] - q["test_acc"], "diff_pct"),
-                         fmt(p["test_loss"]), fmt(q["test_loss"]), fmt(p["test_loss"] - q["test_loss"], "diff")))  # fmt: skip
-    columns = ("model", "dataset", "engine", "precision", "devices", "pretrained acc %", "random acc %", "diff (points)", "pretrained loss", "random loss", "diff")
-    return Table("Pretrained vs random weights", columns, tuple(rows))
+    for pair in groups.values():
+        if not {"pretrained", "random"} <= set(pair):
+            continue
+        pre, rnd = pair["pretrained"], pair["random"]
+        s = pre[0].spec
+        acc, loss = (_mean(pre, "test_acc"), _mean(rnd, "test_acc")), (_mean(pre, "test_loss"), _mean(rnd, "test_loss"))
+        rows.append((s["model"], s["dataset"], s["profile"], s["engine"], s["precision"], _devices(s), recipe_summary(s), f"{len(pre)}/{len(rnd)}",
+                     fmt(acc[0], "pct"), fmt(acc[1], "pct"), fmt(acc[0] - acc[1], "diff_pct"), fmt(loss[0]), fmt(loss[1]), fmt(loss[0] - loss[1], "diff")))  # fmt: skip
+    columns = ("model", "dataset", "profile", "engine", "precision", "devices", "recipe", "runs (pre/rnd)",
+               "pretrained acc %", "random acc %", "diff (points)", "pretrained loss", "random loss", "diff")  # fmt: skip
+    return Table("Pretrained vs random weights", columns, tuple(sorted(rows)), "Each row pairs runs that differ in their weights alone (same recipe, profile and data).")
 
 
 METRIC_LABELS = {"test_acc": "accuracy %", "test_loss": "loss", "test_f1": "F1", "test_top3": "top-3", "test_top5": "top-5"}
 
 
-def ours_vs_published(records: Sequence[RunResult]) -> Table:
+def not_comparable_because(record: RunResult, seed: Seed) -> str | None:
+    """Why a run of `seed` is not a reproduction of its published figures (None: it is one)."""
+    spec = BenchmarkSpec.from_dict(record.spec)
+    if spec.profile != "full":
+        return f"{spec.profile} profile: generated data, {spec.recipe.image_size} px, {spec.recipe.epochs} epochs"
+    if spec.dataset != seed.dataset:
+        return f"dataset {spec.dataset}, not {seed.dataset}"
+    names = [f.name for f in dataclasses.fields(spec.recipe)]
+    changed = [f"{n} {getattr(spec.recipe, n)} (published {getattr(seed.recipe, n)})" for n in names if getattr(spec.recipe, n) != getattr(seed.recipe, n)]
+    return "recipe changed: " + ", ".join(changed) if changed else None
+
+
+def _against_published(records: Sequence[RunResult], reproductions: bool) -> list[tuple[str, ...]]:
     rows = []
     for r in sorted(records, key=lambda r: r.run_id):
         seed = SEEDS.get(r.benchmark)
         published = seed.published_for(r.spec["weights"]) if seed else None
         if published is None:
             continue
+        why = not_comparable_because(r, seed)
+        if (why is None) != reproductions:
+            continue
         for metric, value in published.metrics:
             ours = r.test.get(metric)
             kind, dkind = ("pct", "diff_pct") if metric != "test_loss" else ("", "diff")
-            rows.append((r.run_id, r.spec["profile"], METRIC_LABELS[metric], fmt(ours, kind), fmt(value, kind), fmt(None if ours is None else ours - value, dkind)))
-    return Table("Ours vs published", ("run", "profile", "metric", "ours", "published", "diff"), tuple(rows))
+            rows.append((r.run_id, METRIC_LABELS[metric], fmt(ours, kind), fmt(value, kind), fmt(None if ours is None else ours - value, dkind), *(() if reproductions else (why,))))
+    return rows
+
+
+def ours_vs_published(records: Sequence[RunResult]) -> Table:
+    """Full-profile runs of a seed's unchanged recipe on its dataset: the reproduction."""
+    return Table("Ours vs published (reproductions)", ("run", "metric", "ours", "published", "diff"), tuple(_against_published(records, True)),
+                 "Full profile, the write-up's recipe unchanged, on its dataset.")  # fmt: skip
+
+
+def not_comparable_to_published(records: Sequence[RunResult]) -> Table:
+    """Every other run of a seed, beside the published figures, labelled with why it is no reproduction."""
+    return Table("Other runs beside the published figures (not comparable)", ("run", "metric", "ours", "published", "diff", "not comparable because"),
+                 tuple(_against_published(records, False)), "Shown for orientation only: these runs are not the published setting.")  # fmt: skip
 
 
 def precision_devices(records: Sequence[RunResult]) -> Table:
     rows = []
-    for r in sorted(records, key=lambda r: (r.benchmark, r.spec["engine"], r.spec["precision"], r.spec["devices"], r.spec["weights"])):
+    for r in sorted(records, key=lambda r: (r.benchmark, r.spec["engine"], r.spec["precision"], r.spec["devices"], r.spec["weights"], r.run_id)):
         s = r.spec
-        rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), fmt(r.test.get("test_acc"), "pct"),
-                     fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), time_to_target(r)))  # fmt: skip
-    columns = ("benchmark", "engine", "weights", "precision", "devices", "acc %", "train images/s", "time s", "time to target")
+        rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), str(s["recipe"]["batch_size"]), fmt(r.test.get("test_acc"), "pct"),
+                     fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target(r)))  # fmt: skip
+    columns = ("benchmark", "engine", "weights", "precision", "devices", "global batch", "acc %", "images/s", "time s", "target val acc", "time to target")
     return Table("Precision x devices", columns, tuple(rows))
 
 
@@ -141,12 +214,25 @@ def seed_tables(records: Sequence[RunResult]) -> list[Table]:
             continue
         rows = []
         for r in sorted(mine, key=lambda r: r.run_id):
-            label = f"{r.spec['model']}-{'Weights' if r.spec['weights'] == 'pretrained' else 'Random_weights'} ({r.spec['engine']}, {r.spec['precision']}, {_devices(r.spec)}dev)"
+            label = f"{r.spec['model']}-{'Weights' if r.spec['weights'] == 'pretrained' else 'Random_weights'} ({r.spec['profile']}, {r.spec['engine']}, {r.spec['precision']}, {_devices(r.spec)}dev)"
             rows.append((label, *(fmt(r.test.get(m), "pct" if m in ("test_acc",) else "") for m in metrics)))
         tables.append(Table(f"{SEEDS[key].title} (the write-up's table)", ("Model", *(METRIC_LABELS[m] for m in metrics)), tuple(rows)))
     return tables
 
 
+COLUMN_NOTES: dict[str, str] = {
+    "recipe": "learning rate, global batch (shared by all processes), epochs, image size and seed of the run",
+    "images/s": "training images per second over the training batches only (loading, forward, backward, optimizer step), all processes together",
+    "time s": "wall time of the whole run: data, training, validation, test, checkpoints",
+    "diff (points)": "pretrained minus random test accuracy, in percentage points; each row pairs runs that differ in weights alone",
+    "runs (pre/rnd)": "how many runs (attempts) each side averages",
+    "diff": "ours minus published (accuracy-like metrics in points), or pretrained minus random loss",
+    "target val acc": "the val accuracy time-to-target counts to, and its origin: a published figure, the smoke floor, or --target-acc",
+    "time to target": "the first epoch, and the training seconds until then, at which val accuracy reached the target",
+}
+
+
 def all_tables(records: Sequence[RunResult]) -> list[Table]:
-    tables = [runs_table(records), pretrained_vs_random(records), ours_vs_published(records), precision_devices(records), *seed_tables(records)]
+    tables = [runs_table(records), pretrained_vs_random(records), ours_vs_published(records), not_comparable_to_published(records),
+              precision_devices(records), *seed_tables(records)]  # fmt: skip
     return [t for t in tables if t.rows]

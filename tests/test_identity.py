@@ -1,0 +1,94 @@
+"""Run identity: runs that differ in anything that determines the result never share a record or a
+checkpoint folder; an identical run becomes a new attempt; the record says what produced it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+import timm
+
+from harness import models, runner
+from harness.results.record import load_all
+from harness.settings import REPO_ROOT
+from harness.spec import SpecError
+from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
+
+
+def test_lr_and_seed_sweeps_keep_every_record_and_report_shows_them_all(tiny_folder, settings):
+    settings = settings.replace(data_root=tiny_folder)
+    specs = [tiny_spec().with_recipe(lr=lr) for lr in (1e-3, 3e-3)] + [tiny_spec().with_recipe(seed=seed) for seed in (1, 2)]
+    run_ids = [runner.run(spec, settings).run_id for spec in specs]
+    assert len(set(run_ids)) == 4 and all(r.startswith(tiny_spec().id + "-") for r in run_ids)
+    assert sorted(r.run_id for r in load_all(settings.results_dir)) == sorted(run_ids)
+    done = subprocess.run([sys.executable, "-m", "harness", "report", str(settings.results_dir)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert all(run_id in done.stdout for run_id in run_ids)
+    assert "lr 0.001" in done.stdout and "lr 0.003" in done.stdout and "seed 2" in done.stdout
+
+
+def test_an_identical_run_is_a_new_attempt_beside_the_first(tiny_folder, settings):
+    settings = settings.replace(data_root=tiny_folder)
+    first = runner.run(tiny_spec(), settings)
+    before = (settings.results_dir / first.run_id / "result.json").read_bytes()
+    second = runner.run(tiny_spec(), settings)
+    assert second.run_id == f"{first.run_id}-attempt2" and second.fingerprint == first.fingerprint
+    assert (settings.results_dir / first.run_id / "result.json").read_bytes() == before
+    assert len(load_all(settings.results_dir)) == 2
+
+
+def test_same_folder_name_elsewhere_is_another_dataset_and_resume_never_crosses(tmp_path, settings, capfd):
+    a = make_image_folder(tmp_path / "a" / "tiny", {k: 6 for k in "abcd"})
+    b = make_image_folder(tmp_path / "b" / "tiny", {k: 6 for k in "abcd"})
+    ckpt = (tmp_path / "ckpt",)
+    first = runner.run(tiny_spec(), settings.replace(data_root=a, checkpoint_dirs=ckpt))
+    other = runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt, resume=True))
+    assert other.run_id != first.run_id and other.data["path"] == str(b.resolve())
+    assert f"no checkpoint of {other.run_id} found" in capfd.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted([first.run_id, other.run_id])
+    assert {r.run_id for r in load_all(settings.results_dir)} == {first.run_id, other.run_id}
+
+
+def test_fingerprint_follows_data_content_and_weights_file(tiny_folder, settings):
+    settings = settings.replace(data_root=tiny_folder)
+    spec = tiny_spec()
+    before = runner.prepare(spec, settings)
+    assert runner.prepare(spec, settings) == before  # stable
+    image = next(tiny_folder.glob("a/*.png"))
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
+    touched = runner.prepare(spec, settings)
+    assert touched.fingerprint != before.fingerprint and touched.data.files == before.data.files
+    pretrained = spec.replace(weights="pretrained")
+    models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), settings.resolved_weights_dir / f"{TINY_MODEL}.safetensors", {})
+    first_file = runner.prepare(pretrained, settings)
+    models.save_weights(timm.create_model(TINY_MODEL, num_classes=4), settings.resolved_weights_dir / f"{TINY_MODEL}.safetensors", {})
+    assert runner.prepare(pretrained, settings).fingerprint != first_file.fingerprint
+
+
+def test_record_says_what_produced_it(tiny_folder, settings):
+    settings = settings.replace(data_root=tiny_folder)
+    path = settings.resolved_weights_dir / f"{TINY_MODEL}.safetensors"
+    models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), path, {"generated_by": "trainbench source pretraining", "source_test_acc": "0.9000"})
+    spec = tiny_spec(weights="pretrained", target_accuracy=0.5, target_source="--target-acc")
+    record = runner.run(spec, settings)
+    assert record.data["path"] == str(tiny_folder.resolve()) and record.data["files"] == 72 and len(record.data["fingerprint"]) == 16
+    assert record.data["classes"] == list("abcdef") and record.data["split"] == {"train": 36, "val": 18, "test": 18}
+    assert record.weights == {
+        "kind": "generated stand-in", "path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "generated_by": "trainbench source pretraining", "source_test_acc": "0.9000",
+    }  # fmt: skip
+    assert record.batch == {"global": 8, "processes": 1, "per_process": 8, "per_device": 8}
+    assert record.target == {"accuracy": 0.5, "source": "--target-acc"}
+    assert record.environment["cuda"] is None and record.environment["device"].startswith("cpu")
+    assert {"lightning", "poutyne", "torchmetrics"} <= set(record.environment)
+    assert runner.run(tiny_spec(), settings).weights == {"kind": "random"}
+
+
+def test_global_batch_must_divide_over_the_processes():
+    assert tiny_spec(engine="lightning", devices=2).per_process_batch == 4
+    assert tiny_spec(engine="poutyne", devices=2).per_process_batch == 8  # one process, a device list
+    with pytest.raises(SpecError, match=r"batch size 41 is the global batch .* 2 processes .*--batch-size 40 or 42"):
+        tiny_spec(engine="lightning", devices=2).with_recipe(batch_size=41)
