@@ -12,12 +12,12 @@ from harness.catalog import Seed, make_spec
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results.record import RunResult
 from harness.results import report
-from harness.results.compare import Comparison, compare, observations, parse_tolerances
+from harness.results.compare import Comparison, GateError, compare, observations, parse_tolerances
 from harness.settings import RunSettings
 from harness.spec import PRECISIONS, BenchmarkSpec
 
 RUN_BOOK = pytest.StashKey["RunBook"]()
-GATE = pytest.StashKey[Comparison]()
+GATE = pytest.StashKey[Comparison | GateError]()
 
 
 class RunBook:
@@ -121,7 +121,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(table.markdown())
     terminalreporter.write_line(f"records and tables: {book.settings.results_dir} (summary.md, summary.csv, report.html)")
     gate = config.stash.get(GATE, None)
-    if gate is not None:
+    if isinstance(gate, GateError):
+        terminalreporter.write_sep("=", "regression gate: ERROR")
+        terminalreporter.write_line(f"the gate could not decide, so the session fails: {gate}")
+    elif gate is not None:
         terminalreporter.write_sep("=", "regression gate: " + ("pass" if gate.passed else "REGRESSION"))
         terminalreporter.write_line(gate.render())
 
@@ -136,7 +139,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     current = {}
     for record in book.records.values():
         current.setdefault(record.case_id, []).append({**record.test, "train_images_per_s": record.train_images_per_s})
-    result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")))
+    try:
+        result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")), labels=(f"baseline {baseline}", "this session"))
+    except GateError as error:
+        config.stash[GATE] = error
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
     config.stash[GATE] = result
     if not result.passed and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

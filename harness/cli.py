@@ -124,11 +124,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.results.compare import compare_paths, parse_tolerances
+    from harness.results.compare import GateError, compare_paths, parse_tolerances
 
     try:
         result = compare_paths(args.baseline, args.current, parse_tolerances(args.tolerance))
-    except (FileNotFoundError, ValueError) as error:
+    except (GateError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.render())
@@ -184,10 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     from harness.models import ModelError
     from harness.artifacts import ResumeError
     from harness.artifacts.gcs import BucketURLError
+    from harness.results.record import RecordError
     from harness.runner import UnsupportedCase
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError) as error:
+    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RecordError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from harness.hardware import detect
 from harness.results import report
-from harness.results.compare import compare_paths, parse_tolerances
+from harness.results.compare import GateError, compare_paths, parse_tolerances
 from harness.results.record import load_all
 from harness.settings import REPO_ROOT
 
@@ -104,7 +104,11 @@ def run(out: Path | None, baseline: Path | None, tolerances: list[str] | None, p
     if records:
         report.write(records, out / "records")
     if baseline is not None:
-        result = compare_paths(baseline, out / "records", parse_tolerances(tolerances))
+        try:
+            result = compare_paths(baseline, out / "records", parse_tolerances(tolerances))
+        except GateError as error:
+            print(f"nightly: the regression gate could not decide: {error}")
+            return 1
         (out / "regression.md").write_text(result.render())
         print(result.render())
         failed |= not result.passed

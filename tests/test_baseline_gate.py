@@ -19,15 +19,23 @@ def test_tiny(run_book, tmp_path_factory, benchmark):
 '''
 
 
-@pytest.mark.parametrize("baseline_acc, regressed", [(0.0, False), (1.0, True)])
-def test_session_fails_on_regression(pytester, monkeypatch, baseline_acc, regressed):
+@pytest.mark.parametrize(
+    "spec_id, baseline_acc, verdict",
+    [
+        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 0.0, "pass"),
+        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 1.0, "REGRESSION"),
+        ("another-case", 0.0, "ERROR"),  # nothing in common: the gate never passes on nothing
+    ],
+)
+def test_session_fails_on_regression_or_nothing_to_compare(pytester, monkeypatch, spec_id, baseline_acc, verdict):
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
     pytester.makepyfile(test_tiny=BENCHMARK)
-    spec_id = "test_efficientnet-tiny-poutyne-32true-1dev-random"
     baseline = pytester.path / "baseline.json"
     baseline.write_text(json.dumps({"benchmarks": [{"extra_info": {"spec_id": spec_id, "test_acc": baseline_acc}}]}))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--results-dir", str(pytester.path / "r"), "--baseline", str(baseline))
-    result.stdout.fnmatch_lines(["*regression gate: " + ("REGRESSION" if regressed else "pass") + "*"])
-    assert result.ret == (1 if regressed else 0)
+    result.stdout.fnmatch_lines([f"*regression gate: {verdict}*"])
+    if verdict == "ERROR":
+        result.stdout.fnmatch_lines(["*no case in common*another-case*this session: 1 case(s), 1 run(s)*"])
+    assert result.ret == (0 if verdict == "pass" else 1)
     result.assert_outcomes(passed=1)

@@ -73,3 +73,44 @@ def test_works_on_result_folders(tmp_path):
     record(spec, 0.90, 0.12).save(tmp_path / "current" / spec.id)
     result = compare(observations(tmp_path / "base"), observations(tmp_path / "current"))
     assert [v.metric for v in result.regressions] == ["test_acc", "test_f1"]  # the helper sets F1 = acc - 0.01
+
+
+def _compare(*args):
+    return subprocess.run([sys.executable, "-m", "harness", "compare", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True)
+
+
+def test_the_gate_never_passes_on_nothing(tmp_path):
+    base = _benchmark_json(tmp_path / "base.json", 0.92, 1000.0)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"benchmarks": [{"extra_info": {"spec_id": "another-case", "test_acc": 0.5}}]}))
+    done = _compare(base, other)
+    assert done.returncode == 2 and "no case in common" in done.stderr
+    assert f"baseline {base}: 1 case(s), 1 run(s) ({CASE})" in done.stderr and "current " in done.stderr and "another-case" in done.stderr
+    (tmp_path / "empty").mkdir()
+    done = _compare(base, tmp_path / "empty")
+    assert done.returncode == 2 and f"current {tmp_path / 'empty'}: no runs" in done.stderr
+    png = tmp_path / "curves.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    done = _compare(png, base)
+    assert done.returncode == 2 and f"{png} is not a pytest-benchmark JSON file" in done.stderr and "Traceback" not in done.stderr
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"results": []}))
+    done = _compare(wrong, base)
+    assert done.returncode == 2 and f"{wrong} is not a pytest-benchmark JSON file (no 'benchmarks' list)" in done.stderr
+
+
+def test_corrupt_record_is_named(tmp_path):
+    spec = make_spec(EFFICIENTNETV2, profile="full", weights="pretrained", num_classes=6)
+    record(spec, 0.95, 0.12).save(tmp_path / "base" / spec.id)
+    (tmp_path / "base" / spec.id / "result.json").write_text('{"run_id": ')
+    done = _compare(tmp_path / "base", tmp_path / "base")
+    assert done.returncode == 2 and f"{tmp_path / 'base' / spec.id / 'result.json'} is not a readable result record" in done.stderr
+
+
+def test_output_always_says_what_was_compared(tmp_path):
+    base = {CASE: [{"test_acc": 0.9, "test_loss": 0.3}] * 2, "gone": [{"test_acc": 0.9}]}
+    result = compare(base, {CASE: [{"test_acc": 0.9, "test_loss": 0.3}], "fresh": [{"test_acc": 0.9}]})
+    text = result.render()
+    assert result.passed and "Compared 1 case(s), 2 metric(s): 2 checks; runs per case: baseline 2, current 1" in text
+    assert "Missing from current (in baseline only): gone" in text and "New in current (no baseline): fresh" in text
+    assert "| " + CASE in text  # the checks are listed when passing too

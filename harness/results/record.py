@@ -24,6 +24,10 @@ HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 
 
+class RecordError(ValueError):
+    """A result.json that cannot be read as a record; the message names the file."""
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -74,7 +78,10 @@ class RunResult:
 
     @classmethod
     def load(cls, path: Path) -> RunResult:
-        return cls(**json.loads(Path(path).read_text()))
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
+            raise RecordError(f"{path} is not a readable result record ({type(error).__name__}: {error}); fix or remove it") from None
 
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
