@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from harness import data, launch, models
+from harness import data, launch, models, runner
 from harness.spec import BenchmarkSpec
 from harness.artifacts import RunArtifacts
 from harness.artifacts.checkpoints import LAST, load
@@ -79,3 +79,14 @@ def test_real_run_reports_the_metrics_of_its_final_model(engine, devices, tiny_f
     settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
     record = launch.run(tiny_spec(engine=engine, devices=devices).with_recipe(epochs=2), settings)
     assert record.test == pytest.approx(final_model_metrics(record, settings, tmp_path / "ckpt"), abs=1e-5)
+
+
+def test_engines_agree_on_every_metric_on_one_process(tiny_folder, settings):
+    """Same model, batches, augmentations and optimizer: Poutyne and Lightning report the same figures."""
+    settings = settings.replace(data_root=tiny_folder)
+    spec = tiny_spec().with_recipe(epochs=2)
+    poutyne, lightning = (runner.run(spec.replace(engine=engine), settings) for engine in ("poutyne", "lightning"))
+    assert set(poutyne.test) == set(lightning.test) == {"test_loss", "test_acc", "test_f1", "test_top3", "test_top5"}
+    assert lightning.test == pytest.approx(poutyne.test, rel=1e-4, abs=1e-6)
+    for got, expected in zip(lightning.history, poutyne.history, strict=True):
+        assert {k: v for k, v in got.items() if k != "epoch_time"} == pytest.approx({k: v for k, v in expected.items() if k != "epoch_time"}, rel=1e-4, abs=1e-6)
