@@ -72,3 +72,16 @@ def test_single_process_bf16_really_runs_in_bf16(tiny_folder, settings):
         handle.remove()
     assert torch.bfloat16 in seen
     assert record.spec["precision"] == "bf16-mixed" and record.test["test_loss"] > 0
+
+
+@pytest.mark.ddp
+def test_two_processes_train_the_same_recipe_as_one(tiny_folder, settings):
+    """The batch is global: 2 processes x 4 images step like 1 process x 8 (same images per step, the
+    gradient averaged over the same 8). On a model without BatchNorm (test_vit: LayerNorm), whose
+    statistics would otherwise be per process, the two runs agree up to float summation order."""
+    settings = settings.replace(data_root=tiny_folder)
+    one, two = (launch.run(tiny_spec(engine="lightning", model="test_vit", devices=n).with_recipe(epochs=2), settings) for n in (1, 2))
+    assert (one.batch["per_process"], two.batch["per_process"]) == (8, 4)
+    assert two.test == pytest.approx(one.test, rel=1e-4, abs=1e-6)
+    for got, expected in zip(two.history, one.history, strict=True):
+        assert {k: v for k, v in got.items() if k != "epoch_time"} == pytest.approx({k: v for k, v in expected.items() if k != "epoch_time"}, rel=1e-4, abs=1e-6)

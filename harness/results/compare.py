@@ -122,7 +122,7 @@ class Comparison:
     verdicts: list[Verdict]
     missing: list[str]
     new: list[str]
-    runs_per_case: tuple[str, str] = ("", "")  # baseline, current: "1" or "1-3"
+    runs_per_case: tuple[str, str]  # baseline, current: "1" or "1-3"
 
     @property
     def regressions(self) -> list[Verdict]:
@@ -153,17 +153,17 @@ class Comparison:
         return "\n".join(lines)
 
 
-def describe(observations: Mapping[str, list[dict[str, float]]]) -> str:
+def describe(side: Mapping[str, list[dict[str, float]]]) -> str:
     """`2 case(s), 3 run(s) (a, b)` or `no runs`: what one side of the gate holds."""
-    if not observations:
+    if not side:
         return "no runs"
-    names = sorted(observations)
+    names = sorted(side)
     shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
-    return f"{len(names)} case(s), {sum(len(runs) for runs in observations.values())} run(s) ({shown})"
+    return f"{len(names)} case(s), {sum(len(runs) for runs in side.values())} run(s) ({shown})"
 
 
-def _runs_per_case(observations: Mapping[str, list[dict[str, float]]], cases: set[str]) -> str:
-    counts = [len(observations[c]) for c in cases]
+def _runs_per_case(side: Mapping[str, list[dict[str, float]]], cases: set[str]) -> str:
+    counts = [len(side[c]) for c in cases]
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
