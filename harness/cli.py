@@ -9,7 +9,20 @@ from pathlib import Path
 from harness import catalog
 from harness.data import kvasir, synthetic
 from harness.settings import OPTIONS, RunSettings, env
-from harness.spec import ENGINES, OPTIMIZERS, PRECISIONS, WEIGHTS, BenchmarkSpec, SpecError
+from harness.spec import ENGINES, OPTIMIZERS, PRECISIONS, WEIGHTS, BenchmarkSpec, SpecError, Split
+
+
+def parse_split(text: str) -> Split:
+    """`0.7,0.15,0.15` (fractions) or `5564,1600,832` (image counts) for train, val, test."""
+    try:
+        values = [float(v) for v in text.split(",")]
+        if len(values) != 3:
+            raise ValueError
+        by = "count" if all(v >= 1 and v == int(v) for v in values) else "fraction"
+        return Split(*values, by=by)
+    except (ValueError, SpecError) as error:
+        detail = f": {error}" if str(error) else ""
+        raise argparse.ArgumentTypeError(f"{text!r} is not TRAIN,VAL,TEST as fractions (0.7,0.15,0.15) or image counts (5564,1600,832){detail}") from None
 
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +49,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=1, help="GPUs, or CPU processes for Lightning DDP")
     p.add_argument("--num-nodes", type=int, default=1, help="nodes, for Lightning under torchrun or SLURM")
     p.add_argument("--seed", type=int)
+    p.add_argument("--split", type=parse_split, metavar="TRAIN,VAL,TEST", help="how one ImageFolder is cut: fractions (0.7,0.15,0.15) or image counts (5564,1600,832)")
     p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across DDP processes (Lightning; CUDA only)")
     p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column; default: the recipe's published figure on its own dataset, none on other data")
     p.add_argument("--run-id", help="default: the spec id")
@@ -86,6 +100,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
         "lr": args.lr,
         "weight_decay": args.weight_decay,
         "seed": args.seed,
+        "split": args.split,
         "sync_batchnorm": args.sync_batchnorm or None,
     }
     spec = spec.with_recipe(**{k: v for k, v in overrides.items() if v is not None})

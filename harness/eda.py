@@ -158,7 +158,7 @@ def markdown(root: Path, survey: Survey, recipe_name: str) -> str:
 
 
 def run(data_dir: Path, out: Path, recipe: Recipe, recipe_name: str, sample: int = 500) -> Survey:
-    index = scan(data_dir, check_headers=False)
+    index = scan(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     survey = Survey(class_counts=index.class_counts())
     readable = survey_headers(index, survey)

@@ -45,9 +45,10 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
     A multi-process launcher calls this once in the parent, so ranks never race to generate.
     """
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
+    data_identity = data.check(folder, spec.recipe, settings.cache_dir)
     ensure_weights(spec, settings)
     weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")
-    return RunIdentity.of(spec, data.fingerprint(folder), weights)
+    return RunIdentity.of(spec, data_identity, weights)
 
 
 def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str | None = None) -> TrainingJob:

@@ -11,6 +11,7 @@ from harness import data
 from harness.catalog import EFFICIENTNETV2, FASTVIT, KVASIR_CLASSES
 from harness.data import DataError, kvasir, synthetic
 from harness.data.imagefolder import load_rgb, scan
+from harness.data.verify import verified_marker
 from harness.data.transforms import eval_transform, train_transform
 from harness.spec import SpecError, aug
 from tests.conftest import make_image_folder, tiny_spec
@@ -75,11 +76,67 @@ def test_single_class(tmp_path):
         scan(root)
 
 
-def test_corrupt_image_file_is_named(tmp_path):
-    root = make_image_folder(tmp_path / "d", {"cats": 3, "dogs": 3})
+def _truncated_jpeg(path, size=(96, 80)):
+    """A JPEG whose header is valid and whose second half is missing."""
+    pixels = np.random.default_rng(0).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+def test_every_bad_file_is_listed_before_training_and_the_pass_is_remembered(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cats": 4, "dogs": 4})
     (root / "dogs" / "broken.png").write_bytes(b"this is not a png")
-    with pytest.raises(DataError, match=r"corrupt or unreadable image file .*broken.png.*delete or replace it"):
-        scan(root)
+    _truncated_jpeg(root / "cats" / "cut.jpg")
+    recipe = tiny_spec().recipe
+    with pytest.raises(DataError, match=r"2 of 10 images cannot be decoded: .*cut.jpg: image file is truncated.*broken.png.*delete or replace it"):
+        data.check(root, recipe, tmp_path / "cache")
+    (root / "dogs" / "broken.png").unlink()
+    (root / "cats" / "cut.jpg").unlink()
+    identity = data.check(root, recipe, tmp_path / "cache")
+    assert verified_marker(tmp_path / "cache", identity).is_file()
+
+
+def test_hidden_entries_are_never_classes_or_samples(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cats": 3, "dogs": 3})
+    make_image_folder(root / ".ipynb_checkpoints", {"cats": 2})
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "cats" / "._000.png").write_bytes(b"\0\5\x16\7 AppleDouble")
+    index = scan(root)
+    assert index.classes == ("cats", "dogs") and len(index.samples) == 6
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    rgb = load_rgb(str(tmp_path / "deep.png"))
+    assert rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
+    assert rgb.min() == 0 and rgb.max() == 255 and (rgb == 255).mean() < 0.01
+    assert np.abs(rgb[..., 0].astype(int) - np.round(ramp / 257)).max() <= 1
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    wide = np.zeros((20, 40, 3), dtype=np.uint8)
+    wide[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(wide).save(tmp_path / "side.jpg", exif=exif, quality=95)
+    shown = load_rgb(str(tmp_path / "side.jpg"))
+    assert shown.shape == (40, 20, 3)  # portrait, as a viewer shows it
+    assert shown[:20].mean() > 200 and shown[20:].mean() < 50  # the white half is now on top
+
+
+def test_an_image_over_the_decompression_bomb_limit_names_the_file_and_the_variable(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "d", {"cats": 8, "dogs": 8}, size=(64, 64))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 pixels is over twice the limit
+    with pytest.raises(DataError, match=r"cats/000.png is over PIL's decompression-bomb limit .* raise the limit with TRAINBENCH_MAX_IMAGE_PIXELS"):
+        data.check(root, tiny_spec().recipe, tmp_path / "cache")
+
+
+def test_a_file_given_as_the_data_folder_says_it_is_a_file(tmp_path):
+    (tmp_path / "data.zip").write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"data.zip is a file, not a folder"):
+        scan(tmp_path / "data.zip")
 
 
 def test_kvasir_lists_missing_classes(tmp_path):

@@ -13,10 +13,11 @@ from harness.data.fingerprint import DataIdentity, fingerprint
 from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
 from harness.data.split import SplitIndices, stratified_split
 from harness.data.transforms import Stats, eval_transform, train_transform
+from harness.data.verify import verify_decodes
 from harness.spec import BenchmarkSpec, Recipe
 
 __all__ = [
-    "DataBundle", "DataError", "DataIdentity", "EpochSampler", "build", "fingerprint", "for_spec", "loader", "locate", "num_classes", "train_sampler",
+    "DataBundle", "DataError", "DataIdentity", "EpochSampler", "build", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler",
 ]  # fmt: skip
 
 
@@ -56,10 +57,20 @@ def num_classes(name: str) -> int | None:
     return None
 
 
+def check(folder: Path, recipe: Recipe, cache_dir: Path) -> DataIdentity:
+    """Before any training: the layout, the split and every image's pixels are usable; returns the
+    data's identity. The decode pass is remembered per content fingerprint (see verify)."""
+    identity = fingerprint(folder)
+    index = scan(folder)
+    stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
+    verify_decodes(index, identity, cache_dir)
+    return identity
+
+
 def build(folder: Path, recipe: Recipe, stats: Stats) -> DataBundle:
     """Scan, split (seeded, stratified) and attach the recipe's transforms."""
     index: ImageIndex = scan(folder)
-    parts: SplitIndices = stratified_split(index.labels, recipe.split, recipe.seed)
+    parts: SplitIndices = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
     train_tf, eval_tf = train_transform(recipe, stats), eval_transform(recipe, stats)
     return DataBundle(
         classes=index.classes,

@@ -1,7 +1,13 @@
-"""ImageFolder scanning (torchvision's own), validation with clear errors, and the Dataset.
+"""ImageFolder scanning (torchvision's own), validation with clear errors, decoding, and the Dataset.
 
-Bad input fails early with a message that names the problem and the fix: a missing folder, no
-class folders, an empty class, a single class, a file that is not an image.
+Bad input fails early with a message that names the problem and the fix: a missing folder, a file
+given for a folder, no class folders, an empty class, a single class, a file that is not an image,
+an image over PIL's decompression-bomb limit. Hidden entries (`.ipynb_checkpoints/`, `.DS_Store`,
+`._*` AppleDouble files) are never classes or samples.
+
+Decoding: EXIF orientation is applied (as cv2.imread and image viewers do, so a photo taken on its
+side trains the way it looks); 16-bit images are scaled to 8 bits (65535 -> 255), not clipped;
+grayscale, palette and RGBA become RGB.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import find_classes, make_dataset
+from torchvision.datasets.folder import make_dataset
+
+MAX_PIXELS_VARIABLE = "TRAINBENCH_MAX_IMAGE_PIXELS"
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -39,20 +47,32 @@ class ImageIndex:
         return {c: int(n) for c, n in zip(self.classes, counts)}
 
 
-def scan(root: str | Path, *, check_headers: bool = True) -> ImageIndex:
-    """Index an ImageFolder (one sub-folder per class) and validate it."""
+def is_hidden(name: str) -> bool:
+    """Dot entries: notebook checkpoints, Finder's .DS_Store, macOS AppleDouble `._x.jpg` files."""
+    return name.startswith(".")
+
+
+def is_image_file(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS) and not is_hidden(Path(path).name)
+
+
+def scan(root: str | Path) -> ImageIndex:
+    """Index an ImageFolder (one sub-folder per class) and validate its layout (pixels: see verify)."""
     root = Path(root)
+    if root.is_file():
+        raise DataError(f"{root} is a file, not a folder; pass an ImageFolder directory (one sub-folder of images per class)")
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist; pass an ImageFolder directory (one sub-folder per class) with --data-root")
-    try:
-        classes, class_to_idx = find_classes(str(root))
-    except FileNotFoundError:
-        raise DataError(f"{root} has no class sub-folders; an ImageFolder needs one sub-folder of images per class") from None
+    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not is_hidden(entry.name))
+    if not classes:
+        raise DataError(f"{root} has no class sub-folders; an ImageFolder needs one sub-folder of images per class")
     if len(classes) < 2:
         raise DataError(f"{root} has only one class ({classes[0]}); classification needs at least 2 class folders")
+    class_to_idx = {c: i for i, c in enumerate(classes)}
     per_class = {c: [] for c in classes}
-    for path, label in make_dataset(str(root), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True):
-        per_class[classes[label]].append((path, label))
+    for path, label in make_dataset(str(root), class_to_idx, is_valid_file=is_image_file, allow_empty=True):
+        if not any(is_hidden(part) for part in Path(path).relative_to(root).parts):
+            per_class[classes[label]].append((path, label))
     empty = [c for c, items in per_class.items() if not items]
     if empty:
         raise DataError(
@@ -60,28 +80,63 @@ def scan(root: str | Path, *, check_headers: bool = True) -> ImageIndex:
             f"({', '.join(IMAGE_EXTENSIONS)}) or remove the empty folder(s)"
         )
     samples = tuple(item for c in classes for item in sorted(per_class[c]))
-    if check_headers:
-        for path, _ in samples:
-            check_image_header(path)
     return ImageIndex(root, tuple(classes), samples)
 
 
-def check_image_header(path: str) -> None:
-    """Cheap check (header only) that a file is an image PIL can open."""
+def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | None:
+    """Why `path` cannot be used as an image (header only, or a full decode), or None.
+
+    A full decode in JPEG draft mode still reads every compressed byte, so a truncated file is
+    found at a fraction of the cost of decoding it at full size.
+    """
     try:
         with Image.open(path) as image:
-            image.size  # noqa: B018 - reading the header is the check
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"corrupt or unreadable image file {path}: {error}; delete or replace it") from None
+            if decode:
+                image.draft("RGB", (draft_size, draft_size))
+                image.load()
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        return _describe(path, error)
+    return None
+
+
+_DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+def _describe(path: str, error: Exception) -> str:
+    if isinstance(error, Image.DecompressionBombError):
+        return (
+            f"{path} is over PIL's decompression-bomb limit ({error}); if you trust the file, raise the limit "
+            f"with {MAX_PIXELS_VARIABLE}=<pixels> (PIL's default is {_DEFAULT_MAX_PIXELS})"
+        )
+    return f"corrupt or unreadable image file {path}: {error}; delete or replace it"
+
+
+def apply_pixel_limit(environ: dict[str, str]) -> None:
+    """PIL's decompression-bomb limit from TRAINBENCH_MAX_IMAGE_PIXELS, when set."""
+    value = environ.get(MAX_PIXELS_VARIABLE)
+    if value:
+        if not value.isdigit():
+            raise DataError(f"{MAX_PIXELS_VARIABLE} must be a whole number of pixels, got {value!r}")
+        Image.MAX_IMAGE_PIXELS = int(value)
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """RGB uint8 pixels the way the image looks: EXIF orientation applied, 16 bits scaled to 8."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        wide = np.asarray(image, dtype=np.uint32)
+        gray = (wide * 255 + 32767) // 65535  # 0..65535 -> 0..255, rounded
+        return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
 
 
 def load_rgb(path: str) -> np.ndarray:
-    """Decode an image once into an RGB uint8 array (grayscale, palette and RGBA are converted)."""
+    """Decode an image once into an RGB uint8 array (see `to_rgb`)."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"corrupt or unreadable image file {path}: {error}; delete or replace it") from None
+            return to_rgb(image)
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError) as error:
+        raise DataError(_describe(path, error)) from None
 
 
 class ImageClassificationDataset(Dataset):

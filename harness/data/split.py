@@ -26,11 +26,15 @@ class SplitIndices:
         return {p: len(getattr(self, p)) for p in PARTS}
 
 
+FRACTIONS_HINT = "--split 0.7,0.15,0.15"
+
+
 def _part_totals(split: Split, n: int) -> np.ndarray:
     if split.by == "count":
         totals = np.array([split.train, split.val, split.test], dtype=np.int64)
         if totals.sum() > n:
-            raise DataError(f"split asks for {int(totals.sum())} images ({totals.tolist()}) but the dataset has {n}; use smaller counts or fractions")
+            asked = "/".join(str(int(t)) for t in totals)
+            raise DataError(f"the split asks for {int(totals.sum())} images ({asked}) but the dataset has {n}; give fractions instead, e.g. {FRACTIONS_HINT}")
         return totals
     return np.floor(np.array([split.train, split.val, split.test]) * n + 1e-9).astype(np.int64)
 
@@ -50,16 +54,20 @@ def _allocate(class_sizes: np.ndarray, totals: np.ndarray) -> np.ndarray:
     return counts
 
 
-def stratified_split(labels: np.ndarray, split: Split, seed: int) -> SplitIndices:
-    """Indices into `labels` for train, val and test; each class appears in every part."""
+def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: tuple[str, ...]) -> SplitIndices:
+    """Indices into `labels` for train, val and test; each class appears in every part.
+
+    Errors name the class folders (`class_names[label]`) and a fix the command line can apply.
+    """
     labels = np.asarray(labels)
     classes, class_sizes = np.unique(labels, return_counts=True)
-    small = [int(c) for c, size in zip(classes, class_sizes) if size < len(PARTS)]
+    small = [f"'{class_names[c]}' ({size})" for c, size in zip(classes, class_sizes) if size < len(PARTS)]
     if small:
-        raise DataError(f"classes {small} have fewer than {len(PARTS)} images; each needs one for train, val and test")
+        raise DataError(f"class folder(s) {', '.join(small)} have fewer than {len(PARTS)} images, one each for train, val and test; add images or remove the folder(s)")
     counts = _allocate(class_sizes, _part_totals(split, len(labels)))
     if (counts == 0).any():
-        raise DataError(f"the split {split} leaves some class without images in a part; use larger fractions or more images")
+        empty = [f"'{class_names[c]}' (no {PARTS[p]} image)" for row, c in enumerate(classes) for p in range(len(PARTS)) if counts[row, p] == 0]
+        raise DataError(f"the split {split.train:g}/{split.val:g}/{split.test:g} leaves class folder(s) {', '.join(empty)}; give larger parts, e.g. {FRACTIONS_HINT}, or add images")
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for row, c in enumerate(classes):
