@@ -98,6 +98,7 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
     benchmark.extra_info.update(
         run_id=record.run_id,
         spec_id=record.case_id,
+        recipe=BenchmarkSpec.from_dict(record.spec).recipe_fingerprint,
         fingerprint=record.fingerprint,
         train_images_per_s=round(record.train_images_per_s, 2),
         wall_time_s=round(record.wall_time_s, 2),
@@ -138,7 +139,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     current = {}
     for record in book.records.values():
-        current.setdefault(record.case_id, []).append({**record.test, "train_images_per_s": record.train_images_per_s})
+        current.setdefault(record.gate_key, []).append({**record.test, "train_images_per_s": record.train_images_per_s})
     try:
         result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")), labels=(f"baseline {baseline}", "this session"))
     except GateError as error:

@@ -17,7 +17,8 @@ BUCKET = "trainbench-bench"
 
 def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch, tmp_path):
     spec = case_spec(pytestconfig, EFFICIENTNETV2, weights="random", precision="32-true", devices=1).replace(benchmark="checkpoint-overhead")
-    quiet = run_settings.replace(wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None)
+    # measurements, kept apart from the matrix's records
+    quiet = run_settings.replace(results_dir=run_settings.results_dir / "checkpoint-overhead", wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None)
     emulator = Emulator(BUCKET)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     try:

@@ -24,6 +24,7 @@ PARITY_EPOCHS = 2
 @pytest.mark.parametrize("seed", [EFFICIENTNETV2, FASTVIT], ids=lambda s: s.model)
 def test_engine_parity(seed, run_settings, pytestconfig, benchmark):
     spec = case_spec(pytestconfig, seed, weights="random", precision="32-true", devices=1).replace(benchmark="parity")
+    run_settings = run_settings.replace(results_dir=run_settings.results_dir / "parity")  # measurements, kept apart from the matrix's records
     spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or PARITY_EPOCHS)
 
     def measure():

@@ -132,7 +132,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not records:
         print(f"error: no result records (*/result.json) under {args.results_dir}", file=sys.stderr)
         return 2
-    for table in report.write(records, args.out or args.results_dir):
+    for table in report.write(records, args.results_dir, args.out):
         print(table.markdown())
     print(f"written: summary.md, summary.csv, report.html in {args.out or args.results_dir}")
     return 0
@@ -199,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     from harness.models import ModelError
     from harness.artifacts import ResumeError
     from harness.artifacts.gcs import BucketURLError
+    from harness.preflight import PreflightError
     from harness.results.record import RecordError
     from harness.runner import UnsupportedCase
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RecordError) as error:
+    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RecordError, PreflightError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -3,8 +3,10 @@
 The case id (`fastvit_t8-kvasir-lightning-bf16-2dev-pretrained`) names a cell of the matrix; the
 same cell can be trained with another lr, seed, dataset or weights file. The fingerprint hashes the
 spec's result fields (the whole recipe, profile, model, engine, precision, devices), the data's
-identity (resolved path and content fingerprint) and the weights' source (file sha256 or hub id),
-so two runs share a run id only when they would train the same thing.
+content fingerprint and the weights' source (file sha256 or hub id), so two runs share a run id
+only when they would train the same thing. Nothing machine-local enters it (absolute paths,
+modification times): the same run on another node, or on a fresh machine resuming from the
+bucket, has the same id.
 
 Records and checkpoint folders key on the run id. Running an identical spec again never replaces
 an earlier record: it becomes a new attempt beside it (`<run-id>-attempt2`, ...), which the tables
@@ -17,13 +19,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.data import DataIdentity
 from harness.results.record import RESULT_FILE
 from harness.spec import BenchmarkSpec
 
-FINGERPRINT_CHARS = 8  # shown in run ids; the record keeps the full digest
+FINGERPRINT_CHARS = 8  # shown in run ids; the record keeps 16
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class RunIdentity:
 
     @classmethod
     def of(cls, spec: BenchmarkSpec, data: DataIdentity, weights: dict[str, str]) -> RunIdentity:
-        content = {"spec": spec.result_fields(), "data": {"path": data.path, "fingerprint": data.fingerprint}, "weights": weights}
+        portable = {k: v for k, v in weights.items() if k != "path"}  # the file's sha256 names it wherever it lies
+        content = {"spec": spec.result_fields(), "data": data.fingerprint, "weights": portable}
         digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
         return cls(spec.id, digest[:16], data, weights)
 
@@ -51,6 +53,3 @@ class RunIdentity:
             attempt += 1
             run_id = f"{self.run_id}-attempt{attempt}"
         return run_id
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "data": self.data.as_dict(), "weights": self.weights}

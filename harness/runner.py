@@ -13,7 +13,7 @@ import torch
 from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
-from harness import data, engines, models, pretrain
+from harness import data, engines, models, preflight, pretrain
 from harness.artifacts import RunArtifacts
 from harness.engines import TrainingJob
 from harness.hardware import detect, skip_reason
@@ -40,10 +40,11 @@ def obtain_model(spec: BenchmarkSpec, settings: RunSettings, num_classes: int) -
 
 
 def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
-    """Everything that must exist before training (dataset files, weights), and the run's identity.
-
-    A multi-process launcher calls this once in the parent, so ranks never race to generate.
+    """Checks, then everything that must exist before training (dataset files, weights), and the
+    run's identity. The harness's launcher calls this in the parent before it starts the ranks, so
+    they find everything made (and the decode pass remembered); each rank's own call is then cheap.
     """
+    preflight.check(spec, settings)
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
     data_identity = data.check(folder, spec.recipe, settings.cache_dir)
     ensure_weights(spec, settings)
@@ -62,6 +63,8 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
     bundle = data.for_spec(spec, settings.data_root, settings.cache_dir, models.data_stats(spec.model))
     model = obtain_model(spec, settings, bundle.num_classes)
     artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint)
+    if artifacts.store is not None:
+        preflight.check_disk(model, spec, artifacts.store.folders)
     return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts)
 
 
@@ -83,6 +86,8 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     Without `run_id`, the run writes under its identity's first attempt without a record, so an
     earlier record of the same spec is never replaced.
     """
+    if spec.num_nodes > 1 and run_id is None:  # attempts are counted in a node-local results folder
+        raise preflight.PreflightError(f"--num-nodes {spec.num_nodes}: every node must write under one run id; give each node the same --run-id NAME")
     identity = prepare(spec, settings)
     job = build_job(spec, settings, identity, run_id or identity.attempt_id(settings.results_dir))
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

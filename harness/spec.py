@@ -8,7 +8,9 @@ function of its spec plus the environment settings (paths, tracking), never of h
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,8 +88,10 @@ class Recipe:
         for name in ("batch_size", "epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise SpecError(f"lr must be positive, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise SpecError(f"lr must be a positive number, got {self.lr}; e.g. --lr 1e-3")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise SpecError(f"weight_decay must be 0 or a positive number, got {self.weight_decay}; e.g. --weight-decay 0.05")
         if self.workers < 0:
             raise SpecError(f"workers must be 0 or more, got {self.workers}")
 
@@ -137,6 +141,8 @@ class BenchmarkSpec:
             raise SpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.devices < 1 or self.num_nodes < 1:
             raise SpecError(f"devices and num_nodes must be at least 1, got {self.devices}, {self.num_nodes}")
+        if self.engine == "poutyne" and self.num_nodes > 1:
+            raise SpecError(f"Poutyne trains in one process on one machine; --num-nodes {self.num_nodes} needs --engine lightning (under torchrun or SLURM)")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise SpecError(f"target accuracy {self.target_accuracy} is not a fraction in (0, 1]; give e.g. 0.9 for 90 %")
         batch, processes = self.recipe.batch_size, self.processes
@@ -176,6 +182,11 @@ class BenchmarkSpec:
         for expectation in ("thresholds", "benchmark", "target_accuracy", "target_source"):
             fields.pop(expectation)
         return fields
+
+    @property
+    def recipe_fingerprint(self) -> str:
+        """8 hex digits of the result fields: runs of one case with the same value trained alike."""
+        return hashlib.sha256(json.dumps(self.result_fields(), sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     def replace(self, **changes: Any) -> BenchmarkSpec:
         return dataclasses.replace(self, **changes)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from harness.settings import REPO_ROOT
+from tests.conftest import tiny_spec
 
 pytest_plugins = ["pytester"]
 
@@ -32,10 +33,11 @@ def test_session_fails_on_regression_or_nothing_to_compare(pytester, monkeypatch
     pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
     pytester.makepyfile(test_tiny=BENCHMARK)
     baseline = pytester.path / "baseline.json"
-    baseline.write_text(json.dumps({"benchmarks": [{"extra_info": {"spec_id": spec_id, "test_acc": baseline_acc}}]}))
+    info = {"spec_id": spec_id, "recipe": tiny_spec().recipe_fingerprint, "test_acc": baseline_acc}
+    baseline.write_text(json.dumps({"benchmarks": [{"extra_info": info}]}))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--results-dir", str(pytester.path / "r"), "--baseline", str(baseline))
     result.stdout.fnmatch_lines([f"*regression gate: {verdict}*"])
     if verdict == "ERROR":
-        result.stdout.fnmatch_lines(["*no case in common*another-case*this session: 1 case(s), 1 run(s)*"])
+        result.stdout.fnmatch_lines(["*no case in common*another-case@*this session: 1 case(s), 1 run(s)*"])
     assert result.ret == (0 if verdict == "pass" else 1)
     result.assert_outcomes(passed=1)

@@ -67,6 +67,15 @@ def test_works_on_pytest_benchmark_json(tmp_path):
     assert run(base, bad, "--tolerance", "acc=0.1").returncode == 0
 
 
+def test_runs_of_one_case_with_different_recipes_are_never_averaged(tmp_path):
+    spec = make_spec(EFFICIENTNETV2, profile="smoke", weights="random", num_classes=6)
+    record(spec, 0.50, 1.3, run_id="matrix").save(tmp_path / "base" / "matrix")
+    record(spec.with_recipe(epochs=2), 0.18, 42.7, run_id="short").save(tmp_path / "base" / "short")
+    found = observations(tmp_path / "base")
+    assert sorted(found) == sorted([f"{spec.id}@{spec.recipe_fingerprint}", f"{spec.id}@{spec.with_recipe(epochs=2).recipe_fingerprint}"])
+    assert all(len(runs) == 1 for runs in found.values())
+
+
 def test_works_on_result_folders(tmp_path):
     spec = make_spec(EFFICIENTNETV2, profile="full", weights="pretrained", num_classes=6)
     record(spec, 0.95, 0.12).save(tmp_path / "base" / spec.id)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import timm
+from PIL import Image
 
 from harness import models, runner
+from harness.preflight import PreflightError
 from harness.results.record import load_all
 from harness.settings import REPO_ROOT
 from harness.spec import SpecError
@@ -42,7 +45,7 @@ def test_an_identical_run_is_a_new_attempt_beside_the_first(tiny_folder, setting
 
 def test_same_folder_name_elsewhere_is_another_dataset_and_resume_never_crosses(tmp_path, settings, capfd):
     a = make_image_folder(tmp_path / "a" / "tiny", {k: 6 for k in "abcd"})
-    b = make_image_folder(tmp_path / "b" / "tiny", {k: 6 for k in "abcd"})
+    b = make_image_folder(tmp_path / "b" / "tiny", {k: 6 for k in "abcd"}, size=(44, 44))
     ckpt = (tmp_path / "ckpt",)
     first = runner.run(tiny_spec(), settings.replace(data_root=a, checkpoint_dirs=ckpt))
     other = runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt, resume=True))
@@ -52,15 +55,19 @@ def test_same_folder_name_elsewhere_is_another_dataset_and_resume_never_crosses(
     assert {r.run_id for r in load_all(settings.results_dir)} == {first.run_id, other.run_id}
 
 
-def test_fingerprint_follows_data_content_and_weights_file(tiny_folder, settings):
+def test_fingerprint_follows_content_not_where_or_when_files_were_written(tiny_folder, settings, tmp_path):
     settings = settings.replace(data_root=tiny_folder)
     spec = tiny_spec()
     before = runner.prepare(spec, settings)
     assert runner.prepare(spec, settings) == before  # stable
-    image = next(tiny_folder.glob("a/*.png"))
+    copy = tmp_path / "fresh-machine" / "tiny"
+    shutil.copytree(tiny_folder, copy)  # new path, new modification times: the same data
+    image = next(copy.glob("a/*.png"))
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
-    touched = runner.prepare(spec, settings)
-    assert touched.fingerprint != before.fingerprint and touched.data.files == before.data.files
+    assert runner.prepare(spec, settings.replace(data_root=copy)).run_id == before.run_id
+    Image.open(image).transpose(Image.Transpose.ROTATE_180).save(image)  # other content, same name
+    edited = runner.prepare(spec, settings.replace(data_root=copy, cache_dir=tmp_path / "cache2"))
+    assert edited.fingerprint != before.fingerprint and edited.data.files == before.data.files
     pretrained = spec.replace(weights="pretrained")
     models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), settings.resolved_weights_dir / f"{TINY_MODEL}.safetensors", {})
     first_file = runner.prepare(pretrained, settings)
@@ -85,6 +92,12 @@ def test_record_says_what_produced_it(tiny_folder, settings):
     assert record.environment["cuda"] is None and record.environment["device"].startswith("cpu")
     assert {"lightning", "poutyne", "torchmetrics"} <= set(record.environment)
     assert runner.run(tiny_spec(), settings).weights == {"kind": "random"}
+
+
+def test_several_nodes_must_be_given_one_run_id(tiny_folder, settings):
+    spec = tiny_spec(engine="lightning", num_nodes=2)
+    with pytest.raises(PreflightError, match="every node must write under one run id; give each node the same --run-id"):
+        runner.run(spec, settings.replace(data_root=tiny_folder))
 
 
 def test_global_batch_must_divide_over_the_processes():

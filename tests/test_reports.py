@@ -109,6 +109,19 @@ def test_report_command_rebuilds_everything_from_records(records, tmp_path):
         assert fact in page
 
 
+def test_curve_links_resolve_from_another_output_folder(records, tmp_path):
+    for r in records:
+        r.save(tmp_path / "runs" / r.run_id)
+    no_epochs = RunResult("empty", records[0].spec, [], records[0].test, 1.0, 0.0, {}, "2026-11-21T00:00:00+00:00")
+    no_epochs.save(tmp_path / "runs" / "empty")
+    done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path / "runs"), "--out", str(tmp_path / "pub")], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    md = (tmp_path / "pub" / "summary.md").read_text()
+    assert f"[plot](../runs/{records[0].run_id}/curves.png)" in md and (tmp_path / "pub" / f"../runs/{records[0].run_id}/curves.png").is_file()
+    assert "| empty |" in md and "[plot](../runs/empty/" not in md
+    assert (tmp_path / "pub" / "report.html").read_text().count("data:image/png;base64,") == 3
+
+
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "no result records" in done.stderr

@@ -97,18 +97,24 @@ def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank
     return EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=recipe.seed)
 
 
-def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None, processes: int = 1) -> DataLoader:
+def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None, processes: int = 1, train: bool = False) -> DataLoader:
     """A DataLoader as the recipe says (workers; its global batch shared by `processes`); order comes
-    from `sampler` (None: in order)."""
+    from `sampler` (None: in order).
+
+    A training epoch whose last batch would hold a single image drops it: BatchNorm cannot
+    normalise one image, and every engine and process makes the same choice (each rank's shard has
+    the same length). Larger incomplete batches are kept.
+    """
+    batch_size = recipe.batch_size // processes
     return DataLoader(
         dataset,
-        batch_size=recipe.batch_size // processes,
+        batch_size=batch_size,
         shuffle=False,
         sampler=sampler,
         num_workers=recipe.workers,
         persistent_workers=recipe.workers > 0,
         pin_memory=torch.cuda.is_available(),
-        drop_last=False,
+        drop_last=train and len(sampler if sampler is not None else dataset) % batch_size == 1,
     )
 
 

@@ -48,7 +48,7 @@ class BundleDataModule(L.LightningDataModule):
         return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
 
     def _loader(self, dataset, train: bool):
-        return data.loader(dataset, self.recipe, sampler=self._sampler(dataset, train), processes=self.trainer.world_size)
+        return data.loader(dataset, self.recipe, sampler=self._sampler(dataset, train), processes=self.trainer.world_size, train=train)
 
     def train_dataloader(self):
         return self._loader(self.bundle.train, True)

@@ -108,7 +108,7 @@ class PoutyneEngine:
         meter = ThroughputMeter()
         sampler = data.train_sampler(job.data.train, recipe)
         recorder = _Recorder(job, meter, optimizer, sampler, rows)
-        train_loader = data.loader(job.data.train, recipe, sampler=sampler)
+        train_loader = data.loader(job.data.train, recipe, sampler=sampler, train=True)
         val_loader = data.loader(job.data.val, recipe)
         model.fit_generator(train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[recorder], verbose=False)
         test = evaluate(model, data.loader(job.data.test, recipe))

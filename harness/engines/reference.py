@@ -22,7 +22,7 @@ def train_images_per_s(job: TrainingJob) -> float:
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
     sampler = data.train_sampler(job.data.train, spec.recipe)
-    loader = data.loader(job.data.train, spec.recipe, sampler=sampler)
+    loader = data.loader(job.data.train, spec.recipe, sampler=sampler, train=True)
     meter = ThroughputMeter()
     for epoch in range(spec.recipe.epochs):
         sampler.set_epoch(epoch)

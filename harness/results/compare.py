@@ -1,7 +1,8 @@
 """The regression gate: current runs against a baseline, metric by metric, case by case.
 
 Inputs are result folders (records) or pytest-benchmark JSON files (whose `extra_info` carries each
-case's metrics). Cases are matched by spec id. A metric regresses when it moves the wrong way by
+case's metrics). Runs are matched by case id and recipe fingerprint (`case@1a2b3c4d`), so only runs
+that trained the same recipe are compared or averaged. A metric regresses when it moves the wrong way by
 more than its tolerance: absolute for accuracy-like metrics, relative for loss and images/s. When
 the baseline holds several runs of a case (several seeds), the allowed move widens to
 SPREAD_FACTOR standard deviations of the baseline if that is larger, so noise does not fail the
@@ -73,6 +74,8 @@ def _from_benchmark_json(path: Path) -> Observations:
     for bench in data["benchmarks"]:
         info = bench.get("extra_info", {})
         case = info.get("spec_id")
+        if case and info.get("recipe"):
+            case = f"{case}@{info['recipe']}"
         if case:
             out[case].append({k: float(v) for k, v in info.items() if k in DEFAULT_TOLERANCES})
     return dict(out)
@@ -87,7 +90,7 @@ def _from_records(folder: Path) -> Observations:
     for record in records:
         metrics = {k: v for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
         metrics["train_images_per_s"] = record.train_images_per_s
-        out[record.case_id].append(metrics)
+        out[record.gate_key].append(metrics)
     return dict(out)
 
 

@@ -54,6 +54,13 @@ class RunResult:
         """The readable matrix cell this run belongs to (its run id without fingerprint or attempt)."""
         return BenchmarkSpec.from_dict(self.spec).id
 
+    @property
+    def gate_key(self) -> str:
+        """What the regression gate matches across nights: the case and its recipe (`case@1a2b3c4d`),
+        so a 2-epoch run never averages with a 40-epoch run of the same cell."""
+        spec = BenchmarkSpec.from_dict(self.spec)
+        return f"{spec.id}@{spec.recipe_fingerprint}"
+
     def time_to_target(self, target: float | None) -> tuple[int, float] | None:
         """First epoch (and cumulative training seconds) at which val accuracy reached `target`."""
         if target is None:
@@ -79,9 +86,11 @@ class RunResult:
     @classmethod
     def load(cls, path: Path) -> RunResult:
         try:
-            return cls(**json.loads(Path(path).read_text()))
-        except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:  # JSONDecodeError is a ValueError
+            record = cls(**json.loads(Path(path).read_text()))
+            BenchmarkSpec.from_dict(record.spec)  # a spec this version cannot read makes no table row
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:  # JSONDecodeError, SpecError are ValueErrors
             raise RecordError(f"{path} is not a readable result record ({type(error).__name__}: {error}); fix or remove it") from None
+        return record
 
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:

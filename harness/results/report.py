@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,13 +51,13 @@ def _html_table(table: Table) -> str:
     return f"<h3>{html.escape(table.title)}</h3>{note}<table><tr>{head_row}</tr>{body}</table>"
 
 
-def html_page(records: Sequence[RunResult], tables: Sequence[Table], results_dir: Path) -> str:
+def html_page(records: Sequence[RunResult], tables: Sequence[Table], records_dir: Path) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trainbench report</title><style>{STYLE}</style></head><body><h1>trainbench report</h1>"]
     parts.append("<ul>" + "".join(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}</li>" for label, text in head(records, tables)) + "</ul>")
     parts += [_html_table(t) for t in tables]
     parts.append("<h2>Learning curves</h2>")
     for r in sorted(records, key=lambda r: r.run_id):
-        png = results_dir / r.run_id / CURVES_FILE
+        png = records_dir / r.run_id / CURVES_FILE
         if png.is_file():
             data = base64.b64encode(png.read_bytes()).decode()
             parts.append(f"<h4 id='curves-{html.escape(r.run_id)}'>{html.escape(r.run_id)}</h4><img alt='curves of {html.escape(r.run_id)}' src='data:image/png;base64,{data}'>")
@@ -64,11 +65,13 @@ def html_page(records: Sequence[RunResult], tables: Sequence[Table], results_dir
     return "\n".join(parts)
 
 
-def write(records: Sequence[RunResult], results_dir: Path) -> list[Table]:
-    """All report files into `results_dir`; returns the tables (for printing)."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    tables = all_tables(records)
-    (results_dir / "summary.md").write_text(markdown(records, tables))
-    (results_dir / "summary.csv").write_text(runs_table(records).csv())
-    (results_dir / "report.html").write_text(html_page(records, tables, results_dir))
+def write(records: Sequence[RunResult], records_dir: Path, out: Path | None = None) -> list[Table]:
+    """All report files into `out` (default: `records_dir`, where the runs' folders are); returns the tables."""
+    out = out or records_dir
+    out.mkdir(parents=True, exist_ok=True)
+    relative = os.path.relpath(records_dir, out)
+    tables = all_tables(records, relative)
+    (out / "summary.md").write_text(markdown(records, tables))
+    (out / "summary.csv").write_text(runs_table(records, relative).csv())
+    (out / "report.html").write_text(html_page(records, tables, records_dir))
     return tables

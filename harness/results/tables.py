@@ -101,14 +101,23 @@ RUN_COLUMNS = ("run", "model", "dataset", "profile", "weights", "engine", "preci
                "acc %", "loss", "F1", "top-3", "top-5", "images/s", "time s", "curves")  # fmt: skip
 
 
-def runs_table(records: Sequence[RunResult]) -> Table:
+def curves_link(record: RunResult, records_dir: str) -> Cell:
+    """A link to the run's learning curves (`records_dir` relative to where the table is written),
+    or `-` for a run without epochs, which has no curves."""
+    if not record.history:
+        return "-"
+    folder = "" if records_dir == "." else f"{records_dir}/"
+    return Link("plot", f"{folder}{record.run_id}/{CURVES_FILE}", anchor=f"curves-{record.run_id}")
+
+
+def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
     rows: list[tuple[Cell, ...]] = []
     for r in sorted(records, key=lambda r: r.run_id):
         s, t = r.spec, r.test
         rows.append(
             (r.run_id, s["model"], s["dataset"], s["profile"], s["weights"], s["engine"], s["precision"], _devices(s), recipe_summary(s),
              fmt(t.get("test_acc"), "pct"), fmt(t.get("test_loss")), fmt(t.get("test_f1")), fmt(t.get("test_top3")), fmt(t.get("test_top5")),
-             fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), Link("plot", f"{r.run_id}/{CURVES_FILE}", anchor=f"curves-{r.run_id}"))
+             fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), curves_link(r, records_dir))
         )  # fmt: skip
     for key in sorted({r.benchmark for r in records}):
         seed = SEEDS.get(key)
@@ -226,13 +235,13 @@ COLUMN_NOTES: dict[str, str] = {
     "time s": "wall time of the whole run: data, training, validation, test, checkpoints",
     "diff (points)": "pretrained minus random test accuracy, in percentage points; each row pairs runs that differ in weights alone",
     "runs (pre/rnd)": "how many runs (attempts) each side averages",
-    "diff": "ours minus published (accuracy-like metrics in points), or pretrained minus random loss",
+    "diff": "in 'ours vs published': ours minus published (accuracy-like metrics in points); in 'pretrained vs random': pretrained minus random loss",
     "target val acc": "the val accuracy time-to-target counts to, and its origin: a published figure, the smoke floor, or --target-acc",
     "time to target": "the first epoch, and the training seconds until then, at which val accuracy reached the target",
 }
 
 
-def all_tables(records: Sequence[RunResult]) -> list[Table]:
-    tables = [runs_table(records), pretrained_vs_random(records), ours_vs_published(records), not_comparable_to_published(records),
+def all_tables(records: Sequence[RunResult], records_dir: str = ".") -> list[Table]:
+    tables = [runs_table(records, records_dir), pretrained_vs_random(records), ours_vs_published(records), not_comparable_to_published(records),
               precision_devices(records), *seed_tables(records)]  # fmt: skip
     return [t for t in tables if t.rows]

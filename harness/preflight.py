@@ -1,0 +1,70 @@
+"""Checks that run before any training time is spent, each failing in one line that names the
+problem, the offending path or option, and the fix.
+
+`check` runs before data and weights are prepared (folders, launcher, resume); `check_disk` runs
+once the model exists, before its first epoch (room for one checkpoint in every folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from torch import nn
+
+from harness.settings import RunSettings
+from harness.spec import BenchmarkSpec
+
+# Variables a multi-node launcher sets on every node: torchrun, SLURM, or Lightning's manual mode.
+MULTI_NODE_LAUNCHERS = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK")
+OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}  # state tensors per parameter (moments, momentum)
+
+
+class PreflightError(ValueError):
+    """The run would fail or lose work later; the message names the problem and the fix."""
+
+
+def check(spec: BenchmarkSpec, settings: RunSettings, environ: Mapping[str, str] = os.environ) -> None:
+    check_writable(settings.results_dir, "results folder", "--results-dir")
+    for folder in settings.checkpoint_dirs:
+        check_writable(folder, "checkpoint folder", "--checkpoint-dir")
+    if settings.resume and not (settings.checkpoint_dirs or settings.gcs_bucket):
+        raise PreflightError("--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run saved to")
+    if spec.num_nodes > 1 and not any(environ.get(v) for v in MULTI_NODE_LAUNCHERS):
+        raise PreflightError(
+            f"--num-nodes {spec.num_nodes} needs a launcher on every node; alone this process would wait forever for the others: "
+            "start each node with torchrun (README: Several devices and nodes) or under SLURM"
+        )
+
+
+def check_writable(folder: Path, what: str, option: str) -> None:
+    """`folder` exists or can be made, and a file can be written in it."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".trainbench-probe-"):
+            pass
+    except OSError as error:
+        raise PreflightError(f"{what} {folder} cannot be written ({error.strerror or error}); choose another {option}") from None
+
+
+def checkpoint_bytes(model: nn.Module, optimizer: str) -> int:
+    """About what one checkpoint takes: the model's state plus the optimizer's per-parameter states."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return params * (1 + OPTIMIZER_STATES.get(optimizer, 2)) + buffers
+
+
+def check_disk(model: nn.Module, spec: BenchmarkSpec, folders: list[Path]) -> None:
+    """Room for one checkpoint in every checkpoint folder."""
+    need = checkpoint_bytes(model, spec.recipe.optimizer)
+    for folder in folders:
+        existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())  # the run's folder appears at its first save
+        free = shutil.disk_usage(existing).free
+        if free < need:
+            raise PreflightError(
+                f"checkpoint folder {folder} has {free / 2**20:.1f} MiB free, one checkpoint of {spec.model} needs about "
+                f"{need / 2**20:.1f} MiB; free some space or choose another --checkpoint-dir"
+            )
