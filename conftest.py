@@ -10,12 +10,16 @@ from __future__ import annotations
 import pytest
 
 from harness.catalog import PROFILES
-from harness.settings import ENV_VARS, OPTIONS, RunSettings, env
+from harness.settings import ENV_VARS, OPTIONS, RunSettings, SettingsError, check_environment, env
 
 pytest_plugins = ["benchmarks.plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    try:
+        check_environment()
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
     group = parser.getgroup("trainbench")
     group.addoption("--profile", choices=PROFILES, default=env("profile", "smoke"), help=f"smoke (generated data, CPU sized) or full (the published recipe) [{ENV_VARS['profile']}]")
     for flag, kwargs in OPTIONS:

@@ -112,6 +112,19 @@ def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
     assert not failed, f"{spec.id} missed its thresholds: " + "; ".join(failed)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """--baseline must be readable and hold runs before any case trains."""
+    baseline = config.getoption("--baseline", None)
+    if not baseline:
+        return
+    try:
+        found = observations(Path(baseline))
+    except GateError as error:
+        raise pytest.UsageError(f"--baseline: {error}") from None
+    if not found:
+        raise pytest.UsageError(f"--baseline {baseline} holds no runs (no result.json records, no pytest-benchmark cases); give last night's results folder")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     book = config.stash.get(RUN_BOOK, None)
     if book is None or not book.records:

@@ -107,28 +107,39 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
     return spec, (Path(data_root) if data_root else None)
 
 
+def _read_file(path: Path, option: str, kind: str, parse):
+    """Parse a launcher's JSON file; a missing or malformed one is a one-line SpecError."""
+    try:
+        return parse(path.read_text())
+    except OSError as error:
+        raise SpecError(f"{option} {path} cannot be read ({error.strerror}); give {kind}") from None
+    except (ValueError, KeyError, TypeError) as error:  # JSON, a missing field, an unknown field, a bad value
+        raise SpecError(f"{option} {path} is not {kind}: {type(error).__name__}: {error}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import runner
 
     if args.spec:
-        spec = BenchmarkSpec.from_json(args.spec.read_text())
-        settings = RunSettings.from_json(args.settings.read_text()) if args.settings else RunSettings()
+        spec = _read_file(args.spec, "--spec", "a spec file (JSON, as BenchmarkSpec.to_json writes it)", BenchmarkSpec.from_json)
+        settings = _read_file(args.settings, "--settings", "a settings file (JSON, as RunSettings.to_json writes it)", RunSettings.from_json) if args.settings else RunSettings()
     else:
         spec, data_root = spec_from_args(args)
         settings = RunSettings.from_options(lambda name: getattr(args, name)).replace(data_root=data_root)
     record = runner.run(spec, settings, run_id=args.run_id)
     if record is not None:
-        shown = "  ".join(f"{k}={v:.4f}" for k, v in record.test.items())
-        print(f"{record.run_id}: {shown}  train {record.train_images_per_s:.1f} img/s  {record.wall_time_s:.1f}s")
+        print(record.summary())
         print(f"record: {settings.results_dir / record.run_id / 'result.json'}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.results import report
-    from harness.results.record import load_all
+    from harness.results.record import load_readable
 
-    records = load_all(args.results_dir)
+    records, problems = load_readable(args.results_dir)
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
     if not records:
         print(f"error: no result records (*/result.json) under {args.results_dir}", file=sys.stderr)
         return 2
@@ -194,10 +205,18 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "night
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.settings import SettingsError, check_environment
+
+    try:
+        check_environment()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     from harness.data import DataError
     from harness.models import ModelError
     from harness.artifacts import ResumeError
+    from harness.artifacts.checkpoints import CheckpointError
     from harness.artifacts.gcs import BucketURLError
     from harness.preflight import PreflightError
     from harness.results.record import RecordError
@@ -205,6 +224,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RecordError, PreflightError) as error:
+    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RecordError, PreflightError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

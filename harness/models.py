@@ -55,19 +55,42 @@ def find_weight_file(model: str, weights_dir: Path) -> Path | None:
     return next((p for p in weight_file_candidates(model, weights_dir) if p.is_file()), None)
 
 
-def _classifier_classes(model: str, file: Path) -> int:
-    """How many classes the file's classifier has (so timm knows whether to keep it)."""
-    key = f"{timm.get_pretrained_cfg(model).classifier}.weight"
+def _tensor_shapes(model: str, file: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a weights file, read without loading the tensors."""
     if file.suffix == ".safetensors":
         with safe_open(str(file), framework="pt") as handle:
-            if key in handle.keys():
-                return handle.get_slice(key).get_shape()[0]
-    else:
-        state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-        state = state.get("state_dict", state)
-        if key in state:
-            return state[key].shape[0]
-    raise ModelError(f"{file} has no classifier tensor {key!r}; is it a checkpoint of {model}?")
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(state, dict):
+        raise ModelError(f"weights file {file} holds a {type(state).__name__}, not a state dict; give a {model} state dict")
+    state = state.get("state_dict", state)
+    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def check_fits(model: str, file: Path) -> int:
+    """The file's classifier class count, once every other tensor of `model` is in the file by name
+    and shape. timm loads a file non-strictly whenever the class count differs (the classifier is
+    replaced), so without this check a file of another architecture would load half its tensors
+    in silence."""
+    shapes = _tensor_shapes(model, file)
+    classifier = timm.get_pretrained_cfg(model).classifier
+    key = f"{classifier}.weight"
+    if key not in shapes:
+        raise ModelError(f"weights file {file} has no classifier tensor {key!r}: is it a checkpoint of {model}? Give a {model} state dict or remove the file")
+    expected = {k: tuple(v.shape) for k, v in timm.create_model(model, num_classes=shapes[key][0]).state_dict().items()}
+
+    def body(names) -> set[str]:
+        return {n for n in names if not n.startswith(f"{classifier}.") and not n.endswith("num_batches_tracked")}
+
+    missing, unexpected = sorted(body(expected) - body(shapes)), sorted(body(shapes) - body(expected))
+    reshaped = sorted(n for n in body(expected) & body(shapes) if expected[n] != shapes[n])
+    if missing or unexpected or reshaped:
+        example = (missing or unexpected or reshaped)[0]
+        raise ModelError(
+            f"weights file {file} does not fit {model}: its tensors do not fit this architecture ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape; e.g. {example}); give a {model} state dict or remove the file"
+        )
+    return shapes[key][0]
 
 
 def create(model: str, num_classes: int, weights: str, weights_dir: Path, *, allow_hub: bool) -> nn.Module:
@@ -77,8 +100,13 @@ def create(model: str, num_classes: int, weights: str, weights_dir: Path, *, all
         return timm.create_model(model, pretrained=False, num_classes=num_classes)
     file = find_weight_file(model, weights_dir)
     if file is not None:
-        overlay = dict(file=str(file), num_classes=_classifier_classes(model, file))
-        return timm.create_model(model, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
+        try:
+            overlay = dict(file=str(file), num_classes=check_fits(model, file))
+            return timm.create_model(model, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
+        except ModelError:
+            raise
+        except Exception as error:  # safetensors, pickle and zip each raise their own kinds
+            raise ModelError(f"weights file {file} cannot be read: {_load_problem(error)}; replace it with a {model} state dict") from None
     looked = ", ".join(str(p) for p in weight_file_candidates(model, weights_dir))
     if not allow_hub:
         raise WeightsNotFound(f"no pretrained weights for {model}: looked for {looked}")
@@ -89,6 +117,12 @@ def create(model: str, num_classes: int, weights: str, weights_dir: Path, *, all
             f"no pretrained weights for {model}: looked for {looked}, then the Hugging Face hub and its cache "
             f"({type(error).__name__}: {error}); put a weights file in --weights-dir"
         ) from None
+
+
+def _load_problem(error: Exception) -> str:
+    """One line for a file that cannot be read (safetensors, pickle or zip errors can be long)."""
+    text = str(error)
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
 def weights_source(model: str, weights: str, weights_dir: Path, *, allow_hub: bool) -> dict[str, str]:
@@ -103,8 +137,11 @@ def weights_source(model: str, weights: str, weights_dir: Path, *, allow_hub: bo
     if file is not None:
         source = {"kind": "file", "path": str(file.resolve()), "sha256": _sha256(file)}
         if file.suffix == ".safetensors":
-            with safe_open(str(file), framework="pt") as handle:
-                metadata = handle.metadata() or {}
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    metadata = handle.metadata() or {}
+            except Exception as error:  # SafetensorError: not a safetensors file
+                raise ModelError(f"weights file {file} cannot be read: {_load_problem(error)}; replace it with a {model} checkpoint") from None
             if metadata.get("generated_by"):
                 source.update(kind="generated stand-in", **{k: metadata[k] for k in sorted(metadata)})
         return source

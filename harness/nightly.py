@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.hardware import detect
 from harness.results import report
 from harness.results.compare import GateError, compare_paths, parse_tolerances
-from harness.results.record import load_all
+from harness.results.record import load_readable
 from harness.settings import REPO_ROOT
 
 _DEVICES = re.compile(r"-(\d+)dev\b")
@@ -77,12 +77,15 @@ def shard_command(shard: Shard, out: Path, profile: str, pytest_args: list[str])
 def run(out: Path | None, baseline: Path | None, tolerances: list[str] | None, pytest_args: list[str], dry_run: bool = False) -> int:
     hw = detect()
     out = out or REPO_ROOT / "results" / f"nightly-{date.today().isoformat()}"
+    profile = "full" if hw.gpus else "smoke"
+    cases = collect(profile, pytest_args)
+    if not cases:
+        print(f"nightly: no benchmark case matches the pytest arguments {' '.join(pytest_args) or '(none)'} in the {profile} profile; nothing ran (check -k / -m)")
+        return 2
     if hw.gpus:
-        profile = "full"
-        phases = plan(collect(profile, pytest_args), hw.gpus)
+        phases = plan(cases, hw.gpus)
         print(f"nightly: {hw.gpus} x {hw.gpu_name}, full profile, {sum(len(s.node_ids) for p in phases for s in p)} cases in {len(phases)} phase(s)")
     else:
-        profile = "smoke"
         phases = [[Shard((), ("benchmarks",))]]
         print("nightly: no GPU on this machine; running the smoke profile instead")
     failed = False
@@ -100,7 +103,9 @@ def run(out: Path | None, baseline: Path | None, tolerances: list[str] | None, p
         failed |= any(p.wait() not in (0, 5) for p in procs)  # 5: nothing collected in a shard
     if dry_run:
         return 0
-    records = load_all(out / "records")
+    records, problems = load_readable(out / "records")
+    for problem in problems:
+        print(f"nightly: skipped {problem}")
     if records:
         report.write(records, out / "records")
     if baseline is not None:

@@ -19,7 +19,7 @@ from harness.engines import TrainingJob
 from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
 from harness.inference import is_reparameterizable, reparameterization_check
-from harness.results.record import RunResult, environment
+from harness.results.record import RecordError, RunResult, environment
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -111,5 +111,9 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
         extra=extra,
         **provenance(job, identity),
     )
-    record.save(job.run_dir)
+    try:
+        record.save(job.run_dir)
+    except RecordError:
+        print(record.summary(), flush=True)  # the trained result is never lost: it is on the screen
+        raise
     return record

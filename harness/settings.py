@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,38 @@ ENV_VARS = {
     "wandb": "TRAINBENCH_WANDB",
     "wandb_project": "TRAINBENCH_WANDB_PROJECT",
     "gcs_retry_s": "TRAINBENCH_GCS_RETRY_S",
+    "max_image_pixels": "TRAINBENCH_MAX_IMAGE_PIXELS",
 }
+
+
+class SettingsError(ValueError):
+    """A TRAINBENCH_* variable holds a value the harness cannot use; the message names it."""
+
+
+def _positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+# What each environment twin must hold, and how to say it.
+ENV_CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
+    "profile": (lambda v: v in ("smoke", "full"), "smoke or full"),
+    "wandb": (lambda v: v in ("auto", "online", "offline", "off"), "auto, online, offline or off"),
+    "epochs": (lambda v: v.isdigit() and int(v) > 0, "a whole number of epochs, e.g. 4"),
+    "gcs_retry_s": (_positive_number, "a number of seconds, e.g. 120"),
+    "gcs_bucket": (lambda v: v.startswith("gs://") and len(v) > len("gs://"), "gs://BUCKET[/PREFIX]"),
+    "max_image_pixels": (lambda v: v.isdigit() and int(v) > 0, "a whole number of pixels, e.g. 200000000"),
+}
+
+
+def check_environment(environ: Mapping[str, str] = os.environ) -> None:
+    """Every set TRAINBENCH_* twin holds a usable value; the first that does not is a SettingsError."""
+    for name, (valid, expected) in ENV_CHECKS.items():
+        value = environ.get(ENV_VARS[name], "")
+        if value and not valid(value):
+            raise SettingsError(f"{ENV_VARS[name]}={value!r} is not valid: expected {expected}; fix or unset the variable")
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -107,7 +138,7 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--cache-dir", dict(dest="cache_dir", default=str(default_cache_dir()), help=f"generated datasets and weights [{ENV_VARS['cache_dir']}; default ~/.cache/trainbench]")),
     ("--checkpoint-dir", dict(dest="checkpoint_dirs", action="append", default=_split_dirs(env("checkpoint_dirs")), help=f"save every epoch's checkpoint here; repeat for several folders [{ENV_VARS['checkpoint_dirs']}, {os.pathsep}-separated]")),
     ("--gcs-bucket", dict(dest="gcs_bucket", default=env("gcs_bucket"), help=f"also upload checkpoints to gs://BUCKET/PREFIX [{ENV_VARS['gcs_bucket']}]")),
-    ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=float(env("gcs_retry_s", "120")), help=f"give up an upload after retrying this long [{ENV_VARS['gcs_retry_s']}; default 120]")),
+    ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=env("gcs_retry_s", "120"), help=f"give up an upload after retrying this long [{ENV_VARS['gcs_retry_s']}; default 120]")),
     ("--wandb", dict(dest="wandb", choices=("auto", "online", "offline", "off"), default=env("wandb", "auto"), help=f"wandb tracking; auto: online with WANDB_API_KEY, else offline [{ENV_VARS['wandb']}]")),
     ("--wandb-project", dict(dest="wandb_project", default=env("wandb_project", "trainbench"), help=f"wandb project [{ENV_VARS['wandb_project']}]")),
     ("--resume", dict(dest="resume", action="store_true", help="continue an interrupted run from its latest checkpoint (local folders first, else the bucket)")),

@@ -14,7 +14,8 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from harness.artifacts.gcs import BucketUploader
+from harness.atomic import written_atomically
 
 LAST = "last.ckpt"
 HARNESS_KEY = "trainbench"  # our part of a checkpoint; Lightning keeps its own keys beside it
@@ -54,25 +56,36 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written (a full disk, a vanished folder); the message says where."""
+
+
+@contextmanager
+def _written_atomically(path: Path) -> Iterator[Path]:
+    """`written_atomically`, with a failure reported as a CheckpointError that names the file."""
+    try:
+        with written_atomically(path) as tmp:
+            yield tmp
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} could not be written ({reason}); free space on that disk or choose another --checkpoint-dir") from None
+
+
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with _written_atomically(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def atomic_copy(source: Path, path: Path, *, link: bool = False) -> None:
     """`path` becomes a copy of `source` (a hard link when asked and possible), never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        if not link:
-            raise OSError("copy asked for")
-        os.link(source, tmp)  # epoch files never change, so last.ckpt may share their bytes
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, path)
+    with _written_atomically(path) as tmp:
+        tmp.unlink(missing_ok=True)
+        try:
+            if not link:
+                raise OSError("copy asked for")
+            os.link(source, tmp)  # epoch files never change, so last.ckpt may share their bytes
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -89,6 +102,9 @@ class CheckpointStore:
         self.run_id = run_id
         self.folders = [Path(f) / run_id for f in folders]
         self.bucket = bucket
+        for stale in (tmp for folder in self.folders if folder.is_dir() for tmp in folder.glob(".*.tmp")):
+            stale.unlink(missing_ok=True)  # a save of this run that was interrupted; never a checkpoint
+            print(f"[trainbench] removed {stale}, left by an interrupted save", flush=True)
 
     def save(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
         """Write `checkpoint` as epoch_NNN.ckpt and last.ckpt in every folder; queue the uploads."""
@@ -103,12 +119,29 @@ class CheckpointStore:
         return first
 
     def latest(self) -> Path | None:
-        """The newest local last.ckpt across folders, else the bucket's (downloaded), else None."""
-        local = [f / LAST for f in self.folders if (f / LAST).is_file()]
+        """The newest readable local checkpoint across folders (last.ckpt, or the newest readable
+        epoch file when last.ckpt is damaged), else the bucket's last.ckpt (downloaded), else None."""
+        local = [found for found in map(self._newest_readable, self.folders) if found]
         if local:
-            return max(local, key=lambda p: load(p)[HARNESS_KEY]["epoch"])
+            return max(local)[1]
         if self.bucket is not None:
             target = Path(tempfile.mkdtemp(prefix="trainbench-resume-")) / LAST
             if self.bucket.download(f"{self.run_id}/{LAST}", target):
                 return target
+        return None
+
+    @staticmethod
+    def _newest_readable(folder: Path) -> tuple[int, Path] | None:
+        """(epoch, path) of last.ckpt, or of the newest epoch file that loads when last.ckpt does not."""
+        for path in [folder / LAST, *sorted(folder.glob("epoch_*.ckpt"), reverse=True)]:
+            if not path.is_file():
+                continue
+            try:
+                found = int(load(path)[HARNESS_KEY]["epoch"]), path
+            except Exception as error:  # a truncated zip, a pickle error, a foreign file
+                print(f"[trainbench] {path} is unreadable ({type(error).__name__}); trying an older checkpoint", flush=True)
+                continue
+            if path.name != LAST and (folder / LAST).is_file():
+                print(f"[trainbench] resuming from {path.name} instead of the damaged {LAST}", flush=True)
+            return found
         return None

@@ -12,6 +12,7 @@ grayscale, palette and RGBA become RGB.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,8 @@ def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | Non
 
 
 _DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+if os.environ.get(MAX_PIXELS_VARIABLE, "").isdigit():  # validated, with a message, by settings.check_environment
+    Image.MAX_IMAGE_PIXELS = int(os.environ[MAX_PIXELS_VARIABLE])
 
 
 def _describe(path: str, error: Exception) -> str:
@@ -109,15 +112,6 @@ def _describe(path: str, error: Exception) -> str:
             f"with {MAX_PIXELS_VARIABLE}=<pixels> (PIL's default is {_DEFAULT_MAX_PIXELS})"
         )
     return f"corrupt or unreadable image file {path}: {error}; delete or replace it"
-
-
-def apply_pixel_limit(environ: dict[str, str]) -> None:
-    """PIL's decompression-bomb limit from TRAINBENCH_MAX_IMAGE_PIXELS, when set."""
-    value = environ.get(MAX_PIXELS_VARIABLE)
-    if value:
-        if not value.isdigit():
-            raise DataError(f"{MAX_PIXELS_VARIABLE} must be a whole number of pixels, got {value!r}")
-        Image.MAX_IMAGE_PIXELS = int(value)
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:

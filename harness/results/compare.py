@@ -58,8 +58,14 @@ def parse_tolerances(items: list[str] | None) -> dict[str, Tolerance]:
         metric = ALIASES.get(name, name)
         if metric not in tolerances or not value:
             raise ValueError(f"--tolerance takes METRIC=VALUE with METRIC one of {', '.join(sorted(ALIASES))}; got {item!r}")
+        try:
+            allowed = float(value)
+        except ValueError:
+            allowed = -1.0
+        if not allowed >= 0:  # also refuses nan
+            raise ValueError(f"--tolerance {item}: {value!r} is not a number of 0 or more; e.g. --tolerance {name}=0.02")
         base = tolerances[metric]
-        tolerances[metric] = Tolerance(float(value), base.relative, base.higher_is_better)
+        tolerances[metric] = Tolerance(allowed, base.relative, base.higher_is_better)
     return tolerances
 
 

@@ -24,6 +24,6 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path
         axis.legend()
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, format="png")  # the format is explicit: `path` may be a temporary name
     plt.close(figure)
     return path

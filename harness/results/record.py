@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import platform
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import written_atomically
 from harness.results.plots import plot_curves
 from harness.settings import REPO_ROOT
 from harness.spec import BenchmarkSpec
@@ -73,15 +73,25 @@ class RunResult:
         return None
 
     def save(self, run_dir: Path) -> Path:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        """result.json, history.csv and curves.png, each written atomically; a failure is a
+        RecordError and leaves no temporary file behind."""
         path = run_dir / RESULT_FILE
-        tmp = path.with_name(f".{RESULT_FILE}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
-        os.replace(tmp, path)
-        write_history_csv(self.history, run_dir / HISTORY_FILE)
-        if self.history:
-            plot_curves(self.history, run_dir / CURVES_FILE, self.run_id)
+        try:
+            with written_atomically(path) as tmp:
+                tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+            with written_atomically(run_dir / HISTORY_FILE) as tmp:
+                write_history_csv(self.history, tmp)
+            if self.history:
+                with written_atomically(run_dir / CURVES_FILE) as tmp:
+                    plot_curves(self.history, tmp, self.run_id)
+        except OSError as error:
+            raise RecordError(f"the record of {self.run_id} could not be written to {run_dir} ({error.strerror or error}); free space or choose another --results-dir") from None
         return path
+
+    def summary(self) -> str:
+        """One line: run id, test metrics, speed and time."""
+        shown = "  ".join(f"{k}={v:.4f}" for k, v in self.test.items())
+        return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s  {self.wall_time_s:.1f}s"
 
     @classmethod
     def load(cls, path: Path) -> RunResult:
@@ -105,8 +115,20 @@ def write_history_csv(history: list[dict[str, float]], path: Path) -> None:
 
 
 def load_all(results_dir: Path) -> list[RunResult]:
-    """Every record under `results_dir`, in run-id order."""
+    """Every record under `results_dir`, in run-id order; an unreadable one is a RecordError."""
     return [RunResult.load(p) for p in sorted(Path(results_dir).glob(f"*/{RESULT_FILE}"))]
+
+
+def load_readable(results_dir: Path) -> tuple[list[RunResult], list[str]]:
+    """The readable records under `results_dir`, and one message per record that is not (for reports,
+    which show what they can; the regression gate refuses instead)."""
+    records, problems = [], []
+    for path in sorted(Path(results_dir).glob(f"*/{RESULT_FILE}")):
+        try:
+            records.append(RunResult.load(path))
+        except RecordError as error:
+            problems.append(str(error))
+    return records, problems
 
 
 def _git_commit() -> str | None:

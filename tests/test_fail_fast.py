@@ -1,0 +1,256 @@
+"""Fail fast, lose nothing: every problem that can be known before training is one line with exit
+status 2 before any training; a fault during or after training loses nothing that was trained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+from harness import cli, models, runner
+from harness.artifacts.checkpoints import LAST, CheckpointError, CheckpointStore, epoch_file
+from harness.settings import REPO_ROOT
+from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
+from tests.test_reports import record
+
+
+@contextmanager
+def small_disk(path: Path, size: str, *options: str):
+    """A real tmpfs of `size` at `path` (root only; the test is skipped with the reason otherwise)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join((f"size={size}", *options)), "tmpfs", str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'not root'}); the case needs a real small disk")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`python -m harness ...` in this process (same code path, no interpreter start-up)."""
+    code = cli.main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def tiny_run_args(folder: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return ["run", "--model", TINY_MODEL, "--data", str(folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "8", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "results"), *extra]  # fmt: skip
+
+
+def assert_one_line_refusal(code: int, out: str, err: str, *fragments: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(f in lines[0] for f in fragments), lines[0]
+    assert "epoch" not in out and "Traceback" not in err  # refused before any training
+
+
+# --- pre-flight: folders, resume, launcher ------------------------------------------------------
+
+
+def test_a_results_folder_under_a_file_or_in_proc_is_refused(tiny_folder, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    for bad in (tmp_path / "a-file" / "results", Path("/proc/trainbench-results")):
+        code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--results-dir", str(bad))
+        assert_one_line_refusal(code, out, err, f"results folder {bad} cannot be written", "choose another --results-dir")
+
+
+def test_a_read_only_checkpoint_folder_is_refused(tiny_folder, tmp_path, capsys):
+    with small_disk(tmp_path / "ro", "64k", "ro") as read_only:
+        code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--checkpoint-dir", str(read_only / "ckpt"))
+    assert_one_line_refusal(code, out, err, f"checkpoint folder {read_only / 'ckpt'} cannot be written (Read-only file system)", "--checkpoint-dir")
+
+
+def test_not_enough_disk_for_one_checkpoint_is_refused(tiny_folder, tmp_path, capsys):
+    with small_disk(tmp_path / "tiny-disk", "64k") as disk:
+        code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--checkpoint-dir", str(disk))
+    assert_one_line_refusal(code, out, err, f"checkpoint folder {disk}", "MiB free, one checkpoint of test_efficientnet needs about")
+
+
+def test_resume_with_nothing_to_resume_from_is_refused(tiny_folder, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--resume")
+    assert_one_line_refusal(code, out, err, "--resume has nothing to resume from", "--checkpoint-dir")
+
+
+@pytest.mark.parametrize(
+    "options, fragments",
+    [
+        (("--lr", "nan"), ("lr must be a positive number, got nan",)),
+        (("--weight-decay", "-0.1"), ("weight_decay must be 0 or a positive number, got -0.1",)),
+        (("--engine", "poutyne", "--num-nodes", "2"), ("Poutyne trains in one process", "--engine lightning")),
+        (("--engine", "lightning", "--num-nodes", "2", "--run-id", "n2"), ("--num-nodes 2 needs a launcher on every node", "torchrun")),
+        (("--engine", "lightning", "--devices", "2", "--batch-size", "9"), ("batch size 9 is the global batch", "--batch-size 8 or 10")),
+    ],
+    ids=["lr-nan", "negative-weight-decay", "poutyne-2-nodes", "lightning-2-nodes-without-launcher", "batch-not-dividing"],
+)
+def test_impossible_recipes_and_launches_are_refused(options, fragments, tiny_folder, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), *options)
+    assert_one_line_refusal(code, out, err, *fragments)
+
+
+# --- weights files ---------------------------------------------------------------------------------
+
+
+def _write_random_bytes(path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 64)
+
+
+def _write_a_list(path: Path) -> None:
+    torch.save([torch.zeros(3)], path)
+
+
+def _write_vit(path: Path) -> None:
+    models.save_weights(timm.create_model("test_vit", num_classes=4), path, {})
+
+
+def _write_group_norm_variant(path: Path) -> None:
+    """Same classifier name, other layers: timm's load_state_dict would print dozens of lines."""
+    models.save_weights(timm.create_model("test_efficientnet_gn", num_classes=4), path, {})
+
+
+@pytest.mark.parametrize(
+    "name, write, fragment",
+    [
+        (f"{TINY_MODEL}.safetensors", _write_random_bytes, "cannot be read"),
+        (f"{TINY_MODEL}.pth", _write_a_list, "holds a list, not a state dict"),
+        (f"{TINY_MODEL}.safetensors", _write_vit, "has no classifier tensor 'classifier.weight': is it a checkpoint of test_efficientnet?"),
+        (f"{TINY_MODEL}.safetensors", _write_group_norm_variant, "its tensors do not fit this architecture"),
+    ],
+    ids=["random-bytes", "not-a-state-dict", "another-architecture", "same-head-other-layers"],
+)
+def test_a_weights_file_that_does_not_load_or_fit_is_one_line(name, write, fragment, tiny_folder, tmp_path, capsys):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    write(weights / name)
+    args = tiny_run_args(tiny_folder, tmp_path, "--weights-dir", str(weights))
+    args[args.index("--weights") + 1] = "pretrained"
+    code, out, err = run_cli(capsys, *args)
+    assert_one_line_refusal(code, out, err, f"weights file {weights / name}", fragment)
+
+
+# --- settings files, environment twins, baseline ---------------------------------------------------
+
+
+def test_spec_and_settings_files_that_are_missing_or_invalid(tmp_path, capsys):
+    (tmp_path / "broken.json").write_text("{ not json")
+    (tmp_path / "other.json").write_text(json.dumps({"model": "x"}))
+    for option, path, fragment in (("--spec", tmp_path / "missing.json", "cannot be read (No such file or directory)"),
+                                   ("--spec", tmp_path / "broken.json", "is not a spec file"),
+                                   ("--spec", tmp_path / "other.json", "is not a spec file")):  # fmt: skip
+        code, out, err = run_cli(capsys, "run", option, str(path))
+        assert_one_line_refusal(code, out, err, f"{option} {path}", fragment)
+    (tmp_path / "spec.json").write_text(tiny_spec().to_json())
+    code, out, err = run_cli(capsys, "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "broken.json"))
+    assert_one_line_refusal(code, out, err, f"--settings {tmp_path / 'broken.json'} is not a settings file")
+
+
+@pytest.mark.parametrize(
+    "variable, value", [("TRAINBENCH_WANDB", "maybe"), ("TRAINBENCH_EPOCHS", "abc"), ("TRAINBENCH_GCS_RETRY_S", "soon"), ("TRAINBENCH_PROFILE", "medium")]
+)
+def test_an_environment_twin_with_a_bad_value_is_named(variable, value, monkeypatch, capsys):
+    monkeypatch.setenv(variable, value)
+    code, out, err = run_cli(capsys, "report", "results")
+    assert_one_line_refusal(code, out, err, f"{variable}={value!r} is not valid", "fix or unset the variable")
+
+
+def test_pytest_names_a_bad_environment_twin_and_a_missing_baseline_before_collecting(tmp_path):
+    pytest_cmd = [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    done = subprocess.run(pytest_cmd, cwd=REPO_ROOT, capture_output=True, text=True, env={**_env(), "TRAINBENCH_EPOCHS": "abc"})
+    assert done.returncode == 4 and "ERROR: TRAINBENCH_EPOCHS='abc' is not valid" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([*pytest_cmd, "--baseline", str(tmp_path / "last-night")], cwd=REPO_ROOT, capture_output=True, text=True, env=_env())
+    assert done.returncode == 4 and f"ERROR: --baseline: {tmp_path / 'last-night'} does not exist" in done.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("TRAINBENCH_")}
+
+
+# --- training faults -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_a_last_training_batch_of_one_image_is_dropped_not_a_crash(engine, tiny_folder, settings):
+    """36 training images in batches of 35: the last batch would be 1 image, which BatchNorm cannot train on."""
+    record = runner.run(tiny_spec(engine=engine).with_recipe(batch_size=35), settings.replace(data_root=tiny_folder))
+    assert record.data["split"]["train"] == 36 and len(record.history) == 1
+
+
+def test_a_truncated_last_checkpoint_falls_back_to_the_newest_readable_epoch(tiny_folder, settings, tmp_path, capfd):
+    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
+    spec = tiny_spec().with_recipe(epochs=2)
+    first = runner.run(spec, settings)
+    last = tmp_path / "ckpt" / first.run_id / LAST
+    last.write_bytes(last.read_bytes()[:1000])  # last.ckpt shares epoch_002's bytes, so both are damaged now
+    resumed = runner.run(spec, settings.replace(resume=True, results_dir=tmp_path / "again"))
+    out = capfd.readouterr().out
+    assert "is unreadable" in out and f"resuming from {epoch_file(1)} instead of the damaged {LAST}" in out
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert resumed.history[0] == first.history[0]  # epoch 1 came from the checkpoint, epoch 2 was trained again
+
+
+def test_a_full_disk_while_saving_names_the_file_and_leaves_no_partial_file(tmp_path):
+    with small_disk(tmp_path / "full", "256k") as disk:
+        store = CheckpointStore("run", [disk], bucket=None)
+        with pytest.raises(CheckpointError, match=r"checkpoint .*epoch_001.ckpt could not be written .*choose another --checkpoint-dir"):
+            store.save(1, {"trainbench": {"epoch": 1}, "weights": torch.zeros(1 << 20)})  # 4 MiB on a 256 KiB disk
+        assert list((disk / "run").iterdir()) == []
+
+
+def test_temporary_files_of_an_interrupted_save_are_removed_at_start(tmp_path, capsys):
+    folder = tmp_path / "ckpt" / "run"
+    folder.mkdir(parents=True)
+    (folder / f".{epoch_file(3)}.4242.tmp").write_bytes(b"half a checkpoint")
+    CheckpointStore("run", [tmp_path / "ckpt"], bucket=None)
+    assert list(folder.iterdir()) == [] and "left by an interrupted save" in capsys.readouterr().out
+
+
+def test_a_finished_runs_metrics_are_printed_when_its_record_cannot_be_written(tiny_folder, tmp_path, capsys):
+    with small_disk(tmp_path / "results", "8k") as results:
+        code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path, "--results-dir", str(results)))
+        leftovers = [p.name for p in results.rglob("*") if p.name.endswith(".tmp")]
+    assert code == 2 and "could not be written" in err and "choose another --results-dir" in err
+    assert "test_acc=" in out and leftovers == []
+
+
+# --- results ------------------------------------------------------------------------------------------
+
+
+def test_report_names_a_corrupt_record_skips_it_and_reports_the_rest(tmp_path, capsys):
+    good = record(tiny_spec(), 0.5, 1.0, run_id="good")
+    good.save(tmp_path / "good")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "result.json").write_text('{"run_id": "bad", ')
+    code = cli.main(["report", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0 and f"skipped: {tmp_path / 'bad' / 'result.json'} is not a readable result record" in err
+    assert "| good |" in out
+
+
+def test_a_tolerance_that_is_not_a_number_names_the_option(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "compare", str(tmp_path), str(tmp_path), "--tolerance", "acc=abc")
+    assert_one_line_refusal(code, out, err, "--tolerance acc=abc: 'abc' is not a number", "--tolerance acc=0.02")
+
+
+def test_nightly_says_when_nothing_matched(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--out", str(tmp_path / "n"), "--", "-k", "nomatch"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
+    assert done.returncode == 2 and "no benchmark case matches the pytest arguments -k nomatch" in done.stdout
+    assert not (tmp_path / "n" / "records").exists()
+
+
+def test_a_class_folder_too_small_for_the_split_is_named_with_a_fix(tmp_path, capsys):
+    folder = make_image_folder(tmp_path / "d", {"cats": 20, "dogs": 2})
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path))
+    assert_one_line_refusal(code, out, err, "class folder(s) 'dogs' (2) have fewer than 3 images")
+    code, out, err = run_cli(capsys, *tiny_run_args(make_image_folder(tmp_path / "e", {"cats": 20, "dogs": 4}), tmp_path), "--split", "0.9,0.05,0.05")
+    assert_one_line_refusal(code, out, err, "leaves class folder(s) 'dogs' (no val image)", "--split 0.7,0.15,0.15")
