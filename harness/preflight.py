@@ -1,8 +1,9 @@
 """Checks that run before any training time is spent, each failing in one line that names the
 problem, the offending path or option, and the fix.
 
-`check` runs before data and weights are prepared (folders, launcher, resume); `check_disk` runs
-once the model exists, before its first epoch (room for one checkpoint in every folder).
+`check` runs before data and weights are prepared (folders, resume); `check_launcher` in the process
+that is to train (a parent that starts torchrun nodes is not one); `check_disk` once the model
+exists, before its first epoch (room for one checkpoint in every folder).
 """
 
 from __future__ import annotations
@@ -27,17 +28,26 @@ class PreflightError(ValueError):
     """The run would fail or lose work later; the message names the problem and the fix."""
 
 
-def check(spec: BenchmarkSpec, settings: RunSettings, environ: Mapping[str, str] = os.environ) -> None:
+def check(settings: RunSettings) -> None:
     check_writable(settings.results_dir, "results folder", "--results-dir")
     for folder in settings.checkpoint_dirs:
         check_writable(folder, "checkpoint folder", "--checkpoint-dir")
     if settings.resume and not (settings.checkpoint_dirs or settings.gcs_bucket):
         raise PreflightError("--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run saved to")
-    if spec.num_nodes > 1 and not any(environ.get(v) for v in MULTI_NODE_LAUNCHERS):
+
+
+def check_launcher(spec: BenchmarkSpec, run_id: str | None, environ: Mapping[str, str] = os.environ) -> None:
+    """Several nodes: this process must have been started by a multi-node launcher, with a run id
+    every node shares (attempts are counted in a node-local results folder)."""
+    if spec.num_nodes == 1:
+        return
+    if not any(environ.get(v) for v in MULTI_NODE_LAUNCHERS):
         raise PreflightError(
             f"--num-nodes {spec.num_nodes} needs a launcher on every node; alone this process would wait forever for the others: "
             "start each node with torchrun (README: Several devices and nodes) or under SLURM"
         )
+    if run_id is None:
+        raise PreflightError(f"--num-nodes {spec.num_nodes}: every node must write under one run id; give each node the same --run-id NAME")
 
 
 def check_writable(folder: Path, what: str, option: str) -> None:

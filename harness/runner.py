@@ -44,7 +44,7 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
     run's identity. The harness's launcher calls this in the parent before it starts the ranks, so
     they find everything made (and the decode pass remembered); each rank's own call is then cheap.
     """
-    preflight.check(spec, settings)
+    preflight.check(settings)
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
     data_identity = data.check(folder, spec.recipe, settings.cache_dir)
     ensure_weights(spec, settings)
@@ -86,8 +86,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     Without `run_id`, the run writes under its identity's first attempt without a record, so an
     earlier record of the same spec is never replaced.
     """
-    if spec.num_nodes > 1 and run_id is None:  # attempts are counted in a node-local results folder
-        raise preflight.PreflightError(f"--num-nodes {spec.num_nodes}: every node must write under one run id; give each node the same --run-id NAME")
+    preflight.check_launcher(spec, run_id)
     identity = prepare(spec, settings)
     job = build_job(spec, settings, identity, run_id or identity.attempt_id(settings.results_dir))
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

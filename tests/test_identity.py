@@ -94,7 +94,8 @@ def test_record_says_what_produced_it(tiny_folder, settings):
     assert runner.run(tiny_spec(), settings).weights == {"kind": "random"}
 
 
-def test_several_nodes_must_be_given_one_run_id(tiny_folder, settings):
+def test_several_nodes_must_be_given_one_run_id(tiny_folder, settings, monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "as-under-torchrun")
     spec = tiny_spec(engine="lightning", num_nodes=2)
     with pytest.raises(PreflightError, match="every node must write under one run id; give each node the same --run-id"):
         runner.run(spec, settings.replace(data_root=tiny_folder))
