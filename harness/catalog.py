@@ -207,7 +207,7 @@ def make_spec(
 ) -> BenchmarkSpec:
     """The spec of one matrix cell of `seed` in `profile`."""
     limits = thresholds(seed, profile, weights, num_classes)
-    target, target_source = time_to_target(seed, profile, weights, limits)
+    target, target_source = target_accuracy_for(seed, profile, weights, limits)
     return BenchmarkSpec(
         model=seed.model,
         dataset=seed.dataset if profile == "full" else seed.smoke_dataset,
@@ -225,7 +225,7 @@ def make_spec(
     )
 
 
-def time_to_target(seed: Seed, profile: str, weights: str, limits: tuple[Threshold, ...]) -> tuple[float | None, str | None]:
+def target_accuracy_for(seed: Seed, profile: str, weights: str, limits: tuple[Threshold, ...]) -> tuple[float | None, str | None]:
     """The val accuracy a run's time-to-target counts to, and where it comes from: the published
     test accuracy (full profile), else the smoke floor; none when neither exists."""
     published = seed.published_for(weights)

@@ -89,7 +89,7 @@ def target_cell(record: RunResult) -> str:
     return f"{100 * target:.2f} % ({source or 'origin not recorded'})" if target is not None else "none (no published figure; give --target-acc)"
 
 
-def time_to_target(record: RunResult) -> str:
+def time_to_target_cell(record: RunResult) -> str:
     target = record.spec.get("target_accuracy")
     if target is None:
         return "-"
@@ -209,7 +209,7 @@ def precision_devices(records: Sequence[RunResult]) -> Table:
     for r in sorted(records, key=lambda r: (r.benchmark, r.spec["engine"], r.spec["precision"], r.spec["devices"], r.spec["weights"], r.run_id)):
         s = r.spec
         rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), str(s["recipe"]["batch_size"]), fmt(r.test.get("test_acc"), "pct"),
-                     fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target(r)))  # fmt: skip
+                     fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target_cell(r)))  # fmt: skip
     columns = ("benchmark", "engine", "weights", "precision", "devices", "global batch", "acc %", "images/s", "time s", "target val acc", "time to target")
     return Table("Precision x devices", columns, tuple(rows))
 
