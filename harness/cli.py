@@ -137,6 +137,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from harness.results import report
     from harness.results.record import load_readable
 
+    from harness.preflight import check_writable
+
+    if args.out:
+        check_writable(args.out, "report folder", "--out")
     records, problems = load_readable(args.results_dir)
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
@@ -224,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left; with --checkpoint-dir, --resume continues from the last saved epoch", file=sys.stderr)
+        return 130
     except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RecordError, PreflightError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

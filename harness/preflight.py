@@ -30,6 +30,7 @@ class PreflightError(ValueError):
 
 def check(settings: RunSettings) -> None:
     check_writable(settings.results_dir, "results folder", "--results-dir")
+    check_writable(settings.cache_dir, "cache folder", "--cache-dir (or TRAINBENCH_CACHE_DIR)")
     for folder in settings.checkpoint_dirs:
         check_writable(folder, "checkpoint folder", "--checkpoint-dir")
     if settings.resume and not (settings.checkpoint_dirs or settings.gcs_bucket):

@@ -87,6 +87,12 @@ class RunSettings:
     resume: bool = False
     gcs_retry_s: float = 120.0
 
+    def __post_init__(self) -> None:
+        if self.wandb not in ("auto", "online", "offline", "off"):
+            raise SettingsError(f"wandb mode {self.wandb!r} is not one of auto, online, offline, off")
+        if not self.gcs_retry_s > 0:
+            raise SettingsError(f"gcs_retry_s must be a positive number of seconds, got {self.gcs_retry_s}")
+
     @property
     def resolved_weights_dir(self) -> Path:
         return self.weights_dir or self.cache_dir / "weights"

@@ -20,6 +20,7 @@ ENGINES: tuple[str, ...] = ("poutyne", "lightning")
 WEIGHTS: tuple[str, ...] = ("pretrained", "random")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 TRAIN_CROPS: tuple[str, ...] = ("resize", "random_resized_crop")
+MIN_IMAGE_SIZE = 16
 
 # Short forms used in readable test ids: 32-true -> 32true, bf16-mixed -> bf16, 16-mixed -> fp16.
 _PRECISION_TAGS = {"32-true": "32true", "16-mixed": "fp16", "bf16-mixed": "bf16"}
@@ -85,9 +86,11 @@ class Recipe:
             raise SpecError(f"unknown loss {self.loss!r}; only 'cross_entropy' is implemented")
         if self.train_crop not in TRAIN_CROPS:
             raise SpecError(f"unknown train_crop {self.train_crop!r}; choose one of {', '.join(TRAIN_CROPS)}")
-        for name in ("batch_size", "epochs", "image_size"):
+        for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.image_size < MIN_IMAGE_SIZE:  # distortions split an image into a grid of cells; networks downsample 32x
+            raise SpecError(f"image_size {self.image_size} is too small to train on; give --image-size {MIN_IMAGE_SIZE} or more")
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise SpecError(f"lr must be a positive number, got {self.lr}; e.g. --lr 1e-3")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:

@@ -254,3 +254,38 @@ def test_a_class_folder_too_small_for_the_split_is_named_with_a_fix(tmp_path, ca
     assert_one_line_refusal(code, out, err, "class folder(s) 'dogs' (2) have fewer than 3 images")
     code, out, err = run_cli(capsys, *tiny_run_args(make_image_folder(tmp_path / "e", {"cats": 20, "dogs": 4}), tmp_path), "--split", "0.9,0.05,0.05")
     assert_one_line_refusal(code, out, err, "leaves class folder(s) 'dogs' (no val image)", "--split 0.7,0.15,0.15")
+
+
+def test_found_by_the_sweep(tiny_folder, tmp_path, capsys):
+    """Cases a bad-input sweep found ending in a traceback: an unwritable cache folder, a report
+    written under a file, an image size too small for the distortions, a settings file's bad mode."""
+    (tmp_path / "a-file").write_text("x")
+    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--cache-dir", str(tmp_path / "a-file" / "cache"))
+    assert_one_line_refusal(code, out, err, f"cache folder {tmp_path / 'a-file' / 'cache'} cannot be written", "--cache-dir")
+    code, out, err = run_cli(capsys, "report", str(tmp_path), "--out", str(tmp_path / "a-file" / "out"))
+    assert_one_line_refusal(code, out, err, f"report folder {tmp_path / 'a-file' / 'out'} cannot be written", "--out")
+    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--image-size", "4")
+    assert_one_line_refusal(code, out, err, "image_size 4 is too small to train on; give --image-size 16 or more")
+    (tmp_path / "spec.json").write_text(tiny_spec().to_json())
+    (tmp_path / "settings.json").write_text(json.dumps({"results_dir": str(tmp_path / "r"), "wandb": "bogus"}))
+    code, out, err = run_cli(capsys, "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json"))
+    assert_one_line_refusal(code, out, err, "is not a settings file", "wandb mode 'bogus' is not one of auto, online, offline, off")
+
+
+def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(tiny_folder, tmp_path):
+    """SIGINT during training: exit 130 with one line, no traceback, no temporary file in any folder."""
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "harness", *tiny_run_args(tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "ckpt"))]
+    command[command.index("--epochs") + 1] = "50"
+    child = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "ckpt").rglob("epoch_002.ckpt")):
+        assert child.poll() is None and time.monotonic() < deadline, "the run ended or stalled before its second checkpoint"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130 and "Traceback" not in err, err
+    assert [line for line in err.splitlines() if line.strip()] == [line for line in err.splitlines() if line.startswith("interrupted:")]
+    assert [p for p in tmp_path.rglob("*.tmp")] == []
