@@ -113,10 +113,14 @@ def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """--baseline must be readable and hold runs before any case trains."""
+    """--baseline must be readable and hold runs, and --tolerance parse, before any case trains."""
     baseline = config.getoption("--baseline", None)
     if not baseline:
         return
+    try:
+        parse_tolerances(config.getoption("--tolerance"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     try:
         found = observations(Path(baseline))
     except GateError as error:

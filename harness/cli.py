@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +24,13 @@ def parse_split(text: str) -> Split:
     except (ValueError, SpecError) as error:
         detail = f": {error}" if str(error) else ""
         raise argparse.ArgumentTypeError(f"{text!r} is not TRAIN,VAL,TEST as fractions (0.7,0.15,0.15) or image counts (5564,1600,832){detail}") from None
+
+
+def run_id_name(text: str) -> str:
+    """A run id is one folder name: letters, digits, '.', '_' and '-', never '.' or '..'."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder name; use letters, digits, '.', '_' and '-' only")
+    return text
 
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +60,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", type=parse_split, metavar="TRAIN,VAL,TEST", help="how one ImageFolder is cut: fractions (0.7,0.15,0.15) or image counts (5564,1600,832)")
     p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across DDP processes (Lightning; CUDA only)")
     p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column; default: the recipe's published figure on its own dataset, none on other data")
-    p.add_argument("--run-id", help="default: the spec id")
+    p.add_argument("--run-id", type=run_id_name, help="the folder name of the record and checkpoints (default: case id + fingerprint, then -attemptN)")
     p.add_argument("--spec", type=Path, help="run this spec file (JSON) instead of building one from options")
     p.add_argument("--settings", type=Path, help="settings file (JSON) written by a launcher")
     _add_settings_options(p)
@@ -173,7 +181,9 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
 def cmd_eda(args: argparse.Namespace) -> int:
     from harness import eda
+    from harness.preflight import check_writable
 
+    check_writable(args.out, "EDA folder", "--out")
     survey = eda.run(args.data_dir, args.out, catalog.SEEDS[args.recipe].recipe, args.recipe, sample=args.sample)
     print(f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)} corrupt; "
           f"headers {survey.seconds_headers:.2f}s, pixels {survey.seconds_pixels:.2f}s; report: {args.out / 'report.md'}")  # fmt: skip

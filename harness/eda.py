@@ -53,7 +53,7 @@ def survey_headers(index: ImageIndex, survey: Survey) -> list[str]:
                 survey.modes[image.mode] += 1
                 survey.channels[len(image.getbands())] += 1
             readable.append(path)
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             survey.corrupt.append((path, f"{type(error).__name__}: {error}"))
     survey.seconds_headers = time.perf_counter() - start
     return readable
@@ -72,7 +72,7 @@ def survey_pixels(paths: list[str], survey: Survey, sample: int, seed: int = 0) 
             with Image.open(path) as image:
                 image.draft("RGB", (512, 512))  # JPEG: decode at reduced scale, much faster
                 array = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             survey.corrupt.append((path, f"{type(error).__name__}: {error}"))
             continue
         total += array.sum(0)

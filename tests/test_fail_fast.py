@@ -272,6 +272,32 @@ def test_found_by_the_sweep(tiny_folder, tmp_path, capsys):
     assert_one_line_refusal(code, out, err, "is not a settings file", "wandb mode 'bogus' is not one of auto, online, offline, off")
 
 
+def test_more_found_by_the_sweep(tiny_folder, tmp_path, capsys):
+    """eda into a folder under a file, eda over an image past the bomb limit, run ids that are paths,
+    and pytest's --tolerance that was only parsed after the session."""
+    (tmp_path / "a-file").write_text("x")
+    code, out, err = run_cli(capsys, "eda", str(tiny_folder), "--out", str(tmp_path / "a-file" / "eda"))
+    assert_one_line_refusal(code, out, err, "EDA folder", "cannot be written", "--out")
+    for bad in ("../../escape", "a/b"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*tiny_run_args(tiny_folder, tmp_path), "--run-id", bad])
+        assert exit_info.value.code == 2 and "is not a folder name" in capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider", "--baseline", str(tmp_path),
+                           "--tolerance", "acc=x"], cwd=REPO_ROOT, capture_output=True, text=True, env=_env())  # fmt: skip
+    assert done.returncode == 4 and "ERROR: --tolerance acc=x: 'x' is not a number" in done.stderr
+
+
+def test_eda_lists_an_image_over_the_bomb_limit_as_unreadable(tiny_folder, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from harness import eda
+    from harness.catalog import FASTVIT
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the tiny folder's 40x40 images are over twice that
+    survey = eda.run(tiny_folder, tmp_path / "eda", FASTVIT.recipe, "fastvit", sample=10)
+    assert len(survey.corrupt) == 72 and all("DecompressionBombError" in why for _, why in survey.corrupt)
+
+
 def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(tiny_folder, tmp_path):
     """SIGINT during training: exit 130 with one line, no traceback, no temporary file in any folder."""
     import signal
