@@ -17,6 +17,7 @@ def written_atomically(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)  # renaming onto another link of the same file does nothing (POSIX) and leaves tmp
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -88,9 +88,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
         profile=args.profile,
         weights=args.weights,
         precision=args.precision,
-        devices=args.devices,
         engine=args.engine,
-        num_nodes=args.num_nodes,
         epochs=args.epochs,
         num_classes=data.num_classes(dataset) or 2,  # only sizes smoke thresholds, which a CLI run drops
     ).replace(dataset=dataset, benchmark="cli", thresholds=())
@@ -112,7 +110,8 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
         "sync_batchnorm": args.sync_batchnorm or None,
     }
     spec = spec.with_recipe(**{k: v for k, v in overrides.items() if v is not None})
-    return spec, (Path(data_root) if data_root else None)
+    # devices last: the global batch must divide over the processes, and it is the batch given here
+    return spec.replace(devices=args.devices, num_nodes=args.num_nodes), (Path(data_root) if data_root else None)
 
 
 def _read_file(path: Path, option: str, kind: str, parse):

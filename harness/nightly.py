@@ -19,7 +19,8 @@ from pathlib import Path
 
 from harness.hardware import detect
 from harness.results import report
-from harness.results.compare import GateError, compare_paths, parse_tolerances
+from harness.preflight import PreflightError, check_writable
+from harness.results.compare import GateError, compare_paths, observations, parse_tolerances
 from harness.results.record import load_readable
 from harness.settings import REPO_ROOT
 
@@ -77,6 +78,14 @@ def shard_command(shard: Shard, out: Path, profile: str, pytest_args: list[str])
 def run(out: Path | None, baseline: Path | None, tolerances: list[str] | None, pytest_args: list[str], dry_run: bool = False) -> int:
     hw = detect()
     out = out or REPO_ROOT / "results" / f"nightly-{date.today().isoformat()}"
+    try:  # everything the end of the night needs is checked before its first case
+        parsed_tolerances = parse_tolerances(tolerances)
+        if baseline is not None and not observations(baseline):
+            raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
+        check_writable(out, "nightly folder", "--out")
+    except (GateError, PreflightError, ValueError) as error:
+        print(f"nightly: {error}")
+        return 2
     profile = "full" if hw.gpus else "smoke"
     cases = collect(profile, pytest_args)
     if not cases:
@@ -110,7 +119,7 @@ def run(out: Path | None, baseline: Path | None, tolerances: list[str] | None, p
         report.write(records, out / "records")
     if baseline is not None:
         try:
-            result = compare_paths(baseline, out / "records", parse_tolerances(tolerances))
+            result = compare_paths(baseline, out / "records", parsed_tolerances)
         except GateError as error:
             print(f"nightly: the regression gate could not decide: {error}")
             return 1

@@ -28,11 +28,15 @@ class PreflightError(ValueError):
     """The run would fail or lose work later; the message names the problem and the fix."""
 
 
-def check(settings: RunSettings) -> None:
+def check(spec: BenchmarkSpec, settings: RunSettings) -> None:
     check_writable(settings.results_dir, "results folder", "--results-dir")
     check_writable(settings.cache_dir, "cache folder", "--cache-dir (or TRAINBENCH_CACHE_DIR)")
     for folder in settings.checkpoint_dirs:
         check_writable(folder, "checkpoint folder", "--checkpoint-dir")
+    weights_dir = settings.weights_dir
+    # the smoke profile generates its stand-in into a missing folder; the full profile reads one
+    if spec.weights == "pretrained" and weights_dir is not None and (weights_dir.is_file() or (spec.profile == "full" and not weights_dir.is_dir())):
+        raise PreflightError(f"weights folder {settings.weights_dir} is not a folder; give --weights-dir a folder holding <model>.safetensors (or .pth, .bin)")
     if settings.resume and not (settings.checkpoint_dirs or settings.gcs_bucket):
         raise PreflightError("--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run saved to")
 

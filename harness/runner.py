@@ -44,7 +44,7 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
     run's identity. The harness's launcher calls this in the parent before it starts the ranks, so
     they find everything made (and the decode pass remembered); each rank's own call is then cheap.
     """
-    preflight.check(settings)
+    preflight.check(spec, settings)
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
     data_identity = data.check(folder, spec.recipe, settings.cache_dir)
     ensure_weights(spec, settings)

@@ -126,8 +126,15 @@ class RunSettings:
         raw = json.loads(text)
         paths = ("results_dir", "cache_dir", "data_root", "weights_dir")
         for key in paths:
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise SettingsError(f"{key} must be a path string, got {raw[key]!r}")
             raw[key] = Path(raw[key]) if raw.get(key) else None
-        raw["checkpoint_dirs"] = tuple(Path(p) for p in raw.get("checkpoint_dirs", ()))
+        folders = raw.get("checkpoint_dirs", [])
+        if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):  # a bare string would become one folder per character
+            raise SettingsError(f"checkpoint_dirs must be a list of path strings, got {folders!r}")
+        raw["checkpoint_dirs"] = tuple(Path(p) for p in folders)
+        if not isinstance(raw.get("gcs_retry_s", 1.0), (int, float)):
+            raise SettingsError(f"gcs_retry_s must be a number of seconds, got {raw['gcs_retry_s']!r}")
         return cls(**raw)
 
 

@@ -86,6 +86,9 @@ class Recipe:
             raise SpecError(f"unknown loss {self.loss!r}; only 'cross_entropy' is implemented")
         if self.train_crop not in TRAIN_CROPS:
             raise SpecError(f"unknown train_crop {self.train_crop!r}; choose one of {', '.join(TRAIN_CROPS)}")
+        for name in ("batch_size", "epochs", "image_size", "workers"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise SpecError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")

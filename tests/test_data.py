@@ -59,7 +59,7 @@ def test_bundle_splits_and_serves_samples(tiny_folder):
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(DataError, match=r"does not exist; pass an ImageFolder directory"):
+    with pytest.raises(DataError, match=r"does not exist; give an ImageFolder directory .*--data for `harness run`"):
         scan(tmp_path / "nowhere")
 
 

@@ -298,6 +298,46 @@ def test_eda_lists_an_image_over_the_bomb_limit_as_unreadable(tiny_folder, tmp_p
     assert len(survey.corrupt) == 72 and all("DecompressionBombError" in why for _, why in survey.corrupt)
 
 
+def test_found_by_the_second_sweep(tiny_folder, tmp_path, capsys):
+    # a settings file whose checkpoint_dirs is a string once wrote one folder per character, into /
+    (tmp_path / "spec.json").write_text(tiny_spec().to_json())
+    (tmp_path / "settings.json").write_text(json.dumps({"results_dir": str(tmp_path / "r"), "checkpoint_dirs": str(tmp_path / "ckpt")}))
+    code, out, err = run_cli(capsys, "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json"))
+    assert_one_line_refusal(code, out, err, "checkpoint_dirs must be a list of path strings")
+    # the global batch is checked against the --batch-size given, not the recipe's 128
+    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--engine", "lightning", "--devices", "3", "--batch-size", "9")
+    assert code == 2 and "batch size" not in err and "3 CPU processes need 3 cores" in err
+    # a --weights-dir that is not a folder is said at once, not after the hub's retries
+    args = tiny_run_args(tiny_folder, tmp_path, "--weights-dir", str(tmp_path / "nowhere"))
+    args[args.index("--weights") + 1] = "pretrained"
+    code, out, err = run_cli(capsys, *args)
+    assert_one_line_refusal(code, out, err, f"weights folder {tmp_path / 'nowhere'} is not a folder")
+
+
+def test_a_checkpoint_folder_given_twice_is_one_folder_and_leaves_no_temporary(tiny_folder, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "c"), "--checkpoint-dir", str(tmp_path / "c")), "--epochs", "2")
+    assert code == 0, err
+    assert [p for p in tmp_path.rglob("*.tmp")] == [] and len(list((tmp_path / "c").iterdir())) == 1
+
+
+def test_an_image_between_one_and_two_times_the_pixel_limit_is_named_too(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from harness.data.imagefolder import image_problem
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "big.png")  # 1600 pixels: PIL only warns between 1000 and 2000
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert "over PIL's decompression-bomb limit" in image_problem(str(tmp_path / "big.png"), decode=True)
+
+
+def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    for args, fragment in ((["--baseline", str(tmp_path / "none")], "does not exist"), (["--tolerance", "acc=x"], "'x' is not a number"),
+                           (["--out", str(tmp_path / "a-file" / "n")], "nightly folder")):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", *args], cwd=REPO_ROOT, capture_output=True, text=True, env=_env(), timeout=300)
+        assert done.returncode == 2 and fragment in done.stdout and "phase" not in done.stdout, done.stdout
+
+
 def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(tiny_folder, tmp_path):
     """SIGINT during training: exit 130 with one line, no traceback, no temporary file in any folder."""
     import signal

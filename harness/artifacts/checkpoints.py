@@ -100,7 +100,7 @@ class CheckpointStore:
         if not folders:
             raise ValueError("a checkpoint store needs at least one local folder: the local copy is what a bucket failure must never lose")
         self.run_id = run_id
-        self.folders = [Path(f) / run_id for f in folders]
+        self.folders = list(dict.fromkeys(Path(f).resolve() / run_id for f in folders))  # a folder given twice is one folder
         self.bucket = bucket
         for stale in (tmp for folder in self.folders if folder.is_dir() for tmp in folder.glob(".*.tmp")):
             stale.unlink(missing_ok=True)  # a save of this run that was interrupted; never a checkpoint

@@ -13,6 +13,7 @@ grayscale, palette and RGBA become RGB.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ def scan(root: str | Path) -> ImageIndex:
     if root.is_file():
         raise DataError(f"{root} is a file, not a folder; pass an ImageFolder directory (one sub-folder of images per class)")
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; pass an ImageFolder directory (one sub-folder per class) with --data-root")
+        raise DataError(f"data folder {root} does not exist; give an ImageFolder directory (one sub-folder per class): --data for `harness run`, --data-root for the benchmarks")
     classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not is_hidden(entry.name))
     if not classes:
         raise DataError(f"{root} has no class sub-folders; an ImageFolder needs one sub-folder of images per class")
@@ -91,11 +92,13 @@ def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | Non
     found at a fraction of the cost of decoding it at full size.
     """
     try:
-        with Image.open(path) as image:
-            if decode:
-                image.draft("RGB", (draft_size, draft_size))
-                image.load()
-    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # PIL only warns between 1x and 2x its limit
+            with Image.open(path) as image:
+                if decode:
+                    image.draft("RGB", (draft_size, draft_size))
+                    image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         return _describe(path, error)
     return None
 
@@ -106,7 +109,7 @@ if os.environ.get(MAX_PIXELS_VARIABLE, "").isdigit():  # validated, with a messa
 
 
 def _describe(path: str, error: Exception) -> str:
-    if isinstance(error, Image.DecompressionBombError):
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return (
             f"{path} is over PIL's decompression-bomb limit ({error}); if you trust the file, raise the limit "
             f"with {MAX_PIXELS_VARIABLE}=<pixels> (PIL's default is {_DEFAULT_MAX_PIXELS})"
