@@ -77,7 +77,8 @@ def check_fits(model: str, file: Path) -> int:
     key = f"{classifier}.weight"
     if key not in shapes:
         raise ModelError(f"weights file {file} has no classifier tensor {key!r}: is it a checkpoint of {model}? Give a {model} state dict or remove the file")
-    expected = {k: tuple(v.shape) for k, v in timm.create_model(model, num_classes=shapes[key][0]).state_dict().items()}
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # shapes only: no memory, and the run's RNG is left untouched
+        expected = {k: tuple(v.shape) for k, v in timm.create_model(model, num_classes=shapes[key][0]).state_dict().items()}
 
     def body(names) -> set[str]:
         return {n for n in names if not n.startswith(f"{classifier}.") and not n.endswith("num_batches_tracked")}
