@@ -62,7 +62,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column; default: the recipe's published figure on its own dataset, none on other data")
     p.add_argument("--run-id", type=run_id_name, help="the folder name of the record and checkpoints (default: case id + fingerprint, then -attemptN)")
     p.add_argument("--spec", type=Path, help="run this spec file (JSON) instead of building one from options")
-    p.add_argument("--settings", type=Path, help="settings file (JSON) written by a launcher")
+    p.add_argument("--settings", type=Path, help="settings file (JSON) written by a launcher; settings options given on the command line override it")
     _add_settings_options(p)
 
 
@@ -124,12 +124,30 @@ def _read_file(path: Path, option: str, kind: str, parse):
         raise SpecError(f"{option} {path} is not {kind}: {type(error).__name__}: {error}") from None
 
 
+def _settings_defaults() -> dict[str, object]:
+    """What each settings option is when not given on the command line (its environment twin, else its default)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_settings_options(parser)
+    return vars(parser.parse_args([]))
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    """Settings for a `--spec` run: the `--settings` file when given, with every settings option
+    given on the command line over it; without a file, the options (and their environment twins)."""
+    from_options = RunSettings.from_options(lambda name: getattr(args, name))
+    if not args.settings:
+        return from_options
+    settings = _read_file(args.settings, "--settings", "a settings file (JSON, as RunSettings.to_json writes it)", RunSettings.from_json)
+    given = [name for name, default in _settings_defaults().items() if getattr(args, name) != default]
+    return settings.replace(**{name: getattr(from_options, name) for name in given})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import runner
 
     if args.spec:
         spec = _read_file(args.spec, "--spec", "a spec file (JSON, as BenchmarkSpec.to_json writes it)", BenchmarkSpec.from_json)
-        settings = _read_file(args.settings, "--settings", "a settings file (JSON, as RunSettings.to_json writes it)", RunSettings.from_json) if args.settings else RunSettings()
+        settings = settings_from_args(args)
     else:
         spec, data_root = spec_from_args(args)
         settings = RunSettings.from_options(lambda name: getattr(args, name)).replace(data_root=data_root)
@@ -231,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.artifacts import ResumeError
     from harness.artifacts.checkpoints import CheckpointError
     from harness.artifacts.gcs import BucketURLError
+    from harness.engines.lightning_engine import RendezvousError
     from harness.preflight import PreflightError
     from harness.results.record import RecordError
     from harness.runner import UnsupportedCase
@@ -240,6 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was left; with --checkpoint-dir, --resume continues from the last saved epoch", file=sys.stderr)
         return 130
-    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RecordError, PreflightError, CheckpointError) as error:
+    except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RendezvousError, RecordError, PreflightError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

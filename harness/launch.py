@@ -63,11 +63,13 @@ def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | 
     return RunResult.load(settings.results_dir / run_id / RESULT_FILE)
 
 
-def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes: int, node_rank: int, procs_per_node: int, master_port: int, master_addr: str = "127.0.0.1") -> list[str]:
-    """One node's `torchrun` line; Lightning detects torchrun's environment and does not re-launch."""
+def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes: int, node_rank: int, procs_per_node: int, master_port: int,
+                     rendezvous_timeout_s: float, master_addr: str = "127.0.0.1") -> list[str]:  # fmt: skip
+    """One node's `torchrun` line; Lightning detects torchrun's environment and does not re-launch.
+    torchrun's own rendezvous of the nodes gives up after `rendezvous_timeout_s` too."""
     return [
         sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={procs_per_node}", f"--node-rank={node_rank}",
-        f"--master-addr={master_addr}", f"--master-port={master_port}",
+        f"--master-addr={master_addr}", f"--master-port={master_port}", f"--rdzv-conf=timeout={max(1, round(rendezvous_timeout_s))}",
         "-m", "harness", "run", "--spec", str(spec_file), "--settings", str(settings_file), "--run-id", run_id,
     ]  # fmt: skip
 
@@ -77,7 +79,8 @@ def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_por
     with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
         nodes = [
             subprocess.Popen(
-                torchrun_command(spec_file, settings_file, run_id, nodes=spec.num_nodes, node_rank=rank, procs_per_node=spec.devices, master_port=master_port),
+                torchrun_command(spec_file, settings_file, run_id, nodes=spec.num_nodes, node_rank=rank, procs_per_node=spec.devices, master_port=master_port,
+                                 rendezvous_timeout_s=settings.rendezvous_timeout_s),
                 cwd=REPO_ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             for rank in range(spec.num_nodes)

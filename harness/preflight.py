@@ -1,7 +1,7 @@
 """Checks that run before any training time is spent, each failing in one line that names the
 problem, the offending path or option, and the fix.
 
-`check` runs before data and weights are prepared (folders, resume); `check_launcher` in the process
+`check` runs before data and weights are prepared (folders, resume, the bucket); `check_launcher` in the process
 that is to train (a parent that starts torchrun nodes is not one); `check_disk` once the model
 exists, before its first epoch (room for one checkpoint in every folder).
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
+from harness.artifacts.gcs import BucketAccessError, BucketUploader
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -39,6 +40,16 @@ def check(spec: BenchmarkSpec, settings: RunSettings) -> None:
         raise PreflightError(f"weights folder {settings.weights_dir} is not a folder; give --weights-dir a folder holding <model>.safetensors (or .pth, .bin)")
     if settings.resume and not (settings.checkpoint_dirs or settings.gcs_bucket):
         raise PreflightError("--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run saved to")
+    if settings.gcs_bucket:
+        check_bucket(settings.gcs_bucket, settings.gcs_retry_s)
+
+
+def check_bucket(url: str, retry_s: float) -> None:
+    """The bucket takes a write now (credentials, name, permission), not only after the first epoch."""
+    try:
+        BucketUploader(url, retry_s).probe()
+    except BucketAccessError as error:
+        raise PreflightError(str(error)) from None
 
 
 def check_launcher(spec: BenchmarkSpec, run_id: str | None, environ: Mapping[str, str] = os.environ) -> None:

@@ -20,6 +20,7 @@ from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
 from harness.inference import is_reparameterizable, reparameterization_check
 from harness.results.record import RecordError, RunResult, environment
+from harness.results.speed import overall_images_per_s, steady_images_per_s
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -104,7 +105,8 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
         history=output.history,
         test=output.test,
         wall_time_s=time.perf_counter() - start,
-        train_images_per_s=output.train_images_per_s,
+        train_images_per_s=overall_images_per_s(output.history),  # from every epoch's row: a resumed run counts the epochs before it too
+        steady_images_per_s=steady_images_per_s(output.history),
         environment=environment(),
         started_at=started_at,
         extra=extra,

@@ -22,12 +22,14 @@ ENV_VARS = {
     "weights_dir": "TRAINBENCH_WEIGHTS_DIR",
     "results_dir": "TRAINBENCH_RESULTS_DIR",
     "epochs": "TRAINBENCH_EPOCHS",
+    "seeds": "TRAINBENCH_SEEDS",
     "cache_dir": "TRAINBENCH_CACHE_DIR",
     "checkpoint_dirs": "TRAINBENCH_CHECKPOINT_DIRS",
     "gcs_bucket": "TRAINBENCH_GCS_BUCKET",
     "wandb": "TRAINBENCH_WANDB",
     "wandb_project": "TRAINBENCH_WANDB_PROJECT",
     "gcs_retry_s": "TRAINBENCH_GCS_RETRY_S",
+    "rendezvous_timeout_s": "TRAINBENCH_RENDEZVOUS_TIMEOUT_S",
     "max_image_pixels": "TRAINBENCH_MAX_IMAGE_PIXELS",
 }
 
@@ -48,7 +50,9 @@ ENV_CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
     "profile": (lambda v: v in ("smoke", "full"), "smoke or full"),
     "wandb": (lambda v: v in ("auto", "online", "offline", "off"), "auto, online, offline or off"),
     "epochs": (lambda v: v.isdigit() and int(v) > 0, "a whole number of epochs, e.g. 4"),
+    "seeds": (lambda v: v.isdigit() and int(v) > 0, "a whole number of seeds per case, e.g. 3"),
     "gcs_retry_s": (_positive_number, "a number of seconds, e.g. 120"),
+    "rendezvous_timeout_s": (_positive_number, "a number of seconds, e.g. 600"),
     "gcs_bucket": (lambda v: v.startswith("gs://") and len(v) > len("gs://"), "gs://BUCKET[/PREFIX]"),
     "max_image_pixels": (lambda v: v.isdigit() and int(v) > 0, "a whole number of pixels, e.g. 200000000"),
 }
@@ -86,12 +90,15 @@ class RunSettings:
     wandb_project: str = "trainbench"
     resume: bool = False
     gcs_retry_s: float = 120.0
+    rendezvous_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.wandb not in ("auto", "online", "offline", "off"):
             raise SettingsError(f"wandb mode {self.wandb!r} is not one of auto, online, offline, off")
         if not self.gcs_retry_s > 0:
             raise SettingsError(f"gcs_retry_s must be a positive number of seconds, got {self.gcs_retry_s}")
+        if not self.rendezvous_timeout_s > 0:
+            raise SettingsError(f"rendezvous_timeout_s must be a positive number of seconds, got {self.rendezvous_timeout_s}")
 
     @property
     def resolved_weights_dir(self) -> Path:
@@ -119,6 +126,7 @@ class RunSettings:
             wandb_project=get("wandb_project"),
             resume=bool(get("resume")),
             gcs_retry_s=float(get("gcs_retry_s")),
+            rendezvous_timeout_s=float(get("rendezvous_timeout_s")),
         )
 
     @classmethod
@@ -133,8 +141,9 @@ class RunSettings:
         if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):  # a bare string would become one folder per character
             raise SettingsError(f"checkpoint_dirs must be a list of path strings, got {folders!r}")
         raw["checkpoint_dirs"] = tuple(Path(p) for p in folders)
-        if not isinstance(raw.get("gcs_retry_s", 1.0), (int, float)):
-            raise SettingsError(f"gcs_retry_s must be a number of seconds, got {raw['gcs_retry_s']!r}")
+        for seconds in ("gcs_retry_s", "rendezvous_timeout_s"):
+            if not isinstance(raw.get(seconds, 1.0), (int, float)):
+                raise SettingsError(f"{seconds} must be a number of seconds, got {raw[seconds]!r}")
         return cls(**raw)
 
 
@@ -152,6 +161,7 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--checkpoint-dir", dict(dest="checkpoint_dirs", action="append", default=_split_dirs(env("checkpoint_dirs")), help=f"save every epoch's checkpoint here; repeat for several folders [{ENV_VARS['checkpoint_dirs']}, {os.pathsep}-separated]")),
     ("--gcs-bucket", dict(dest="gcs_bucket", default=env("gcs_bucket"), help=f"also upload checkpoints to gs://BUCKET/PREFIX [{ENV_VARS['gcs_bucket']}]")),
     ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=env("gcs_retry_s", "120"), help=f"give up an upload after retrying this long [{ENV_VARS['gcs_retry_s']}; default 120]")),
+    ("--rendezvous-timeout-s", dict(dest="rendezvous_timeout_s", type=float, default=env("rendezvous_timeout_s", "600"), help=f"how long DDP processes wait for each other (the nodes' rendezvous, every collective) before failing with a message [{ENV_VARS['rendezvous_timeout_s']}; default 600]")),
     ("--wandb", dict(dest="wandb", choices=("auto", "online", "offline", "off"), default=env("wandb", "auto"), help=f"wandb tracking; auto: online with WANDB_API_KEY, else offline [{ENV_VARS['wandb']}]")),
     ("--wandb-project", dict(dest="wandb_project", default=env("wandb_project", "trainbench"), help=f"wandb project [{ENV_VARS['wandb_project']}]")),
     ("--resume", dict(dest="resume", action="store_true", help="continue an interrupted run from its latest checkpoint (local folders first, else the bucket)")),

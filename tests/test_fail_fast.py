@@ -4,6 +4,7 @@ status 2 before any training; a fault during or after training loses nothing tha
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -94,6 +95,19 @@ def test_resume_with_nothing_to_resume_from_is_refused(tiny_folder, tmp_path, ca
 def test_impossible_recipes_and_launches_are_refused(options, fragments, tiny_folder, tmp_path, capsys):
     code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), *options)
     assert_one_line_refusal(code, out, err, *fragments)
+
+
+def test_a_node_whose_peers_never_come_stops_waiting_with_a_message(tiny_folder, tmp_path):
+    """Node 0 of 2 under a launcher's environment, node 1 never started: exit 2 after the rendezvous timeout."""
+    from harness.artifacts.emulator import free_port
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    args = tiny_run_args(tiny_folder, tmp_path, "--engine", "lightning", "--num-nodes", "2", "--run-id", "n2", "--rendezvous-timeout-s", "3")
+    done = subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert f"did not all meet at 127.0.0.1:{env['MASTER_PORT']} within 3 s" in line and "1/2 clients joined" in line and "--rendezvous-timeout-s" in line
+    assert "Traceback" not in done.stderr
 
 
 # --- weights files ---------------------------------------------------------------------------------
@@ -196,6 +210,34 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_newest_readable_epoch(tin
     assert "is unreadable" in out and f"resuming from {epoch_file(1)} instead of the damaged {LAST}" in out
     assert [r["epoch"] for r in resumed.history] == [1, 2]
     assert resumed.history[0] == first.history[0]  # epoch 1 came from the checkpoint, epoch 2 was trained again
+
+
+def test_resume_when_every_checkpoint_is_damaged_says_so_before_training(tiny_folder, settings, tmp_path, capsys):
+    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
+    spec = tiny_spec().with_recipe(epochs=2)
+    first = runner.run(spec, settings)
+    for checkpoint in (tmp_path / "ckpt" / first.run_id).iterdir():
+        checkpoint.write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    args = ["run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json"), "--run-id", first.run_id]
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    (tmp_path / "settings.json").write_text(settings.replace(resume=True, results_dir=tmp_path / "again").to_json())
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2 and err.startswith(f"error: every checkpoint of {first.run_id} is damaged (") and "drop --resume" in err, err
+    assert "epoch   1" not in out and not (tmp_path / "again" / first.run_id / "result.json").exists()
+
+
+def test_settings_options_on_the_command_line_are_used_with_a_spec_file(tiny_folder, settings, tmp_path, capsys):
+    """With --spec, the settings options given on the command line apply, over a --settings file."""
+    (tmp_path / "spec.json").write_text(tiny_spec().to_json())
+    (tmp_path / "settings.json").write_text(settings.replace(data_root=tiny_folder).to_json())
+    code, out, err = run_cli(capsys, "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json"), "--results-dir", str(tmp_path / "given"))
+    assert code == 0, err
+    assert len(list((tmp_path / "given").glob("*/result.json"))) == 1 and not settings.results_dir.exists()
+    options = ("--data-root", str(tiny_folder), "--cache-dir", str(settings.cache_dir), "--wandb", "off", "--results-dir", str(tmp_path / "alone"))
+    code, out, err = run_cli(capsys, "run", "--spec", str(tmp_path / "spec.json"), *options)
+    assert code == 0, err
+    assert len(list((tmp_path / "alone").glob("*/result.json"))) == 1
 
 
 def test_a_full_disk_while_saving_names_the_file_and_leaves_no_partial_file(tmp_path):

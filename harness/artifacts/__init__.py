@@ -9,17 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointStore, load, rng_state
+from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointStore, ResumeError, load, rng_state
 from harness.artifacts.gcs import BucketUploader
 from harness.artifacts.tracking import WandbTracker
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
 __all__ = ["HARNESS_KEY", "ResumeError", "RunArtifacts", "harness_state", "load"]
-
-
-class ResumeError(ValueError):
-    """A checkpoint cannot continue this run; the message says why."""
 
 
 def harness_state(artifacts: RunArtifacts, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:

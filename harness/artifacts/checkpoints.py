@@ -56,6 +56,10 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class ResumeError(ValueError):
+    """A checkpoint cannot continue this run; the message says why."""
+
+
 class CheckpointError(OSError):
     """A checkpoint could not be written (a full disk, a vanished folder); the message says where."""
 
@@ -120,19 +124,25 @@ class CheckpointStore:
 
     def latest(self) -> Path | None:
         """The newest readable local checkpoint across folders (last.ckpt, or the newest readable
-        epoch file when last.ckpt is damaged), else the bucket's last.ckpt (downloaded), else None."""
-        local = [found for found in map(self._newest_readable, self.folders) if found]
+        epoch file when last.ckpt is damaged), else the bucket's last.ckpt (downloaded), else None.
+        Checkpoints that exist but none of which loads are a ResumeError, never a silent restart."""
+        damaged: list[Path] = []
+        local = [found for found in (self._newest_readable(folder, damaged) for folder in self.folders) if found]
         if local:
             return max(local)[1]
         if self.bucket is not None:
             target = Path(tempfile.mkdtemp(prefix="trainbench-resume-")) / LAST
             if self.bucket.download(f"{self.run_id}/{LAST}", target):
                 return target
+        if damaged:
+            shown = ", ".join(str(p) for p in damaged[:3]) + (f" and {len(damaged) - 3} more" if len(damaged) > 3 else "")
+            raise ResumeError(f"every checkpoint of {self.run_id} is damaged ({shown}); remove them to start over, or drop --resume and give another --run-id")
         return None
 
     @staticmethod
-    def _newest_readable(folder: Path) -> tuple[int, Path] | None:
-        """(epoch, path) of last.ckpt, or of the newest epoch file that loads when last.ckpt does not."""
+    def _newest_readable(folder: Path, damaged: list[Path]) -> tuple[int, Path] | None:
+        """(epoch, path) of last.ckpt, or of the newest epoch file that loads when last.ckpt does not;
+        every file that does not load is added to `damaged`."""
         for path in [folder / LAST, *sorted(folder.glob("epoch_*.ckpt"), reverse=True)]:
             if not path.is_file():
                 continue
@@ -140,6 +150,7 @@ class CheckpointStore:
                 found = int(load(path)[HARNESS_KEY]["epoch"]), path
             except Exception as error:  # a truncated zip, a pickle error, a foreign file
                 print(f"[trainbench] {path} is unreadable ({type(error).__name__}); trying an older checkpoint", flush=True)
+                damaged.append(path)
                 continue
             if path.name != LAST and (folder / LAST).is_file():
                 print(f"[trainbench] resuming from {path.name} instead of the damaged {LAST}", flush=True)

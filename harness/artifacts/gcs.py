@@ -9,6 +9,7 @@ printed nor written anywhere.
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,12 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 class BucketURLError(ValueError):
     """The bucket option is not a gs:// URL."""
+
+
+class BucketAccessError(ValueError):
+    """The bucket cannot be written before training starts (credentials, name, permission, network)."""
+
+PROBE_TIMEOUT_S = 30.0
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -95,6 +102,23 @@ class BucketUploader:
             print(f"[trainbench] no {name} in gs://{self.bucket_name}/{self.prefix}: {type(error).__name__}", flush=True)
             destination.unlink(missing_ok=True)
             return False
+
+    def probe(self) -> None:
+        """Write and delete one small object under the prefix, before any training: a bucket that
+        cannot take a checkpoint (no credentials, a wrong name, no permission) is a BucketAccessError
+        now rather than a failed upload after the first epoch."""
+        name = self.object_name(f".trainbench-probe-{uuid.uuid4().hex}")
+        retry = DEFAULT_RETRY.with_timeout(min(PROBE_TIMEOUT_S, self.retry.timeout))
+        try:
+            blob = self._client_bucket().blob(name)
+            blob.upload_from_string(b"trainbench write check", retry=retry, timeout=self.timeout_s)
+            blob.delete(retry=retry, timeout=self.timeout_s)
+        except Exception as error:  # DefaultCredentialsError, NotFound, Forbidden, a connection error
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
+            raise BucketAccessError(
+                f"--gcs-bucket gs://{self.bucket_name}/{self.prefix} cannot be written ({reason}); check the bucket name and the credentials "
+                "(GOOGLE_APPLICATION_CREDENTIALS or `gcloud auth application-default login`), or drop --gcs-bucket"
+            ) from None
 
     def finish(self) -> list[UploadFailure]:
         """Wait for every queued upload; return what failed."""

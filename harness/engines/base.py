@@ -2,7 +2,8 @@
 
 An engine takes a `TrainingJob` (spec, model, data, where to write) and returns an `EngineOutput`
 (per-epoch history, test metrics, training throughput). It knows nothing of tables or pytest.
-History rows use the same keys for every engine: epoch, lr, epoch_time, train_<m>, val_<m>.
+History rows use the same keys for every engine: epoch, lr, epoch_time, train_time, images_per_s,
+train_<m>, val_<m>.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class TrainingJob:
 class EngineOutput:
     history: list[dict[str, float]]
     test: dict[str, float]
-    train_images_per_s: float
     is_main_process: bool = True
 
 
@@ -54,29 +54,37 @@ class ThroughputMeter:
     Time runs from the start of an epoch (or the end of the previous training batch) to the end of
     each training batch, so loading, forward, backward and optimizer step are all inside, and the
     validation pass that follows the last batch is not. Every engine and the plain reference loop
-    use this same meter, which is what makes their ratio meaningful.
+    use this same meter, which is what makes their ratio meaningful. The engines put each epoch's
+    figures in its history row, so a resumed run's speed still covers every epoch it trained.
     """
 
     def __init__(self) -> None:
-        self.images = 0
-        self.seconds = 0.0
+        self.images = self.epoch_images = 0
+        self.seconds = self.epoch_seconds = 0.0
         self._last: float | None = None
 
     def epoch_start(self) -> None:
         self._sync()
         self._last = time.perf_counter()
+        self.epoch_images, self.epoch_seconds = 0, 0.0
 
     def batch_end(self, batch_size: int) -> None:
         self._sync()
         now = time.perf_counter()
         if self._last is not None:
             self.seconds += now - self._last
+            self.epoch_seconds += now - self._last
             self.images += batch_size
+            self.epoch_images += batch_size
         self._last = now
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds else 0.0
+
+    def epoch_figures(self) -> dict[str, float]:
+        """This epoch's training speed, in the history row's keys."""
+        return {"train_time": self.epoch_seconds, "images_per_s": self.epoch_images / self.epoch_seconds if self.epoch_seconds else 0.0}
 
     @staticmethod
     def _sync() -> None:

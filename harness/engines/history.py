@@ -6,10 +6,20 @@ from collections.abc import Mapping
 
 from harness.metrics import METRIC_NAMES
 
+TIMING_KEYS = ("epoch_time", "train_time", "images_per_s")  # what differs between identical runs
 
-def history_row(epoch: int, lr: float, epoch_time: float, train: Mapping[str, float], val: Mapping[str, float]) -> dict[str, float]:
-    """`{epoch, lr, epoch_time, train_loss, train_acc, ..., val_loss, val_acc, ...}` from per-part metrics."""
-    row: dict[str, float] = {"epoch": int(epoch), "lr": float(lr), "epoch_time": float(epoch_time)}
+
+def without_timing(row: Mapping[str, float]) -> dict[str, float]:
+    """A history row's reproducible part: what two runs of one seed must agree on."""
+    return {k: v for k, v in row.items() if k not in TIMING_KEYS}
+
+
+def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, float], train: Mapping[str, float], val: Mapping[str, float]) -> dict[str, float]:
+    """`{epoch, lr, epoch_time, train_time, images_per_s, train_loss, train_acc, ..., val_loss, ...}`.
+
+    `epoch_time` includes validation; `train_time` and `images_per_s` cover the training batches
+    only (`ThroughputMeter.epoch_figures`)."""
+    row: dict[str, float] = {"epoch": int(epoch), "lr": float(lr), "epoch_time": float(epoch_time), **{k: float(v) for k, v in speed.items()}}
     for part, values in (("train", train), ("val", val)):
         for name in METRIC_NAMES:
             if name in values:

@@ -9,7 +9,9 @@ Only rank 0 reports. Multi-process runs must start from the harness's entry poin
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -17,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
+from torch.distributed import DistStoreError
 from torchmetrics import MeanMetric
 
 from harness import data
@@ -146,6 +150,7 @@ class ClassificationModule(L.LightningModule):
             self.current_epoch + 1,
             self.trainer.optimizers[0].param_groups[0]["lr"],
             time.perf_counter() - self._epoch_start,
+            self.meter.epoch_figures(),
             train,
             self._epoch_values.pop("val", {}),
         )
@@ -170,13 +175,14 @@ class ClassificationModule(L.LightningModule):
         self.test_metrics = {f"test_{k}": v for k, v in self._finish("test").items()}
 
 
-def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None = None) -> dict:
-    """Trainer settings from the spec: precision, devices, nodes and the DDP strategy when needed."""
+def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None = None, rendezvous_timeout_s: float = 600.0) -> dict:
+    """Trainer settings from the spec: precision, devices, nodes and the DDP strategy when needed
+    (whose process group gives up waiting for a missing process after `rendezvous_timeout_s`)."""
     return dict(
         accelerator=accelerator,
         devices=spec.devices,
         num_nodes=spec.num_nodes,
-        strategy="ddp" if spec.world_size > 1 else "auto",
+        strategy=DDPStrategy(timeout=timedelta(seconds=rendezvous_timeout_s)) if spec.world_size > 1 else "auto",
         precision=spec.precision,
         max_epochs=spec.recipe.epochs,
         sync_batchnorm=spec.recipe.sync_batchnorm,
@@ -190,6 +196,10 @@ def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None =
     )
 
 
+class RendezvousError(RuntimeError):
+    """The DDP processes did not all join in time (a node not started, a wrong address or port)."""
+
+
 class LightningEngine:
     name = "lightning"
 
@@ -197,12 +207,19 @@ class LightningEngine:
         meter = ThroughputMeter()
         module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts)
         datamodule = BundleDataModule(job.data, job.spec.recipe)
-        trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)]))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=job.artifacts.resume_path())
+        timeout_s = job.settings.rendezvous_timeout_s
+        trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s))
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=job.artifacts.resume_path())
+        except DistStoreError as error:  # the store's own message: "Timed out after 6 seconds waiting for clients. 1/2 clients joined."
+            where = f"{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{os.environ.get('MASTER_PORT', '?')}"
+            raise RendezvousError(
+                f"{job.spec.world_size} DDP processes over {job.spec.num_nodes} node(s) did not all meet at {where} within {timeout_s:g} s "
+                f"({str(error).splitlines()[0]}); start every node with the same master address, port and --run-id, or raise --rendezvous-timeout-s"
+            ) from None
         trainer.test(module, datamodule=datamodule, verbose=False)
         return EngineOutput(
             history=module.history,
             test=module.test_metrics,
-            train_images_per_s=meter.images_per_s,
             is_main_process=trainer.is_global_zero,
         )

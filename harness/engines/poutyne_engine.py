@@ -69,7 +69,7 @@ class _Recorder(poutyne.Callback):
     def on_epoch_end(self, epoch_number: int, logs: dict) -> None:
         train = {k: v for k, v in logs.items() if k not in ("epoch", "time") and not k.startswith("val_")}
         val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
-        row = history_row(epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], train, val)
+        row = history_row(epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], self.meter.epoch_figures(), train, val)
         self.rows.append(row)
         print_epoch(row)
         self.job.artifacts.track(row)
@@ -112,7 +112,7 @@ class PoutyneEngine:
         val_loader = data.loader(job.data.val, recipe)
         model.fit_generator(train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[recorder], verbose=False)
         test = evaluate(model, data.loader(job.data.test, recipe))
-        return EngineOutput(history=rows, test=test, train_images_per_s=meter.images_per_s)
+        return EngineOutput(history=rows, test=test)
 
     @staticmethod
     def _resume(job: TrainingJob, optimizer: torch.optim.Optimizer) -> tuple[list[dict[str, float]], int]:

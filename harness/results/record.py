@@ -44,6 +44,7 @@ class RunResult:
     weights: dict[str, Any] = field(default_factory=dict)  # random, a file (path, sha256), a generated stand-in, or a hub id
     batch: dict[str, int] = field(default_factory=dict)  # global, processes, per process, per device
     target: dict[str, Any] = field(default_factory=dict)  # time-to-target accuracy and where it comes from
+    steady_images_per_s: float | None = None  # median over epochs after the first (results.speed); None in records before it
 
     @property
     def benchmark(self) -> str:
@@ -91,7 +92,8 @@ class RunResult:
     def summary(self) -> str:
         """One line: run id, test metrics, speed and time."""
         shown = "  ".join(f"{k}={v:.4f}" for k, v in self.test.items())
-        return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s  {self.wall_time_s:.1f}s"
+        steady = f" (steady {self.steady_images_per_s:.1f})" if self.steady_images_per_s is not None else ""
+        return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s{steady}  {self.wall_time_s:.1f}s"
 
     @classmethod
     def load(cls, path: Path) -> RunResult:
