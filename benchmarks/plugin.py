@@ -12,7 +12,7 @@ from harness.catalog import Seed, make_spec
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results.record import RunResult
 from harness.results import report
-from harness.results.compare import Comparison, GateError, compare, observations, parse_tolerances
+from harness.results.compare import Comparison, GateError, compare, observations, parse_tolerances, run_of
 from harness.settings import RunSettings
 from harness.spec import PRECISIONS, BenchmarkSpec
 
@@ -84,8 +84,18 @@ def matrix(
                     reason = benchmark_skip_reason(engine, precision, n, hw)
                     if reason:
                         marks.append(pytest.mark.skip(reason=reason))
-                    params.append(pytest.param(spec, id=spec.id, marks=marks))
+                    params.extend(pytest.param(repeat, id=repeat_id(repeat, config), marks=marks) for repeat in repeats(config, spec))
     return params
+
+
+def repeats(config: pytest.Config, spec: BenchmarkSpec) -> tuple[BenchmarkSpec, ...]:
+    """`spec` once per seed of this session (`--seeds N`)."""
+    return spec.repeats(config.getoption("--seeds"))
+
+
+def repeat_id(spec: BenchmarkSpec, config: pytest.Config) -> str:
+    """The case id, with the seed only when the session repeats cases (`...-pretrained-s43`)."""
+    return f"{spec.id}-s{spec.recipe.seed}" if config.getoption("--seeds") > 1 else spec.id
 
 
 def runnable(spec: BenchmarkSpec) -> str | None:
@@ -100,7 +110,10 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
         spec_id=record.case_id,
         recipe=BenchmarkSpec.from_dict(record.spec).recipe_fingerprint,
         fingerprint=record.fingerprint,
+        seed=record.spec["recipe"]["seed"],
         train_images_per_s=round(record.train_images_per_s, 2),
+        steady_images_per_s=round(record.steady_images_per_s or 0.0, 2),
+        context=run_of(record).context,
         wall_time_s=round(record.wall_time_s, 2),
         epochs=len(record.history),
         **{k: round(v, 6) for k, v in record.test.items()},
@@ -154,9 +167,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     baseline = config.getoption("--baseline")
     if not baseline or book is None or not book.records:
         return
-    current = {}
+    current: dict[str, list] = {}
     for record in book.records.values():
-        current.setdefault(record.gate_key, []).append({**record.test, "train_images_per_s": record.train_images_per_s})
+        current.setdefault(record.gate_key, []).append(run_of(record))
     try:
         result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")), labels=(f"baseline {baseline}", "this session"))
     except GateError as error:

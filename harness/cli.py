@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness import catalog
 from harness.data import kvasir, synthetic
-from harness.settings import OPTIONS, RunSettings, env
+from harness.settings import ENV_VARS, OPTIONS, RunSettings, env
 from harness.spec import ENGINES, OPTIMIZERS, PRECISIONS, WEIGHTS, BenchmarkSpec, SpecError, Split
 
 
@@ -24,6 +24,12 @@ def parse_split(text: str) -> Split:
     except (ValueError, SpecError) as error:
         detail = f": {error}" if str(error) else ""
         raise argparse.ArgumentTypeError(f"{text!r} is not TRAIN,VAL,TEST as fractions (0.7,0.15,0.15) or image counts (5564,1600,832){detail}") from None
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
 
 
 def run_id_name(text: str) -> str:
@@ -57,6 +63,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=1, help="GPUs, or CPU processes for Lightning DDP")
     p.add_argument("--num-nodes", type=int, default=1, help="nodes, for Lightning under torchrun or SLURM")
     p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", type=positive_int, default=int(env("seeds", "1") or 1), help=f"run N times with seeds SEED, SEED+1, ...; prints mean ± std over them [{ENV_VARS['seeds']}; default 1]")
     p.add_argument("--split", type=parse_split, metavar="TRAIN,VAL,TEST", help="how one ImageFolder is cut: fractions (0.7,0.15,0.15) or image counts (5564,1600,832)")
     p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across DDP processes (Lightning; CUDA only)")
     p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column; default: the recipe's published figure on its own dataset, none on other data")
@@ -151,10 +158,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         spec, data_root = spec_from_args(args)
         settings = RunSettings.from_options(lambda name: getattr(args, name)).replace(data_root=data_root)
-    record = runner.run(spec, settings, run_id=args.run_id)
-    if record is not None:
-        print(record.summary())
-        print(f"record: {settings.results_dir / record.run_id / 'result.json'}")
+    if args.seeds > 1 and args.run_id:
+        raise SpecError(f"--run-id names one run, --seeds {args.seeds} makes {args.seeds}; drop --run-id (each seed gets its own id)")
+    records = []
+    for repeat in spec.repeats(args.seeds):
+        record = runner.run(repeat, settings, run_id=args.run_id)
+        if record is not None:
+            records.append(record)
+            print(record.summary())
+            print(f"record: {settings.results_dir / record.run_id / 'result.json'}")
+    if len(records) > 1:
+        from harness.results.tables import cases_table
+
+        print(cases_table(records).markdown())
     return 0
 
 

@@ -191,8 +191,17 @@ class BenchmarkSpec:
 
     @property
     def recipe_fingerprint(self) -> str:
-        """8 hex digits of the result fields: runs of one case with the same value trained alike."""
-        return hashlib.sha256(json.dumps(self.result_fields(), sort_keys=True, default=str).encode()).hexdigest()[:8]
+        """8 hex digits of the result fields apart from the seed: runs of one case with the same value
+        are repeats of one experiment (they differ in their seed at most), so they are pooled."""
+        fields = self.result_fields()
+        fields["recipe"].pop("seed")
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+    def repeats(self, seeds: int) -> tuple[BenchmarkSpec, ...]:
+        """This spec with `seeds` seeds: the recipe's seed, then +1, +2, ..."""
+        if seeds < 1:
+            raise SpecError(f"seeds must be 1 or more, got {seeds}")
+        return tuple(self.with_recipe(seed=self.recipe.seed + k) for k in range(seeds))
 
     def replace(self, **changes: Any) -> BenchmarkSpec:
         return dataclasses.replace(self, **changes)

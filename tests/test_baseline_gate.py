@@ -1,6 +1,8 @@
 """`pytest --baseline`: a benchmark session whose runs regressed against the baseline fails."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +43,48 @@ def test_session_fails_on_regression_or_nothing_to_compare(pytester, monkeypatch
         result.stdout.fnmatch_lines(["*no case in common*another-case@*this session: 1 case(s), 1 run(s)*"])
     assert result.ret == (0 if verdict == "pass" else 1)
     result.assert_outcomes(passed=1)
+
+
+SEEDED_BENCHMARK = '''
+import pytest
+from benchmarks.plugin import record_in_benchmark, repeat_id, repeats
+from tests.conftest import make_image_folder, tiny_spec
+
+
+def pytest_generate_tests(metafunc):
+    specs = repeats(metafunc.config, tiny_spec().with_recipe(epochs=6, lr=3e-3))  # learns the shapes: seeds spread ~5 points
+    metafunc.parametrize("spec", [pytest.param(s, id=repeat_id(s, metafunc.config)) for s in specs])
+
+
+def test_tiny(spec, run_book, tmp_path_factory, benchmark):
+    folder = tmp_path_factory.getbasetemp() / "data"
+    if not folder.exists():
+        make_image_folder(folder, {k: 40 for k in "abcd"})  # 40 test images: one image is 2.5 points
+    run_book.settings = run_book.settings.replace(data_root=folder)
+    record = benchmark.pedantic(run_book.get, args=(spec,), rounds=1, iterations=1)
+    record_in_benchmark(benchmark, record)
+'''
+
+
+def test_two_sessions_of_identical_code_pass_the_gate_and_ten_points_less_accuracy_fails(pytester, monkeypatch):
+    """Two real pytest sessions with --seeds 3 compared by `harness compare`: identical code passes
+    (seeds reproduce accuracy; the speed's spread is measured); the same records with test accuracy
+    lowered by 10 points fail."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
+    pytester.makepyfile(test_tiny=SEEDED_BENCHMARK)
+    folders = []
+    for night in ("first", "second"):
+        folders.append(pytester.path / night)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--seeds", "3", "--results-dir", str(folders[-1]), "-v")
+        result.assert_outcomes(passed=3)
+        result.stdout.fnmatch_lines(["*test_tiny*-s42*PASSED*", "*test_tiny*-s44*PASSED*", "*Cases over seeds*"])
+    compare = [sys.executable, "-m", "harness", "compare", str(folders[0]), str(folders[1])]
+    same = subprocess.run(compare, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert same.returncode == 0 and "runs per case: baseline 3, current 3" in same.stdout, same.stdout + same.stderr
+    for path in folders[1].glob("*/result.json"):
+        edited = json.loads(path.read_text())
+        edited["test"]["test_acc"] -= 0.10
+        path.write_text(json.dumps(edited))
+    worse = subprocess.run(compare, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert worse.returncode == 1 and "FAIL: 1 regression(s)" in worse.stdout and "test_acc" in worse.stdout.split("FAIL:")[1], worse.stdout

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.results.compare import compare, observations, parse_tolerances
+from harness.results.compare import Run, compare, observations, parse_tolerances
 from harness.settings import REPO_ROOT
 from tests.test_reports import record
 from harness.catalog import EFFICIENTNETV2, make_spec
@@ -15,16 +15,16 @@ CASE = "fastvit_t8-kvasir-lightning-bf16-2dev-pretrained"
 
 
 def obs(**metrics):
-    return {CASE: [metrics]}
+    return {CASE: [Run(metrics)]}
 
 
 def test_within_tolerance_passes_and_beyond_fails():
-    base = obs(test_acc=0.92, test_loss=0.26, train_images_per_s=1000.0)
-    assert compare(base, obs(test_acc=0.911, test_loss=0.28, train_images_per_s=940.0)).passed  # -0.9 pt, +7.7 %, -6 %
-    failed = compare(base, obs(test_acc=0.905, test_loss=0.26, train_images_per_s=1000.0))
+    base = obs(test_acc=0.92, test_loss=0.26, steady_images_per_s=1000.0)
+    assert compare(base, obs(test_acc=0.911, test_loss=0.28, steady_images_per_s=940.0)).passed  # -0.9 pt, +7.7 %, -6 %
+    failed = compare(base, obs(test_acc=0.905, test_loss=0.26, steady_images_per_s=1000.0))
     assert not failed.passed and [v.metric for v in failed.regressions] == ["test_acc"]
-    slow = compare(base, obs(test_acc=0.92, test_loss=0.26, train_images_per_s=920.0))  # -8 % images/s
-    assert [v.metric for v in slow.regressions] == ["train_images_per_s"]
+    slow = compare(base, obs(test_acc=0.92, test_loss=0.26, steady_images_per_s=920.0))  # -8 % images/s
+    assert [v.metric for v in slow.regressions] == ["steady_images_per_s"]
     assert "REGRESSED" in slow.render() and "FAIL: 1 regression" in slow.render()
 
 
@@ -33,13 +33,14 @@ def test_improvements_never_fail():
 
 
 def test_seed_spread_widens_the_tolerance():
-    base = {CASE: [{"test_acc": a} for a in (0.90, 0.93, 0.96)]}  # mean 0.93, std 0.03
-    assert compare(base, obs(test_acc=0.88)).passed  # -5 points < 2 std = 6 points
-    assert not compare(base, obs(test_acc=0.86)).passed
+    base = {CASE: [Run({"test_acc": a}) for a in (0.90, 0.93, 0.96)]}  # mean 0.93, std 0.03
+    assert compare(base, obs(test_acc=0.88)).passed  # -5 points < 2 x 3 x sqrt(1/3 + 1) = 6.9 points
+    assert not compare(base, obs(test_acc=0.855)).passed
 
 
 def test_missing_and_new_cases_are_reported_not_crashed_on():
-    result = compare({"a": [{"test_acc": 0.9}], "b": [{"test_acc": 0.9}]}, {"b": [{"test_acc": 0.9}], "c": [{"test_acc": 0.1}]})
+    one = [Run({"test_acc": 0.9})]
+    result = compare({"a": one, "b": one}, {"b": one, "c": [Run({"test_acc": 0.1})]})
     assert result.passed and result.missing == ["a"] and result.new == ["c"]
     assert "Missing from current" in result.render() and "New in current" in result.render()
 
@@ -51,7 +52,7 @@ def test_tolerance_option_parsing():
 
 
 def _benchmark_json(path, acc, images_per_s):
-    path.write_text(json.dumps({"benchmarks": [{"name": "test_fastvit[x]", "extra_info": {"spec_id": CASE, "test_acc": acc, "train_images_per_s": images_per_s}}]}))
+    path.write_text(json.dumps({"benchmarks": [{"name": "test_fastvit[x]", "extra_info": {"spec_id": CASE, "test_acc": acc, "steady_images_per_s": images_per_s}}]}))
     return path
 
 
@@ -59,7 +60,7 @@ def test_works_on_pytest_benchmark_json(tmp_path):
     base = _benchmark_json(tmp_path / "base.json", 0.92, 1000.0)
     good = _benchmark_json(tmp_path / "good.json", 0.92, 990.0)
     bad = _benchmark_json(tmp_path / "bad.json", 0.85, 990.0)
-    assert observations(base) == {CASE: [{"test_acc": 0.92, "train_images_per_s": 1000.0}]}
+    assert observations(base) == {CASE: [Run({"test_acc": 0.92, "steady_images_per_s": 1000.0})]}
     run = lambda *a: subprocess.run([sys.executable, "-m", "harness", "compare", *map(str, a)], cwd=REPO_ROOT, capture_output=True, text=True)  # noqa: E731
     assert run(base, good).returncode == 0
     done = run(base, bad)
@@ -117,9 +118,29 @@ def test_corrupt_record_is_named(tmp_path):
 
 
 def test_output_always_says_what_was_compared(tmp_path):
-    base = {CASE: [{"test_acc": 0.9, "test_loss": 0.3}] * 2, "gone": [{"test_acc": 0.9}]}
-    result = compare(base, {CASE: [{"test_acc": 0.9, "test_loss": 0.3}], "fresh": [{"test_acc": 0.9}]})
+    base = {CASE: [Run({"test_acc": 0.9, "test_loss": 0.3})] * 2, "gone": [Run({"test_acc": 0.9})]}
+    result = compare(base, {CASE: [Run({"test_acc": 0.9, "test_loss": 0.3})], "fresh": [Run({"test_acc": 0.9})]})
     text = result.render()
     assert result.passed and "Compared 1 case(s), 2 metric(s): 2 checks; runs per case: baseline 2, current 1" in text
     assert "Missing from current (in baseline only): gone" in text and "New in current (no baseline): fresh" in text
     assert "| " + CASE in text  # the checks are listed when passing too
+
+
+def test_the_spread_of_either_side_widens_the_allowed_move_and_one_run_a_side_says_so():
+    current = {CASE: [Run({"test_acc": a}) for a in (0.84, 0.88, 0.92)]}  # mean 0.88, std 0.04
+    widened = compare(obs(test_acc=0.93), current)
+    # 2 x pooled std 0.04 x sqrt(1/1 + 1/3)
+    assert widened.passed and widened.verdicts[0].basis == "2 x std error" and widened.verdicts[0].allowed == pytest.approx(0.08 * (4 / 3) ** 0.5)
+    single = compare(obs(test_acc=0.93), obs(test_acc=0.88))
+    assert not single.passed and single.verdicts[0].basis == "tolerance"
+    assert "One run per side: the stated tolerances alone decide" in single.render()
+    assert "One run per side" not in widened.render()
+
+
+def test_a_regression_names_what_changed_between_the_sides():
+    before = {CASE: [Run({"test_acc": 0.92}, {"torch": "2.13.0", "git_commit": "abc", "device": "H100"})]}
+    after = {CASE: [Run({"test_acc": 0.80}, {"torch": "2.14.1", "git_commit": "def", "device": "H100"})]}
+    result = compare(before, after)
+    (verdict,) = result.regressions
+    assert verdict.changed == "torch 2.13.0 -> 2.14.1; git_commit abc -> def"
+    assert "torch 2.13.0 -> 2.14.1" in result.render()

@@ -8,7 +8,8 @@ import pytest
 from harness.catalog import EFFICIENTNETV2, FASTVIT, make_spec
 from harness.results import report
 from harness.results.record import RunResult
-from harness.results.tables import not_comparable_to_published, ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
+from harness.results.stats import difference
+from harness.results.tables import cases_table, not_comparable_to_published, ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
 from harness.settings import REPO_ROOT
 
 
@@ -39,7 +40,44 @@ def test_pretrained_vs_random_pairs_only_runs_that_differ_in_weights_alone():
     assert pretrained_vs_random([record(smoke_pre, 0.6, 1.0), record(full_rnd, 0.8, 0.4), record(other_lr, 0.4, 2.0)]).rows == ()
     repeats = [record(smoke_pre, 0.6, 1.0, run_id="p1"), record(smoke_pre, 0.7, 1.0, run_id="p2"), record(smoke_pre.replace(weights="random"), 0.4, 2.0)]
     (row,) = pretrained_vs_random(repeats).rows
-    assert row[7:11] == ("2/1", "65.00", "40.00", "+25.00")
+    assert row[7:11] == ("2/1", "65.00 ± 7.07 (n=2)", "40.00", "+25.00")
+
+
+def seeded(spec, accs, losses, weights="pretrained"):
+    """One record per seed (42, 43, ...) of `spec` with the given test accuracies and losses."""
+    specs = spec.replace(weights=weights).repeats(len(accs))
+    return [record(s, a, loss, run_id=f"{s.id}-s{s.recipe.seed}") for s, a, loss in zip(specs, accs, losses, strict=True)]
+
+
+def test_cases_pool_their_seeds_with_mean_std_and_the_published_figure_beside():
+    full = make_spec(EFFICIENTNETV2, profile="full", weights="pretrained", num_classes=6)
+    smoke = make_spec(EFFICIENTNETV2, profile="smoke", weights="pretrained", num_classes=6)
+    runs = seeded(full, (0.93, 0.94, 0.95), (0.15, 0.14, 0.16)) + seeded(smoke, (0.6,), (1.0,))
+    table = cases_table(runs)
+    rows = {row[0]: row for row in table.rows}
+    assert len(rows) == 2  # three seeds of one experiment are one row
+    case = rows[full.id]
+    assert case[2:6] == ("42,43,44", "3", "94.00 ± 1.00 (n=3)", "0.1500 ± 0.0100 (n=3)")
+    assert case[-2:] == ("93.80", "yes")  # 93.802 lies inside 94.00 ± 1.00
+    assert rows[smoke.id][4] == "60.00" and rows[smoke.id][-1].startswith("not comparable: smoke profile")
+    far = cases_table(seeded(full, (0.97, 0.975, 0.98), (0.1, 0.1, 0.1)))
+    assert far.rows[0][-1] == "no"
+
+
+def test_pretrained_vs_random_over_seeds_gives_a_welch_interval():
+    spec = make_spec(EFFICIENTNETV2, profile="smoke", weights="pretrained", num_classes=6)
+    runs = seeded(spec, (0.60, 0.70, 0.65), (1.0, 1.1, 0.9)) + seeded(spec, (0.40, 0.45, 0.50), (1.4, 1.5, 1.3), weights="random")
+    (row,) = pretrained_vs_random(runs).rows
+    # Welch by hand: both variances 0.0025, n 3 -> se 0.040825, df 4, t(0.975, 4) = 2.776445: 20 ± 11.33 points
+    assert row[7] == "3/3" and row[10].startswith("+20.00 [+8.67, +31.33] p=")
+    assert row[13].startswith("-0.4000 [")
+
+
+def test_welch_difference_matches_the_hand_computation():
+    diff = difference([0.60, 0.70, 0.65], [0.40, 0.45, 0.50])
+    assert diff.estimate == pytest.approx(0.2) and diff.excludes_zero()
+    assert (diff.low, diff.high) == pytest.approx((0.2 - 2.776445 * 0.0408248, 0.2 + 2.776445 * 0.0408248), abs=1e-5)
+    assert not difference([0.6], [0.4]).repeated and difference([0.6], [0.4]).show(100) == "+20.00"
 
 
 def test_ours_against_published_lists_reproductions_only(records):
@@ -64,11 +102,11 @@ def test_smoke_and_changed_recipes_are_shown_apart_with_the_reason():
 def test_precision_devices_rows_with_speed_and_a_named_target(records):
     rows = {r[0] + r[2] + r[3] + r[4]: r for r in precision_devices(records).rows}
     fast = rows["fastvitpretrainedbf16-mixed2"]
-    assert fast[5] == "64" and fast[7] == "812.5" and fast[8] == "123.0"
-    assert fast[9] == "92.37 % (published (fastvit, pretrained weights))"
-    assert fast[10] == "epoch 2 (20s)"  # val acc 0.95 >= published 0.9237 first at epoch 2, after 2 x 10 s
-    assert rows["efficientnetv2pretrained32-true1"][10] == "not reached"  # val acc 0.9 < published 0.93802
-    assert rows["efficientnetv2random32-true1"][9:] == ("80.80 % (published (efficientnetv2, random weights))", "epoch 2 (20s)")
+    assert fast[5:7] == ("64", "42") and fast[8] == "812.5" and fast[10] == "123.0"
+    assert fast[11] == "92.37 % (published (fastvit, pretrained weights))"
+    assert fast[12] == "epoch 2 (20s)"  # val acc 0.95 >= published 0.9237 first at epoch 2, after 2 x 10 s
+    assert rows["efficientnetv2pretrained32-true1"][12] == "not reached"  # val acc 0.9 < published 0.93802
+    assert rows["efficientnetv2random32-true1"][11:] == ("80.80 % (published (efficientnetv2, random weights))", "epoch 2 (20s)")
 
 
 def test_no_target_on_a_users_own_data_unless_given(tiny_folder):
@@ -78,7 +116,7 @@ def test_no_target_on_a_users_own_data_unless_given(tiny_folder):
     spec, _ = spec_from_args(args)
     assert spec.target_accuracy is None
     (row,) = precision_devices([record(spec, 0.5, 1.0)]).rows
-    assert row[9:] == ("none (no published figure; give --target-acc)", "-")
+    assert row[11:] == ("none (no published figure; give --target-acc)", "-")
     given, _ = spec_from_args(build_parser().parse_args(["run", "--data", str(tiny_folder), "--target-acc", "0.8"]))
     assert (given.target_accuracy, given.target_source) == (0.8, "--target-acc")
 

@@ -1,12 +1,15 @@
 """The regression gate: current runs against a baseline, metric by metric, case by case.
 
 Inputs are result folders (records) or pytest-benchmark JSON files (whose `extra_info` carries each
-case's metrics). Runs are matched by case id and recipe fingerprint (`case@1a2b3c4d`), so only runs
-that trained the same recipe are compared or averaged. A metric regresses when it moves the wrong way by
-more than its tolerance: absolute for accuracy-like metrics, relative for loss and images/s. When
-the baseline holds several runs of a case (several seeds), the allowed move widens to
-SPREAD_FACTOR standard deviations of the baseline if that is larger, so noise does not fail the
-night. Missing and new cases are reported, never crashed on.
+case's metrics). Runs are matched by case id and recipe fingerprint (`case@1a2b3c4d`, the seed
+left out), so only runs that trained the same recipe are compared, and a case's seeds are pooled. A
+metric regresses when its mean moves the wrong way by more than the allowed move: the stated
+tolerance (absolute for accuracy-like metrics, relative for loss and images/s), widened to
+SPREAD_FACTOR standard errors of the difference of the means (from the pooled spread of the two
+sides' repeats) when either side has repeats, so noise does not fail the night. With one run per side only the tolerance applies, and the
+output says so. Speed is the steady-state figure (the warm-up epoch left out). Beside every
+regression the output lists what differs between the two sides' environments. Missing and new
+cases are reported, never crashed on.
 
 The gate never passes on nothing: an empty or unreadable side, a file of the wrong kind, or no
 case (or metric) in common is a `GateError` that says what each side held.
@@ -15,13 +18,15 @@ case (or metric) in common is a `GateError` that says what each side held.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.results.record import RecordError, load_all
+from harness.results.record import RecordError, RunResult, load_all
+from harness.results.stats import pooled_std
 from harness.results.tables import Table
 
 
@@ -38,12 +43,32 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "test_top3": Tolerance(0.01, relative=False, higher_is_better=True),
     "test_top5": Tolerance(0.01, relative=False, higher_is_better=True),
     "test_loss": Tolerance(0.10, relative=True, higher_is_better=False),  # +10 %
-    "train_images_per_s": Tolerance(0.07, relative=True, higher_is_better=True),  # -7 %
+    "steady_images_per_s": Tolerance(0.07, relative=True, higher_is_better=True),  # -7 %
 }
 SPREAD_FACTOR = 2.0
-ALIASES = {"acc": "test_acc", "f1": "test_f1", "top3": "test_top3", "top5": "test_top5", "loss": "test_loss", "images_per_s": "train_images_per_s", "speed": "train_images_per_s"}
+ALIASES = {"acc": "test_acc", "f1": "test_f1", "top3": "test_top3", "top5": "test_top5", "loss": "test_loss",
+           "images_per_s": "steady_images_per_s", "speed": "steady_images_per_s"}  # fmt: skip
+CONTEXT_KEYS = ("git_commit", "device", "torch", "cuda", "timm", "lightning", "poutyne", "torchmetrics", "albumentations")
 
-Observations = dict[str, list[dict[str, float]]]  # case id -> one metrics dict per run
+
+@dataclass(frozen=True)
+class Run:
+    """One run as the gate sees it: its metrics, and the context it ran in (environment, fingerprint)."""
+
+    metrics: dict[str, float]
+    context: dict[str, str] = field(default_factory=dict)
+
+
+Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
+
+
+def run_of(record: RunResult) -> Run:
+    metrics = {k: v for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
+    if record.steady_images_per_s is not None:
+        metrics["steady_images_per_s"] = record.steady_images_per_s
+    context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}
+    context["fingerprint"] = record.fingerprint
+    return Run(metrics, context)
 
 
 class GateError(ValueError):
@@ -83,7 +108,8 @@ def _from_benchmark_json(path: Path) -> Observations:
         if case and info.get("recipe"):
             case = f"{case}@{info['recipe']}"
         if case:
-            out[case].append({k: float(v) for k, v in info.items() if k in DEFAULT_TOLERANCES})
+            context = info.get("context") if isinstance(info.get("context"), dict) else {}
+            out[case].append(Run({k: float(v) for k, v in info.items() if k in DEFAULT_TOLERANCES}, context))
     return dict(out)
 
 
@@ -94,9 +120,7 @@ def _from_records(folder: Path) -> Observations:
     except RecordError as error:
         raise GateError(str(error)) from None
     for record in records:
-        metrics = {k: v for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
-        metrics["train_images_per_s"] = record.train_images_per_s
-        out[record.gate_key].append(metrics)
+        out[record.gate_key].append(run_of(record))
     return dict(out)
 
 
@@ -120,10 +144,13 @@ def observations(path: Path) -> Observations:
 class Verdict:
     case: str
     metric: str
-    baseline: float
+    baseline: float  # mean over the baseline's runs of the case
     current: float
     allowed: float
+    basis: str  # what set the allowed move: "tolerance" or "2 x pooled std"
+    runs: tuple[int, int]
     regressed: bool
+    changed: str = ""  # what differs between the sides' environments, for a regression
 
 
 @dataclass
@@ -143,16 +170,22 @@ class Comparison:
 
     def table(self) -> Table:
         rows = tuple(
-            (v.case, v.metric, f"{v.baseline:.4f}", f"{v.current:.4f}", f"{v.current - v.baseline:+.4f}", f"{v.allowed:.4f}", "REGRESSED" if v.regressed else "ok")
+            (v.case, v.metric, f"{v.baseline:.4f}", f"{v.current:.4f}", f"{v.current - v.baseline:+.4f}", f"{v.allowed:.4f}", v.basis,
+             f"{v.runs[0]}/{v.runs[1]}", "REGRESSED" if v.regressed else "ok", v.changed if v.regressed else "")
             for v in self.verdicts
-        )
-        return Table("Baseline vs current", ("case", "metric", "baseline", "current", "change", "allowed move", "verdict"), rows)
+        )  # fmt: skip
+        columns = ("case", "metric", "baseline", "current", "change", "allowed move", "allowed by", "runs (base/cur)", "verdict", "changed between sides")
+        return Table("Baseline vs current", columns, rows)
 
     def render(self) -> str:
         cases, metrics = {v.case for v in self.verdicts}, {v.metric for v in self.verdicts}
         lines = [
             f"Compared {len(cases)} case(s), {len(metrics)} metric(s): {len(self.verdicts)} checks; "
             f"runs per case: baseline {self.runs_per_case[0]}, current {self.runs_per_case[1]}",
+        ]
+        if all(v.runs == (1, 1) for v in self.verdicts):
+            lines.append("One run per side: the stated tolerances alone decide (no spread to measure noise with; repeat cases with --seeds N).")
+        lines += [
             "",
             self.table().markdown(),
             "Missing from current (in baseline only): " + (", ".join(self.missing) or "none"),
@@ -162,7 +195,7 @@ class Comparison:
         return "\n".join(lines)
 
 
-def describe(side: Mapping[str, list[dict[str, float]]]) -> str:
+def describe(side: Mapping[str, list[Run]]) -> str:
     """`2 case(s), 3 run(s) (a, b)` or `no runs`: what one side of the gate holds."""
     if not side:
         return "no runs"
@@ -171,14 +204,39 @@ def describe(side: Mapping[str, list[dict[str, float]]]) -> str:
     return f"{len(names)} case(s), {sum(len(runs) for runs in side.values())} run(s) ({shown})"
 
 
-def _runs_per_case(side: Mapping[str, list[dict[str, float]]], cases: set[str]) -> str:
+def _runs_per_case(side: Mapping[str, list[Run]], cases: set[str]) -> str:
     counts = [len(side[c]) for c in cases]
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
+def context_changes(baseline: Sequence[Run], current: Sequence[Run]) -> str:
+    """`torch 2.13.0 -> 2.14.1; git_commit abc -> def`: context values that differ between the sides."""
+    changes = []
+    for key in dict.fromkeys(k for run in (*baseline, *current) for k in run.context):
+        before = sorted({run.context.get(key, "?") for run in baseline})
+        after = sorted({run.context.get(key, "?") for run in current})
+        if before != after:
+            changes.append(f"{key} {'/'.join(before)} -> {'/'.join(after)}")
+    return "; ".join(changes) or "nothing recorded differs"
+
+
+def allowed_move(tol: Tolerance, base_values: Sequence[float], cur_values: Sequence[float]) -> tuple[float, str]:
+    """The larger of the stated tolerance and SPREAD_FACTOR standard errors of the difference of the
+    two means (the pooled standard deviation of the repeats x sqrt(1/n1 + 1/n2), when either side has
+    repeats), and which one it was. More seeds narrow it: the gate sees smaller regressions."""
+    base = statistics.fmean(base_values)
+    stated = tol.value * abs(base) if tol.relative else tol.value
+    spread = pooled_std([base_values, cur_values])
+    if spread is not None:
+        noise = SPREAD_FACTOR * spread * math.sqrt(1 / len(base_values) + 1 / len(cur_values))
+        if noise > stated:
+            return noise, f"{SPREAD_FACTOR:g} x std error"
+    return stated, "tolerance"
+
+
 def compare(
-    baseline: Mapping[str, list[dict[str, float]]],
-    current: Mapping[str, list[dict[str, float]]],
+    baseline: Mapping[str, list[Run]],
+    current: Mapping[str, list[Run]],
     tolerances: Mapping[str, Tolerance] | None = None,
     labels: tuple[str, str] = ("baseline", "current"),
 ) -> Comparison:
@@ -190,17 +248,16 @@ def compare(
         raise GateError(f"nothing to compare, no case in common: {sides}")
     verdicts = []
     for case in sorted(common):
+        changed = context_changes(baseline[case], current[case])
         for metric, tol in tolerances.items():
-            base_values = [m[metric] for m in baseline[case] if metric in m]
-            cur_values = [m[metric] for m in current[case] if metric in m]
+            base_values = [run.metrics[metric] for run in baseline[case] if metric in run.metrics]
+            cur_values = [run.metrics[metric] for run in current[case] if metric in run.metrics]
             if not base_values or not cur_values:
                 continue
             base, cur = statistics.fmean(base_values), statistics.fmean(cur_values)
-            allowed = tol.value * abs(base) if tol.relative else tol.value
-            if len(base_values) > 1:
-                allowed = max(allowed, SPREAD_FACTOR * statistics.stdev(base_values))
+            allowed, basis = allowed_move(tol, base_values, cur_values)
             worse_by = (base - cur) if tol.higher_is_better else (cur - base)
-            verdicts.append(Verdict(case, metric, base, cur, allowed, worse_by > allowed + 1e-12))
+            verdicts.append(Verdict(case, metric, base, cur, allowed, basis, (len(base_values), len(cur_values)), worse_by > allowed + 1e-12, changed))
     if not verdicts:
         raise GateError(f"nothing to compare, no metric in common for the common cases: {sides}")
     runs = (_runs_per_case(baseline, common), _runs_per_case(current, common))

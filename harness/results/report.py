@@ -1,4 +1,4 @@
-"""Writing the tables: `summary.md`, `summary.csv` (one row per run) and `report.html`.
+"""Writing the tables: `summary.md`, `summary.csv` (one row per run), `cases.csv` (one row per case over its seeds) and `report.html`.
 
 Both the Markdown and the HTML open with a head that says when the report was made, what the runs
 ran on (device, versions, git commit, as their records say) and what each derived column means.
@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.results.record import CURVES_FILE, RunResult
-from harness.results.tables import COLUMN_NOTES, Cell, Link, Table, all_tables, runs_table
+from harness.results.tables import COLUMN_NOTES, Cell, Link, Table, all_tables, cases_table, runs_table
 
 STYLE = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:900px}"
 ENVIRONMENT_KEYS = ("device", "torch", "timm", "lightning", "poutyne", "torchmetrics", "albumentations", "cuda", "python", "git_commit")
@@ -73,5 +73,6 @@ def write(records: Sequence[RunResult], records_dir: Path, out: Path | None = No
     tables = all_tables(records, relative)
     (out / "summary.md").write_text(markdown(records, tables))
     (out / "summary.csv").write_text(runs_table(records, relative).csv())
+    (out / "cases.csv").write_text(cases_table(records).csv())
     (out / "report.html").write_text(html_page(records, tables, records_dir))
     return tables

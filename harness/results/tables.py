@@ -14,12 +14,12 @@ import csv
 import dataclasses
 import io
 import json
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.catalog import SEEDS, Seed
 from harness.results.record import CURVES_FILE, RunResult
+from harness.results.stats import Summary, difference, summaries, summarize
 from harness.spec import BenchmarkSpec
 
 
@@ -78,10 +78,12 @@ def _devices(spec: dict) -> str:
     return f"{spec['devices']}x{spec['num_nodes']}" if spec.get("num_nodes", 1) > 1 else str(spec["devices"])
 
 
-def recipe_summary(spec: dict) -> str:
-    """The recipe fields a sweep varies, in one cell: `lr 0.001 · batch 64 · 40 ep · 384 px · seed 42`."""
+def recipe_summary(spec: dict, seeds: bool = True) -> str:
+    """The recipe fields a sweep varies, in one cell: `lr 0.001 · batch 64 · 40 ep · 384 px · seed 42`
+    (without the seed for rows that pool seeds)."""
     r = spec["recipe"]
-    return f"lr {r['lr']:g} · batch {r['batch_size']} · {r['epochs']} ep · {r['image_size']} px · seed {r['seed']}"
+    text = f"lr {r['lr']:g} · batch {r['batch_size']} · {r['epochs']} ep · {r['image_size']} px"
+    return f"{text} · seed {r['seed']}" if seeds else text
 
 
 def target_cell(record: RunResult) -> str:
@@ -98,7 +100,7 @@ def time_to_target_cell(record: RunResult) -> str:
 
 
 RUN_COLUMNS = ("run", "model", "dataset", "profile", "weights", "engine", "precision", "devices", "recipe",
-               "acc %", "loss", "F1", "top-3", "top-5", "images/s", "time s", "curves")  # fmt: skip
+               "acc %", "loss", "F1", "top-3", "top-5", "images/s", "steady images/s", "time s", "curves")  # fmt: skip
 
 
 def curves_link(record: RunResult, records_dir: str) -> Cell:
@@ -117,7 +119,7 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
         rows.append(
             (r.run_id, s["model"], s["dataset"], s["profile"], s["weights"], s["engine"], s["precision"], _devices(s), recipe_summary(s),
              fmt(t.get("test_acc"), "pct"), fmt(t.get("test_loss")), fmt(t.get("test_f1")), fmt(t.get("test_top3")), fmt(t.get("test_top5")),
-             fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), curves_link(r, records_dir))
+             fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), curves_link(r, records_dir))
         )  # fmt: skip
     for key in sorted({r.benchmark for r in records}):
         seed = SEEDS.get(key)
@@ -125,24 +127,26 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
             m = published.as_dict()
             rows.append(
                 (f"published: {seed.key}", seed.model, seed.dataset, "full", published.weights, seed.engine, "-", "-", recipe_summary({"recipe": dataclasses.asdict(seed.recipe)}),
-                 fmt(m.get("test_acc"), "pct"), fmt(m.get("test_loss")), fmt(m.get("test_f1")), fmt(m.get("test_top3")), fmt(m.get("test_top5")), "-", "-", "-")
+                 fmt(m.get("test_acc"), "pct"), fmt(m.get("test_loss")), fmt(m.get("test_f1")), fmt(m.get("test_top3")), fmt(m.get("test_top5")), "-", "-", "-", "-")
             )  # fmt: skip
     return Table("Runs and published figures", RUN_COLUMNS, tuple(rows))
 
 
-def _mean(records: Sequence[RunResult], metric: str) -> float:
-    return statistics.fmean(r.test[metric] for r in records)
+def _values(records: Sequence[RunResult], metric: str) -> list[float]:
+    return [r.test[metric] for r in records if metric in r.test]
 
 
 def _all_but_weights(record: RunResult) -> str:
-    """Everything that determines a result except the weights setting (data content included)."""
+    """Everything that determines a result except the weights setting and the seed (data content included)."""
     fields = BenchmarkSpec.from_dict(record.spec).result_fields()
     fields.pop("weights")
+    fields["recipe"].pop("seed")
     return json.dumps({"spec": fields, "data": record.data.get("fingerprint")}, sort_keys=True)
 
 
 def pretrained_vs_random(records: Sequence[RunResult]) -> Table:
-    """Pairs only runs whose specs differ in weights alone; repeats of a side are averaged (n shown)."""
+    """Pairs only runs whose specs differ in weights (and seed) alone; repeats over seeds give each
+    difference a 95 % Welch interval and p-value."""
     groups: dict[str, dict[str, list[RunResult]]] = {}
     for r in records:
         groups.setdefault(_all_but_weights(r), {}).setdefault(r.spec["weights"], []).append(r)
@@ -152,12 +156,52 @@ def pretrained_vs_random(records: Sequence[RunResult]) -> Table:
             continue
         pre, rnd = pair["pretrained"], pair["random"]
         s = pre[0].spec
-        acc, loss = (_mean(pre, "test_acc"), _mean(rnd, "test_acc")), (_mean(pre, "test_loss"), _mean(rnd, "test_loss"))
-        rows.append((s["model"], s["dataset"], s["profile"], s["engine"], s["precision"], _devices(s), recipe_summary(s), f"{len(pre)}/{len(rnd)}",
-                     fmt(acc[0], "pct"), fmt(acc[1], "pct"), fmt(acc[0] - acc[1], "diff_pct"), fmt(loss[0]), fmt(loss[1]), fmt(loss[0] - loss[1], "diff")))  # fmt: skip
+        acc = difference(_values(pre, "test_acc"), _values(rnd, "test_acc"))
+        loss = difference(_values(pre, "test_loss"), _values(rnd, "test_loss"))
+        rows.append((s["model"], s["dataset"], s["profile"], s["engine"], s["precision"], _devices(s), recipe_summary(s, seeds=False), f"{len(pre)}/{len(rnd)}",
+                     summarize(_values(pre, "test_acc")).show(100, 2), summarize(_values(rnd, "test_acc")).show(100, 2), acc.show(100),
+                     summarize(_values(pre, "test_loss")).show(), summarize(_values(rnd, "test_loss")).show(), loss.show(digits=4)))  # fmt: skip
     columns = ("model", "dataset", "profile", "engine", "precision", "devices", "recipe", "runs (pre/rnd)",
                "pretrained acc %", "random acc %", "diff (points)", "pretrained loss", "random loss", "diff")  # fmt: skip
-    return Table("Pretrained vs random weights", columns, tuple(sorted(rows)), "Each row pairs runs that differ in their weights alone (same recipe, profile and data).")
+    return Table("Pretrained vs random weights", columns, tuple(sorted(rows)), "Each row pairs runs that differ in their weights (and seed) alone: same recipe, profile and data.")
+
+
+def experiments(records: Sequence[RunResult]) -> list[list[RunResult]]:
+    """Records grouped into experiments: the same case, recipe (seed aside) and data; repeats differ in seed."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for r in sorted(records, key=lambda r: (r.gate_key, r.spec["recipe"]["seed"], r.run_id)):
+        groups.setdefault((r.gate_key, str(r.data.get("fingerprint"))), []).append(r)
+    return list(groups.values())
+
+
+CASE_METRICS = ("test_acc", "test_loss", "test_f1", "test_top3", "test_top5")
+
+
+def _published_cells(group: Sequence[RunResult], acc: Summary | None) -> tuple[str, str]:
+    """The published accuracy beside a case, and whether it lies inside the case's spread."""
+    first = group[0]
+    seed = SEEDS.get(first.benchmark)
+    published = seed.published_for(first.spec["weights"]) if seed else None
+    value = published.as_dict().get("test_acc") if published else None
+    if value is None:
+        return "-", "-"
+    why = not_comparable_because(first, seed)
+    inside = ("yes" if acc.contains(value) else "no") if acc is not None and why is None else f"not comparable: {why}"
+    return fmt(value, "pct"), inside
+
+
+def cases_table(records: Sequence[RunResult]) -> Table:
+    """One row per experiment: mean ± standard deviation (n) of every metric over its seeds."""
+    rows = []
+    for group in experiments(records):
+        s = group[0].spec
+        summary = summaries([r.test for r in group], CASE_METRICS)
+        steady = [r.steady_images_per_s for r in group if r.steady_images_per_s is not None]
+        cells = [summary[m].show(100, 2) if m == "test_acc" else summary[m].show() if m in summary else "-" for m in CASE_METRICS]
+        rows.append((group[0].case_id, recipe_summary(s, seeds=False), ",".join(str(r.spec["recipe"]["seed"]) for r in group), str(len(group)), *cells,
+                     summarize(steady).show(digits=1) if steady else "-", *_published_cells(group, summary.get("test_acc"))))  # fmt: skip
+    columns = ("case", "recipe", "seeds", "n", "acc %", "loss", "F1", "top-3", "top-5", "steady images/s", "published acc %", "published inside spread")
+    return Table("Cases over seeds", columns, tuple(rows), "Mean ± sample standard deviation over the seeds of each case (n runs); one run shows its value alone.")
 
 
 METRIC_LABELS = {"test_acc": "accuracy %", "test_loss": "loss", "test_f1": "F1", "test_top3": "top-3", "test_top5": "top-5"}
@@ -208,9 +252,9 @@ def precision_devices(records: Sequence[RunResult]) -> Table:
     rows = []
     for r in sorted(records, key=lambda r: (r.benchmark, r.spec["engine"], r.spec["precision"], r.spec["devices"], r.spec["weights"], r.run_id)):
         s = r.spec
-        rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), str(s["recipe"]["batch_size"]), fmt(r.test.get("test_acc"), "pct"),
-                     fmt(r.train_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target_cell(r)))  # fmt: skip
-    columns = ("benchmark", "engine", "weights", "precision", "devices", "global batch", "acc %", "images/s", "time s", "target val acc", "time to target")
+        rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), str(s["recipe"]["batch_size"]), str(s["recipe"]["seed"]), fmt(r.test.get("test_acc"), "pct"),
+                     fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target_cell(r)))  # fmt: skip
+    columns = ("benchmark", "engine", "weights", "precision", "devices", "global batch", "seed", "acc %", "images/s", "steady images/s", "time s", "target val acc", "time to target")
     return Table("Precision x devices", columns, tuple(rows))
 
 
@@ -231,10 +275,13 @@ def seed_tables(records: Sequence[RunResult]) -> list[Table]:
 
 COLUMN_NOTES: dict[str, str] = {
     "recipe": "learning rate, global batch (shared by all processes), epochs, image size and seed of the run",
-    "images/s": "training images per second over the training batches only (loading, forward, backward, optimizer step), all processes together",
+    "images/s": "training images per second over the training batches only (loading, forward, backward, optimizer step), all processes together, every epoch",
+    "steady images/s": "the median of the per-epoch images/s after the first (warm-up) epoch: the figure to compare speed with (the regression gate uses it)",
+    "acc %": "in 'cases over seeds': mean ± sample standard deviation over the case's seeds (n=...), a single run's value alone",
+    "published inside spread": "whether the published accuracy lies within the case's mean ± std (or min..max); only for reproductions of the published setting",
     "time s": "wall time of the whole run: data, training, validation, test, checkpoints",
-    "diff (points)": "pretrained minus random test accuracy, in percentage points; each row pairs runs that differ in weights alone",
-    "runs (pre/rnd)": "how many runs (attempts) each side averages",
+    "diff (points)": "pretrained minus random mean test accuracy, in percentage points, with its 95 % Welch interval and p-value when both sides have several seeds",
+    "runs (pre/rnd)": "how many runs (seeds, attempts) each side averages",
     "diff": "in 'ours vs published': ours minus published (accuracy-like metrics in points); in 'pretrained vs random': pretrained minus random loss",
     "target val acc": "the val accuracy time-to-target counts to, and its origin: a published figure, the smoke floor, or --target-acc",
     "time to target": "the first epoch, and the training seconds until then, at which val accuracy reached the target",
@@ -242,6 +289,6 @@ COLUMN_NOTES: dict[str, str] = {
 
 
 def all_tables(records: Sequence[RunResult], records_dir: str = ".") -> list[Table]:
-    tables = [runs_table(records, records_dir), pretrained_vs_random(records), ours_vs_published(records), not_comparable_to_published(records),
+    tables = [runs_table(records, records_dir), cases_table(records), pretrained_vs_random(records), ours_vs_published(records), not_comparable_to_published(records),
               precision_devices(records), *seed_tables(records)]  # fmt: skip
     return [t for t in tables if t.rows]
