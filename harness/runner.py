@@ -30,14 +30,20 @@ class UnsupportedCase(RuntimeError):
 
 
 def ensure_weights(spec: BenchmarkSpec, settings: RunSettings) -> None:
-    """Smoke profile: the offline stand-in weights file, generated once when none exists."""
-    if spec.weights == "pretrained" and spec.profile == "smoke" and models.find_weight_file(spec.model, settings.resolved_weights_dir) is None:
-        pretrain.generate(spec, settings)
+    """Smoke profile: the offline stand-in weights file, generated once when none exists (or when
+    the one there came from an older version of the pretraining)."""
+    if spec.weights != "pretrained" or spec.profile != "smoke":
+        return
+    file = models.find_weight_file(spec.model, settings.resolved_weights_dir)
+    stand_in = models.stand_in_metadata(spec.model, settings.resolved_weights_dir)
+    if file is None or (stand_in is not None and not pretrain.is_current(stand_in)):
+        pretrain.generate(spec, settings)  # an older stand-in is made again; a user's own file never is
 
 
 def obtain_model(spec: BenchmarkSpec, settings: RunSettings, num_classes: int) -> nn.Module:
-    """The spec's model, random or pretrained (a weights file; the hub only in the full profile)."""
-    return models.create(spec.model, num_classes, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")
+    """The spec's model, random or pretrained (a weights file; the hub only in the full profile),
+    with its classifier drawn at the recipe's `head_init_std` when the recipe gives one."""
+    return models.create(spec.model, num_classes, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full", head_init_std=spec.recipe.head_init_std)
 
 
 def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:

@@ -78,6 +78,7 @@ class Recipe:
     train_augmentations: tuple[Augmentation, ...] = ()
     seed: int = 42
     sync_batchnorm: bool = False
+    head_init_std: float | None = None  # the new classifier drawn from N(0, std), bias 0; None: the model's own init
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -96,6 +97,8 @@ class Recipe:
             raise SpecError(f"image_size {self.image_size} is too small to train on; give --image-size {MIN_IMAGE_SIZE} or more")
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise SpecError(f"lr must be a positive number, got {self.lr}; e.g. --lr 1e-3")
+        if self.head_init_std is not None and not (math.isfinite(self.head_init_std) and self.head_init_std > 0):
+            raise SpecError(f"head_init_std must be a positive number or None, got {self.head_init_std}")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise SpecError(f"weight_decay must be 0 or a positive number, got {self.weight_decay}; e.g. --weight-decay 0.05")
         if self.workers < 0:

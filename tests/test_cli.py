@@ -38,3 +38,15 @@ def test_bad_input_exits_2_with_the_problem_named(tmp_path):
     assert done.returncode == 2 and "unknown timm model 'no_such_net'" in done.stderr
     done = harness("run", "--precision", "fp8")
     assert done.returncode == 2 and "invalid choice: 'fp8'" in done.stderr
+
+
+def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_path):
+    args = ("run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
+            "--batch-size", "8", "--workers", "0", "--seed", "3", "--wandb", "off", "--results-dir", str(tmp_path / "r"))  # fmt: skip
+    done = harness(*args, "--seeds", "2")
+    assert done.returncode == 0, done.stderr
+    seeds = sorted(json.loads(p.read_text())["spec"]["recipe"]["seed"] for p in (tmp_path / "r").glob("*/result.json"))
+    assert seeds == [3, 4] and "### Cases over seeds" in done.stdout and "(n=2)" in done.stdout
+    refused = harness(*args, "--seeds", "2", "--run-id", "mine")
+    assert refused.returncode == 2 and "--run-id names one run, --seeds 2 makes 2" in refused.stderr
+    assert harness(*args, "--seeds", "0").returncode == 2

@@ -13,7 +13,7 @@ import pytest
 import timm
 from PIL import Image
 
-from harness import models, runner
+from harness import models, pretrain, runner
 from harness.preflight import PreflightError
 from harness.results.record import load_all
 from harness.settings import REPO_ROOT
@@ -78,14 +78,15 @@ def test_fingerprint_follows_content_not_where_or_when_files_were_written(tiny_f
 def test_record_says_what_produced_it(tiny_folder, settings):
     settings = settings.replace(data_root=tiny_folder)
     path = settings.resolved_weights_dir / f"{TINY_MODEL}.safetensors"
-    models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), path, {"generated_by": "trainbench source pretraining", "source_test_acc": "0.9000"})
+    stand_in = {"generated_by": "trainbench source pretraining", "source_test_acc": "0.9000", "stand_in_version": pretrain.STAND_IN_VERSION}
+    models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), path, stand_in)
     spec = tiny_spec(weights="pretrained", target_accuracy=0.5, target_source="--target-acc")
     record = runner.run(spec, settings)
     assert record.data["path"] == str(tiny_folder.resolve()) and record.data["files"] == 72 and len(record.data["fingerprint"]) == 16
     assert record.data["classes"] == list("abcdef") and record.data["split"] == {"train": 36, "val": 18, "test": 18}
     assert record.weights == {
         "kind": "generated stand-in", "path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "generated_by": "trainbench source pretraining", "source_test_acc": "0.9000",
+        "generated_by": "trainbench source pretraining", "source_test_acc": "0.9000", "stand_in_version": pretrain.STAND_IN_VERSION,
     }  # fmt: skip
     assert record.batch == {"global": 8, "processes": 1, "per_process": 8, "per_device": 8}
     assert record.target == {"accuracy": 0.5, "source": "--target-acc"}
@@ -106,3 +107,15 @@ def test_global_batch_must_divide_over_the_processes():
     assert tiny_spec(engine="poutyne", devices=2).per_process_batch == 8  # one process, a device list
     with pytest.raises(SpecError, match=r"batch size 41 is the global batch .* 2 processes .*--batch-size 40 or 42"):
         tiny_spec(engine="lightning", devices=2).with_recipe(batch_size=41)
+
+
+def test_a_stand_in_of_an_older_pretraining_is_made_again_and_a_users_file_never(tiny_folder, settings):
+    settings = settings.replace(data_root=tiny_folder)
+    path = settings.resolved_weights_dir / f"{TINY_MODEL}.safetensors"
+    models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), path, {})  # a user's own file
+    users = path.read_bytes()
+    runner.prepare(tiny_spec(weights="pretrained"), settings)
+    assert path.read_bytes() == users
+    models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), path, {"generated_by": "trainbench source pretraining", "epochs": "6"})
+    runner.prepare(tiny_spec(weights="pretrained"), settings)
+    assert models.stand_in_metadata(TINY_MODEL, settings.resolved_weights_dir)["stand_in_version"] == pretrain.STAND_IN_VERSION

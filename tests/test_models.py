@@ -6,6 +6,7 @@ import torch
 
 from harness import models
 from harness.runner import obtain_model
+from harness.spec import SpecError
 from tests.conftest import TINY_MODEL, tiny_spec
 
 
@@ -48,3 +49,13 @@ def test_full_profile_missing_weights_is_an_error_not_generated(settings, monkey
     with pytest.raises(models.WeightsNotFound, match="then the Hugging Face hub.*put a weights file in --weights-dir"):
         obtain_model(spec, settings, 3)
     assert not settings.resolved_weights_dir.exists()
+
+
+def test_a_recipe_can_draw_the_new_classifier_small(settings):
+    """timm starts EfficientNet's 6-class head uniform in +-0.41; head_init_std draws it from N(0, std)."""
+    default = obtain_model(tiny_spec(), settings, num_classes=6).get_classifier()
+    assert default.weight.abs().max() > 0.3  # TensorFlow-style 1/sqrt(6)
+    head = obtain_model(tiny_spec().with_recipe(head_init_std=0.01), settings, num_classes=6).get_classifier()
+    assert 0.005 < head.weight.std().item() < 0.015 and torch.count_nonzero(head.bias) == 0
+    with pytest.raises(SpecError, match="head_init_std must be a positive number"):
+        tiny_spec().with_recipe(head_init_std=-1.0)
