@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lightning.fabric.utilities.seed import seed_everything
+
 from harness import data, engines, models
 from harness.artifacts import RunArtifacts
 from harness.engines import TrainingJob
@@ -49,6 +51,7 @@ def is_current(metadata: dict[str, str]) -> bool:
 def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     """Train `spec.model` on the source dataset and save it as `<weights_dir>/<model>.safetensors`."""
     source = source_spec(spec)
+    seed_everything(source.recipe.seed, verbose=False)  # the same file whatever ran before in this process
     print(f"[trainbench] no current weights file for {spec.model}: pretraining it on {SOURCE_DATASET} ({source.recipe.epochs} epochs), once", flush=True)
     bundle = data.for_spec(source, settings.data_root, settings.cache_dir, models.data_stats(source.model))
     model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False, head_init_std=source.recipe.head_init_std)

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 import timm
+import torch
+from safetensors.torch import load_file
 from PIL import Image
 
 from harness import models, pretrain, runner
@@ -119,3 +121,13 @@ def test_a_stand_in_of_an_older_pretraining_is_made_again_and_a_users_file_never
     models.save_weights(timm.create_model(TINY_MODEL, num_classes=3), path, {"generated_by": "trainbench source pretraining", "epochs": "6"})
     runner.prepare(tiny_spec(weights="pretrained"), settings)
     assert models.stand_in_metadata(TINY_MODEL, settings.resolved_weights_dir)["stand_in_version"] == pretrain.STAND_IN_VERSION
+
+
+def test_the_stand_in_does_not_depend_on_what_ran_before_it(settings, tmp_path):
+    """Generated in a process whose RNG others have used, the stand-in holds the same weights."""
+    weights = []
+    for k, state in enumerate((1, 2)):
+        torch.manual_seed(state)  # whatever trained before in this process
+        path = pretrain.generate(tiny_spec(weights="pretrained"), settings.replace(weights_dir=tmp_path / f"weights-{k}"))
+        weights.append(load_file(path))
+    assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
