@@ -387,7 +387,10 @@ def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(tiny_folder, tmp_path):
 
     command = [sys.executable, "-m", "harness", *tiny_run_args(tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "ckpt"))]
     command[command.index("--epochs") + 1] = "50"
-    child = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A suite started in the background (`cmd &`) inherits an ignored SIGINT, and Python then installs
+    # no KeyboardInterrupt handler: give the child the default disposition a terminal would.
+    child = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 240
     while not list((tmp_path / "ckpt").rglob("epoch_002.ckpt")):
         assert child.poll() is None and time.monotonic() < deadline, "the run ended or stalled before its second checkpoint"
