@@ -68,8 +68,8 @@ def test_tiny(spec, run_book, tmp_path_factory, benchmark):
 
 def test_two_sessions_of_identical_code_pass_the_gate_and_ten_points_less_accuracy_fails(pytester, monkeypatch):
     """Two real pytest sessions with --seeds 3 compared by `harness compare`: identical code passes
-    (seeds reproduce accuracy; the speed's spread is measured); the same records with test accuracy
-    lowered by 10 points fail."""
+    (seeds reproduce every metric exactly); the same records with test accuracy lowered by 10 points
+    fail, beyond two standard errors of the seeds' spread."""
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
     pytester.makepyfile(test_tiny=SEEDED_BENCHMARK)
@@ -79,7 +79,9 @@ def test_two_sessions_of_identical_code_pass_the_gate_and_ten_points_less_accura
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--seeds", "3", "--results-dir", str(folders[-1]), "-v")
         result.assert_outcomes(passed=3)
         result.stdout.fnmatch_lines(["*test_tiny*-s42*PASSED*", "*test_tiny*-s44*PASSED*", "*Cases over seeds*"])
-    compare = [sys.executable, "-m", "harness", "compare", str(folders[0]), str(folders[1])]
+    # Speed is not asserted between two sessions of a shared 2-core machine (sub-second epochs moved
+    # 20 % between sessions with nothing changed): accuracy, F1, top-k and loss decide here.
+    compare = [sys.executable, "-m", "harness", "compare", str(folders[0]), str(folders[1]), "--tolerance", "speed=1.0"]
     same = subprocess.run(compare, cwd=REPO_ROOT, capture_output=True, text=True)
     assert same.returncode == 0 and "runs per case: baseline 3, current 3" in same.stdout, same.stdout + same.stderr
     for path in folders[1].glob("*/result.json"):
