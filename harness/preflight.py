@@ -16,6 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
+from harness.artifacts import tracking
 from harness.artifacts.gcs import BucketAccessError, BucketUploader
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
@@ -40,6 +41,8 @@ def check(spec: BenchmarkSpec, settings: RunSettings) -> None:
         raise PreflightError(f"weights folder {settings.weights_dir} is not a folder; give --weights-dir a folder holding <model>.safetensors (or .pth, .bin)")
     if settings.resume and not (settings.checkpoint_dirs or settings.gcs_bucket):
         raise PreflightError("--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run saved to")
+    if settings.wandb in ("online", "offline") and not tracking.installed():
+        raise PreflightError(f"--wandb {settings.wandb} needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb), or give --wandb off")
     if settings.gcs_bucket:
         check_bucket(settings.gcs_bucket, settings.gcs_retry_s)
 

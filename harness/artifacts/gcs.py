@@ -14,9 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.cloud import storage
-from google.cloud.storage.retry import DEFAULT_RETRY
-
 
 class BucketURLError(ValueError):
     """The bucket option is not a gs:// URL."""
@@ -26,6 +23,19 @@ class BucketAccessError(ValueError):
     """The bucket cannot be written before training starts (credentials, name, permission, network)."""
 
 PROBE_TIMEOUT_S = 30.0
+
+
+def _client_library():
+    """google-cloud-storage and its retry policy, imported only when a bucket is used (it is an
+    optional dependency: `pip install 'trainbench[gcs]'`)."""
+    try:
+        from google.cloud import storage
+        from google.cloud.storage.retry import DEFAULT_RETRY
+    except ImportError:
+        raise BucketAccessError(
+            "--gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]' (or google-cloud-storage), or drop --gcs-bucket"
+        ) from None
+    return storage, DEFAULT_RETRY
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -50,7 +60,8 @@ class BucketUploader:
 
     def __init__(self, url: str, retry_timeout_s: float = 120.0) -> None:
         self.bucket_name, self.prefix = parse_url(url)
-        self.retry = DEFAULT_RETRY.with_timeout(retry_timeout_s)
+        self._storage, self._default_retry = _client_library()
+        self.retry = self._default_retry.with_timeout(retry_timeout_s)
         self.timeout_s = min(60.0, retry_timeout_s)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcs-upload")
         self._pending: list[Future] = []
@@ -62,7 +73,7 @@ class BucketUploader:
 
     def _client_bucket(self):
         if self._bucket is None:
-            self._bucket = storage.Client().bucket(self.bucket_name)
+            self._bucket = self._storage.Client().bucket(self.bucket_name)
         return self._bucket
 
     def _fail(self, object_name: str, error: Exception) -> None:
@@ -108,7 +119,7 @@ class BucketUploader:
         cannot take a checkpoint (no credentials, a wrong name, no permission) is a BucketAccessError
         now rather than a failed upload after the first epoch."""
         name = self.object_name(f".trainbench-probe-{uuid.uuid4().hex}")
-        retry = DEFAULT_RETRY.with_timeout(min(PROBE_TIMEOUT_S, self.retry.timeout))
+        retry = self._default_retry.with_timeout(min(PROBE_TIMEOUT_S, self.retry.timeout))
         try:
             blob = self._client_bucket().blob(name)
             blob.upload_from_string(b"trainbench write check", retry=retry, timeout=self.timeout_s)

@@ -3,12 +3,13 @@
 Fed from the engine-neutral history rows, so a Poutyne run and a Lightning run of the same spec
 produce the same keys (the engines' own wandb loggers name metrics differently). Mode `auto` is
 `online` when WANDB_API_KEY is set, else `offline` (runs land in `<results>/wandb/offline-run-*`,
-upload them later with `wandb sync`). wandb failing never fails the run: it is printed and the
+upload them later with `wandb sync`), and `off` when wandb is not installed. wandb failing never fails the run: it is printed and the
 run goes on untracked.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,18 @@ from harness.spec import BenchmarkSpec
 MODES = ("auto", "online", "offline", "off")
 
 
+def installed() -> bool:
+    """wandb is an optional dependency (`pip install 'trainbench[wandb]'`), imported only when a run is tracked."""
+    return importlib.util.find_spec("wandb") is not None
+
+
 def resolve_mode(mode: str) -> str:
+    """`auto`: online with WANDB_API_KEY, else offline; off when wandb is not installed."""
     if mode not in MODES:
         raise ValueError(f"--wandb must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "auto":
+        if not installed():
+            return "off"
         return "online" if os.environ.get("WANDB_API_KEY") else "offline"
     return mode
 
