@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import timm
 import torch
 
 from harness import cli, models, runner
-from harness.artifacts.checkpoints import LAST, CheckpointError, CheckpointStore, epoch_file
+from harness.artifacts.checkpoints import LAST, CheckpointError, CheckpointStore, epoch_file, load
 from harness.settings import REPO_ROOT
 from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
 from tests.test_reports import record
@@ -241,11 +242,29 @@ def test_settings_options_on_the_command_line_are_used_with_a_spec_file(tiny_fol
 
 
 def test_a_full_disk_while_saving_names_the_file_and_leaves_no_partial_file(tmp_path):
+    """The write runs in the background: its failure surfaces at the next save (or at wait)."""
     with small_disk(tmp_path / "full", "256k") as disk:
         store = CheckpointStore("run", [disk], bucket=None)
+        store.save(1, {"trainbench": {"epoch": 1}, "weights": torch.zeros(1 << 20)})  # 4 MiB on a 256 KiB disk
         with pytest.raises(CheckpointError, match=r"checkpoint .*epoch_001.ckpt could not be written .*choose another --checkpoint-dir"):
-            store.save(1, {"trainbench": {"epoch": 1}, "weights": torch.zeros(1 << 20)})  # 4 MiB on a 256 KiB disk
+            store.save(2, {"trainbench": {"epoch": 2}, "weights": torch.zeros(1)})
         assert list((disk / "run").iterdir()) == []
+        store.save(3, {"trainbench": {"epoch": 3}, "weights": torch.zeros(1 << 20)})
+        with pytest.raises(CheckpointError, match=r"epoch_003.ckpt could not be written"):
+            store.wait()
+
+
+def test_a_checkpoint_is_a_snapshot_training_cannot_change_while_it_is_written(tmp_path):
+    store = CheckpointStore("run", [tmp_path / "ckpt"], bucket=None)
+    writer_busy = threading.Event()
+    store._writer.submit(writer_busy.wait, 30)  # hold the writer thread, so the save below is surely still queued
+    weights = torch.ones(1 << 20)
+    store.save(1, {"trainbench": {"epoch": 1, "history": [{"epoch": 1}]}, "state_dict": {"w": weights}})
+    weights.zero_()  # the next optimizer step, before the write has started
+    writer_busy.set()
+    store.wait()
+    saved = load(tmp_path / "ckpt" / "run" / epoch_file(1))
+    assert bool((saved["state_dict"]["w"] == 1).all()) and load(tmp_path / "ckpt" / "run" / LAST)["trainbench"]["epoch"] == 1
 
 
 def test_temporary_files_of_an_interrupted_save_are_removed_at_start(tmp_path, capsys):

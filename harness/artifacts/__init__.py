@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointStore, ResumeError, load, rng_state
+from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointError, CheckpointStore, ResumeError, load, rng_state
 from harness.artifacts.gcs import BucketUploader
 from harness.artifacts.tracking import WandbTracker
 from harness.settings import RunSettings
@@ -74,10 +74,17 @@ class RunArtifacts:
             self.tracker.log_epoch(row)
 
     def finish(self, history: list[dict[str, float]], test: dict[str, float]) -> dict[str, Any]:
-        """Await uploads, close tracking; the report goes into result.json (never credentials)."""
+        """Await the last checkpoint write and the uploads, close tracking; the report goes into
+        result.json (never credentials). A last checkpoint that could not be written is reported
+        there and printed: the trained result is still recorded."""
         report: dict[str, Any] = {"wandb": self.tracker.finish(history, test)}
         if self.store is not None:
             report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": self.saved[-1] if self.saved else None}
+            try:
+                self.store.wait()
+            except CheckpointError as error:
+                print(f"[trainbench] {error}", flush=True)
+                report["checkpoints"].update(last=self.saved[-2] if len(self.saved) > 1 else None, failure=str(error))
         if self.bucket is not None:
             failures = self.bucket.finish()
             report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}

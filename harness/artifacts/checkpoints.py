@@ -6,6 +6,12 @@ plain values (the engine's model and optimizer state, epoch, RNG states, the spe
 far), saved with torch.save and always read with `torch.load(weights_only=True)`: loading a file
 never runs code from it. A file appears under its final name only once complete (write to a
 temporary name, then rename).
+
+Saving does not hold training up: `save` copies the checkpoint's tensors to host memory (a
+snapshot: training goes on changing the originals) and a background thread serialises and writes
+it, one checkpoint at a time. A failed write (a full disk) is raised, naming the file, at the next
+`save` or at `wait`, which the run calls before it reports; so a run never ends with a checkpoint
+silently missing.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import random
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,6 +99,20 @@ def atomic_copy(source: Path, path: Path, *, link: bool = False) -> None:
             shutil.copyfile(source, tmp)
 
 
+def snapshot(value: Any) -> Any:
+    """A copy of a checkpoint that training cannot change any more: tensors copied to host memory,
+    containers rebuilt, plain values as they are."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [snapshot(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(snapshot(v) for v in value)
+    return value
+
+
 def load(path: Path) -> dict[str, Any]:
     """Read a checkpoint without executing anything from it."""
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -106,12 +127,27 @@ class CheckpointStore:
         self.run_id = run_id
         self.folders = list(dict.fromkeys(Path(f).resolve() / run_id for f in folders))  # a folder given twice is one folder
         self.bucket = bucket
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self._pending: Future | None = None
         for stale in (tmp for folder in self.folders if folder.is_dir() for tmp in folder.glob(".*.tmp")):
             stale.unlink(missing_ok=True)  # a save of this run that was interrupted; never a checkpoint
             print(f"[trainbench] removed {stale}, left by an interrupted save", flush=True)
 
     def save(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
-        """Write `checkpoint` as epoch_NNN.ckpt and last.ckpt in every folder; queue the uploads."""
+        """Snapshot `checkpoint` and return; in the background, write it as epoch_NNN.ckpt and
+        last.ckpt in every folder and queue the uploads. Returns the first folder's epoch file."""
+        self.wait()  # the previous write's failure surfaces here; one snapshot in memory at a time
+        frozen = snapshot(checkpoint)
+        self._pending = self._writer.submit(self._write, epoch, frozen)
+        return self.folders[0] / epoch_file(epoch)
+
+    def wait(self) -> None:
+        """Until the last checkpoint is written; raises its CheckpointError if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _write(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
         first = self.folders[0] / epoch_file(epoch)
         atomic_save(checkpoint, first)
         for folder in self.folders[1:]:  # other folders may be other disks (a mounted drive): real copies
