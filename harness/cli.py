@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from harness import catalog
@@ -44,18 +47,17 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **kwargs)
 
 
-def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="train and evaluate one case; prints the test metrics and writes results/<run-id>/")
+def _add_spec_options(p: argparse.ArgumentParser, weights: str) -> None:
+    """The options that build a spec from a catalog recipe (run and throughput share them)."""
     p.add_argument("--model", help="any timm model name (default: the recipe's)")
     p.add_argument("--data", help=f"an ImageFolder directory (one sub-folder per class), or a generated dataset: {', '.join(synthetic.DATASETS)}")
     p.add_argument("--recipe", choices=sorted(catalog.SEEDS), default="efficientnetv2", help="catalog recipe the other options start from")
     p.add_argument("--profile", choices=catalog.PROFILES, default=env("profile", "full"), help="full: the recipe as published; smoke: shrunk for a CPU")
     p.add_argument("--engine", choices=ENGINES)
-    p.add_argument("--weights", choices=WEIGHTS, default="pretrained")
+    p.add_argument("--weights", choices=WEIGHTS, default=weights)
     p.add_argument("--epochs", type=int)
     p.add_argument("--image-size", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--optimizer", choices=OPTIMIZERS)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
@@ -63,10 +65,16 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", type=int, default=1, help="GPUs, or CPU processes for Lightning DDP")
     p.add_argument("--num-nodes", type=int, default=1, help="nodes, for Lightning under torchrun or SLURM")
     p.add_argument("--seed", type=int)
-    p.add_argument("--seeds", type=positive_int, default=int(env("seeds", "1") or 1), help=f"run N times with seeds SEED, SEED+1, ...; prints mean ± std over them [{ENV_VARS['seeds']}; default 1]")
     p.add_argument("--split", type=parse_split, metavar="TRAIN,VAL,TEST", help="how one ImageFolder is cut: fractions (0.7,0.15,0.15) or image counts (5564,1600,832)")
     p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across DDP processes (Lightning; CUDA only)")
     p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column; default: the recipe's published figure on its own dataset, none on other data")
+
+
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train and evaluate one case; prints the test metrics and writes results/<run-id>/")
+    _add_spec_options(p, weights="pretrained")
+    p.add_argument("--limit-batches", type=positive_int, help="check a real set-up in a minute: the recipe with only N batches per phase and epoch (train, val, test), as Lightning's limit_*_batches")
+    p.add_argument("--seeds", type=positive_int, default=int(env("seeds", "1") or 1), help=f"run N times with seeds SEED, SEED+1, ...; prints mean ± std over them [{ENV_VARS['seeds']}; default 1]")
     p.add_argument("--run-id", type=run_id_name, help="the folder name of the record and checkpoints (default: case id + fingerprint, then -attemptN)")
     p.add_argument("--spec", type=Path, help="run this spec file (JSON) instead of building one from options")
     p.add_argument("--settings", type=Path, help="settings file (JSON) written by a launcher; settings options given on the command line override it")
@@ -108,7 +116,6 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
     overrides = {
         "image_size": args.image_size,
         "batch_size": args.batch_size,
-        "workers": args.workers,
         "optimizer": args.optimizer,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
@@ -118,7 +125,8 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
     }
     spec = spec.with_recipe(**{k: v for k, v in overrides.items() if v is not None})
     # devices last: the global batch must divide over the processes, and it is the batch given here
-    return spec.replace(devices=args.devices, num_nodes=args.num_nodes), (Path(data_root) if data_root else None)
+    spec = spec.replace(devices=args.devices, num_nodes=args.num_nodes, limit_batches=getattr(args, "limit_batches", None))
+    return spec, (Path(data_root) if data_root else None)
 
 
 def _read_file(path: Path, option: str, kind: str, parse):
@@ -245,10 +253,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="where report.md and its figures go")
     p.add_argument("--recipe", choices=sorted(catalog.SEEDS), default="fastvit", help="whose train augmentations to preview")
     p.add_argument("--sample", type=int, default=500, help="images decoded for pixel statistics")
+    p = sub.add_parser("throughput", help="where training time goes here: the loader alone (cached and uncached), the model step alone, the engine end to end; names the bottleneck")
+    _add_spec_options(p, weights="random")
+    p.add_argument("--batches", type=positive_int, default=20, help="timed batches per measurement, after 3 untimed ones (default 20)")
+    p.add_argument("--json", type=Path, help="also write the figures as JSON (loader_images_per_s, loader_images_per_s_uncached, model_images_per_s, engine_images_per_s, workers, device)")
+    _add_settings_options(p)
+    p = sub.add_parser("kvasir-standin", help="generate a real-resolution Kvasir v2 stand-in (photo-like 720x576 to 1920x1072 JPEGs) for throughput and full-profile dry runs")
+    p.add_argument("--out", type=Path, required=True, help="writes OUT/kvasir-dataset-v2/<class>/*.jpg; give OUT as --data-root")
+    p.add_argument("--per-class", type=positive_int, default=1000, help="JPEGs per class (default 1000, as Kvasir v2)")
+    p.add_argument("--processes", type=positive_int, default=min(8, os.cpu_count() or 1), help="classes written in parallel (default: the CPU cores, at most 8)")
+    p.add_argument("--seed", type=int, default=0)
     return parser
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "nightly": cmd_nightly, "eda": cmd_eda}
+def cmd_throughput(args: argparse.Namespace) -> int:
+    from harness import throughput
+    from harness.atomic import written_atomically
+
+    spec, data_root = spec_from_args(args)
+    settings = RunSettings.from_options(lambda name: getattr(args, name)).replace(data_root=data_root)
+    result = throughput.measure(spec, settings, args.batches)
+    print(result.table())
+    if args.json:
+        with written_atomically(args.json) as tmp:
+            tmp.write_text(json.dumps(result.as_dict(), indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_kvasir_standin(args: argparse.Namespace) -> int:
+    from harness.data.photos import generate_kvasir
+
+    start = time.perf_counter()
+    folder = generate_kvasir(args.out, args.per_class, seed=args.seed, processes=args.processes)
+    print(f"wrote {args.per_class} JPEGs for each of 8 classes to {folder} in {time.perf_counter() - start:.0f}s; use it with --data-root {args.out}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "nightly": cmd_nightly, "eda": cmd_eda, "throughput": cmd_throughput, "kvasir-standin": cmd_kvasir_standin}
 
 
 def main(argv: list[str] | None = None) -> int:

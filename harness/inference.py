@@ -9,6 +9,7 @@ Tolerance: fused logits within REL_TOLERANCE of the logit scale, and identical t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from timm.utils import reparameterize_model
@@ -36,9 +37,9 @@ def _predict(model: nn.Module, batches: list[torch.Tensor], device: torch.device
     return torch.cat(out), images / seconds
 
 
-def reparameterization_check(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
-    """Compare the fused model against `model` on every batch of `loader` (decoded once, up front)."""
-    batches = [x for x, _ in loader]
+def reparameterization_check(model: nn.Module, loader, normalize: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> dict[str, float]:
+    """Compare the fused model against `model` on every batch of `loader` (decoded and normalised once, up front)."""
+    batches = [normalize(x) for x, _ in loader]
     unfused, unfused_rate = _predict(model, batches, device)
     fused_model = reparameterize_model(model, inplace=False)
     fused, fused_rate = _predict(fused_model, batches, device)

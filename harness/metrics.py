@@ -1,30 +1,60 @@
-"""The one definition of the metrics every engine reports (torchmetrics, so DDP sync comes free).
+"""The one definition of the metrics every engine reports, as one torchmetrics Metric.
 
-acc: micro accuracy; f1: macro F1; top3/top5: top-k accuracy (only where k < number of classes,
-since top-k with k >= classes is trivially 1). Values are fractions in [0, 1]; loss is the
-sample-weighted mean cross-entropy, computed by each engine.
+acc: micro accuracy; f1: macro F1 over the classes seen in target or prediction (torchmetrics'
+rule); top3/top5: top-k accuracy (only where k < number of classes, since top-k with k >= classes is
+trivially 1). Values are fractions in [0, 1]; loss is the sample-weighted mean cross-entropy,
+computed by each engine.
 
-Compute groups are off. torchmetrics merges metrics whose states are equal after the first update
-into one group and updates only its first member from then on; after an all-correct first batch,
-top-1, top-3 and top-5 states are equal, so top-k silently became accuracy for the rest of the
-phase. The few extra state updates cost nothing next to a training step.
+Why one Metric and not a collection of four: the engines update it on every training batch, which
+the plain loop they are measured against does not. Four torchmetrics classes each validate their
+inputs (host syncs on a GPU), rank the logits and keep their own states; this one ranks once
+(`topk`), counts a confusion matrix with one `bincount`, and leaves everything on the device until
+`compute`. Its states are sums, so DDP sync is torchmetrics' own (dist_reduce_fx="sum"). (A
+MetricCollection would also need its compute groups off: it merges metrics whose states are equal
+after the first update, and after an all-correct first batch top-1, top-3 and top-5 are equal, so
+top-k silently became accuracy. One Metric has no such groups.)
 """
 
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+import torch
+from torchmetrics import Metric
 
 TOP_K: tuple[int, ...] = (3, 5)
 METRIC_NAMES: tuple[str, ...] = ("loss", "acc", "f1", "top3", "top5")
 
 
-def metric_collection(num_classes: int) -> MetricCollection:
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
-        "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
-    }
-    for k in TOP_K:
-        if k < num_classes:
-            metrics[f"top{k}"] = MulticlassAccuracy(num_classes=num_classes, top_k=k, average="micro")
-    return MetricCollection(metrics, compute_groups=False)
+class ClassificationMetrics(Metric):
+    """acc, macro F1, top-3, top-5 from logits `(N, C)` and integer targets `(N,)`."""
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.top_k = tuple(k for k in TOP_K if k < num_classes)
+        self.names: tuple[str, ...] = ("acc", "f1", *(f"top{k}" for k in self.top_k))
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("top_k_hits", torch.zeros(len(self.top_k), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        target = target.long()
+        predicted = logits.argmax(dim=1)
+        classes = self.num_classes
+        self.confusion += torch.bincount(target * classes + predicted, minlength=classes * classes).view(classes, classes)
+        if self.top_k:
+            hits = logits.topk(max(self.top_k), dim=1).indices == target[:, None]
+            self.top_k_hits += torch.stack([hits[:, :k].any(dim=1).sum() for k in self.top_k])
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        confusion = self.confusion.double()  # rows: target, columns: prediction
+        total = confusion.sum().clamp(min=1)
+        hits = confusion.diagonal()
+        wrong = confusion.sum(dim=0) + confusion.sum(dim=1) - 2 * hits  # false positives + false negatives
+        seen = (hits + wrong) > 0
+        f1 = (2 * hits[seen] / (2 * hits[seen] + wrong[seen])).mean() if seen.any() else confusion.new_zeros(())
+        out = {"acc": hits.sum() / total, "f1": f1}
+        out.update({f"top{k}": self.top_k_hits[i].double() / total for i, k in enumerate(self.top_k)})
+        return {name: value.float() for name, value in out.items()}

@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from harness.data.transforms import Stats
+from harness.data.device import Stats
 
 WEIGHT_FILE_NAMES = ("{model}.safetensors", "{model}.pth", "{model}.bin", "{model}/model.safetensors", "{model}/pytorch_model.bin")
 

@@ -53,11 +53,11 @@ def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     source = source_spec(spec)
     seed_everything(source.recipe.seed, verbose=False)  # the same file whatever ran before in this process
     print(f"[trainbench] no current weights file for {spec.model}: pretraining it on {SOURCE_DATASET} ({source.recipe.epochs} epochs), once", flush=True)
-    bundle = data.for_spec(source, settings.data_root, settings.cache_dir, models.data_stats(source.model))
+    bundle = data.for_spec(source, settings, models.data_stats(source.model))
     model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False, head_init_std=source.recipe.head_init_std)
     run_dir = settings.cache_dir / "pretraining" / source.id
     quiet = settings.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
-    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""))
+    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""), data.workers_for(source, quiet))
     output = engines.get("poutyne").fit(job)
     path = settings.resolved_weights_dir / f"{spec.model}.safetensors"
     models.save_weights(

@@ -5,6 +5,7 @@ Both the CLI and the pytest layer call `run`; nothing else trains.
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -54,6 +55,8 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
     preflight.check(spec, settings)
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
     data_identity = data.check(folder, spec.recipe, settings.cache_dir)
+    if settings.decode_cache:  # built here, once, before a launcher starts the ranks that share it
+        data.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, data.workers_for(spec, settings))
     ensure_weights(spec, settings)
     weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")
     return RunIdentity.of(spec, data_identity, weights)
@@ -67,12 +70,12 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
         raise UnsupportedCase(f"{spec.id} cannot run here: {reason}")
     run_id = run_id or identity.run_id
     seed_everything(spec.recipe.seed, verbose=False)
-    bundle = data.for_spec(spec, settings.data_root, settings.cache_dir, models.data_stats(spec.model))
+    bundle = data.for_spec(spec, settings, models.data_stats(spec.model), identity.data)
     model = obtain_model(spec, settings, bundle.num_classes)
     artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint)
     if artifacts.store is not None:
         preflight.check_disk(model, spec, artifacts.store.folders)
-    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts)
+    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, data.workers_for(spec, settings))
 
 
 def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
@@ -82,6 +85,12 @@ def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
         "fingerprint": identity.fingerprint,
         "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {p: len(getattr(bundle, p)) for p in ("train", "val", "test")}},
         "weights": identity.weights,
+        "loader": {
+            "workers": job.workers,
+            "workers_from": "--workers" if job.settings.workers is not None else "machine",
+            "recipe_workers": spec.recipe.workers,
+            "decode_cache": bundle.train.decoded.meta() if bundle.train.decoded is not None else None,
+        },
         "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.recipe.batch_size // spec.world_size},
         "target": {"accuracy": spec.target_accuracy, "source": spec.target_source},
     }
@@ -104,7 +113,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     extra = {"artifacts": job.artifacts.finish(output.history, output.test)}
     if is_reparameterizable(job.model):
         device = torch.device("cuda" if job.hardware.gpus else "cpu")
-        extra["reparameterization"] = reparameterization_check(job.model, data.loader(job.data.test, spec.recipe), device)
+        extra["reparameterization"] = reparameterization_check(job.model, itertools.islice(data.loader(job.data.test, spec.recipe, workers=job.workers), spec.limit_batches), job.data.normalizer(), device)
     record = RunResult(
         run_id=job.run_id,
         spec=spec.to_dict(),

@@ -31,6 +31,7 @@ ENV_VARS = {
     "gcs_retry_s": "TRAINBENCH_GCS_RETRY_S",
     "rendezvous_timeout_s": "TRAINBENCH_RENDEZVOUS_TIMEOUT_S",
     "max_image_pixels": "TRAINBENCH_MAX_IMAGE_PIXELS",
+    "workers": "TRAINBENCH_WORKERS",
 }
 
 
@@ -55,6 +56,7 @@ ENV_CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
     "rendezvous_timeout_s": (_positive_number, "a number of seconds, e.g. 600"),
     "gcs_bucket": (lambda v: v.startswith("gs://") and len(v) > len("gs://"), "gs://BUCKET[/PREFIX]"),
     "max_image_pixels": (lambda v: v.isdigit() and int(v) > 0, "a whole number of pixels, e.g. 200000000"),
+    "workers": (str.isdigit, "a whole number of loader worker processes per training process, e.g. 8 (0: load in the training process)"),
 }
 
 
@@ -91,8 +93,12 @@ class RunSettings:
     resume: bool = False
     gcs_retry_s: float = 120.0
     rendezvous_timeout_s: float = 600.0
+    workers: int | None = None  # loader worker processes per training process; None: from the machine (hardware.loader_workers)
+    decode_cache: bool = True  # read images through the decoded-image cache (data.decoded)
 
     def __post_init__(self) -> None:
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
+            raise SettingsError(f"workers must be 0 or a positive whole number of loader processes, got {self.workers!r}")
         if self.wandb not in ("auto", "online", "offline", "off"):
             raise SettingsError(f"wandb mode {self.wandb!r} is not one of auto, online, offline, off")
         if not self.gcs_retry_s > 0:
@@ -127,6 +133,8 @@ class RunSettings:
             resume=bool(get("resume")),
             gcs_retry_s=float(get("gcs_retry_s")),
             rendezvous_timeout_s=float(get("rendezvous_timeout_s")),
+            workers=None if get("workers") in (None, "") else int(get("workers")),
+            decode_cache=bool(get("decode_cache")),
         )
 
     @classmethod
@@ -162,7 +170,9 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--gcs-bucket", dict(dest="gcs_bucket", default=env("gcs_bucket"), help=f"also upload checkpoints to gs://BUCKET/PREFIX [{ENV_VARS['gcs_bucket']}]")),
     ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=env("gcs_retry_s", "120"), help=f"give up an upload after retrying this long [{ENV_VARS['gcs_retry_s']}; default 120]")),
     ("--rendezvous-timeout-s", dict(dest="rendezvous_timeout_s", type=float, default=env("rendezvous_timeout_s", "600"), help=f"how long DDP processes wait for each other (the nodes' rendezvous, every collective) before failing with a message [{ENV_VARS['rendezvous_timeout_s']}; default 600]")),
-    ("--wandb", dict(dest="wandb", choices=("auto", "online", "offline", "off"), default=env("wandb", "auto"), help=f"wandb tracking; auto: online with WANDB_API_KEY, else offline [{ENV_VARS['wandb']}]")),
+    ("--wandb", dict(dest="wandb", choices=("auto", "online", "offline", "off"), default=env("wandb", "auto"), help=f"wandb tracking; auto: online with WANDB_API_KEY, else offline, off without wandb installed [{ENV_VARS['wandb']}]")),
     ("--wandb-project", dict(dest="wandb_project", default=env("wandb_project", "trainbench"), help=f"wandb project [{ENV_VARS['wandb_project']}]")),
+    ("--workers", dict(dest="workers", type=int, default=env("workers"), help=f"DataLoader worker processes per training process [{ENV_VARS['workers']}; default: the CPU cores available to each process, at most 16; the recipe's published value is kept in the record]")),
+    ("--no-decode-cache", dict(dest="decode_cache", action="store_false", help="decode every image from its file each time it is loaded, instead of once into the decoded-image cache under --cache-dir")),
     ("--resume", dict(dest="resume", action="store_true", help="continue an interrupted run from its latest checkpoint (local folders first, else the bucket)")),
 ]

@@ -140,8 +140,11 @@ class BenchmarkSpec:
     profile: str = "smoke"
     target_accuracy: float | None = None
     target_source: str | None = None
+    limit_batches: int | None = None  # a set-up check: the recipe for this many batches per phase and epoch (None: all)
 
     def __post_init__(self) -> None:
+        if self.limit_batches is not None and self.limit_batches < 1:
+            raise SpecError(f"--limit-batches must be 1 or more batches per phase, got {self.limit_batches}")
         if self.engine not in ENGINES:
             raise SpecError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.weights not in WEIGHTS:
@@ -169,6 +172,8 @@ class BenchmarkSpec:
         if self.num_nodes > 1:
             parts.append(f"{self.num_nodes}node")
         parts.append(self.weights)
+        if self.limit_batches is not None:
+            parts.append(f"limit{self.limit_batches}")
         return "-".join(parts)
 
     @property
@@ -190,6 +195,8 @@ class BenchmarkSpec:
         fields = self.to_dict()
         for expectation in ("thresholds", "benchmark", "target_accuracy", "target_source"):
             fields.pop(expectation)
+        if fields["limit_batches"] is None:  # full runs keep the fingerprints they had before the option existed
+            fields.pop("limit_batches")
         return fields
 
     @property

@@ -108,10 +108,11 @@ def _wait_for(path: Path, child: subprocess.Popen, timeout: float = 240) -> None
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder, settings, tmp_path):
     """SIGKILL a real training process after its first checkpoint; --resume must end where an
-    uninterrupted run with the same seed ends (same per-epoch history, same test metrics)."""
+    uninterrupted run with the same seed ends (same per-epoch history, same test metrics). With
+    loader workers, which draw their first indices as soon as a loader is iterated."""
     epochs = 4
     spec = tiny_spec(engine=engine).with_recipe(epochs=epochs)
-    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
+    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",), workers=2)
     run_id = runner.prepare(spec, settings).run_id
     (tmp_path / "spec.json").write_text(spec.to_json())
     (tmp_path / "settings.json").write_text(settings.to_json())

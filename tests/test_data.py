@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
+import albumentations as A
 import numpy as np
 import pytest
 import torch
+from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
 from harness import data
@@ -12,6 +14,7 @@ from harness.catalog import EFFICIENTNETV2, FASTVIT, KVASIR_CLASSES
 from harness.data import DataError, kvasir, synthetic
 from harness.data.imagefolder import load_rgb, scan
 from harness.data.verify import verified_marker
+from harness.data.device import DeviceNormalize
 from harness.data.transforms import eval_transform, train_transform
 from harness.spec import SpecError, aug
 from tests.conftest import make_image_folder, tiny_spec
@@ -28,26 +31,32 @@ def test_grayscale_palette_and_rgba_images_load_as_rgb(tmp_path):
         assert array.shape == (20, 30, 3) and array.dtype == np.uint8
 
 
-def test_transforms_give_normalised_tensors_of_the_recipe_size():
+def test_transforms_give_uint8_tensors_of_the_recipe_size_normalised_on_the_device():
     recipe = EFFICIENTNETV2.recipe.__class__(**{**EFFICIENTNETV2.recipe.__dict__, "image_size": 48})
     image = np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8)
-    out = train_transform(recipe, STATS)(image=image)["image"]
-    assert isinstance(out, torch.Tensor) and out.shape == (3, 48, 48) and out.dtype == torch.float32
-    assert -1.01 <= out.min() and out.max() <= 1.01
-    first, second = (eval_transform(recipe, STATS)(image=image)["image"] for _ in range(2))
-    assert torch.equal(first, second)  # eval is resize + normalise only: deterministic
+    out = train_transform(recipe)(image=image)["image"]
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 48, 48) and out.dtype == torch.uint8
+    first, second = (eval_transform(recipe)(image=image)["image"] for _ in range(2))
+    assert torch.equal(first, second)  # eval is resize only: deterministic
+    # on the device: the same arithmetic as albumentations' Normalize on the host
+    host = A.Compose([A.Resize(48, 48), A.Normalize(mean=STATS[0], std=STATS[1]), ToTensorV2()])(image=image)["image"]
+    device = DeviceNormalize(STATS)(first.unsqueeze(0))[0]
+    assert device.dtype == torch.float32 and torch.allclose(device, host, atol=1e-5)
+    assert DeviceNormalize(STATS, channels_last=True)(first.unsqueeze(0)).is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(TypeError, match="uint8"):
+        DeviceNormalize(STATS)(device.unsqueeze(0))
 
 
 def test_random_resized_crop_recipe_builds():
     recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 32})
     image = np.zeros((50, 60, 3), dtype=np.uint8)
-    assert train_transform(recipe, STATS)(image=image)["image"].shape == (3, 32, 32)
+    assert train_transform(recipe)(image=image)["image"].shape == (3, 32, 32)
 
 
 def test_unknown_augmentation_is_named():
     recipe = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "train_augmentations": (aug("MagicFlip"),)})
     with pytest.raises(SpecError, match="no transform named 'MagicFlip'"):
-        train_transform(recipe, STATS)
+        train_transform(recipe)
 
 
 def test_bundle_splits_and_serves_samples(tiny_folder):

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from torch.nn.functional import one_hot
 
 from harness.artifacts.emulator import free_port
-from harness.metrics import metric_collection
+from harness.metrics import ClassificationMetrics
 from tests.reference_metrics import reference_metrics, scripted_batches
 
 TARGET = torch.tensor([0, 1, 2, 3])
@@ -19,7 +19,7 @@ PREDICTED = {0: TARGET, 1: torch.tensor([0, 0, 0, 0])}
 
 
 def _accuracy(predicted: torch.Tensor) -> float:
-    metrics = metric_collection(4)
+    metrics = ClassificationMetrics(4)
     metrics.update(one_hot(predicted, 4).float(), TARGET)
     return float(metrics.compute()["acc"])
 
@@ -27,7 +27,7 @@ def _accuracy(predicted: torch.Tensor) -> float:
 def _scripted(rank: int) -> dict[str, float]:
     """Each rank's own scripted batches, the first one all correct at top-1; computed globally."""
     logits, target = scripted_batches(8, batches=3, batch_size=8, seed=rank)
-    metrics = metric_collection(8)
+    metrics = ClassificationMetrics(8)
     for start in range(0, len(target), 8):
         metrics.update(torch.from_numpy(logits[start : start + 8]), torch.from_numpy(target[start : start + 8]))
     return {k: float(v) for k, v in metrics.compute().items()}

@@ -8,6 +8,7 @@ import torch
 
 from harness import runner
 from harness.engines.base import ThroughputMeter
+from harness.engines.history import without_timing
 from harness.engines.poutyne_engine import MixedPrecisionModel
 from harness.results.record import RunResult
 from tests.conftest import tiny_spec
@@ -29,12 +30,26 @@ def test_one_epoch_run_writes_a_complete_record(tiny_folder, settings):
     assert json.loads((run_dir / "result.json").read_text())["spec"]["model"] == "test_efficientnet"
 
 
-def test_same_seed_same_result(tiny_folder, settings):
+def test_same_seed_same_result_whatever_the_loader_worker_count(tiny_folder, settings):
+    """Augmentations are seeded per (seed, epoch, sample), not per worker: 0 and 2 workers train identically."""
     settings = settings.replace(data_root=tiny_folder)
-    a = runner.run(tiny_spec(), settings, run_id="a")
-    b = runner.run(tiny_spec(), settings, run_id="b")
-    assert a.test == pytest.approx(b.test)
-    assert a.history[0]["train_loss"] == pytest.approx(b.history[0]["train_loss"])
+    spec = tiny_spec().with_recipe(epochs=2)
+    in_process = runner.run(spec, settings.replace(workers=0), run_id="w0")
+    two_workers = runner.run(spec, settings.replace(workers=2), run_id="w2")
+    assert two_workers.test == in_process.test
+    assert [without_timing(r) for r in two_workers.history] == [without_timing(r) for r in in_process.history]
+    loaders = [{k: v for k, v in r.loader.items() if k != "decode_cache"} for r in (in_process, two_workers)]
+    assert loaders == [{"workers": 0, "workers_from": "--workers", "recipe_workers": 0}, {"workers": 2, "workers_from": "--workers", "recipe_workers": 0}]
+
+
+def test_loader_workers_default_to_the_machine_not_the_recipe(tiny_folder, settings):
+    from harness import data, hardware
+
+    spec = tiny_spec().with_recipe(workers=5)
+    cores = hardware.detect().cpu_cores
+    assert data.workers_for(spec, settings) == min(cores, hardware.MAX_LOADER_WORKERS)
+    assert data.workers_for(spec.replace(engine="lightning", devices=2), settings) == max(1, min(cores // 2, hardware.MAX_LOADER_WORKERS))
+    assert data.workers_for(spec, settings.replace(workers=3)) == 3
 
 
 def test_bf16_autocast_really_changes_the_forward_dtype():

@@ -17,7 +17,7 @@ def test_fused_fastvit_matches_unfused():
     images = torch.randn(16, 3, 64, 64)
     loader = DataLoader(TensorDataset(images, torch.zeros(16, dtype=torch.long)), batch_size=8)
     assert is_reparameterizable(model)
-    result = reparameterization_check(model, loader, torch.device("cpu"))
+    result = reparameterization_check(model, loader, lambda x: x, torch.device("cpu"))  # already model input
     assert result["top1_agreement"] == 1.0
     assert result["max_abs_logit_diff"] <= result["tolerance"]
     assert result["fused_images_per_s"] > 0 and result["unfused_images_per_s"] > 0

@@ -8,31 +8,40 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from harness.data import kvasir, synthetic
+from harness.data import decoded, kvasir, synthetic
+from harness.data.decoded import DecodedImages
 from harness.data.fingerprint import DataIdentity, fingerprint
 from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
 from harness.data.split import SplitIndices, stratified_split
-from harness.data.transforms import Stats, eval_transform, train_transform
+from harness.data.device import DeviceNormalize, Stats
+from harness.data.transforms import eval_transform, needed_short_side, train_transform
 from harness.data.verify import verify_decodes
+from harness.hardware import loader_workers
+from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
 
 __all__ = [
-    "DataBundle", "DataError", "DataIdentity", "EpochSampler", "build", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler",
+    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for",
 ]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DataBundle:
-    """The three parts of one dataset, ready for any engine."""
+    """The three parts of one dataset, ready for any engine: uint8 samples, and the model's
+    mean/std that `normalizer` applies on the device."""
 
     classes: tuple[str, ...]
     train: ImageClassificationDataset
     val: ImageClassificationDataset
     test: ImageClassificationDataset
+    stats: Stats
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def normalizer(self, channels_last: bool = False) -> DeviceNormalize:
+        return DeviceNormalize(self.stats, channels_last)
 
 
 def locate(name: str, data_root: Path | None, cache_dir: Path) -> Path:
@@ -67,16 +76,23 @@ def check(folder: Path, recipe: Recipe, cache_dir: Path) -> DataIdentity:
     return identity
 
 
-def build(folder: Path, recipe: Recipe, stats: Stats) -> DataBundle:
-    """Scan, split (seeded, stratified) and attach the recipe's transforms."""
+def decoded_images(folder: Path, recipe: Recipe, identity: DataIdentity, cache_dir: Path, workers: int) -> DecodedImages:
+    """The decoded-image cache of `folder` at the size `recipe` needs, built once (see decoded)."""
+    return decoded.ensure(scan(folder), identity, needed_short_side(recipe), cache_dir, workers)
+
+
+def build(folder: Path, recipe: Recipe, stats: Stats, images: DecodedImages | None = None) -> DataBundle:
+    """Scan, split (seeded, stratified) and attach the recipe's transforms; pixels come from
+    `images` (the decoded cache) when given, else from the files."""
     index: ImageIndex = scan(folder)
     parts: SplitIndices = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
-    train_tf, eval_tf = train_transform(recipe, stats), eval_transform(recipe, stats)
+    train_tf, eval_tf = train_transform(recipe), eval_transform(recipe)
     return DataBundle(
         classes=index.classes,
-        train=ImageClassificationDataset(index, parts.train, train_tf, recipe.seed),
-        val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed),
-        test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed),
+        train=ImageClassificationDataset(index, parts.train, train_tf, recipe.seed, images),
+        val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed, images),
+        test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed, images),
+        stats=stats,
     )
 
 
@@ -97,9 +113,10 @@ def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank
     return EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=recipe.seed)
 
 
-def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None, processes: int = 1, train: bool = False) -> DataLoader:
-    """A DataLoader as the recipe says (workers; its global batch shared by `processes`); order comes
-    from `sampler` (None: in order).
+def loader(dataset: Dataset, recipe: Recipe, *, workers: int, sampler: Sampler | None = None, processes: int = 1, train: bool = False) -> DataLoader:
+    """A DataLoader of the recipe's global batch shared by `processes`, with `workers` loader
+    processes; order comes from `sampler` (None: in order). Each sample's augmentation is seeded by
+    (seed, epoch, sample), so the worker count changes speed, never results.
 
     A training epoch whose last batch would hold a single image drops it: BatchNorm cannot
     normalise one image, and every engine and process makes the same choice (each rank's shard has
@@ -111,13 +128,25 @@ def loader(dataset: Dataset, recipe: Recipe, *, sampler: Sampler | None = None, 
         batch_size=batch_size,
         shuffle=False,
         sampler=sampler,
-        num_workers=recipe.workers,
-        persistent_workers=recipe.workers > 0,
+        num_workers=workers,
+        persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
         drop_last=train and len(sampler if sampler is not None else dataset) % batch_size == 1,
     )
 
 
-def for_spec(spec: BenchmarkSpec, data_root: Path | None, cache_dir: Path, stats: Stats) -> DataBundle:
-    """The DataBundle a spec trains on: its dataset located (or generated), split and transformed."""
-    return build(locate(spec.dataset, data_root, cache_dir), spec.recipe, stats)
+def workers_for(spec: BenchmarkSpec, settings: RunSettings) -> int:
+    """Loader workers per training process: --workers when given, else what the machine has for
+    each of this node's training processes (the recipe's published count is only recorded)."""
+    return settings.workers if settings.workers is not None else loader_workers(spec.processes // spec.num_nodes)
+
+
+def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity: DataIdentity | None = None) -> DataBundle:
+    """The DataBundle a spec trains on: its dataset located (or generated), split and transformed,
+    read through the decoded-image cache unless settings turn it off (`identity`: the data's
+    fingerprint when the caller has it)."""
+    folder = locate(spec.dataset, settings.data_root, settings.cache_dir)
+    images = None
+    if settings.decode_cache:
+        images = decoded_images(folder, spec.recipe, identity or fingerprint(folder), settings.cache_dir, workers_for(spec, settings))
+    return build(folder, spec.recipe, stats, images)

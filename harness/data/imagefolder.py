@@ -17,11 +17,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import make_dataset
+
+if TYPE_CHECKING:
+    from harness.data.decoded import DecodedImages
 
 MAX_PIXELS_VARIABLE = "TRAINBENCH_MAX_IMAGE_PIXELS"
 
@@ -99,7 +103,7 @@ def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | Non
                     image.draft("RGB", (draft_size, draft_size))
                     image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return _describe(path, error)
+        return describe_unreadable(path, error)
     return None
 
 
@@ -108,7 +112,7 @@ if os.environ.get(MAX_PIXELS_VARIABLE, "").isdigit():  # validated, with a messa
     Image.MAX_IMAGE_PIXELS = int(os.environ[MAX_PIXELS_VARIABLE])
 
 
-def _describe(path: str, error: Exception) -> str:
+def describe_unreadable(path: str, error: Exception) -> str:
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return (
             f"{path} is over PIL's decompression-bomb limit ({error}); if you trust the file, raise the limit "
@@ -133,7 +137,7 @@ def load_rgb(path: str) -> np.ndarray:
         with Image.open(path) as image:
             return to_rgb(image)
     except (Image.DecompressionBombError, UnidentifiedImageError, OSError) as error:
-        raise DataError(_describe(path, error)) from None
+        raise DataError(describe_unreadable(path, error)) from None
 
 
 class ImageClassificationDataset(Dataset):
@@ -141,23 +145,27 @@ class ImageClassificationDataset(Dataset):
 
     A key is an index, or `(index, epoch)` from `EpochSampler`: then the augmentation is seeded by
     (seed, epoch, index), so it is the same whatever the worker, rank or restart that draws it.
+    Pixels come from the decoded-image cache when one is given, else from the file.
     """
 
-    def __init__(self, index: ImageIndex, indices: Sequence[int], transform: Callable[..., dict], seed: int = 0) -> None:
+    def __init__(self, index: ImageIndex, indices: Sequence[int], transform: Callable[..., dict], seed: int = 0, decoded: DecodedImages | None = None) -> None:
         self.index = index
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform
         self.seed = seed
+        self.decoded = decoded
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, key: int | tuple[int, int]):
         i, epoch = key if isinstance(key, tuple) else (key, None)
-        path, label = self.index.samples[self.indices[i]]
+        sample = int(self.indices[i])
+        path, label = self.index.samples[sample]
         if epoch is not None and hasattr(self.transform, "set_random_seed"):
             self.transform.set_random_seed(int(np.random.SeedSequence([self.seed, epoch, int(i)]).generate_state(1)[0]))
-        image = self.transform(image=load_rgb(path))["image"]
+        pixels = self.decoded.read(sample) if self.decoded is not None else load_rgb(path)
+        image = self.transform(image=pixels)["image"]
         return image, label
 
     @property

@@ -1,20 +1,23 @@
 """albumentations pipelines built from a recipe.
 
 Train: the recipe's crop (plain resize, or random-resized-crop), its augmentations by albumentations
-class name, then normalisation with the model's own mean/std and ToTensorV2.
-Eval (val and test): resize and normalise only, as both write-ups state.
+class name, then ToTensorV2: samples stay uint8, and the model's mean/std normalisation happens on
+the device (`harness.data.device`). Eval (val and test): resize only, as both write-ups state.
 albumentations keeps its own random state; the dataset reseeds it per sample and epoch (see
 `ImageClassificationDataset`), so augmentations repeat exactly from run to run.
 """
 
 from __future__ import annotations
 
+import math
+
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
 from harness.spec import Augmentation, Recipe, SpecError
 
-Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+CROP_SCALE = (0.5, 1.0)  # random-resized-crop: the share of the image's area a crop covers
+CROP_RATIO = (3 / 4, 4 / 3)  # and its aspect ratio (albumentations' default)
 
 
 def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:
@@ -25,19 +28,24 @@ def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:
     return factory(**{**item.kwargs, **overrides})
 
 
-def _finish(stats: Stats) -> list[A.BasicTransform]:
-    mean, std = stats
-    return [A.Normalize(mean=mean, std=std), ToTensorV2()]
-
-
-def train_transform(recipe: Recipe, stats: Stats) -> A.Compose:
+def train_transform(recipe: Recipe) -> A.Compose:
     size = recipe.image_size
     if recipe.train_crop == "random_resized_crop":
-        crop = A.RandomResizedCrop(size=(size, size), scale=(0.5, 1.0))
+        crop = A.RandomResizedCrop(size=(size, size), scale=CROP_SCALE, ratio=CROP_RATIO)
     else:
         crop = A.Resize(height=size, width=size)
-    return A.Compose([crop, *(augmentation(a) for a in recipe.train_augmentations), *_finish(stats)], seed=recipe.seed)
+    return A.Compose([crop, *(augmentation(a) for a in recipe.train_augmentations), ToTensorV2()], seed=recipe.seed)
 
 
-def eval_transform(recipe: Recipe, stats: Stats) -> A.Compose:
-    return A.Compose([A.Resize(height=recipe.image_size, width=recipe.image_size), *_finish(stats)])
+def needed_short_side(recipe: Recipe) -> int:
+    """The smallest shorter side an image can be stored at without losing a pixel the recipe's
+    transforms use: the image size for a plain resize; for random-resized-crop, enough that the
+    smallest crop (CROP_SCALE[0] of the area at the narrowest ratio) still spans `image_size` each way."""
+    if recipe.train_crop != "random_resized_crop":
+        return recipe.image_size
+    narrowest = min(CROP_RATIO[0], 1 / CROP_RATIO[1])
+    return math.ceil(recipe.image_size / math.sqrt(CROP_SCALE[0] * narrowest))
+
+
+def eval_transform(recipe: Recipe) -> A.Compose:
+    return A.Compose([A.Resize(height=recipe.image_size, width=recipe.image_size), ToTensorV2()])

@@ -33,6 +33,7 @@ class TrainingJob:
     settings: RunSettings
     hardware: Hardware
     artifacts: RunArtifacts
+    workers: int  # DataLoader workers per process: the machine's, not the recipe's (runner.loader_workers)
 
 
 @dataclass

@@ -28,10 +28,11 @@ from harness import data
 from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
 from harness.artifacts.checkpoints import epoch_file, restore_rng
 from harness.data import DataBundle
+from harness.data.device import DeviceNormalize, channels_last_helps
 from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, optimizer_for
 from harness.engines.history import history_row, print_epoch
 from harness.hardware import detect
-from harness.metrics import metric_collection
+from harness.metrics import ClassificationMetrics
 from harness.spec import BenchmarkSpec, Recipe
 
 PARTS = ("train", "val", "test")
@@ -39,20 +40,31 @@ PARTS = ("train", "val", "test")
 
 class BundleDataModule(L.LightningDataModule):
     """DataLoaders of a DataBundle; under DDP each rank gets its shard (train shuffled by epoch) and
-    its share of the recipe's global batch, so every device count trains the same recipe."""
+    its share of the recipe's global batch, so every device count trains the same recipe. Batches
+    travel as uint8 and are normalised once on the device (`normalize`, data.device)."""
 
-    def __init__(self, bundle: DataBundle, recipe: Recipe) -> None:
+    def __init__(self, bundle: DataBundle, recipe: Recipe, workers: int, normalize: DeviceNormalize) -> None:
         super().__init__()
-        self.bundle, self.recipe = bundle, recipe
+        self.bundle, self.recipe, self.workers, self.normalize = bundle, recipe, workers, normalize
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        return self.normalize(x), y
 
     def _sampler(self, dataset, train: bool):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         if train:  # Lightning calls set_epoch on it, which also seeds each sample's augmentation
-            return data.train_sampler(dataset, self.recipe, world_size=world, rank=rank)
+            sampler = data.train_sampler(dataset, self.recipe, world_size=world, rank=rank)
+            # Resuming, Lightning creates the loader's iterator before it calls set_epoch, and loader
+            # workers draw their first indices at once: without this, the first resumed epoch would
+            # repeat the order and augmentations of epoch 1. The epoch is the one Lightning's fit
+            # loop gives set_epoch (trainer.current_epoch counts completed epochs, one behind here).
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+            return sampler
         return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
 
     def _loader(self, dataset, train: bool):
-        return data.loader(dataset, self.recipe, sampler=self._sampler(dataset, train), processes=self.trainer.world_size, train=train)
+        return data.loader(dataset, self.recipe, workers=self.workers, sampler=self._sampler(dataset, train), processes=self.trainer.world_size, train=train)
 
     def train_dataloader(self):
         return self._loader(self.bundle.train, True)
@@ -91,7 +103,7 @@ class ClassificationModule(L.LightningModule):
         super().__init__()
         self.model, self.spec, self.meter, self.artifacts = model, spec, meter, artifacts
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
-        self.metrics = nn.ModuleDict({f"{p}_": metric_collection(num_classes) for p in PARTS})
+        self.metrics = nn.ModuleDict({f"{p}_": ClassificationMetrics(num_classes) for p in PARTS})
         self.losses = nn.ModuleDict({f"{p}_": MeanMetric() for p in PARTS})
         self.history: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
@@ -178,7 +190,9 @@ class ClassificationModule(L.LightningModule):
 def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None = None, rendezvous_timeout_s: float = 600.0) -> dict:
     """Trainer settings from the spec: precision, devices, nodes and the DDP strategy when needed
     (whose process group gives up waiting for a missing process after `rendezvous_timeout_s`)."""
+    limits = {f"limit_{part}_batches": spec.limit_batches for part in ("train", "val", "test")} if spec.limit_batches else {}
     return dict(
+        **limits,
         accelerator=accelerator,
         devices=spec.devices,
         num_nodes=spec.num_nodes,
@@ -205,8 +219,11 @@ class LightningEngine:
 
     def fit(self, job: TrainingJob) -> EngineOutput:
         meter = ThroughputMeter()
+        channels_last = channels_last_helps("cuda" if job.hardware.accelerator == "gpu" else "cpu")
+        if channels_last:
+            job.model.to(memory_format=torch.channels_last)
         module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts)
-        datamodule = BundleDataModule(job.data, job.spec.recipe)
+        datamodule = BundleDataModule(job.data, job.spec.recipe, job.workers, job.data.normalizer(channels_last))
         timeout_s = job.settings.rendezvous_timeout_s
         trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s))
         try:

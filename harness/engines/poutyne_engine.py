@@ -7,6 +7,8 @@ through Poutyne's own device list (one process, data parallel).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import poutyne
 import torch
 from torch import nn
@@ -16,18 +18,30 @@ from harness import data
 from harness.artifacts import HARNESS_KEY, harness_state, load
 from harness.artifacts.checkpoints import restore_rng
 from harness.data import EpochSampler
+from harness.data.device import channels_last_helps
 from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
 from harness.engines.history import history_row, print_epoch
-from harness.metrics import metric_collection
+from harness.metrics import ClassificationMetrics
 
 
 class MixedPrecisionModel(poutyne.Model):
-    """A `poutyne.Model` whose forward/loss run under autocast, with loss scaling for fp16."""
+    """A `poutyne.Model` whose forward/loss run under autocast, with loss scaling for fp16, and
+    whose uint8 batches become model input on the device (`normalize`; None: batches used as they come)."""
 
-    def __init__(self, *args, precision: str, **kwargs) -> None:
+    def __init__(self, *args, precision: str, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.autocast_dtype = autocast_dtype(precision)
         self.scaler = torch.amp.GradScaler("cuda") if precision == "16-mixed" else None
+        self.normalize = normalize
+
+    def preprocess_input(self, x, y=None):
+        if self.normalize is None:
+            return super().preprocess_input(x, y)
+        if self.device is not None:  # from pinned memory, the copy overlaps the previous step
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True) if y is not None else None
+        x = (self.normalize(x),)
+        return (x, y) if y is not None else x
 
     def _compute_loss_and_metrics(self, x, y, **kwargs):
         if self.autocast_dtype is None:
@@ -83,16 +97,22 @@ class _Recorder(poutyne.Callback):
             )
 
 
-def poutyne_model(net: nn.Module, optimizer: torch.optim.Optimizer, num_classes: int, precision: str) -> MixedPrecisionModel:
+def poutyne_model(net: nn.Module, optimizer: torch.optim.Optimizer, num_classes: int, precision: str, normalize: Callable[[torch.Tensor], torch.Tensor]) -> MixedPrecisionModel:
     """The recipe's loss and the shared metrics (as Poutyne epoch metrics) around `net`."""
-    metrics = metric_collection(num_classes)
-    return MixedPrecisionModel(net, optimizer, "cross_entropy", epoch_metrics=[(tuple(metrics.keys()), metrics)], precision=precision)
+    metrics = ClassificationMetrics(num_classes)
+    return MixedPrecisionModel(net, optimizer, "cross_entropy", epoch_metrics=[(metrics.names, metrics)], precision=precision, normalize=normalize)
 
 
-def evaluate(model: poutyne.Model, loader: DataLoader) -> dict[str, float]:
-    """Test metrics in the engines' common keys (`test_loss`, `test_acc`, ...)."""
-    logs = model.evaluate_generator(loader, return_dict_format=True, verbose=False)
+def evaluate(model: poutyne.Model, loader: DataLoader, steps: int | None = None) -> dict[str, float]:
+    """Test metrics in the engines' common keys (`test_loss`, `test_acc`, ...), over `steps` batches (None: all)."""
+    logs = model.evaluate_generator(loader, steps=steps, return_dict_format=True, verbose=False)
     return {k: float(v) for k, v in logs.items() if k.startswith("test_") and k != "test_time"}
+
+
+def _limited(limit: int | None, loader: DataLoader) -> int | None:
+    """Batches per phase under --limit-batches, as Lightning counts them: never more than the loader has
+    (Poutyne would cycle through it again)."""
+    return min(limit, len(loader)) if limit else None
 
 
 class PoutyneEngine:
@@ -101,17 +121,24 @@ class PoutyneEngine:
     def fit(self, job: TrainingJob) -> EngineOutput:
         spec, recipe = job.spec, job.spec.recipe
         devices = device_list(spec, job.hardware)
+        channels_last = channels_last_helps(devices[0])
+        if channels_last:
+            job.model.to(memory_format=torch.channels_last)
         optimizer = optimizer_for(spec, job.model.parameters())
-        model = poutyne_model(job.model, optimizer, job.data.num_classes, spec.precision)
+        model = poutyne_model(job.model, optimizer, job.data.num_classes, spec.precision, job.data.normalizer(channels_last))
         rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])
         meter = ThroughputMeter()
         sampler = data.train_sampler(job.data.train, recipe)
         recorder = _Recorder(job, meter, optimizer, sampler, rows)
-        train_loader = data.loader(job.data.train, recipe, sampler=sampler, train=True)
-        val_loader = data.loader(job.data.val, recipe)
-        model.fit_generator(train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[recorder], verbose=False)
-        test = evaluate(model, data.loader(job.data.test, recipe))
+        train_loader = data.loader(job.data.train, recipe, workers=job.workers, sampler=sampler, train=True)
+        val_loader = data.loader(job.data.val, recipe, workers=job.workers)
+        test_loader = data.loader(job.data.test, recipe, workers=job.workers)
+        train_steps, val_steps, test_steps = (_limited(spec.limit_batches, loader) for loader in (train_loader, val_loader, test_loader))
+        model.fit_generator(
+            train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, steps_per_epoch=train_steps, validation_steps=val_steps, callbacks=[recorder], verbose=False
+        )
+        test = evaluate(model, test_loader, steps=test_steps)
         return EngineOutput(history=rows, test=test)
 
     @staticmethod

@@ -1,15 +1,18 @@
 """A plain PyTorch training loop: the yardstick for the engines' overhead (Lightning's parity-test idea).
 
-Same model, loaders, optimizer, precision and throughput meter as the engines, nothing else: no
+Same model, loaders, device normalisation, optimizer, precision and throughput meter as the engines, nothing else: no
 metrics, no validation, no callbacks. Engine images/s divided by this loop's is the overhead ratio.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
 from harness import data
+from harness.data.device import channels_last_helps
 from harness.engines.base import ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
 
 
@@ -21,14 +24,17 @@ def train_images_per_s(job: TrainingJob) -> float:
     optimizer = optimizer_for(spec, model.parameters())
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
+    normalize = job.data.normalizer(channels_last_helps(device))
+    if normalize.channels_last:
+        model.to(memory_format=torch.channels_last)
     sampler = data.train_sampler(job.data.train, spec.recipe)
-    loader = data.loader(job.data.train, spec.recipe, sampler=sampler, train=True)
+    loader = data.loader(job.data.train, spec.recipe, workers=job.workers, sampler=sampler, train=True)
     meter = ThroughputMeter()
     for epoch in range(spec.recipe.epochs):
         sampler.set_epoch(epoch)
         meter.epoch_start()
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for x, y in itertools.islice(loader, spec.limit_batches):
+            x, y = normalize(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             optimizer.zero_grad()
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = F.cross_entropy(model(x), y)

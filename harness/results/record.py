@@ -43,6 +43,7 @@ class RunResult:
     data: dict[str, Any] = field(default_factory=dict)  # resolved path, content fingerprint, classes, split sizes
     weights: dict[str, Any] = field(default_factory=dict)  # random, a file (path, sha256), a generated stand-in, or a hub id
     batch: dict[str, int] = field(default_factory=dict)  # global, processes, per process, per device
+    loader: dict[str, Any] = field(default_factory=dict)  # workers used and where from, the recipe's published count
     target: dict[str, Any] = field(default_factory=dict)  # time-to-target accuracy and where it comes from
     steady_images_per_s: float | None = None  # median over epochs after the first (results.speed); None in records before it
 

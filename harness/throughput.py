@@ -1,0 +1,142 @@
+"""Where a recipe's training time goes on this machine, measured in one run (`python -m harness throughput`).
+
+Four figures in training images/s, side by side, so their ratios hold on a noisy machine:
+- the loader alone, through the decoded-image cache and from the files: the recipe's train
+  transform in `workers` processes, batches drawn and dropped, no model;
+- the model's training step alone on one fixed batch already on the device: normalisation,
+  forward, loss, backward and optimizer step under the spec's precision, as timm's benchmark.py
+  measures a model;
+- the engine end to end (`runner.run` with --limit-batches): loader, transfer, step, metrics and
+  callbacks together, the steady second epoch.
+The bottleneck is the slower of loader and model; the engine's figure says how close the whole
+gets to it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from harness import data, models, runner
+from harness.data.device import channels_last_helps
+from harness.engines.base import autocast_dtype, device_list, optimizer_for
+from harness.hardware import detect
+from harness.settings import RunSettings
+from harness.spec import BenchmarkSpec
+
+WARMUP_BATCHES = 3  # not timed: worker start-up, cuDNN autotuning, allocator growth
+
+
+@dataclass(frozen=True)
+class Throughput:
+    loader_images_per_s: float
+    loader_images_per_s_uncached: float
+    model_images_per_s: float
+    engine_images_per_s: float
+    workers: int
+    device: str
+    case: str
+    batch_size: int
+    batches: int
+
+    @property
+    def bottleneck(self) -> str:
+        return "loader" if self.loader_images_per_s < self.model_images_per_s else "model"
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {**asdict(self), "bottleneck": self.bottleneck}
+
+    def table(self) -> str:
+        rows = [
+            ("loader, decoded cache", self.loader_images_per_s),
+            ("loader, from the files", self.loader_images_per_s_uncached),
+            ("model step on a fixed batch", self.model_images_per_s),
+            ("engine end to end", self.engine_images_per_s),
+        ]
+        lines = [f"{self.case} on {self.device}, {self.workers} loader workers, batch {self.batch_size}, {self.batches} timed batches", ""]
+        lines += [f"  {name:<30} {rate:>9.1f} img/s" for name, rate in rows]
+        slower, faster = sorted((self.loader_images_per_s, self.model_images_per_s))
+        other = "model" if self.bottleneck == "loader" else "loader"
+        lines += ["", f"bottleneck: the {self.bottleneck} at {slower:.1f} img/s (the {other} gives {faster / slower:.1f}x that); the engine end to end reaches {self.engine_images_per_s / slower:.0%} of it"]
+        return "\n".join(lines)
+
+
+def _timed(batches, count: int, images_of) -> float:
+    """Images/s over `count` items of `batches`, after WARMUP_BATCHES untimed ones."""
+    for _ in itertools.islice(batches, WARMUP_BATCHES):
+        pass
+    start, images = time.perf_counter(), 0
+    for item in itertools.islice(batches, count):
+        images += images_of(item)
+    return images / (time.perf_counter() - start)
+
+
+def _endless(dataset, spec: BenchmarkSpec, workers: int):
+    """Training batches epoch after epoch, the way the engines draw them."""
+    sampler = data.train_sampler(dataset, spec.recipe)
+    loader = data.loader(dataset, spec.recipe, workers=workers, sampler=sampler, train=True)
+    for epoch in itertools.count():
+        sampler.set_epoch(epoch)
+        yield from loader
+
+
+def loader_images_per_s(bundle: data.DataBundle, spec: BenchmarkSpec, workers: int, batches: int) -> float:
+    return _timed(_endless(bundle.train, spec, workers), batches, lambda batch: len(batch[1]))
+
+
+def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: data.DataBundle, steps: int) -> float:
+    """The training step alone, on one random uint8 batch kept on the device."""
+    device = torch.device(device_list(spec, detect())[0])
+    model = runner.obtain_model(spec, settings, bundle.num_classes).to(device).train()
+    channels_last = channels_last_helps(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    normalize = bundle.normalizer(channels_last)
+    optimizer = optimizer_for(spec, model.parameters())
+    dtype = autocast_dtype(spec.precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
+    size, batch = spec.recipe.image_size, spec.per_process_batch
+    x = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, device=device)
+    y = torch.randint(0, bundle.num_classes, (batch,), device=device)
+
+    def step() -> int:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = F.cross_entropy(model(normalize(x)), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return batch
+
+    return _timed((step() for _ in itertools.count()), steps, lambda images: images)
+
+
+def engine_images_per_s(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> float:
+    """Two epochs of `batches` batches through the engine; the second epoch's figure (no start-up)."""
+    with tempfile.TemporaryDirectory(prefix="trainbench-throughput-") as tmp:
+        quiet = settings.replace(results_dir=Path(tmp), wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
+        record = runner.run(spec.replace(limit_batches=batches).with_recipe(epochs=2), quiet, run_id="throughput")
+    return record.history[-1]["images_per_s"]
+
+
+def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Throughput:
+    if spec.processes > 1:
+        raise data.DataError("throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its steady images/s)")
+    identity = runner.prepare(spec, settings.replace(decode_cache=True))  # checks, dataset, weights, decoded cache: before any timing
+    workers, stats = data.workers_for(spec, settings), models.data_stats(spec.model)
+    cached = data.for_spec(spec, settings.replace(decode_cache=True), stats, identity.data)
+    uncached = data.for_spec(spec, settings.replace(decode_cache=False), stats)
+    loader_cached = loader_images_per_s(cached, spec, workers, batches)
+    loader_uncached = loader_images_per_s(uncached, spec, workers, batches)
+    model = model_images_per_s(spec, settings, cached, batches)
+    engine = engine_images_per_s(spec, settings, batches)
+    hw = detect()
+    return Throughput(loader_cached, loader_uncached, model, engine, workers, hw.gpu_name or f"CPU ({hw.cpu_cores} cores)", spec.id, spec.per_process_batch, batches)
