@@ -2,8 +2,9 @@
 
 Same model, data, seed and recipe through both engines: every test metric (loss, accuracy, macro
 F1, top-3, top-5) within PARITY_TOLERANCE, since both see the same batches, augmentations and steps.
-Training images/s of each engine over a plain PyTorch loop is reported as a ratio measured in this
-one run (goal >= 0.95); it lands in pytest-benchmark's extra_info and is printed, not asserted,
+Steady training images/s (the median after the first epoch) of each engine over a plain PyTorch
+loop with the same loaders, device normalisation and meter is reported as a ratio measured in this
+one run (goal >= 0.97); it lands in pytest-benchmark's extra_info and is printed, not asserted,
 because shared CPUs are too noisy for a speed assertion. The plain loop runs before and after the
 engines and the faster of the two is the reference, so warm-up never flatters an engine.
 """
@@ -15,10 +16,10 @@ import pytest
 from benchmarks.plugin import case_spec
 from harness import runner
 from harness.catalog import EFFICIENTNETV2, FASTVIT
-from harness.engines.reference import train_images_per_s
+from harness.engines.reference import plain_loop_images_per_s
 
 PARITY_TOLERANCE = 1e-3  # absolute, every test metric: only float reduction order differs
-PARITY_EPOCHS = 2
+PARITY_EPOCHS = 3  # a warm-up epoch and two steady ones
 
 
 @pytest.mark.parametrize("seed", [EFFICIENTNETV2, FASTVIT], ids=lambda s: s.model)
@@ -29,20 +30,20 @@ def test_engine_parity(seed, run_settings, pytestconfig, benchmark):
 
     def measure():
         plain_job = lambda: runner.build_job(spec, run_settings, runner.prepare(spec, run_settings))  # noqa: E731
-        before = train_images_per_s(plain_job())
+        before = plain_loop_images_per_s(plain_job())
         records = {e: runner.run(spec.replace(engine=e), run_settings) for e in ("poutyne", "lightning")}
-        after = train_images_per_s(plain_job())
+        after = plain_loop_images_per_s(plain_job())
         return max(before, after), records
 
     plain, records = benchmark.pedantic(measure, rounds=1, iterations=1)
-    ratios = {e: r.train_images_per_s / plain for e, r in records.items()}
+    ratios = {e: r.steady_images_per_s / plain for e, r in records.items()}
     benchmark.extra_info.update(
         plain_images_per_s=round(plain, 2),
-        **{f"{e}_images_per_s": round(r.train_images_per_s, 2) for e, r in records.items()},
+        **{f"{e}_images_per_s": round(r.steady_images_per_s, 2) for e, r in records.items()},
         **{f"{e}_over_plain": round(v, 3) for e, v in ratios.items()},
         **{f"{e}_{metric}": round(value, 4) for e, r in records.items() for metric, value in r.test.items()},
     )
-    print(f"\n{spec.model}: plain {plain:.1f} img/s; " + "; ".join(f"{e} {records[e].train_images_per_s:.1f} img/s = {ratios[e]:.3f}x plain" for e in records))
+    print(f"\n{spec.model}: plain {plain:.1f} img/s; " + "; ".join(f"{e} {records[e].steady_images_per_s:.1f} img/s = {ratios[e]:.3f}x plain" for e in records))
     poutyne, lightning = records["poutyne"].test, records["lightning"].test
     apart = {m: (poutyne[m], lightning.get(m)) for m in poutyne if lightning.get(m) is None or abs(poutyne[m] - lightning[m]) > PARITY_TOLERANCE}
     assert set(poutyne) == set(lightning) and not apart, f"engines disagree (poutyne, lightning): {apart}"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.results.compare import Run, compare, observations, parse_tolerances
+from harness.results.compare import Run, compare, observations, parse_tolerances, run_of
 from harness.settings import REPO_ROOT
 from tests.test_reports import record
 from harness.catalog import EFFICIENTNETV2, make_spec
@@ -144,3 +144,13 @@ def test_a_regression_names_what_changed_between_the_sides():
     (verdict,) = result.regressions
     assert verdict.changed == "torch 2.13.0 -> 2.14.1; git_commit abc -> def"
     assert "torch 2.13.0 -> 2.14.1" in result.render()
+
+
+def test_the_decode_cache_and_workers_are_part_of_a_runs_context():
+    """Cached and uncached pixels differ by rounding: a regression says which side read which."""
+    spec = make_spec(EFFICIENTNETV2, profile="smoke", weights="random", num_classes=6)
+    cached, uncached = record(spec, 0.6, 1.0), record(spec, 0.6, 1.0)
+    cached.loader = {"workers": 2, "decode_cache": {"short_side": 64}}
+    uncached.loader = {"workers": 0, "decode_cache": None}
+    assert (run_of(cached).context["decode_cache"], run_of(uncached).context["decode_cache"]) == ("shorter side 64", "off")
+    assert (run_of(cached).context["workers"], run_of(uncached).context["workers"]) == ("2", "0")

@@ -14,10 +14,12 @@ import torch.nn.functional as F
 from harness import data
 from harness.data.device import channels_last_helps
 from harness.engines.base import ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
+from harness.results.speed import steady_images_per_s
 
 
-def train_images_per_s(job: TrainingJob) -> float:
-    """Train `job.model` for the recipe's epochs in a bare loop; return training images/s."""
+def plain_loop_images_per_s(job: TrainingJob) -> float:
+    """Train `job.model` for the recipe's epochs in a bare loop; return its steady training images/s
+    (the median after the first epoch, the figure the engines' records report as steady)."""
     spec = job.spec
     device = torch.device(device_list(spec, job.hardware)[0])
     model = job.model.to(device).train()
@@ -29,7 +31,7 @@ def train_images_per_s(job: TrainingJob) -> float:
         model.to(memory_format=torch.channels_last)
     sampler = data.train_sampler(job.data.train, spec.recipe)
     loader = data.loader(job.data.train, spec.recipe, workers=job.workers, sampler=sampler, train=True)
-    meter = ThroughputMeter()
+    meter, epochs = ThroughputMeter(), []
     for epoch in range(spec.recipe.epochs):
         sampler.set_epoch(epoch)
         meter.epoch_start()
@@ -42,4 +44,5 @@ def train_images_per_s(job: TrainingJob) -> float:
             scaler.step(optimizer)
             scaler.update()
             meter.batch_end(len(y))
-    return meter.images_per_s
+        epochs.append(meter.epoch_figures())
+    return steady_images_per_s(epochs)

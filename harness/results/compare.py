@@ -68,6 +68,10 @@ def run_of(record: RunResult) -> Run:
         metrics["steady_images_per_s"] = record.steady_images_per_s
     context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}
     context["fingerprint"] = record.fingerprint
+    if record.loader:  # pixels come from the decoded cache or the files: results move by seed noise, speed does not
+        cache = record.loader.get("decode_cache")
+        context["decode_cache"] = f"shorter side {cache['short_side']}" if cache else "off"
+        context["workers"] = str(record.loader.get("workers"))
     return Run(metrics, context)
 
 
