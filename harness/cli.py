@@ -217,7 +217,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_nightly(args: argparse.Namespace) -> int:
     from harness import nightly
 
-    return nightly.run(args.out, args.baseline, args.tolerance, args.pytest_args, dry_run=args.dry_run)
+    return nightly.run(args.out, args.baseline, args.tolerance, args.pytest_args, dry_run=args.dry_run, address=args.address, bucket=args.gcs_bucket, nights=args.nights or nightly.trend.NIGHTS)
 
 
 def cmd_eda(args: argparse.Namespace) -> int:
@@ -242,11 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("baseline", type=Path, help="results folder or pytest-benchmark JSON")
     p.add_argument("current", type=Path, help="results folder or pytest-benchmark JSON")
     p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="e.g. acc=0.02 (absolute), loss=0.1 or images_per_s=0.1 (relative); repeatable")
-    p = sub.add_parser("nightly", help="the full matrix on every GPU present (smoke profile without GPU), reports, regression gate")
-    p.add_argument("--out", type=Path, help="results folder (default results/nightly-DATE)")
-    p.add_argument("--baseline", type=Path, help="results folder or pytest-benchmark JSON to compare against")
-    p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (which cases on which GPUs) and run nothing")
+    p = sub.add_parser("nightly", help="the matrix as Ray tasks over this machine's or a cluster's GPUs (smoke profile on CPUs), reports with trends, regression gate")
+    p.add_argument("--out", type=Path, help="this night's folder (default results/nightly/DATE); its siblings are the nights the trend shows")
+    p.add_argument("--baseline", type=Path, help="a night's folder, results folder or pytest-benchmark JSON to compare against")
+    p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="as for compare, e.g. acc=0.02; repeatable")
+    p.add_argument("--address", help="HEAD:PORT of a running Ray cluster (default: RAY_ADDRESS, else Ray starts embedded on this machine)")
+    p.add_argument("--gcs-bucket", metavar="gs://BUCKET/PREFIX", help="checkpoints of every case under PREFIX/<night>/; a case retried on another node resumes from there")
+    p.add_argument("--nights", type=positive_int, help="how many of the last nights the report's trend shows (default 14)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (each case and the resources it asks for; on a cluster, its nodes) and run nothing")
     p.add_argument("pytest_args", nargs="*", help="passed to pytest after --, e.g. -- --data-root /data --weights-dir /weights")
     p = sub.add_parser("eda", help="a report of a dataset: counts, sizes, modes, channel statistics, samples, augmentations")
     p.add_argument("data_dir", type=Path, help="an ImageFolder directory")

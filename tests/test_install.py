@@ -1,5 +1,5 @@
 """Installable where GPUs are: compatible ranges in pyproject.toml, exact pins in constraints.txt,
-and wandb / google-cloud-storage imported only when a run uses them."""
+and wandb / google-cloud-storage / Ray imported only when a run (or the nightly) uses them."""
 
 from __future__ import annotations
 
@@ -47,23 +47,23 @@ def test_the_gpu_image_versions_satisfy_the_ranges():
     assert not refused, f"pip would replace the GPU machine's packages: {refused}"
 
 
-def test_wandb_and_gcs_are_optional_extras():
+def test_wandb_gcs_and_ray_are_optional_extras():
     project = _project()
     core = {Requirement(r).name for r in project["dependencies"]}
-    assert not core & {"wandb", "google-cloud-storage"}
-    assert {"wandb", "gcs"} <= set(project["optional-dependencies"])
+    assert not core & {"wandb", "google-cloud-storage", "ray"}
+    assert {"wandb", "gcs", "nightly"} <= set(project["optional-dependencies"])
 
 
 def _python_without(code: str) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter where wandb and google-cloud-storage cannot be imported."""
-    blocked = "import sys\nfor name in ('wandb', 'google.cloud.storage'):\n    sys.modules[name] = None\n"
+    """Run `code` in a fresh interpreter where wandb, google-cloud-storage and Ray cannot be imported."""
+    blocked = "import sys\nfor name in ('wandb', 'google.cloud.storage', 'ray'):\n    sys.modules[name] = None\n"
     return subprocess.run([sys.executable, "-c", blocked + code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
-HARNESS_MODULES = "harness.cli, harness.runner, harness.engines.lightning_engine, harness.engines.poutyne_engine, benchmarks.plugin"
+HARNESS_MODULES = "harness.cli, harness.runner, harness.engines.lightning_engine, harness.engines.poutyne_engine, benchmarks.plugin, harness.nightly"
 
 
-def test_the_harness_imports_without_wandb_or_gcs():
+def test_the_harness_imports_without_wandb_gcs_or_ray():
     done = _python_without(f"import {HARNESS_MODULES}\nprint('imported')")
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr
 
@@ -100,3 +100,9 @@ def test_without_gcs_a_bucket_is_refused_before_training(tiny_folder, tmp_path):
     done = _python_without(code)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("error: --gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]'"), done.stderr
+
+
+def test_without_ray_the_nightly_is_refused_before_anything_runs(tmp_path):
+    done = _python_without(f"from harness import cli\nraise SystemExit(cli.main(['nightly', '--out', {str(tmp_path / 'n')!r}]))\n")
+    assert done.returncode == 2, done.stderr
+    assert done.stdout.strip() == "nightly: Ray is not installed, and the nightly runs its cases as Ray tasks; pip install 'trainbench[nightly]' (or ray)"

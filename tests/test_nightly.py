@@ -1,39 +1,78 @@
-"""The nightly scheduler: one-GPU cases spread over GPUs in parallel, multi-GPU cases on all of them."""
+"""The nightly's plan: what each case asks of the cluster, refusals before anything runs, the dry run."""
 
 import subprocess
 import sys
 
-from harness.nightly import Shard, devices_of, plan
+from harness.nightly import NightlyError, check_pytest_args
+from harness.nightly.plan import Case, Node, devices_of, on_cpus, plan, profile_for, unplaceable
 from harness.settings import REPO_ROOT
+
+import pytest
 
 IDS = [
     "benchmarks/test_fastvit.py::test_fastvit[fastvit_t8-kvasir-lightning-32true-1dev-pretrained]",
-    "benchmarks/test_fastvit.py::test_fastvit[fastvit_t8-kvasir-lightning-bf16-1dev-pretrained]",
     "benchmarks/test_fastvit.py::test_fastvit[fastvit_t8-kvasir-lightning-bf16-2dev-pretrained]",
     "benchmarks/test_fastvit.py::test_fastvit[fastvit_t8-kvasir-lightning-bf16-8dev-pretrained]",
     "benchmarks/test_efficientnetv2.py::test_efficientnetv2[tf_efficientnetv2_b2-imagefolder-poutyne-fp16-1dev-random]",
     "benchmarks/test_engine_parity.py::test_engine_parity[fastvit_t8]",
 ]
+GPU_NODES = [Node("a", "10.0.0.1", cpus=64, gpus=8), Node("b", "10.0.0.2", cpus=32, gpus=8)]
+CPU_NODES = [Node("a", "127.0.0.1", cpus=1, gpus=0), Node("b", "127.0.0.1", cpus=1, gpus=0)]
 
 
 def test_devices_are_read_from_readable_ids():
-    assert [devices_of(i) for i in IDS] == [1, 1, 2, 8, 1, 1]
+    assert [devices_of(i) for i in IDS] == [1, 2, 8, 1, 1]
 
 
-def test_single_gpu_cases_round_robin_then_multi_gpu_on_all():
-    first, second = plan(IDS, gpus=2)
-    assert first == [Shard((0,), (IDS[0], IDS[4])), Shard((1,), (IDS[1], IDS[5]))]
-    assert second == [Shard((0, 1), (IDS[2], IDS[3]))]
-    assert {i for phase in (first, second) for shard in phase for i in shard.node_ids} == set(IDS)  # each case once
+def test_on_gpus_a_case_asks_for_its_gpus_and_their_share_of_cpus_largest_first():
+    cases = plan(IDS, GPU_NODES)
+    assert [(c.gpus, c.cpus) for c in cases] == [(8, 32), (2, 8), (1, 4), (1, 4), (1, 4)]  # 4 CPUs per GPU on the poorer node
+    assert cases[0].name == "test_fastvit-fastvit_t8-kvasir-lightning-bf16-8dev-pretrained"
+    assert cases[0].workers == 4 and {c.node_id for c in cases} == set(IDS)
+    assert profile_for(GPU_NODES) == "full" and not unplaceable(cases, GPU_NODES)
 
 
-def test_more_gpus_than_cases_leaves_no_empty_shard():
-    (phase,) = plan(IDS[:2], gpus=8)
-    assert [s.gpus for s in phase] == [(0,), (1,)]
+def test_on_cpus_a_case_asks_for_one_cpu_per_process_and_what_no_node_holds_is_refused():
+    cases = plan(IDS[:2], CPU_NODES)
+    assert [(c.cpus, c.gpus) for c in cases] == [(2, 0), (1, 0)] and profile_for(CPU_NODES) == "smoke"
+    (problem,) = unplaceable(cases, CPU_NODES)
+    assert problem.startswith("test_fastvit-fastvit_t8-kvasir-lightning-bf16-2dev-pretrained asks for 2 CPU on one node, and the largest node has 1 CPU, 0 GPU")
+    assert "-k" in problem
 
 
-def test_without_gpu_it_says_so_and_plans_the_smoke_profile():
-    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run"], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert done.returncode == 0
-    assert "no GPU on this machine; running the smoke profile instead" in done.stdout
-    assert "--profile smoke" in done.stdout and "benchmark-cpu.json" in done.stdout
+@pytest.mark.parametrize("given, narrowed", [
+    ([], ["-m", "not gpu"]),
+    (["-k", "fastvit", "-m", "full"], ["-k", "fastvit", "-m", "(full) and not gpu"]),
+    (["-mfull"], ["-m(full) and not gpu"]),
+])  # fmt: skip
+def test_on_cpus_the_gpu_cases_are_left_out_and_a_users_marker_kept(given, narrowed):
+    assert on_cpus(given) == narrowed
+
+
+def test_case_names_are_file_safe():
+    case = Case("benchmarks/test_x.py::test_x[a/b c]", 1, 1, 0)
+    assert case.name == "test_x-a_b_c"
+
+
+@pytest.mark.parametrize("arg", ["--results-dir", "--results-dir=/x", "--benchmark-json=/x.json", "--gcs-bucket", "--resume"])
+def test_where_results_and_checkpoints_go_is_the_nightlys_to_say(arg):
+    with pytest.raises(NightlyError, match=f"^{arg.split('=')[0]} after -- is the nightly's to set; give --"):
+        check_pytest_args(["-k", "fastvit", arg])
+
+
+def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine():
+    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit and 1dev"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no GPU in the cluster; running the smoke profile on CPUs instead" in done.stdout
+    assert "on this machine (Ray embedded)" in done.stdout and "node this machine (local):" in done.stdout
+    assert "case test_fastvit-fastvit_t8-kvasir-synthetic-lightning-32true-1dev-pretrained: 1 CPU" in done.stdout
+    assert "fp16" not in done.stdout, "a case only a GPU runs was planned on CPUs"
+
+
+def test_an_address_nobody_answers_is_one_line_before_anything_runs(tmp_path):
+    from harness.artifacts.emulator import free_port
+
+    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--out", str(tmp_path / "n"), "--address", f"127.0.0.1:{free_port()}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stdout.startswith("nightly: no Ray cluster answers at 127.0.0.1:") and "ray start --head" in done.stdout

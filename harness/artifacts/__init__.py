@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointError, CheckpointStore, ResumeError, load, rng_state
+from harness.artifacts.checkpoints import HARNESS_KEY, LAST, CheckpointError, CheckpointStore, ResumeError, load, rng_state
 from harness.artifacts.gcs import BucketUploader
 from harness.artifacts.tracking import WandbTracker
 from harness.settings import RunSettings
@@ -37,6 +37,7 @@ class RunArtifacts:
         self.store = CheckpointStore(run_id, folders, self.bucket) if folders else None
         self.tracker = WandbTracker(settings.wandb, settings.wandb_project, spec, run_id, settings.results_dir)
         self.saved: list[str] = []
+        self.resumed_from: dict[str, Any] | None = None  # the checkpoint this run continued from, for its record
 
     @property
     def checkpointing(self) -> bool:
@@ -57,6 +58,9 @@ class RunArtifacts:
                 "a different recipe, dataset or weights); remove it or drop --resume"
             )
         print(f"[trainbench] resuming {self.run_id} from {path} (epoch {saved['epoch']})", flush=True)
+        local = any(path.is_relative_to(folder) for folder in self.store.folders)
+        source = str(path) if local or self.bucket is None else f"gs://{self.bucket.bucket_name}/{self.bucket.object_name(f'{self.run_id}/{LAST}')}"
+        self.resumed_from = {"checkpoint": source, "epoch": int(saved["epoch"])}
         return path
 
     def track(self, row: dict[str, float]) -> None:
@@ -79,7 +83,7 @@ class RunArtifacts:
         there and printed: the trained result is still recorded."""
         report: dict[str, Any] = {"wandb": self.tracker.finish(history, test)}
         if self.store is not None:
-            report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": self.saved[-1] if self.saved else None}
+            report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": self.saved[-1] if self.saved else None, "resumed_from": self.resumed_from}
             try:
                 self.store.wait()
             except CheckpointError as error:

@@ -129,13 +129,15 @@ def _from_records(folder: Path) -> Observations:
 
 
 def observations(path: Path) -> Observations:
-    """Per-case metrics from a results folder, or from a pytest-benchmark JSON file (or a folder of them)."""
+    """Per-case metrics from a results folder (or a nightly's folder), or from a pytest-benchmark JSON file (or a folder of them)."""
     path = Path(path)
     if path.is_file():
         return _from_benchmark_json(path)
     if not path.is_dir():
         raise GateError(f"{path} does not exist; give a results folder or a pytest-benchmark JSON file")
     found = _from_records(path)
+    if not found and (path / "records").is_dir():  # a nightly's folder: its records are one level down
+        found = _from_records(path / "records")
     if not found:
         for json_file in sorted(path.rglob("*.json")):
             if json_file.name != "result.json":

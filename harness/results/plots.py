@@ -1,13 +1,20 @@
-"""Learning curves of one run: loss and accuracy per epoch, train against val (`curves.png`)."""
+"""Learning curves of one run (`curves.png`: loss and accuracy per epoch, train against val), and a
+case's trend over the last nights."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:
+    from harness.results.trend import CaseTrend
+
+TREND_LABELS = {"test_acc": "test accuracy", "steady_images_per_s": "steady-state train images/s"}
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
@@ -25,5 +32,26 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100, format="png")  # the format is explicit: `path` may be a temporary name
+    plt.close(figure)
+    return path
+
+
+def plot_trend(trend: CaseTrend, path: Path) -> Path:
+    """One case over the last nights: test accuracy and steady-state images/s, the baseline dashed."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    ticks = list(range(len(trend.nights)))
+    for axis, (metric, values) in zip(axes, trend.values.items()):
+        points = [(i, v) for i, v in zip(ticks, values) if v is not None]
+        if points:
+            axis.plot(*zip(*points), "-o", markersize=4, label="night")
+        if metric in trend.baseline:
+            axis.axhline(trend.baseline[metric], linestyle="--", color="grey", label="baseline")
+        axis.set_xticks(ticks, trend.nights, rotation=30, ha="right", fontsize=7)
+        axis.set_ylabel(TREND_LABELS.get(metric, metric))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(trend.case, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, format="png")
     plt.close(figure)
     return path

@@ -3,7 +3,8 @@
 Both the Markdown and the HTML open with a head that says when the report was made, what the runs
 ran on (device, versions, git commit, as their records say) and what each derived column means.
 The HTML page is self-contained (styles inline, each run's learning curves embedded as PNG data,
-the runs table's curve links pointing at them), so it can be published or mailed as one file.
+the runs table's curve links pointing at them, a nightly's trend plots too), so it can be
+published or mailed as one file.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.results.plots import plot_trend
 from harness.results.record import CURVES_FILE, RunResult
+from harness.results.trend import CaseTrend
 from harness.results.tables import COLUMN_NOTES, Cell, Link, Table, all_tables, cases_table, runs_table
 
 STYLE = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:900px}"
@@ -51,28 +55,43 @@ def _html_table(table: Table) -> str:
     return f"<h3>{html.escape(table.title)}</h3>{note}<table><tr>{head_row}</tr>{body}</table>"
 
 
-def html_page(records: Sequence[RunResult], tables: Sequence[Table], records_dir: Path) -> str:
+def _embedded(png: Path, alt: str) -> str:
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
+
+
+def html_page(records: Sequence[RunResult], tables: Sequence[Table], records_dir: Path, trend_plots: Sequence[tuple[CaseTrend, Path]] = ()) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trainbench report</title><style>{STYLE}</style></head><body><h1>trainbench report</h1>"]
     parts.append("<ul>" + "".join(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}</li>" for label, text in head(records, tables)) + "</ul>")
     parts += [_html_table(t) for t in tables]
+    if trend_plots:
+        nights = trend_plots[0][0].nights
+        parts.append(f"<h2>Trend over the last {len(nights)} night(s)</h2><p>{html.escape(nights[0])} to {html.escape(nights[-1])}; each point is a night's mean over its seeds, the dashed line the baseline.</p>")
+        parts += [f"<h4>{html.escape(t.case)}</h4>" + _embedded(png, f"trend of {t.case}") for t, png in trend_plots]
     parts.append("<h2>Learning curves</h2>")
     for r in sorted(records, key=lambda r: r.run_id):
         png = records_dir / r.run_id / CURVES_FILE
         if png.is_file():
-            data = base64.b64encode(png.read_bytes()).decode()
-            parts.append(f"<h4 id='curves-{html.escape(r.run_id)}'>{html.escape(r.run_id)}</h4><img alt='curves of {html.escape(r.run_id)}' src='data:image/png;base64,{data}'>")
+            parts.append(f"<h4 id='curves-{html.escape(r.run_id)}'>{html.escape(r.run_id)}</h4>" + _embedded(png, f"curves of {r.run_id}"))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write(records: Sequence[RunResult], records_dir: Path, out: Path | None = None) -> list[Table]:
-    """All report files into `out` (default: `records_dir`, where the runs' folders are); returns the tables."""
+def write(records: Sequence[RunResult], records_dir: Path, out: Path | None = None, trend: Sequence[CaseTrend] = ()) -> list[Table]:
+    """All report files into `out` (default: `records_dir`, where the runs' folders are), with a
+    trend plot per case (`trend/*.png`) when given the last nights; returns the tables."""
     out = out or records_dir
     out.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(records_dir, out)
     tables = all_tables(records, relative)
+    trend_plots = [(t, plot_trend(t, _trend_png(out, t.case))) for t in trend]
     (out / "summary.md").write_text(markdown(records, tables))
     (out / "summary.csv").write_text(runs_table(records, relative).csv())
     (out / "cases.csv").write_text(cases_table(records).csv())
-    (out / "report.html").write_text(html_page(records, tables, records_dir))
+    (out / "report.html").write_text(html_page(records, tables, records_dir, trend_plots))
     return tables
+
+
+def _trend_png(out: Path, case: str) -> Path:
+    folder = out / "trend"
+    folder.mkdir(exist_ok=True)
+    return folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", case) + ".png")

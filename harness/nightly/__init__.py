@@ -1,0 +1,187 @@
+"""The nightly job: the benchmark matrix as Ray tasks, one folder per night, reports with trends, the gate.
+
+On one machine Ray starts embedded and the cases spread over its GPUs (or CPUs); with `--address`
+(or RAY_ADDRESS) the same plan spreads over every node of a running cluster. Each case is one Ray
+task that runs it through the pytest layer (`cluster.run_case`), so assertions, skips and the
+pytest-benchmark JSON stay the one source of truth. The driver writes what every task returns into
+`<nights>/<night>/`, then the reports (with the trend over the last nights), the regression gate
+against `--baseline`, and the exit status: 0 pass, 1 a failed case or a regression, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+
+from harness.atomic import written_atomically
+from harness.hardware import detect
+from harness.nightly import cluster
+from harness.nightly.cluster import CaseOutcome, ClusterError
+from harness.nightly.plan import Case, Node, collect, on_cpus, plan, profile_for, unplaceable
+from harness.preflight import PreflightError, check_writable
+from harness.results import report, trend
+from harness.results.compare import GateError, compare_paths, observations, parse_tolerances
+from harness.results.record import load_readable
+from harness.settings import REPO_ROOT
+
+NIGHTS_DIR = REPO_ROOT / "results" / "nightly"
+MANIFEST = "nightly.json"
+# Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
+OWN_OPTIONS = {"--results-dir": "--out", "--benchmark-json": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
+
+
+class NightlyError(ValueError):
+    """Bad input to the nightly, found before any case runs."""
+
+
+def check_pytest_args(pytest_args: Sequence[str]) -> None:
+    for arg in pytest_args:
+        option = arg.split("=", 1)[0]
+        if option in OWN_OPTIONS:
+            raise NightlyError(
+                f"{option} after -- is the nightly's to set; give {OWN_OPTIONS[option]} to nightly itself (before --), "
+                "which keeps each night's results and checkpoints apart"
+            )
+
+
+def this_machine() -> list[Node]:
+    hw = detect()
+    return [Node("this machine", "local", float(hw.cpu_cores), float(hw.gpus))]
+
+
+def print_plan(cases: Sequence[Case], nodes: Sequence[Node], profile: str, where: str) -> None:
+    print(f"nightly: {len(cases)} case(s), {profile} profile, on {where}")
+    for node in nodes:
+        print(f"  node {node.describe()}")
+    for case in cases:
+        print(f"  case {case.name}: {case.asks()}")
+
+
+def write_outcome(outcome: CaseOutcome, out: Path) -> None:
+    """A task's files into the night folder (atomically: a reader never sees half a record)."""
+    for relative, content in sorted(outcome.files.items()):
+        with written_atomically(out / relative) as tmp:
+            tmp.write_bytes(content)
+    with written_atomically(out / "logs" / f"{outcome.case}.log") as tmp:
+        tmp.write_text(outcome.log)
+
+
+def gather(pending: dict, out: Path) -> list[dict]:
+    """Wait for every task; write each outcome as it arrives; one manifest row per case."""
+    ray = cluster.ray_module()
+    rows = []
+    while pending:
+        (ready,), _ = ray.wait(list(pending), num_returns=1)
+        case = pending.pop(ready)
+        try:
+            outcome: CaseOutcome = ray.get(ready)
+        except Exception as error:  # its node or worker died RETRIES + 1 times
+            print(f"nightly: {case.name} LOST: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            rows.append({"case": case.name, "node_id": case.node_id, "status": "lost", "error": f"{type(error).__name__}: {error}"[:2000]})
+            continue
+        write_outcome(outcome, out)
+        status = {0: "passed", 5: "nothing collected"}.get(outcome.returncode, "failed")
+        print(f"nightly: {case.name} {status} on node {outcome.node} ({outcome.address}) in {outcome.seconds:.1f} s")
+        row = {k: v for k, v in asdict(outcome).items() if k not in ("files", "log")}
+        rows.append({**row, "node_id": case.node_id, "status": status, "asked": case.asks()})
+    return rows
+
+
+@dataclass(frozen=True)
+class Night:
+    """What one nightly invocation was asked to do."""
+
+    out: Path
+    pytest_args: list[str]
+    baseline: Path | None = None
+    tolerances: dict = field(default_factory=parse_tolerances)
+    address: str | None = None  # a running cluster's HEAD:PORT; None: Ray embedded on this machine
+    bucket: str | None = None
+    nights: int = trend.NIGHTS
+
+
+def run(
+    out: Path | None,
+    baseline: Path | None,
+    tolerances: list[str] | None,
+    pytest_args: list[str],
+    dry_run: bool = False,
+    address: str | None = None,
+    bucket: str | None = None,
+    nights: int = trend.NIGHTS,
+) -> int:
+    started = time.perf_counter()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    try:  # everything the end of the night needs is checked before its first case
+        check_pytest_args(pytest_args)
+        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights)
+        if baseline is not None and not observations(baseline):
+            raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
+        check_writable(night.out, "nightly folder", "--out")
+        if not dry_run:
+            cluster.ray_module()
+        nodes = cluster.connect(address) if address else this_machine()
+    except (GateError, PreflightError, NightlyError, ClusterError, ValueError) as error:
+        print(f"nightly: {error}")
+        return 2
+    try:
+        return _run(night, nodes, dry_run, started)
+    finally:
+        cluster.disconnect()
+
+
+def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
+    profile = profile_for(nodes)
+    pytest_args = night.pytest_args if profile == "full" else on_cpus(night.pytest_args)
+    cases = plan(collect(profile, pytest_args), nodes)
+    if not cases:
+        print(f"nightly: no benchmark case matches the pytest arguments {' '.join(night.pytest_args) or '(none)'} in the {profile} profile; nothing ran (check -k / -m)")
+        return 2
+    if profile == "smoke":
+        print("nightly: no GPU in the cluster; running the smoke profile on CPUs instead (cases marked gpu left out)")
+    where = f"the Ray cluster at {night.address}" if night.address else "this machine (Ray embedded)"
+    print_plan(cases, nodes, profile, where)
+    problems = unplaceable(cases, nodes)
+    for problem in problems:
+        print(f"nightly: {problem}")
+    if problems:
+        return 2
+    if dry_run:
+        return 0
+    if not night.address:
+        cluster.start_embedded(nodes[0])
+    pending = {cluster.submit(case, profile, pytest_args, night.out.name, night.bucket): case for case in cases}
+    rows = gather(pending, night.out)
+    wall_s = time.perf_counter() - started
+    manifest = {"night": night.out.name, "address": night.address or "embedded", "profile": profile, "pytest_args": night.pytest_args,
+                "nodes": [asdict(n) for n in nodes], "wall_s": round(wall_s, 1), "cases": rows}  # fmt: skip
+    with written_atomically(night.out / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2))
+    failed = any(row["status"] not in ("passed", "nothing collected") for row in rows)
+    return finish(night, failed, wall_s)
+
+
+def finish(night: Night, failed: bool, wall_s: float) -> int:
+    """The reports (with the trend over the last nights), the gate, the exit status."""
+    out = night.out
+    records, problems = load_readable(out / "records")
+    for problem in problems:
+        print(f"nightly: skipped {problem}")
+    if records:
+        report.write(records, out / "records", trend=trend.of_nights(out.parent, night.nights, night.baseline))
+    if night.baseline is not None:
+        try:
+            result = compare_paths(night.baseline, out / "records", night.tolerances)
+        except GateError as error:
+            print(f"nightly: the regression gate could not decide: {error}")
+            return 1
+        (out / "regression.md").write_text(result.render())
+        print(result.render())
+        failed |= not result.passed
+    print(f"nightly: {'FAILED' if failed else 'passed'} in {wall_s:.0f} s; results in {out}")
+    return 1 if failed else 0

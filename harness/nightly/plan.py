@@ -1,0 +1,121 @@
+"""The night's plan: which benchmark cases run, and what each one asks of the cluster.
+
+A case is one pytest node id of `benchmarks/`. It runs whole on one node, so it asks for its
+devices there: GPUs on a cluster that has them (with the CPUs that come with each GPU on the
+poorest GPU node, for its loader workers), CPUs alone on a CPU-only cluster (one per training
+process). Nothing here talks to Ray: the plan is data, so `--dry-run` and the tests read it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.settings import REPO_ROOT
+
+_DEVICES = re.compile(r"-(\d+)dev\b")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One machine of the cluster as the scheduler sees it: its logical CPUs and GPUs."""
+
+    name: str
+    address: str
+    cpus: float
+    gpus: float
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.address}): {self.cpus:g} CPU, {self.gpus:g} GPU"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case and the resources its Ray task asks for."""
+
+    node_id: str
+    devices: int
+    cpus: int
+    gpus: int
+
+    @property
+    def name(self) -> str:
+        """A file-safe name: the readable id in brackets, after its test function."""
+        test = self.node_id.split("::")[-1]
+        return _UNSAFE.sub("_", test.replace("[", "-").rstrip("]"))
+
+    @property
+    def workers(self) -> int:
+        """Loader workers per training process: the CPUs the task was given, shared by its processes."""
+        return max(1, self.cpus // self.devices)
+
+    def asks(self) -> str:
+        return f"{self.gpus} GPU, {self.cpus} CPU" if self.gpus else f"{self.cpus} CPU"
+
+    def fits(self, node: Node) -> bool:
+        return node.cpus >= self.cpus and node.gpus >= self.gpus
+
+
+def devices_of(node_id: str) -> int:
+    """Devices a case needs, from its readable id (`...-2dev-...`); cases without one need 1."""
+    match = _DEVICES.search(node_id)
+    return int(match.group(1)) if match else 1
+
+
+def profile_for(nodes: Sequence[Node]) -> str:
+    """The full profile where the cluster has GPUs; the smoke profile on CPUs alone."""
+    return "full" if any(n.gpus for n in nodes) else "smoke"
+
+
+def on_cpus(pytest_args: Sequence[str]) -> list[str]:
+    """The pytest arguments with the `gpu`-marked cases left out (on a cluster without GPUs they
+    would only start a pytest process each to be skipped); a user's own -m is kept and narrowed."""
+    args = list(pytest_args)
+    for i, arg in enumerate(args):
+        if arg == "-m" and i + 1 < len(args):
+            args[i + 1] = f"({args[i + 1]}) and not gpu"
+            return args
+        if arg.startswith("-m") and len(arg) > 2:
+            args[i] = f"-m({arg[2:].lstrip('=')}) and not gpu"
+            return args
+    return [*args, "-m", "not gpu"]
+
+
+def collect(profile: str, pytest_args: Sequence[str]) -> list[str]:
+    """The benchmark node ids pytest would run (collection only)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "--profile", profile, *pytest_args],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return [line.strip() for line in out.stdout.splitlines() if "::" in line]
+
+
+def plan(node_ids: Sequence[str], nodes: Sequence[Node]) -> list[Case]:
+    """One case per node id, the largest first (so many small ones never starve a multi-GPU case)."""
+    gpu_nodes = [n for n in nodes if n.gpus]
+    cpus_per_gpu = min(int(n.cpus // n.gpus) for n in gpu_nodes) if gpu_nodes else 0
+    cases = []
+    for node_id in node_ids:
+        devices = devices_of(node_id)
+        if gpu_nodes:
+            cases.append(Case(node_id, devices, cpus=max(1, devices * cpus_per_gpu), gpus=devices))
+        else:
+            cases.append(Case(node_id, devices, cpus=devices, gpus=0))
+    return sorted(cases, key=lambda c: (-c.gpus, -c.cpus))
+
+
+def unplaceable(cases: Sequence[Case], nodes: Sequence[Node]) -> list[str]:
+    """One line per case that no node of the cluster can hold (Ray would wait for it forever)."""
+    if not nodes:
+        return ["the cluster has no live node"]
+    largest = max(nodes, key=lambda n: (n.gpus, n.cpus))
+    return [
+        f"{case.name} asks for {case.asks()} on one node, and the largest node has {largest.cpus:g} CPU, {largest.gpus:g} GPU; "
+        "add a node that large or leave the case out with -k"
+        for case in cases
+        if not any(case.fits(n) for n in nodes)
+    ]

@@ -1,0 +1,99 @@
+"""The nightly on a real two-node Ray cluster on loopback (separate `ray start` processes, 1 CPU
+each, separate scratch folders) and a real GCS emulator, two nights of the two random-weight
+EfficientNetV2 smoke cases. Night 1 spreads them over both nodes and gathers every record into one
+folder; night 2 loses the second node mid-case, and Ray's retry on the head resumes that case from
+its last checkpoint in the bucket; then the gate against night 1 and the trend over both nights.
+Every process started here is stopped here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.artifacts.emulator import Emulator
+from harness.nightly.cluster import SCRATCH
+from harness.nightly.loopback import LoopbackCluster
+from harness.settings import REPO_ROOT
+
+pytest.importorskip("ray", reason="the nightly's Ray extra is not installed (pip install 'trainbench[nightly]')")
+
+BOTH = ["-k", "efficientnetv2 and 1dev and random", "-m", "not gpu", "--wandb", "off"]  # the fp32 and bf16 random-weight cases
+BUCKET = "nightly"
+NIGHT_TIMEOUT_S = 420
+
+
+def nightly(cluster: LoopbackCluster, night: Path, selection: list[str], *options: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "harness", "nightly", "--out", str(night), "--address", cluster.address, "--gcs-bucket", f"gs://{BUCKET}/ci", *options, "--", *selection]
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(driver: subprocess.Popen) -> tuple[int, str]:
+    try:
+        output, _ = driver.communicate(timeout=NIGHT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        driver.kill()
+        output, _ = driver.communicate()
+        pytest.fail(f"the nightly did not finish within {NIGHT_TIMEOUT_S} s:\n{output[-4000:]}")
+    return driver.returncode, output
+
+
+def uploaded_checkpoint(cluster: LoopbackCluster, node: int, night: str, deadline: float) -> str:
+    """Wait until the case of the night on `node` has a checkpoint in the bucket; its run id."""
+    from google.cloud import storage
+
+    while time.monotonic() < deadline:
+        for local in (cluster.scratch(node) / SCRATCH / night).rglob("checkpoints/*/epoch_*.ckpt"):
+            run_id = local.parent.name
+            if any(storage.Client().list_blobs(BUCKET, prefix=f"ci/{night}/{run_id}/last.ckpt")):
+                return run_id
+        time.sleep(0.5)
+    pytest.fail(f"no case of {night} on node {node} uploaded a checkpoint in time")
+
+
+def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_path):
+    emulator = Emulator(BUCKET)
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator.url  # for this test's own bucket listing
+    cluster, drivers = None, []
+    try:
+        env = {"STORAGE_EMULATOR_HOST": emulator.url, "TRAINBENCH_CACHE_DIR": str(tmp_path / "cache")}
+        cluster = LoopbackCluster(tmp_path / "cluster", nodes=2, cpus_per_node=1, env=env)
+        nights = tmp_path / "nights"
+
+        drivers.append(nightly(cluster, nights / "night-1", BOTH))
+        code, output = finished(drivers[-1])
+        assert code == 0, output[-4000:]
+        first = json.loads((nights / "night-1" / "nightly.json").read_text())
+        assert [c["status"] for c in first["cases"]] == ["passed", "passed"], output[-4000:]
+        assert len({c["node"] for c in first["cases"]}) == 2, "the two cases did not spread over both nodes"
+        records = sorted((nights / "night-1" / "records").glob("*/result.json"))
+        assert len(records) == 2 and all((r.parent / "curves.png").is_file() for r in records)
+        assert not list((nights / "night-1").rglob("*.ckpt")), "checkpoints stay on the nodes and in the bucket"
+        assert len(list((nights / "night-1" / "benchmark").glob("*.json"))) == 2 and len(list((nights / "night-1" / "logs").glob("*.log"))) == 2
+
+        drivers.append(nightly(cluster, nights / "night-2", BOTH, "--baseline", str(nights / "night-1"), "--tolerance", "speed=1.0"))
+        run_id = uploaded_checkpoint(cluster, 1, "night-2", time.monotonic() + NIGHT_TIMEOUT_S)  # node 1: the head holds the cluster
+        cluster.kill(1)
+        code, output = finished(drivers[-1])
+        assert code == 0, output[-4000:]
+        second = json.loads((nights / "night-2" / "nightly.json").read_text())["cases"]
+        assert [c["status"] for c in second] == ["passed", "passed"] and len({c["node"] for c in second}) == 1, second
+        resumed = json.loads((nights / "night-2" / "records" / run_id / "result.json").read_text())["extra"]["artifacts"]["checkpoints"]["resumed_from"]
+        assert resumed["checkpoint"] == f"gs://{BUCKET}/ci/night-2/{run_id}/last.ckpt" and resumed["epoch"] >= 1, resumed
+        assert "PASS: no regression" in (nights / "night-2" / "regression.md").read_text()
+        page = (nights / "night-2" / "records" / "report.html").read_text()
+        assert "Trend over the last 2 night(s)" in page and len(list((nights / "night-2" / "records" / "trend").glob("*.png"))) == 2
+    finally:
+        for driver in drivers:
+            if driver.poll() is None:
+                driver.kill()
+                driver.wait()
+        if cluster is not None:
+            cluster.stop()
+        emulator.stop()
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
