@@ -73,7 +73,11 @@ def connect(address: str) -> list[Node]:
     """Join the running cluster at `address`; return its live nodes."""
     ray = ray_module()
     _reachable(address)
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except Exception as error:  # a wrong or missing auth token, another Ray version, ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ClusterError(f"could not join the Ray cluster at {address}: {reason}; the nightly's Ray and Python must match the cluster's, with its token in RAY_AUTH_TOKEN if it uses one") from None
     return live_nodes()
 
 

@@ -9,6 +9,7 @@ would. `stop` ends every process this cluster started.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,8 @@ OBJECT_STORE_BYTES = 100 * 1024 * 1024  # Ray's floor is 75 MB; a case's returne
 
 class LoopbackCluster:
     def __init__(self, root: Path, nodes: int = 2, cpus_per_node: int = 1, env: dict[str, str] | None = None, start_timeout_s: float = 60.0) -> None:
-        self.root, self.port, self.env = Path(root), free_port(), {**os.environ, **FAST_FAILURE_DETECTION, **(env or {})}
+        token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # its own: not ~/.ray/auth_token, which an embedded Ray writes
+        self.root, self.port, self.env = Path(root), free_port(), {**os.environ, **FAST_FAILURE_DETECTION, **token, **(env or {})}
         self.scratch_root = Path(tempfile.mkdtemp(prefix="tb-ray-", dir="/tmp"))  # short: Ray's socket paths below it must fit 107 bytes
         self.address = f"{NODE_IP}:{self.port}"
         self.nodes: list[subprocess.Popen] = []
