@@ -119,7 +119,7 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
     command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    _wait_for(tmp_path / "ckpt" / run_id / epoch_file(1), child)
+    _wait_for(tmp_path / "ckpt" / run_id / LAST, child)  # the writer thread links last.ckpt just after the epoch file
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     assert not (settings.results_dir / run_id / "result.json").exists(), "the run finished before it could be killed"
