@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.catalog import PROFILES
+from harness.catalog import DEFAULT_PROFILE, PROFILES
 from harness.cli import positive_int
 from harness.settings import ENV_VARS, OPTIONS, RunSettings, SettingsError, check_environment, env
 
@@ -22,7 +22,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     group = parser.getgroup("trainbench")
-    group.addoption("--profile", choices=PROFILES, default=env("profile", "smoke"), help=f"smoke (generated data, CPU sized) or full (the published recipe) [{ENV_VARS['profile']}]")
+    group.addoption("--profile", choices=PROFILES, default=env("profile", DEFAULT_PROFILE),
+                    help=f"smoke: the recipes shrunk for a CPU on generated data; full: the published recipes on real data; `python -m harness run` has the same option and default [{ENV_VARS['profile']}; default {DEFAULT_PROFILE}]")  # fmt: skip
     for flag, kwargs in OPTIONS:
         group.addoption(flag, **kwargs)
     group.addoption("--baseline", default=None, help="after the session, compare its runs with this results folder or pytest-benchmark JSON; a regression fails the session")

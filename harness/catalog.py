@@ -11,12 +11,17 @@ recipe's lr at a batch 8x smaller makes Adam spike and erase pretrained features
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from harness.spec import BenchmarkSpec, Recipe, Split, Threshold, aug
+from harness.spec import Augmentation, BenchmarkSpec, Recipe, SpecError, Split, Threshold, aug
 
 PROFILES: tuple[str, ...] = ("smoke", "full")
+# One default for `python -m harness` and pytest: the smoke profile runs anywhere, offline, in
+# minutes; the published recipe on real data is always asked for (`--profile full`).
+DEFAULT_PROFILE = "smoke"
 
 
 @dataclass(frozen=True)
@@ -155,8 +160,8 @@ SMOKE_BATCH_SIZE = 16
 SMOKE_MARGIN_OVER_CHANCE = 0.2
 
 
-def profile_recipe(seed: Seed, profile: str, epochs: int | None = None) -> Recipe:
-    """The seed's recipe unchanged (`full`) or shrunk for a CPU (`smoke`); `epochs` overrides both."""
+def profile_recipe(seed: Seed, profile: str) -> Recipe:
+    """The seed's recipe unchanged (`full`) or shrunk for a CPU (`smoke`)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     recipe = seed.recipe
@@ -174,8 +179,6 @@ def profile_recipe(seed: Seed, profile: str, epochs: int | None = None) -> Recip
             split=split,
         )
         recipe = dataclasses.replace(recipe, **dict(seed.smoke_changes))
-    if epochs is not None:
-        recipe = dataclasses.replace(recipe, epochs=epochs)
     return recipe
 
 
@@ -216,7 +219,8 @@ def make_spec(
     """The spec of one matrix cell of `seed` in `profile`."""
     limits = thresholds(seed, profile, weights, num_classes)
     target, target_source = target_accuracy_for(seed, profile, weights, limits)
-    return BenchmarkSpec(
+    recipe = profile_recipe(seed, profile)
+    spec = BenchmarkSpec(
         model=seed.model,
         dataset=seed.dataset if profile == "full" else seed.smoke_dataset,
         engine=engine or seed.engine,
@@ -224,13 +228,15 @@ def make_spec(
         precision=precision,
         devices=devices,
         num_nodes=num_nodes,
-        recipe=profile_recipe(seed, profile, epochs),
+        recipe=recipe,
         thresholds=limits,
         benchmark=seed.key,
         profile=profile,
         target_accuracy=target,
         target_source=target_source,
+        recipe_origin=tuple((f.name, f"{profile} profile") for f in dataclasses.fields(Recipe) if getattr(recipe, f.name) != getattr(seed.recipe, f.name)),
     )
+    return spec if epochs is None else spec.with_recipe_from("--epochs", epochs=epochs)
 
 
 def target_accuracy_for(seed: Seed, profile: str, weights: str, limits: tuple[Threshold, ...]) -> tuple[float | None, str | None]:
@@ -243,3 +249,86 @@ def target_accuracy_for(seed: Seed, profile: str, weights: str, limits: tuple[Th
     if floor is None:
         return None, None
     return floor.value, ("smoke floor: " if profile == "smoke" else "threshold: ") + floor.why
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The recipe fields a JSON or YAML file sets, e.g. `{"lr": 1e-3, "epochs": 20, "train_augmentations":
+    ["HorizontalFlip", {"name": "Rotate", "limit": 30, "p": 0.5}], "split": {"train": 0.8, "val": 0.1, "test": 0.1}}`.
+    Fields it leaves out keep the recipe's (and profile's) values; an unknown field is an error."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise SpecError(f"--recipe-file {path} cannot be read ({error.strerror}); give a JSON or YAML file of recipe fields") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml  # PyYAML comes with Lightning
+
+            raw = yaml.safe_load(text)
+        else:
+            raw = json.loads(text)
+    except Exception as error:  # JSONDecodeError, YAMLError
+        raise SpecError(f"--recipe-file {path} is not {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {' '.join(str(error).split())[:200]}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"--recipe-file {path} holds a {type(raw).__name__}; give a mapping of recipe fields, e.g. {{\"lr\": 0.001}}")
+    fields = dict(raw)
+    for name, value in fields.items():
+        kind = FILE_FIELD_TYPES.get(name)
+        if kind is not None and not (isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)):
+            raise SpecError(f"--recipe-file {path}: {name} is {value!r}; give {FILE_FIELD_WORDS.get(name, 'a number')}")
+    try:
+        if "split" in fields:
+            fields["split"] = Split(**fields["split"])
+        if "train_augmentations" in fields:
+            fields["train_augmentations"] = tuple(_augmentation(item) for item in fields["train_augmentations"] or ())
+    except (TypeError, AttributeError, KeyError) as error:
+        raise SpecError(f"--recipe-file {path}: {type(error).__name__}: {error}; each augmentation is a name or {{name: ..., PARAM: VALUE}}, the split {{train:, val:, test:}}") from None
+    return fields
+
+
+# What a recipe file's scalar fields must hold (a bool is no number here, though Python counts it as one).
+FILE_FIELD_TYPES: dict[str, Any] = {
+    "lr": (int, float), "weight_decay": (int, float), "head_init_std": (int, float), "batch_size": int, "epochs": int, "image_size": int,
+    "workers": int, "seed": int, "optimizer": str, "loss": str, "train_crop": str, "sync_batchnorm": bool, "split": dict, "train_augmentations": list,
+}  # fmt: skip
+_KIND_WORDS = {int: "a whole number", str: "a name", bool: "true or false", dict: "a mapping", list: "a list"}
+FILE_FIELD_WORDS = {name: _KIND_WORDS[kind] for name, kind in FILE_FIELD_TYPES.items() if kind in _KIND_WORDS}
+
+
+def _augmentation(item: str | dict[str, Any]) -> Augmentation:
+    """`"HorizontalFlip"` or `{"name": "Rotate", "limit": 30, "p": 0.5}`."""
+    if isinstance(item, str):
+        return aug(item)
+    params = dict(item)
+    return aug(params.pop("name"), **params)
+
+
+def parse_augment(text: str, recipe: Recipe) -> tuple[Augmentation, ...]:
+    """`--augment`: `none`, or albumentations names `HorizontalFlip,VerticalFlip`; a name the recipe
+    already has keeps the recipe's parameters, any other takes albumentations' defaults."""
+    if text.strip().lower() == "none":
+        return ()
+    own = {a.name: a for a in recipe.train_augmentations}
+    return tuple(own.get(name, aug(name)) for name in (n.strip() for n in text.split(",")) if name)
+
+
+def describe(seed: Seed) -> str:
+    """A catalog entry for `harness recipes`: where it comes from, its recipe, the smoke changes, its figures."""
+    recipe = seed.recipe
+    augmentations = ", ".join(a.name + (f"({', '.join(f'{k}={v}' for k, v in a.params)})" if a.params else "") for a in recipe.train_augmentations)
+    split = f"{recipe.split.train:g}/{recipe.split.val:g}/{recipe.split.test:g} ({recipe.split.by})"
+    lines = [
+        f"{seed.key}: {seed.title}",
+        f"  source:     {seed.source}",
+        f"  model:      {seed.model} ({seed.engine}); data: {seed.dataset} (smoke: {seed.smoke_dataset}); weights: {', '.join(seed.weights)}",
+        f"  recipe:     {recipe.optimizer} lr {recipe.lr:g}, weight decay {recipe.weight_decay:g}, batch {recipe.batch_size}, {recipe.epochs} epochs, "
+        f"{recipe.image_size} px, {recipe.train_crop}, split {split}, seed {recipe.seed}, {recipe.workers} loader workers (published)",
+        f"  augment:    {augmentations or 'none'}",
+        f"  smoke:      {SMOKE_EPOCHS} epochs, batch {SMOKE_BATCH_SIZE}, {SMOKE_IMAGE_SIZE} px, lr scaled to the batch"
+        + (f"; then {', '.join(f'{k}={v:g}' for k, v in seed.smoke_changes)}" if seed.smoke_changes else ""),
+    ]
+    for published in seed.published:
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in published.metrics)
+        lines.append(f"  published:  {published.weights} weights: {figures}")
+    if seed.assumptions:
+        lines.append(f"  assumed:    {seed.assumptions}")
+    return "\n".join(lines)

@@ -47,33 +47,47 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, **kwargs)
 
 
+def _recipe_list() -> str:
+    return "; ".join(f"{key}: {seed.title}" for key, seed in sorted(catalog.SEEDS.items()))
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The options that decide a recipe (run, throughput and eda share them, so eda previews what run trains)."""
+    p.add_argument("--recipe", choices=sorted(catalog.SEEDS), default="efficientnetv2", help=f"the catalog recipe every other option starts from ({_recipe_list()}; `python -m harness recipes` shows them) [default efficientnetv2]")
+    p.add_argument("--profile", choices=catalog.PROFILES, default=env("profile", catalog.DEFAULT_PROFILE),
+                   help=f"smoke: the recipe shrunk for a CPU on generated data (64 px, 4 epochs, batch 16, lr scaled); full: the recipe as published, on real data; pytest has the same option and default [{ENV_VARS['profile']}; default {catalog.DEFAULT_PROFILE}]")  # fmt: skip
+    p.add_argument("--recipe-file", type=Path, metavar="FILE", help="a JSON or YAML file of recipe fields (lr, epochs, batch_size, image_size, optimizer, weight_decay, train_augmentations, split, ...) over the recipe and profile; options given here win over it")
+    p.add_argument("--augment", metavar="NAMES", help="train augmentations: albumentations transform names, e.g. HorizontalFlip,VerticalFlip (a name the recipe has keeps its parameters), or none [default: the recipe's; see `harness recipes`]")
+    p.add_argument("--image-size", type=int, help="train and eval image size in px [default: the recipe's; smoke 64]")
+    p.add_argument("--seed", type=int, help="the random seed of splits, initialisation, order and augmentations [default: the recipe's, 42]")
+
+
 def _add_spec_options(p: argparse.ArgumentParser, weights: str) -> None:
     """The options that build a spec from a catalog recipe (run and throughput share them)."""
-    p.add_argument("--model", help="any timm model name (default: the recipe's)")
-    p.add_argument("--data", help=f"an ImageFolder directory (one sub-folder per class), or a generated dataset: {', '.join(synthetic.DATASETS)}")
-    p.add_argument("--recipe", choices=sorted(catalog.SEEDS), default="efficientnetv2", help="catalog recipe the other options start from")
-    p.add_argument("--profile", choices=catalog.PROFILES, default=env("profile", "full"), help="full: the recipe as published; smoke: shrunk for a CPU")
-    p.add_argument("--engine", choices=ENGINES)
-    p.add_argument("--weights", choices=WEIGHTS, default=weights)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--precision", choices=PRECISIONS, default="32-true")
-    p.add_argument("--devices", type=int, default=1, help="GPUs, or CPU processes for Lightning DDP")
-    p.add_argument("--num-nodes", type=int, default=1, help="nodes, for Lightning under torchrun or SLURM")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--split", type=parse_split, metavar="TRAIN,VAL,TEST", help="how one ImageFolder is cut: fractions (0.7,0.15,0.15) or image counts (5564,1600,832)")
+    _add_recipe_options(p)
+    p.add_argument("--model", help="any timm model name [default: the recipe's]")
+    p.add_argument("--data", help=f"an ImageFolder directory (one sub-folder per class), or a generated dataset: {', '.join(synthetic.DATASETS)} [default: the recipe's dataset in the profile]")
+    p.add_argument("--engine", choices=ENGINES, help="the training library: poutyne (one process, a device list) or lightning (DDP over --devices) [default: the recipe's]")
+    p.add_argument("--weights", choices=WEIGHTS, default=weights, help=f"pretrained: a file in --weights-dir, else the Hugging Face hub (full profile) or a generated stand-in (smoke profile); random: timm's initialisation [default {weights}]")
+    p.add_argument("--epochs", type=int, help="training epochs [default: the recipe's; smoke 4]")
+    p.add_argument("--batch-size", type=int, help="the global batch, shared by all processes [default: the recipe's; smoke 16]")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="[default: the recipe's]")
+    p.add_argument("--lr", type=float, help="learning rate [default: the recipe's; smoke: scaled to the smoke batch]")
+    p.add_argument("--weight-decay", type=float, help="[default: the recipe's]")
+    p.add_argument("--precision", choices=PRECISIONS, default="32-true", help="[default 32-true]")
+    p.add_argument("--devices", type=int, default=1, help="GPUs, or CPU processes for Lightning DDP [default 1]")
+    p.add_argument("--num-nodes", type=int, default=1, help="nodes, for Lightning under torchrun or SLURM [default 1]")
+    p.add_argument("--split", type=parse_split, metavar="TRAIN,VAL,TEST", help="how one ImageFolder is cut: fractions (0.7,0.15,0.15) or image counts (5564,1600,832) [default: the recipe's]")
     p.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across DDP processes (Lightning; CUDA only)")
-    p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column; default: the recipe's published figure on its own dataset, none on other data")
+    p.add_argument("--target-acc", type=float, help="val accuracy for the time-to-target column [default: the recipe's published figure on its own dataset, none on other data]")
 
 
 def _run_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="train and evaluate one case; prints the test metrics and writes results/<run-id>/")
+    p = sub.add_parser("run", help="train and evaluate one case; prints the test metrics and writes results/<run-id>/",
+                       description=f"Train and evaluate one case: --recipe in --profile (default {catalog.DEFAULT_PROFILE}, as in pytest; --profile full for the published recipe on real data), "
+                                   "then --recipe-file, then the options given here. The record says where each recipe value came from.")  # fmt: skip
     _add_spec_options(p, weights="pretrained")
-    p.add_argument("--limit-batches", type=positive_int, help="check a real set-up in a minute: the recipe with only N batches per phase and epoch (train, val, test), as Lightning's limit_*_batches")
+    p.add_argument("--limit-batches", type=positive_int, help="check a real set-up in a minute: the recipe with only N batches per phase and epoch (train, val, test), as Lightning's limit_*_batches [default: all]")
     p.add_argument("--seeds", type=positive_int, default=int(env("seeds", "1") or 1), help=f"run N times with seeds SEED, SEED+1, ...; prints mean ± std over them [{ENV_VARS['seeds']}; default 1]")
     p.add_argument("--run-id", type=run_id_name, help="the folder name of the record and checkpoints (default: case id + fingerprint, then -attemptN)")
     p.add_argument("--spec", type=Path, help="run this spec file (JSON) instead of building one from options")
@@ -93,37 +107,45 @@ def _dataset_from(value: str | None, seed: catalog.Seed, profile: str, data_root
     return path.name or "imagefolder", path
 
 
+def recipe_spec(args: argparse.Namespace, **choices) -> BenchmarkSpec:
+    """The catalog recipe in its profile, then `--recipe-file`, then the recipe options given here:
+    each later source wins, and the spec remembers which gave each value (`recipe_origin`)."""
+    from harness.data import num_classes, transforms
+
+    seed = catalog.SEEDS[args.recipe]
+    dataset = seed.dataset if args.profile == "full" else seed.smoke_dataset
+    spec = catalog.make_spec(seed, profile=args.profile, num_classes=num_classes(dataset) or 2, **choices)  # classes only size smoke thresholds, which a CLI run drops
+    if args.recipe_file:
+        spec = spec.with_recipe_from(f"recipe file {args.recipe_file}", **catalog.read_recipe_file(args.recipe_file))
+    given = {name: getattr(args, name, None) for name in RECIPE_OPTIONS}
+    given["sync_batchnorm"] = given["sync_batchnorm"] or None  # a flag: absent is "the recipe's", not False
+    if args.augment is not None:
+        given["train_augmentations"] = catalog.parse_augment(args.augment, spec.recipe)
+    for name, value in given.items():
+        if value is not None:
+            spec = spec.with_recipe_from(RECIPE_OPTIONS.get(name, "--augment"), **{name: value})
+    transforms.check_augmentations(spec.recipe.train_augmentations, dict(spec.recipe_origin).get("train_augmentations", f"the {args.recipe} recipe"))
+    return spec
+
+
+# Recipe fields with a command-line option of their own, and the option's name.
+RECIPE_OPTIONS = {
+    "image_size": "--image-size", "batch_size": "--batch-size", "optimizer": "--optimizer", "lr": "--lr", "weight_decay": "--weight-decay",
+    "seed": "--seed", "split": "--split", "sync_batchnorm": "--sync-batchnorm", "epochs": "--epochs",
+}  # fmt: skip
+
+
 def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None]:
     seed = catalog.SEEDS[args.recipe]
     dataset, data_root = _dataset_from(args.data, seed, args.profile, args.data_root)
-    from harness import data
-
-    spec = catalog.make_spec(
-        seed,
-        profile=args.profile,
-        weights=args.weights,
-        precision=args.precision,
-        engine=args.engine,
-        epochs=args.epochs,
-        num_classes=data.num_classes(dataset) or 2,  # only sizes smoke thresholds, which a CLI run drops
-    ).replace(dataset=dataset, benchmark="cli", thresholds=())
+    spec = recipe_spec(args, weights=args.weights, precision=args.precision, engine=args.engine)
+    spec = spec.replace(dataset=dataset, benchmark="cli", thresholds=())
     if args.data is not None and dataset not in (seed.dataset, seed.smoke_dataset):  # a seed's target means nothing on other data
         spec = spec.replace(target_accuracy=None, target_source=None)
     if args.target_acc is not None:
         spec = spec.replace(target_accuracy=args.target_acc, target_source="--target-acc")
     if args.model:
         spec = spec.replace(model=args.model)
-    overrides = {
-        "image_size": args.image_size,
-        "batch_size": args.batch_size,
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "seed": args.seed,
-        "split": args.split,
-        "sync_batchnorm": args.sync_batchnorm or None,
-    }
-    spec = spec.with_recipe(**{k: v for k, v in overrides.items() if v is not None})
     # devices last: the global batch must divide over the processes, and it is the batch given here
     spec = spec.replace(devices=args.devices, num_nodes=args.num_nodes, limit_batches=getattr(args, "limit_batches", None))
     return spec, (Path(data_root) if data_root else None)
@@ -225,16 +247,23 @@ def cmd_eda(args: argparse.Namespace) -> int:
     from harness.preflight import check_writable
 
     check_writable(args.out, "EDA folder", "--out")
-    survey = eda.run(args.data_dir, args.out, catalog.SEEDS[args.recipe].recipe, args.recipe, sample=args.sample)
+    survey = eda.run(args.data_dir, args.out, recipe_spec(args, weights="random").recipe, f"{args.recipe} ({args.profile} profile)", sample=args.sample)
     print(f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)} corrupt; "
           f"headers {survey.seconds_headers:.2f}s, pixels {survey.seconds_pixels:.2f}s; report: {args.out / 'report.md'}")  # fmt: skip
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    print("\n\n".join(catalog.describe(seed) for _, seed in sorted(catalog.SEEDS.items())))
+    print(f"\nEvery command starts from --recipe (default efficientnetv2) in --profile (default {catalog.DEFAULT_PROFILE}); --recipe-file FILE and the options change it.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__, epilog=f"recipes: {_recipe_list()}. `python -m harness COMMAND --help` describes each command.")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    sub.add_parser("recipes", help="the catalog: each recipe with its source, values, smoke changes and published figures")
     p = sub.add_parser("report", help="the comparison tables again, from the result records alone")
     p.add_argument("results_dir", type=Path, help="a results folder (records in */result.json)")
     p.add_argument("--out", type=Path, help="where to write summary.md/.csv and report.html (default: RESULTS_DIR)")
@@ -254,8 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eda", help="a report of a dataset: counts, sizes, modes, channel statistics, samples, augmentations")
     p.add_argument("data_dir", type=Path, help="an ImageFolder directory")
     p.add_argument("--out", type=Path, required=True, help="where report.md and its figures go")
-    p.add_argument("--recipe", choices=sorted(catalog.SEEDS), default="fastvit", help="whose train augmentations to preview")
-    p.add_argument("--sample", type=int, default=500, help="images decoded for pixel statistics")
+    _add_recipe_options(p)  # the same recipe options as run: the preview is of what run would train
+    p.add_argument("--sample", type=int, default=500, help="images decoded for pixel statistics [default 500]")
     p = sub.add_parser("throughput", help="where training time goes here: the loader alone (cached and uncached), the model step alone, the engine end to end; names the bottleneck")
     _add_spec_options(p, weights="random")
     p.add_argument("--batches", type=positive_int, default=20, help="timed batches per measurement, after 3 untimed ones (default 20)")
@@ -293,7 +322,7 @@ def cmd_kvasir_standin(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "report": cmd_report, "compare": cmd_compare, "nightly": cmd_nightly, "eda": cmd_eda, "throughput": cmd_throughput, "kvasir-standin": cmd_kvasir_standin}
+COMMANDS = {"recipes": cmd_recipes, "run": cmd_run, "report": cmd_report, "compare": cmd_compare, "nightly": cmd_nightly, "eda": cmd_eda, "throughput": cmd_throughput, "kvasir-standin": cmd_kvasir_standin}
 
 
 def main(argv: list[str] | None = None) -> int:

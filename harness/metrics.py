@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
+
 TOP_K: tuple[int, ...] = (3, 5)
-METRIC_NAMES: tuple[str, ...] = ("loss", "acc", "f1", "top3", "top5")
 
 
 class ClassificationMetrics(Metric):

@@ -1,7 +1,9 @@
 """Models through timm's own factory and its own pretrained loading.
 
 Pretrained weights come, in order, from a file in the weights folder (timm's
-`pretrained_cfg_overlay=dict(file=...)`), else from the hub cache or the hub (when allowed). The
+`pretrained_cfg_overlay=dict(file=...)`), else (when the hub is allowed) from the Hugging Face
+cache, else from the hub itself after one short reachability probe: offline, huggingface_hub's
+own retries took about 55 s before they failed. The
 classifier is replaced whenever the file's class count differs from the task's, exactly as timm
 does for ImageNet weights, so a file trained on any dataset is a valid starting point.
 """
@@ -11,7 +13,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -21,6 +25,8 @@ from torch import nn
 
 from harness.data.device import Stats
 
+HUB_PROBE_S = 3.0  # one TCP connect to the hub's host; a reachable hub answers in well under a second
+HUB_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")  # what timm downloads from a hub repo, in its order
 WEIGHT_FILE_NAMES = ("{model}.safetensors", "{model}.pth", "{model}.bin", "{model}/model.safetensors", "{model}/pytorch_model.bin")
 
 
@@ -107,7 +113,7 @@ def _create(model: str, num_classes: int, weights: str, weights_dir: Path, *, al
     check_name(model)
     if weights == "random":
         return timm.create_model(model, pretrained=False, num_classes=num_classes)
-    file = find_weight_file(model, weights_dir)
+    file = find_weight_file(model, weights_dir) or (hub_cached_file(model) if allow_hub else None)
     if file is not None:
         try:
             overlay = dict(file=str(file), num_classes=check_fits(model, file))
@@ -116,16 +122,62 @@ def _create(model: str, num_classes: int, weights: str, weights_dir: Path, *, al
             raise
         except Exception as error:  # safetensors, pickle and zip each raise their own kinds
             raise ModelError(f"weights file {file} cannot be read: {_load_problem(error)}; replace it with a {model} state dict") from None
-    looked = ", ".join(str(p) for p in weight_file_candidates(model, weights_dir))
-    if not allow_hub:
-        raise WeightsNotFound(f"no pretrained weights for {model}: looked for {looked}")
+    check_hub(model, weights_dir, allow_hub)
     try:
         return timm.create_model(model, pretrained=True, num_classes=num_classes)
-    except Exception as error:  # timm/huggingface_hub raise many kinds when offline or unauthorised
+    except Exception as error:  # timm/huggingface_hub raise many kinds when unauthorised or interrupted
         raise WeightsNotFound(
-            f"no pretrained weights for {model}: looked for {looked}, then the Hugging Face hub and its cache "
-            f"({type(error).__name__}: {error}); put a weights file in --weights-dir"
+            f"no pretrained weights for {model}: looked for {_looked(model, weights_dir)}, then the Hugging Face hub "
+            f"({type(error).__name__}: {_load_problem(error)}); put a weights file in --weights-dir"
         ) from None
+
+
+def _looked(model: str, weights_dir: Path) -> str:
+    return ", ".join(str(p) for p in weight_file_candidates(model, weights_dir))
+
+
+def hub_id(model: str) -> str:
+    return timm.get_pretrained_cfg(model).hf_hub_id or f"timm/{model}"
+
+
+def hub_cached_file(model: str) -> Path | None:
+    """The weights file of `model` already in the Hugging Face cache (HF_HUB_CACHE), if any."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in HUB_FILE_NAMES:
+        found = try_to_load_from_cache(hub_id(model), filename)
+        if isinstance(found, str):  # None: unknown; a sentinel object: known to be absent
+            return Path(found)
+    return None
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+def hub_reachable(timeout_s: float = HUB_PROBE_S) -> bool:
+    """Whether the hub can be asked at all: HF_HUB_OFFLINE unset and one TCP connect to its host within `timeout_s`."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(hub_endpoint())
+    try:
+        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_hub(model: str, weights_dir: Path, allow_hub: bool) -> None:
+    """Weights must come from the hub: refuse in seconds, saying what to do, when it cannot be asked."""
+    where = f"no pretrained weights for {model}: looked for {_looked(model, weights_dir)}"
+    if not allow_hub:
+        raise WeightsNotFound(where)
+    if not hub_reachable():
+        offline = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"the Hugging Face hub ({hub_endpoint()}) did not answer within {HUB_PROBE_S:g} s"
+        raise WeightsNotFound(
+            f"{where} and in the Hugging Face cache, and {offline}; put {model}.safetensors in --weights-dir "
+            f"(e.g. `huggingface-cli download {hub_id(model)} model.safetensors` where there is network), or use --profile smoke, whose pretrained weights are a generated stand-in"
+        )
 
 
 def init_classifier(model: nn.Module, std: float) -> None:
@@ -154,11 +206,15 @@ def weights_source(model: str, weights: str, weights_dir: Path, *, allow_hub: bo
     """Where a run's starting weights come from, precisely enough to tell two sources apart.
 
     A file is named by its path and sha256 (and, for a generated stand-in, what generated it and
-    the accuracy it reached on its source data); hub weights by the hub id timm would load.
+    the accuracy it reached on its source data); hub weights by the hub id timm would load, and
+    by the cached file's path and sha256 when the Hugging Face cache already holds them.
     """
     if weights == "random":
         return {"kind": "random"}
     file = find_weight_file(model, weights_dir)
+    cached = hub_cached_file(model) if file is None and allow_hub else None
+    if cached is not None:
+        return {"kind": "hub cache", "id": hub_id(model), "path": str(cached), "sha256": _sha256(cached)}
     if file is not None:
         source = {"kind": "file", "path": str(file.resolve()), "sha256": _sha256(file)}
         if file.suffix == ".safetensors":
@@ -170,10 +226,8 @@ def weights_source(model: str, weights: str, weights_dir: Path, *, allow_hub: bo
             if metadata.get("generated_by"):
                 source.update(kind="generated stand-in", **{k: metadata[k] for k in sorted(metadata)})
         return source
-    if not allow_hub:
-        raise WeightsNotFound(f"no pretrained weights for {model}: looked for {', '.join(str(p) for p in weight_file_candidates(model, weights_dir))}")
-    cfg = timm.get_pretrained_cfg(model)
-    return {"kind": "hub", "id": cfg.hf_hub_id or f"timm/{model}"}
+    check_hub(model, weights_dir, allow_hub)
+    return {"kind": "hub", "id": hub_id(model)}
 
 
 def stand_in_metadata(model: str, weights_dir: Path) -> dict[str, str] | None:

@@ -57,7 +57,8 @@ def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False, head_init_std=source.recipe.head_init_std)
     run_dir = settings.cache_dir / "pretraining" / source.id
     quiet = settings.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
-    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""), data.workers_for(source, quiet))
+    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""), data.workers_for(source, quiet),
+                      label="[stand-in pretraining] ")  # fmt: skip
     output = engines.get("poutyne").fit(job)
     path = settings.resolved_weights_dir / f"{spec.model}.safetensors"
     models.save_weights(

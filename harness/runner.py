@@ -11,12 +11,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
 from harness import data, engines, models, preflight, pretrain
 from harness.artifacts import RunArtifacts
-from harness.engines import TrainingJob
+from harness.engines import TrainingJob, progress
 from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
 from harness.inference import is_reparameterizable, reparameterization_check
@@ -53,12 +54,15 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
     they find everything made (and the decode pass remembered); each rank's own call is then cheap.
     """
     preflight.check(spec, settings)
+    stand_in = spec.weights == "pretrained" and spec.profile == "smoke"  # generated below when missing
+    weights = None if stand_in else models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")  # before the data pass: an unreachable hub fails in seconds
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
     data_identity = data.check(folder, spec.recipe, settings.cache_dir)
     if settings.decode_cache:  # built here, once, before a launcher starts the ranks that share it
         data.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, data.workers_for(spec, settings))
-    ensure_weights(spec, settings)
-    weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")
+    if stand_in:
+        ensure_weights(spec, settings)
+        weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False)
     return RunIdentity.of(spec, data_identity, weights)
 
 
@@ -103,8 +107,13 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     earlier record of the same spec is never replaced.
     """
     preflight.check_launcher(spec, run_id)
+    main_process = rank_zero_only.rank == 0
+    if main_process:
+        print(progress.startup_line(spec, settings, detect()), flush=True)
     identity = prepare(spec, settings)
     job = build_job(spec, settings, identity, run_id or identity.attempt_id(settings.results_dir))
+    if main_process:
+        print(progress.data_line(job, identity.weights), flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     output = engines.get(spec.engine).fit(job)

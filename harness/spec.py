@@ -21,6 +21,7 @@ WEIGHTS: tuple[str, ...] = ("pretrained", "random")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 TRAIN_CROPS: tuple[str, ...] = ("resize", "random_resized_crop")
 MIN_IMAGE_SIZE = 16
+METRIC_NAMES: tuple[str, ...] = ("loss", "acc", "f1", "top3", "top5")  # what every engine reports per part (train_, val_, test_)
 
 # Short forms used in readable test ids: 32-true -> 32true, bf16-mixed -> bf16, 16-mixed -> fp16.
 _PRECISION_TAGS = {"32-true": "32true", "16-mixed": "fp16", "bf16-mixed": "bf16"}
@@ -141,6 +142,7 @@ class BenchmarkSpec:
     target_accuracy: float | None = None
     target_source: str | None = None
     limit_batches: int | None = None  # a set-up check: the recipe for this many batches per phase and epoch (None: all)
+    recipe_origin: tuple[tuple[str, str], ...] = ()  # (recipe field, where its value came from) for every value that is not the catalog's
 
     def __post_init__(self) -> None:
         if self.limit_batches is not None and self.limit_batches < 1:
@@ -193,7 +195,7 @@ class BenchmarkSpec:
     def result_fields(self) -> dict[str, Any]:
         """What determines the result: everything but the expectations and the benchmark's name."""
         fields = self.to_dict()
-        for expectation in ("thresholds", "benchmark", "target_accuracy", "target_source"):
+        for expectation in ("thresholds", "benchmark", "target_accuracy", "target_source", "recipe_origin"):
             fields.pop(expectation)
         if fields["limit_batches"] is None:  # full runs keep the fingerprints they had before the option existed
             fields.pop("limit_batches")
@@ -219,6 +221,19 @@ class BenchmarkSpec:
     def with_recipe(self, **changes: Any) -> BenchmarkSpec:
         return dataclasses.replace(self, recipe=dataclasses.replace(self.recipe, **changes))
 
+    def with_recipe_from(self, origin: str, **changes: Any) -> BenchmarkSpec:
+        """`with_recipe`, remembering that `changes` came from `origin` (`--lr`, `smoke profile`, `recipe file r.yaml`):
+        a later origin wins over an earlier one, and the record says which gave each value."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(Recipe)})
+        if unknown:
+            raise SpecError(f"{origin} sets {', '.join(unknown)}, which no recipe has; recipe fields are {', '.join(f.name for f in dataclasses.fields(Recipe))}")
+        kept = tuple((name, was) for name, was in self.recipe_origin if name not in changes)
+        return self.with_recipe(**changes).replace(recipe_origin=kept + tuple((name, origin) for name in changes))
+
+    def origin_of(self, field: str) -> str:
+        """Where the recipe's `field` came from: its origin, else the catalog recipe."""
+        return dict(self.recipe_origin).get(field, "recipe")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -236,6 +251,7 @@ class BenchmarkSpec:
         fields = dict(raw)
         fields["recipe"] = Recipe(**recipe)
         fields["thresholds"] = tuple(Threshold(**t) for t in raw.get("thresholds", ()))
+        fields["recipe_origin"] = tuple(tuple(pair) for pair in raw.get("recipe_origin", ()))
         return cls(**fields)
 
     @classmethod

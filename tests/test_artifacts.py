@@ -4,7 +4,6 @@ resume after a killed process, wandb offline runs read back from disk, CSV log a
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess

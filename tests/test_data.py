@@ -1,6 +1,5 @@
 """Loading real image files: modes, transforms, and every kind of bad input with its message."""
 
-from pathlib import Path
 
 import albumentations as A
 import numpy as np

@@ -1,4 +1,12 @@
-"""timm loading: a local weights file is really loaded; unknown names and missing weights are clear."""
+"""timm loading: a local weights file is really loaded; unknown names and missing weights are clear;
+offline, the hub is refused in seconds and its cache is used."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import timm
@@ -6,6 +14,7 @@ import torch
 
 from harness import models
 from harness.runner import obtain_model
+from harness.settings import REPO_ROOT
 from harness.spec import SpecError
 from tests.conftest import TINY_MODEL, tiny_spec
 
@@ -44,11 +53,55 @@ def test_missing_weights_list_every_place_looked(tmp_path):
 
 
 def test_full_profile_missing_weights_is_an_error_not_generated(settings, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the hub path is tried, and fails at once offline
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = tiny_spec(weights="pretrained", profile="full")
-    with pytest.raises(models.WeightsNotFound, match="then the Hugging Face hub.*put a weights file in --weights-dir"):
+    with pytest.raises(models.WeightsNotFound, match="HF_HUB_OFFLINE is set; put test_efficientnet.safetensors in --weights-dir .* or use --profile smoke"):
         obtain_model(spec, settings, 3)
     assert not settings.resolved_weights_dir.exists()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # nothing listens once the probe is closed
+
+
+def full_pretrained_run(folder, tmp_path, hub_cache):
+    """`run --profile full --weights pretrained` of the tiny model with the hub unreachable (a closed loopback port)."""
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "HF_HUB_CACHE": str(hub_cache)}
+    env.pop("HF_HUB_OFFLINE", None)
+    (tmp_path / "weights").mkdir(exist_ok=True)
+    args = [sys.executable, "-m", "harness", "run", "--profile", "full", "--weights", "pretrained", "--model", TINY_MODEL, "--data", str(folder),
+            "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "off",
+            "--results-dir", str(tmp_path / "r"), "--weights-dir", str(tmp_path / "weights")]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    return done, time.perf_counter() - start
+
+
+def test_an_unreachable_hub_is_refused_before_the_data_pass_saying_what_to_do(tiny_folder, tmp_path):
+    done, seconds = full_pretrained_run(tiny_folder, tmp_path, tmp_path / "empty-hub-cache")
+    print(f"refused in {seconds:.1f} s")  # the hub's own retries took about 55 s
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "did not answer within 3 s; put test_efficientnet.safetensors in --weights-dir" in line
+    assert "huggingface-cli download timm/test_efficientnet.r160_in1k model.safetensors" in line and "--profile smoke" in line
+    assert "decoding" not in done.stdout  # refused before the data's decode pass
+
+
+def test_weights_in_the_hub_cache_train_offline_and_the_record_names_them(tiny_folder, tmp_path):
+    """The cache laid out as huggingface_hub writes it: refs/main names the snapshot holding model.safetensors."""
+    repo = tmp_path / "hub" / "models--timm--test_efficientnet.r160_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    cached = repo / "snapshots" / ("0" * 40) / "model.safetensors"
+    models.save_weights(timm.create_model(TINY_MODEL), cached, {})
+    done, _ = full_pretrained_run(tiny_folder, tmp_path, tmp_path / "hub")
+    assert done.returncode == 0, done.stderr
+    (record,) = (tmp_path / "r").glob("*/result.json")
+    weights = json.loads(record.read_text())["weights"]
+    assert weights["kind"] == "hub cache" and weights["id"] == "timm/test_efficientnet.r160_in1k" and weights["path"] == str(cached)
+    assert f"weights: hub cache {cached}" in done.stdout
 
 
 def test_a_recipe_can_draw_the_new_classifier_small(settings):

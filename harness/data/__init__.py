@@ -135,6 +135,16 @@ def loader(dataset: Dataset, recipe: Recipe, *, workers: int, sampler: Sampler |
     )
 
 
+def images_in(loader: DataLoader, limit: int | None = None, processes: int = 1) -> int:
+    """Images one pass over `loader` yields in all `processes` together (its first `limit` batches)."""
+    samples = len(loader.sampler)
+    if loader.drop_last:
+        samples -= samples % loader.batch_size
+    if limit is not None:
+        samples = min(samples, limit * loader.batch_size)
+    return samples * processes
+
+
 def workers_for(spec: BenchmarkSpec, settings: RunSettings) -> int:
     """Loader workers per training process: --workers when given, else what the machine has for
     each of this node's training processes (the recipe's published count is only recorded)."""

@@ -34,6 +34,7 @@ class TrainingJob:
     hardware: Hardware
     artifacts: RunArtifacts
     workers: int  # DataLoader workers per process: the machine's, not the recipe's (runner.loader_workers)
+    label: str = ""  # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""History rows in the keys every engine shares, and the one-line epoch report."""
+"""History rows in the keys every engine shares."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.metrics import METRIC_NAMES
+from harness.spec import METRIC_NAMES
 
 TIMING_KEYS = ("epoch_time", "train_time", "images_per_s")  # what differs between identical runs
 
@@ -26,7 +26,3 @@ def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, fl
                 row[f"{part}_{name}"] = float(values[name])
     return row
 
-
-def print_epoch(row: Mapping[str, float]) -> None:
-    shown = " ".join(f"{k}={row[k]:.4f}" for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in row)
-    print(f"epoch {row['epoch']:>3} {shown} ({row['epoch_time']:.1f}s)", flush=True)

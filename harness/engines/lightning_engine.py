@@ -30,7 +30,8 @@ from harness.artifacts.checkpoints import epoch_file, restore_rng
 from harness.data import DataBundle
 from harness.data.device import DeviceNormalize, channels_last_helps
 from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, optimizer_for
-from harness.engines.history import history_row, print_epoch
+from harness.engines.history import history_row
+from harness.engines.progress import Progress, quiet_notices
 from harness.hardware import detect
 from harness.metrics import ClassificationMetrics
 from harness.spec import BenchmarkSpec, Recipe
@@ -99,9 +100,10 @@ class StoreCheckpointIO(CheckpointIO):
 class ClassificationModule(L.LightningModule):
     """A timm model with the recipe's loss and optimizer, and the shared metrics per part."""
 
-    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter, artifacts: RunArtifacts) -> None:
+    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter, artifacts: RunArtifacts, label: str = "") -> None:
         super().__init__()
-        self.model, self.spec, self.meter, self.artifacts = model, spec, meter, artifacts
+        self.model, self.spec, self.meter, self.artifacts, self.label = model, spec, meter, artifacts, label
+        self.progress = Progress(spec.recipe.epochs, shown=False)
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
         self.metrics = nn.ModuleDict({f"{p}_": ClassificationMetrics(num_classes) for p in PARTS})
         self.losses = nn.ModuleDict({f"{p}_": MeanMetric() for p in PARTS})
@@ -111,6 +113,7 @@ class ClassificationModule(L.LightningModule):
         self._epoch_start = 0.0
 
     def setup(self, stage: str) -> None:
+        self.progress = Progress(self.spec.recipe.epochs, shown=self.trainer.is_global_zero, label=self.label)
         if self.trainer.accelerator.__class__.__name__ == "CPUAccelerator":  # share the cores between ranks
             torch.set_num_threads(max(1, detect().cpu_cores // self.trainer.num_devices))
 
@@ -145,12 +148,33 @@ class ClassificationModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
+    def _images(self, loader) -> int:
+        return data.images_in(loader, self.spec.limit_batches, self.trainer.world_size)
+
+    def _advance(self, batch) -> None:
+        self.progress.advance(len(batch[1]) * self.trainer.world_size)
+
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
         self.meter.epoch_start()
+        self.progress.begin("train", self._images(self.trainer.train_dataloader), self.current_epoch + 1)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.meter.batch_end(len(batch[1]) * self.trainer.world_size)
+        self._advance(batch)
+
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.progress.begin("val", self._images(self.trainer.val_dataloaders), self.current_epoch + 1)
+
+    def on_validation_batch_end(self, outputs, batch, batch_idx, dataloader_idx: int = 0) -> None:
+        self._advance(batch)
+
+    def on_test_epoch_start(self) -> None:
+        self.progress.begin("test", self._images(self.trainer.test_dataloaders))
+
+    def on_test_batch_end(self, outputs, batch, batch_idx, dataloader_idx: int = 0) -> None:
+        self._advance(batch)
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
@@ -167,8 +191,8 @@ class ClassificationModule(L.LightningModule):
             self._epoch_values.pop("val", {}),
         )
         self.history.append(row)
+        self.progress.epoch_done(row)
         if self.trainer.is_global_zero:
-            print_epoch(row)
             self.artifacts.track(row)
         if self.artifacts.checkpointing:  # on every rank: Lightning gathers state, rank 0 writes
             self.trainer.save_checkpoint(epoch_file(self.current_epoch + 1))
@@ -185,6 +209,7 @@ class ClassificationModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_metrics = {f"test_{k}": v for k, v in self._finish("test").items()}
+        self.progress.end_phase()
 
 
 def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None = None, rendezvous_timeout_s: float = 600.0) -> dict:
@@ -218,11 +243,12 @@ class LightningEngine:
     name = "lightning"
 
     def fit(self, job: TrainingJob) -> EngineOutput:
+        quiet_notices()
         meter = ThroughputMeter()
         channels_last = channels_last_helps("cuda" if job.hardware.accelerator == "gpu" else "cpu")
         if channels_last:
             job.model.to(memory_format=torch.channels_last)
-        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts)
+        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts, job.label)
         datamodule = BundleDataModule(job.data, job.spec.recipe, job.workers, job.data.normalizer(channels_last))
         timeout_s = job.settings.rendezvous_timeout_s
         trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s))

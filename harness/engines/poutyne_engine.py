@@ -20,7 +20,8 @@ from harness.artifacts.checkpoints import restore_rng
 from harness.data import EpochSampler
 from harness.data.device import channels_last_helps
 from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
-from harness.engines.history import history_row, print_epoch
+from harness.engines.history import history_row
+from harness.engines.progress import Progress
 from harness.metrics import ClassificationMetrics
 
 
@@ -64,28 +65,55 @@ class MixedPrecisionModel(poutyne.Model):
         return float(loss.detach()), batch_metrics, pred_y
 
 
-class _Recorder(poutyne.Callback):
-    """Per epoch: seeds the sampler, feeds the throughput meter, records the history row in the
-    engines' common keys, and hands the row and a checkpoint to the run's artifacts."""
+class _Shown(poutyne.Callback):
+    """Feeds the run's progress from Poutyne's batch hooks; `images` per phase, `epoch` for val."""
 
-    def __init__(self, job: TrainingJob, meter: ThroughputMeter, optimizer: torch.optim.Optimizer, sampler: EpochSampler, rows: list[dict[str, float]]) -> None:
+    def __init__(self, progress: Progress, images: dict[str, int]) -> None:
         super().__init__()
+        self.progress, self.images, self.epoch = progress, images, 0
+
+    def on_valid_begin(self, logs: dict) -> None:
+        self.progress.begin("val", self.images["val"], self.epoch)
+
+    def on_valid_batch_end(self, batch_number: int, logs: dict) -> None:
+        self.progress.advance(int(logs["size"]))
+
+    def on_test_begin(self, logs: dict) -> None:
+        self.progress.begin("test", self.images["test"])
+
+    def on_test_batch_end(self, batch_number: int, logs: dict) -> None:
+        self.progress.advance(int(logs["size"]))
+
+    def on_test_end(self, logs: dict) -> None:
+        self.progress.end_phase()
+
+
+class _Recorder(_Shown):
+    """Per epoch: seeds the sampler, feeds the throughput meter and the progress, records the
+    history row in the engines' common keys, and hands the row and a checkpoint to the run's artifacts."""
+
+    def __init__(self, job: TrainingJob, meter: ThroughputMeter, optimizer: torch.optim.Optimizer, sampler: EpochSampler, rows: list[dict[str, float]],
+                 progress: Progress, images: dict[str, int]) -> None:  # fmt: skip
+        super().__init__(progress, images)
         self.job, self.meter, self.optimizer, self.sampler = job, meter, optimizer, sampler
         self.rows = rows
 
     def on_epoch_begin(self, epoch_number: int, logs: dict) -> None:
         self.sampler.set_epoch(epoch_number - 1)  # 0-based, as Lightning counts: same batches in both engines
         self.meter.epoch_start()
+        self.epoch = epoch_number
+        self.progress.begin("train", self.images["train"], epoch_number)
 
     def on_train_batch_end(self, batch_number: int, logs: dict) -> None:
         self.meter.batch_end(int(logs["size"]))
+        self.progress.advance(int(logs["size"]))
 
     def on_epoch_end(self, epoch_number: int, logs: dict) -> None:
         train = {k: v for k, v in logs.items() if k not in ("epoch", "time") and not k.startswith("val_")}
         val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
         row = history_row(epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], self.meter.epoch_figures(), train, val)
         self.rows.append(row)
-        print_epoch(row)
+        self.progress.epoch_done(row)
         self.job.artifacts.track(row)
         if self.job.artifacts.checkpointing:
             self.job.artifacts.save_checkpoint(
@@ -103,9 +131,9 @@ def poutyne_model(net: nn.Module, optimizer: torch.optim.Optimizer, num_classes:
     return MixedPrecisionModel(net, optimizer, "cross_entropy", epoch_metrics=[(metrics.names, metrics)], precision=precision, normalize=normalize)
 
 
-def evaluate(model: poutyne.Model, loader: DataLoader, steps: int | None = None) -> dict[str, float]:
+def evaluate(model: poutyne.Model, loader: DataLoader, steps: int | None = None, callbacks: list[poutyne.Callback] | None = None) -> dict[str, float]:
     """Test metrics in the engines' common keys (`test_loss`, `test_acc`, ...), over `steps` batches (None: all)."""
-    logs = model.evaluate_generator(loader, steps=steps, return_dict_format=True, verbose=False)
+    logs = model.evaluate_generator(loader, steps=steps, return_dict_format=True, verbose=False, callbacks=callbacks)
     return {k: float(v) for k, v in logs.items() if k.startswith("test_") and k != "test_time"}
 
 
@@ -130,15 +158,17 @@ class PoutyneEngine:
         model.to(devices if len(devices) > 1 else devices[0])
         meter = ThroughputMeter()
         sampler = data.train_sampler(job.data.train, recipe)
-        recorder = _Recorder(job, meter, optimizer, sampler, rows)
         train_loader = data.loader(job.data.train, recipe, workers=job.workers, sampler=sampler, train=True)
         val_loader = data.loader(job.data.val, recipe, workers=job.workers)
         test_loader = data.loader(job.data.test, recipe, workers=job.workers)
-        train_steps, val_steps, test_steps = (_limited(spec.limit_batches, loader) for loader in (train_loader, val_loader, test_loader))
+        loaders = {"train": train_loader, "val": val_loader, "test": test_loader}
+        images = {part: data.images_in(loader, spec.limit_batches) for part, loader in loaders.items()}
+        recorder = _Recorder(job, meter, optimizer, sampler, rows, Progress(recipe.epochs, label=job.label), images)
+        train_steps, val_steps, test_steps = (_limited(spec.limit_batches, loader) for loader in loaders.values())
         model.fit_generator(
             train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, steps_per_epoch=train_steps, validation_steps=val_steps, callbacks=[recorder], verbose=False
         )
-        test = evaluate(model, test_loader, steps=test_steps)
+        test = evaluate(model, test_loader, steps=test_steps, callbacks=[recorder])
         return EngineOutput(history=rows, test=test)
 
     @staticmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import written_atomically
+from harness.spec import METRIC_NAMES
 from harness.results.plots import plot_curves
 from harness.settings import REPO_ROOT
 from harness.spec import BenchmarkSpec
@@ -91,8 +92,9 @@ class RunResult:
         return path
 
     def summary(self) -> str:
-        """One line: run id, test metrics, speed and time."""
-        shown = "  ".join(f"{k}={v:.4f}" for k, v in self.test.items())
+        """One line: run id, test metrics (in one order whichever engine produced them), speed and time."""
+        order = [f"test_{name}" for name in METRIC_NAMES]
+        shown = "  ".join(f"{k}={self.test[k]:.4f}" for k in sorted(self.test, key=lambda k: order.index(k) if k in order else len(order)))
         steady = f" (steady {self.steady_images_per_s:.1f})" if self.steady_images_per_s is not None else ""
         return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s{steady}  {self.wall_time_s:.1f}s"
 

@@ -1,0 +1,121 @@
+"""What a run shows while it trains, the same in every engine.
+
+On a terminal, each phase (train, val, test) gets a per-batch bar with images/s and ETA: a GPU
+epoch of real data can take minutes, and a user must see it move. A finished epoch's bars give way
+to one line of its figures, as Lightning's bar leaves its last state behind. Elsewhere (pytest's
+capture, CI, nightly logs) bars would be noise: only the epoch lines are printed. Only rank 0 of a
+multi-process run shows anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import TextIO
+
+from tqdm import tqdm
+
+from harness.engines.base import TrainingJob
+from harness.hardware import Hardware
+from harness.settings import RunSettings
+from harness.spec import BenchmarkSpec
+
+EPOCH_FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def epoch_line(row: Mapping[str, float], epochs: int, label: str = "") -> str:
+    shown = " ".join(f"{k}={row[k]:.4f}" for k in EPOCH_FIGURES if k in row)
+    return f"{label}epoch {int(row['epoch'])}/{epochs} {shown} ({row['epoch_time']:.1f}s, {row.get('images_per_s', 0.0):.1f} img/s)"
+
+
+class Progress:
+    """Bars on a terminal (`stream` a TTY), epoch lines elsewhere; silent when `shown` is False.
+
+    `label` tells a run's own epochs from a helper training's (the smoke stand-in's pretraining).
+    """
+
+    def __init__(self, epochs: int, *, shown: bool = True, label: str = "", stream: TextIO | None = None) -> None:
+        self.epochs, self.shown, self.label = epochs, shown, label
+        self.stream = stream or sys.stderr
+        self.bars = shown and self.stream.isatty()
+        self._train: tqdm | None = None
+        self._phase: tqdm | None = None
+
+    def begin(self, phase: str, images: int, epoch: int | None = None) -> None:
+        """A phase of `images` images starts (`epoch` for train and val; None for test)."""
+        if not self.bars:
+            return
+        where = f"epoch {epoch}/{self.epochs} " if epoch is not None else ""
+        bar = tqdm(total=images, desc=f"{self.label}{where}{phase}", unit="img", file=self.stream, leave=False, dynamic_ncols=True)
+        if phase == "train":
+            self._train = bar
+        else:
+            self._phase = bar
+
+    def advance(self, images: int) -> None:
+        bar = self._phase or self._train
+        if bar is not None:
+            bar.update(images)
+
+    def end_phase(self) -> None:
+        """Val or test is over: its bar goes (the train bar stays until the epoch ends)."""
+        if self._phase is not None:
+            self._phase.close()
+            self._phase = None
+
+    def epoch_done(self, row: Mapping[str, float]) -> None:
+        """The epoch's bars go; one line of its figures stays."""
+        if not self.shown:
+            return
+        self.end_phase()
+        if self._train is not None:
+            self._train.close()
+            self._train = None
+        print(epoch_line(row, self.epochs, self.label), flush=True)
+
+
+def quiet_notices() -> None:
+    """Silence third-party notices that tell a user nothing about their run: Lightning's device and
+    tip banners (the harness's start-up line names the device) and a deprecation inside Lightning."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def device_words(spec: BenchmarkSpec, hw: Hardware) -> str:
+    """Where a case trains, as a user would say it: `1 x NVIDIA H100 80GB HBM3`, `CPU (2 cores)`."""
+    nodes = f" on each of {spec.num_nodes} nodes" if spec.num_nodes > 1 else ""
+    if hw.gpus:
+        return f"{spec.devices} x {hw.gpu_name}{nodes}"
+    processes = f", {spec.devices} processes" if spec.devices > 1 else ""
+    return f"CPU ({hw.cpu_cores} cores{processes}){nodes}"
+
+
+def startup_line(spec: BenchmarkSpec, settings: RunSettings, hw: Hardware) -> str:
+    """The line a run prints at once, before any data or weights are touched."""
+    recipe = spec.recipe
+    given = [f"{name} {_value(getattr(recipe, name))} ({origin})" for name, origin in spec.recipe_origin if not origin.endswith(" profile")]
+    return (
+        f"[trainbench] {spec.id}: {spec.profile} profile, {spec.engine} on {device_words(spec, hw)}, {spec.precision}, "
+        f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''} of batch {recipe.batch_size} at {recipe.image_size} px{'; given: ' + ', '.join(given) if given else ''}; results in {settings.results_dir}"
+    )
+
+
+def _value(value: object) -> str:
+    if isinstance(value, tuple):  # augmentations
+        return "+".join(getattr(v, "name", str(v)) for v in value) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
+    """The line a run prints once its data and model are ready: what it trains on, from which
+    weights (`identity.weights`), and where it writes."""
+    bundle = job.data
+    source = {"random": "random", "file": f"file {weights.get('path')}", "hub": f"hub {weights.get('id')}"}.get(weights["kind"], f"{weights['kind']} {weights.get('path', '')}".strip())
+    tracking = job.artifacts.tracker.mode
+    return (
+        f"[trainbench] data: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images, {bundle.num_classes} classes; "
+        f"weights: {source}; {job.workers} loader workers; wandb {tracking}; record: {job.run_dir / 'result.json'}"
+    )

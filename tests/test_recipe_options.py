@@ -1,0 +1,96 @@
+"""Recipes a user can read and change: `recipes`, `--augment`, `--recipe-file`, one default profile,
+every option's default in `--help`, the origin of every value in the record, eda previewing run's recipe."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from harness import catalog
+from harness.cli import build_parser, recipe_spec
+from harness.settings import REPO_ROOT
+from harness.spec import SpecError
+from tests.conftest import TINY_MODEL
+
+
+def harness(*args):
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, capture_output=True, text=True)
+
+
+def spec_of(*args):
+    return recipe_spec(build_parser().parse_args(["run", *args]), weights="random")
+
+
+def test_recipes_lists_the_catalog_with_sources_values_and_published_figures():
+    done = harness("recipes")
+    assert done.returncode == 0
+    for seed in catalog.SEEDS.values():
+        assert f"{seed.key}: {seed.title}" in done.stdout and seed.source in done.stdout
+    assert "adamw lr 0.001, weight decay 0.05, batch 64, 40 epochs, 384 px" in done.stdout
+    assert "published:  pretrained weights: test_acc 0.9237, test_loss 0.263" in done.stdout
+    assert "Rotate(limit=30, p=0.5)" in done.stdout and "then lr=0.0003, epochs=6, head_init_std=0.01" in done.stdout
+
+
+def test_help_describes_every_option_with_its_default_and_names_the_recipes():
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    for action in run._actions:
+        assert action.help, f"{action.option_strings} has no description"
+    text = harness("run", "--help").stdout
+    assert "[TRAINBENCH_PROFILE; default smoke]" in text and "efficientnetv2: EfficientNetV2-B2" in text
+    assert "recipes: efficientnetv2" in harness("--help").stdout
+
+
+def test_one_default_profile_for_the_command_line_and_pytest():
+    assert build_parser().parse_args(["run"]).profile == catalog.DEFAULT_PROFILE == "smoke"
+    done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert "default smoke]" in " ".join(done.stdout.split())
+
+
+def test_later_sources_win_and_the_spec_says_where_each_value_came_from(tmp_path):
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text("lr: 0.002\nepochs: 3\ntrain_augmentations: [HorizontalFlip, {name: Rotate, limit: 15, p: 0.5}]\n")
+    spec = spec_of("--recipe", "fastvit", "--recipe-file", str(recipe_file), "--epochs", "5", "--batch-size", "32")
+    assert (spec.recipe.lr, spec.recipe.epochs, spec.recipe.batch_size, spec.recipe.image_size) == (0.002, 5, 32, 64)
+    assert [a.name for a in spec.recipe.train_augmentations] == ["HorizontalFlip", "Rotate"]
+    assert spec.origin_of("lr") == f"recipe file {recipe_file}" and spec.origin_of("epochs") == "--epochs"
+    assert spec.origin_of("batch_size") == "--batch-size" and spec.origin_of("image_size") == "smoke profile"
+    assert spec.origin_of("optimizer") == "recipe"
+    assert spec.recipe_fingerprint == spec.replace(recipe_origin=()).recipe_fingerprint  # where a value came from is not part of the result
+
+
+def test_augment_picks_the_train_augmentations_keeping_the_recipes_parameters():
+    assert spec_of("--augment", "none").recipe.train_augmentations == ()
+    chosen = spec_of("--recipe", "fastvit", "--augment", "Rotate,RandomGamma").recipe.train_augmentations
+    assert [(a.name, a.kwargs) for a in chosen] == [("Rotate", {"limit": 30, "p": 0.5}), ("RandomGamma", {})]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--augment", "HorizntalFlip"], "--augment: albumentations has no transform named 'HorizntalFlip'; did you mean HorizontalFlip"),
+        (["--recipe-file", "{file}"], "--recipe-file {file}: lr is 'fast'; give a number"),
+    ],
+)
+def test_a_bad_recipe_change_is_one_line_before_any_data(args, message, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"lr": "fast"}')
+    with pytest.raises(SpecError, match=message.format(file=bad).replace("(", r"\(").replace(")", r"\)")):
+        spec_of(*[a.format(file=bad) for a in args])
+
+
+def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder, tmp_path):
+    done = harness("run", "--model", TINY_MODEL, "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
+                   "--augment", "HorizontalFlip", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "r"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "given: image_size 32 (--image-size), epochs 1 (--epochs), train_augmentations HorizontalFlip (--augment)" in done.stdout.splitlines()[0]
+    (record,) = (tmp_path / "r").glob("*/result.json")
+    origin = dict(json.loads(record.read_text())["spec"]["recipe_origin"])
+    assert origin["train_augmentations"] == "--augment" and origin["lr"] == "smoke profile"
+
+
+def test_eda_previews_the_recipe_run_would_use(tiny_folder, tmp_path):
+    done = harness("eda", str(tiny_folder), "--out", str(tmp_path / "eda"), "--augment", "VerticalFlip", "--sample", "10")
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "eda" / "report.md").read_text()
+    assert "`efficientnetv2 (smoke profile)` recipe" in report
