@@ -52,7 +52,7 @@ def assert_one_line_refusal(code: int, out: str, err: str, *fragments: str) -> N
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert all(f in lines[0] for f in fragments), lines[0]
-    assert "epoch" not in out and "Traceback" not in err  # refused before any training
+    assert "train_loss=" not in out and "Traceback" not in err  # refused before any training
 
 
 # --- pre-flight: folders, resume, launcher ------------------------------------------------------
@@ -225,7 +225,7 @@ def test_resume_when_every_checkpoint_is_damaged_says_so_before_training(tiny_fo
     (tmp_path / "settings.json").write_text(settings.replace(resume=True, results_dir=tmp_path / "again").to_json())
     code, out, err = run_cli(capsys, *args)
     assert code == 2 and err.startswith(f"error: every checkpoint of {first.run_id} is damaged (") and "drop --resume" in err, err
-    assert "epoch   1" not in out and not (tmp_path / "again" / first.run_id / "result.json").exists()
+    assert "train_loss=" not in out and not (tmp_path / "again" / first.run_id / "result.json").exists()
 
 
 def test_settings_options_on_the_command_line_are_used_with_a_spec_file(tiny_folder, settings, tmp_path, capsys):

@@ -141,7 +141,7 @@ def test_report_command_rebuilds_everything_from_records(records, tmp_path):
     assert "- **git_commit**: abc123" in md and "- **column time to target**:" in md
     assert len((tmp_path / "summary.csv").read_text().splitlines()) == 1 + 3 + 3  # header, runs, published rows
     page = (tmp_path / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "<script" not in page and 'src="http' not in page
+    assert page.count("data:image/png;base64,") == 3 + len(list((tmp_path / "figures").glob("*.png"))) and "<script" not in page and 'src="http' not in page
     assert "[plot](" not in page and f"<a href='#curves-{records[0].run_id}'>plot</a>" in page and f"id='curves-{records[0].run_id}'" in page
     for fact in ("<b>generated</b>", "<b>device</b>: cpu (x86_64, 2 cores)", "<b>torch</b>: 2.x", "<b>cuda</b>: none", "<b>column images/s</b>"):
         assert fact in page
@@ -157,7 +157,7 @@ def test_curve_links_resolve_from_another_output_folder(records, tmp_path):
     md = (tmp_path / "pub" / "summary.md").read_text()
     assert f"[plot](../runs/{records[0].run_id}/curves.png)" in md and (tmp_path / "pub" / f"../runs/{records[0].run_id}/curves.png").is_file()
     assert "| empty |" in md and "[plot](../runs/empty/" not in md
-    assert (tmp_path / "pub" / "report.html").read_text().count("data:image/png;base64,") == 3
+    assert (tmp_path / "pub" / "report.html").read_text().count("data:image/png;base64,") == 3 + len(list((tmp_path / "pub" / "figures").glob("*.png")))
 
 
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):

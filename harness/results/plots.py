@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 if TYPE_CHECKING:
     from harness.results.trend import CaseTrend
@@ -27,6 +28,7 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path
                 axis.plot(epochs, values, style, label=part, markersize=4)
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
     figure.suptitle(title, fontsize=9)

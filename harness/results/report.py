@@ -2,9 +2,9 @@
 
 Both the Markdown and the HTML open with a head that says when the report was made, what the runs
 ran on (device, versions, git commit, as their records say) and what each derived column means.
-The HTML page is self-contained (styles inline, each run's learning curves embedded as PNG data,
-the runs table's curve links pointing at them, a nightly's trend plots too), so it can be
-published or mailed as one file.
+The HTML page is self-contained (styles inline, the comparison figures and each run's learning
+curves embedded as PNG data, the runs table's curve links pointing at them, a nightly's trend plots
+too), so it can be published or mailed as one file; the figures are also PNGs in `figures/`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.results import figures
 from harness.results.plots import plot_trend
 from harness.results.record import CURVES_FILE, RunResult
 from harness.results.trend import CaseTrend
@@ -37,9 +38,10 @@ def head(records: Sequence[RunResult], tables: Sequence[Table]) -> list[tuple[st
     return lines
 
 
-def markdown(records: Sequence[RunResult], tables: Sequence[Table]) -> str:
+def markdown(records: Sequence[RunResult], tables: Sequence[Table], comparisons: Sequence[tuple[str, str]] = ()) -> str:
     about = "\n".join(f"- **{label}**: {text}" for label, text in head(records, tables))
-    return "# trainbench results\n\n" + about + "\n\n" + "\n".join(t.markdown() for t in tables)
+    shown = "".join(f"\n### {caption}\n\n![{caption}]({png})\n" for caption, png in comparisons)
+    return "# trainbench results\n\n" + about + "\n\n" + "\n".join(t.markdown() for t in tables) + ("\n## Comparisons\n" + shown if shown else "")
 
 
 def _html_cell(cell: Cell) -> str:
@@ -59,10 +61,14 @@ def _embedded(png: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
 
 
-def html_page(records: Sequence[RunResult], tables: Sequence[Table], records_dir: Path, trend_plots: Sequence[tuple[CaseTrend, Path]] = ()) -> str:
+def html_page(records: Sequence[RunResult], tables: Sequence[Table], records_dir: Path, trend_plots: Sequence[tuple[CaseTrend, Path]] = (),
+              comparisons: Sequence[tuple[str, Path]] = ()) -> str:  # fmt: skip
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trainbench report</title><style>{STYLE}</style></head><body><h1>trainbench report</h1>"]
     parts.append("<ul>" + "".join(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}</li>" for label, text in head(records, tables)) + "</ul>")
     parts += [_html_table(t) for t in tables]
+    if comparisons:
+        parts.append("<h2>Comparisons</h2>")
+        parts += [f"<h4>{html.escape(caption)}</h4>" + _embedded(png, caption) for caption, png in comparisons]
     if trend_plots:
         nights = trend_plots[0][0].nights
         parts.append(f"<h2>Trend over the last {len(nights)} night(s)</h2><p>{html.escape(nights[0])} to {html.escape(nights[-1])}; each point is a night's mean over its seeds, the dashed line the baseline.</p>")
@@ -84,10 +90,11 @@ def write(records: Sequence[RunResult], records_dir: Path, out: Path | None = No
     relative = os.path.relpath(records_dir, out)
     tables = all_tables(records, relative)
     trend_plots = [(t, plot_trend(t, _trend_png(out, t.case))) for t in trend]
-    (out / "summary.md").write_text(markdown(records, tables))
+    comparisons = figures.write_all(records, out / "figures")
+    (out / "summary.md").write_text(markdown(records, tables, [(caption, png.relative_to(out).as_posix()) for caption, png in comparisons]))
     (out / "summary.csv").write_text(runs_table(records, relative).csv())
     (out / "cases.csv").write_text(cases_table(records).csv())
-    (out / "report.html").write_text(html_page(records, tables, records_dir, trend_plots))
+    (out / "report.html").write_text(html_page(records, tables, records_dir, trend_plots, comparisons))
     return tables
 
 

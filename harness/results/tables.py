@@ -136,24 +136,28 @@ def _values(records: Sequence[RunResult], metric: str) -> list[float]:
     return [r.test[metric] for r in records if metric in r.test]
 
 
-def _all_but_weights(record: RunResult) -> str:
-    """Everything that determines a result except the weights setting and the seed (data content included)."""
+def all_but(record: RunResult, field: str) -> str:
+    """Everything that determines a result except the spec's `field` and the seed (data content
+    included): runs with equal keys differ in that field (and seed) alone."""
     fields = BenchmarkSpec.from_dict(record.spec).result_fields()
-    fields.pop("weights")
+    fields.pop(field)
     fields["recipe"].pop("seed")
     return json.dumps({"spec": fields, "data": record.data.get("fingerprint")}, sort_keys=True)
+
+
+def differing_in(records: Sequence[RunResult], field: str) -> list[dict[str, list[RunResult]]]:
+    """Groups of runs that differ in the spec's `field` (and seed) alone, keyed by its value; only groups with two values or more."""
+    groups: dict[str, dict[str, list[RunResult]]] = {}
+    for r in sorted(records, key=lambda r: r.run_id):
+        groups.setdefault(all_but(r, field), {}).setdefault(str(r.spec[field]), []).append(r)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def pretrained_vs_random(records: Sequence[RunResult]) -> Table:
     """Pairs only runs whose specs differ in weights (and seed) alone; repeats over seeds give each
     difference a 95 % Welch interval and p-value."""
-    groups: dict[str, dict[str, list[RunResult]]] = {}
-    for r in records:
-        groups.setdefault(_all_but_weights(r), {}).setdefault(r.spec["weights"], []).append(r)
     rows = []
-    for pair in groups.values():
-        if not {"pretrained", "random"} <= set(pair):
-            continue
+    for pair in differing_in(records, "weights"):
         pre, rnd = pair["pretrained"], pair["random"]
         s = pre[0].spec
         acc = difference(_values(pre, "test_acc"), _values(rnd, "test_acc"))

@@ -1,0 +1,155 @@
+"""Figures that compare runs, for the report and as PNGs beside it.
+
+- pretrained vs random: validation curves of runs that differ in their weights alone, overlaid;
+- engines: validation curves of runs that differ in their engine alone, overlaid;
+- precision x devices: steady-state images/s and test accuracy of every cell, per workflow;
+- ours vs published: test accuracy beside the write-up's figure, marked.
+
+Colours mean one thing everywhere (weights: blue pretrained, orange random; engines: green Poutyne,
+purple Lightning), epochs are whole numbers, and a run's target accuracy is drawn where it has one.
+Runs repeated over seeds are drawn one line each (curves) or as mean and standard deviation (bars).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from harness.catalog import SEEDS  # noqa: E402
+from harness.results.record import RunResult  # noqa: E402
+from harness.results.stats import summarize  # noqa: E402
+from harness.results.tables import differing_in, experiments, not_comparable_because  # noqa: E402
+
+COLOURS = {"pretrained": "tab:blue", "random": "tab:orange", "poutyne": "tab:green", "lightning": "tab:purple"}
+PRECISION_TAGS = {"32-true": "fp32", "16-mixed": "fp16", "bf16-mixed": "bf16"}
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, format="png")
+    plt.close(figure)
+    return path
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _title(record: RunResult, field: str) -> str:
+    """The runs' shared case, with the compared field left out."""
+    s = record.spec
+    parts = {"model": s["model"], "dataset": s["dataset"], "engine": s["engine"], "precision": PRECISION_TAGS[s["precision"]], "devices": f"{s['devices']}dev",
+             "weights": s["weights"], "profile": f"{s['profile']} profile"}  # fmt: skip
+    parts.pop(field)
+    return " ".join(parts.values())
+
+
+def overlaid_curves(group: dict[str, list[RunResult]], field: str, path: Path) -> Path:
+    """Validation loss and accuracy per epoch of runs differing in `field` alone, one colour per value."""
+    return _save(curves_figure(group, field), path)
+
+
+def curves_figure(group: dict[str, list[RunResult]], field: str):
+    figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for value, runs in sorted(group.items()):
+        for index, run in enumerate(runs):
+            epochs = [row["epoch"] for row in run.history]
+            label = f"{value} (n={len(runs)})" if index == 0 else None
+            loss_axis.plot(epochs, [row.get("val_loss") for row in run.history], "-o", color=COLOURS.get(value), markersize=3, label=label, alpha=0.85)
+            acc_axis.plot(epochs, [row.get("val_acc") for row in run.history], "-o", color=COLOURS.get(value), markersize=3, label=label, alpha=0.85)
+    first = next(iter(group.values()))[0]
+    target = first.target.get("accuracy")
+    if target:
+        acc_axis.axhline(target, linestyle="--", color="grey", label=f"target {target:.3f}")
+    for axis, label in ((loss_axis, "val loss"), (acc_axis, "val accuracy")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"{field}: {_title(first, field)}", fontsize=9)
+    return figure
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard deviation; nan (no bar) when no run has the figure, as records older than it."""
+    if not values:
+        return float("nan"), 0.0
+    summary = summarize(values)
+    return summary.mean, summary.std
+
+
+def _unique(labels: list[str], groups: Sequence[Sequence[RunResult]]) -> list[str]:
+    """Labels, with the recipe fingerprint added where two experiments would share one (a case run with two recipes)."""
+    return [f"{label}\n@{g[0].gate_key.split('@')[-1]}" if labels.count(label) > 1 else label for label, g in zip(labels, groups)]
+
+
+def precision_devices(records: Sequence[RunResult], benchmark: str, path: Path) -> Path:
+    """Per cell of one workflow (engine, precision, devices, weights): steady images/s and test accuracy, mean ± std over seeds."""
+    groups = sorted((g for g in experiments(records) if g[0].benchmark == benchmark), key=lambda g: (g[0].spec["engine"], g[0].spec["precision"], g[0].spec["devices"], g[0].spec["weights"]))
+    labels = _unique([f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" for g in groups], groups)
+    colours = [COLOURS.get(g[0].spec["weights"]) for g in groups]
+    figure, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(groups) + 4), 3.8))
+    for axis, (name, value_of) in zip(axes, (("steady-state train images/s", lambda r: r.steady_images_per_s), ("test accuracy", lambda r: r.test.get("test_acc")))):
+        stats = [_mean_std([v for v in map(value_of, g) if v is not None]) for g in groups]
+        axis.bar(range(len(groups)), [m for m, _ in stats], yerr=[s for _, s in stats], color=colours, capsize=3)
+        axis.set_xticks(range(len(groups)), labels, fontsize=7)
+        axis.set_ylabel(name)
+        axis.grid(alpha=0.3, axis="y")
+    for weights in sorted({g[0].spec["weights"] for g in groups}):
+        axes[1].bar([0], [0], color=COLOURS.get(weights), label=f"{weights} weights")  # legend entries only
+    axes[1].legend(fontsize=8)
+    figure.suptitle(f"{benchmark}: precision x devices (mean ± std over seeds)", fontsize=9)
+    return _save(figure, path)
+
+
+def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
+    """Test accuracy of every case with a published figure for its weights, the published value marked."""
+    rows, groups = [], []
+    for group in experiments(records):
+        seed = SEEDS.get(group[0].benchmark)
+        published = seed.published_for(group[0].spec["weights"]) if seed else None
+        value = published.as_dict().get("test_acc") if published else None
+        if value is None:
+            continue
+        groups.append(group)
+        rows.append((group[0].case_id, _mean_std([r.test["test_acc"] for r in group if "test_acc" in r.test]), value, COLOURS.get(group[0].spec["weights"])))
+    if not rows:
+        return None
+    labels = _unique([label for label, *_ in rows], groups)
+    rows = [(label + ("" if not_comparable_because(g[0], SEEDS[g[0].benchmark]) is None else "\n(not comparable: see the tables)"), *rest)
+            for label, g, (_, *rest) in zip(labels, groups, rows)]  # fmt: skip
+    figure, axis = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.4))
+    for index, (label, (mean, std), value, colour) in enumerate(rows):
+        axis.barh(index, mean, xerr=std, color=colour, capsize=3)
+        axis.plot([value], [index], marker="D", color="black", label="published" if index == 0 else None)
+    axis.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=7)
+    axis.set_xlim(0, 1)
+    axis.set_xlabel("test accuracy (bar: ours, mean ± std over seeds; diamond: published)")
+    axis.grid(alpha=0.3, axis="x")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.invert_yaxis()
+    return _save(figure, path)
+
+
+def write_all(records: Sequence[RunResult], folder: Path) -> list[tuple[str, Path]]:
+    """Every comparison the records allow, as (caption, PNG) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made: list[tuple[str, Path]] = []
+    for field, caption in (("weights", "Pretrained vs random weights"), ("engine", "Poutyne vs Lightning")):
+        for group in differing_in(records, field):
+            first = next(iter(group.values()))[0]
+            made.append((f"{caption}: {_title(first, field)}", overlaid_curves(group, field, folder / f"{field}-{_file_name(_title(first, field))}.png")))
+    for benchmark in sorted({r.benchmark for r in records}):
+        made.append((f"Precision x devices: {benchmark}", precision_devices(records, benchmark, folder / f"precision-devices-{_file_name(benchmark)}.png")))
+    published = ours_vs_published(records, folder / "ours-vs-published.png")
+    if published is not None:
+        made.append(("Ours vs published", published))
+    return made
