@@ -369,7 +369,7 @@ def test_found_by_the_second_sweep(tiny_folder, tmp_path, capsys):
     code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--engine", "lightning", "--devices", "3", "--batch-size", "9")
     assert code == 2 and "batch size" not in err and "3 CPU processes need 3 cores" in err
     # a --weights-dir that is not a folder is said at once, not after the hub's retries
-    args = tiny_run_args(tiny_folder, tmp_path, "--weights-dir", str(tmp_path / "nowhere"))
+    args = tiny_run_args(tiny_folder, tmp_path, "--weights-dir", str(tmp_path / "nowhere"), "--profile", "full")  # the smoke profile would make the folder for its stand-in
     args[args.index("--weights") + 1] = "pretrained"
     code, out, err = run_cli(capsys, *args)
     assert_one_line_refusal(code, out, err, f"weights folder {tmp_path / 'nowhere'} is not a folder")
