@@ -285,7 +285,7 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     return fields
 
 
-# What a recipe file's scalar fields must hold (a bool is no number here, though Python counts it as one).
+# What each recipe-file field must hold (a bool is no number here, though Python counts it as one).
 FILE_FIELD_TYPES: dict[str, Any] = {
     "lr": (int, float), "weight_decay": (int, float), "head_init_std": (int, float), "batch_size": int, "epochs": int, "image_size": int,
     "workers": int, "seed": int, "optimizer": str, "loss": str, "train_crop": str, "sync_batchnorm": bool, "split": dict, "train_augmentations": list,

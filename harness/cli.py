@@ -119,11 +119,11 @@ def recipe_spec(args: argparse.Namespace, **choices) -> BenchmarkSpec:
         spec = spec.with_recipe_from(f"recipe file {args.recipe_file}", **catalog.read_recipe_file(args.recipe_file))
     given = {name: getattr(args, name, None) for name in RECIPE_OPTIONS}
     given["sync_batchnorm"] = given["sync_batchnorm"] or None  # a flag: absent is "the recipe's", not False
-    if args.augment is not None:
-        given["train_augmentations"] = catalog.parse_augment(args.augment, spec.recipe)
     for name, value in given.items():
         if value is not None:
-            spec = spec.with_recipe_from(RECIPE_OPTIONS.get(name, "--augment"), **{name: value})
+            spec = spec.with_recipe_from(RECIPE_OPTIONS[name], **{name: value})
+    if args.augment is not None:
+        spec = spec.with_recipe_from("--augment", train_augmentations=catalog.parse_augment(args.augment, spec.recipe))
     transforms.check_augmentations(spec.recipe.train_augmentations, dict(spec.recipe_origin).get("train_augmentations", f"the {args.recipe} recipe"))
     return spec
 

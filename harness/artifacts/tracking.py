@@ -72,7 +72,7 @@ class WandbTracker:
                 mode=self.mode,
                 dir=str(self.directory),
                 reinit="create_new",
-                settings=wandb.Settings(silent=True),  # its banners said nothing the run's start-up line does not (runner.announce)
+                settings=wandb.Settings(silent=True),  # its banners said nothing the run's start-up line does not (engines.progress.data_line)
             )
         except Exception as error:  # tracking must never fail training
             self.error = f"{type(error).__name__}: {error}"[:500]

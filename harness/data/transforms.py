@@ -23,29 +23,32 @@ CROP_RATIO = (3 / 4, 4 / 3)  # and its aspect ratio (albumentations' default)
 
 
 @cache
-def transform_names() -> list[str]:
+def transform_names() -> tuple[str, ...]:
     """Every albumentations transform a recipe can name."""
-    return sorted(n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform) and n not in ("BasicTransform", "DualTransform", "ImageOnlyTransform"))
+    return tuple(sorted(n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform) and n not in ("BasicTransform", "DualTransform", "ImageOnlyTransform")))
 
 
 def check_augmentations(items: tuple[Augmentation, ...], where: str) -> None:
     """Every transform `items` name exists in albumentations and takes its parameters; a wrong one is
     a one-line SpecError naming `where` it was given, before any data is read."""
     for item in items:
-        if item.name not in transform_names():
-            close = difflib.get_close_matches(item.name, transform_names(), n=3)
-            hint = f"did you mean {', '.join(close)}?" if close else "see albumentations' list of transforms"
-            raise SpecError(f"{where}: albumentations has no transform named {item.name!r}; {hint}")
-        try:
-            getattr(A, item.name)(**item.kwargs)
-        except Exception as error:  # pydantic ValidationError, TypeError: each transform checks its own arguments
-            raise SpecError(f"{where}: {item.name}({', '.join(f'{k}={v!r}' for k, v in item.params)}) is refused by albumentations: {' '.join(str(error).split())[:300]}") from None
+        _built(item, where)
+
+
+def _built(item: Augmentation, where: str, **overrides) -> A.BasicTransform:
+    if item.name not in transform_names():
+        close = difflib.get_close_matches(item.name, transform_names(), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "see albumentations' list of transforms"
+        raise SpecError(f"{where}: albumentations has no transform named {item.name!r}; {hint}")
+    try:
+        return getattr(A, item.name)(**{**item.kwargs, **overrides})
+    except Exception as error:  # pydantic ValidationError, TypeError: each transform checks its own arguments
+        raise SpecError(f"{where}: {item.name}({', '.join(f'{k}={v!r}' for k, v in item.params)}) is refused by albumentations: {' '.join(str(error).split())[:300]}") from None
 
 
 def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:
     """The albumentations transform `item` names (`overrides`, e.g. p=1.0, win over its params)."""
-    check_augmentations((item,), "the recipe's train_augmentations")
-    return getattr(A, item.name)(**{**item.kwargs, **overrides})
+    return _built(item, "the recipe's train_augmentations", **overrides)
 
 
 def train_transform(recipe: Recipe) -> A.Compose:

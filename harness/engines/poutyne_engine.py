@@ -65,12 +65,16 @@ class MixedPrecisionModel(poutyne.Model):
         return float(loss.detach()), batch_metrics, pred_y
 
 
-class _Shown(poutyne.Callback):
-    """Feeds the run's progress from Poutyne's batch hooks; `images` per phase, `epoch` for val."""
+class _Recorder(poutyne.Callback):
+    """Per epoch: seeds the sampler, feeds the throughput meter, records the history row in the
+    engines' common keys, and hands the row and a checkpoint to the run's artifacts. Per batch of
+    every phase: feeds the run's progress (`images` per phase)."""
 
-    def __init__(self, progress: Progress, images: dict[str, int]) -> None:
+    def __init__(self, job: TrainingJob, meter: ThroughputMeter, optimizer: torch.optim.Optimizer, sampler: EpochSampler, rows: list[dict[str, float]],
+                 progress: Progress, images: dict[str, int]) -> None:  # fmt: skip
         super().__init__()
-        self.progress, self.images, self.epoch = progress, images, 0
+        self.job, self.meter, self.optimizer, self.sampler = job, meter, optimizer, sampler
+        self.rows, self.progress, self.images, self.epoch = rows, progress, images, 0
 
     def on_valid_begin(self, logs: dict) -> None:
         self.progress.begin("val", self.images["val"], self.epoch)
@@ -86,17 +90,6 @@ class _Shown(poutyne.Callback):
 
     def on_test_end(self, logs: dict) -> None:
         self.progress.end_phase()
-
-
-class _Recorder(_Shown):
-    """Per epoch: seeds the sampler, feeds the throughput meter and the progress, records the
-    history row in the engines' common keys, and hands the row and a checkpoint to the run's artifacts."""
-
-    def __init__(self, job: TrainingJob, meter: ThroughputMeter, optimizer: torch.optim.Optimizer, sampler: EpochSampler, rows: list[dict[str, float]],
-                 progress: Progress, images: dict[str, int]) -> None:  # fmt: skip
-        super().__init__(progress, images)
-        self.job, self.meter, self.optimizer, self.sampler = job, meter, optimizer, sampler
-        self.rows = rows
 
     def on_epoch_begin(self, epoch_number: int, logs: dict) -> None:
         self.sampler.set_epoch(epoch_number - 1)  # 0-based, as Lightning counts: same batches in both engines
