@@ -97,6 +97,7 @@ def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
         },
         "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.recipe.batch_size // spec.world_size},
         "target": {"accuracy": spec.target_accuracy, "source": spec.target_source},
+        "execution": {"compile": job.settings.compile, "fused_optimizer": job.settings.fused_optimizer},
     }
 
 

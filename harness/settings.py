@@ -95,6 +95,8 @@ class RunSettings:
     rendezvous_timeout_s: float = 600.0
     workers: int | None = None  # loader worker processes per training process; None: from the machine (hardware.loader_workers)
     decode_cache: bool = True  # read images through the decoded-image cache (data.decoded)
+    compile: bool = False  # torch.compile the model (engines.base.compile_if_asked)
+    fused_optimizer: bool = False  # the optimizer's single-kernel implementation (engines.base.optimizer_for)
 
     def __post_init__(self) -> None:
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
@@ -135,6 +137,8 @@ class RunSettings:
             rendezvous_timeout_s=float(get("rendezvous_timeout_s")),
             workers=None if get("workers") in (None, "") else int(get("workers")),
             decode_cache=bool(get("decode_cache")),
+            compile=bool(get("compile")),
+            fused_optimizer=bool(get("fused_optimizer")),
         )
 
     @classmethod
@@ -174,5 +178,7 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--wandb-project", dict(dest="wandb_project", default=env("wandb_project", "trainbench"), help=f"wandb project [{ENV_VARS['wandb_project']}; default trainbench]")),
     ("--workers", dict(dest="workers", type=int, default=env("workers"), help=f"DataLoader worker processes per training process [{ENV_VARS['workers']}; default: the CPU cores available to each process, at most 16; the recipe's published value is kept in the record]")),
     ("--no-decode-cache", dict(dest="decode_cache", action="store_false", help="decode every image from its file each time it is loaded, instead of once into the decoded-image cache under --cache-dir")),
+    ("--compile", dict(dest="compile", action="store_true", help="torch.compile the model before training: slower first steps, then faster ones on a GPU; the record says so")),
+    ("--fused-optimizer", dict(dest="fused_optimizer", action="store_true", help="the optimizer's fused (single-kernel) implementation, the same update in fewer kernel launches; the record says so")),
     ("--resume", dict(dest="resume", action="store_true", help="continue an interrupted run from its latest checkpoint (local folders first, else the bucket)")),
 ]

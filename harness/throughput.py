@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from harness import data, models, runner
 from harness.data.device import channels_last_helps
-from harness.engines.base import autocast_dtype, device_list, optimizer_for
+from harness.engines.base import autocast_dtype, compile_if_asked, device_list, optimizer_for
 from harness.hardware import detect
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
@@ -98,7 +98,8 @@ def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: data.
     if channels_last:
         model.to(memory_format=torch.channels_last)
     normalize = bundle.normalizer(channels_last)
-    optimizer = optimizer_for(spec, model.parameters())
+    compile_if_asked(model, settings)
+    optimizer = optimizer_for(spec, model.parameters(), fused=settings.fused_optimizer)
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
     size, batch = spec.recipe.image_size, spec.per_process_batch

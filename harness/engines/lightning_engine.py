@@ -29,7 +29,7 @@ from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
 from harness.artifacts.checkpoints import epoch_file, restore_rng
 from harness.data import DataBundle
 from harness.data.device import DeviceNormalize, channels_last_helps
-from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, optimizer_for
+from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, compile_if_asked, optimizer_for
 from harness.engines.history import history_row
 from harness.engines.progress import Progress, quiet_notices
 from harness.hardware import detect
@@ -100,9 +100,10 @@ class StoreCheckpointIO(CheckpointIO):
 class ClassificationModule(L.LightningModule):
     """A timm model with the recipe's loss and optimizer, and the shared metrics per part."""
 
-    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter, artifacts: RunArtifacts, label: str = "") -> None:
+    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter, artifacts: RunArtifacts, label: str = "", *, fused_optimizer: bool = False) -> None:
         super().__init__()
         self.model, self.spec, self.meter, self.artifacts, self.label = model, spec, meter, artifacts, label
+        self.fused_optimizer = fused_optimizer
         self.progress = Progress(spec.recipe.epochs, shown=False)
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
         self.metrics = nn.ModuleDict({f"{p}_": ClassificationMetrics(num_classes) for p in PARTS})
@@ -118,7 +119,7 @@ class ClassificationModule(L.LightningModule):
             torch.set_num_threads(max(1, detect().cpu_cores // self.trainer.num_devices))
 
     def configure_optimizers(self):
-        return optimizer_for(self.spec, self.model.parameters())
+        return optimizer_for(self.spec, self.model.parameters(), fused=self.fused_optimizer)
 
     def _step(self, batch, part: str) -> torch.Tensor:
         x, y = batch
@@ -248,7 +249,8 @@ class LightningEngine:
         channels_last = channels_last_helps("cuda" if job.hardware.accelerator == "gpu" else "cpu")
         if channels_last:
             job.model.to(memory_format=torch.channels_last)
-        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts, job.label)
+        compile_if_asked(job.model, job.settings)
+        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts, job.label, fused_optimizer=job.settings.fused_optimizer)
         datamodule = BundleDataModule(job.data, job.spec.recipe, job.workers, job.data.normalizer(channels_last))
         timeout_s = job.settings.rendezvous_timeout_s
         trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s))

@@ -19,7 +19,7 @@ from harness.artifacts import HARNESS_KEY, harness_state, load
 from harness.artifacts.checkpoints import restore_rng
 from harness.data import EpochSampler
 from harness.data.device import channels_last_helps
-from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
+from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, optimizer_for
 from harness.engines.history import history_row
 from harness.engines.progress import Progress
 from harness.metrics import ClassificationMetrics
@@ -145,7 +145,8 @@ class PoutyneEngine:
         channels_last = channels_last_helps(devices[0])
         if channels_last:
             job.model.to(memory_format=torch.channels_last)
-        optimizer = optimizer_for(spec, job.model.parameters())
+        compile_if_asked(job.model, job.settings)
+        optimizer = optimizer_for(spec, job.model.parameters(), fused=job.settings.fused_optimizer)
         model = poutyne_model(job.model, optimizer, job.data.num_classes, spec.precision, job.data.normalizer(channels_last))
         rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from harness import data
 from harness.data.device import channels_last_helps
-from harness.engines.base import ThroughputMeter, TrainingJob, autocast_dtype, device_list, optimizer_for
+from harness.engines.base import ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, optimizer_for
 from harness.results.speed import steady_images_per_s
 
 
@@ -23,7 +23,8 @@ def plain_loop_images_per_s(job: TrainingJob) -> float:
     spec = job.spec
     device = torch.device(device_list(spec, job.hardware)[0])
     model = job.model.to(device).train()
-    optimizer = optimizer_for(spec, model.parameters())
+    compile_if_asked(model, job.settings)
+    optimizer = optimizer_for(spec, model.parameters(), fused=job.settings.fused_optimizer)
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
     normalize = job.data.normalizer(channels_last_helps(device))

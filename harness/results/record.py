@@ -46,6 +46,7 @@ class RunResult:
     batch: dict[str, int] = field(default_factory=dict)  # global, processes, per process, per device
     loader: dict[str, Any] = field(default_factory=dict)  # workers used and where from, the recipe's published count
     target: dict[str, Any] = field(default_factory=dict)  # time-to-target accuracy and where it comes from
+    execution: dict[str, Any] = field(default_factory=dict)  # --compile, --fused-optimizer; empty in records before them
     steady_images_per_s: float | None = None  # median over epochs after the first (results.speed); None in records before it
 
     @property
