@@ -29,7 +29,7 @@ def test_recipes_lists_the_catalog_with_sources_values_and_published_figures():
         assert f"{seed.key}: {seed.title}" in done.stdout and seed.source in done.stdout
     assert "adamw lr 0.001, weight decay 0.05, batch 64, 40 epochs, 384 px" in done.stdout
     assert "published:  pretrained weights: test_acc 0.9237, test_loss 0.263" in done.stdout
-    assert "Rotate(limit=30, p=0.5)" in done.stdout and "then lr=0.0003, epochs=6, head_init_std=0.01" in done.stdout
+    assert "Rotate(limit=30, p=0.5)" in done.stdout and "then batch_size=32, lr=0.0006, epochs=6, head_init_std=0.01" in done.stdout
 
 
 def test_help_describes_every_option_with_its_default_and_names_the_recipes():

@@ -30,7 +30,7 @@ def test_full_profile_is_the_published_recipe_and_smoke_derives_from_it():
     assert smoke.train_augmentations == full.train_augmentations and smoke.optimizer == full.optimizer
     fastvit = profile_recipe(FASTVIT, "smoke")
     assert fastvit.lr == pytest.approx(FASTVIT.recipe.lr * fastvit.batch_size / FASTVIT.recipe.batch_size) and fastvit.head_init_std is None
-    assert (smoke.lr, smoke.epochs, smoke.head_init_std) == (3e-4, 6, 0.01)  # EfficientNetV2's measured smoke_changes
+    assert (smoke.batch_size, smoke.lr, smoke.epochs, smoke.head_init_std) == (32, 6e-4, 6, 0.01)  # EfficientNetV2's measured smoke_changes
     assert full.head_init_std is None  # the full profile keeps timm's own head
     assert profile_recipe(FASTVIT, "smoke").split.by == "fraction"
     assert profile_recipe(FASTVIT, "full").split == Split(5564, 1600, 832, by="count")
