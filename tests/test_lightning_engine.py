@@ -50,9 +50,14 @@ def test_two_nodes_on_loopback_equal_one_node_with_two_processes(tiny_folder, se
     two_nodes = launch.run_nodes_on_loopback(tiny_spec(engine="lightning", devices=1, num_nodes=2).with_recipe(batch_size=16), settings, master_port=free_port())
     assert two_nodes.spec["num_nodes"] == 2
     # Same shards, same seed: equal up to float summation order (each "node" here picks its own
-    # CPU thread count, which changes the order of reductions): 1e-4 relative.
-    assert two_nodes.test == pytest.approx(one_node.test, rel=1e-4)
-    assert two_nodes.history[0]["train_loss"] == pytest.approx(one_node.history[0]["train_loss"], rel=1e-4)
+    # CPU thread count, which changes the order of reductions): the losses to 1e-4 relative. The
+    # counted metrics may differ by one near-tie test image (seen on an AVX2 CPU: F1 0.0556 against
+    # 0.0526), never by more: other shards or batches would move the losses far beyond 1e-4.
+    for key in ("train_loss", "val_loss"):
+        assert two_nodes.history[0][key] == pytest.approx(one_node.history[0][key], rel=1e-4), key
+    assert two_nodes.test["test_loss"] == pytest.approx(one_node.test["test_loss"], rel=1e-4)
+    one_image = 1 / two_nodes.data["split"]["test"]
+    assert abs(two_nodes.test["test_acc"] - one_node.test["test_acc"]) <= one_image + 1e-6
 
 
 def test_single_process_bf16_really_runs_in_bf16(tiny_folder, settings):
