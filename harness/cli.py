@@ -288,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("throughput", help="where training time goes here: the loader alone (cached and uncached), the model step alone, the engine end to end; names the bottleneck")
     _add_spec_options(p, weights="random")
     p.add_argument("--batches", type=positive_int, default=20, help="timed batches per measurement, after 3 untimed ones (default 20)")
-    p.add_argument("--json", type=Path, help="also write the figures as JSON (loader_images_per_s, loader_images_per_s_uncached, model_images_per_s, engine_images_per_s, workers, device)")
+    p.add_argument("--json", type=Path, help="also write the figures as JSON (loader_images_per_s, loader_images_per_s_uncached, model_images_per_s, engine_images_per_s, engine_data_wait_share, workers, device, precision, compile, fused_optimizer)")
     _add_settings_options(p)
     p = sub.add_parser("kvasir-standin", help="generate a real-resolution Kvasir v2 stand-in (photo-like 720x576 to 1920x1072 JPEGs) for throughput and full-profile dry runs")
     p.add_argument("--out", type=Path, required=True, help="writes OUT/kvasir-dataset-v2/<class>/*.jpg; give OUT as --data-root")

@@ -22,7 +22,7 @@ from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
 from harness.inference import is_reparameterizable, reparameterization_check
 from harness.results.record import RecordError, RunResult, environment
-from harness.results.speed import overall_images_per_s, steady_images_per_s
+from harness.results.speed import overall_images_per_s, steady_data_wait_share, steady_images_per_s
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -101,6 +101,11 @@ def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
     }
 
 
+def peak_gpu_memory_gib(job: TrainingJob) -> float | None:
+    """The most this process's tensors held at once on its (first) GPU since training began."""
+    return torch.cuda.max_memory_allocated() / 2**30 if job.hardware.gpus else None
+
+
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult | None:
     """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None.
 
@@ -117,6 +122,8 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
         print(progress.data_line(job, identity.weights), flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
+    if job.hardware.gpus:
+        torch.cuda.reset_peak_memory_stats()
     output = engines.get(spec.engine).fit(job)
     if not output.is_main_process:
         return None
@@ -132,6 +139,8 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
         wall_time_s=time.perf_counter() - start,
         train_images_per_s=overall_images_per_s(output.history),  # from every epoch's row: a resumed run counts the epochs before it too
         steady_images_per_s=steady_images_per_s(output.history),
+        data_wait_share=steady_data_wait_share(output.history),
+        peak_gpu_memory_gib=peak_gpu_memory_gib(job),
         environment=environment(),
         started_at=started_at,
         extra=extra,

@@ -7,7 +7,7 @@ Four figures in training images/s, side by side, so their ratios hold on a noisy
   forward, loss, backward and optimizer step under the spec's precision, as timm's benchmark.py
   measures a model;
 - the engine end to end (`runner.run` with --limit-batches): loader, transfer, step, metrics and
-  callbacks together, the steady second epoch.
+  callbacks together, the steady second epoch, with the share of it spent waiting for batches.
 The bottleneck is the slower of loader and model; the engine's figure says how close the whole
 gets to it.
 """
@@ -39,11 +39,15 @@ class Throughput:
     loader_images_per_s_uncached: float
     model_images_per_s: float
     engine_images_per_s: float
+    engine_data_wait_share: float  # of the engine's training time, waiting for the loader
     workers: int
     device: str
     case: str
     batch_size: int
     batches: int
+    precision: str
+    compile: bool
+    fused_optimizer: bool
 
     @property
     def bottleneck(self) -> str:
@@ -59,8 +63,10 @@ class Throughput:
             ("model step on a fixed batch", self.model_images_per_s),
             ("engine end to end", self.engine_images_per_s),
         ]
-        lines = [f"{self.case} on {self.device}, {self.workers} loader workers, batch {self.batch_size}, {self.batches} timed batches", ""]
+        execution = "".join(f", {name}" for name, used in (("torch.compile", self.compile), ("fused optimizer", self.fused_optimizer)) if used)
+        lines = [f"{self.case} on {self.device}, {self.precision}{execution}, {self.workers} loader workers, batch {self.batch_size}, {self.batches} timed batches", ""]
         lines += [f"  {name:<30} {rate:>9.1f} img/s" for name, rate in rows]
+        lines[-1] += f"  (waiting for batches {self.engine_data_wait_share:.0%} of the time)"
         slower, faster = sorted((self.loader_images_per_s, self.model_images_per_s))
         other = "model" if self.bottleneck == "loader" else "loader"
         lines += ["", f"bottleneck: the {self.bottleneck} at {slower:.1f} img/s (the {other} gives {faster / slower:.1f}x that); the engine end to end reaches {self.engine_images_per_s / slower:.0%} of it"]
@@ -120,12 +126,14 @@ def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: data.
     return _timed((step() for _ in itertools.count()), steps, lambda images: images)
 
 
-def engine_images_per_s(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> float:
-    """Two epochs of `batches` batches through the engine; the second epoch's figure (no start-up)."""
+def engine_images_per_s(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> tuple[float, float]:
+    """Two epochs of `batches` batches through the engine: the second epoch's images/s (no
+    start-up) and the share of its training time spent waiting for batches."""
     with tempfile.TemporaryDirectory(prefix="trainbench-throughput-") as tmp:
         quiet = settings.replace(results_dir=Path(tmp), wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
         record = runner.run(spec.replace(limit_batches=batches).with_recipe(epochs=2), quiet, run_id="throughput")
-    return record.history[-1]["images_per_s"]
+    last = record.history[-1]
+    return last["images_per_s"], last["data_wait_time"] / last["train_time"]
 
 
 def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Throughput:
@@ -138,6 +146,7 @@ def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Through
     loader_cached = loader_images_per_s(cached, spec, workers, batches)
     loader_uncached = loader_images_per_s(uncached, spec, workers, batches)
     model = model_images_per_s(spec, settings, cached, batches)
-    engine = engine_images_per_s(spec, settings, batches)
+    engine, engine_wait = engine_images_per_s(spec, settings, batches)
     hw = detect()
-    return Throughput(loader_cached, loader_uncached, model, engine, workers, hw.gpu_name or f"CPU ({hw.cpu_cores} cores)", spec.id, spec.per_process_batch, batches)
+    device = hw.gpu_name or f"CPU ({hw.cpu_cores} cores)"
+    return Throughput(loader_cached, loader_uncached, model, engine, engine_wait, workers, device, spec.id, spec.per_process_batch, batches, spec.precision, settings.compile, settings.fused_optimizer)

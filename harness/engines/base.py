@@ -58,17 +58,25 @@ class ThroughputMeter:
     validation pass that follows the last batch is not. Every engine and the plain reference loop
     use this same meter, which is what makes their ratio meaningful. The engines put each epoch's
     figures in its history row, so a resumed run's speed still covers every epoch it trained.
+
+    `batch_start` (when the engine has the batch) splits off the data wait: the device is
+    synchronised at each batch end, so the time until the next batch arrives is time the device
+    sat idle waiting for the loader (and, in Lightning, the host-to-device copy).
     """
 
     def __init__(self) -> None:
         self.images = self.epoch_images = 0
-        self.seconds = self.epoch_seconds = 0.0
+        self.seconds = self.epoch_seconds = self.epoch_wait = 0.0
         self._last: float | None = None
 
     def epoch_start(self) -> None:
         self._sync()
         self._last = time.perf_counter()
-        self.epoch_images, self.epoch_seconds = 0, 0.0
+        self.epoch_images, self.epoch_seconds, self.epoch_wait = 0, 0.0, 0.0
+
+    def batch_start(self) -> None:
+        if self._last is not None:
+            self.epoch_wait += time.perf_counter() - self._last
 
     def batch_end(self, batch_size: int) -> None:
         self._sync()
@@ -86,7 +94,11 @@ class ThroughputMeter:
 
     def epoch_figures(self) -> dict[str, float]:
         """This epoch's training speed, in the history row's keys."""
-        return {"train_time": self.epoch_seconds, "images_per_s": self.epoch_images / self.epoch_seconds if self.epoch_seconds else 0.0}
+        return {
+            "train_time": self.epoch_seconds,
+            "images_per_s": self.epoch_images / self.epoch_seconds if self.epoch_seconds else 0.0,
+            "data_wait_time": self.epoch_wait,
+        }
 
     @staticmethod
     def _sync() -> None:

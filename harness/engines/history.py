@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from harness.spec import METRIC_NAMES
 
-TIMING_KEYS = ("epoch_time", "train_time", "images_per_s")  # what differs between identical runs
+TIMING_KEYS = ("epoch_time", "train_time", "images_per_s", "data_wait_time")  # what differs between identical runs
 
 
 def without_timing(row: Mapping[str, float]) -> dict[str, float]:
@@ -17,8 +17,9 @@ def without_timing(row: Mapping[str, float]) -> dict[str, float]:
 def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, float], train: Mapping[str, float], val: Mapping[str, float]) -> dict[str, float]:
     """`{epoch, lr, epoch_time, train_time, images_per_s, train_loss, train_acc, ..., val_loss, ...}`.
 
-    `epoch_time` includes validation; `train_time` and `images_per_s` cover the training batches
-    only (`ThroughputMeter.epoch_figures`)."""
+    `epoch_time` includes validation; `train_time`, `images_per_s` and `data_wait_time` (the part
+    of `train_time` spent waiting for batches) cover the training batches only
+    (`ThroughputMeter.epoch_figures`)."""
     row: dict[str, float] = {"epoch": int(epoch), "lr": float(lr), "epoch_time": float(epoch_time), **{k: float(v) for k, v in speed.items()}}
     for part, values in (("train", train), ("val", val)):
         for name in METRIC_NAMES:

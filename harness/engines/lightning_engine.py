@@ -160,6 +160,9 @@ class ClassificationModule(L.LightningModule):
         self.meter.epoch_start()
         self.progress.begin("train", self._images(self.trainer.train_dataloader), self.current_epoch + 1)
 
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self.meter.batch_start()
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.meter.batch_end(len(batch[1]) * self.trainer.world_size)
         self._advance(batch)

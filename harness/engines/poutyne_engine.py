@@ -97,6 +97,9 @@ class _Recorder(poutyne.Callback):
         self.epoch = epoch_number
         self.progress.begin("train", self.images["train"], epoch_number)
 
+    def on_train_batch_begin(self, batch_number: int, logs: dict) -> None:
+        self.meter.batch_start()
+
     def on_train_batch_end(self, batch_number: int, logs: dict) -> None:
         self.meter.batch_end(int(logs["size"]))
         self.progress.advance(int(logs["size"]))

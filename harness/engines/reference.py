@@ -37,6 +37,7 @@ def plain_loop_images_per_s(job: TrainingJob) -> float:
         sampler.set_epoch(epoch)
         meter.epoch_start()
         for x, y in itertools.islice(loader, spec.limit_batches):
+            meter.batch_start()
             x, y = normalize(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             optimizer.zero_grad()
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

@@ -48,6 +48,8 @@ class RunResult:
     target: dict[str, Any] = field(default_factory=dict)  # time-to-target accuracy and where it comes from
     execution: dict[str, Any] = field(default_factory=dict)  # --compile, --fused-optimizer; empty in records before them
     steady_images_per_s: float | None = None  # median over epochs after the first (results.speed); None in records before it
+    data_wait_share: float | None = None  # of the steady epochs' training time, waiting for batches (results.speed)
+    peak_gpu_memory_gib: float | None = None  # the most this process's tensors held on its GPU; None on CPUs
 
     @property
     def benchmark(self) -> str:
@@ -97,7 +99,9 @@ class RunResult:
         order = [f"test_{name}" for name in METRIC_NAMES]
         shown = "  ".join(f"{k}={self.test[k]:.4f}" for k in sorted(self.test, key=lambda k: order.index(k) if k in order else len(order)))
         steady = f" (steady {self.steady_images_per_s:.1f})" if self.steady_images_per_s is not None else ""
-        return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s{steady}  {self.wall_time_s:.1f}s"
+        wait = f"  data wait {self.data_wait_share:.0%}" if self.data_wait_share is not None else ""
+        memory = f"  peak GPU memory {self.peak_gpu_memory_gib:.1f} GiB" if self.peak_gpu_memory_gib is not None else ""
+        return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s{steady}{wait}{memory}  {self.wall_time_s:.1f}s"
 
     @classmethod
     def load(cls, path: Path) -> RunResult:

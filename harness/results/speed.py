@@ -4,7 +4,8 @@ Each history row carries the epoch's training seconds (`train_time`) and images/
 measured by the engines' shared meter. The overall figure weighs every epoch by its time; the
 steady-state figure is the median over the epochs after the first, whose start-up (worker
 processes, lazy initialisation, a tracker's start, autotuning) short runs are dominated by. With a
-single epoch there is no steady state to separate, so it is that epoch's figure.
+single epoch there is no steady state to separate, so it is that epoch's figure. The data-wait
+share says how much of the steady epochs' training time the device waited for its batches.
 """
 
 from __future__ import annotations
@@ -32,3 +33,12 @@ def steady_images_per_s(history: Sequence[Mapping[str, float]]) -> float:
     rows = _measured(history)
     steady = rows[WARMUP_EPOCHS:] or rows
     return float(median(row["images_per_s"] for row in steady)) if steady else 0.0
+
+
+def steady_data_wait_share(history: Sequence[Mapping[str, float]]) -> float | None:
+    """Share of the steady epochs' training time spent waiting for batches (None in histories
+    from before the meter measured it)."""
+    rows = [row for row in _measured(history) if "data_wait_time" in row]
+    steady = rows[WARMUP_EPOCHS:] or rows
+    seconds = sum(row["train_time"] for row in steady)
+    return sum(row["data_wait_time"] for row in steady) / seconds if seconds else None
