@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,13 +187,18 @@ def profile_recipe(seed: Seed, profile: str) -> Recipe:
 
 
 def thresholds(seed: Seed, profile: str, weights: str, num_classes: int | None) -> tuple[Threshold, ...]:
-    """Full: the published figure minus its stated tolerance. Smoke: clearly above chance."""
+    """Full: the published figure minus its stated tolerance. Smoke: clearly above chance in
+    accuracy, and a test loss under chance's, ln C (a higher one reads as broken, whatever the
+    accuracy)."""
     if profile == "smoke":
         if not num_classes:
             raise ValueError("smoke thresholds need the dataset's number of classes")
         chance = 1.0 / num_classes
         floor = chance + SMOKE_MARGIN_OVER_CHANCE
-        return (Threshold("test_acc", "at_least", round(floor, 4), f"chance {chance:.3f} + {SMOKE_MARGIN_OVER_CHANCE}"),)
+        return (
+            Threshold("test_acc", "at_least", round(floor, 4), f"chance {chance:.3f} + {SMOKE_MARGIN_OVER_CHANCE}"),
+            Threshold("test_loss", "at_most", round(math.log(num_classes), 4), f"chance loss ln {num_classes}"),
+        )
     published = seed.published_for(weights)
     if published is None:
         return ()

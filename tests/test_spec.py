@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from harness.catalog import EFFICIENTNETV2, FASTVIT, make_spec, profile_recipe
@@ -42,7 +44,10 @@ def test_full_thresholds_are_published_figures_minus_tolerance():
     assert by_metric["test_acc"].value == pytest.approx(0.93802 - 0.02)
     assert by_metric["test_loss"].op == "at_most" and by_metric["test_loss"].value == pytest.approx(0.14629 + 0.05)
     smoke = make_spec(EFFICIENTNETV2, profile="smoke", weights="random", num_classes=6)
-    assert smoke.thresholds[0].value == pytest.approx(1 / 6 + 0.2, abs=1e-4)
+    floor, ceiling = smoke.thresholds
+    assert floor.metric == "test_acc" and floor.value == pytest.approx(1 / 6 + 0.2, abs=1e-4)
+    assert ceiling.metric == "test_loss" and ceiling.op == "at_most" and ceiling.value == pytest.approx(math.log(6), abs=1e-4)
+    assert not ceiling.holds({"test_loss": 1.80}) and ceiling.holds({"test_loss": 1.59})
 
 
 @pytest.mark.parametrize(
