@@ -1,9 +1,10 @@
-"""The nightly's plan: what each case asks of the cluster, refusals before anything runs, the dry run."""
+"""The nightly's plan: what each case asks of the cluster, refusals before anything runs, the dry run; a skipped case's status."""
 
 import subprocess
 import sys
 
-from harness.nightly import NightlyError, check_pytest_args
+from harness.nightly import NightlyError, case_status, check_pytest_args
+from harness.nightly.cluster import CaseOutcome, skip_reason
 from harness.nightly.plan import Case, Node, devices_of, on_cpus, plan, profile_for, unplaceable
 from harness.settings import REPO_ROOT
 
@@ -76,3 +77,28 @@ def test_an_address_nobody_answers_is_one_line_before_anything_runs(tmp_path):
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2
     assert done.stdout.startswith("nightly: no Ray cluster answers at 127.0.0.1:") and "ray start --head" in done.stdout
+
+
+CASE_FILE = """
+import pytest
+
+def test_skipped():
+    pytest.skip("needs 2 GPUs; this machine has 1")
+
+def test_ran():
+    pass
+"""
+
+
+@pytest.mark.parametrize("selection, status", [("test_skipped", "skipped"), ("test_ran", "passed"), ("test_ran or test_skipped", "passed")])
+def test_a_case_pytest_skipped_is_reported_skipped_with_its_reason_not_passed(tmp_path, selection, status):
+    (tmp_path / "test_case.py").write_text(CASE_FILE)
+    junit = tmp_path / "junit.xml"
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", selection, f"--junitxml={junit}", str(tmp_path / "test_case.py")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout
+    outcome = CaseOutcome("case", "node", "127.0.0.1", done.returncode, 1.0, {}, done.stdout, skip_reason(junit))
+    assert case_status(outcome) == status
+    if status == "skipped":
+        assert outcome.skipped == "needs 2 GPUs; this machine has 1"
+    assert skip_reason(tmp_path / "missing.xml") is None

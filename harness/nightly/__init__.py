@@ -71,6 +71,13 @@ def write_outcome(outcome: CaseOutcome, out: Path) -> None:
         tmp.write_text(outcome.log)
 
 
+def case_status(outcome: CaseOutcome) -> str:
+    """passed, skipped (ran nothing, with pytest's reason in the row), nothing collected, or failed."""
+    if outcome.returncode == 0 and outcome.skipped:
+        return "skipped"
+    return {0: "passed", 5: "nothing collected"}.get(outcome.returncode, "failed")
+
+
 def gather(pending: dict, out: Path) -> list[dict]:
     """Wait for every task; write each outcome as it arrives; one manifest row per case."""
     ray = cluster.ray_module()
@@ -85,8 +92,9 @@ def gather(pending: dict, out: Path) -> list[dict]:
             rows.append({"case": case.name, "node_id": case.node_id, "status": "lost", "error": f"{type(error).__name__}: {error}"[:2000]})
             continue
         write_outcome(outcome, out)
-        status = {0: "passed", 5: "nothing collected"}.get(outcome.returncode, "failed")
-        print(f"nightly: {case.name} {status} on node {outcome.node} ({outcome.address}) in {outcome.seconds:.1f} s")
+        status = case_status(outcome)
+        why = f" ({outcome.skipped})" if status == "skipped" else ""
+        print(f"nightly: {case.name} {status}{why} on node {outcome.node} ({outcome.address}) in {outcome.seconds:.1f} s")
         row = {k: v for k, v in asdict(outcome).items() if k not in ("files", "log")}
         rows.append({**row, "node_id": case.node_id, "status": status, "asked": case.asks()})
     return rows
@@ -162,7 +170,7 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
                 "nodes": [asdict(n) for n in nodes], "wall_s": round(wall_s, 1), "cases": rows}  # fmt: skip
     with written_atomically(night.out / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
-    failed = any(row["status"] not in ("passed", "nothing collected") for row in rows)
+    failed = any(row["status"] not in ("passed", "skipped", "nothing collected") for row in rows)
     return finish(night, failed, wall_s)
 
 

@@ -13,6 +13,7 @@ its last checkpoint there, and a first attempt finds none and starts at epoch 1.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -22,12 +23,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 from harness.nightly.plan import Case, Node
 from harness.settings import REPO_ROOT
 
 RETRIES = 3  # runs of a task after its node or worker process died
 SCRATCH = "trainbench-nightly"  # under the node's temporary folder: the night's run folders and local checkpoints
+JUNIT = "junit.xml"  # pytest's report of the case, in its scratch folder: what was skipped and why
 REPORT_FILES = frozenset({"summary.md", "summary.csv", "cases.csv", "report.html"})  # the driver writes them for the whole night
 CONNECT_TIMEOUT_S = 10.0
 
@@ -47,6 +50,7 @@ class CaseOutcome:
     seconds: float  # the pytest process, start to end
     files: dict[str, bytes]  # relative to the night folder: records/<run id>/..., benchmark/<case>.json
     log: str
+    skipped: str | None = None  # why pytest skipped the case (exit status 0, no record), else None
 
 
 def ray_module():
@@ -116,7 +120,7 @@ def case_command(case: Case, scratch: Path, profile: str, pytest_args: Sequence[
     """The pytest command of one case on its node."""
     command = [
         sys.executable, "-m", "pytest", case.node_id, "--profile", profile, "--results-dir", str(scratch / "records"),
-        f"--benchmark-json={scratch / 'benchmark.json'}", "-p", "no:cacheprovider", *pytest_args,
+        f"--benchmark-json={scratch / 'benchmark.json'}", f"--junitxml={scratch / JUNIT}", "-p", "no:cacheprovider", *pytest_args,
     ]  # fmt: skip
     if bucket:
         command += ["--gcs-bucket", f"{bucket.rstrip('/')}/{night}", "--resume"]
@@ -138,7 +142,22 @@ def run_case(case: Case, profile: str, pytest_args: list[str], night: str, bucke
     context = ray.get_runtime_context()
     node = context.get_node_id()
     address = next((n.address for n in live_nodes() if node.startswith(n.name)), "?")
-    return CaseOutcome(case.name, node[:8], address, done.returncode, seconds, kept_files(scratch, case.name), log.read_text(errors="replace"))
+    outcome = CaseOutcome(case.name, node[:8], address, done.returncode, seconds, kept_files(scratch, case.name), log.read_text(errors="replace"))
+    return dataclasses.replace(outcome, skipped=skip_reason(scratch / JUNIT))
+
+
+def skip_reason(junit: Path) -> str | None:
+    """Why pytest skipped every test of a case, read from its JUnit XML; None when one ran (or
+    there is no readable report). pytest exits 0 on a skip, so the exit status alone would call a
+    case that ran nothing "passed"."""
+    try:
+        tests = list(ElementTree.parse(junit).getroot().iter("testcase"))
+    except (OSError, ElementTree.ParseError):
+        return None
+    skips = [test.find("skipped") for test in tests]
+    if not tests or any(skip is None for skip in skips):
+        return None
+    return skips[0].get("message") or "skipped"
 
 
 def kept_files(scratch: Path, name: str) -> dict[str, bytes]:
