@@ -13,10 +13,12 @@ from harness.artifacts.emulator import Emulator
 from harness.catalog import EFFICIENTNETV2
 
 BUCKET = "trainbench-bench"
+OVERHEAD_EPOCHS = 3  # three checkpoints; the wait for the last upload weighs a third of the ratio, so it errs high
 
 
 def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch, tmp_path):
     spec = case_spec(pytestconfig, EFFICIENTNETV2, weights="random", precision="32-true", devices=1).replace(benchmark="checkpoint-overhead")
+    spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or OVERHEAD_EPOCHS)
     # measurements, kept apart from the matrix's records
     quiet = run_settings.replace(results_dir=run_settings.results_dir / "checkpoint-overhead", wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None)
     emulator = Emulator(BUCKET)
