@@ -11,8 +11,8 @@
 # gpu.csv (utilisation sampled every 0.5 s), records.tar.gz (the full-profile records, ready for
 # baselines/<gpu-name>/, refreshed after each step) and smoke.tar.gz.
 # Each step is bounded, a failed one does not stop the next, and a step that would end after
-# BUDGET_S seconds is skipped. PER_CLASS, EPOCHS, BUDGET_S and EXTRA (run options appended to every
-# command, so they win) override.
+# BUDGET_S seconds is skipped. PER_CLASS, EPOCHS, BUDGET_S, EXTRA (run options appended to every
+# command, so they win), WORK (scratch folder) and PYTHON override.
 set -u
 out=${1:?give the folder the figures go to}
 per_class=${PER_CLASS:-500}
@@ -25,7 +25,7 @@ exec > >(tee "$out/log.txt") 2>&1
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 common=(--results-dir "$work/results" --cache-dir "$work/cache" --wandb off)
-split=(--split 0.7,0.2,0.1)  # Kvasir's 5564/1600/832 of 8000, as fractions of the stand-in
+split=(--split 0.7,0.2,0.1)  # FastViT: Kvasir's 5564/1600/832 of 8000, as fractions of the stand-in (EfficientNetV2 keeps its 70/15/15)
 
 step() {  # step SECONDS NAME COMMAND...: time one bounded step; a failure is printed, not fatal
   local limit=$1 name=$2; shift 2
@@ -57,4 +57,5 @@ step 180 "smoke EfficientNetV2 bf16-mixed, 3 seeds" $py -m pytest benchmarks/tes
 step 150 "throughput with --compile --fused-optimizer" $py -m harness throughput --recipe fastvit --profile full --data "$work/standin/kvasir-dataset-v2" "${split[@]}" --precision bf16-mixed --compile --fused-optimizer --json "$out/throughput-compiled.json" "${common[@]}" $extra
 
 kill "$sampler"
-$py -m harness report "$work/results" --out "$work/report"
+$py -m harness report "$work/results"  # summary.md, summary.csv, report.html beside the records
+tar -czf "$out/records.tar.gz" -C "$work/results" --exclude='*.pt' --exclude='*.ckpt' .

@@ -16,7 +16,7 @@ import pytest
 from benchmarks.plugin import case_spec
 from harness import runner
 from harness.catalog import EFFICIENTNETV2, FASTVIT
-from harness.engines.reference import plain_loop_images_per_s
+from harness.engines.reference import plain_loop_speed
 
 PARITY_TOLERANCE = 1e-3  # absolute, every test metric: only float reduction order differs
 PARITY_EPOCHS = 3  # a warm-up epoch and two steady ones
@@ -30,15 +30,17 @@ def test_engine_parity(seed, run_settings, pytestconfig, benchmark):
 
     def measure():
         plain_job = lambda: runner.build_job(spec, run_settings, runner.prepare(spec, run_settings))  # noqa: E731
-        before = plain_loop_images_per_s(plain_job())
+        before = plain_loop_speed(plain_job())
         records = {e: runner.run(spec.replace(engine=e), run_settings) for e in ("poutyne", "lightning")}
-        after = plain_loop_images_per_s(plain_job())
+        after = plain_loop_speed(plain_job())
         return max(before, after), records
 
-    plain, records = benchmark.pedantic(measure, rounds=1, iterations=1)
+    (plain, plain_wait), records = benchmark.pedantic(measure, rounds=1, iterations=1)
     ratios = {e: r.steady_images_per_s / plain for e, r in records.items()}
     benchmark.extra_info.update(
         plain_images_per_s=round(plain, 2),
+        plain_data_wait_share=round(plain_wait or 0.0, 3),
+        **{f"{e}_data_wait_share": round(r.data_wait_share or 0.0, 3) for e, r in records.items()},
         **{f"{e}_images_per_s": round(r.steady_images_per_s, 2) for e, r in records.items()},
         **{f"{e}_over_plain": round(v, 3) for e, v in ratios.items()},
         **{f"{e}_{metric}": round(value, 4) for e, r in records.items() for metric, value in r.test.items()},

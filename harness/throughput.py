@@ -126,14 +126,13 @@ def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: data.
     return _timed((step() for _ in itertools.count()), steps, lambda images: images)
 
 
-def engine_images_per_s(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> tuple[float, float]:
-    """Two epochs of `batches` batches through the engine: the second epoch's images/s (no
-    start-up) and the share of its training time spent waiting for batches."""
+def engine_figures(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> tuple[float, float]:
+    """Two epochs of `batches` batches through the engine: the steady (second) epoch's images/s,
+    without the start-up, and the share of its training time spent waiting for batches."""
     with tempfile.TemporaryDirectory(prefix="trainbench-throughput-") as tmp:
         quiet = settings.replace(results_dir=Path(tmp), wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
         record = runner.run(spec.replace(limit_batches=batches).with_recipe(epochs=2), quiet, run_id="throughput")
-    last = record.history[-1]
-    return last["images_per_s"], last["data_wait_time"] / last["train_time"]
+    return record.steady_images_per_s, record.data_wait_share or 0.0
 
 
 def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Throughput:
@@ -146,7 +145,7 @@ def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Through
     loader_cached = loader_images_per_s(cached, spec, workers, batches)
     loader_uncached = loader_images_per_s(uncached, spec, workers, batches)
     model = model_images_per_s(spec, settings, cached, batches)
-    engine, engine_wait = engine_images_per_s(spec, settings, batches)
+    engine, engine_wait = engine_figures(spec, settings, batches)
     hw = detect()
     device = hw.gpu_name or f"CPU ({hw.cpu_cores} cores)"
     return Throughput(loader_cached, loader_uncached, model, engine, engine_wait, workers, device, spec.id, spec.per_process_batch, batches, spec.precision, settings.compile, settings.fused_optimizer)

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from harness.nightly import NightlyError, case_status, check_pytest_args
-from harness.nightly.cluster import CaseOutcome, skip_reason
+from harness.nightly.cluster import JUNIT, CaseOutcome, case_command, skip_reason
 from harness.nightly.plan import Case, Node, devices_of, on_cpus, plan, profile_for, unplaceable
 from harness.settings import REPO_ROOT
 
@@ -55,7 +55,7 @@ def test_case_names_are_file_safe():
     assert case.name == "test_x-a_b_c"
 
 
-@pytest.mark.parametrize("arg", ["--results-dir", "--results-dir=/x", "--benchmark-json=/x.json", "--gcs-bucket", "--resume"])
+@pytest.mark.parametrize("arg", ["--results-dir", "--results-dir=/x", "--benchmark-json=/x.json", "--junitxml=/x.xml", "--gcs-bucket", "--resume"])
 def test_where_results_and_checkpoints_go_is_the_nightlys_to_say(arg):
     with pytest.raises(NightlyError, match=f"^{arg.split('=')[0]} after -- is the nightly's to set; give --"):
         check_pytest_args(["-k", "fastvit", arg])
@@ -102,3 +102,9 @@ def test_a_case_pytest_skipped_is_reported_skipped_with_its_reason_not_passed(tm
     if status == "skipped":
         assert outcome.skipped == "needs 2 GPUs; this machine has 1"
     assert skip_reason(tmp_path / "missing.xml") is None
+
+
+def test_each_case_writes_the_junit_report_its_status_is_read_from(tmp_path):
+    case = Case("benchmarks/test_x.py::test_x[a]", devices=1, cpus=1, gpus=0)
+    command = case_command(case, tmp_path, "smoke", ["-k", "x"], "night-1", None)
+    assert f"--junitxml={tmp_path / JUNIT}" in command

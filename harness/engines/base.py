@@ -59,9 +59,10 @@ class ThroughputMeter:
     use this same meter, which is what makes their ratio meaningful. The engines put each epoch's
     figures in its history row, so a resumed run's speed still covers every epoch it trained.
 
-    `batch_start` (when the engine has the batch) splits off the data wait: the device is
-    synchronised at each batch end, so the time until the next batch arrives is time the device
-    sat idle waiting for the loader (and, in Lightning, the host-to-device copy).
+    `batch_start` (as a batch leaves the loader, before its copy to the device) splits off the
+    data wait: the device is synchronised at each batch end, so the time until the next batch
+    arrives is time the device sat idle, waiting for the loader and for the engine's own
+    between-batch work (its hooks, logging, progress).
     """
 
     def __init__(self) -> None:

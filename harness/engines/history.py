@@ -15,7 +15,7 @@ def without_timing(row: Mapping[str, float]) -> dict[str, float]:
 
 
 def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, float], train: Mapping[str, float], val: Mapping[str, float]) -> dict[str, float]:
-    """`{epoch, lr, epoch_time, train_time, images_per_s, train_loss, train_acc, ..., val_loss, ...}`.
+    """`{epoch, lr, epoch_time, train_time, images_per_s, data_wait_time, train_loss, ..., val_loss, ...}`.
 
     `epoch_time` includes validation; `train_time`, `images_per_s` and `data_wait_time` (the part
     of `train_time` spent waiting for batches) cover the training batches only

@@ -42,11 +42,18 @@ PARTS = ("train", "val", "test")
 class BundleDataModule(L.LightningDataModule):
     """DataLoaders of a DataBundle; under DDP each rank gets its shard (train shuffled by epoch) and
     its share of the recipe's global batch, so every device count trains the same recipe. Batches
-    travel as uint8 and are normalised once on the device (`normalize`, data.device)."""
+    travel as uint8 and are normalised once on the device (`normalize`, data.device). A training
+    batch reaches the meter as it leaves the loader, before its copy, where Poutyne and the plain
+    loop mark it too."""
 
-    def __init__(self, bundle: DataBundle, recipe: Recipe, workers: int, normalize: DeviceNormalize) -> None:
+    def __init__(self, bundle: DataBundle, recipe: Recipe, workers: int, normalize: DeviceNormalize, meter: ThroughputMeter) -> None:
         super().__init__()
-        self.bundle, self.recipe, self.workers, self.normalize = bundle, recipe, workers, normalize
+        self.bundle, self.recipe, self.workers, self.normalize, self.meter = bundle, recipe, workers, normalize, meter
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if self.trainer.training:
+            self.meter.batch_start()
+        return batch
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
@@ -160,9 +167,6 @@ class ClassificationModule(L.LightningModule):
         self.meter.epoch_start()
         self.progress.begin("train", self._images(self.trainer.train_dataloader), self.current_epoch + 1)
 
-    def on_train_batch_start(self, batch, batch_idx) -> None:
-        self.meter.batch_start()
-
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.meter.batch_end(len(batch[1]) * self.trainer.world_size)
         self._advance(batch)
@@ -254,7 +258,7 @@ class LightningEngine:
             job.model.to(memory_format=torch.channels_last)
         compile_if_asked(job.model, job.settings)
         module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts, job.label, fused_optimizer=job.settings.fused_optimizer)
-        datamodule = BundleDataModule(job.data, job.spec.recipe, job.workers, job.data.normalizer(channels_last))
+        datamodule = BundleDataModule(job.data, job.spec.recipe, job.workers, job.data.normalizer(channels_last), meter)
         timeout_s = job.settings.rendezvous_timeout_s
         trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s))
         try:

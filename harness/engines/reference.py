@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from harness import data
 from harness.data.device import channels_last_helps
 from harness.engines.base import ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, optimizer_for
-from harness.results.speed import steady_images_per_s
+from harness.results.speed import steady_data_wait_share, steady_images_per_s
 
 
-def plain_loop_images_per_s(job: TrainingJob) -> float:
+def plain_loop_speed(job: TrainingJob) -> tuple[float, float | None]:
     """Train `job.model` for the recipe's epochs in a bare loop; return its steady training images/s
-    (the median after the first epoch, the figure the engines' records report as steady)."""
+    (the median after the first epoch) and data-wait share, the figures the engines' records report
+    as `steady_images_per_s` and `data_wait_share`."""
     spec = job.spec
     device = torch.device(device_list(spec, job.hardware)[0])
     model = job.model.to(device).train()
@@ -47,4 +48,4 @@ def plain_loop_images_per_s(job: TrainingJob) -> float:
             scaler.update()
             meter.batch_end(len(y))
         epochs.append(meter.epoch_figures())
-    return steady_images_per_s(epochs)
+    return steady_images_per_s(epochs), steady_data_wait_share(epochs)

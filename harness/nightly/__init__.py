@@ -32,7 +32,7 @@ from harness.settings import REPO_ROOT
 NIGHTS_DIR = REPO_ROOT / "results" / "nightly"
 MANIFEST = "nightly.json"
 # Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
-OWN_OPTIONS = {"--results-dir": "--out", "--benchmark-json": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
+OWN_OPTIONS = {"--results-dir": "--out", "--benchmark-json": "--out", "--junitxml": "--out", "--junit-xml": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
 
 
 class NightlyError(ValueError):

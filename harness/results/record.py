@@ -49,7 +49,7 @@ class RunResult:
     execution: dict[str, Any] = field(default_factory=dict)  # --compile, --fused-optimizer; empty in records before them
     steady_images_per_s: float | None = None  # median over epochs after the first (results.speed); None in records before it
     data_wait_share: float | None = None  # of the steady epochs' training time, waiting for batches (results.speed)
-    peak_gpu_memory_gib: float | None = None  # the most this process's tensors held on its GPU; None on CPUs
+    peak_gpu_memory_gib: float | None = None  # the most this process's tensors held on its GPU (allocated, not the allocator's reserve); None on CPUs
 
     @property
     def benchmark(self) -> str:

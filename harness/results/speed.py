@@ -5,7 +5,8 @@ measured by the engines' shared meter. The overall figure weighs every epoch by 
 steady-state figure is the median over the epochs after the first, whose start-up (worker
 processes, lazy initialisation, a tracker's start, autotuning) short runs are dominated by. With a
 single epoch there is no steady state to separate, so it is that epoch's figure. The data-wait
-share says how much of the steady epochs' training time the device waited for its batches.
+share says how much of the steady epochs' training time the device waited for its batches: a
+ratio of summed seconds (time-weighted), where the steady images/s is a median of epoch rates.
 """
 
 from __future__ import annotations
