@@ -13,7 +13,6 @@ its last checkpoint there, and a first attempt finds none and starts at epoch 1.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import subprocess
@@ -142,8 +141,7 @@ def run_case(case: Case, profile: str, pytest_args: list[str], night: str, bucke
     context = ray.get_runtime_context()
     node = context.get_node_id()
     address = next((n.address for n in live_nodes() if node.startswith(n.name)), "?")
-    outcome = CaseOutcome(case.name, node[:8], address, done.returncode, seconds, kept_files(scratch, case.name), log.read_text(errors="replace"))
-    return dataclasses.replace(outcome, skipped=skip_reason(scratch / JUNIT))
+    return CaseOutcome(case.name, node[:8], address, done.returncode, seconds, kept_files(scratch, case.name), log.read_text(errors="replace"), skip_reason(scratch / JUNIT))
 
 
 def skip_reason(junit: Path) -> str | None:

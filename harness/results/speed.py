@@ -22,6 +22,11 @@ def _measured(history: Sequence[Mapping[str, float]]) -> list[Mapping[str, float
     return [row for row in history if row.get("train_time", 0.0) > 0 and "images_per_s" in row]
 
 
+def _steady(rows: list[Mapping[str, float]]) -> list[Mapping[str, float]]:
+    """The epochs after the warm-up; a run shorter than that is its own steady state."""
+    return rows[WARMUP_EPOCHS:] or rows
+
+
 def overall_images_per_s(history: Sequence[Mapping[str, float]]) -> float:
     """Training images over training seconds, across every epoch (0.0 when none was measured)."""
     rows = _measured(history)
@@ -31,15 +36,13 @@ def overall_images_per_s(history: Sequence[Mapping[str, float]]) -> float:
 
 def steady_images_per_s(history: Sequence[Mapping[str, float]]) -> float:
     """Median training images/s over the epochs after the warm-up (0.0 when none was measured)."""
-    rows = _measured(history)
-    steady = rows[WARMUP_EPOCHS:] or rows
+    steady = _steady(_measured(history))
     return float(median(row["images_per_s"] for row in steady)) if steady else 0.0
 
 
 def steady_data_wait_share(history: Sequence[Mapping[str, float]]) -> float | None:
     """Share of the steady epochs' training time spent waiting for batches (None in histories
     from before the meter measured it)."""
-    rows = [row for row in _measured(history) if "data_wait_time" in row]
-    steady = rows[WARMUP_EPOCHS:] or rows
+    steady = _steady([row for row in _measured(history) if "data_wait_time" in row])
     seconds = sum(row["train_time"] for row in steady)
     return sum(row["data_wait_time"] for row in steady) / seconds if seconds else None
