@@ -139,13 +139,13 @@ def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Through
     if spec.processes > 1:
         raise data.DataError("throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its steady images/s)")
     identity = runner.prepare(spec, settings.replace(decode_cache=True))  # checks, dataset, weights, decoded cache: before any timing
-    workers, stats = data.workers_for(spec, settings), models.data_stats(spec.model)
+    workers, stats = data.machine_processes(settings), models.data_stats(spec.model)  # as a GPU's one process would have them, even on a CPU
     cached = data.for_spec(spec, settings.replace(decode_cache=True), stats, identity.data)
     uncached = data.for_spec(spec, settings.replace(decode_cache=False), stats)
     loader_cached = loader_images_per_s(cached, spec, workers, batches)
     loader_uncached = loader_images_per_s(uncached, spec, workers, batches)
     model = model_images_per_s(spec, settings, cached, batches)
-    engine, engine_wait = engine_figures(spec, settings, batches)
+    engine, engine_wait = engine_figures(spec, settings.replace(workers=workers), batches)
     hw = detect()
     device = hw.gpu_name or f"CPU ({hw.cpu_cores} cores)"
     return Throughput(loader_cached, loader_uncached, model, engine, engine_wait, workers, device, spec.id, spec.per_process_batch, batches, spec.precision, settings.compile, settings.fused_optimizer)

@@ -30,7 +30,7 @@ def photos(tmp_path_factory):
 
 
 def _cache(folder, recipe, cache_dir):
-    return data.decoded_images(folder, recipe, fingerprint(folder), cache_dir, workers=1)
+    return data.decoded_images(folder, recipe, fingerprint(folder), cache_dir, processes=1)
 
 
 def test_the_stored_size_loses_nothing_the_transforms_use():

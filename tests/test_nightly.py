@@ -36,6 +36,7 @@ def test_on_gpus_a_case_asks_for_its_gpus_and_their_share_of_cpus_largest_first(
 def test_on_cpus_a_case_asks_for_one_cpu_per_process_and_what_no_node_holds_is_refused():
     cases = plan(IDS[:2], CPU_NODES)
     assert [(c.cpus, c.gpus) for c in cases] == [(2, 0), (1, 0)] and profile_for(CPU_NODES) == "smoke"
+    assert [c.workers for c in cases] == [0, 0]  # training on CPUs: the task's CPUs go to its training threads
     (problem,) = unplaceable(cases, CPU_NODES)
     assert problem.startswith("test_fastvit-fastvit_t8-kvasir-lightning-bf16-2dev-pretrained asks for 2 CPU on one node, and the largest node has 1 CPU, 0 GPU")
     assert "-k" in problem

@@ -1,6 +1,7 @@
 """A real one-epoch Poutyne run on tiny data, through the runner, and what it writes."""
 
 import csv
+import dataclasses
 import json
 import time
 
@@ -49,10 +50,12 @@ def test_loader_workers_default_to_the_machine_not_the_recipe(tiny_folder, setti
     from harness import data, hardware
 
     spec = tiny_spec().with_recipe(workers=5)
-    cores = hardware.detect().cpu_cores
-    assert data.workers_for(spec, settings) == min(cores, hardware.MAX_LOADER_WORKERS)
-    assert data.workers_for(spec.replace(engine="lightning", devices=2), settings) == max(1, min(cores // 2, hardware.MAX_LOADER_WORKERS))
+    gpu_box = hardware.Hardware(gpus=8, gpu_name="H100", gpu_bf16=True, cpu_cores=64)
+    assert [hardware.loader_workers(n, gpu_box) for n in (1, 2, 8)] == [hardware.MAX_LOADER_WORKERS, 16, 8]
+    assert hardware.loader_workers(1, dataclasses.replace(gpu_box, gpus=0)) == 0  # training on CPUs: its threads have the cores
+    assert data.workers_for(spec, settings.replace(workers=None)) == (hardware.loader_workers(1) if hardware.detect().gpus else 0)
     assert data.workers_for(spec, settings.replace(workers=3)) == 3
+    assert data.machine_processes(settings.replace(workers=None)) == min(hardware.detect().cpu_cores, hardware.MAX_LOADER_WORKERS)
 
 
 def test_bf16_autocast_really_changes_the_forward_dtype():

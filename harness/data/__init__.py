@@ -16,12 +16,12 @@ from harness.data.split import SplitIndices, stratified_split
 from harness.data.device import DeviceNormalize, Stats
 from harness.data.transforms import eval_transform, needed_short_side, train_transform
 from harness.data.verify import verify_decodes
-from harness.hardware import loader_workers
+from harness.hardware import loader_workers, spare_processes
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
 
 __all__ = [
-    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for",
+    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for", "machine_processes",
 ]  # fmt: skip
 
 
@@ -76,9 +76,9 @@ def check(folder: Path, recipe: Recipe, cache_dir: Path) -> DataIdentity:
     return identity
 
 
-def decoded_images(folder: Path, recipe: Recipe, identity: DataIdentity, cache_dir: Path, workers: int) -> DecodedImages:
+def decoded_images(folder: Path, recipe: Recipe, identity: DataIdentity, cache_dir: Path, processes: int) -> DecodedImages:
     """The decoded-image cache of `folder` at the size `recipe` needs, built once (see decoded)."""
-    return decoded.ensure(scan(folder), identity, needed_short_side(recipe), cache_dir, workers)
+    return decoded.ensure(scan(folder), identity, needed_short_side(recipe), cache_dir, processes)
 
 
 def build(folder: Path, recipe: Recipe, stats: Stats, images: DecodedImages | None = None) -> DataBundle:
@@ -147,8 +147,14 @@ def images_in(loader: DataLoader, limit: int | None = None, processes: int = 1) 
 
 def workers_for(spec: BenchmarkSpec, settings: RunSettings) -> int:
     """Loader workers per training process: --workers when given, else what the machine has for
-    each of this node's training processes (the recipe's published count is only recorded)."""
+    each of this node's training processes (hardware.loader_workers; none when training on CPUs)."""
     return settings.workers if settings.workers is not None else loader_workers(spec.processes // spec.num_nodes)
+
+
+def machine_processes(settings: RunSettings) -> int:
+    """Processes for work that has the machine to itself (the decode pass before training, the
+    loader measured alone): --workers when given (a nightly task's share of a node), else the cores."""
+    return settings.workers if settings.workers is not None else spare_processes()
 
 
 def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity: DataIdentity | None = None) -> DataBundle:
@@ -158,5 +164,5 @@ def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity:
     folder = locate(spec.dataset, settings.data_root, settings.cache_dir)
     images = None
     if settings.decode_cache:
-        images = decoded_images(folder, spec.recipe, identity or fingerprint(folder), settings.cache_dir, workers_for(spec, settings))
+        images = decoded_images(folder, spec.recipe, identity or fingerprint(folder), settings.cache_dir, machine_processes(settings))
     return build(folder, spec.recipe, stats, images)

@@ -116,7 +116,8 @@ def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
     source = {"random": "random", "file": f"file {weights.get('path')}", "hub": f"hub {weights.get('id')}"}.get(weights["kind"], f"{weights['kind']} {weights.get('path', '')}".strip())
     tracking = job.artifacts.tracker.mode
     execution = [words for words, used in (("torch.compile", job.settings.compile), ("fused optimizer", job.settings.fused_optimizer)) if used]
+    loading = f"{job.workers} loader workers" if job.workers else "batches loaded in the training process (--workers N for worker processes)"
     return (
         f"[trainbench] data: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images, {bundle.num_classes} classes; "
-        f"weights: {source}; {job.workers} loader workers; {''.join(w + '; ' for w in execution)}wandb {tracking}; record: {job.run_dir / 'result.json'}"
+        f"weights: {source}; {loading}; {''.join(w + '; ' for w in execution)}wandb {tracking}; record: {job.run_dir / 'result.json'}"
     )

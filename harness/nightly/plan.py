@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness.hardware import Hardware, loader_workers
 from harness.settings import REPO_ROOT
 
 _DEVICES = re.compile(r"-(\d+)dev\b")
@@ -50,8 +51,9 @@ class Case:
 
     @property
     def workers(self) -> int:
-        """Loader workers per training process: the CPUs the task was given, shared by its processes."""
-        return max(1, self.cpus // self.devices)
+        """Loader workers per training process: the CPUs the task was given, shared by its
+        processes; none when it trains on CPUs (hardware.loader_workers)."""
+        return loader_workers(self.devices, Hardware(gpus=self.gpus, gpu_name=None, gpu_bf16=False, cpu_cores=self.cpus))
 
     def asks(self) -> str:
         return f"{self.gpus} GPU, {self.cpus} CPU" if self.gpus else f"{self.cpus} CPU"
