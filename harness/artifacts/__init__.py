@@ -6,6 +6,7 @@ every epoch; the runner calls `finish`. Resume goes through `resume_path` on eve
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ class RunArtifacts:
         result.json (never credentials). A last checkpoint that could not be written is reported
         there and printed: the trained result is still recorded."""
         report: dict[str, Any] = {"wandb": self.tracker.finish(history, test)}
+        waiting = time.perf_counter()
         if self.store is not None:
             report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": self.saved[-1] if self.saved else None, "resumed_from": self.resumed_from}
             try:
@@ -92,4 +94,6 @@ class RunArtifacts:
         if self.bucket is not None:
             failures = self.bucket.finish()
             report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}
+        if self.store is not None or self.bucket is not None:
+            report["final_wait_s"] = round(time.perf_counter() - waiting, 3)  # paid once per run, after training: the last write and uploads
         return report
