@@ -22,7 +22,7 @@ def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch,
     spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or OVERHEAD_EPOCHS)
     # measurements, kept apart from the matrix's records
     quiet = run_settings.replace(results_dir=run_settings.results_dir / "checkpoint-overhead", wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None)
-    emulator = Emulator(BUCKET)
+    emulator = Emulator(BUCKET, niceness=19)  # a remote bucket's work is not this machine's
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     try:
 
@@ -36,14 +36,14 @@ def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch,
         emulator.stop()
     epochs = len(without.history)
     ratio = with_bucket.wall_time_s / without.wall_time_s
-    final_wait = with_bucket.extra["artifacts"]["final_wait_s"]
+    final_wait = with_bucket.extra["artifacts"]["checkpoint_wait_s"]
     while_training = (with_bucket.wall_time_s - final_wait) / without.wall_time_s  # what every epoch pays
     benchmark.extra_info.update(
         seconds_per_epoch_without=round(without.wall_time_s / epochs, 2),
         seconds_per_epoch_with_bucket=round(with_bucket.wall_time_s / epochs, 2),
         with_over_without=round(ratio, 4),
         while_training_over_without=round(while_training, 4),
-        final_wait_s=final_wait,
+        checkpoint_wait_s=final_wait,
         checkpoint_mb=round((tmp_path / "ckpt" / with_bucket.run_id / "last.ckpt").stat().st_size / 2**20, 1),
     )
     print(

@@ -45,16 +45,14 @@ def loader_workers(processes_per_node: int, hw: Hardware | None = None) -> int:
     """DataLoader workers per training process. With GPUs: the cores this machine gives each
     process (a recipe's published count belongs to its author's machine, 2 on Kaggle, so it is only
     recorded). Training on CPUs: none, because the training's own threads already use every core and
-    workers only take cores from them (2 cores, 3-epoch smoke runs, 0 against 2 workers: FastViT-T8
-    60.5 and 68.0 against 44.3 and 39.7 img/s; EfficientNetV2-B2 52.8, 45.7, 44.3 against 47.9, 39.7,
-    40.5, 38.6)."""
+    workers only take cores from them (measured on 2 cores: README, Feeding a GPU)."""
     hw = hw or detect()
     return max(1, min(MAX_LOADER_WORKERS, hw.cpu_cores // max(1, processes_per_node))) if hw.gpus else 0
 
 
-def spare_processes(hw: Hardware | None = None) -> int:
-    """Processes for work that has the machine to itself: the decode pass before training, the
-    loader alone in `throughput`."""
+def machine_cores(hw: Hardware | None = None) -> int:
+    """This machine's cores, at most MAX_LOADER_WORKERS: processes for work that has the machine to
+    itself (the decode pass before training, the loader measured alone by `throughput`)."""
     return max(1, min(MAX_LOADER_WORKERS, (hw or detect()).cpu_cores))
 
 

@@ -59,7 +59,7 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
     data_identity = data.check(folder, spec.recipe, settings.cache_dir)
     if settings.decode_cache:  # built here, once, before a launcher starts the ranks that share it
-        data.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, data.machine_processes(settings))
+        data.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, data.prep_processes(spec, settings))
     if stand_in:
         ensure_weights(spec, settings)
         weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False)

@@ -139,7 +139,8 @@ def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Through
     if spec.processes > 1:
         raise data.DataError("throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its steady images/s)")
     identity = runner.prepare(spec, settings.replace(decode_cache=True))  # checks, dataset, weights, decoded cache: before any timing
-    workers, stats = data.machine_processes(settings), models.data_stats(spec.model)  # as a GPU's one process would have them, even on a CPU
+    workers = settings.workers if settings.workers is not None else data.prep_processes(spec, settings)  # as a GPU's one process has them, even on a CPU
+    stats = models.data_stats(spec.model)
     cached = data.for_spec(spec, settings.replace(decode_cache=True), stats, identity.data)
     uncached = data.for_spec(spec, settings.replace(decode_cache=False), stats)
     loader_cached = loader_images_per_s(cached, spec, workers, batches)

@@ -46,16 +46,18 @@ def test_same_seed_same_result_whatever_the_loader_worker_count(tiny_folder, set
     assert loaders == [{"workers": 0, "workers_from": "--workers", "recipe_workers": 0}, {"workers": 2, "workers_from": "--workers", "recipe_workers": 0}]
 
 
-def test_loader_workers_default_to_the_machine_not_the_recipe(tiny_folder, settings):
+def test_loader_workers_default_to_the_machine_not_the_recipe(tiny_folder, settings, monkeypatch):
     from harness import data, hardware
 
-    spec = tiny_spec().with_recipe(workers=5)
+    spec, defaults = tiny_spec().with_recipe(workers=5), settings.replace(workers=None)
     gpu_box = hardware.Hardware(gpus=8, gpu_name="H100", gpu_bf16=True, cpu_cores=64)
-    assert [hardware.loader_workers(n, gpu_box) for n in (1, 2, 8)] == [hardware.MAX_LOADER_WORKERS, 16, 8]
-    assert hardware.loader_workers(1, dataclasses.replace(gpu_box, gpus=0)) == 0  # training on CPUs: its threads have the cores
-    assert data.workers_for(spec, settings.replace(workers=None)) == (hardware.loader_workers(1) if hardware.detect().gpus else 0)
-    assert data.workers_for(spec, settings.replace(workers=3)) == 3
-    assert data.machine_processes(settings.replace(workers=None)) == min(hardware.detect().cpu_cores, hardware.MAX_LOADER_WORKERS)
+    monkeypatch.setattr(hardware, "detect", lambda: gpu_box)
+    assert [data.workers_for(spec.replace(engine="lightning", devices=n), defaults) for n in (1, 2, 8)] == [16, 16, 8]
+    assert data.prep_processes(spec.replace(engine="lightning", devices=8), defaults) == 2  # every torchrun rank decodes at once
+    monkeypatch.setattr(hardware, "detect", lambda: dataclasses.replace(gpu_box, gpus=0))
+    assert data.workers_for(spec, defaults) == 0  # training on CPUs: its threads have the cores
+    assert data.prep_processes(spec, defaults) == 16  # the decode pass still uses them
+    assert data.workers_for(spec, settings.replace(workers=3)) == 3 and data.prep_processes(spec, settings.replace(workers=3)) == 3
 
 
 def test_bf16_autocast_really_changes_the_forward_dtype():

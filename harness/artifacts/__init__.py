@@ -95,5 +95,5 @@ class RunArtifacts:
             failures = self.bucket.finish()
             report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}
         if self.store is not None or self.bucket is not None:
-            report["final_wait_s"] = round(time.perf_counter() - waiting, 3)  # paid once per run, after training: the last write and uploads
+            report["checkpoint_wait_s"] = round(time.perf_counter() - waiting, 3)  # paid once per run, after training: the last write and uploads
         return report

@@ -5,6 +5,7 @@ The google-cloud-storage client talks to it over HTTP once STORAGE_EMULATOR_HOST
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -17,23 +18,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# The server stands in for a remote bucket, whose work is not this machine's: at the lowest CPU
-# priority it takes only cores that training leaves idle, so what a run measures is the harness's own
-# cost (snapshot, write, the client's side of the upload), not the server's.
-SERVER_NICENESS = 19
-
-
 class Emulator:
-    """`python -m gcp_storage_emulator start` on 127.0.0.1, in memory, with one bucket, niced."""
+    """`python -m gcp_storage_emulator start` on 127.0.0.1, in memory, with one bucket.
 
-    def __init__(self, bucket: str, port: int | None = None, start_timeout_s: float = 30.0) -> None:
+    `niceness` lowers the server's CPU priority, for measurements: a real bucket's work is not this
+    machine's, so at 19 the server takes only cores that training leaves idle. Tests keep 0, so a
+    busy machine never starves the server into a timeout."""
+
+    def __init__(self, bucket: str, port: int | None = None, start_timeout_s: float = 30.0, niceness: int = 0) -> None:
         self.bucket = bucket
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            ["nice", "-n", str(SERVER_NICENESS), sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory", "--default-bucket", bucket, "-q"],
+            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory", "--default-bucket", bucket, "-q"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        if niceness:
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, niceness)
         deadline = time.monotonic() + start_timeout_s
         while time.monotonic() < deadline:
             try:

@@ -16,12 +16,12 @@ from harness.data.split import SplitIndices, stratified_split
 from harness.data.device import DeviceNormalize, Stats
 from harness.data.transforms import eval_transform, needed_short_side, train_transform
 from harness.data.verify import verify_decodes
-from harness.hardware import loader_workers, spare_processes
+from harness.hardware import loader_workers, machine_cores
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
 
 __all__ = [
-    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for", "machine_processes",
+    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for", "prep_processes",
 ]  # fmt: skip
 
 
@@ -151,10 +151,11 @@ def workers_for(spec: BenchmarkSpec, settings: RunSettings) -> int:
     return settings.workers if settings.workers is not None else loader_workers(spec.processes // spec.num_nodes)
 
 
-def machine_processes(settings: RunSettings) -> int:
-    """Processes for work that has the machine to itself (the decode pass before training, the
-    loader measured alone): --workers when given (a nightly task's share of a node), else the cores."""
-    return settings.workers if settings.workers is not None else spare_processes()
+def prep_processes(spec: BenchmarkSpec, settings: RunSettings) -> int:
+    """Processes for work before training (the decode pass; the loader measured alone): --workers
+    when it asks for some (a nightly task's share of a GPU node), else this node's cores shared by
+    its training processes, since under torchrun each of them prepares at once."""
+    return settings.workers or max(1, machine_cores() // max(1, spec.processes // spec.num_nodes))
 
 
 def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity: DataIdentity | None = None) -> DataBundle:
@@ -164,5 +165,5 @@ def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity:
     folder = locate(spec.dataset, settings.data_root, settings.cache_dir)
     images = None
     if settings.decode_cache:
-        images = decoded_images(folder, spec.recipe, identity or fingerprint(folder), settings.cache_dir, machine_processes(settings))
+        images = decoded_images(folder, spec.recipe, identity or fingerprint(folder), settings.cache_dir, prep_processes(spec, settings))
     return build(folder, spec.recipe, stats, images)

@@ -31,7 +31,7 @@ from harness.data.fingerprint import DataIdentity
 from harness.data.imagefolder import DataError, ImageIndex, describe_unreadable, to_rgb
 
 PIXELS_FILE, INDEX_FILE, META_FILE = "pixels.u8", "index.npy", "meta.json"
-IMAGES_PER_PROCESS = 256  # below this many images per worker, decoding in this process is faster than starting a pool
+IMAGES_PER_PROCESS = 256  # below this many images per process, decoding in this process is faster than starting a pool
 
 
 def decode_reduced(path: str, short_side: int) -> np.ndarray:
@@ -82,15 +82,15 @@ def cache_folder(cache_dir: Path, identity: DataIdentity, short_side: int) -> Pa
     return Path(cache_dir) / "decoded" / f"{identity.fingerprint}-short{short_side}"
 
 
-def ensure(index: ImageIndex, identity: DataIdentity, short_side: int, cache_dir: Path, workers: int) -> DecodedImages:
-    """The cache of `index` at `short_side`, built now (with `workers` processes) if missing."""
+def ensure(index: ImageIndex, identity: DataIdentity, short_side: int, cache_dir: Path, processes: int) -> DecodedImages:
+    """The cache of `index` at `short_side`, built now (with `processes` processes) if missing."""
     folder = cache_folder(cache_dir, identity, short_side)
     if not (folder / INDEX_FILE).is_file():
-        _build(index, identity, short_side, folder, workers)
+        _build(index, identity, short_side, folder, processes)
     return DecodedImages(folder, short_side)
 
 
-def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: Path, workers: int) -> None:
+def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: Path, processes: int) -> None:
     paths = [path for path, _ in index.samples]
     print(f"[trainbench] decoding {len(paths)} images once into {folder} (shorter side {short_side} px)", flush=True)
     start = time.perf_counter()
@@ -100,7 +100,7 @@ def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: P
     rows, offset = [], 0
     try:
         with (tmp / PIXELS_FILE).open("wb") as out:
-            for pixels in _decode_all(paths, short_side, workers):
+            for pixels in _decode_all(paths, short_side, processes):
                 rows.append((offset, pixels.shape[0], pixels.shape[1]))
                 out.write(pixels.tobytes())
                 offset += pixels.nbytes
@@ -116,10 +116,10 @@ def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: P
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _decode_all(paths: list[str], short_side: int, workers: int):
-    if workers <= 1 or len(paths) < IMAGES_PER_PROCESS * 2:
+def _decode_all(paths: list[str], short_side: int, processes: int):
+    if processes <= 1 or len(paths) < IMAGES_PER_PROCESS * 2:
         yield from (decode_reduced(p, short_side) for p in paths)
         return
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         yield from pool.map(decode_reduced, paths, [short_side] * len(paths), chunksize=32)

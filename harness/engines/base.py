@@ -33,7 +33,7 @@ class TrainingJob:
     settings: RunSettings
     hardware: Hardware
     artifacts: RunArtifacts
-    workers: int  # DataLoader workers per process: the machine's, not the recipe's (runner.loader_workers)
+    workers: int  # DataLoader workers per process: the machine's, not the recipe's (data.workers_for)
     label: str = ""  # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
 
 

@@ -78,10 +78,12 @@ class Progress:
 
 def quiet_notices() -> None:
     """Silence third-party notices that tell a user nothing about their run: Lightning's device and
-    tip banners (the harness's start-up line names the device) and a deprecation inside Lightning."""
+    tip banners (the harness's start-up line names the device), its advice to add loader workers
+    (the harness chose their number: none when training on CPUs) and a deprecation inside Lightning."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers")
 
 
 def device_words(spec: BenchmarkSpec, hw: Hardware) -> str:

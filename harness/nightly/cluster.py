@@ -132,7 +132,7 @@ def run_case(case: Case, profile: str, pytest_args: list[str], night: str, bucke
     scratch = Path(tempfile.gettempdir()) / SCRATCH / night / case.name
     scratch.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    env.setdefault("TRAINBENCH_WORKERS", str(case.workers))  # the CPUs Ray gave this task, not the whole node's
+    env.setdefault("TRAINBENCH_WORKERS", str(case.workers))  # from the CPUs Ray gave this task, not the whole node's
     log = scratch / "pytest.log"
     started = time.perf_counter()
     with log.open("w") as output:

@@ -52,7 +52,7 @@ class Case:
     @property
     def workers(self) -> int:
         """Loader workers per training process: the CPUs the task was given, shared by its
-        processes; none when it trains on CPUs (hardware.loader_workers)."""
+        processes (at most 16 each); none when it trains on CPUs (hardware.loader_workers)."""
         return loader_workers(self.devices, Hardware(gpus=self.gpus, gpu_name=None, gpu_bf16=False, cpu_cores=self.cpus))
 
     def asks(self) -> str:
