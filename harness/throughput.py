@@ -139,7 +139,7 @@ def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Through
     if spec.processes > 1:
         raise data.DataError("throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its steady images/s)")
     identity = runner.prepare(spec, settings.replace(decode_cache=True))  # checks, dataset, weights, decoded cache: before any timing
-    workers = settings.workers if settings.workers is not None else data.prep_processes(spec, settings)  # as a GPU's one process has them, even on a CPU
+    workers = data.prep_processes(spec, settings)  # as a GPU's one process has them, even on a CPU
     stats = models.data_stats(spec.model)
     cached = data.for_spec(spec, settings.replace(decode_cache=True), stats, identity.data)
     uncached = data.for_spec(spec, settings.replace(decode_cache=False), stats)

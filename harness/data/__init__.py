@@ -153,9 +153,9 @@ def workers_for(spec: BenchmarkSpec, settings: RunSettings) -> int:
 
 def prep_processes(spec: BenchmarkSpec, settings: RunSettings) -> int:
     """Processes for work before training (the decode pass; the loader measured alone): --workers
-    when it asks for some (a nightly task's share of a GPU node), else this node's cores shared by
-    its training processes, since under torchrun each of them prepares at once."""
-    return settings.workers or max(1, machine_cores() // max(1, spec.processes // spec.num_nodes))
+    when given (a nightly task's share of its node), else this node's cores shared by its training
+    processes, since under torchrun each of them prepares at once."""
+    return settings.workers if settings.workers is not None else max(1, machine_cores() // max(1, spec.processes // spec.num_nodes))
 
 
 def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity: DataIdentity | None = None) -> DataBundle:
