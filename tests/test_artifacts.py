@@ -53,7 +53,10 @@ def test_every_epoch_lands_in_every_folder_and_the_bucket_byte_for_byte(engine, 
     for name in names:
         assert blobs[f"runs/{record.run_id}/{name}"].download_as_bytes() == (folders[0] / record.run_id / name).read_bytes()
     assert record.extra["artifacts"]["gcs"]["failures"] == []
-    assert 0 <= record.extra["artifacts"]["checkpoint_wait_s"] < record.wall_time_s  # the wait for the last write and uploads, reported
+    costs = record.extra["artifacts"]
+    assert 0 <= costs["checkpoint_wait_s"] < record.wall_time_s  # the wait for the last write and uploads, reported
+    assert 0 < costs["checkpoint_blocked_s"] < record.wall_time_s  # the training thread's snapshots
+    assert costs["checkpoint_writer_cpu_s"] > 0 and costs["checkpoint_upload_cpu_s"] > 0  # the background threads' work, measured
     assert not [b.name for b in storage.Client().list_blobs(BUCKET) if "probe" in b.name]  # the pre-flight write check cleans up
     last = load(folders[1] / record.run_id / LAST)  # weights_only: no code runs
     assert last[HARNESS_KEY]["epoch"] == 2 and last[HARNESS_KEY]["engine"] == engine

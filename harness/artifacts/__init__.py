@@ -96,4 +96,6 @@ class RunArtifacts:
             report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}
         if self.store is not None or self.bucket is not None:
             report["checkpoint_wait_s"] = round(time.perf_counter() - waiting, 3)  # paid once per run, after training: the last write and uploads
+        if self.store is not None:  # what every epoch paid: the training thread's time in save, the writer's and uploads' CPU
+            report.update(self.store.costs(), checkpoint_upload_cpu_s=round(self.bucket.cpu_s, 3) if self.bucket is not None else 0.0)
         return report

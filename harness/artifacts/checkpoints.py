@@ -12,6 +12,12 @@ snapshot: training goes on changing the originals) and a background thread seria
 it, one checkpoint at a time. A failed write (a full disk) is raised, naming the file, at the next
 `save` or at `wait`, which the run calls before it reports; so a run never ends with a checkpoint
 silently missing.
+
+The store keeps account of what checkpoints cost (`costs`): the seconds the training thread spent
+in `save` (the snapshot, and any wait for the previous write), which every epoch pays, and the CPU
+seconds its writer thread used, which training pays only where it has no idle core for them (a
+CPU-trained run). Both are measured directly, so they stay readable on a machine too noisy for
+a with-against-without comparison of whole runs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -129,6 +136,8 @@ class CheckpointStore:
         self.bucket = bucket
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: Future | None = None
+        self.blocked_s = 0.0  # the training thread, inside `save`
+        self.writer_cpu_s = 0.0  # the writer thread's CPU time (serialise, copy, link)
         for stale in (tmp for folder in self.folders if folder.is_dir() for tmp in folder.glob(".*.tmp")):
             stale.unlink(missing_ok=True)  # a save of this run that was interrupted; never a checkpoint
             print(f"[trainbench] removed {stale}, left by an interrupted save", flush=True)
@@ -136,9 +145,13 @@ class CheckpointStore:
     def save(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
         """Snapshot `checkpoint` and return; in the background, write it as epoch_NNN.ckpt and
         last.ckpt in every folder and queue the uploads. Returns the first folder's epoch file."""
-        self.wait()  # the previous write's failure surfaces here; one snapshot in memory at a time
-        frozen = snapshot(checkpoint)
-        self._pending = self._writer.submit(self._write, epoch, frozen)
+        started = time.perf_counter()
+        try:
+            self.wait()  # the previous write's failure surfaces here; one snapshot in memory at a time
+            frozen = snapshot(checkpoint)
+            self._pending = self._writer.submit(self._write, epoch, frozen)
+        finally:
+            self.blocked_s += time.perf_counter() - started
         return self.folders[0] / epoch_file(epoch)
 
     def wait(self) -> None:
@@ -147,7 +160,18 @@ class CheckpointStore:
         if pending is not None:
             pending.result()
 
+    def costs(self) -> dict[str, float]:
+        """Seconds the training thread spent saving, and CPU seconds the writer thread used (after `wait`)."""
+        return {"checkpoint_blocked_s": round(self.blocked_s, 3), "checkpoint_writer_cpu_s": round(self.writer_cpu_s, 3)}
+
     def _write(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
+        cpu = time.thread_time()
+        try:
+            return self._write_everywhere(epoch, checkpoint)
+        finally:
+            self.writer_cpu_s += time.thread_time() - cpu
+
+    def _write_everywhere(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
         first = self.folders[0] / epoch_file(epoch)
         atomic_save(checkpoint, first)
         for folder in self.folders[1:]:  # other folders may be other disks (a mounted drive): real copies

@@ -9,6 +9,7 @@ printed nor written anywhere.
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ class BucketUploader:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcs-upload")
         self._pending: list[Future] = []
         self.failures: list[UploadFailure] = []
+        self.cpu_s = 0.0  # the upload thread's CPU time: what uploads take from this machine (the bucket's side is not counted)
         self._bucket = None
 
     def object_name(self, name: str) -> str:
@@ -82,6 +84,13 @@ class BucketUploader:
         print(f"[trainbench] upload to {failure.object_name} failed, local copy kept: {failure.error}", flush=True)
 
     def _upload(self, local: Path, name: str, copies: tuple[str, ...]) -> None:
+        cpu = time.thread_time()
+        try:
+            self._upload_with_copies(local, name, copies)
+        finally:
+            self.cpu_s += time.thread_time() - cpu
+
+    def _upload_with_copies(self, local: Path, name: str, copies: tuple[str, ...]) -> None:
         object_name = self.object_name(name)
         try:
             bucket = self._client_bucket()
