@@ -8,7 +8,7 @@ import pytest
 from harness.catalog import EFFICIENTNETV2, FASTVIT, make_spec
 from harness.results import report
 from harness.results.record import RunResult
-from harness.results.stats import difference
+from harness.results.stats import difference, mean_interval
 from harness.results.tables import cases_table, not_comparable_to_published, ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
 from harness.settings import REPO_ROOT
 
@@ -78,6 +78,12 @@ def test_welch_difference_matches_the_hand_computation():
     assert diff.estimate == pytest.approx(0.2) and diff.excludes_zero()
     assert (diff.low, diff.high) == pytest.approx((0.2 - 2.776445 * 0.0408248, 0.2 + 2.776445 * 0.0408248), abs=1e-5)
     assert not difference([0.6], [0.4]).repeated and difference([0.6], [0.4]).show(100) == "+20.00"
+
+
+def test_mean_interval_matches_the_hand_computation():
+    # mean 1.0, std 0.05, n 3 -> se 0.0288675, t(0.975, 2) = 4.302653
+    assert mean_interval([0.95, 1.0, 1.05]) == pytest.approx((1.0 - 4.302653 * 0.0288675, 1.0 + 4.302653 * 0.0288675), abs=1e-5)
+    assert mean_interval([0.98]) is None and mean_interval([0.98, 0.98]) == (0.98, 0.98)
 
 
 def test_ours_against_published_lists_reproductions_only(records):

@@ -3,7 +3,8 @@
 Published training results (MLPerf, AlgoPerf) repeat runs over seeds and compare distributions; a
 single run of a small test set moves by points from seed to seed. Here: per-experiment summaries
 (n, mean, standard deviation, min, max), and the difference of two experiments' means with a Welch
-confidence interval (unequal variances, as the two weights settings have).
+confidence interval (unequal variances, as the two weights settings have). A one-sample interval
+serves paired figures, such as an engine's speed over the plain loop's in each interleaved round.
 """
 
 from __future__ import annotations
@@ -88,6 +89,16 @@ def difference(a: Sequence[float], b: Sequence[float], confidence: float = CONFI
     result = scipy_stats.ttest_ind(a, b, equal_var=False)
     interval = result.confidence_interval(confidence)
     return Difference(estimate, float(interval.low), float(interval.high), float(result.pvalue), (len(a), len(b)))
+
+
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Student's t confidence interval of the mean of repeats (None with fewer than two values)."""
+    if len(values) < 2:
+        return None
+    if statistics.stdev(values) == 0:
+        return statistics.fmean(values), statistics.fmean(values)
+    interval = scipy_stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
+    return float(interval.low), float(interval.high)
 
 
 def pooled_std(groups: Sequence[Sequence[float]]) -> float | None:
