@@ -140,6 +140,8 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
     for got, expected in zip(resumed.history, straight.history, strict=True):
         assert without_timing(got) == pytest.approx(without_timing(expected), rel=1e-6)
     assert resumed.test == pytest.approx(straight.test, rel=1e-6)
+    costs = straight.extra["artifacts"]  # each engine times its own checkpoint steps; a folder alone uploads nothing
+    assert 0 < costs["checkpoint_blocked_s"] < straight.wall_time_s and costs["checkpoint_writer_cpu_s"] > 0 and costs["checkpoint_upload_cpu_s"] == 0.0
 
 
 def test_resume_from_the_bucket_when_no_local_copy(tiny_folder, settings, gcs, tmp_path):

@@ -13,11 +13,9 @@ it, one checkpoint at a time. A failed write (a full disk) is raised, naming the
 `save` or at `wait`, which the run calls before it reports; so a run never ends with a checkpoint
 silently missing.
 
-The store keeps account of what checkpoints cost (`costs`): the seconds the training thread spent
-in `save` (the snapshot, and any wait for the previous write), which every epoch pays, and the CPU
-seconds its writer thread used, which training pays only where it has no idle core for them (a
-CPU-trained run). Both are measured directly, so they stay readable on a machine too noisy for
-a with-against-without comparison of whole runs.
+The store counts the CPU seconds its writer thread used (`writer_cpu_s`): training pays them only
+where no core is idle for them (a CPU-trained run). What the training thread itself pays is timed
+around the engines' whole save (`RunArtifacts.checkpoint_timer`).
 """
 
 from __future__ import annotations
@@ -136,8 +134,7 @@ class CheckpointStore:
         self.bucket = bucket
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: Future | None = None
-        self.blocked_s = 0.0  # the training thread, inside `save`
-        self.writer_cpu_s = 0.0  # the writer thread's CPU time (serialise, copy, link)
+        self.writer_cpu_s = 0.0  # the writer thread's CPU time (serialise, copy, link); final after `wait`
         for stale in (tmp for folder in self.folders if folder.is_dir() for tmp in folder.glob(".*.tmp")):
             stale.unlink(missing_ok=True)  # a save of this run that was interrupted; never a checkpoint
             print(f"[trainbench] removed {stale}, left by an interrupted save", flush=True)
@@ -145,13 +142,9 @@ class CheckpointStore:
     def save(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
         """Snapshot `checkpoint` and return; in the background, write it as epoch_NNN.ckpt and
         last.ckpt in every folder and queue the uploads. Returns the first folder's epoch file."""
-        started = time.perf_counter()
-        try:
-            self.wait()  # the previous write's failure surfaces here; one snapshot in memory at a time
-            frozen = snapshot(checkpoint)
-            self._pending = self._writer.submit(self._write, epoch, frozen)
-        finally:
-            self.blocked_s += time.perf_counter() - started
+        self.wait()  # the previous write's failure surfaces here; one snapshot in memory at a time
+        frozen = snapshot(checkpoint)
+        self._pending = self._writer.submit(self._write, epoch, frozen)
         return self.folders[0] / epoch_file(epoch)
 
     def wait(self) -> None:
@@ -159,10 +152,6 @@ class CheckpointStore:
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()
-
-    def costs(self) -> dict[str, float]:
-        """Seconds the training thread spent saving, and CPU seconds the writer thread used (after `wait`)."""
-        return {"checkpoint_blocked_s": round(self.blocked_s, 3), "checkpoint_writer_cpu_s": round(self.writer_cpu_s, 3)}
 
     def _write(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
         cpu = time.thread_time()

@@ -203,7 +203,8 @@ class ClassificationModule(L.LightningModule):
         if self.trainer.is_global_zero:
             self.artifacts.track(row)
         if self.artifacts.checkpointing:  # on every rank: Lightning gathers state, rank 0 writes
-            self.trainer.save_checkpoint(epoch_file(self.current_epoch + 1))
+            with self.artifacts.checkpoint_timer():
+                self.trainer.save_checkpoint(epoch_file(self.current_epoch + 1))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[HARNESS_KEY] = harness_state(self.artifacts, self.current_epoch + 1, self.history)

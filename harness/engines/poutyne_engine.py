@@ -112,13 +112,14 @@ class _Recorder(poutyne.Callback):
         self.progress.epoch_done(row)
         self.job.artifacts.track(row)
         if self.job.artifacts.checkpointing:
-            self.job.artifacts.save_checkpoint(
-                {
-                    HARNESS_KEY: harness_state(self.job.artifacts, epoch_number, self.rows),
-                    "state_dict": self.job.model.state_dict(),
-                    "optimizer_states": [self.optimizer.state_dict()],
-                }
-            )
+            with self.job.artifacts.checkpoint_timer():
+                self.job.artifacts.save_checkpoint(
+                    {
+                        HARNESS_KEY: harness_state(self.job.artifacts, epoch_number, self.rows),
+                        "state_dict": self.job.model.state_dict(),
+                        "optimizer_states": [self.optimizer.state_dict()],
+                    }
+                )
 
 
 def poutyne_model(net: nn.Module, optimizer: torch.optim.Optimizer, num_classes: int, precision: str, normalize: Callable[[torch.Tensor], torch.Tensor]) -> MixedPrecisionModel:
