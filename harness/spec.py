@@ -188,6 +188,11 @@ class BenchmarkSpec:
         return self.world_size if self.engine == "lightning" else 1
 
     @property
+    def processes_per_node(self) -> int:
+        """Training processes on each node, which share its cores."""
+        return max(1, self.processes // self.num_nodes)
+
+    @property
     def per_process_batch(self) -> int:
         """The recipe's batch is the global batch: each process loads its share."""
         return self.recipe.batch_size // self.processes

@@ -148,14 +148,14 @@ def images_in(loader: DataLoader, limit: int | None = None, processes: int = 1) 
 def workers_for(spec: BenchmarkSpec, settings: RunSettings) -> int:
     """Loader workers per training process: --workers when given, else what the machine has for
     each of this node's training processes (hardware.loader_workers; none when training on CPUs)."""
-    return settings.workers if settings.workers is not None else loader_workers(spec.processes // spec.num_nodes)
+    return settings.workers if settings.workers is not None else loader_workers(spec.processes_per_node)
 
 
 def prep_processes(spec: BenchmarkSpec, settings: RunSettings) -> int:
     """Processes for work before training (the decode pass; the loader measured alone): --workers
     when given (a nightly task's share of its node), else this node's cores shared by its training
     processes, since under torchrun each of them prepares at once."""
-    return settings.workers if settings.workers is not None else max(1, machine_cores() // max(1, spec.processes // spec.num_nodes))
+    return settings.workers if settings.workers is not None else max(1, machine_cores() // spec.processes_per_node)
 
 
 def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity: DataIdentity | None = None) -> DataBundle:
