@@ -247,9 +247,12 @@ def cmd_eda(args: argparse.Namespace) -> int:
     from harness.preflight import check_writable
 
     check_writable(args.out, "EDA folder", "--out")
-    survey = eda.run(args.data_dir, args.out, recipe_spec(args, weights="random").recipe, f"{args.recipe} ({args.profile} profile)", sample=args.sample)
+    name = f"{args.recipe} ({args.profile} profile)"
+    survey = eda.run(args.data_dir, args.out, recipe_spec(args, weights="random").recipe, name, sample=args.sample, draws=args.draws)
+    if survey.augmentations is not None:
+        print(f"train augmentations of {name}, {survey.augmentations.draws} draws through the dataset's seeding:\n{survey.augmentations.markdown()}\n")
     print(f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)} corrupt; "
-          f"headers {survey.seconds_headers:.2f}s, pixels {survey.seconds_pixels:.2f}s; report: {args.out / 'report.md'}")  # fmt: skip
+          f"headers {survey.seconds_headers:.2f}s, pixels {survey.seconds_pixels:.2f}s, augmentations {survey.seconds_augmentations:.2f}s; report: {args.out / 'report.md'}")  # fmt: skip
     return 0
 
 
@@ -285,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="where report.md and its figures go")
     _add_recipe_options(p)  # the same recipe options as run: the preview is of what run would train
     p.add_argument("--sample", type=int, default=500, help="images decoded for pixel statistics [default 500]")
+    p.add_argument("--draws", type=positive_int, default=2000, help="samples drawn through the recipe's train pipeline to measure each augmentation's apply rate [default 2000]")
     p = sub.add_parser("throughput", help="where training time goes here: the loader alone (cached and uncached), the model step alone, the engine end to end; names the bottleneck")
     _add_spec_options(p, weights="random")
     p.add_argument("--batches", type=positive_int, default=20, help="timed batches per measurement, after 3 untimed ones (default 20)")

@@ -2,8 +2,11 @@
 
 Class counts; image sizes, modes and channels from file headers only (no decoding, so thousands of
 files take seconds); per-channel mean, std and intensity histograms over a decoded sample; a grid
-of samples per class; and a preview of each train augmentation of a recipe on one image. A corrupt
-file is listed in the report, not a crash. Output: `report.md` with PNG figures beside it.
+of samples per class; a preview of each train augmentation of a recipe on one image; and that
+recipe's train pipeline measured through the dataset's own seeding (`augmentation_stats`): each
+transform's apply rate next to its `p`, and the share of samples left un-augmented next to the
+expected share. A corrupt file is listed in the report, not a crash. Output: `report.md` with PNG
+figures beside it.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import matplotlib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from harness.data.imagefolder import ImageIndex, scan
-from harness.data.transforms import augmentation
+from harness.data.augmentation_stats import ApplyStatistics, apply_statistics
+from harness.data.imagefolder import ImageClassificationDataset, ImageIndex, scan
+from harness.data.transforms import augmentation, needed_short_side, seed_pipeline, train_transform
 from harness.spec import Recipe
 
 matplotlib.use("Agg")
@@ -41,6 +45,8 @@ class Survey:
     sampled: int = 0
     seconds_headers: float = 0.0
     seconds_pixels: float = 0.0
+    augmentations: ApplyStatistics | None = None  # the recipe's train pipeline, measured (None: no readable image, or no augmentation)
+    seconds_augmentations: float = 0.0
 
 
 def survey_headers(index: ImageIndex, survey: Survey) -> list[str]:
@@ -129,7 +135,8 @@ def plot_augmentations(recipe: Recipe, image_path: str, path: Path) -> None:
     panels = [("original", resize(image=array)["image"])]
     for item in recipe.train_augmentations:
         panels.append((item.name, A.Compose([resize, augmentation(item, p=1.0)], seed=recipe.seed)(image=array)["image"]))
-    whole = A.Compose([resize, *(augmentation(a) for a in recipe.train_augmentations)], seed=recipe.seed)
+    whole = A.Compose([resize, *(augmentation(a) for a in recipe.train_augmentations)])
+    seed_pipeline(whole, (recipe.seed,))
     panels += [(f"pipeline #{k + 1}", whole(image=array)["image"]) for k in range(3)]
     figure, axes = plt.subplots(1, len(panels), figsize=(len(panels) * 1.8, 2.2), squeeze=False)
     for axis, (title, picture) in zip(axes[0], panels):
@@ -151,13 +158,24 @@ def markdown(root: Path, survey: Survey, recipe_name: str) -> str:
     lines += [f"| {ch} | {m:.4f} | {s:.4f} |" for ch, m, s in zip(CHANNELS, survey.mean, survey.std)]
     lines += ["", "![intensity histograms](histograms.png)", "", "## Samples per class", "", "![samples](samples.png)"]
     lines += ["", f"## Train augmentations of the `{recipe_name}` recipe", "", "![augmentations](augmentations.png)"]
+    if survey.augmentations is not None:
+        lines += ["", f"Measured over {survey.augmentations.draws} draws through the dataset's own per-sample seeding:", "", survey.augmentations.markdown()]
     lines += ["", "## Corrupt or unreadable files", ""]
     lines += [f"- {p}: {e}" for p, e in survey.corrupt] or ["none"]
-    lines += ["", f"Headers read in {survey.seconds_headers:.2f}s; pixel statistics in {survey.seconds_pixels:.2f}s."]
+    lines += ["", f"Headers read in {survey.seconds_headers:.2f}s; pixel statistics in {survey.seconds_pixels:.2f}s; augmentations measured in {survey.seconds_augmentations:.2f}s."]
     return "\n".join(lines) + "\n"
 
 
-def run(data_dir: Path, out: Path, recipe: Recipe, recipe_name: str, sample: int = 500) -> Survey:
+def measure_augmentations(index: ImageIndex, readable: set[str], recipe: Recipe, draws: int) -> ApplyStatistics | None:
+    """The recipe's train pipeline over the readable images, measured as training draws it."""
+    indices = [i for i, (path, _) in enumerate(index.samples) if path in readable]
+    if not indices or not recipe.train_augmentations or draws < 1:
+        return None
+    dataset = ImageClassificationDataset(index, indices, train_transform(recipe), recipe.seed, short_side=needed_short_side(recipe))
+    return apply_statistics(dataset, draws)
+
+
+def run(data_dir: Path, out: Path, recipe: Recipe, recipe_name: str, sample: int = 500, draws: int = 2000) -> Survey:
     index = scan(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     survey = Survey(class_counts=index.class_counts())
@@ -169,5 +187,8 @@ def run(data_dir: Path, out: Path, recipe: Recipe, recipe_name: str, sample: int
     plot_samples(index, good, out / "samples.png")
     if good:
         plot_augmentations(recipe, sorted(good)[0], out / "augmentations.png")
+    start = time.perf_counter()
+    survey.augmentations = measure_augmentations(index, good, recipe, draws)
+    survey.seconds_augmentations = time.perf_counter() - start
     (out / "report.md").write_text(markdown(Path(data_dir), survey, recipe_name))
     return survey

@@ -3,17 +3,29 @@
 Train: the recipe's crop (plain resize, or random-resized-crop), its augmentations by albumentations
 class name, then ToTensorV2: samples stay uint8, and the model's mean/std normalisation happens on
 the device (`harness.data.device`). Eval (val and test): resize only, as both write-ups state.
-albumentations keeps its own random state; the dataset reseeds it per sample and epoch (see
-`ImageClassificationDataset`), so augmentations repeat exactly from run to run.
+
+Seeding. albumentations keeps its own random state, and `Compose(seed=S)` or
+`Compose.set_random_seed(S)` hand the same seed S to every child transform (albumentations 2.0.8,
+`BaseCompose.set_random_seed`): transforms with the same `p` then draw the same apply/skip decision,
+so a pipeline of seven p=0.5 transforms applies all of them or none. `seed_pipeline` gives each
+transform a stream of its own instead, through albumentations' `set_random_state(generator,
+py_random)`: a `numpy.random.SeedSequence` of the key (seed, epoch, sample) with the transform's
+position as its spawn key, so the draws are independent between transforms, repeat exactly for the
+same key whatever the worker, rank or restart, and a transform's draws do not depend on how many
+the transforms before it made (as they would on one shared stream). The dataset seeds the pipeline
+per sample and epoch (see `ImageClassificationDataset`); `augmentation_stats` measures the result.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import random
+from collections.abc import Sequence
 from functools import cache
 
 import albumentations as A
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 
 from harness.spec import Augmentation, Recipe, SpecError
@@ -51,13 +63,36 @@ def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:
     return _built(item, "the recipe's train_augmentations", **overrides)
 
 
+def seed_pipeline(pipeline: A.BaseCompose, key: Sequence[int], _path: tuple[int, ...] = ()) -> None:
+    """Give `pipeline` and each transform in it (nested pipelines too) a random stream of its own,
+    derived from `key` (e.g. seed, epoch, sample) and the transform's position (module docstring)."""
+    pipeline.set_random_state(*_streams(key, _path))  # the pipeline's own draws (its p); sets its children too, overridden below
+    for position, transform in enumerate(pipeline.transforms):
+        if isinstance(transform, A.BaseCompose):
+            seed_pipeline(transform, key, (*_path, position))
+        elif isinstance(transform, A.BasicTransform):
+            transform.set_random_state(*_streams(key, (*_path, position)))
+
+
+def _streams(key: Sequence[int], path: tuple[int, ...]) -> tuple[np.random.Generator, random.Random]:
+    sequence = np.random.SeedSequence([int(k) for k in key], spawn_key=path)
+    return np.random.default_rng(sequence), random.Random(int(sequence.generate_state(1, np.uint64)[0]))
+
+
+TRAIN_AUGMENTATIONS = slice(1, -1)  # where a train pipeline's recipe augmentations sit: after the crop, before ToTensorV2
+
+
 def train_transform(recipe: Recipe) -> A.Compose:
+    """crop, the recipe's augmentations (`pipeline.transforms[TRAIN_AUGMENTATIONS]`), ToTensorV2;
+    seeded by the recipe's seed until the dataset seeds it per sample (`seed_pipeline`)."""
     size = recipe.image_size
     if recipe.train_crop == "random_resized_crop":
         crop = A.RandomResizedCrop(size=(size, size), scale=CROP_SCALE, ratio=CROP_RATIO)
     else:
         crop = A.Resize(height=size, width=size)
-    return A.Compose([crop, *(augmentation(a) for a in recipe.train_augmentations), ToTensorV2()], seed=recipe.seed)
+    pipeline = A.Compose([crop, *(augmentation(a) for a in recipe.train_augmentations), ToTensorV2()])
+    seed_pipeline(pipeline, (recipe.seed,))
+    return pipeline
 
 
 def needed_short_side(recipe: Recipe) -> int:
