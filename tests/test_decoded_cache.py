@@ -7,6 +7,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from harness import data
@@ -87,6 +88,21 @@ def test_cached_pixels_are_what_a_full_decode_gives(photos, tmp_path):
         assert full.shape == fast.shape == (3, 384, 384)
         assert (full - fast).abs().mean() < 3.0 and (full.mean() - fast.mean()).abs() < 0.5, cached.train.index.samples[i][0]
     assert uncached.train.decoded is None
+
+
+@pytest.mark.parametrize("crop", ["resize", "random_resized_crop"])
+def test_cached_and_uncached_paths_give_identical_tensors(photos, tmp_path, crop):
+    """One pixel path per identity: --no-decode-cache reads each file at the size the cache stores
+    (the run's fingerprint does not name the path, so the two must train on the same tensors)."""
+    recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 96, "train_crop": crop, "split": SHARES})
+    cached = data.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
+    uncached = data.build(photos, recipe, STATS)
+    assert uncached.train.decoded is None
+    for i in range(len(cached.train)):
+        for key in ((i, 0), (i, 1)):
+            assert torch.equal(cached.train[key][0], uncached.train[key][0]), f"train sample {key}"
+    for i in range(len(cached.test)):
+        assert torch.equal(cached.test[i][0], uncached.test[i][0]), f"test sample {i}"
 
 
 def test_loader_workers_share_the_map_instead_of_copying_pixels(photos, tmp_path):

@@ -83,15 +83,16 @@ def decoded_images(folder: Path, recipe: Recipe, identity: DataIdentity, cache_d
 
 def build(folder: Path, recipe: Recipe, stats: Stats, images: DecodedImages | None = None) -> DataBundle:
     """Scan, split (seeded, stratified) and attach the recipe's transforms; pixels come from
-    `images` (the decoded cache) when given, else from the files."""
+    `images` (the decoded cache) when given, else from the files at the size the cache stores."""
     index: ImageIndex = scan(folder)
     parts: SplitIndices = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
     train_tf, eval_tf = train_transform(recipe), eval_transform(recipe)
+    short_side = needed_short_side(recipe)
     return DataBundle(
         classes=index.classes,
-        train=ImageClassificationDataset(index, parts.train, train_tf, recipe.seed, images),
-        val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed, images),
-        test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed, images),
+        train=ImageClassificationDataset(index, parts.train, train_tf, recipe.seed, images, short_side),
+        val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed, images, short_side),
+        test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed, images, short_side),
         stats=stats,
     )
 

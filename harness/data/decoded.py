@@ -1,10 +1,10 @@
 """The decoded-image cache: every image decoded once, kept as uint8 pixels in one memory-mapped file.
 
 Decoding dominates a loader's cost on real photos (720x576 JPEGs, one core: a full PIL decode 125
-img/s, the recipe's augmentations on decoded pixels 362 img/s). The cache decodes each image once,
-JPEG in draft mode (the decoder scales the DCT down by a power of two, never below what is asked),
-scales it so that its shorter side is the recipe's `needed_short_side` (never up, so nothing the
-transforms use is lost), and appends its pixels to `pixels.u8`; `index.npy` holds each image's
+img/s, the recipe's augmentations on decoded pixels 362 img/s). The cache decodes each image once
+at the recipe's `needed_short_side` (`imagefolder.load_rgb`: JPEG draft mode, then Lanczos; never
+scaled up, so nothing the transforms use is lost; the uncached path reads files the same way, so
+both give the same pixels), and appends its pixels to `pixels.u8`; `index.npy` holds each image's
 offset, height and width. Every loader worker and every DDP rank maps the same file read-only, so
 the page cache holds one copy. The folder is keyed by the data's content fingerprint and the stored
 size, built under a temporary name and renamed into place, so a changed dataset, or a recipe that
@@ -14,7 +14,6 @@ needs more pixels, gets a cache of its own and a crash leaves no half-built one.
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -25,32 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from harness.data.fingerprint import DataIdentity
-from harness.data.imagefolder import DataError, ImageIndex, describe_unreadable, to_rgb
+from harness.data.imagefolder import ImageIndex, load_rgb
 
 PIXELS_FILE, INDEX_FILE, META_FILE = "pixels.u8", "index.npy", "meta.json"
 IMAGES_PER_PROCESS = 256  # below this many images per process, decoding in this process is faster than starting a pool
-
-
-def decode_reduced(path: str, short_side: int) -> np.ndarray:
-    """RGB uint8 pixels of `path` whose shorter side is `short_side` (or less, when the file is smaller)."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            scale = short_side / min(width, height)
-            if scale < 1:  # JPEG: decode at a reduced scale that still covers the stored size
-                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-            pixels = to_rgb(image)
-    except (Image.DecompressionBombError, OSError) as error:
-        raise DataError(describe_unreadable(path, error)) from None
-    height, width = pixels.shape[:2]
-    if min(height, width) > short_side:
-        scale = short_side / min(height, width)
-        size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
-        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
-    return np.ascontiguousarray(pixels)
 
 
 @dataclass
@@ -118,8 +97,8 @@ def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: P
 
 def _decode_all(paths: list[str], short_side: int, processes: int):
     if processes <= 1 or len(paths) < IMAGES_PER_PROCESS * 2:
-        yield from (decode_reduced(p, short_side) for p in paths)
+        yield from (load_rgb(p, short_side) for p in paths)
         return
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        yield from pool.map(decode_reduced, paths, [short_side] * len(paths), chunksize=32)
+        yield from pool.map(load_rgb, paths, [short_side] * len(paths), chunksize=32)

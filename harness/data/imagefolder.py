@@ -12,17 +12,21 @@ grayscale, palette and RGBA become RGB.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import albumentations as A
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import make_dataset
+
+from harness.data.transforms import seed_pipeline
 
 if TYPE_CHECKING:
     from harness.data.decoded import DecodedImages
@@ -131,42 +135,66 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def load_rgb(path: str) -> np.ndarray:
-    """Decode an image once into an RGB uint8 array (see `to_rgb`)."""
+def load_rgb(path: str, short_side: int | None = None) -> np.ndarray:
+    """Decode an image into RGB uint8 pixels (see `to_rgb`); with `short_side`, at that shorter side
+    (never scaled up): a JPEG decodes in draft mode (the decoder scales the DCT down by a power of
+    two, never below what is asked), then a Lanczos filter takes it to `short_side`. The decoded-image
+    cache stores exactly these pixels, so the cached and uncached paths train on the same tensors."""
     try:
         with Image.open(path) as image:
-            return to_rgb(image)
-    except (Image.DecompressionBombError, UnidentifiedImageError, OSError) as error:
+            width, height = image.size
+            if short_side is not None and short_side < min(width, height):
+                scale = short_side / min(width, height)
+                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+            pixels = to_rgb(image)
+    except (Image.DecompressionBombError, OSError) as error:  # UnidentifiedImageError is an OSError
         raise DataError(describe_unreadable(path, error)) from None
+    height, width = pixels.shape[:2]
+    if short_side is not None and min(height, width) > short_side:
+        scale = short_side / min(height, width)
+        size = (max(short_side, round(width * scale)), max(short_side, round(height * scale)))
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    return np.require(pixels, requirements=("C", "W"))  # contiguous and writable: torch warns on read-only arrays
 
 
 class ImageClassificationDataset(Dataset):
     """Samples of an ImageIndex, selected by `indices`, decoded and transformed with albumentations.
 
     A key is an index, or `(index, epoch)` from `EpochSampler`: then the augmentation is seeded by
-    (seed, epoch, index), so it is the same whatever the worker, rank or restart that draws it.
-    Pixels come from the decoded-image cache when one is given, else from the file.
+    (seed, epoch, index), each transform with a stream of its own (`transforms.seed_pipeline`), so it
+    is the same whatever the worker, rank or restart that draws it. Pixels come from the
+    decoded-image cache when one is given, else from the file at the same stored size
+    (`short_side`, see `load_rgb`): both paths give the same tensors.
     """
 
-    def __init__(self, index: ImageIndex, indices: Sequence[int], transform: Callable[..., dict], seed: int = 0, decoded: DecodedImages | None = None) -> None:
+    def __init__(self, index: ImageIndex, indices: Sequence[int], transform: A.BaseCompose, seed: int = 0, decoded: DecodedImages | None = None,
+                 short_side: int | None = None) -> None:  # fmt: skip
         self.index = index
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform
         self.seed = seed
         self.decoded = decoded
+        self.short_side = short_side
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: int | tuple[int, int]):
-        i, epoch = key if isinstance(key, tuple) else (key, None)
+    def pixels(self, i: int) -> np.ndarray:
+        """The stored RGB uint8 pixels of this part's `i`-th sample, before any transform."""
         sample = int(self.indices[i])
-        path, label = self.index.samples[sample]
-        if epoch is not None and hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(int(np.random.SeedSequence([self.seed, epoch, int(i)]).generate_state(1)[0]))
-        pixels = self.decoded.read(sample) if self.decoded is not None else load_rgb(path)
-        image = self.transform(image=pixels)["image"]
-        return image, label
+        return self.decoded.read(sample) if self.decoded is not None else load_rgb(self.index.samples[sample][0], self.short_side)
+
+    def transformed(self, pixels: np.ndarray, key: int | tuple[int, int]) -> dict:
+        """albumentations' output for `pixels` drawn under `key` (the pipeline seeded by it first)."""
+        if isinstance(key, tuple):
+            i, epoch = key
+            seed_pipeline(self.transform, (self.seed, epoch, int(i)))
+        return self.transform(image=pixels)
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        i = key[0] if isinstance(key, tuple) else key
+        image = self.transformed(self.pixels(i), key)["image"]
+        return image, self.index.samples[int(self.indices[i])][1]
 
     @property
     def labels(self) -> np.ndarray:
