@@ -87,7 +87,7 @@ def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
     spec, bundle = job.spec, job.data
     return {
         "fingerprint": identity.fingerprint,
-        "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {p: len(getattr(bundle, p)) for p in ("train", "val", "test")}},
+        "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {**{p: len(getattr(bundle, p)) for p in ("train", "val", "test")}, "unused": bundle.unused}},
         "weights": identity.weights,
         "loader": {
             "workers": job.workers,

@@ -85,7 +85,7 @@ def test_record_says_what_produced_it(tiny_folder, settings):
     spec = tiny_spec(weights="pretrained", target_accuracy=0.5, target_source="--target-acc")
     record = runner.run(spec, settings)
     assert record.data["path"] == str(tiny_folder.resolve()) and record.data["files"] == 72 and len(record.data["fingerprint"]) == 16
-    assert record.data["classes"] == list("abcdef") and record.data["split"] == {"train": 36, "val": 18, "test": 18}
+    assert record.data["classes"] == list("abcdef") and record.data["split"] == {"train": 36, "val": 18, "test": 18, "unused": 0}
     assert record.weights == {
         "kind": "generated stand-in", "path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "generated_by": "trainbench source pretraining", "source_test_acc": "0.9000", "stand_in_version": pretrain.STAND_IN_VERSION,

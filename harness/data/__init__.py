@@ -35,6 +35,7 @@ class DataBundle:
     val: ImageClassificationDataset
     test: ImageClassificationDataset
     stats: Stats
+    unused: int = 0  # images the split leaves out on purpose (a count split, fractions under 1: see data.split)
 
     @property
     def num_classes(self) -> int:
@@ -94,6 +95,7 @@ def build(folder: Path, recipe: Recipe, stats: Stats, images: DecodedImages | No
         val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed, images, short_side),
         test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed, images, short_side),
         stats=stats,
+        unused=parts.unused,
     )
 
 

@@ -1,11 +1,23 @@
 """Deterministic, stratified train/val/test split of one labelled sample list.
 
-Every class is spread over the three parts in proportion to its size (largest-remainder rounding),
-so each part keeps the class balance of the whole, and the same seed always gives the same split.
+Fractions: each class is cut on its own by the largest-remainder (Hamilton) method: part p gets
+floor(size x fraction_p) images, and the images left over go one each to the parts with the
+largest remainders (ties to train, then val, then test). When the fractions sum to 1 every image
+of the class lands in a part; fractions that sum to less leave the rest out on purpose.
+Counts (`5564,1600,832`, Kvasir's published split): each part gets exactly that many images,
+spread over the classes in proportion to their sizes (largest remainder again); images beyond the
+three counts are left out. Either way `SplitIndices.unused` says how many, and the record keeps it.
+
+Every class needs an image in every part. A split that leaves a class without one is refused with
+a `--split` that this same rule accepts for every class (searched on a grid of 0.05, closest to the
+split given), and with the number of images each short class would need under the split given.
+The same seed always gives the same split.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +26,8 @@ from harness.data.imagefolder import DataError
 from harness.spec import Split
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
+GRID = 20  # advice searches fractions in steps of 1/GRID
+MAX_IMAGES_ADVISED = 100_000
 
 
 @dataclass(frozen=True)
@@ -21,26 +35,33 @@ class SplitIndices:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    unused: int = 0  # images in no part: beyond a count split's totals, or fractions summing to under 1
 
     def sizes(self) -> dict[str, int]:
         return {p: len(getattr(self, p)) for p in PARTS}
 
 
-FRACTIONS_HINT = "--split 0.7,0.15,0.15"
+def largest_remainder(shares: np.ndarray, total: int) -> np.ndarray:
+    """`total` items over parts in proportion to `shares` (summing to 1): floors, then one each to
+    the largest remainders, ties in part order."""
+    quotas = total * np.asarray(shares, dtype=float)
+    counts = np.floor(quotas + 1e-9).astype(np.int64)
+    order = np.argsort(-(quotas - counts), kind="stable")
+    counts[order[: total - int(counts.sum())]] += 1
+    return counts
 
 
-def _part_totals(split: Split, n: int) -> np.ndarray:
-    if split.by == "count":
-        totals = np.array([split.train, split.val, split.test], dtype=np.int64)
-        if totals.sum() > n:
-            asked = "/".join(str(int(t)) for t in totals)
-            raise DataError(f"the split asks for {int(totals.sum())} images ({asked}) but the dataset has {n}; give fractions instead, e.g. {FRACTIONS_HINT}")
-        return totals
-    return np.floor(np.array([split.train, split.val, split.test]) * n + 1e-9).astype(np.int64)
+def class_counts(size: int, fractions: tuple[float, float, float]) -> np.ndarray:
+    """Images of a class of `size` per part under `fractions` (module docstring)."""
+    fractions_ = np.asarray(fractions, dtype=float)
+    whole = fractions_.sum()
+    total = size if whole >= 1 - 1e-9 else math.floor(size * whole + 1e-9)
+    return largest_remainder(fractions_ / whole, total)
 
 
 def _allocate(class_sizes: np.ndarray, totals: np.ndarray) -> np.ndarray:
-    """Per-class, per-part counts: proportional to class size, summing exactly to `totals`."""
+    """Per-class, per-part counts for a count split: part totals exactly `totals`, each spread over
+    the classes in proportion to class size (largest remainder), never more than a class has."""
     n = class_sizes.sum()
     exact = class_sizes[:, None] * totals[None, :] / n
     counts = np.floor(exact).astype(np.int64)
@@ -54,6 +75,43 @@ def _allocate(class_sizes: np.ndarray, totals: np.ndarray) -> np.ndarray:
     return counts
 
 
+def allocation(class_sizes: np.ndarray, split: Split) -> np.ndarray:
+    """`(classes, 3)` images per class and part under `split`."""
+    if split.by == "count":
+        totals = np.array([split.train, split.val, split.test], dtype=np.int64)
+        if totals.sum() > class_sizes.sum():
+            asked = "/".join(str(int(t)) for t in totals)
+            raise DataError(f"the split asks for {int(totals.sum())} images ({asked}) but the dataset has {int(class_sizes.sum())}; give fractions instead, e.g. --split {_shown(_advice(class_sizes, split) or (0.7, 0.15, 0.15))}")
+        return _allocate(class_sizes, totals)
+    return np.stack([class_counts(int(size), (split.train, split.val, split.test)) for size in class_sizes])
+
+
+def _shown(fractions: tuple[float, ...]) -> str:
+    return ",".join(f"{f:g}" for f in fractions)
+
+
+def _advice(class_sizes: np.ndarray, split: Split) -> tuple[float, float, float] | None:
+    """The fraction split on the 1/GRID grid closest to `split` (squared distance) that gives every class an image in every part."""
+    given = np.array([split.train, split.val, split.test], dtype=float)
+    given = given / given.sum()
+    candidates = [(t / GRID, v / GRID, (GRID - t - v) / GRID) for t, v in itertools.product(range(1, GRID), repeat=2) if t + v < GRID]
+    candidates.sort(key=lambda c: (float(np.square(np.array(c) - given).sum()), -c[0]))
+    return next((c for c in candidates if all((class_counts(int(size), c) > 0).all() for size in class_sizes)), None)
+
+
+def _images_needed(size: int, split: Split, class_sizes: np.ndarray, row: int) -> int | None:
+    """How many images class `row` needs under `split` for an image in every part (None: over MAX_IMAGES_ADVISED)."""
+    sizes = class_sizes.copy()
+    for more in range(size + 1, MAX_IMAGES_ADVISED):
+        sizes[row] = more
+        try:
+            if (allocation(sizes, split)[row] > 0).all():
+                return more - size
+        except DataError:
+            continue
+    return None
+
+
 def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: tuple[str, ...]) -> SplitIndices:
     """Indices into `labels` for train, val and test; each class appears in every part.
 
@@ -64,10 +122,10 @@ def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: t
     small = [f"'{class_names[c]}' ({size})" for c, size in zip(classes, class_sizes) if size < len(PARTS)]
     if small:
         raise DataError(f"class folder(s) {', '.join(small)} have fewer than {len(PARTS)} images, one each for train, val and test; add images or remove the folder(s)")
-    counts = _allocate(class_sizes, _part_totals(split, len(labels)))
-    if (counts == 0).any():
-        empty = [f"'{class_names[c]}' (no {PARTS[p]} image)" for row, c in enumerate(classes) for p in range(len(PARTS)) if counts[row, p] == 0]
-        raise DataError(f"the split {split.train:g}/{split.val:g}/{split.test:g} leaves class folder(s) {', '.join(empty)}; give larger parts, e.g. {FRACTIONS_HINT}, or add images")
+    counts = allocation(class_sizes, split)
+    short = [row for row in range(len(classes)) if (counts[row] == 0).any()]
+    if short:
+        raise DataError(_refusal(split, classes, class_sizes, counts, short, class_names))
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for row, c in enumerate(classes):
@@ -75,4 +133,20 @@ def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: t
         bounds = np.cumsum(counts[row])
         for part, chunk in enumerate(np.split(members, bounds)[: len(PARTS)]):
             parts[part].append(chunk)
-    return SplitIndices(*(np.sort(np.concatenate(p)) for p in parts))
+    return SplitIndices(*(np.sort(np.concatenate(p)) for p in parts), unused=int(len(labels) - counts.sum()))
+
+
+def _refusal(split: Split, classes: np.ndarray, class_sizes: np.ndarray, counts: np.ndarray, short: list[int], class_names: tuple[str, ...]) -> str:
+    given = f"{split.train:g}/{split.val:g}/{split.test:g}"
+    described = [
+        f"'{class_names[classes[row]]}' ({class_sizes[row]} images: {'/'.join(str(int(n)) for n in counts[row])}, no {' or '.join(PARTS[p] for p in range(len(PARTS)) if counts[row, p] == 0)} image)"
+        for row in short
+    ]
+    fixes = []
+    advice = _advice(class_sizes, split)
+    if advice is not None:
+        fixes.append(f"give --split {_shown(advice)} (an image of every class in every part)")
+    needed = [(class_names[classes[row]], _images_needed(int(class_sizes[row]), split, class_sizes, row)) for row in short]
+    if all(n is not None for _, n in needed):
+        fixes.append("add " + ", ".join(f"{n} image(s) to '{name}'" for name, n in needed))
+    return f"the split {given} (train/val/test) leaves class folder(s) {', '.join(described)}; " + (" or ".join(fixes) or "add images to these classes")

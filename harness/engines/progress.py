@@ -111,6 +111,10 @@ def _value(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _unused(images: int) -> str:
+    return f" ({images} in no part: the split asks for fewer)" if images else ""
+
+
 def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
     """The line a run prints once its data and model are ready: what it trains on, from which
     weights (`identity.weights`), and where it writes."""
@@ -120,6 +124,6 @@ def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
     execution = [words for words, used in (("torch.compile", job.settings.compile), ("fused optimizer", job.settings.fused_optimizer)) if used]
     loading = f"{job.workers} loader workers" if job.workers else "batches loaded in the training process (--workers N for worker processes)"
     return (
-        f"[trainbench] data: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images, {bundle.num_classes} classes; "
+        f"[trainbench] data: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images{_unused(bundle.unused)}, {bundle.num_classes} classes; "
         f"weights: {source}; {loading}; {''.join(w + '; ' for w in execution)}wandb {tracking}; record: {job.run_dir / 'result.json'}"
     )
