@@ -10,7 +10,7 @@ import pytest
 from harness import data, launch
 from harness.catalog import Seed, make_spec
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
-from harness.results.record import RunResult
+from harness.results.record import RunResult, json_safe
 from harness.results import report
 from harness.results.compare import Comparison, GateError, compare, observations, parse_tolerances, run_of
 from harness.settings import RunSettings
@@ -104,9 +104,11 @@ def runnable(spec: BenchmarkSpec) -> str | None:
 
 
 def record_in_benchmark(benchmark, record: RunResult) -> None:
-    """Put a record's figures where pytest-benchmark's JSON carries them (`extra_info`)."""
-    benchmark.extra_info.update(
+    """Put a record's figures where pytest-benchmark's JSON carries them (`extra_info`), as strict
+    JSON (a non-finite value is null)."""
+    info = dict(
         run_id=record.run_id,
+        status=record.status,
         spec_id=record.case_id,
         recipe=BenchmarkSpec.from_dict(record.spec).recipe_fingerprint,
         fingerprint=record.fingerprint,
@@ -116,11 +118,13 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
         context=run_of(record).context,
         wall_time_s=round(record.wall_time_s, 2),
         epochs=len(record.history),
-        **{k: round(v, 6) for k, v in record.test.items()},
+        **{k: round(v, 6) if v is not None else None for k, v in record.test.items()},
     )
+    benchmark.extra_info.update(json_safe(info))
 
 
 def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
+    assert record.ok, f"{spec.id}: {record.failure}"
     failed = [t.describe() + f": got {record.test.get(t.metric, float('nan')):.4f}" for t in spec.thresholds if not t.holds(record.test)]
     assert not failed, f"{spec.id} missed its thresholds: " + "; ".join(failed)
 

@@ -34,8 +34,11 @@ def test_pretrained_beats_random(precision, run_book, pytestconfig):
     reason = runnable(pretrained)
     if reason:
         pytest.skip(reason)
-    pre = [run_book.get(s).test for s in repeats(pytestconfig, pretrained)]
-    rnd = [run_book.get(s).test for s in repeats(pytestconfig, pretrained.replace(weights="random"))]
+    records = [run_book.get(s) for spec in (pretrained, pretrained.replace(weights="random")) for s in repeats(pytestconfig, spec)]
+    failed = [f"{r.run_id}: {r.failure}" for r in records if not r.ok]
+    assert not failed, "runs did not finish, so there is nothing to compare: " + "; ".join(failed)
+    pre = [r.test for r in records if r.spec["weights"] == "pretrained"]
+    rnd = [r.test for r in records if r.spec["weights"] == "random"]
     acc = difference([t["test_acc"] for t in pre], [t["test_acc"] for t in rnd])
     loss = difference([t["test_loss"] for t in pre], [t["test_loss"] for t in rnd])
     figures = f"pretrained - random: accuracy {acc.show(100)} points, loss {loss.show(digits=4)}"

@@ -201,7 +201,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.results.tables import cases_table
 
         print(cases_table(records).markdown())
-    return 0
+    failed = [r for r in records if not r.ok]
+    for record in failed:
+        print(f"error: {record.run_id}: {record.failure}; lower --lr, or check the data and the recipe", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

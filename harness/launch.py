@@ -4,7 +4,8 @@ Lightning's `ddp` strategy re-launches `sys.argv` in every child; inside pytest 
 pytest. So multi-process cases go through the harness's own entry point: the caller writes the
 spec and settings to files and starts `python -m harness run --spec ... --settings ...`, whose
 argv Lightning can safely re-launch. Datasets and weights are prepared once in the caller first,
-so ranks never race to generate them. A failing child fails the caller with its output shown.
+so ranks never race to generate them. A failing child fails the caller with its output shown; a
+diverged run's record comes back like any other, and its status says so.
 """
 
 from __future__ import annotations
@@ -58,9 +59,16 @@ def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | 
         done = subprocess.run(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env, capture_output=True, text=True)
     output = done.stdout + done.stderr
     print(output[-OUTPUT_TAIL:])
-    if done.returncode != 0:
-        raise LaunchError(f"{spec.id}: `python -m harness run` exited with {done.returncode}; end of its output:\n{output[-OUTPUT_TAIL:]}")
-    return RunResult.load(settings.results_dir / run_id / RESULT_FILE)
+    return _record(settings, run_id, None if done.returncode == 0 else f"{spec.id}: `python -m harness run` exited with {done.returncode}; end of its output:\n{output[-OUTPUT_TAIL:]}")
+
+
+def _record(settings: RunSettings, run_id: str, failure: str | None) -> RunResult:
+    """The record the children wrote; a failure is a LaunchError unless the record is a diverged run's
+    (`python -m harness run` exits 1 after writing it, and the caller judges it by its status)."""
+    path = settings.results_dir / run_id / RESULT_FILE
+    if failure is not None and not (path.is_file() and not RunResult.load(path).ok):
+        raise LaunchError(failure)
+    return RunResult.load(path)
 
 
 def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes: int, node_rank: int, procs_per_node: int, master_port: int,
@@ -87,9 +95,7 @@ def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_por
         ]  # fmt: skip
         outputs = [node.communicate()[0] for node in nodes]
     failed = [(rank, node.returncode) for rank, node in enumerate(nodes) if node.returncode != 0]
-    if failed:
-        raise LaunchError(f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs))
-    return RunResult.load(settings.results_dir / run_id / RESULT_FILE)
+    return _record(settings, run_id, f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs) if failed else None)
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:

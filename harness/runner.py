@@ -108,6 +108,7 @@ def peak_gpu_memory_gib(job: TrainingJob) -> float | None:
 
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult | None:
     """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None.
+A run whose loss diverged returns its record too, with status `diverged` (callers fail on it).
 
     Without `run_id`, the run writes under its identity's first attempt without a record, so an
     earlier record of the same spec is never replaced.
@@ -128,7 +129,9 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     if not output.is_main_process:
         return None
     extra = {"artifacts": job.artifacts.finish(output.history, output.test)}
-    if is_reparameterizable(job.model):
+    if output.diverged is not None:
+        extra["divergence"] = output.diverged.as_dict()
+    elif is_reparameterizable(job.model):
         device = torch.device("cuda" if job.hardware.gpus else "cpu")
         extra["reparameterization"] = reparameterization_check(job.model, itertools.islice(data.loader(job.data.test, spec.recipe, workers=job.workers), spec.limit_batches), job.data.normalizer(), device)
     record = RunResult(
@@ -144,6 +147,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
         environment=environment(),
         started_at=started_at,
         extra=extra,
+        status="ok" if output.diverged is None else "diverged",
         **provenance(job, identity),
     )
     try:

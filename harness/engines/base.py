@@ -4,10 +4,14 @@ An engine takes a `TrainingJob` (spec, model, data, where to write) and returns 
 (per-epoch history, test metrics, training throughput). It knows nothing of tables or pytest.
 History rows use the same keys for every engine: epoch, lr, epoch_time, train_time, images_per_s,
 train_<m>, val_<m>.
+
+Divergence: every engine passes each epoch's row to `divergence`; a non-finite training loss ends
+the run after that epoch (no checkpoint of it, no test pass), and the output says where.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +41,35 @@ class TrainingJob:
     label: str = ""  # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
 
 
+@dataclass(frozen=True)
+class Divergence:
+    """The epoch whose training loss was not a finite number, at which learning rate."""
+
+    epoch: int
+    lr: float
+    loss: float
+
+    def message(self) -> str:
+        return f"the loss became {self.loss} at epoch {self.epoch} (lr {self.lr:g}): the run diverged"
+
+    def as_dict(self) -> dict[str, object]:
+        return {"epoch": self.epoch, "lr": self.lr, "loss": str(self.loss), "message": self.message()}
+
+
+def divergence(row: dict[str, float]) -> Divergence | None:
+    """The divergence an epoch's history row shows (its mean training loss is nan or infinite), or None."""
+    loss = row.get("train_loss")
+    if loss is None or math.isfinite(loss):
+        return None
+    return Divergence(int(row["epoch"]), float(row["lr"]), float(loss))
+
+
 @dataclass
 class EngineOutput:
     history: list[dict[str, float]]
-    test: dict[str, float]
+    test: dict[str, float]  # empty when the run diverged: a diverged model is not tested
     is_main_process: bool = True
+    diverged: Divergence | None = None
 
 
 class Engine(Protocol):

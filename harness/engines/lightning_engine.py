@@ -29,7 +29,7 @@ from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
 from harness.artifacts.checkpoints import epoch_file, restore_rng
 from harness.data import DataBundle
 from harness.data.device import DeviceNormalize, channels_last_helps
-from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, compile_if_asked, optimizer_for
+from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, TrainingJob, compile_if_asked, divergence, optimizer_for
 from harness.engines.history import history_row
 from harness.engines.progress import Progress, quiet_notices
 from harness.hardware import detect
@@ -114,9 +114,12 @@ class ClassificationModule(L.LightningModule):
         self.progress = Progress(spec.recipe.epochs, shown=False)
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
         self.metrics = nn.ModuleDict({f"{p}_": ClassificationMetrics(num_classes) for p in PARTS})
-        self.losses = nn.ModuleDict({f"{p}_": MeanMetric() for p in PARTS})
+        # nan_strategy="disable": torchmetrics' default for MeanMetric drops nan values with a warning,
+        # which hid a diverging loss until every batch of an epoch was nan; a nan loss must show.
+        self.losses = nn.ModuleDict({f"{p}_": MeanMetric(nan_strategy="disable") for p in PARTS})
         self.history: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
+        self.diverged: Divergence | None = None
         self._epoch_values: dict[str, dict[str, float]] = {}
         self._epoch_start = 0.0
 
@@ -202,7 +205,10 @@ class ClassificationModule(L.LightningModule):
         self.progress.epoch_done(row)
         if self.trainer.is_global_zero:
             self.artifacts.track(row)
-        if self.artifacts.checkpointing:  # on every rank: Lightning gathers state, rank 0 writes
+        self.diverged = divergence(row)  # the loss is global (all ranks), so every rank stops here
+        if self.diverged is not None:
+            self.trainer.should_stop = True
+        elif self.artifacts.checkpointing:  # on every rank: Lightning gathers state, rank 0 writes
             with self.artifacts.checkpoint_timer():
                 self.trainer.save_checkpoint(epoch_file(self.current_epoch + 1))
 
@@ -270,9 +276,6 @@ class LightningEngine:
                 f"{job.spec.world_size} DDP processes over {job.spec.num_nodes} node(s) did not all meet at {where} within {timeout_s:g} s "
                 f"({str(error).splitlines()[0]}); start every node with the same master address, port and --run-id, or raise --rendezvous-timeout-s"
             ) from None
-        trainer.test(module, datamodule=datamodule, verbose=False)
-        return EngineOutput(
-            history=module.history,
-            test=module.test_metrics,
-            is_main_process=trainer.is_global_zero,
-        )
+        if module.diverged is None:
+            trainer.test(module, datamodule=datamodule, verbose=False)
+        return EngineOutput(history=module.history, test=module.test_metrics, is_main_process=trainer.is_global_zero, diverged=module.diverged)

@@ -19,7 +19,7 @@ from harness.artifacts import HARNESS_KEY, harness_state, load
 from harness.artifacts.checkpoints import restore_rng
 from harness.data import EpochSampler
 from harness.data.device import channels_last_helps
-from harness.engines.base import EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, optimizer_for
+from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, divergence, optimizer_for
 from harness.engines.history import history_row
 from harness.engines.progress import Progress
 from harness.metrics import ClassificationMetrics
@@ -75,6 +75,7 @@ class _Recorder(poutyne.Callback):
         super().__init__()
         self.job, self.meter, self.optimizer, self.sampler = job, meter, optimizer, sampler
         self.rows, self.progress, self.images, self.epoch = rows, progress, images, 0
+        self.diverged: Divergence | None = None
 
     def on_valid_begin(self, logs: dict) -> None:
         self.progress.begin("val", self.images["val"], self.epoch)
@@ -111,7 +112,10 @@ class _Recorder(poutyne.Callback):
         self.rows.append(row)
         self.progress.epoch_done(row)
         self.job.artifacts.track(row)
-        if self.job.artifacts.checkpointing:
+        self.diverged = divergence(row)
+        if self.diverged is not None:
+            self.model.stop_training = True  # Poutyne's own stop, after this epoch
+        elif self.job.artifacts.checkpointing:
             with self.job.artifacts.checkpoint_timer():
                 self.job.artifacts.save_checkpoint(
                     {
@@ -166,6 +170,8 @@ class PoutyneEngine:
         model.fit_generator(
             train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, steps_per_epoch=train_steps, validation_steps=val_steps, callbacks=[recorder], verbose=False
         )
+        if recorder.diverged is not None:
+            return EngineOutput(history=rows, test={}, diverged=recorder.diverged)
         test = evaluate(model, test_loader, steps=test_steps, callbacks=[recorder])
         return EngineOutput(history=rows, test=test)
 

@@ -12,7 +12,9 @@ regression the output lists what differs between the two sides' environments. Mi
 cases are reported, never crashed on.
 
 The gate never passes on nothing: an empty or unreadable side, a file of the wrong kind, or no
-case (or metric) in common is a `GateError` that says what each side held.
+case (or metric) in common is a `GateError` that says what each side held. Nor on what is not a
+number: a run that diverged counts as nan in every gated metric, a metric that is null or nan on
+either side is a regression of that metric ("non-finite"), never `ok`.
 """
 
 from __future__ import annotations
@@ -62,8 +64,19 @@ class Run:
 Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
 
 
+NOT_A_NUMBER = float("nan")
+
+
+def _number(value: object) -> float:
+    """A metric as the gate reads it: null (JSON's spelling of a non-finite value) becomes nan."""
+    return NOT_A_NUMBER if value is None else float(value)
+
+
 def run_of(record: RunResult) -> Run:
-    metrics = {k: v for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
+    if record.ok:
+        metrics = {k: _number(v) for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
+    else:  # a diverged run has no test metrics: each one it should have had is not a number
+        metrics = {k: NOT_A_NUMBER for k in DEFAULT_TOLERANCES if k != "steady_images_per_s"}
     if record.steady_images_per_s is not None:
         metrics["steady_images_per_s"] = record.steady_images_per_s
     context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}
@@ -113,7 +126,10 @@ def _from_benchmark_json(path: Path) -> Observations:
             case = f"{case}@{info['recipe']}"
         if case:
             context = info.get("context") if isinstance(info.get("context"), dict) else {}
-            out[case].append(Run({k: float(v) for k, v in info.items() if k in DEFAULT_TOLERANCES}, context))
+            metrics = {k: _number(v) for k, v in info.items() if k in DEFAULT_TOLERANCES}
+            if info.get("status", "ok") != "ok":
+                metrics.update({k: NOT_A_NUMBER for k in DEFAULT_TOLERANCES if k not in metrics})
+            out[case].append(Run(metrics, context))
     return dict(out)
 
 
@@ -176,7 +192,7 @@ class Comparison:
 
     def table(self) -> Table:
         rows = tuple(
-            (v.case, v.metric, f"{v.baseline:.4f}", f"{v.current:.4f}", f"{v.current - v.baseline:+.4f}", f"{v.allowed:.4f}", v.basis,
+            (v.case, v.metric, _shown(v.baseline), _shown(v.current), _shown(v.current - v.baseline, "+.4f"), _shown(v.allowed), v.basis,
              f"{v.runs[0]}/{v.runs[1]}", "REGRESSED" if v.regressed else "ok", v.changed if v.regressed else "")
             for v in self.verdicts
         )  # fmt: skip
@@ -199,6 +215,10 @@ class Comparison:
             "PASS: no regression" if self.passed else f"FAIL: {len(self.regressions)} regression(s): " + ", ".join(f"{v.case} {v.metric}" for v in self.regressions),
         ]
         return "\n".join(lines)
+
+
+def _shown(value: float, form: str = ".4f") -> str:
+    return format(value, form) if math.isfinite(value) else "nan"
 
 
 def describe(side: Mapping[str, list[Run]]) -> str:
@@ -260,14 +280,24 @@ def compare(
             cur_values = [run.metrics[metric] for run in current[case] if metric in run.metrics]
             if not base_values or not cur_values:
                 continue
+            runs = (len(base_values), len(cur_values))
+            if not all(math.isfinite(v) for v in (*base_values, *cur_values)):
+                verdicts.append(Verdict(case, metric, _mean(base_values), _mean(cur_values), NOT_A_NUMBER, "non-finite value", runs, True, changed))
+                continue
             base, cur = statistics.fmean(base_values), statistics.fmean(cur_values)
             allowed, basis = allowed_move(tol, base_values, cur_values)
             worse_by = (base - cur) if tol.higher_is_better else (cur - base)
-            verdicts.append(Verdict(case, metric, base, cur, allowed, basis, (len(base_values), len(cur_values)), worse_by > allowed + 1e-12, changed))
+            verdicts.append(Verdict(case, metric, base, cur, allowed, basis, runs, worse_by > allowed + 1e-12, changed))
     if not verdicts:
         raise GateError(f"nothing to compare, no metric in common for the common cases: {sides}")
     runs = (_runs_per_case(baseline, common), _runs_per_case(current, common))
     return Comparison(verdicts, sorted(set(baseline) - set(current)), sorted(set(current) - set(baseline)), runs)
+
+
+def _mean(values: Sequence[float]) -> float:
+    """The mean of the finite values (nan when none is): what a side shows beside a non-finite verdict."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.fmean(finite) if finite else NOT_A_NUMBER
 
 
 def compare_paths(baseline: Path, current: Path, tolerances: Mapping[str, Tolerance] | None = None) -> Comparison:

@@ -7,7 +7,8 @@
 
 Colours mean one thing everywhere (weights: blue pretrained, orange random; engines: green Poutyne,
 purple Lightning), epochs are whole numbers, and a run's target accuracy is drawn where it has one.
-Runs repeated over seeds are drawn one line each (curves) or as mean and standard deviation (bars).
+Runs repeated over seeds are drawn one line each (curves) or as mean and standard deviation (bars);
+a run that diverged is left out of the bars, and its cell's label says how many did.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness.catalog import SEEDS  # noqa: E402
-from harness.results.record import RunResult  # noqa: E402
+from harness.results.record import RunResult, finished  # noqa: E402
 from harness.results.stats import summarize  # noqa: E402
 from harness.results.tables import differing_in, experiments, not_comparable_because  # noqa: E402
 
@@ -86,6 +87,12 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return summary.mean, summary.std
 
 
+def _diverged(group: Sequence[RunResult]) -> str:
+    """` (1 of 3 diverged)` under a cell's label when some of its runs did not finish."""
+    left_out = len(group) - len(finished(group))
+    return f"\n({left_out} of {len(group)} diverged)" if left_out else ""
+
+
 def _unique(labels: list[str], groups: Sequence[Sequence[RunResult]]) -> list[str]:
     """Labels, with the recipe fingerprint added where two experiments would share one (a case run with two recipes)."""
     return [f"{label}\n@{g[0].gate_key.split('@')[-1]}" if labels.count(label) > 1 else label for label, g in zip(labels, groups)]
@@ -94,11 +101,11 @@ def _unique(labels: list[str], groups: Sequence[Sequence[RunResult]]) -> list[st
 def precision_devices(records: Sequence[RunResult], benchmark: str, path: Path) -> Path:
     """Per cell of one workflow (engine, precision, devices, weights): steady images/s and test accuracy, mean ± std over seeds."""
     groups = sorted((g for g in experiments(records) if g[0].benchmark == benchmark), key=lambda g: (g[0].spec["engine"], g[0].spec["precision"], g[0].spec["devices"], g[0].spec["weights"]))
-    labels = _unique([f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" for g in groups], groups)
+    labels = _unique([f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" + _diverged(g) for g in groups], groups)
     colours = [COLOURS.get(g[0].spec["weights"]) for g in groups]
     figure, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(groups) + 4), 3.8))
     for axis, (name, value_of) in zip(axes, (("steady-state train images/s", lambda r: r.steady_images_per_s), ("test accuracy", lambda r: r.test.get("test_acc")))):
-        stats = [_mean_std([v for v in map(value_of, g) if v is not None]) for g in groups]
+        stats = [_mean_std([v for v in map(value_of, finished(g)) if v is not None]) for g in groups]
         axis.bar(range(len(groups)), [m for m, _ in stats], yerr=[s for _, s in stats], color=colours, capsize=3)
         axis.set_xticks(range(len(groups)), labels, fontsize=7)
         axis.set_ylabel(name)
@@ -120,7 +127,7 @@ def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
         if value is None:
             continue
         groups.append(group)
-        rows.append((group[0].case_id, _mean_std([r.test["test_acc"] for r in group if "test_acc" in r.test]), value, COLOURS.get(group[0].spec["weights"])))
+        rows.append((group[0].case_id + _diverged(group), _mean_std([r.test["test_acc"] for r in finished(group) if r.test.get("test_acc") is not None]), value, COLOURS.get(group[0].spec["weights"])))
     if not rows:
         return None
     labels = _unique([label for label, *_ in rows], groups)

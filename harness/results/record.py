@@ -2,14 +2,21 @@
 
 The record is the only thing tables, comparisons and the regression gate read, so it holds
 everything they need: the spec, per-epoch history, test metrics, speed, time and environment.
+
+`status` is `ok`, or `diverged` for a run whose training loss stopped being a finite number (its
+`extra.divergence` says at which epoch and lr; it has no test metrics). Every reader decides with
+`RunResult.ok` and `finished`: tables show such runs as diverged and leave them out of means, the
+gate counts them as regressions. Records are strict JSON: a non-finite number is written as null.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import platform
 import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +32,23 @@ HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 
 
+STATUSES = ("ok", "diverged")
+
+
 class RecordError(ValueError):
     """A result.json that cannot be read as a record; the message names the file."""
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every nan or infinity replaced by None, so that `json.dumps(..., allow_nan=False)`
+    writes strict JSON (Python's default writes `NaN`, which JSON.parse and most other readers refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 @dataclass
@@ -50,6 +72,19 @@ class RunResult:
     steady_images_per_s: float | None = None  # median over epochs after the first (results.speed); None in records before it
     data_wait_share: float | None = None  # of the steady epochs' training time, waiting for batches (results.speed)
     peak_gpu_memory_gib: float | None = None  # the most this process's tensors held on its GPU (allocated, not the allocator's reserve); None on CPUs
+    status: str = "ok"  # or "diverged" (module docstring); records before it are "ok"
+
+    @property
+    def ok(self) -> bool:
+        """A run that trained to the end: its metrics may enter means, tables and the gate as values."""
+        return self.status == "ok"
+
+    @property
+    def failure(self) -> str | None:
+        """One line saying why the run did not finish (None for an ok run)."""
+        if self.ok:
+            return None
+        return self.extra.get("divergence", {}).get("message", self.status)
 
     @property
     def benchmark(self) -> str:
@@ -84,7 +119,7 @@ class RunResult:
         path = run_dir / RESULT_FILE
         try:
             with written_atomically(path) as tmp:
-                tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+                tmp.write_text(json.dumps(json_safe(asdict(self)), indent=2, sort_keys=True, allow_nan=False))
             with written_atomically(run_dir / HISTORY_FILE) as tmp:
                 write_history_csv(self.history, tmp)
             if self.history:
@@ -96,8 +131,10 @@ class RunResult:
 
     def summary(self) -> str:
         """One line: run id, test metrics (in one order whichever engine produced them), speed and time."""
+        if not self.ok:
+            return f"{self.run_id}: {self.status} after {len(self.history)} epoch(s)  {self.wall_time_s:.1f}s"
         order = [f"test_{name}" for name in METRIC_NAMES]
-        shown = "  ".join(f"{k}={self.test[k]:.4f}" for k in sorted(self.test, key=lambda k: order.index(k) if k in order else len(order)))
+        shown = "  ".join(f"{k}={self.test[k] if self.test[k] is None else format(self.test[k], '.4f')}" for k in sorted(self.test, key=lambda k: order.index(k) if k in order else len(order)))
         steady = f" (steady {self.steady_images_per_s:.1f})" if self.steady_images_per_s is not None else ""
         wait = f"  data wait {self.data_wait_share:.0%}" if self.data_wait_share is not None else ""
         memory = f"  peak GPU memory {self.peak_gpu_memory_gib:.1f} GiB" if self.peak_gpu_memory_gib is not None else ""
@@ -108,9 +145,16 @@ class RunResult:
         try:
             record = cls(**json.loads(Path(path).read_text()))
             BenchmarkSpec.from_dict(record.spec)  # a spec this version cannot read makes no table row
+            if record.status not in STATUSES:
+                raise ValueError(f"status {record.status!r} is none of {', '.join(STATUSES)}")
         except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:  # JSONDecodeError, SpecError are ValueErrors
             raise RecordError(f"{path} is not a readable result record ({type(error).__name__}: {error}); fix or remove it") from None
         return record
+
+
+def finished(records: Sequence[RunResult]) -> list[RunResult]:
+    """The records whose metrics are values to average: every run that is `ok`."""
+    return [r for r in records if r.ok]
 
 
 def write_history_csv(history: list[dict[str, float]], path: Path) -> None:

@@ -45,10 +45,11 @@ def summarize(values: Sequence[float]) -> Summary:
 
 
 def summaries(runs: Sequence[dict[str, float]], metrics: Sequence[str]) -> dict[str, Summary]:
-    """Per metric, the summary over the runs that have it."""
+    """Per metric, the summary over the runs that have it as a finite number (a diverged run's
+    metrics are missing or null, and never enter a mean)."""
     out = {}
     for metric in metrics:
-        values = [run[metric] for run in runs if run.get(metric) is not None]
+        values = [run[metric] for run in runs if run.get(metric) is not None and math.isfinite(run[metric])]
         if values:
             out[metric] = summarize(values)
     return out

@@ -6,6 +6,9 @@
   other runs of a seed, labelled with why they are not comparable;
 - precision x devices: accuracy, images/s, time, and time to a named target accuracy;
 - each seed's own table, in the write-up's shape.
+
+A run that did not finish (`RunResult.ok` false: it diverged) shows its status in place of its
+metrics and never enters a mean or a difference (`finished`); the counts say how many were left out.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.catalog import SEEDS, Seed
-from harness.results.record import CURVES_FILE, RunResult
+from harness.results.record import CURVES_FILE, RunResult, finished
 from harness.results.stats import Summary, difference, summaries, summarize
 from harness.spec import BenchmarkSpec
 
@@ -74,6 +77,11 @@ def fmt(value: float | None, kind: str = "") -> str:
     return f"{value:.4f}"
 
 
+def metric_cell(record: RunResult, metric: str, kind: str = "") -> str:
+    """A run's test metric, or its status when it did not finish."""
+    return fmt(record.test.get(metric), kind) if record.ok else record.status
+
+
 def _devices(spec: dict) -> str:
     return f"{spec['devices']}x{spec['num_nodes']}" if spec.get("num_nodes", 1) > 1 else str(spec["devices"])
 
@@ -115,10 +123,10 @@ def curves_link(record: RunResult, records_dir: str) -> Cell:
 def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
     rows: list[tuple[Cell, ...]] = []
     for r in sorted(records, key=lambda r: r.run_id):
-        s, t = r.spec, r.test
+        s = r.spec
         rows.append(
             (r.run_id, s["model"], s["dataset"], s["profile"], s["weights"], s["engine"], s["precision"], _devices(s), recipe_summary(s),
-             fmt(t.get("test_acc"), "pct"), fmt(t.get("test_loss")), fmt(t.get("test_f1")), fmt(t.get("test_top3")), fmt(t.get("test_top5")),
+             metric_cell(r, "test_acc", "pct"), metric_cell(r, "test_loss"), metric_cell(r, "test_f1"), metric_cell(r, "test_top3"), metric_cell(r, "test_top5"),
              fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), curves_link(r, records_dir))
         )  # fmt: skip
     for key in sorted({r.benchmark for r in records}):
@@ -133,7 +141,17 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
 
 
 def _values(records: Sequence[RunResult], metric: str) -> list[float]:
-    return [r.test[metric] for r in records if metric in r.test]
+    return [r.test[metric] for r in finished(records) if r.test.get(metric) is not None]
+
+
+def _counted(runs: Sequence[RunResult]) -> str:
+    """`3`, or `2 (+1 diverged)` when some runs did not finish."""
+    left_out = len(runs) - len(finished(runs))
+    return f"{len(runs) - left_out}" + (f" (+{left_out} diverged)" if left_out else "")
+
+
+def _shown(values: Sequence[float], scale: float = 1.0, digits: int = 4) -> str:
+    return summarize(values).show(scale, digits) if values else "diverged"
 
 
 def all_but(record: RunResult, field: str) -> str:
@@ -160,11 +178,13 @@ def pretrained_vs_random(records: Sequence[RunResult]) -> Table:
     for pair in differing_in(records, "weights"):
         pre, rnd = pair["pretrained"], pair["random"]
         s = pre[0].spec
-        acc = difference(_values(pre, "test_acc"), _values(rnd, "test_acc"))
-        loss = difference(_values(pre, "test_loss"), _values(rnd, "test_loss"))
-        rows.append((s["model"], s["dataset"], s["profile"], s["engine"], s["precision"], _devices(s), recipe_summary(s, seeds=False), f"{len(pre)}/{len(rnd)}",
-                     summarize(_values(pre, "test_acc")).show(100, 2), summarize(_values(rnd, "test_acc")).show(100, 2), acc.show(100),
-                     summarize(_values(pre, "test_loss")).show(), summarize(_values(rnd, "test_loss")).show(), loss.show(digits=4)))  # fmt: skip
+        values = {(side, m): _values(runs, m) for side, runs in (("pre", pre), ("rnd", rnd)) for m in ("test_acc", "test_loss")}
+        both = all(values.values())
+        acc = difference(values["pre", "test_acc"], values["rnd", "test_acc"]).show(100) if both else "-"
+        loss = difference(values["pre", "test_loss"], values["rnd", "test_loss"]).show(digits=4) if both else "-"
+        rows.append((s["model"], s["dataset"], s["profile"], s["engine"], s["precision"], _devices(s), recipe_summary(s, seeds=False), f"{_counted(pre)}/{_counted(rnd)}",
+                     _shown(values["pre", "test_acc"], 100, 2), _shown(values["rnd", "test_acc"], 100, 2), acc,
+                     _shown(values["pre", "test_loss"]), _shown(values["rnd", "test_loss"]), loss))  # fmt: skip
     columns = ("model", "dataset", "profile", "engine", "precision", "devices", "recipe", "runs (pre/rnd)",
                "pretrained acc %", "random acc %", "diff (points)", "pretrained loss", "random loss", "diff")  # fmt: skip
     return Table("Pretrained vs random weights", columns, tuple(sorted(rows)), "Each row pairs runs that differ in their weights (and seed) alone: same recipe, profile and data.")
@@ -194,18 +214,24 @@ def _published_cells(group: Sequence[RunResult], acc: Summary | None) -> tuple[s
     return fmt(value, "pct"), inside
 
 
+def _case_cell(summary: dict[str, Summary], metric: str, any_finished: bool) -> str:
+    if metric in summary:
+        return summary[metric].show(100, 2) if metric == "test_acc" else summary[metric].show()
+    return "-" if any_finished else "diverged"
+
+
 def cases_table(records: Sequence[RunResult]) -> Table:
     """One row per experiment: mean ± standard deviation (n) of every metric over its seeds."""
     rows = []
     for group in experiments(records):
-        s = group[0].spec
-        summary = summaries([r.test for r in group], CASE_METRICS)
-        steady = [r.steady_images_per_s for r in group if r.steady_images_per_s is not None]
-        cells = [summary[m].show(100, 2) if m == "test_acc" else summary[m].show() if m in summary else "-" for m in CASE_METRICS]
-        rows.append((group[0].case_id, recipe_summary(s, seeds=False), ",".join(str(r.spec["recipe"]["seed"]) for r in group), str(len(group)), *cells,
+        s, done = group[0].spec, finished(group)
+        summary = summaries([r.test for r in done], CASE_METRICS)
+        steady = [r.steady_images_per_s for r in done if r.steady_images_per_s is not None]
+        cells = [_case_cell(summary, m, bool(done)) for m in CASE_METRICS]
+        rows.append((group[0].case_id, recipe_summary(s, seeds=False), ",".join(str(r.spec["recipe"]["seed"]) for r in group), _counted(group), *cells,
                      summarize(steady).show(digits=1) if steady else "-", *_published_cells(group, summary.get("test_acc"))))  # fmt: skip
     columns = ("case", "recipe", "seeds", "n", "acc %", "loss", "F1", "top-3", "top-5", "steady images/s", "published acc %", "published inside spread")
-    return Table("Cases over seeds", columns, tuple(rows), "Mean ± sample standard deviation over the seeds of each case (n runs); one run shows its value alone.")
+    return Table("Cases over seeds", columns, tuple(rows), "Mean ± sample standard deviation over the seeds of each case (n runs); one run shows its value alone. Diverged runs are counted apart and left out of the means.")
 
 
 METRIC_LABELS = {"test_acc": "accuracy %", "test_loss": "loss", "test_f1": "F1", "test_top3": "top-3", "test_top5": "top-5"}
@@ -234,9 +260,9 @@ def _against_published(records: Sequence[RunResult], reproductions: bool) -> lis
         if (why is None) != reproductions:
             continue
         for metric, value in published.metrics:
-            ours = r.test.get(metric)
+            ours = r.test.get(metric) if r.ok else None
             kind, dkind = ("pct", "diff_pct") if metric != "test_loss" else ("", "diff")
-            rows.append((r.run_id, METRIC_LABELS[metric], fmt(ours, kind), fmt(value, kind), fmt(None if ours is None else ours - value, dkind), *(() if reproductions else (why,))))
+            rows.append((r.run_id, METRIC_LABELS[metric], metric_cell(r, metric, kind), fmt(value, kind), fmt(None if ours is None else ours - value, dkind), *(() if reproductions else (why,))))
     return rows
 
 
@@ -256,7 +282,7 @@ def precision_devices(records: Sequence[RunResult]) -> Table:
     rows = []
     for r in sorted(records, key=lambda r: (r.benchmark, r.spec["engine"], r.spec["precision"], r.spec["devices"], r.spec["weights"], r.run_id)):
         s = r.spec
-        rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), str(s["recipe"]["batch_size"]), str(s["recipe"]["seed"]), fmt(r.test.get("test_acc"), "pct"),
+        rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), str(s["recipe"]["batch_size"]), str(s["recipe"]["seed"]), metric_cell(r, "test_acc", "pct"),
                      fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target_cell(r)))  # fmt: skip
     columns = ("benchmark", "engine", "weights", "precision", "devices", "global batch", "seed", "acc %", "images/s", "steady images/s", "time s", "target val acc", "time to target")
     return Table("Precision x devices", columns, tuple(rows))
@@ -272,7 +298,7 @@ def seed_tables(records: Sequence[RunResult]) -> list[Table]:
         rows = []
         for r in sorted(mine, key=lambda r: r.run_id):
             label = f"{r.spec['model']}-{'Weights' if r.spec['weights'] == 'pretrained' else 'Random_weights'} ({r.spec['profile']}, {r.spec['engine']}, {r.spec['precision']}, {_devices(r.spec)}dev)"
-            rows.append((label, *(fmt(r.test.get(m), "pct" if m in ("test_acc",) else "") for m in metrics)))
+            rows.append((label, *(metric_cell(r, m, "pct" if m == "test_acc" else "") for m in metrics)))
         tables.append(Table(f"{SEEDS[key].title} (the write-up's table)", ("Model", *(METRIC_LABELS[m] for m in metrics)), tuple(rows)))
     return tables
 
