@@ -2,8 +2,9 @@
 problem, the offending path or option, and the fix.
 
 `check` runs before data and weights are prepared (folders, resume, the bucket); `check_launcher` in the process
-that is to train (a parent that starts torchrun nodes is not one); `check_disk` once the model
-exists, before its first epoch (room for one checkpoint in every folder).
+that is to train (a parent that starts torchrun nodes is not one); `check_disk` and
+`check_batchnorm` once the model exists, before its first epoch (room for one checkpoint in every
+folder; a batch BatchNorm can train on, found by a shape probe of the model).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from harness.artifacts import tracking
@@ -97,3 +99,60 @@ def check_disk(model: nn.Module, spec: BenchmarkSpec, folders: list[Path]) -> No
                 f"checkpoint folder {folder} has {free / 2**20:.1f} MiB free, one checkpoint of {spec.model} needs about "
                 f"{need / 2**20:.1f} MiB; free some space or choose another --checkpoint-dir"
             )
+
+
+def batchnorm_inputs(model: nn.Module, image_size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """(layer name, input shape) of every BatchNorm layer of `model` for one `image_size` image,
+    from one forward pass in eval mode without gradients (nothing in the model changes)."""
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: seen.append((name, tuple(args[0].shape)))) for name, m in layers]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def _values_per_channel(shape: tuple[int, ...]) -> int:
+    """Values one image gives each channel of a BatchNorm input `(N, C, *spatial)`."""
+    return int(torch.tensor(shape[2:]).prod()) if len(shape) > 2 else 1
+
+
+def check_batchnorm(model: nn.Module, spec: BenchmarkSpec) -> None:
+    """BatchNorm in training needs more than one value per channel: with one image per device, every
+    BatchNorm layer's feature map must be larger than 1x1. Only a batch of one per device can fail,
+    so only then does the probe run (one forward pass at the recipe's image size)."""
+    per_device = spec.per_device_batch
+    if per_device > 1 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return
+    size = spec.recipe.image_size
+    name, shape = min(batchnorm_inputs(model, size), key=lambda item: _values_per_channel(item[1]))
+    if _values_per_channel(shape) > 1:
+        return
+    fixes = [f"--batch-size {2 * spec.world_size} or more ({2} images per device)"]
+    larger = _smallest_trainable_size(model, size)
+    if larger is not None:
+        fixes.append(f"--image-size {larger} or more")
+    raise PreflightError(
+        f"{spec.model} at {size} px with {per_device} image per device gives its BatchNorm layer {name} one value per channel "
+        f"(input {list(shape)}), which BatchNorm cannot train on; give {' or '.join(fixes)}"
+    )
+
+
+def _smallest_trainable_size(model: nn.Module, size: int, limit: int = 4) -> int | None:
+    """The smallest image size above `size` (up to `limit` times it) at which one image gives every
+    BatchNorm layer more than one value per channel (None: none there, or the model refuses other sizes)."""
+    for larger in range(size + 1, size * limit + 1):
+        try:
+            inputs = batchnorm_inputs(model, larger)
+        except (RuntimeError, AssertionError, ValueError):  # models built for one input size (position embeddings) refuse others
+            return None
+        if min(_values_per_channel(shape) for _, shape in inputs) > 1:
+            return larger
+    return None

@@ -76,6 +76,7 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
     seed_everything(spec.recipe.seed, verbose=False)
     bundle = data.for_spec(spec, settings, models.data_stats(spec.model), identity.data)
     model = obtain_model(spec, settings, bundle.num_classes)
+    preflight.check_batchnorm(model, spec)
     artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint)
     if artifacts.store is not None:
         preflight.check_disk(model, spec, artifacts.store.folders)
@@ -95,7 +96,7 @@ def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
             "recipe_workers": spec.recipe.workers,
             "decode_cache": bundle.train.decoded.meta() if bundle.train.decoded is not None else None,
         },
-        "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.recipe.batch_size // spec.world_size},
+        "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.per_device_batch},
         "target": {"accuracy": spec.target_accuracy, "source": spec.target_source},
         "execution": {"compile": job.settings.compile, "fused_optimizer": job.settings.fused_optimizer},
     }

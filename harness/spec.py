@@ -197,6 +197,11 @@ class BenchmarkSpec:
         """The recipe's batch is the global batch: each process loads its share."""
         return self.recipe.batch_size // self.processes
 
+    @property
+    def per_device_batch(self) -> int:
+        """Images each device computes on at once (a one-process engine splits its batch over its devices)."""
+        return self.recipe.batch_size // self.world_size
+
     def result_fields(self) -> dict[str, Any]:
         """What determines the result: everything but the expectations and the benchmark's name."""
         fields = self.to_dict()

@@ -314,7 +314,31 @@ def test_a_class_folder_too_small_for_the_split_is_named_with_a_fix(tmp_path, ca
     code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path))
     assert_one_line_refusal(code, out, err, "class folder(s) 'dogs' (2) have fewer than 3 images")
     code, out, err = run_cli(capsys, *tiny_run_args(make_image_folder(tmp_path / "e", {"cats": 20, "dogs": 4}), tmp_path), "--split", "0.9,0.05,0.05")
-    assert_one_line_refusal(code, out, err, "leaves class folder(s) 'dogs' (no val image)", "--split 0.7,0.15,0.15")
+    assert_one_line_refusal(code, out, err, "leaves class folder(s) 'dogs' (4 images: 4/0/0, no val or test image)", "--split 0.6,0.2,0.2")
+
+
+def test_a_rare_class_gets_advice_that_trains(tmp_path, capsys):
+    """Classes of 60, 12 and 4 images: the default split was refused with the split already in use as its advice."""
+    folder = make_image_folder(tmp_path / "d", {"common": 60, "some": 12, "rare": 4})
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path))
+    assert_one_line_refusal(code, out, err, "'rare' (4 images: 3/1/0, no test image)", "give --split 0.6,0.2,0.2", "or add 1 image(s) to 'rare'")
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path), "--split", "0.6,0.2,0.2")
+    assert code == 0, err
+    assert "data: 45 train / 16 val / 15 test images, 3 classes" in out  # every one of the 76 images is in a part
+
+
+def test_a_batch_batchnorm_cannot_train_on_is_refused_with_sizes_that_work(tmp_path, capsys):
+    """resnet18 at 32 px ends in a 1x1 map: one image per device left BatchNorm one value per channel,
+    a traceback after set-up in both engines."""
+    folder = make_image_folder(tmp_path / "d", {"a": 8, "b": 8, "c": 8})
+    for engine in ("poutyne", "lightning"):
+        args = [*tiny_run_args(folder, tmp_path, "--model", "resnet18", "--engine", engine, "--batch-size", "1")]
+        code, out, err = run_cli(capsys, *args)
+        assert_one_line_refusal(code, out, err, "resnet18 at 32 px with 1 image per device gives its BatchNorm layer layer4.0.bn1 one value per channel (input [1, 512, 1, 1])",
+                                "give --batch-size 2 or more (2 images per device) or --image-size 33 or more")  # fmt: skip
+        assert "data:" not in out  # before the run's data line: nothing trained
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, "--model", "resnet18", "--batch-size", "1", "--image-size", "33"))
+    assert code == 0, err  # the advised size trains
 
 
 def test_found_by_the_sweep(tiny_folder, tmp_path, capsys):
