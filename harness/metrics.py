@@ -3,7 +3,8 @@
 acc: micro accuracy; f1: macro F1 over the classes seen in target or prediction (torchmetrics'
 rule); top3/top5: top-k accuracy (only where k < number of classes, since top-k with k >= classes is
 trivially 1). Values are fractions in [0, 1]; loss is the sample-weighted mean cross-entropy,
-computed by each engine.
+computed by each engine. `images` is how many images the figures count (the history keeps it per
+part: under DDP each image of an epoch counts once, the sampler's padding never).
 
 Why one Metric and not a collection of four: the engines update it on every training batch, which
 the plain loop they are measured against does not. Four torchmetrics classes each validate their
@@ -22,6 +23,7 @@ from torchmetrics import Metric
 
 
 TOP_K: tuple[int, ...] = (3, 5)
+COUNT = "images"  # the key of the image count beside the metrics
 
 
 class ClassificationMetrics(Metric):
@@ -35,7 +37,7 @@ class ClassificationMetrics(Metric):
         super().__init__()
         self.num_classes = num_classes
         self.top_k = tuple(k for k in TOP_K if k < num_classes)
-        self.names: tuple[str, ...] = ("acc", "f1", *(f"top{k}" for k in self.top_k))
+        self.names: tuple[str, ...] = ("acc", "f1", *(f"top{k}" for k in self.top_k), COUNT)
         self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("top_k_hits", torch.zeros(len(self.top_k), dtype=torch.long), dist_reduce_fx="sum")
 
@@ -57,4 +59,6 @@ class ClassificationMetrics(Metric):
         f1 = (2 * hits[seen] / (2 * hits[seen] + wrong[seen])).mean() if seen.any() else confusion.new_zeros(())
         out = {"acc": hits.sum() / total, "f1": f1}
         out.update({f"top{k}": self.top_k_hits[i].double() / total for i, k in enumerate(self.top_k)})
-        return {name: value.float() for name, value in out.items()}
+        out = {name: value.float() for name, value in out.items()}
+        out[COUNT] = self.confusion.sum()
+        return out

@@ -6,34 +6,38 @@ from harness import launch, runner
 from harness.engines.history import without_timing
 from harness.launch import LaunchError
 from harness.results.record import RunResult
-from tests.conftest import tiny_spec
+from tests.conftest import make_image_folder, tiny_spec
 
 
 def test_single_process_run_reports_the_shared_metrics(tiny_folder, settings):
     record = runner.run(tiny_spec(engine="lightning"), settings.replace(data_root=tiny_folder))
     assert set(record.test) == {"test_loss", "test_acc", "test_f1", "test_top3", "test_top5"}
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "epoch_time"} <= set(record.history[0])
+    assert (record.history[0]["train_images"], record.history[0]["val_images"]) == (36, 18)
     assert record.train_images_per_s > 0
     assert 0.0 < record.history[0]["data_wait_time"] < record.history[0]["train_time"]  # 0.0 if the hook never ran
     assert 0.0 < record.data_wait_share < 1.0
 
 
 @pytest.mark.ddp
-def test_two_process_bf16_run_through_the_entry_point(tiny_folder, settings):
-    spec = tiny_spec(engine="lightning", precision="bf16-mixed", devices=2)
+def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings):
+    """45 training images over 2 processes: DistributedSampler pads each epoch to 46, and the
+    training metrics counted the repeat (train_images 46) while evaluation counted each image once."""
+    folder = make_image_folder(tmp_path / "data", {"a": 30, "b": 30, "c": 30})
+    spec = tiny_spec(engine="lightning", precision="bf16-mixed", devices=2).with_recipe(epochs=2)
     assert launch.needs_own_processes(spec)
-    record = launch.run(spec, settings.replace(data_root=tiny_folder))
+    record = launch.run(spec, settings.replace(data_root=folder))
     assert record.spec["devices"] == 2 and record.spec["precision"] == "bf16-mixed"
     assert RunResult.load(settings.results_dir / record.run_id / "result.json").test == record.test
     assert record.batch == {"global": 8, "processes": 2, "per_process": 4, "per_device": 4}
-    assert 0 <= record.test["test_acc"] <= 1 and len(record.history) == 1
+    assert 0 <= record.test["test_acc"] <= 1 and len(record.history) == 2
+    assert record.data["split"] == {"train": 45, "val": 24, "test": 21, "unused": 0}
+    assert [(row["train_images"], row["val_images"]) for row in record.history] == [(45, 24), (45, 24)]
 
 
 @pytest.mark.ddp
 def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
     folder = tmp_path / "data"
-    from tests.conftest import make_image_folder
-
     make_image_folder(folder, {"a": 4, "b": 4})
     spec = tiny_spec(engine="lightning", devices=2, model="test_vit").with_recipe(image_size=30)  # 30 is not a multiple of test_vit's patch
     with pytest.raises(LaunchError, match="exited with 1.*end of its output"):

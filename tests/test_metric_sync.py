@@ -56,5 +56,6 @@ def test_global_metrics_in_two_processes():
     expected = reference_metrics(np.concatenate([b[0] for b in both]), np.concatenate([b[1] for b in both]), 8)
     expected.pop("loss")
     for _, metrics in synced.values():
+        assert metrics.pop("images") == 2 * 3 * 8  # both ranks' images, each once
         assert metrics == pytest.approx(expected, abs=1e-6)
     assert (_accuracy(PREDICTED[0]), _accuracy(PREDICTED[1])) == (1.0, 0.25)  # what each rank alone would say

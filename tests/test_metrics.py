@@ -31,8 +31,8 @@ def test_metrics_match_hand_computed_values():
 
 
 def test_top_k_is_left_out_when_it_would_be_trivially_one():
-    assert ClassificationMetrics(3).names == ("acc", "f1")
-    assert ClassificationMetrics(4).names == ("acc", "f1", "top3")
+    assert ClassificationMetrics(3).names == ("acc", "f1", "images")
+    assert ClassificationMetrics(4).names == ("acc", "f1", "top3", "images")
 
 
 def test_every_metric_over_batches_with_an_all_correct_first_batch():
@@ -43,6 +43,7 @@ def test_every_metric_over_batches_with_an_all_correct_first_batch():
     for start in range(0, len(target), 16):
         metrics.update(torch.from_numpy(logits[start : start + 16]), torch.from_numpy(target[start : start + 16]))
     got = {k: float(v) for k, v in metrics.compute().items()}
+    assert got.pop("images") == len(target)  # every image counted once
     expected = reference_metrics(logits, target, 8)
     assert got == pytest.approx({k: v for k, v in expected.items() if k != "loss"}, abs=1e-6)
     assert got["top3"] > got["acc"] and got["top5"] > got["top3"]

@@ -58,7 +58,7 @@ def test_terminal_shows_the_start_up_line_first_then_batch_bars_with_speed_and_e
     assert status == 0, output[-3000:]
     shown = lines(output)
     assert shown[0].startswith(f"[trainbench] {TINY_MODEL}-tiny-{engine}-32true-1dev-random: smoke profile, {engine} on CPU")
-    assert any(line.startswith("[trainbench] data: 50 train / 10 val / 10 test images, 6 classes; weights: random; batches loaded in the training process") for line in shown[:3])
+    assert any(line.startswith("[trainbench] data: 48 train / 12 val / 12 test images, 6 classes; weights: random; batches loaded in the training process") for line in shown[:3])
     for phase in ("epoch 1/2 train", "epoch 1/2 val", "epoch 2/2 train", "test"):
         assert any(line.startswith(f"{phase}:") and "img/s]" in line and "<" in line for line in shown), f"no {phase} bar with img/s and ETA"
     assert [line.split(" train_loss=")[0] for line in shown if " train_loss=" in line] == ["epoch 1/2", "epoch 2/2"]

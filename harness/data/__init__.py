@@ -111,6 +111,16 @@ class EpochSampler(DistributedSampler):
     def __iter__(self):
         return ((i, self.epoch) for i in super().__iter__())
 
+    def padding(self, first: int, count: int) -> torch.Tensor | None:
+        """Which of this rank's samples `first` .. `first + count - 1` (positions in its shard) are
+        DistributedSampler's padding: repeats of the epoch's first images, added so every rank gets
+        as many. Rank r's k-th sample is position r + k x replicas of the epoch's padded list, whose
+        positions from len(dataset) on are the repeats. None when this epoch has no padding."""
+        if self.total_size == len(self.dataset):
+            return None
+        positions = self.rank + (first + torch.arange(count)) * self.num_replicas
+        return positions >= len(self.dataset)
+
 
 def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank: int = 0) -> EpochSampler:
     return EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=recipe.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from harness.metrics import COUNT
 from harness.spec import METRIC_NAMES
 
 TIMING_KEYS = ("epoch_time", "train_time", "images_per_s", "data_wait_time")  # what differs between identical runs
@@ -15,7 +16,7 @@ def without_timing(row: Mapping[str, float]) -> dict[str, float]:
 
 
 def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, float], train: Mapping[str, float], val: Mapping[str, float]) -> dict[str, float]:
-    """`{epoch, lr, epoch_time, train_time, images_per_s, data_wait_time, train_loss, ..., val_loss, ...}`.
+    """`{epoch, lr, epoch_time, train_time, images_per_s, data_wait_time, train_loss, ..., train_images, val_loss, ..., val_images}`.
 
     `epoch_time` includes validation; `train_time`, `images_per_s` and `data_wait_time` (the part
     of `train_time` spent waiting for batches) cover the training batches only
@@ -25,5 +26,7 @@ def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, fl
         for name in METRIC_NAMES:
             if name in values:
                 row[f"{part}_{name}"] = float(values[name])
+        if COUNT in values:
+            row[f"{part}_{COUNT}"] = int(values[COUNT])
     return row
 

@@ -33,7 +33,7 @@ from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, Trai
 from harness.engines.history import history_row
 from harness.engines.progress import Progress, quiet_notices
 from harness.hardware import detect
-from harness.metrics import ClassificationMetrics
+from harness.metrics import COUNT, ClassificationMetrics
 from harness.spec import BenchmarkSpec, Recipe
 
 PARTS = ("train", "val", "test")
@@ -114,9 +114,11 @@ class ClassificationModule(L.LightningModule):
         self.progress = Progress(spec.recipe.epochs, shown=False)
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
         self.metrics = nn.ModuleDict({f"{p}_": ClassificationMetrics(num_classes) for p in PARTS})
-        # nan_strategy="disable": torchmetrics' default for MeanMetric drops nan values with a warning,
-        # which hid a diverging loss until every batch of an epoch was nan; a nan loss must show.
-        self.losses = nn.ModuleDict({f"{p}_": MeanMetric(nan_strategy="disable") for p in PARTS})
+        # A nan loss must show: MeanMetric's default drops nan values with a warning, which hid a
+        # diverging loss until every batch of an epoch was nan. nan_strategy="disable" would keep them
+        # but ignores the weights (torchmetrics 1.9: `weight = torch.ones_like(x)`); a float strategy
+        # puts that float (nan) in their place and keeps every other batch's weight.
+        self.losses = nn.ModuleDict({f"{p}_": MeanMetric(nan_strategy=float("nan")) for p in PARTS})
         self.history: list[dict[str, float]] = []
         self.test_metrics: dict[str, float] = {}
         self.diverged: Divergence | None = None
@@ -131,18 +133,26 @@ class ClassificationModule(L.LightningModule):
     def configure_optimizers(self):
         return optimizer_for(self.spec, self.model.parameters(), fused=self.fused_optimizer)
 
-    def _step(self, batch, part: str) -> torch.Tensor:
+    def _step(self, batch, part: str, padding: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch's loss; its metrics, leaving out the images that `padding` marks (the sampler's
+        repeats, which train like any image but are counted once, where they first came)."""
         x, y = batch
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
-        self.losses[f"{part}_"].update(loss.detach().float(), weight=y.numel())
-        self.metrics[f"{part}_"].update(logits.detach().float(), y)
+        if padding is None:
+            self.losses[f"{part}_"].update(loss.detach().float(), weight=y.numel())
+            self.metrics[f"{part}_"].update(logits.detach().float(), y)
+        else:
+            kept = ~padding.to(y.device)
+            per_image = F.cross_entropy(logits.detach().float()[kept], y[kept], reduction="sum")
+            self.losses[f"{part}_"].update(per_image / kept.sum().clamp(min=1), weight=kept.sum())
+            self.metrics[f"{part}_"].update(logits.detach().float()[kept], y[kept])
         return loss
 
     def _finish(self, part: str) -> dict[str, float]:
         """Global (all-rank) epoch values of `part`, then reset for the next epoch."""
         metrics, loss = self.metrics[f"{part}_"], self.losses[f"{part}_"]
-        values = {k: float(v) for k, v in metrics.compute().items()}
+        values = {k: float(v) for k, v in metrics.compute().items()}  # with COUNT, the images counted
         values["loss"] = float(loss.compute())
         metrics.reset()
         loss.reset()
@@ -151,7 +161,8 @@ class ClassificationModule(L.LightningModule):
         return values
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loader = self.trainer.train_dataloader
+        return self._step(batch, "train", loader.sampler.padding(batch_idx * loader.batch_size, len(batch[1])))
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -223,7 +234,7 @@ class ClassificationModule(L.LightningModule):
             self.artifacts.replay(self.history)
 
     def on_test_epoch_end(self) -> None:
-        self.test_metrics = {f"test_{k}": v for k, v in self._finish("test").items()}
+        self.test_metrics = {f"test_{k}": v for k, v in self._finish("test").items() if k != COUNT}
         self.progress.end_phase()
 
 

@@ -22,7 +22,7 @@ from harness.data.device import channels_last_helps
 from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, divergence, optimizer_for
 from harness.engines.history import history_row
 from harness.engines.progress import Progress
-from harness.metrics import ClassificationMetrics
+from harness.metrics import COUNT, ClassificationMetrics
 
 
 class MixedPrecisionModel(poutyne.Model):
@@ -135,7 +135,7 @@ def poutyne_model(net: nn.Module, optimizer: torch.optim.Optimizer, num_classes:
 def evaluate(model: poutyne.Model, loader: DataLoader, steps: int | None = None, callbacks: list[poutyne.Callback] | None = None) -> dict[str, float]:
     """Test metrics in the engines' common keys (`test_loss`, `test_acc`, ...), over `steps` batches (None: all)."""
     logs = model.evaluate_generator(loader, steps=steps, return_dict_format=True, verbose=False, callbacks=callbacks)
-    return {k: float(v) for k, v in logs.items() if k.startswith("test_") and k != "test_time"}
+    return {k: float(v) for k, v in logs.items() if k.startswith("test_") and k not in ("test_time", f"test_{COUNT}")}
 
 
 def _limited(limit: int | None, loader: DataLoader) -> int | None:
