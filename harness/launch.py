@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness import runner
@@ -40,17 +40,18 @@ def command(spec_file: Path, settings_file: Path, run_id: str) -> list[str]:
 
 @contextmanager
 def _prepared(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None) -> Iterator[tuple[Path, Path, str, dict[str, str]]]:
-    """Dataset and weights made once here, the run id decided once here (every rank and node
-    writes under it), then (spec file, settings file, run id, child environment)."""
+    """Dataset and weights made once here, the run id decided once here and its attempt held here
+    while the children run (every rank and node writes under it), then (spec file, settings file,
+    run id, child environment)."""
     identity = runner.prepare(spec, settings)
     if identity.weights["kind"] == "hub":
         runner.obtain_model(spec, settings, num_classes=2)  # fills the hub cache before the ranks start; this head is thrown away
-    with tempfile.TemporaryDirectory(prefix="trainbench-launch-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="trainbench-launch-") as tmp, ExitStack() as claim:
         spec_file, settings_file = Path(tmp) / "spec.json", Path(tmp) / "settings.json"
         spec_file.write_text(spec.to_json())
         settings_file.write_text(settings.to_json())
         child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        yield spec_file, settings_file, run_id or identity.attempt_id(settings.results_dir), child_env
+        yield spec_file, settings_file, run_id or claim.enter_context(identity.claimed_attempt(settings.results_dir)), child_env
 
 
 def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:

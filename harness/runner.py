@@ -109,17 +109,25 @@ def peak_gpu_memory_gib(job: TrainingJob) -> float | None:
 
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult | None:
     """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None.
-A run whose loss diverged returns its record too, with status `diverged` (callers fail on it).
+    A run whose loss diverged returns its record too, with status `diverged` (callers fail on it).
 
-    Without `run_id`, the run writes under its identity's first attempt without a record, so an
-    earlier record of the same spec is never replaced.
+    Without `run_id`, the run claims its identity's first free attempt (`RunIdentity.claimed_attempt`)
+    and holds it to the end, so an earlier record of the same spec, or a run of it going on at the
+    same time, is never overwritten.
     """
     preflight.check_launcher(spec, run_id)
-    main_process = rank_zero_only.rank == 0
-    if main_process:
+    if rank_zero_only.rank == 0:
         print(progress.startup_line(spec, settings, detect()), flush=True)
     identity = prepare(spec, settings)
-    job = build_job(spec, settings, identity, run_id or identity.attempt_id(settings.results_dir))
+    if run_id is not None:
+        return _train(spec, settings, identity, run_id)
+    with identity.claimed_attempt(settings.results_dir) as claimed:
+        return _train(spec, settings, identity, claimed)
+
+
+def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str) -> RunResult | None:
+    main_process = rank_zero_only.rank == 0
+    job = build_job(spec, settings, identity, run_id)
     if main_process:
         print(progress.data_line(job, identity.weights), flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 import timm
@@ -18,7 +19,7 @@ from PIL import Image
 from harness import models, pretrain, runner
 from harness.preflight import PreflightError
 from harness.results.record import load_all
-from harness.settings import REPO_ROOT
+from harness.settings import REPO_ROOT, RunSettings
 from harness.spec import SpecError
 from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
 
@@ -43,6 +44,26 @@ def test_an_identical_run_is_a_new_attempt_beside_the_first(tiny_folder, setting
     assert second.run_id == f"{first.run_id}-attempt2" and second.fingerprint == first.fingerprint
     assert (settings.results_dir / first.run_id / "result.json").read_bytes() == before
     assert len(load_all(settings.results_dir)) == 2
+
+
+def test_two_runs_started_at_once_claim_two_attempts(tiny_folder, tmp_path):
+    """The same command twice, 0.5 s apart, into one results folder: both exited 0, both printed the
+    same result.json, one record survived, and both wrote into one checkpoint folder."""
+    args = [sys.executable, "-m", "harness", "run", "--model", TINY_MODEL, "--data", str(tiny_folder), "--weights", "random", "--epochs", "4",
+            "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "results"),
+            "--checkpoint-dir", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    runner.prepare(tiny_spec(), RunSettings(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", data_root=tiny_folder))  # the decode pass once, not raced
+    first = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.5)
+    second = subprocess.Popen(args, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outputs = [process.communicate(timeout=300)[0] for process in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    printed = [next(line for line in out.splitlines() if line.startswith("record: ")) for out in outputs]
+    assert len(set(printed)) == 2, printed
+    records = load_all(tmp_path / "results")
+    assert len(records) == 2 and len({r.run_id for r in records}) == 2 and len({r.fingerprint for r in records}) == 1
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted(r.run_id for r in records)
+    assert all(len(list((tmp_path / "ckpt" / r.run_id).glob("epoch_*.ckpt"))) == 4 for r in records)
 
 
 def test_same_folder_name_elsewhere_is_another_dataset_and_resume_never_crosses(tmp_path, settings, capfd):
