@@ -14,7 +14,7 @@ from harness import data
 from harness.catalog import FASTVIT
 from harness.data import decoded
 from harness.data.fingerprint import fingerprint
-from harness.data.imagefolder import scan
+from harness.data.imagefolder import load_rgb, scan
 from harness.data.photos import generate_kvasir
 from harness.data.transforms import eval_transform, needed_short_side
 from harness.spec import Split
@@ -123,3 +123,42 @@ def test_a_corrupt_file_is_named_while_building(tmp_path):
     with pytest.raises(data.DataError, match="broken.jpg"):
         _cache(folder, tiny_spec().recipe, tmp_path / "cache")
     assert not (tmp_path / "cache" / "decoded").exists() or not any((tmp_path / "cache" / "decoded").iterdir())
+
+
+def _cached_samples_match_their_files(folder, recipe, cache_dir) -> int:
+    """Every sample of every part, read from the decoded cache, equals a fresh decode of its file."""
+    identity = fingerprint(folder)
+    bundle = data.build(folder, recipe, STATS, data.decoded_images(folder, recipe, identity, cache_dir, processes=1))
+    short_side = needed_short_side(recipe)
+    for part in (bundle.train, bundle.val, bundle.test):
+        for i in range(len(part)):
+            path = part.index.samples[int(part.indices[i])][0]
+            assert np.array_equal(part.pixels(i), load_rgb(path, short_side)), f"cached pixels of {path} are another file's"
+    return identity.files
+
+
+def test_a_symlinked_class_folder_is_part_of_the_identity_and_the_cache_is_never_stale(tmp_path):
+    """The fingerprint skipped a linked class folder (data.files 100 for 150 trained), so after
+    images were added inside it the stale cache gave an IndexError, and after some were removed,
+    100 of 149 samples were fed another file's pixels."""
+    make_image_folder(tmp_path / "elsewhere", {"c": 50}, size=(36, 36))
+    folder = make_image_folder(tmp_path / "data", {"a": 50, "b": 50})
+    (folder / "c").symlink_to(tmp_path / "elsewhere" / "c", target_is_directory=True)
+    recipe, cache_dir = tiny_spec().recipe, tmp_path / "cache"
+    assert len(scan(folder).samples) == 150
+    assert _cached_samples_match_their_files(folder, recipe, cache_dir) == 150
+    for i in range(10):  # added through the link
+        Image.new("RGB", (36, 36), (i * 20, 0, 255)).save(tmp_path / "elsewhere" / "c" / f"new{i}.png")
+    assert _cached_samples_match_their_files(folder, recipe, cache_dir) == 160
+    for path in sorted((tmp_path / "elsewhere" / "c").iterdir())[:11]:
+        path.unlink()
+    assert _cached_samples_match_their_files(folder, recipe, cache_dir) == 149
+
+
+def test_a_link_loop_is_refused_in_one_line(tmp_path):
+    folder = make_image_folder(tmp_path / "data", {"a": 4, "b": 4})
+    (folder / "a" / "again").symlink_to(folder, target_is_directory=True)
+    for survey in (scan, fingerprint):
+        with pytest.raises(data.DataError, match=r"a/again is a link to .*data, a folder it lies in: a link loop") as refused:
+            survey(folder)
+        assert "\n" not in str(refused.value)

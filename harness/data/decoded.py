@@ -6,13 +6,16 @@ at the recipe's `needed_short_side` (`imagefolder.load_rgb`: JPEG draft mode, th
 scaled up, so nothing the transforms use is lost; the uncached path reads files the same way, so
 both give the same pixels), and appends its pixels to `pixels.u8`; `index.npy` holds each image's
 offset, height and width. Every loader worker and every DDP rank maps the same file read-only, so
-the page cache holds one copy. The folder is keyed by the data's content fingerprint and the stored
-size, built under a temporary name and renamed into place, so a changed dataset, or a recipe that
-needs more pixels, gets a cache of its own and a crash leaves no half-built one.
+the page cache holds one copy. The folder is keyed by the data's content fingerprint, a digest of
+the scan it was built from (every sample's path and label, in order: the index maps sample numbers
+to pixels, so it is never used for another scan) and the stored size; it is built under a temporary
+name and renamed into place, so a changed dataset, or a recipe that needs more pixels, gets a cache
+of its own and a crash leaves no half-built one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
@@ -57,13 +60,19 @@ class DecodedImages:
         return json.loads((self.folder / META_FILE).read_text())
 
 
-def cache_folder(cache_dir: Path, identity: DataIdentity, short_side: int) -> Path:
-    return Path(cache_dir) / "decoded" / f"{identity.fingerprint}-short{short_side}"
+def scan_digest(index: ImageIndex) -> str:
+    """8 hex digits of the scan's samples (path relative to the root, label), in order."""
+    listed = "\n".join(f"{Path(path).relative_to(index.root).as_posix()}\0{label}" for path, label in index.samples)
+    return hashlib.sha256(listed.encode()).hexdigest()[:8]
+
+
+def cache_folder(cache_dir: Path, identity: DataIdentity, index: ImageIndex, short_side: int) -> Path:
+    return Path(cache_dir) / "decoded" / f"{identity.fingerprint}-{scan_digest(index)}-short{short_side}"
 
 
 def ensure(index: ImageIndex, identity: DataIdentity, short_side: int, cache_dir: Path, processes: int) -> DecodedImages:
     """The cache of `index` at `short_side`, built now (with `processes` processes) if missing."""
-    folder = cache_folder(cache_dir, identity, short_side)
+    folder = cache_folder(cache_dir, identity, index, short_side)
     if not (folder / INDEX_FILE).is_file():
         _build(index, identity, short_side, folder, processes)
     return DecodedImages(folder, short_side)

@@ -1,9 +1,11 @@
-"""ImageFolder scanning (torchvision's own), validation with clear errors, decoding, and the Dataset.
+"""ImageFolder scanning, validation with clear errors, decoding, and the Dataset.
 
 Bad input fails early with a message that names the problem and the fix: a missing folder, a file
 given for a folder, no class folders, an empty class, a single class, a file that is not an image,
-an image over PIL's decompression-bomb limit. Hidden entries (`.ipynb_checkpoints/`, `.DS_Store`,
-`._*` AppleDouble files) are never classes or samples.
+an image over PIL's decompression-bomb limit, a link loop. Hidden entries (`.ipynb_checkpoints/`,
+`.DS_Store`, `._*` AppleDouble files) are never classes or samples. Links to folders and files are
+followed (as torchvision's ImageFolder does); `walk` is the one traversal, used by the scan and by
+the content fingerprint alike, so the data's identity covers exactly what the loader reads.
 
 Decoding: EXIF orientation is applied (as cv2.imread and image viewers do, so a photo taken on its
 side trains the way it looks); 16-bit images are scaled to 8 bits (65535 -> 255), not clipped;
@@ -15,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +26,6 @@ import albumentations as A
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import make_dataset
 
 from harness.data.transforms import seed_pipeline
 
@@ -66,6 +67,19 @@ def is_image_file(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS) and not is_hidden(Path(path).name)
 
 
+def walk(folder: Path, _ancestors: frozenset[Path] = frozenset()) -> Iterator[tuple[Path, list[str]]]:
+    """`folder` and every folder under it, each with its file names (both in name order; hidden
+    folders left out), following links; a link back to a folder it lies in is a DataError."""
+    real = folder.resolve()
+    if real in _ancestors:
+        raise DataError(f"{folder} is a link to {real}, a folder it lies in: a link loop, which would be read for ever; remove or replace the link")
+    entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    yield folder, [e.name for e in entries if e.is_file()]  # is_file and is_dir follow links
+    for entry in entries:
+        if entry.is_dir() and not is_hidden(entry.name):
+            yield from walk(Path(entry.path), _ancestors | {real})
+
+
 def scan(root: str | Path) -> ImageIndex:
     """Index an ImageFolder (one sub-folder per class) and validate its layout (pixels: see verify)."""
     root = Path(root)
@@ -78,11 +92,8 @@ def scan(root: str | Path) -> ImageIndex:
         raise DataError(f"{root} has no class sub-folders; an ImageFolder needs one sub-folder of images per class")
     if len(classes) < 2:
         raise DataError(f"{root} has only one class ({classes[0]}); classification needs at least 2 class folders")
-    class_to_idx = {c: i for i, c in enumerate(classes)}
-    per_class = {c: [] for c in classes}
-    for path, label in make_dataset(str(root), class_to_idx, is_valid_file=is_image_file, allow_empty=True):
-        if not any(is_hidden(part) for part in Path(path).relative_to(root).parts):
-            per_class[classes[label]].append((path, label))
+    above = frozenset({root.resolve()})  # a link inside a class folder back to the root is a loop too
+    per_class = {c: [(str(folder / name), label) for folder, names in walk(root / c, above) for name in names if is_image_file(name)] for label, c in enumerate(classes)}
     empty = [c for c, items in per_class.items() if not items]
     if empty:
         raise DataError(
