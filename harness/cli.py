@@ -254,7 +254,8 @@ def cmd_eda(args: argparse.Namespace) -> int:
     survey = eda.run(args.data_dir, args.out, recipe_spec(args, weights="random").recipe, name, sample=args.sample, draws=args.draws)
     if survey.augmentations is not None:
         print(f"train augmentations of {name}, {survey.augmentations.draws} draws through the dataset's seeding:\n{survey.augmentations.markdown()}\n")
-    print(f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)} corrupt; "
+    copies = survey.duplicates or {"files": 0}
+    print(f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)} corrupt, {copies['files']} duplicates; "
           f"headers {survey.seconds_headers:.2f}s, pixels {survey.seconds_pixels:.2f}s, augmentations {survey.seconds_augmentations:.2f}s; report: {args.out / 'report.md'}")  # fmt: skip
     return 0
 

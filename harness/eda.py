@@ -5,8 +5,9 @@ files take seconds); per-channel mean, std and intensity histograms over a decod
 of samples per class; a preview of each train augmentation of a recipe on one image; and that
 recipe's train pipeline measured through the dataset's own seeding (`augmentation_stats`): each
 transform's apply rate next to its `p`, and the share of samples left un-augmented next to the
-expected share. A corrupt file is listed in the report, not a crash. Output: `report.md` with PNG
-figures beside it.
+expected share; byte-identical images (within a class, across classes, across the recipe's split
+parts). A corrupt file is listed in the report, not a crash. Output: `report.md` with PNG figures
+beside it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import matplotlib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from harness.data import duplicates
 from harness.data.augmentation_stats import ApplyStatistics, apply_statistics
-from harness.data.imagefolder import ImageClassificationDataset, ImageIndex, scan
+from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
+from harness.data.split import stratified_split
 from harness.data.transforms import augmentation, needed_short_side, seed_pipeline, train_transform
 from harness.spec import Recipe
 
@@ -47,6 +50,7 @@ class Survey:
     seconds_pixels: float = 0.0
     augmentations: ApplyStatistics | None = None  # the recipe's train pipeline, measured (None: no readable image, or no augmentation)
     seconds_augmentations: float = 0.0
+    duplicates: dict | None = None  # duplicates.summary, with "listed": every group by path
 
 
 def survey_headers(index: ImageIndex, survey: Survey) -> list[str]:
@@ -160,10 +164,38 @@ def markdown(root: Path, survey: Survey, recipe_name: str) -> str:
     lines += ["", f"## Train augmentations of the `{recipe_name}` recipe", "", "![augmentations](augmentations.png)"]
     if survey.augmentations is not None:
         lines += ["", f"Measured over {survey.augmentations.draws} draws through the dataset's own per-sample seeding:", "", survey.augmentations.markdown()]
+    if survey.duplicates is not None:
+        found = survey.duplicates
+        lines += ["", "## Duplicate images (byte-identical)", ""]
+        if found["groups"]:
+            parts = f"; {found['across_parts']} across the split's parts ({found['with_a_copy_in_test']} with a copy in test)" if "across_parts" in found else ""
+            lines += [f"{found['files']} files in {found['groups']} groups: {found['within_one_class']} within one class, {found['across_classes']} across classes{parts}.", ""]
+            lines += [f"- {', '.join(group)}" for group in found["listed"]]
+        else:
+            lines.append("none")
     lines += ["", "## Corrupt or unreadable files", ""]
     lines += [f"- {p}: {e}" for p, e in survey.corrupt] or ["none"]
     lines += ["", f"Headers read in {survey.seconds_headers:.2f}s; pixel statistics in {survey.seconds_pixels:.2f}s; augmentations measured in {survey.seconds_augmentations:.2f}s."]
     return "\n".join(lines) + "\n"
+
+
+LISTED = 50  # duplicate groups written out in the report
+
+
+def find_duplicates(index: ImageIndex, readable: set[str], recipe: Recipe) -> dict:
+    """Byte-identical readable images: counts within and across classes, and across the parts of
+    the recipe's split when the dataset can be split by it."""
+    positions = [i for i, (path, _) in enumerate(index.samples) if path in readable]
+    found = [[positions[k] for k in g] for g in duplicates.groups([duplicates.content_hash(index.samples[i][0]) for i in positions])]
+    try:
+        split = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
+        parts = {"train": split.train, "val": split.val, "test": split.test}
+    except DataError:  # the split refuses this dataset; the counts without parts still hold
+        parts = None
+    paths = [path for path, _ in index.samples]
+    counts = duplicates.summary(found, index.labels, paths, parts)
+    counts["listed"] = [[f"{paths[i]} ({index.classes[index.labels[i]]})" for i in g] for g in found[:LISTED]]
+    return counts
 
 
 def measure_augmentations(index: ImageIndex, readable: set[str], recipe: Recipe, draws: int) -> ApplyStatistics | None:
@@ -190,5 +222,6 @@ def run(data_dir: Path, out: Path, recipe: Recipe, recipe_name: str, sample: int
     start = time.perf_counter()
     survey.augmentations = measure_augmentations(index, good, recipe, draws)
     survey.seconds_augmentations = time.perf_counter() - start
+    survey.duplicates = find_duplicates(index, good, recipe)
     (out / "report.md").write_text(markdown(Path(data_dir), survey, recipe_name))
     return survey

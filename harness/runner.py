@@ -17,6 +17,7 @@ from torch import nn
 
 from harness import data, engines, models, preflight, pretrain
 from harness.artifacts import RunArtifacts
+from harness.data.duplicates import describe as describe_duplicates
 from harness.engines import TrainingJob, progress
 from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
@@ -83,12 +84,14 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
     return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, data.workers_for(spec, settings))
 
 
-def provenance(job: TrainingJob, identity: RunIdentity) -> dict[str, Any]:
-    """What produced a record, beyond its spec: data, weights, batch per process and device, target."""
+def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None) -> dict[str, Any]:
+    """What produced a record, beyond its spec: data (with its byte-identical images), weights,
+    batch per process and device, target."""
     spec, bundle = job.spec, job.data
     return {
         "fingerprint": identity.fingerprint,
-        "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {**{p: len(getattr(bundle, p)) for p in ("train", "val", "test")}, "unused": bundle.unused}},
+        "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {**{p: len(getattr(bundle, p)) for p in ("train", "val", "test")}, "unused": bundle.unused},
+                 "duplicates": duplicates},
         "weights": identity.weights,
         "loader": {
             "workers": job.workers,
@@ -128,8 +131,11 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
 def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str) -> RunResult | None:
     main_process = rank_zero_only.rank == 0
     job = build_job(spec, settings, identity, run_id)
+    copies = data.duplicate_summary(job.data, identity.data, settings.cache_dir)
     if main_process:
         print(progress.data_line(job, identity.weights), flush=True)
+        if copies is not None:
+            print(f"[trainbench] duplicates: {describe_duplicates(copies)}", flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     if job.hardware.gpus:
@@ -157,7 +163,7 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
         started_at=started_at,
         extra=extra,
         status="ok" if output.diverged is None else "diverged",
-        **provenance(job, identity),
+        **provenance(job, identity, copies),
     )
     try:
         record.save(job.run_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from harness.data import decoded, kvasir, synthetic
+from harness.data import decoded, duplicates, kvasir, synthetic
 from harness.data.decoded import DecodedImages
 from harness.data.fingerprint import DataIdentity, fingerprint
 from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
@@ -21,7 +21,7 @@ from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
 
 __all__ = [
-    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for", "prep_processes",
+    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "duplicate_summary", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for", "prep_processes",
 ]  # fmt: skip
 
 
@@ -69,12 +69,25 @@ def num_classes(name: str) -> int | None:
 
 def check(folder: Path, recipe: Recipe, cache_dir: Path) -> DataIdentity:
     """Before any training: the layout, the split and every image's pixels are usable; returns the
-    data's identity. The decode pass is remembered per content fingerprint (see verify)."""
+    data's identity. The decode pass (which also finds byte-identical images) is remembered per
+    content fingerprint (see verify)."""
     identity = fingerprint(folder)
     index = scan(folder)
     stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
     verify_decodes(index, identity, cache_dir)
     return identity
+
+
+def duplicate_summary(bundle: DataBundle, identity: DataIdentity, cache_dir: Path) -> dict | None:
+    """The byte-identical images of the bundle's dataset, counted within and across classes and
+    split parts (`duplicates.summary`); None when there are none. The groups come from the decode
+    pass's marker (`check` runs first)."""
+    index = bundle.train.index
+    found = verify_decodes(index, identity, cache_dir)
+    if not found:
+        return None
+    parts = {"train": bundle.train.indices, "val": bundle.val.indices, "test": bundle.test.indices}
+    return duplicates.summary(found, index.labels, [path for path, _ in index.samples], parts)
 
 
 def decoded_images(folder: Path, recipe: Recipe, identity: DataIdentity, cache_dir: Path, processes: int) -> DecodedImages:
