@@ -228,15 +228,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.results.compare import GateError, compare_paths, parse_tolerances
+    from harness.results.compare import GateError, compare_paths, parse_metrics, parse_tolerances
 
     try:
-        result = compare_paths(args.baseline, args.current, parse_tolerances(args.tolerance))
+        result = compare_paths(args.baseline, args.current, parse_tolerances(args.tolerance), parse_metrics(args.metrics))
     except (GateError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.render())
-    return 0 if result.passed else 1
+    return 1 if result.regressions else 2 if result.undecided else 0
 
 
 def cmd_nightly(args: argparse.Namespace) -> int:
@@ -274,10 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the comparison tables again, from the result records alone")
     p.add_argument("results_dir", type=Path, help="a results folder (records in */result.json)")
     p.add_argument("--out", type=Path, help="where to write summary.md/.csv and report.html (default: RESULTS_DIR)")
-    p = sub.add_parser("compare", help="regression gate: exit 0, or 1 with a table of what regressed")
+    p = sub.add_parser("compare", help="regression gate: exit 0, 1 with a table of what regressed, 2 when it cannot decide (a gated metric missing on one side)")
     p.add_argument("baseline", type=Path, help="results folder or pytest-benchmark JSON")
     p.add_argument("current", type=Path, help="results folder or pytest-benchmark JSON")
     p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="e.g. acc=0.02 (absolute), loss=0.1 or images_per_s=0.1 (relative); repeatable")
+    p.add_argument("--metrics", metavar="NAMES", help="gate only these metrics, e.g. images_per_s or acc,loss (default: every gated metric: a metric one side lacks makes the gate undecided, exit 2)")
     p = sub.add_parser("nightly", help="the matrix as Ray tasks over this machine's or a cluster's GPUs (smoke profile on CPUs), reports with trends, regression gate")
     p.add_argument("--out", type=Path, help="this night's folder (default results/nightly/DATE); its siblings are the nights the trend shows")
     p.add_argument("--baseline", type=Path, help="a night's folder, results folder or pytest-benchmark JSON to compare against")

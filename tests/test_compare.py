@@ -154,3 +154,58 @@ def test_the_decode_cache_and_workers_are_part_of_a_runs_context():
     uncached.loader = {"workers": 0, "decode_cache": None}
     assert (run_of(cached).context["decode_cache"], run_of(uncached).context["decode_cache"]) == ("shorter side 64", "off")
     assert (run_of(cached).context["workers"], run_of(uncached).context["workers"]) == ("2", "0")
+
+
+BENCHMARK_TEST = '''
+def test_case(benchmark):
+    benchmark.extra_info.update(spec_id="CASE", recipe="1a2b3c4d", test_acc=0.92, test_loss=0.26, test_f1=0.91, steady_images_per_s=1000.0)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+'''
+
+
+@pytest.fixture(scope="module")
+def written_by_pytest_benchmark(tmp_path_factory):
+    """A --benchmark-json file as the installed pytest-benchmark writes it, with trainbench's extra_info."""
+    folder = tmp_path_factory.mktemp("pb")
+    (folder / "test_it.py").write_text(BENCHMARK_TEST.replace("CASE", CASE))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(folder), str(folder / "test_it.py"),
+                           f"--benchmark-json={folder / 'out.json'}"], cwd=folder, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((folder / "out.json").read_text())
+
+
+def _altered(path, written, **changes):
+    data = json.loads(json.dumps(written))
+    info = data["benchmarks"][0]["extra_info"]
+    for key, value in changes.items():
+        if value is ...:
+            info.pop(key)
+        else:
+            info[key] = value
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_the_gate_never_passes_on_less_than_it_was_asked_to_compare(written_by_pytest_benchmark, tmp_path):
+    """Another version's field names compared images/s only and printed PASS against an accuracy of
+    0.5; a null metric was a TypeError traceback."""
+    base = _altered(tmp_path / "base.json", written_by_pytest_benchmark)
+    assert _compare(base, base).returncode == 0
+    renamed = _altered(tmp_path / "renamed.json", written_by_pytest_benchmark, test_acc=..., test_loss=..., test_f1=..., accuracy=0.5, cross_entropy=2.0)
+    done = _compare(base, renamed)
+    assert done.returncode == 2 and "PASS" not in done.stdout, done.stdout
+    for metric in ("test_acc", "test_loss", "test_f1"):
+        assert f"{CASE}@1a2b3c4d {metric} (missing in current {renamed})" in done.stdout
+    assert "UNDECIDED: 3 gated metric(s) missing on one side" in done.stdout
+    assert _compare(base, renamed, "--metrics", "images_per_s").returncode == 0  # narrowed on purpose: speed alone
+    short = _altered(tmp_path / "short.json", written_by_pytest_benchmark, test_acc=..., acc=0.5)  # the short names are read
+    done = _compare(base, short)
+    assert done.returncode == 1 and "| test_acc | 0.9200 | 0.5000 |" in done.stdout
+    null = _altered(tmp_path / "null.json", written_by_pytest_benchmark, test_loss=None)
+    done = _compare(base, null)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "non-finite value" in done.stdout
+    foreign = _altered(tmp_path / "foreign.json", written_by_pytest_benchmark, spec_id=..., recipe=...)
+    done = _compare(base, foreign)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert f"{foreign} holds 1 pytest-benchmark result(s) (version {written_by_pytest_benchmark['version']}) without trainbench's fields" in done.stderr
+    assert _compare(base, renamed, "--metrics", "colour").returncode == 2

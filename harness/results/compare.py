@@ -14,7 +14,12 @@ cases are reported, never crashed on.
 The gate never passes on nothing: an empty or unreadable side, a file of the wrong kind, or no
 case (or metric) in common is a `GateError` that says what each side held. Nor on what is not a
 number: a run that diverged counts as nan in every gated metric, a metric that is null or nan on
-either side is a regression of that metric ("non-finite"), never `ok`.
+either side is a regression of that metric ("non-finite"), never `ok`. Nor on less than it was
+asked to compare: a gated metric that one side has for a case and the other lacks is named, and
+the comparison is undecided (exit 2) unless the metrics were narrowed explicitly (`--metrics`).
+pytest-benchmark JSON is read by the fields trainbench writes into `extra_info` (`spec_id`,
+`recipe`, `status`, the test metrics and `steady_images_per_s`, or their short names: acc, f1,
+top3, top5, loss, images_per_s); a file with none of them is refused in one line.
 """
 
 from __future__ import annotations
@@ -92,6 +97,17 @@ class GateError(ValueError):
     """The gate cannot decide: a side is empty, unreadable or of the wrong kind, or nothing is in common."""
 
 
+def parse_metrics(text: str | None) -> list[str] | None:
+    """`--metrics acc,images_per_s`: the gated metrics, by their names or short names (None: all)."""
+    if text is None:
+        return None
+    names = [ALIASES.get(name.strip(), name.strip()) for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DEFAULT_TOLERANCES]
+    if unknown or not names:
+        raise ValueError(f"--metrics {text!r}: {', '.join(unknown) or 'no name'} is not a gated metric; give a comma-separated list of {', '.join(sorted(ALIASES))}")
+    return names
+
+
 def parse_tolerances(items: list[str] | None) -> dict[str, Tolerance]:
     """`["acc=0.02", "images_per_s=0.1"]` over the defaults; the kind (absolute/relative) is the metric's."""
     tolerances = dict(DEFAULT_TOLERANCES)
@@ -120,16 +136,21 @@ def _from_benchmark_json(path: Path) -> Observations:
         raise GateError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list); give a results folder or --benchmark-json output")
     out: Observations = defaultdict(list)
     for bench in data["benchmarks"]:
-        info = bench.get("extra_info", {})
+        info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
         case = info.get("spec_id")
         if case and info.get("recipe"):
             case = f"{case}@{info['recipe']}"
         if case:
             context = info.get("context") if isinstance(info.get("context"), dict) else {}
-            metrics = {k: _number(v) for k, v in info.items() if k in DEFAULT_TOLERANCES}
+            metrics = {ALIASES.get(k, k): _number(v) for k, v in info.items() if ALIASES.get(k, k) in DEFAULT_TOLERANCES}
             if info.get("status", "ok") != "ok":
                 metrics.update({k: NOT_A_NUMBER for k in DEFAULT_TOLERANCES if k not in metrics})
             out[case].append(Run(metrics, context))
+    if data["benchmarks"] and not out:
+        raise GateError(
+            f"{path} holds {len(data['benchmarks'])} pytest-benchmark result(s) (version {data.get('version', 'not given')}) without trainbench's fields "
+            "(extra_info.spec_id and the test metrics): another tool's or another suite's output; give the --benchmark-json of a trainbench session or a results folder"
+        )
     return dict(out)
 
 
@@ -181,14 +202,20 @@ class Comparison:
     missing: list[str]
     new: list[str]
     runs_per_case: tuple[str, str]  # baseline, current: "1" or "1-3"
+    uncompared: list[str] = field(default_factory=list)  # "case metric (missing in current)": gated, on one side only
 
     @property
     def regressions(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.regressed]
 
     @property
+    def undecided(self) -> bool:
+        """A gated metric could not be compared on some case: neither a pass nor a regression."""
+        return bool(self.uncompared)
+
+    @property
     def passed(self) -> bool:
-        return not self.regressions
+        return not self.regressions and not self.undecided
 
     def table(self) -> Table:
         rows = tuple(
@@ -212,8 +239,15 @@ class Comparison:
             self.table().markdown(),
             "Missing from current (in baseline only): " + (", ".join(self.missing) or "none"),
             "New in current (no baseline): " + (", ".join(self.new) or "none"),
-            "PASS: no regression" if self.passed else f"FAIL: {len(self.regressions)} regression(s): " + ", ".join(f"{v.case} {v.metric}" for v in self.regressions),
         ]
+        if self.uncompared:
+            lines.append("Not compared, a gated metric on one side only: " + ", ".join(self.uncompared))
+        if self.regressions:
+            lines.append(f"FAIL: {len(self.regressions)} regression(s): " + ", ".join(f"{v.case} {v.metric}" for v in self.regressions))
+        elif self.undecided:
+            lines.append(f"UNDECIDED: {len(self.uncompared)} gated metric(s) missing on one side; fix the side that lacks them, or gate fewer metrics with --metrics")
+        else:
+            lines.append("PASS: no regression")
         return "\n".join(lines)
 
 
@@ -265,9 +299,14 @@ def compare(
     current: Mapping[str, list[Run]],
     tolerances: Mapping[str, Tolerance] | None = None,
     labels: tuple[str, str] = ("baseline", "current"),
+    metrics: Sequence[str] | None = None,
 ) -> Comparison:
-    """Verdicts per common case and metric; a GateError when there is nothing to decide on."""
+    """Verdicts per common case and metric (only `metrics` when given: the gate narrowed on
+    purpose); a GateError when there is nothing to decide on."""
     tolerances = tolerances or DEFAULT_TOLERANCES
+    if metrics is not None:
+        tolerances = {m: tolerances[m] for m in metrics}
+    uncompared = []
     sides = f"{labels[0]}: {describe(baseline)}; {labels[1]}: {describe(current)}"
     common = set(baseline) & set(current)
     if not baseline or not current or not common:
@@ -279,6 +318,8 @@ def compare(
             base_values = [run.metrics[metric] for run in baseline[case] if metric in run.metrics]
             cur_values = [run.metrics[metric] for run in current[case] if metric in run.metrics]
             if not base_values or not cur_values:
+                if base_values or cur_values:  # one side has it: the other lacks what the gate must compare
+                    uncompared.append(f"{case} {metric} (missing in {labels[1] if base_values else labels[0]})")
                 continue
             runs = (len(base_values), len(cur_values))
             if not all(math.isfinite(v) for v in (*base_values, *cur_values)):
@@ -291,7 +332,7 @@ def compare(
     if not verdicts:
         raise GateError(f"nothing to compare, no metric in common for the common cases: {sides}")
     runs = (_runs_per_case(baseline, common), _runs_per_case(current, common))
-    return Comparison(verdicts, sorted(set(baseline) - set(current)), sorted(set(current) - set(baseline)), runs)
+    return Comparison(verdicts, sorted(set(baseline) - set(current)), sorted(set(current) - set(baseline)), runs, uncompared)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -300,5 +341,5 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.fmean(finite) if finite else NOT_A_NUMBER
 
 
-def compare_paths(baseline: Path, current: Path, tolerances: Mapping[str, Tolerance] | None = None) -> Comparison:
-    return compare(observations(baseline), observations(current), tolerances, labels=(f"baseline {baseline}", f"current {current}"))
+def compare_paths(baseline: Path, current: Path, tolerances: Mapping[str, Tolerance] | None = None, metrics: Sequence[str] | None = None) -> Comparison:
+    return compare(observations(baseline), observations(current), tolerances, labels=(f"baseline {baseline}", f"current {current}"), metrics=metrics)
