@@ -43,7 +43,7 @@ def _prepared(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None) ->
     """Dataset and weights made once here, the run id decided once here and its attempt held here
     while the children run (every rank and node writes under it), then (spec file, settings file,
     run id, child environment)."""
-    identity = runner.prepare(spec, settings)
+    identity = runner.prepare(spec, settings, run_id)
     if identity.weights["kind"] == "hub":
         runner.obtain_model(spec, settings, num_classes=2)  # fills the hub cache before the ranks start; this head is thrown away
     with tempfile.TemporaryDirectory(prefix="trainbench-launch-") as tmp, ExitStack() as claim:

@@ -16,7 +16,7 @@ from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
 from harness import data, engines, models, preflight, pretrain
-from harness.artifacts import RunArtifacts
+from harness.artifacts import RunArtifacts, resume
 from harness.data.duplicates import describe as describe_duplicates
 from harness.engines import TrainingJob, progress
 from harness.hardware import detect, skip_reason
@@ -49,22 +49,34 @@ def obtain_model(spec: BenchmarkSpec, settings: RunSettings, num_classes: int) -
     return models.create(spec.model, num_classes, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full", head_init_std=spec.recipe.head_init_std)
 
 
-def prepare(spec: BenchmarkSpec, settings: RunSettings) -> RunIdentity:
+def prepare(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunIdentity:
     """Checks, then everything that must exist before training (dataset files, weights), and the
     run's identity. The harness's launcher calls this in the parent before it starts the ranks, so
     they find everything made (and the decode pass remembered); each rank's own call is then cheap.
+    Under --resume, a checkpoint of another run of the case is explained before the decode pass.
     """
     preflight.check(spec, settings)
     stand_in = spec.weights == "pretrained" and spec.profile == "smoke"  # generated below when missing
     weights = None if stand_in else models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")  # before the data pass: an unreachable hub fails in seconds
     folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
-    data_identity = data.check(folder, spec.recipe, settings.cache_dir)
+    content = data.fingerprint(folder)
+    if settings.resume:
+        check_resume(spec, settings, content, weights, run_id)
+    data_identity = data.check(folder, spec.recipe, settings.cache_dir, content)
     if settings.decode_cache:  # built here, once, before a launcher starts the ranks that share it
         data.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, data.prep_processes(spec, settings))
     if stand_in:
         ensure_weights(spec, settings)
         weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False)
     return RunIdentity.of(spec, data_identity, weights)
+
+
+def check_resume(spec: BenchmarkSpec, settings: RunSettings, content: data.DataIdentity, weights: dict[str, str] | None, run_id: str | None) -> None:
+    """`resume.check` with this run's identity; a stand-in not generated yet has no checkpoint to continue."""
+    if weights is None and models.find_weight_file(spec.model, settings.resolved_weights_dir) is None:
+        return
+    identity = RunIdentity.of(spec, content, weights or models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False))
+    resume.check(spec, settings, run_id or identity.run_id, identity.fingerprint, content.as_dict(), given=run_id is not None)
 
 
 def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str | None = None) -> TrainingJob:
@@ -78,7 +90,7 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
     bundle = data.for_spec(spec, settings, models.data_stats(spec.model), identity.data)
     model = obtain_model(spec, settings, bundle.num_classes)
     preflight.check_batchnorm(model, spec)
-    artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint)
+    artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint, identity.data.as_dict())
     if artifacts.store is not None:
         preflight.check_disk(model, spec, artifacts.store.folders)
     return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, data.workers_for(spec, settings))
@@ -121,7 +133,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     preflight.check_launcher(spec, run_id)
     if rank_zero_only.rank == 0:
         print(progress.startup_line(spec, settings, detect()), flush=True)
-    identity = prepare(spec, settings)
+    identity = prepare(spec, settings, run_id)
     if run_id is not None:
         return _train(spec, settings, identity, run_id)
     with identity.claimed_attempt(settings.results_dir) as claimed:

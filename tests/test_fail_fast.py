@@ -455,3 +455,23 @@ def test_the_weights_fit_check_leaves_the_runs_randomness_alone(tmp_path):
     torch.manual_seed(0)
     plain = timm.create_model(TINY_MODEL, pretrained=True, num_classes=5, pretrained_cfg_overlay=dict(file=str(path), num_classes=3))
     assert torch.equal(ours.classifier.weight, plain.classifier.weight)
+
+
+def test_resume_after_a_change_names_what_differs_before_the_decode_pass(tmp_path, capsys):
+    """--resume after changing --lr or adding a class folder started from epoch 1 under a new run id,
+    the old checkpoints unmentioned; with --run-id it said "written by another run (fingerprint ...)"."""
+    folder = make_image_folder(tmp_path / "d", {"a": 12, "b": 12, "c": 12})
+    ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt")]
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2", "--run-id", "mine"))
+    assert code == 0, err
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2"))  # the same case under its own run id
+    assert code == 0, err
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2", "--lr", "3e-3", "--resume"))
+    assert_one_line_refusal(code, out, err, "(epoch 2) was trained with other settings: lr 0.0006 (now 0.003)", "resume it with the values it was trained with, or drop --resume")
+    make_image_folder(tmp_path / "more", {"g": 6})
+    (tmp_path / "more" / "g").rename(folder / "g")
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2", "--resume"))
+    assert_one_line_refusal(code, out, err, "data 36 image files (now 42); classes added: g")
+    assert "decoding" not in out  # refused before the new data's decode pass
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2", "--resume", "--run-id", "mine", "--lr", "3e-3"))
+    assert_one_line_refusal(code, out, err, f"--resume: {tmp_path / 'ckpt' / 'mine'}", "lr 0.0006 (now 0.003); data 36 image files (now 42); classes added: g")

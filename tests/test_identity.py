@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from PIL import Image
 
 from harness import models, pretrain, runner
+from harness.artifacts import ResumeError
 from harness.preflight import PreflightError
 from harness.results.record import load_all
 from harness.settings import REPO_ROOT, RunSettings
@@ -71,9 +72,10 @@ def test_same_folder_name_elsewhere_is_another_dataset_and_resume_never_crosses(
     b = make_image_folder(tmp_path / "b" / "tiny", {k: 6 for k in "abcd"}, size=(44, 44))
     ckpt = (tmp_path / "ckpt",)
     first = runner.run(tiny_spec(), settings.replace(data_root=a, checkpoint_dirs=ckpt))
-    other = runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt, resume=True))
+    with pytest.raises(ResumeError, match=rf"was trained with other settings: data folder {a.resolve()} \(now {b.resolve()}\); the images' content \(same file count\)"):
+        runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt, resume=True))
+    other = runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt))  # started fresh, as the refusal says
     assert other.run_id != first.run_id and other.data["path"] == str(b.resolve())
-    assert f"no checkpoint of {other.run_id} found" in capfd.readouterr().out
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted([first.run_id, other.run_id])
     assert {r.run_id for r in load_all(settings.results_dir)} == {first.run_id, other.run_id}
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness.artifacts import resume
 from harness.artifacts.checkpoints import HARNESS_KEY, LAST, CheckpointError, CheckpointStore, ResumeError, load, rng_state
 from harness.artifacts.gcs import BucketUploader
 from harness.artifacts.tracking import WandbTracker
@@ -24,17 +25,19 @@ __all__ = ["HARNESS_KEY", "ResumeError", "RunArtifacts", "harness_state", "load"
 
 
 def harness_state(artifacts: RunArtifacts, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
-    """The engine-neutral part of every checkpoint, with the identity of the run that wrote it."""
+    """The engine-neutral part of every checkpoint, with the identity of the run that wrote it (its
+    spec, fingerprint and data: file count, classes), so a refused resume can say what differs."""
     spec = artifacts.spec
     return {
         "format": 2, "engine": spec.engine, "epoch": epoch, "spec": spec.to_dict(), "fingerprint": artifacts.fingerprint,
-        "history": [dict(r) for r in history], "rng": rng_state(),
+        "data": artifacts.data, "history": [dict(r) for r in history], "rng": rng_state(),
     }  # fmt: skip
 
 
 class RunArtifacts:
-    def __init__(self, spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str) -> None:
+    def __init__(self, spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None = None) -> None:
         self.spec, self.settings, self.run_id, self.fingerprint = spec, settings, run_id, fingerprint
+        self.data = data  # the data's identity (DataIdentity.as_dict), kept in every checkpoint
         self.bucket = BucketUploader(settings.gcs_bucket, settings.gcs_retry_s) if settings.gcs_bucket else None
         folders = list(settings.checkpoint_dirs)
         if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
@@ -59,10 +62,7 @@ class RunArtifacts:
             return None
         saved = load(path)[HARNESS_KEY]
         if saved.get("fingerprint") != self.fingerprint:
-            raise ResumeError(
-                f"{path} was written by another run (fingerprint {saved.get('fingerprint')}, this run {self.fingerprint}: "
-                "a different recipe, dataset or weights); remove it or drop --resume"
-            )
+            raise ResumeError(resume.refusal(path, saved, self.spec, self.data))
         print(f"[trainbench] resuming {self.run_id} from {path} (epoch {saved['epoch']})", flush=True)
         local = any(path.is_relative_to(folder) for folder in self.store.folders)
         source = str(path) if local or self.bucket is None else f"gs://{self.bucket.bucket_name}/{self.bucket.object_name(f'{self.run_id}/{LAST}')}"

@@ -21,7 +21,7 @@ from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
 
 __all__ = [
-    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "duplicate_summary", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for", "prep_processes",
+    "DataBundle", "DataError", "DataIdentity", "DecodedImages", "DeviceNormalize", "EpochSampler", "build", "decoded_images", "check", "duplicate_summary", "fingerprint", "for_spec", "loader", "locate", "num_classes", "train_sampler", "workers_for", "prep_processes",
 ]  # fmt: skip
 
 
@@ -67,11 +67,11 @@ def num_classes(name: str) -> int | None:
     return None
 
 
-def check(folder: Path, recipe: Recipe, cache_dir: Path) -> DataIdentity:
+def check(folder: Path, recipe: Recipe, cache_dir: Path, identity: DataIdentity | None = None) -> DataIdentity:
     """Before any training: the layout, the split and every image's pixels are usable; returns the
     data's identity. The decode pass (which also finds byte-identical images) is remembered per
-    content fingerprint (see verify)."""
-    identity = fingerprint(folder)
+    content fingerprint (see verify). `identity`: the folder's fingerprint, when the caller has it."""
+    identity = identity or fingerprint(folder)
     index = scan(folder)
     stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
     verify_decodes(index, identity, cache_dir)

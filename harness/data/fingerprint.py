@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.data.imagefolder import is_image_file, walk
+from harness.data.imagefolder import is_hidden, is_image_file, walk
 
 HEAD_BYTES = 4096
 
@@ -26,16 +26,17 @@ class DataIdentity:
     fingerprint: str
     files: int
     bytes: int
+    classes: tuple[str, ...] = ()  # the top-level folders: what a resume compares, not part of the fingerprint
 
-    def as_dict(self) -> dict[str, str | int]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, str | int | list[str]]:
+        return {**asdict(self), "classes": list(self.classes)}
 
 
 def fingerprint(folder: Path) -> DataIdentity:
     root = Path(folder).resolve()
     digest = hashlib.sha256()
     files = total = 0
-    for directory, names in walk(root):
+    for directory, names in walk(root) if root.is_dir() else ():  # a missing folder: the scan names the problem
         for name in names:
             if not is_image_file(name):
                 continue
@@ -46,4 +47,5 @@ def fingerprint(folder: Path) -> DataIdentity:
             digest.update(f"{path.relative_to(root).as_posix()}\0{size}\0{head}\n".encode())
             files += 1
             total += size
-    return DataIdentity(str(root), digest.hexdigest()[:16], files, total)
+    classes = tuple(sorted(e.name for e in root.iterdir() if e.is_dir() and not is_hidden(e.name))) if root.is_dir() else ()
+    return DataIdentity(str(root), digest.hexdigest()[:16], files, total, classes)

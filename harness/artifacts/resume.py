@@ -1,0 +1,99 @@
+"""What stands between `--resume` and a checkpoint of another run of the same case, said in the
+user's terms, before any data is decoded.
+
+Checkpoint folders are named by run id (case id + fingerprint), so after a change (an lr, a class
+folder added) `--resume` finds no checkpoint under the new fingerprint while the old run's sit
+beside it. `check` looks for them first: when this run has no checkpoint and the case has some under
+another fingerprint (or the `--run-id` given holds another run's), it refuses in one line that names
+each difference (recipe values, engine, precision, devices, data files and classes) and the two ways
+on: resume with the values the checkpoint was trained with, or start fresh without `--resume`.
+Local checkpoint folders are searched; the bucket is read only by the resume itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointStore, ResumeError, load
+from harness.settings import RunSettings
+from harness.spec import BenchmarkSpec, SpecError
+
+SPEC_FIELDS = ("model", "dataset", "engine", "weights", "precision", "devices", "num_nodes", "profile", "limit_batches")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple) and value and hasattr(value[0], "name"):  # augmentations
+        return "+".join(v.name for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def differences(saved: dict[str, Any], spec: BenchmarkSpec, data: dict[str, Any] | None) -> list[str]:
+    """`lr 0.001 (now 0.003)`, `classes added: d`: what the checkpoint's run had that this run has not."""
+    found = []
+    try:
+        before = BenchmarkSpec.from_dict(saved["spec"])
+    except (KeyError, TypeError, ValueError, SpecError):
+        before = None
+    if before is not None:
+        for name in SPEC_FIELDS:
+            if getattr(before, name) != getattr(spec, name):
+                found.append(f"{name} {_shown(getattr(before, name))} (now {_shown(getattr(spec, name))})")
+        for field in dataclasses.fields(spec.recipe):
+            old, new = getattr(before.recipe, field.name), getattr(spec.recipe, field.name)
+            if old != new:
+                found.append(f"{field.name} {_shown(old)} (now {_shown(new)})")
+    old_data = saved.get("data") or {}
+    if data and old_data and old_data.get("fingerprint") != data.get("fingerprint"):
+        if old_data.get("path") != data.get("path"):
+            found.append(f"data folder {old_data.get('path')} (now {data.get('path')})")
+        if old_data.get("files") != data.get("files"):
+            found.append(f"data {old_data.get('files')} image files (now {data.get('files')})")
+        added = sorted(set(data.get("classes", ())) - set(old_data.get("classes", ())))
+        removed = sorted(set(old_data.get("classes", ())) - set(data.get("classes", ())))
+        if added:
+            found.append(f"classes added: {', '.join(added)}")
+        if removed:
+            found.append(f"classes removed: {', '.join(removed)}")
+        if not (added or removed) and old_data.get("files") == data.get("files"):
+            found.append("the images' content (same file count)")
+    return found or ["the weights or the data's content (the checkpoint does not record which)"]
+
+
+def refusal(path: Path, saved: dict[str, Any], spec: BenchmarkSpec, data: dict[str, Any] | None) -> str:
+    return (
+        f"--resume: {path} (epoch {saved.get('epoch', '?')}) was trained with other settings: {'; '.join(differences(saved, spec, data))}; "
+        "resume it with the values it was trained with, or drop --resume to start this run fresh"
+    )
+
+
+def _own(name: str, run_id: str) -> bool:
+    return name == run_id or re.fullmatch(re.escape(run_id) + r"-attempt\d+", name) is not None
+
+
+def _newest(folder: Path) -> tuple[int, Path] | None:
+    return CheckpointStore._newest_readable(folder, [])
+
+
+def check(spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None, given: bool) -> None:
+    """Before the decode pass (module docstring). `run_id` is this run's (the `--run-id` when
+    `given`, else its first attempt's), `fingerprint` the one its checkpoints must carry."""
+    if not settings.resume:
+        return
+    folders = [Path(f).resolve() for f in settings.checkpoint_dirs] or ([settings.results_dir / "checkpoints"] if settings.gcs_bucket else [])
+    runs = [d for folder in folders if folder.is_dir() for d in folder.iterdir() if d.is_dir()]
+    if given:
+        candidates = [d for d in runs if d.name == run_id]
+    else:
+        if any(_own(d.name, run_id) and _newest(d) for d in runs):
+            return
+        candidates = [d for d in runs if re.fullmatch(re.escape(spec.id) + r"-[0-9a-f]{8}(-attempt\d+)?", d.name) and not _own(d.name, run_id)]
+    found = sorted((hit for hit in map(_newest, candidates) if hit), key=lambda hit: hit[1].stat().st_mtime)
+    if not found:
+        return
+    path = found[-1][1]
+    saved = load(path)[HARNESS_KEY]
+    if saved.get("fingerprint") != fingerprint:
+        raise ResumeError(refusal(path, saved, spec, data))
