@@ -113,7 +113,8 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
         },
         "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.per_device_batch},
         "target": {"accuracy": spec.target_accuracy, "source": spec.target_source},
-        "execution": {"compile": job.settings.compile, "fused_optimizer": job.settings.fused_optimizer},
+        "execution": {"compile": job.settings.compile, "fused_optimizer": job.settings.fused_optimizer,
+                      **({"by_epoch": job.artifacts.execution} if len(job.artifacts.execution) > 1 else {})},  # a resume that ran another way says so
     }
 
 

@@ -17,7 +17,7 @@ from google.cloud import storage
 
 from harness import runner
 from harness.artifacts.emulator import Emulator
-from harness.artifacts.checkpoints import HARNESS_KEY, LAST, epoch_file, load
+from harness.artifacts.checkpoints import HARNESS_KEY, LAST, ResumeError, epoch_file, load
 from harness.engines.history import without_timing
 from harness.preflight import PreflightError
 from harness.results.record import RunResult
@@ -190,3 +190,51 @@ def test_history_csv_and_curves_beside_the_record(tiny_folder, settings):
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert {"train_loss", "val_loss", "train_acc", "val_acc", "lr", "epoch_time"} <= set(rows[0])
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _interrupted_after_epoch_1(spec, settings, folder: Path) -> Path:
+    """A finished 2-epoch run made to look interrupted after epoch 1: its later checkpoints removed."""
+    runner.run(spec, settings, run_id="r")
+    (settings.results_dir / "r" / "result.json").unlink()
+    for path in (folder / "r" / LAST, folder / "r" / epoch_file(2)):
+        path.unlink()
+    os.link(folder / "r" / epoch_file(1), folder / "r" / LAST)
+    return folder / "r" / LAST
+
+
+def _rewritten(path: Path, keys) -> None:
+    checkpoint = load(path)
+    checkpoint["state_dict"] = {keys(k): v for k, v in checkpoint["state_dict"].items()}
+    path.unlink()
+    torch.save(checkpoint, path)
+
+
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, tiny_folder, settings, tmp_path):
+    """A checkpoint of a torch.compile'd model (keys under `_orig_mod.`) ended in a RuntimeError
+    traceback; one without trainbench's state was "written by another run (fingerprint None)";
+    resuming a run without the execution it began with recorded only the last one."""
+    import timm
+
+    spec = tiny_spec(engine=engine).with_recipe(epochs=2)
+    folder = tmp_path / "ckpt"
+    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(folder,), fused_optimizer=True)
+    last = _interrupted_after_epoch_1(spec, settings, folder)
+    wrapped = {k for k in torch.compile(timm.create_model(spec.model, num_classes=6)).state_dict()}  # the keys a compiled model saves
+    assert all(k.startswith("_orig_mod.") for k in wrapped)
+    inner = "model." if engine == "lightning" else ""
+    _rewritten(last, lambda k: f"{inner}_orig_mod.{k.removeprefix(inner)}" if k.startswith(inner) else k)
+    resumed = runner.run(spec, settings.replace(resume=True, fused_optimizer=False), run_id="r")
+    assert [row["epoch"] for row in resumed.history] == [1, 2]
+    assert resumed.execution["by_epoch"] == [{"from_epoch": 1, "compile": False, "fused_optimizer": True}, {"from_epoch": 2, "compile": False, "fused_optimizer": False}]
+
+    last = _interrupted_after_epoch_1(spec, settings, folder)
+    _rewritten(last, lambda k: k.replace("conv_stem", "stem_conv"))
+    with pytest.raises(ResumeError, match=r"last.ckpt does not fit EfficientNet: keys missing conv_stem.weight; unexpected stem_conv.weight; it holds another model or layout") as refused:
+        runner.run(spec, settings.replace(resume=True), run_id="r")
+    assert "\n" not in str(refused.value)
+
+    torch.save({"state_dict": {}}, last.with_name("foreign.ckpt"))
+    os.replace(last.with_name("foreign.ckpt"), last)
+    with pytest.raises(ResumeError, match=r"last.ckpt holds no trainbench state \(no 'trainbench' entry: written by another tool or by hand\); move it out of"):
+        runner.run(spec, settings.replace(resume=True), run_id="r")

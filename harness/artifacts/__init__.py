@@ -30,7 +30,7 @@ def harness_state(artifacts: RunArtifacts, epoch: int, history: list[dict[str, f
     spec = artifacts.spec
     return {
         "format": 2, "engine": spec.engine, "epoch": epoch, "spec": spec.to_dict(), "fingerprint": artifacts.fingerprint,
-        "data": artifacts.data, "history": [dict(r) for r in history], "rng": rng_state(),
+        "data": artifacts.data, "execution": artifacts.execution, "history": [dict(r) for r in history], "rng": rng_state(),
     }  # fmt: skip
 
 
@@ -38,6 +38,7 @@ class RunArtifacts:
     def __init__(self, spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None = None) -> None:
         self.spec, self.settings, self.run_id, self.fingerprint = spec, settings, run_id, fingerprint
         self.data = data  # the data's identity (DataIdentity.as_dict), kept in every checkpoint
+        self.execution = [self._execution_from(1)]  # how each stretch of epochs ran; a resume adds one when it runs another way
         self.bucket = BucketUploader(settings.gcs_bucket, settings.gcs_retry_s) if settings.gcs_bucket else None
         folders = list(settings.checkpoint_dirs)
         if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
@@ -64,10 +65,17 @@ class RunArtifacts:
         if saved.get("fingerprint") != self.fingerprint:
             raise ResumeError(resume.refusal(path, saved, self.spec, self.data))
         print(f"[trainbench] resuming {self.run_id} from {path} (epoch {saved['epoch']})", flush=True)
+        before = saved.get("execution") or [{"from_epoch": 1, "compile": None, "fused_optimizer": None}]  # checkpoints before it did not say
+        now = self._execution_from(int(saved["epoch"]) + 1)
+        same = {k: v for k, v in before[-1].items() if k != "from_epoch"} == {k: v for k, v in now.items() if k != "from_epoch"}
+        self.execution = list(before) if same else [*before, now]
         local = any(path.is_relative_to(folder) for folder in self.store.folders)
         source = str(path) if local or self.bucket is None else f"gs://{self.bucket.bucket_name}/{self.bucket.object_name(f'{self.run_id}/{LAST}')}"
         self.resumed_from = {"checkpoint": source, "epoch": int(saved["epoch"])}
         return path
+
+    def _execution_from(self, epoch: int) -> dict[str, Any]:
+        return {"from_epoch": epoch, "compile": self.settings.compile, "fused_optimizer": self.settings.fused_optimizer}
 
     def track(self, row: dict[str, float]) -> None:
         """Log one epoch's row to the wandb run."""

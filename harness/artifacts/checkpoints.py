@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from timm.models import clean_state_dict
+from torch import nn
 
 from harness.artifacts.gcs import BucketUploader
 from harness.atomic import written_atomically
@@ -123,6 +125,23 @@ def load(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+KEYS_SHOWN = 3
+
+
+def model_state(state: dict[str, torch.Tensor], model: nn.Module, path: Path | str) -> dict[str, torch.Tensor]:
+    """`state` as `model` names its tensors: the prefixes of a torch.compile'd (`_orig_mod.`) or
+    DDP/DataParallel-wrapped (`module.`) model removed, as timm's `clean_state_dict` removes them. A
+    state that still does not fit is a ResumeError naming the file and the first mismatching keys."""
+    cleaned = clean_state_dict(state)
+    expected = model.state_dict().keys()
+    missing, unexpected = [k for k in expected if k not in cleaned], [k for k in cleaned if k not in expected]
+    if missing or unexpected:
+        shown = [f"{what} {', '.join(keys[:KEYS_SHOWN])}{f' (+{len(keys) - KEYS_SHOWN} more)' if len(keys) > KEYS_SHOWN else ''}"
+                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]  # fmt: skip
+        raise ResumeError(f"{path} does not fit {type(model).__name__}: keys {'; '.join(shown)}; it holds another model or layout: move it out of the checkpoint folder, or drop --resume")
+    return cleaned
+
+
 class CheckpointStore:
     """Writes each epoch's checkpoint to every folder (and the bucket); finds the latest to resume from."""
 
@@ -196,11 +215,14 @@ class CheckpointStore:
             if not path.is_file():
                 continue
             try:
-                found = int(load(path)[HARNESS_KEY]["epoch"]), path
+                content = load(path)
             except Exception as error:  # a truncated zip, a pickle error, a foreign file
                 print(f"[trainbench] {path} is unreadable ({type(error).__name__}); trying an older checkpoint", flush=True)
                 damaged.append(path)
                 continue
+            if not isinstance(content, dict) or not isinstance(content.get(HARNESS_KEY), dict):
+                raise ResumeError(f"{path} holds no trainbench state (no '{HARNESS_KEY}' entry: written by another tool or by hand); move it out of {folder}, or drop --resume")
+            found = int(content[HARNESS_KEY]["epoch"]), path
             if path.name != LAST and (folder / LAST).is_file():
                 print(f"[trainbench] resuming from {path.name} instead of the damaged {LAST}", flush=True)
             return found

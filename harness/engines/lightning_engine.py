@@ -26,7 +26,7 @@ from torchmetrics import MeanMetric
 
 from harness import data
 from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
-from harness.artifacts.checkpoints import epoch_file, restore_rng
+from harness.artifacts.checkpoints import epoch_file, model_state, restore_rng
 from harness.data import DataBundle
 from harness.data.device import DeviceNormalize, channels_last_helps
 from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, TrainingJob, compile_if_asked, divergence, optimizer_for
@@ -227,6 +227,12 @@ class ClassificationModule(L.LightningModule):
         checkpoint[HARNESS_KEY] = harness_state(self.artifacts, self.current_epoch + 1, self.history)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Before Lightning loads the state: the model's keys as this module names them (`model.` +
+        the plain model's keys, whatever wrapper prefixes the checkpoint's model had)."""
+        ours = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+        where = (self.artifacts.resumed_from or {}).get("checkpoint", "the checkpoint")
+        checkpoint["state_dict"] = {**{k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("model.")},
+                                    **{f"model.{k}": v for k, v in model_state(ours, self.model, where).items()}}  # fmt: skip
         saved = checkpoint[HARNESS_KEY]
         self.history = list(saved["history"])
         restore_rng(saved["rng"])

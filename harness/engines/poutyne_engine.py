@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from harness import data
 from harness.artifacts import HARNESS_KEY, harness_state, load
-from harness.artifacts.checkpoints import restore_rng
+from harness.artifacts.checkpoints import model_state, restore_rng
 from harness.data import EpochSampler
 from harness.data.device import channels_last_helps
 from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, divergence, optimizer_for
@@ -182,7 +182,7 @@ class PoutyneEngine:
         if path is None:
             return [], 1
         checkpoint = load(path)
-        job.model.load_state_dict(checkpoint["state_dict"])
+        job.model.load_state_dict(model_state(checkpoint["state_dict"], job.model, path))
         optimizer.load_state_dict(checkpoint["optimizer_states"][0])
         saved = checkpoint[HARNESS_KEY]
         restore_rng(saved["rng"])
