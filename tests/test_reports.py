@@ -1,7 +1,9 @@
 """Reports from hand-made records: every table, in Markdown, CSV and one self-contained HTML page."""
 
+import re
 import subprocess
 import sys
+from urllib.parse import unquote
 
 import pytest
 
@@ -11,6 +13,7 @@ from harness.results.record import RunResult
 from harness.results.stats import difference, mean_interval
 from harness.results.tables import cases_table, not_comparable_to_published, ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
 from harness.settings import REPO_ROOT
+from harness.spec import BenchmarkSpec
 
 
 def record(spec, acc, loss, images_per_s=100.0, val_accs=(0.5, 0.9), run_id=None) -> RunResult:
@@ -164,6 +167,16 @@ def test_curve_links_resolve_from_another_output_folder(records, tmp_path):
     assert f"[plot](../runs/{records[0].run_id}/curves.png)" in md and (tmp_path / "pub" / f"../runs/{records[0].run_id}/curves.png").is_file()
     assert "| empty |" in md and "[plot](../runs/empty/" not in md
     assert (tmp_path / "pub" / "report.html").read_text().count("data:image/png;base64,") == 3 + len(list((tmp_path / "pub" / "figures").glob("*.png")))
+
+
+def test_a_curve_link_resolves_when_the_dataset_name_has_spaces(records, tmp_path):
+    """`--data "/data/kvasir stand in"` puts the space in the run id; the Markdown link broke at it."""
+    spaced = record(BenchmarkSpec.from_dict(records[0].spec).replace(dataset="kvasir stand in"), 0.9, 0.3)
+    assert " " in spaced.run_id
+    spaced.save(tmp_path / "runs" / spaced.run_id)
+    report.write([spaced], tmp_path / "runs", tmp_path / "pub")
+    target = re.search(r"\[plot\]\(([^)\s]+)\)", (tmp_path / "pub" / "summary.md").read_text()).group(1)
+    assert "%20" in target and (tmp_path / "pub" / unquote(target)).is_file()
 
 
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):

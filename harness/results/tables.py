@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 from collections.abc import Sequence
+from urllib.parse import quote
 from dataclasses import dataclass
 
 from harness.catalog import SEEDS, Seed
@@ -28,8 +29,9 @@ from harness.spec import BenchmarkSpec
 
 @dataclass(frozen=True)
 class Link:
-    """A table cell that points somewhere: a Markdown link, an HTML anchor (`anchor` when the page
-    embeds the target itself), the bare target in CSV."""
+    """A table cell that points somewhere: a Markdown link (the target percent-encoded: a run id
+    holds the dataset's name, which may hold spaces), an HTML anchor (`anchor` when the page embeds
+    the target itself), the bare target in CSV."""
 
     label: str
     target: str
@@ -52,7 +54,7 @@ class Table:
     def markdown(self) -> str:
         lines = [f"### {self.title}", ""] + ([self.note, ""] if self.note else [])
         lines += ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
-        lines += ["| " + " | ".join(f"[{c.label}]({c.target})" if isinstance(c, Link) else c for c in row) + " |" for row in self.rows]
+        lines += ["| " + " | ".join(f"[{c.label}]({quote(c.target)})" if isinstance(c, Link) else c for c in row) + " |" for row in self.rows]
         return "\n".join(lines) + "\n"
 
     def csv(self) -> str:
