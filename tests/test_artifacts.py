@@ -238,3 +238,56 @@ def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, ti
     os.replace(last.with_name("foreign.ckpt"), last)
     with pytest.raises(ResumeError, match=r"last.ckpt holds no trainbench state \(no 'trainbench' entry: written by another tool or by hand\); move it out of"):
         runner.run(spec, settings.replace(resume=True), run_id="r")
+
+
+def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(tiny_folder, tmp_path, gcs):
+    """One Ctrl-C waited about 11 s in silence for the uploads; a second gave a threading traceback
+    and left the bucket without checkpoints that existed locally."""
+    import threading
+
+    from harness.artifacts.gcs import NOT_UPLOADED
+
+    def command(epochs: int) -> list[str]:
+        return [sys.executable, "-m", "harness", "run", "--model", tiny_spec().model, "--data", str(tiny_folder), "--weights", "random", "--epochs", str(epochs),
+                "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "results"),
+                "--checkpoint-dir", str(tmp_path / "ckpt"), "--gcs-bucket", f"gs://{BUCKET}/r"]  # fmt: skip
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRAINBENCH_")}, "STORAGE_EMULATOR_HOST": gcs.url}
+    child = subprocess.Popen(command(20), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(iter(child.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "ckpt").rglob(epoch_file(1))):
+            assert child.poll() is None and time.monotonic() < deadline, "no first checkpoint"
+            time.sleep(0.05)
+        os.kill(gcs.process.pid, signal.SIGSTOP)  # the bucket stops answering: uploads hang
+        while not list((tmp_path / "ckpt").rglob(epoch_file(3))):
+            assert child.poll() is None and time.monotonic() < deadline, "no third checkpoint"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        while not any("Ctrl-C again" in line for line in errors):
+            assert child.poll() is None and time.monotonic() < deadline, "".join(errors)
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=30)
+    finally:
+        os.kill(gcs.process.pid, signal.SIGCONT)
+        if child.poll() is None:
+            child.kill()
+    reader.join(timeout=10)
+    assert child.returncode == 130 and "Traceback" not in "".join(errors), "".join(errors)
+    first, second = [line.strip() for line in errors if line.strip()]
+    assert first.startswith("interrupted: uploading ") and first.endswith(f"checkpoint(s) to gs://{BUCKET}/r; Ctrl-C again to leave them local")
+    assert second.startswith("interrupted again: not confirmed in the bucket, kept local: gs://") and second.endswith("; the next run with this bucket uploads them")
+    left = [name.removeprefix(f"gs://{BUCKET}/") for name in second.split("kept local: ")[1].split(";")[0].split(", ")]
+    (manifest,) = (tmp_path / "ckpt").rglob(NOT_UPLOADED)
+    in_bucket = {b.name for b in storage.Client().list_blobs(BUCKET, prefix="r/")}
+    assert len(set(left) - in_bucket) >= len(left) - 1  # the upload in flight may still have landed; the queued ones did not
+
+    done = subprocess.run(command(1), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)  # another run, the same bucket
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checkpoint(s) an interrupted run left local" in done.stdout
+    assert set(left) <= {b.name for b in storage.Client().list_blobs(BUCKET, prefix="r/")} and not manifest.exists()

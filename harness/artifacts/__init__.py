@@ -44,6 +44,8 @@ class RunArtifacts:
         if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
             folders = [settings.results_dir / "checkpoints"]
         self.store = CheckpointStore(run_id, folders, self.bucket) if folders else None
+        if self.bucket is not None:
+            self.bucket.catch_up(folders)
         self.tracker = WandbTracker(settings.wandb, settings.wandb_project, spec, run_id, settings.results_dir)
         self.saved: list[str] = []
         self.resumed_from: dict[str, Any] | None = None  # the checkpoint this run continued from, for its record

@@ -5,15 +5,30 @@ an emulator named by STORAGE_EMULATOR_HOST) and its DEFAULT_RETRY retries transi
 exponential backoff. Uploads run on one background thread so training never waits for them; a
 failure is printed and collected (`failures`), never raised into training. Credentials are never
 printed nor written anywhere.
+
+Interrupts lose nothing: after a Ctrl-C the command line waits for the uploads still queued
+(`wait_after_interrupt`, which says what it waits for); a second Ctrl-C leaves them local, names
+them, and writes them into `.not-uploaded.json` beside the checkpoints, so the next run with the
+same bucket uploads them before it trains (`catch_up`).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+import weakref
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.atomic import written_atomically
+
+NOT_UPLOADED = ".not-uploaded.json"  # beside a run's checkpoints: uploads a second Ctrl-C left local
+_ACTIVE: weakref.WeakSet[BucketUploader] = weakref.WeakSet()  # uploaders with work queued in this process
 
 
 class BucketURLError(ValueError):
@@ -69,6 +84,16 @@ class BucketUploader:
         self.failures: list[UploadFailure] = []
         self.cpu_s = 0.0  # the upload thread's CPU time: what uploads take from this machine (the bucket's side is not counted)
         self._bucket = None
+        self._queued: dict[Future, tuple[str, str, tuple[str, ...]]] = {}  # upload -> (local file, name, copies)
+        _ACTIVE.add(self)
+
+    @property
+    def url(self) -> str:
+        return f"gs://{self.bucket_name}/{self.prefix}" if self.prefix else f"gs://{self.bucket_name}"
+
+    def unfinished(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(local file, name, copies) of every upload queued and not yet done."""
+        return [item for future, item in self._queued.items() if not future.done()]
 
     def object_name(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -109,7 +134,9 @@ class BucketUploader:
     def upload(self, local: Path, name: str, copies: tuple[str, ...] = ()) -> None:
         """Queue `local` for upload as `prefix/name` (then server-side copies as `prefix/<copy>`);
         returns at once. `local` must not change afterwards."""
-        self._pending.append(self._executor.submit(self._upload, local, name, copies))
+        future = self._executor.submit(self._upload, local, name, copies)
+        self._pending.append(future)
+        self._queued[future] = (str(local), name, tuple(copies))
 
     def download(self, name: str, destination: Path) -> bool:
         """Fetch `prefix/name` into `destination`; False when it does not exist or cannot be read."""
@@ -146,4 +173,57 @@ class BucketUploader:
             future.result()
         self._pending.clear()
         self._executor.shutdown(wait=True)
+        _ACTIVE.discard(self)
         return list(self.failures)
+
+    def leave_local(self) -> list[str]:
+        """Give up the uploads not done (the one in flight finishes or fails on its own): each run's
+        folder gets a `.not-uploaded.json` naming them; returns their gs:// names."""
+        left = self.unfinished()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        _ACTIVE.discard(self)
+        by_folder: dict[Path, list] = {}
+        for local, name, copies in left:
+            by_folder.setdefault(Path(local).parent, []).append([local, name, list(copies)])
+        for folder, uploads in by_folder.items():
+            manifest = folder / NOT_UPLOADED
+            known = json.loads(manifest.read_text())["uploads"] if manifest.is_file() else []
+            with written_atomically(manifest) as tmp:
+                tmp.write_text(json.dumps({"bucket": self.url, "uploads": known + uploads}, indent=1))
+        return [f"gs://{self.bucket_name}/{self.object_name(name)}" for _, name, _ in left]
+
+    def catch_up(self, folders: Iterable[Path]) -> None:
+        """Before training: upload what an interrupted run left local for this bucket (the
+        `.not-uploaded.json` files under `folders`), and wait for it."""
+        manifests = [m for folder in folders if Path(folder).is_dir() for m in Path(folder).glob(f"*/{NOT_UPLOADED}")]
+        for manifest in manifests:
+            found = json.loads(manifest.read_text())
+            if found.get("bucket") != self.url:
+                continue
+            uploads = [(Path(local), name, tuple(copies)) for local, name, copies in found["uploads"] if Path(local).is_file()]
+            print(f"[trainbench] uploading {len(uploads)} checkpoint(s) an interrupted run left local to {self.url}: {', '.join(name for _, name, _ in uploads)}", flush=True)
+            failed = len(self.failures)
+            for local, name, copies in uploads:
+                self.upload(local, name, copies)
+            wait(self._pending)
+            if len(self.failures) == failed:
+                manifest.unlink()
+
+
+def wait_after_interrupt() -> None:
+    """After a first Ctrl-C: wait for the uploads still queued, saying so; a second Ctrl-C leaves
+    them local (`BucketUploader.leave_local`), names them and ends the process at once (the upload
+    in flight cannot be stopped, only left behind)."""
+    busy = [uploader for uploader in list(_ACTIVE) if uploader.unfinished()]
+    if not busy:
+        return
+    waiting = sum(len(u.unfinished()) for u in busy)
+    print(f"interrupted: uploading {waiting} checkpoint(s) to {', '.join(u.url for u in busy)}; Ctrl-C again to leave them local", file=sys.stderr, flush=True)
+    try:
+        for uploader in busy:
+            wait([f for f in uploader._queued if not f.done()])
+    except KeyboardInterrupt:
+        left = [name for uploader in busy for name in uploader.leave_local()]
+        print(f"interrupted again: not confirmed in the bucket, kept local: {', '.join(left)}; the next run with this bucket uploads them", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)  # the upload thread in flight would hold the interpreter's exit until its timeout
