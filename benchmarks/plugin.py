@@ -125,7 +125,8 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
 
 def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
     assert record.ok, f"{spec.id}: {record.failure}"
-    failed = [t.describe() + f": got {record.test.get(t.metric, float('nan')):.4f}" for t in spec.thresholds if not t.holds(record.test)]
+    got = {t.metric: record.test.get(t.metric) for t in spec.thresholds}
+    failed = [t.describe() + (f": got {got[t.metric]:.4f}" if isinstance(got[t.metric], float) else f": got {got[t.metric]}") for t in spec.thresholds if not t.holds(record.test)]
     assert not failed, f"{spec.id} missed its thresholds: " + "; ".join(failed)
 
 
@@ -160,7 +161,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_sep("=", "regression gate: ERROR")
         terminalreporter.write_line(f"the gate could not decide, so the session fails: {gate}")
     elif gate is not None:
-        terminalreporter.write_sep("=", "regression gate: " + ("pass" if gate.passed else "REGRESSION"))
+        terminalreporter.write_sep("=", "regression gate: " + ("pass" if gate.passed else "REGRESSION" if gate.regressions else "UNDECIDED"))
         terminalreporter.write_line(gate.render())
 
 

@@ -356,9 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        from harness.artifacts.gcs import wait_after_interrupt
+        from harness.artifacts import after_interrupt
 
-        wait_after_interrupt()
+        after_interrupt()
         print("interrupted: nothing half-written was left; with --checkpoint-dir, --resume continues from the last saved epoch", file=sys.stderr)
         return 130
     except (DataError, ModelError, SpecError, UnsupportedCase, ResumeError, BucketURLError, RendezvousError, RecordError, PreflightError, CheckpointError) as error:

@@ -171,6 +171,8 @@ def markdown(root: Path, survey: Survey, recipe_name: str) -> str:
             parts = f"; {found['across_parts']} across the split's parts ({found['with_a_copy_in_test']} with a copy in test)" if "across_parts" in found else ""
             lines += [f"{found['files']} files in {found['groups']} groups: {found['within_one_class']} within one class, {found['across_classes']} across classes{parts}.", ""]
             lines += [f"- {', '.join(group)}" for group in found["listed"]]
+            if found["groups"] > len(found["listed"]):
+                lines.append(f"- ... and {found['groups'] - len(found['listed'])} more groups (the first {len(found['listed'])} are listed)")
         else:
             lines.append("none")
     lines += ["", "## Corrupt or unreadable files", ""]

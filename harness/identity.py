@@ -68,7 +68,7 @@ class RunIdentity:
             folder = Path(results_dir) / run_id
             if not (folder / RESULT_FILE).exists():
                 folder.mkdir(parents=True, exist_ok=True)
-                lock = FileLock(folder / ATTEMPT_LOCK, blocking=False)
+                lock = FileLock(folder / ATTEMPT_LOCK, timeout=0)  # Timeout at once when held
                 try:
                     lock.acquire()
                 except Timeout:  # another run holds this attempt

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -56,18 +57,21 @@ def _prepared(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None) ->
 
 def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
     """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
+    started = time.time()
     with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
         done = subprocess.run(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env, capture_output=True, text=True)
     output = done.stdout + done.stderr
     print(output[-OUTPUT_TAIL:])
-    return _record(settings, run_id, None if done.returncode == 0 else f"{spec.id}: `python -m harness run` exited with {done.returncode}; end of its output:\n{output[-OUTPUT_TAIL:]}")
+    return _record(settings, run_id, started, None if done.returncode == 0 else f"{spec.id}: `python -m harness run` exited with {done.returncode}; end of its output:\n{output[-OUTPUT_TAIL:]}")
 
 
-def _record(settings: RunSettings, run_id: str, failure: str | None) -> RunResult:
+def _record(settings: RunSettings, run_id: str, started: float, failure: str | None) -> RunResult:
     """The record the children wrote; a failure is a LaunchError unless the record is a diverged run's
-    (`python -m harness run` exits 1 after writing it, and the caller judges it by its status)."""
+    (`python -m harness run` exits 1 after writing it, and the caller judges it by its status) and
+    was written by these children (an older record under a reused --run-id is not theirs)."""
     path = settings.results_dir / run_id / RESULT_FILE
-    if failure is not None and not (path.is_file() and not RunResult.load(path).ok):
+    written_now = path.is_file() and path.stat().st_mtime >= started
+    if failure is not None and not (written_now and not RunResult.load(path).ok):
         raise LaunchError(failure)
     return RunResult.load(path)
 
@@ -85,6 +89,7 @@ def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes
 
 def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_port: int, run_id: str | None = None) -> RunResult:
     """All `spec.num_nodes` nodes as separate torchrun launches on this machine (proves the multi-node path)."""
+    started = time.time()
     with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
         nodes = [
             subprocess.Popen(
@@ -96,7 +101,7 @@ def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_por
         ]  # fmt: skip
         outputs = [node.communicate()[0] for node in nodes]
     failed = [(rank, node.returncode) for rank, node in enumerate(nodes) if node.returncode != 0]
-    return _record(settings, run_id, f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs) if failed else None)
+    return _record(settings, run_id, started, f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs) if failed else None)
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:

@@ -59,8 +59,11 @@ def check_bucket(url: str, retry_s: float) -> None:
 
 def check_launcher(spec: BenchmarkSpec, run_id: str | None, environ: Mapping[str, str] = os.environ) -> None:
     """Several nodes: this process must have been started by a multi-node launcher, with a run id
-    every node shares (attempts are counted in a node-local results folder)."""
+    every node shares (attempts are counted in a node-local results folder). Several processes
+    started together by torchrun or SLURM need one too: each would claim an attempt of its own."""
     if spec.num_nodes == 1:
+        if spec.world_size > 1 and run_id is None and any(environ.get(v) for v in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")):
+            raise PreflightError(f"{spec.world_size} processes started by torchrun or SLURM must write under one run id; give every process the same --run-id NAME")
         return
     if not any(environ.get(v) for v in MULTI_NODE_LAUNCHERS):
         raise PreflightError(
@@ -132,7 +135,10 @@ def check_batchnorm(model: nn.Module, spec: BenchmarkSpec) -> None:
     if per_device > 1 or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return
     size = spec.recipe.image_size
-    name, shape = min(batchnorm_inputs(model, size), key=lambda item: _values_per_channel(item[1]))
+    inputs = batchnorm_inputs(model, size)
+    if not inputs:  # no BatchNorm layer on the forward path
+        return
+    name, shape = min(inputs, key=lambda item: _values_per_channel(item[1]))
     if _values_per_channel(shape) > 1:
         return
     fixes = [f"--batch-size {2 * spec.world_size} or more ({2} images per device)"]
@@ -153,6 +159,6 @@ def _smallest_trainable_size(model: nn.Module, size: int, limit: int = 4) -> int
             inputs = batchnorm_inputs(model, larger)
         except (RuntimeError, AssertionError, ValueError):  # models built for one input size (position embeddings) refuse others
             return None
-        if min(_values_per_channel(shape) for _, shape in inputs) > 1:
+        if min((_values_per_channel(shape) for _, shape in inputs), default=2) > 1:
             return larger
     return None

@@ -6,6 +6,7 @@ Both the CLI and the pytest layer call `run`; nothing else trains.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +27,9 @@ from harness.results.record import RecordError, RunResult, environment
 from harness.results.speed import overall_images_per_s, steady_data_wait_share, steady_images_per_s
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
+
+
+CLAIMED_RUN_ID = "TRAINBENCH_CLAIMED_RUN_ID"  # the attempt rank 0 claimed, for the processes Lightning starts from the same command line
 
 
 class UnsupportedCase(RuntimeError):
@@ -135,9 +139,12 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     if rank_zero_only.rank == 0:
         print(progress.startup_line(spec, settings, detect()), flush=True)
     identity = prepare(spec, settings, run_id)
-    if run_id is not None:
-        return _train(spec, settings, identity, run_id)
+    inherited = os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
+    if run_id is not None or inherited:  # Lightning's DDP children write under the attempt their rank 0 holds
+        return _train(spec, settings, identity, run_id or inherited)
     with identity.claimed_attempt(settings.results_dir) as claimed:
+        if spec.world_size > 1:
+            os.environ[CLAIMED_RUN_ID] = claimed  # inherited by the processes Lightning starts during fit
         return _train(spec, settings, identity, claimed)
 
 

@@ -116,7 +116,10 @@ class Threshold:
     why: str = ""
 
     def holds(self, metrics: dict[str, float]) -> bool:
-        got = metrics[self.metric]
+        """Whether the metric meets the threshold; a missing, null or non-finite value never does."""
+        got = metrics.get(self.metric)
+        if got is None or not math.isfinite(got):
+            return False
         return got >= self.value if self.op == "at_least" else got <= self.value
 
     def describe(self) -> str:

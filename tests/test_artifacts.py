@@ -240,7 +240,8 @@ def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, ti
         runner.run(spec, settings.replace(resume=True), run_id="r")
 
 
-def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(tiny_folder, tmp_path, gcs):
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(engine, tiny_folder, tmp_path, gcs):
     """One Ctrl-C waited about 11 s in silence for the uploads; a second gave a threading traceback
     and left the bucket without checkpoints that existed locally."""
     import threading
@@ -248,7 +249,7 @@ def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run
     from harness.artifacts.gcs import NOT_UPLOADED
 
     def command(epochs: int) -> list[str]:
-        return [sys.executable, "-m", "harness", "run", "--model", tiny_spec().model, "--data", str(tiny_folder), "--weights", "random", "--epochs", str(epochs),
+        return [sys.executable, "-m", "harness", "run", "--model", tiny_spec().model, "--engine", engine, "--data", str(tiny_folder), "--weights", "random", "--epochs", str(epochs),
                 "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "results"),
                 "--checkpoint-dir", str(tmp_path / "ckpt"), "--gcs-bucket", f"gs://{BUCKET}/r"]  # fmt: skip
 

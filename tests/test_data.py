@@ -177,3 +177,26 @@ def test_generated_dataset_is_deterministic_and_cached(tmp_path):
 def test_kvasir_standin_goes_through_the_kvasir_checks(tmp_path):
     folder = data.locate("kvasir-synthetic", None, tmp_path)
     assert scan(folder).classes == KVASIR_CLASSES
+
+
+@pytest.mark.parametrize("size, world", [(45, 2), (10, 3), (2, 5), (7, 4), (36, 2)])
+def test_the_padding_mask_marks_exactly_the_samplers_repeats(size, world):
+    """Under DDP every image counts once in the training metrics: what the mask leaves is each
+    sample exactly once, what it marks is DistributedSampler's padding, batch by batch too."""
+    from collections import Counter
+
+    from harness.data import EpochSampler
+
+    counted, padded = Counter(), 0
+    for rank in range(world):
+        sampler = EpochSampler(list(range(size)), num_replicas=world, rank=rank, shuffle=True, seed=3)
+        sampler.set_epoch(1)
+        keys = [i for i, _ in sampler]
+        whole = sampler.padding(0, len(keys))
+        whole = torch.zeros(len(keys), dtype=torch.bool) if whole is None else whole
+        in_batches = [sampler.padding(start, len(keys[start : start + 3])) for start in range(0, len(keys), 3)]
+        assert torch.equal(torch.cat([torch.zeros(3, dtype=torch.bool)[: len(keys[s : s + 3])] if m is None else m for s, m in zip(range(0, len(keys), 3), in_batches)]), whole)
+        padded += int(whole.sum())
+        counted.update(i for i, repeat in zip(keys, whole.tolist()) if not repeat)
+    assert sorted(counted) == list(range(size)) and set(counted.values()) == {1}
+    assert padded == -size % world

@@ -40,7 +40,7 @@ def test_a_diverged_run_stops_after_the_epoch_it_diverged_in(tiny_folder, settin
     saved = _strict((settings.results_dir / result.run_id / RESULT_FILE).read_text())
     assert saved["status"] == "diverged" and saved["extra"]["divergence"] == {"epoch": 1, "lr": 1e6, "loss": "nan", "message": MESSAGE}
     assert saved["history"][0]["train_loss"] is None  # nan written as null
-    assert not any((settings.results_dir / "ckpt").rglob("epoch-*")), "the diverged epoch was checkpointed"
+    assert not any((settings.results_dir / "ckpt").rglob("epoch_*.ckpt")), "the diverged epoch was checkpointed"
     assert RunResult.load(settings.results_dir / result.run_id / RESULT_FILE).status == "diverged"
 
 

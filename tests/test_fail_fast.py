@@ -423,12 +423,14 @@ def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path):
         assert done.returncode == 2 and fragment in done.stdout and "phase" not in done.stdout, done.stdout
 
 
-def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(tiny_folder, tmp_path):
-    """SIGINT during training: exit 130 with one line, no traceback, no temporary file in any folder."""
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(engine, tiny_folder, tmp_path):
+    """SIGINT during training: exit 130 with one line, no traceback, no temporary file in any folder.
+    (Lightning turned it into exit 1 with SIGINT ignored.)"""
     import signal
     import time
 
-    command = [sys.executable, "-m", "harness", *tiny_run_args(tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "ckpt"))]
+    command = [sys.executable, "-m", "harness", *tiny_run_args(tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "ckpt"), "--engine", engine)]
     command[command.index("--epochs") + 1] = "50"
     # A suite started in the background (`cmd &`) inherits an ignored SIGINT, and Python then installs
     # no KeyboardInterrupt handler: give the child the default disposition a terminal would.
@@ -466,6 +468,10 @@ def test_resume_after_a_change_names_what_differs_before_the_decode_pass(tmp_pat
     assert code == 0, err
     code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2"))  # the same case under its own run id
     assert code == 0, err
+    interrupted = next(line.removeprefix("record: ") for line in out.splitlines() if line.startswith("record: "))
+    Path(interrupted).unlink()  # as if it had been stopped before its record: a run to continue
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2", "--seed", "7", "--resume"))
+    assert code == 0 and "no checkpoint of" in out, err  # another seed is another run: started fresh, not refused
     code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, *ckpt, "--epochs", "2", "--lr", "3e-3", "--resume"))
     assert_one_line_refusal(code, out, err, "(epoch 2) was trained with other settings: lr 0.0006 (now 0.003)", "resume it with the values it was trained with, or drop --resume")
     make_image_folder(tmp_path / "more", {"g": 6})

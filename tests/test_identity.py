@@ -67,15 +67,33 @@ def test_two_runs_started_at_once_claim_two_attempts(tiny_folder, tmp_path):
     assert all(len(list((tmp_path / "ckpt" / r.run_id).glob("epoch_*.ckpt"))) == 4 for r in records)
 
 
+@pytest.mark.ddp
+def test_the_processes_lightning_starts_write_under_the_attempt_their_rank_0_claimed(tiny_folder, tmp_path):
+    """`python -m harness run --devices 2`: Lightning starts rank 1 from the same command line, without
+    --run-id, while rank 0 holds the first attempt; rank 1 must not claim a second one."""
+    args = [sys.executable, "-m", "harness", "run", "--model", TINY_MODEL, "--engine", "lightning", "--devices", "2", "--data", str(tiny_folder), "--weights", "random",
+            "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--wandb", "off", "--results-dir", str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "ckpt")]  # fmt: skip
+    done = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = load_all(tmp_path / "results")
+    assert [p.name for p in (tmp_path / "results").iterdir() if p.is_dir()] == [record.run_id]
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == [record.run_id]
+
+
 def test_same_folder_name_elsewhere_is_another_dataset_and_resume_never_crosses(tmp_path, settings, capfd):
     a = make_image_folder(tmp_path / "a" / "tiny", {k: 6 for k in "abcd"})
     b = make_image_folder(tmp_path / "b" / "tiny", {k: 6 for k in "abcd"}, size=(44, 44))
     ckpt = (tmp_path / "ckpt",)
     first = runner.run(tiny_spec(), settings.replace(data_root=a, checkpoint_dirs=ckpt))
+    record = settings.results_dir / first.run_id / "result.json"
+    kept = record.read_bytes()
+    record.unlink()  # as if the first run had been interrupted: a run --resume could continue
     with pytest.raises(ResumeError, match=rf"was trained with other settings: data folder {a.resolve()} \(now {b.resolve()}\); the images' content \(same file count\)"):
         runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt, resume=True))
-    other = runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt))  # started fresh, as the refusal says
+    record.write_bytes(kept)  # finished after all: nothing of it to continue
+    other = runner.run(tiny_spec(), settings.replace(data_root=b, checkpoint_dirs=ckpt, resume=True))
     assert other.run_id != first.run_id and other.data["path"] == str(b.resolve())
+    assert f"no checkpoint of {other.run_id} found" in capfd.readouterr().out
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted([first.run_id, other.run_id])
     assert {r.run_id for r in load_all(settings.results_dir)} == {first.run_id, other.run_id}
 

@@ -14,14 +14,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
 from harness.artifacts import resume
 from harness.artifacts.checkpoints import HARNESS_KEY, LAST, CheckpointError, CheckpointStore, ResumeError, load, rng_state
-from harness.artifacts.gcs import BucketUploader
+from harness.artifacts.gcs import BucketUploader, wait_after_interrupt
 from harness.artifacts.tracking import WandbTracker
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
-__all__ = ["HARNESS_KEY", "ResumeError", "RunArtifacts", "harness_state", "load"]
+__all__ = ["HARNESS_KEY", "ResumeError", "RunArtifacts", "after_interrupt", "harness_state", "load"]
+
+
+def after_interrupt() -> None:
+    """After a Ctrl-C: finish the checkpoint being written (it queues its upload), then wait for the
+    uploads, saying so; a second Ctrl-C leaves them local and named (`gcs.wait_after_interrupt`)."""
+    try:
+        for store in list(CheckpointStore.live):
+            try:
+                store.wait()
+            except CheckpointError:  # already printed by the writer's caller, or lost with the interrupted write
+                pass
+    except KeyboardInterrupt:  # a second Ctrl-C while a checkpoint was being written: see to the uploads queued so far
+        pass
+    wait_after_interrupt()
 
 
 def harness_state(artifacts: RunArtifacts, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
@@ -44,7 +60,7 @@ class RunArtifacts:
         if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
             folders = [settings.results_dir / "checkpoints"]
         self.store = CheckpointStore(run_id, folders, self.bucket) if folders else None
-        if self.bucket is not None:
+        if self.bucket is not None and rank_zero_only.rank == 0:  # one process catches up for all
             self.bucket.catch_up(folders)
         self.tracker = WandbTracker(settings.wandb, settings.wandb_project, spec, run_id, settings.results_dir)
         self.saved: list[str] = []

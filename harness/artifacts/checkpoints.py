@@ -25,6 +25,7 @@ import random
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -145,6 +146,8 @@ def model_state(state: dict[str, torch.Tensor], model: nn.Module, path: Path | s
 class CheckpointStore:
     """Writes each epoch's checkpoint to every folder (and the bucket); finds the latest to resume from."""
 
+    live: weakref.WeakSet[CheckpointStore] = weakref.WeakSet()  # stores of this process, for `after_interrupt`
+
     def __init__(self, run_id: str, folders: Sequence[Path], bucket: BucketUploader | None) -> None:
         if not folders:
             raise ValueError("a checkpoint store needs at least one local folder: the local copy is what a bucket failure must never lose")
@@ -154,6 +157,7 @@ class CheckpointStore:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: Future | None = None
         self.writer_cpu_s = 0.0  # the writer thread's CPU time (serialise, copy, link); final after `wait`
+        CheckpointStore.live.add(self)
         for stale in (tmp for folder in self.folders if folder.is_dir() for tmp in folder.glob(".*.tmp")):
             stale.unlink(missing_ok=True)  # a save of this run that was interrupted; never a checkpoint
             print(f"[trainbench] removed {stale}, left by an interrupted save", flush=True)

@@ -200,14 +200,15 @@ class BucketUploader:
             found = json.loads(manifest.read_text())
             if found.get("bucket") != self.url:
                 continue
-            uploads = [(Path(local), name, tuple(copies)) for local, name, copies in found["uploads"] if Path(local).is_file()]
+            # epoch files only: the bucket's last.ckpt may since have moved on (a resume elsewhere), and an older one must not replace it
+            uploads = [(Path(local), name, ()) for local, name, _ in found["uploads"] if Path(local).is_file()]
             print(f"[trainbench] uploading {len(uploads)} checkpoint(s) an interrupted run left local to {self.url}: {', '.join(name for _, name, _ in uploads)}", flush=True)
             failed = len(self.failures)
             for local, name, copies in uploads:
                 self.upload(local, name, copies)
             wait(self._pending)
             if len(self.failures) == failed:
-                manifest.unlink()
+                manifest.unlink(missing_ok=True)
 
 
 def wait_after_interrupt() -> None:

@@ -7,7 +7,9 @@ beside it. `check` looks for them first: when this run has no checkpoint and the
 another fingerprint (or the `--run-id` given holds another run's), it refuses in one line that names
 each difference (recipe values, engine, precision, devices, data files and classes) and the two ways
 on: resume with the values the checkpoint was trained with, or start fresh without `--resume`.
-Local checkpoint folders are searched; the bucket is read only by the resume itself.
+Only an unfinished run of the same case and seed counts (another seed of the experiment, or a run
+that wrote its record, is not one to continue). Local checkpoint folders are searched; the bucket
+is read only by the resume itself.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts.checkpoints import HARNESS_KEY, CheckpointStore, ResumeError, load
+from harness.artifacts.checkpoints import HARNESS_KEY, LAST, ResumeError, load
+from harness.results.record import RESULT_FILE
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, SpecError
 
@@ -73,13 +76,30 @@ def _own(name: str, run_id: str) -> bool:
     return name == run_id or re.fullmatch(re.escape(run_id) + r"-attempt\d+", name) is not None
 
 
-def _newest(folder: Path) -> tuple[int, Path] | None:
-    return CheckpointStore._newest_readable(folder, [])
+def _has_checkpoint(folder: Path) -> bool:
+    return (folder / LAST).is_file() or any(folder.glob("epoch_*.ckpt"))
+
+
+def saved_state(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint in a run's folder that loads and holds trainbench's state, and that
+    state; quietly None when there is none (the resume itself reports damaged files)."""
+    for path in [folder / LAST, *sorted(folder.glob("epoch_*.ckpt"), reverse=True)]:
+        if path.is_file():
+            try:
+                content = load(path)
+            except Exception:  # damaged or foreign: not a run this one could continue
+                continue
+            if isinstance(content, dict) and isinstance(content.get(HARNESS_KEY), dict):
+                return path, content[HARNESS_KEY]
+    return None
 
 
 def check(spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None, given: bool) -> None:
     """Before the decode pass (module docstring). `run_id` is this run's (the `--run-id` when
-    `given`, else its first attempt's), `fingerprint` the one its checkpoints must carry."""
+    `given`, else its first attempt's), `fingerprint` the one its checkpoints must carry.
+
+    Without `--run-id`, only an unfinished run (no record in the results folder) of the same case
+    and seed counts: another seed of the experiment, or a run that finished, is not this run."""
     if not settings.resume:
         return
     folders = [Path(f).resolve() for f in settings.checkpoint_dirs] or ([settings.results_dir / "checkpoints"] if settings.gcs_bucket else [])
@@ -87,13 +107,20 @@ def check(spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: 
     if given:
         candidates = [d for d in runs if d.name == run_id]
     else:
-        if any(_own(d.name, run_id) and _newest(d) for d in runs):
+        if any(_own(d.name, run_id) and _has_checkpoint(d) for d in runs):
             return
-        candidates = [d for d in runs if re.fullmatch(re.escape(spec.id) + r"-[0-9a-f]{8}(-attempt\d+)?", d.name) and not _own(d.name, run_id)]
-    found = sorted((hit for hit in map(_newest, candidates) if hit), key=lambda hit: hit[1].stat().st_mtime)
+        pattern = re.escape(spec.id) + r"-[0-9a-f]{8}(-attempt\d+)?"
+        candidates = [d for d in runs if re.fullmatch(pattern, d.name) and not (settings.results_dir / d.name / RESULT_FILE).is_file()]
+    found = []
+    for folder in candidates:
+        state = saved_state(folder)
+        if state is None:
+            continue
+        seed = state[1].get("spec", {}).get("recipe", {}).get("seed")
+        if given or seed == spec.recipe.seed:
+            found.append(state)
     if not found:
         return
-    path = found[-1][1]
-    saved = load(path)[HARNESS_KEY]
+    path, saved = max(found, key=lambda state: state[0].stat().st_mtime)
     if saved.get("fingerprint") != fingerprint:
         raise ResumeError(refusal(path, saved, spec, data))

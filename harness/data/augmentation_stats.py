@@ -7,10 +7,10 @@ a transform applied is albumentations' own account of its last call (`get_applie
 empty when it was skipped). Used by the tests (a wrong seeding fails them) and by `eda`, so a wrong
 pipeline is visible before a long run.
 
-Statistics: a Clopper-Pearson interval of each rate at CONFIDENCE; the un-augmented share against
-the product of (1 - p) with its own interval; for every pair of transforms with 0 < p < 1, Pearson's
-chi-square test of independence on their 2x2 co-occurrence table (no continuity correction),
-judged against ALPHA divided by the number of pairs (Bonferroni).
+Statistics, each family at CONFIDENCE overall (Bonferroni): a Clopper-Pearson interval of each
+rate, and of the un-augmented share against the product of (1 - p), at 1 - ALPHA / (transforms + 1)
+each; for every pair of transforms with 0 < p < 1, Pearson's chi-square test of independence on
+their 2x2 co-occurrence table (no continuity correction), judged against ALPHA / pairs.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ CONFIDENCE = 0.99
 ALPHA = 1 - CONFIDENCE
 
 
-def _interval(hits: int, draws: int) -> tuple[float, float]:
-    interval = stats.binomtest(hits, draws).proportion_ci(CONFIDENCE, method="exact")
+def _interval(hits: int, draws: int, confidence: float) -> tuple[float, float]:
+    interval = stats.binomtest(hits, draws).proportion_ci(confidence, method="exact")
     return float(interval.low), float(interval.high)
 
 
@@ -42,6 +42,7 @@ class ApplyRate:
     p: float
     applied: int
     draws: int
+    confidence: float = CONFIDENCE  # of this one interval (a family's share of CONFIDENCE)
 
     @property
     def rate(self) -> float:
@@ -49,7 +50,7 @@ class ApplyRate:
 
     @property
     def interval(self) -> tuple[float, float]:
-        return _interval(self.applied, self.draws)
+        return _interval(self.applied, self.draws, self.confidence)
 
     @property
     def consistent(self) -> bool:
@@ -72,8 +73,13 @@ class ApplyStatistics:
         return math.prod(1 - r.p for r in self.rates)
 
     @property
+    def confidence(self) -> float:
+        """Of each interval: CONFIDENCE shared by the rates and the un-augmented share (Bonferroni)."""
+        return 1 - ALPHA / (len(self.rates) + 1)
+
+    @property
     def unaugmented_consistent(self) -> bool:
-        low, high = _interval(self.unaugmented, self.draws)
+        low, high = _interval(self.unaugmented, self.draws, self.confidence)
         return low <= self.expected_unaugmented <= high
 
     @property
@@ -92,14 +98,15 @@ class ApplyStatistics:
 
     def markdown(self) -> str:
         """A table of rates against `p`, then the un-augmented share and the independence test."""
-        lines = [f"| transform | p | applied (of {self.draws}) | measured rate | {CONFIDENCE:.0%} interval | consistent with p |", "|---|---|---|---|---|---|"]
+        lines = [f"| transform | p | applied (of {self.draws}) | measured rate | {self.confidence:.2%} interval | consistent with p |", "|---|---|---|---|---|---|"]
         for r in self.rates:
             low, high = r.interval
             lines.append(f"| {r.name} | {r.p:g} | {r.applied} | {r.rate:.3f} | {low:.3f}-{high:.3f} | {'yes' if r.consistent else 'NO'} |")
-        low, high = _interval(self.unaugmented, self.draws)
+        low, high = _interval(self.unaugmented, self.draws, self.confidence)
         lines += [
             "",
-            f"Un-augmented samples: {self.unaugmented} of {self.draws} ({self.unaugmented / self.draws:.2%}, {CONFIDENCE:.0%} interval {low:.2%}-{high:.2%}); "
+            f"Intervals at {self.confidence:.2%} each, so that all {len(self.rates) + 1} hold together at {CONFIDENCE:.0%} (Bonferroni).",
+            f"Un-augmented samples: {self.unaugmented} of {self.draws} ({self.unaugmented / self.draws:.2%}, interval {low:.2%}-{high:.2%}); "
             f"expected {self.expected_unaugmented:.2%} when every transform draws on its own: {'consistent' if self.unaugmented_consistent else 'NOT consistent'}.",
         ]
         smallest = self.smallest_pair_p_value
@@ -127,7 +134,8 @@ def applied_matrix(dataset: ImageClassificationDataset, draws: int, images: int 
 def apply_statistics(dataset: ImageClassificationDataset, draws: int = 2000, images: int = 16) -> ApplyStatistics:
     """The measured apply pattern of `dataset`'s train pipeline (see `applied_matrix`)."""
     names, probabilities, matrix = applied_matrix(dataset, draws, images)
-    rates = tuple(ApplyRate(n, p, int(matrix[:, k].sum()), draws) for k, (n, p) in enumerate(zip(names, probabilities)))
+    confidence = 1 - ALPHA / (len(names) + 1)
+    rates = tuple(ApplyRate(n, p, int(matrix[:, k].sum()), draws, confidence) for k, (n, p) in enumerate(zip(names, probabilities)))
     random_steps = [k for k, p in enumerate(probabilities) if 0 < p < 1 and 0 < matrix[:, k].sum() < draws]
     pairs = []
     for a, b in itertools.combinations(random_steps, 2):

@@ -73,7 +73,10 @@ def walk(folder: Path, _ancestors: frozenset[Path] = frozenset()) -> Iterator[tu
     real = folder.resolve()
     if real in _ancestors:
         raise DataError(f"{folder} is a link to {real}, a folder it lies in: a link loop, which would be read for ever; remove or replace the link")
-    entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except OSError as error:  # a folder this user cannot read
+        raise DataError(f"folder {folder} cannot be read ({error.strerror or error}); give read access or remove it from the dataset") from None
     yield folder, [e.name for e in entries if e.is_file()]  # is_file and is_dir follow links
     for entry in entries:
         if entry.is_dir() and not is_hidden(entry.name):

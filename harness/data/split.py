@@ -99,16 +99,22 @@ def _advice(class_sizes: np.ndarray, split: Split) -> tuple[float, float, float]
     return next((c for c in candidates if all((class_counts(int(size), c) > 0).all() for size in class_sizes)), None)
 
 
-def _images_needed(size: int, split: Split, class_sizes: np.ndarray, row: int) -> int | None:
-    """How many images class `row` needs under `split` for an image in every part (None: over MAX_IMAGES_ADVISED)."""
-    sizes = class_sizes.copy()
-    for more in range(size + 1, MAX_IMAGES_ADVISED):
-        sizes[row] = more
+def _images_needed(split: Split, class_sizes: np.ndarray, short: list[int]) -> dict[int, int] | None:
+    """Images to add to each class that is short (all grown together, one at a time, while short: growing one class can leave another short under a count split) until
+    every class has an image in every part under `split`; None when adding cannot do it (a count
+    split with a part smaller than the number of classes) or it takes over MAX_IMAGES_ADVISED."""
+    if split.by == "count" and min(split.train, split.val, split.test) < len(class_sizes):
+        return None
+    sizes, still = class_sizes.copy(), list(short)
+    while still and sizes.sum() < MAX_IMAGES_ADVISED:
+        sizes[still] += 1
         try:
-            if (allocation(sizes, split)[row] > 0).all():
-                return more - size
+            counts = allocation(sizes, split)
         except DataError:
             continue
+        if (counts > 0).all():
+            return {row: int(sizes[row] - class_sizes[row]) for row in range(len(sizes)) if sizes[row] > class_sizes[row]}
+        still = [row for row in range(len(sizes)) if (counts[row] == 0).any()]
     return None
 
 
@@ -146,7 +152,9 @@ def _refusal(split: Split, classes: np.ndarray, class_sizes: np.ndarray, counts:
     advice = _advice(class_sizes, split)
     if advice is not None:
         fixes.append(f"give --split {_shown(advice)} (an image of every class in every part)")
-    needed = [(class_names[classes[row]], _images_needed(int(class_sizes[row]), split, class_sizes, row)) for row in short]
-    if all(n is not None for _, n in needed):
-        fixes.append("add " + ", ".join(f"{n} image(s) to '{name}'" for name, n in needed))
+    needed = _images_needed(split, class_sizes, short)
+    if needed is not None:
+        fixes.append("add " + ", ".join(f"{n} image(s) to '{class_names[classes[row]]}'" for row, n in needed.items() if n))
+    elif split.by == "count":
+        fixes.append(f"give every part at least {len(class_sizes)} images, one per class")
     return f"the split {given} (train/val/test) leaves class folder(s) {', '.join(described)}; " + (" or ".join(fixes) or "add images to these classes")

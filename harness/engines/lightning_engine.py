@@ -10,7 +10,10 @@ Only rank 0 reports. Multi-process runs must start from the harness's entry poin
 from __future__ import annotations
 
 import os
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -267,6 +270,20 @@ def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None =
     )
 
 
+@contextmanager
+def ctrl_c_as_keyboard_interrupt(trainer: L.Trainer) -> Iterator[None]:
+    """Lightning turns a Ctrl-C into `sys.exit(1)` after setting SIGINT to be ignored; give it back
+    as the KeyboardInterrupt it was, with Ctrl-C working again, so the command line ends it the way
+    it ends every interrupt (exit 130, the uploads waited for or left local on a second Ctrl-C)."""
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None
+
+
 class RendezvousError(RuntimeError):
     """The DDP processes did not all join in time (a node not started, a wrong address or port)."""
 
@@ -286,7 +303,8 @@ class LightningEngine:
         timeout_s = job.settings.rendezvous_timeout_s
         trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s))
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=job.artifacts.resume_path())
+            with ctrl_c_as_keyboard_interrupt(trainer):
+                trainer.fit(module, datamodule=datamodule, ckpt_path=job.artifacts.resume_path())
         except DistStoreError as error:  # the store's own message: "Timed out after 6 seconds waiting for clients. 1/2 clients joined."
             where = f"{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{os.environ.get('MASTER_PORT', '?')}"
             raise RendezvousError(
@@ -294,5 +312,6 @@ class LightningEngine:
                 f"({str(error).splitlines()[0]}); start every node with the same master address, port and --run-id, or raise --rendezvous-timeout-s"
             ) from None
         if module.diverged is None:
-            trainer.test(module, datamodule=datamodule, verbose=False)
+            with ctrl_c_as_keyboard_interrupt(trainer):
+                trainer.test(module, datamodule=datamodule, verbose=False)
         return EngineOutput(history=module.history, test=module.test_metrics, is_main_process=trainer.is_global_zero, diverged=module.diverged)

@@ -77,11 +77,17 @@ def _number(value: object) -> float:
     return NOT_A_NUMBER if value is None else float(value)
 
 
+def _reported(metric: str, classes: int | None) -> bool:
+    """Whether a run over `classes` classes reports `metric` (top-k only where k < classes; unknown: all)."""
+    return classes is None or not metric.startswith("test_top") or int(metric.removeprefix("test_top")) < classes
+
+
 def run_of(record: RunResult) -> Run:
     if record.ok:
         metrics = {k: _number(v) for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
     else:  # a diverged run has no test metrics: each one it should have had is not a number
-        metrics = {k: NOT_A_NUMBER for k in DEFAULT_TOLERANCES if k != "steady_images_per_s"}
+        classes = len(record.data.get("classes") or ()) or None
+        metrics = {k: NOT_A_NUMBER for k in DEFAULT_TOLERANCES if k != "steady_images_per_s" and _reported(k, classes)}
     if record.steady_images_per_s is not None:
         metrics["steady_images_per_s"] = record.steady_images_per_s
     context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}

@@ -8,6 +8,7 @@ each night's point is the mean over that night's seeds of the case.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,10 @@ class CaseTrend:
 
 
 def _means(found: Observations, case: str) -> dict[str, float]:
+    """Per metric, the mean over the night's runs that have it as a number (a diverged seed is left out, as in the tables)."""
     runs = found.get(case, [])
-    return {metric: statistics.fmean(r.metrics[metric] for r in runs if metric in r.metrics) for metric in METRICS if any(metric in r.metrics for r in runs)}
+    values = {metric: [r.metrics[metric] for r in runs if math.isfinite(r.metrics.get(metric, math.nan))] for metric in METRICS}
+    return {metric: statistics.fmean(v) for metric, v in values.items() if v}
 
 
 def night_folders(root: Path, nights: int) -> list[Path]:
