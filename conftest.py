@@ -28,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, **kwargs)
     group.addoption("--baseline", default=None, help="after the session, compare its runs with this results folder or pytest-benchmark JSON; a regression fails the session")
     group.addoption("--tolerance", action="append", default=None, metavar="METRIC=VALUE", help="with --baseline: override a metric's tolerance (repeatable)")
+    group.addoption("--gate-metrics", default=None, metavar="NAMES", help="with --baseline: gate only these metrics, e.g. acc,loss (default: every gated metric; one a side lacks leaves the gate undecided and fails the session)")
     group.addoption("--seeds", type=positive_int, default=int(env("seeds", "1")), help=f"run each case with N seeds (the recipe's, then +1, +2 ...); tables show mean ± std [{ENV_VARS['seeds']}; default 1]")
     group.addoption("--epochs", type=int, default=int(env("epochs", "0") or 0) or None, help=f"override every recipe's epochs [{ENV_VARS['epochs']}]")
 

@@ -12,7 +12,7 @@ from harness.catalog import Seed, make_spec
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results.record import RunResult, json_safe
 from harness.results import report
-from harness.results.compare import Comparison, GateError, compare, observations, parse_tolerances, run_of
+from harness.results.compare import Comparison, GateError, compare, observations, parse_metrics, parse_tolerances, run_of
 from harness.settings import RunSettings
 from harness.spec import PRECISIONS, BenchmarkSpec
 
@@ -137,8 +137,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     try:
         parse_tolerances(config.getoption("--tolerance"))
+        parse_metrics(config.getoption("--gate-metrics"))
     except ValueError as error:
-        raise pytest.UsageError(str(error)) from None
+        raise pytest.UsageError(str(error).replace("--metrics", "--gate-metrics")) from None
     try:
         found = observations(Path(baseline))
     except GateError as error:
@@ -176,7 +177,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for record in book.records.values():
         current.setdefault(record.gate_key, []).append(run_of(record))
     try:
-        result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")), labels=(f"baseline {baseline}", "this session"))
+        result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")), labels=(f"baseline {baseline}", "this session"),
+                         metrics=parse_metrics(config.getoption("--gate-metrics")))  # fmt: skip
     except GateError as error:
         config.stash[GATE] = error
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

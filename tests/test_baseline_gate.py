@@ -23,22 +23,26 @@ def test_tiny(run_book, tmp_path_factory, benchmark):
 
 
 @pytest.mark.parametrize(
-    "spec_id, baseline_acc, verdict",
+    "spec_id, baseline_acc, verdict, narrowed",
     [
-        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 0.0, "pass"),
-        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 1.0, "REGRESSION"),
-        ("another-case", 0.0, "ERROR"),  # nothing in common: the gate never passes on nothing
+        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 0.0, "pass", True),
+        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 1.0, "REGRESSION", True),
+        ("another-case", 0.0, "ERROR", True),  # nothing in common: the gate never passes on nothing
+        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 0.0, "UNDECIDED", False),  # the baseline has accuracy only: the rest is not compared
     ],
 )
-def test_session_fails_on_regression_or_nothing_to_compare(pytester, monkeypatch, spec_id, baseline_acc, verdict):
+def test_session_fails_on_regression_or_nothing_to_compare(pytester, monkeypatch, spec_id, baseline_acc, verdict, narrowed):
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
     pytester.makepyfile(test_tiny=BENCHMARK)
     baseline = pytester.path / "baseline.json"
     info = {"spec_id": spec_id, "recipe": tiny_spec().recipe_fingerprint, "test_acc": baseline_acc}
     baseline.write_text(json.dumps({"benchmarks": [{"extra_info": info}]}))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--results-dir", str(pytester.path / "r"), "--baseline", str(baseline))
+    gate = ["--gate-metrics", "acc"] if narrowed else []
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--results-dir", str(pytester.path / "r"), "--baseline", str(baseline), *gate)
     result.stdout.fnmatch_lines([f"*regression gate: {verdict}*"])
+    if verdict == "UNDECIDED":
+        result.stdout.fnmatch_lines(["*test_loss (missing in baseline*", "*UNDECIDED: 4 gated metric(s) missing on one side*"])
     if verdict == "ERROR":
         result.stdout.fnmatch_lines(["*no case in common*another-case@*this session: 1 case(s), 1 run(s)*"])
     assert result.ret == (0 if verdict == "pass" else 1)
