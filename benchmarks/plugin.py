@@ -109,6 +109,7 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
     info = dict(
         run_id=record.run_id,
         status=record.status,
+        classes=len(record.data.get("classes") or ()) or None,  # which top-k metrics the case reports
         spec_id=record.case_id,
         recipe=BenchmarkSpec.from_dict(record.spec).recipe_fingerprint,
         fingerprint=record.fingerprint,

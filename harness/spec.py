@@ -272,6 +272,14 @@ class BenchmarkSpec:
         return cls.from_dict(json.loads(text))
 
 
+def value_text(value: Any) -> str:
+    """A spec or recipe value as a line shows it: augmentations by name (`HorizontalFlip+Rotate`, or
+    `none`), floats short (`0.0006`), anything else as it prints."""
+    if isinstance(value, tuple):  # augmentations
+        return "+".join(getattr(v, "name", str(v)) for v in value) or "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _freeze(value: Any) -> Any:
     """JSON turns tuples into lists; specs must stay hashable, so turn them back."""
     return tuple(_freeze(v) for v in value) if isinstance(value, list) else value

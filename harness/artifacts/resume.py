@@ -22,15 +22,9 @@ from typing import Any
 from harness.artifacts.checkpoints import HARNESS_KEY, LAST, ResumeError, load
 from harness.results.record import RESULT_FILE
 from harness.settings import RunSettings
-from harness.spec import BenchmarkSpec, SpecError
+from harness.spec import BenchmarkSpec, SpecError, value_text
 
 SPEC_FIELDS = ("model", "dataset", "engine", "weights", "precision", "devices", "num_nodes", "profile", "limit_batches")
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, tuple) and value and hasattr(value[0], "name"):  # augmentations
-        return "+".join(v.name for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def differences(saved: dict[str, Any], spec: BenchmarkSpec, data: dict[str, Any] | None) -> list[str]:
@@ -43,11 +37,11 @@ def differences(saved: dict[str, Any], spec: BenchmarkSpec, data: dict[str, Any]
     if before is not None:
         for name in SPEC_FIELDS:
             if getattr(before, name) != getattr(spec, name):
-                found.append(f"{name} {_shown(getattr(before, name))} (now {_shown(getattr(spec, name))})")
+                found.append(f"{name} {value_text(getattr(before, name))} (now {value_text(getattr(spec, name))})")
         for field in dataclasses.fields(spec.recipe):
             old, new = getattr(before.recipe, field.name), getattr(spec.recipe, field.name)
             if old != new:
-                found.append(f"{field.name} {_shown(old)} (now {_shown(new)})")
+                found.append(f"{field.name} {value_text(old)} (now {value_text(new)})")
     old_data = saved.get("data") or {}
     if data and old_data and old_data.get("fingerprint") != data.get("fingerprint"):
         if old_data.get("path") != data.get("path"):

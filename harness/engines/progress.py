@@ -20,7 +20,7 @@ from tqdm import tqdm
 from harness.engines.base import TrainingJob
 from harness.hardware import Hardware
 from harness.settings import RunSettings
-from harness.spec import BenchmarkSpec
+from harness.spec import BenchmarkSpec, value_text
 
 EPOCH_FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
 
@@ -98,17 +98,11 @@ def device_words(spec: BenchmarkSpec, hw: Hardware) -> str:
 def startup_line(spec: BenchmarkSpec, settings: RunSettings, hw: Hardware) -> str:
     """The line a run prints at once, before any data or weights are touched."""
     recipe = spec.recipe
-    given = [f"{name} {_value(getattr(recipe, name))} ({origin})" for name, origin in spec.recipe_origin if not origin.endswith(" profile")]
+    given = [f"{name} {value_text(getattr(recipe, name))} ({origin})" for name, origin in spec.recipe_origin if not origin.endswith(" profile")]
     return (
         f"[trainbench] {spec.id}: {spec.profile} profile, {spec.engine} on {device_words(spec, hw)}, {spec.precision}, "
         f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''} of batch {recipe.batch_size} at {recipe.image_size} px{'; given: ' + ', '.join(given) if given else ''}; results in {settings.results_dir}"
     )
-
-
-def _value(value: object) -> str:
-    if isinstance(value, tuple):  # augmentations
-        return "+".join(getattr(v, "name", str(v)) for v in value) or "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _unused(images: int) -> str:

@@ -77,17 +77,18 @@ def _number(value: object) -> float:
     return NOT_A_NUMBER if value is None else float(value)
 
 
-def _reported(metric: str, classes: int | None) -> bool:
-    """Whether a run over `classes` classes reports `metric` (top-k only where k < classes; unknown: all)."""
-    return classes is None or not metric.startswith("test_top") or int(metric.removeprefix("test_top")) < classes
+def _not_numbers(classes: int | None) -> dict[str, float]:
+    """A diverged run's test metrics: each one a run over `classes` classes reports (top-k only where
+    k < classes; all when unknown), as nan."""
+    reported = [k for k in DEFAULT_TOLERANCES if k.startswith("test_") and (classes is None or not k.startswith("test_top") or int(k.removeprefix("test_top")) < classes)]
+    return dict.fromkeys(reported, NOT_A_NUMBER)
 
 
 def run_of(record: RunResult) -> Run:
     if record.ok:
         metrics = {k: _number(v) for k, v in record.test.items() if k in DEFAULT_TOLERANCES}
-    else:  # a diverged run has no test metrics: each one it should have had is not a number
-        classes = len(record.data.get("classes") or ()) or None
-        metrics = {k: NOT_A_NUMBER for k in DEFAULT_TOLERANCES if k != "steady_images_per_s" and _reported(k, classes)}
+    else:
+        metrics = _not_numbers(len(record.data.get("classes") or ()) or None)
     if record.steady_images_per_s is not None:
         metrics["steady_images_per_s"] = record.steady_images_per_s
     context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}
@@ -150,7 +151,7 @@ def _from_benchmark_json(path: Path) -> Observations:
             context = info.get("context") if isinstance(info.get("context"), dict) else {}
             metrics = {ALIASES.get(k, k): _number(v) for k, v in info.items() if ALIASES.get(k, k) in DEFAULT_TOLERANCES}
             if info.get("status", "ok") != "ok":
-                metrics.update({k: NOT_A_NUMBER for k in DEFAULT_TOLERANCES if k not in metrics})
+                metrics.update(_not_numbers(info.get("classes")))
             out[case].append(Run(metrics, context))
     if data["benchmarks"] and not out:
         raise GateError(
