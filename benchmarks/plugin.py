@@ -9,10 +9,12 @@ import pytest
 
 from harness import data, launch
 from harness.catalog import Seed, make_spec
+from harness.errors import GateError
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
-from harness.results.record import RunResult, json_safe
 from harness.results import report
-from harness.results.compare import Comparison, GateError, compare, observations, parse_metrics, parse_tolerances, run_of
+from harness.results.compare import Comparison, compare, parse_metrics, parse_tolerances
+from harness.results.observations import observations, run_of
+from harness.results.record import RunResult, json_safe
 from harness.settings import RunSettings
 from harness.spec import PRECISIONS, BenchmarkSpec
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.plugin import assert_thresholds, case_spec, matrix, record_in_benchmark, repeats, runnable
+from benchmarks.plugin import (
+    assert_thresholds,
+    case_spec,
+    matrix,
+    record_in_benchmark,
+    repeats,
+    runnable,
+)
 from harness.catalog import EFFICIENTNETV2
 from harness.results.stats import difference
 

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.spec import Augmentation, BenchmarkSpec, Recipe, SpecError, Split, Threshold, aug
+from harness.spec import (
+    Augmentation,
+    BenchmarkSpec,
+    Recipe,
+    SpecError,
+    Split,
+    Threshold,
+    aug,
+)
 
 PROFILES: tuple[str, ...] = ("smoke", "full")
 # One default for `python -m harness` and pytest: the smoke profile runs anywhere, offline, in

@@ -13,7 +13,15 @@ from pathlib import Path
 from harness import catalog
 from harness.data import kvasir, synthetic
 from harness.settings import ENV_VARS, OPTIONS, RunSettings, env
-from harness.spec import ENGINES, OPTIMIZERS, PRECISIONS, WEIGHTS, BenchmarkSpec, SpecError, Split
+from harness.spec import (
+    ENGINES,
+    OPTIMIZERS,
+    PRECISIONS,
+    WEIGHTS,
+    BenchmarkSpec,
+    SpecError,
+    Split,
+)
 
 
 def parse_split(text: str) -> Split:
@@ -208,10 +216,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.preflight import check_writable
     from harness.results import report
     from harness.results.record import load_readable
-
-    from harness.preflight import check_writable
 
     if args.out:
         check_writable(args.out, "report folder", "--out")
@@ -228,7 +235,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.results.compare import GateError, compare_paths, parse_metrics, parse_tolerances
+    from harness.results.compare import (
+        GateError,
+        compare_paths,
+        parse_metrics,
+        parse_tolerances,
+    )
 
     try:
         result = compare_paths(args.baseline, args.current, parse_tolerances(args.tolerance), parse_metrics(args.metrics))
@@ -343,12 +355,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
-    from harness.data import DataError
-    from harness.models import ModelError
     from harness.artifacts import ResumeError
     from harness.artifacts.checkpoints import CheckpointError
     from harness.artifacts.gcs import BucketURLError
+    from harness.data import DataError
     from harness.engines.lightning_engine import RendezvousError
+    from harness.models import ModelError
     from harness.preflight import PreflightError
     from harness.results.record import RecordError
     from harness.runner import UnsupportedCase

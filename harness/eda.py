@@ -24,9 +24,16 @@ from PIL import Image, UnidentifiedImageError
 
 from harness.data import duplicates
 from harness.data.augmentation_stats import ApplyStatistics, apply_statistics
-from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
+from harness.data.dataset import FileReader, ImageClassificationDataset
+from harness.data.imagefolder import ImageIndex, scan
 from harness.data.split import stratified_split
-from harness.data.transforms import augmentation, needed_short_side, seed_pipeline, train_transform
+from harness.data.transforms import (
+    augmentation,
+    needed_short_side,
+    seed_pipeline,
+    train_transform,
+)
+from harness.errors import DataError
 from harness.spec import Recipe
 
 matplotlib.use("Agg")
@@ -205,7 +212,7 @@ def measure_augmentations(index: ImageIndex, readable: set[str], recipe: Recipe,
     indices = [i for i, (path, _) in enumerate(index.samples) if path in readable]
     if not indices or not recipe.train_augmentations or draws < 1:
         return None
-    dataset = ImageClassificationDataset(index, indices, train_transform(recipe), recipe.seed, short_side=needed_short_side(recipe))
+    dataset = ImageClassificationDataset(index, indices, train_transform(recipe), recipe.seed, FileReader(index, needed_short_side(recipe)))
     return apply_statistics(dataset, draws)
 
 

@@ -20,15 +20,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness import runner
+from harness.errors import LaunchError
 from harness.results.record import RESULT_FILE, RunResult
 from harness.settings import REPO_ROOT, RunSettings
 from harness.spec import BenchmarkSpec
 
 OUTPUT_TAIL = 6000
 
-
-class LaunchError(RuntimeError):
-    """A child run failed; the message carries the end of its output."""
 
 
 def needs_own_processes(spec: BenchmarkSpec) -> bool:

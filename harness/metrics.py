@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-
 TOP_K: tuple[int, ...] = (3, 5)
 COUNT = "images"  # the key of the image count beside the metrics
 

@@ -23,19 +23,15 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from harness.atomic import written_atomically
 from harness.data.device import Stats
+from harness.errors import ModelError, WeightsNotFound
 
 HUB_PROBE_S = 3.0  # one TCP connect to the hub's host; a reachable hub answers in well under a second
 HUB_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")  # what timm downloads from a hub repo, in its order
 WEIGHT_FILE_NAMES = ("{model}.safetensors", "{model}.pth", "{model}.bin", "{model}/model.safetensors", "{model}/pytorch_model.bin")
 
 
-class ModelError(ValueError):
-    """An unknown model name or unusable weights; the message names the fix."""
-
-
-class WeightsNotFound(ModelError):
-    """No pretrained weights where the harness looked; the message lists every place."""
 
 
 def check_name(model: str) -> None:
@@ -253,8 +249,6 @@ def _sha256(path: Path) -> str:
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """Save a state dict as safetensors, atomically (write a temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)

@@ -20,6 +20,7 @@ from torch import nn
 
 from harness.artifacts import tracking
 from harness.artifacts.gcs import BucketAccessError, BucketUploader
+from harness.errors import PreflightError
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -27,9 +28,6 @@ from harness.spec import BenchmarkSpec
 MULTI_NODE_LAUNCHERS = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK")
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}  # state tensors per parameter (moments, momentum)
 
-
-class PreflightError(ValueError):
-    """The run would fail or lose work later; the message names the problem and the fix."""
 
 
 def check(spec: BenchmarkSpec, settings: RunSettings) -> None:

@@ -20,20 +20,22 @@ from harness import data, engines, models, preflight, pretrain
 from harness.artifacts import RunArtifacts, resume
 from harness.data.duplicates import describe as describe_duplicates
 from harness.engines import TrainingJob, progress
+from harness.errors import UnsupportedCase
 from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
 from harness.inference import is_reparameterizable, reparameterization_check
+from harness.results.plots import plot_curves
 from harness.results.record import RecordError, RunResult, environment
-from harness.results.speed import overall_images_per_s, steady_data_wait_share, steady_images_per_s
+from harness.results.speed import (
+    overall_images_per_s,
+    steady_data_wait_share,
+    steady_images_per_s,
+)
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
-
 CLAIMED_RUN_ID = "TRAINBENCH_CLAIMED_RUN_ID"  # the attempt rank 0 claimed, for the processes Lightning starts from the same command line
 
-
-class UnsupportedCase(RuntimeError):
-    """This machine cannot run the case as specified (never silently run another way)."""
 
 
 def ensure_weights(spec: BenchmarkSpec, settings: RunSettings) -> None:
@@ -113,7 +115,7 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
             "workers": job.workers,
             "workers_from": "--workers" if job.settings.workers is not None else "machine",
             "recipe_workers": spec.recipe.workers,
-            "decode_cache": bundle.train.decoded.meta() if bundle.train.decoded is not None else None,
+            "decode_cache": bundle.decoded.meta() if bundle.decoded is not None else None,
         },
         "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.per_device_batch},
         "target": {"accuracy": spec.target_accuracy, "source": spec.target_source},
@@ -186,7 +188,7 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
         **provenance(job, identity, copies),
     )
     try:
-        record.save(job.run_dir)
+        record.save(job.run_dir, plot_curves)
     except RecordError:
         print(record.summary(), flush=True)  # the trained result is never lost: it is on the screen
         raise

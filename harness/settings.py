@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Mapping
+
+from harness.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,9 +36,6 @@ ENV_VARS = {
     "workers": "TRAINBENCH_WORKERS",
 }
 
-
-class SettingsError(ValueError):
-    """A TRAINBENCH_* variable holds a value the harness cannot use; the message names it."""
 
 
 def _positive_number(text: str) -> bool:

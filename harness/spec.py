@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from harness.errors import SpecError
+
 Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
 PRECISIONS: tuple[str, ...] = ("32-true", "16-mixed", "bf16-mixed")
 ENGINES: tuple[str, ...] = ("poutyne", "lightning")
@@ -26,9 +28,6 @@ METRIC_NAMES: tuple[str, ...] = ("loss", "acc", "f1", "top3", "top5")  # what ev
 # Short forms used in readable test ids: 32-true -> 32true, bf16-mixed -> bf16, 16-mixed -> fp16.
 _PRECISION_TAGS = {"32-true": "32true", "16-mixed": "fp16", "bf16-mixed": "bf16"}
 
-
-class SpecError(ValueError):
-    """A spec field holds a value the harness cannot run; the message names the field and the fix."""
 
 
 @dataclass(frozen=True)

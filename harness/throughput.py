@@ -25,7 +25,12 @@ import torch.nn.functional as F
 
 from harness import data, models, runner
 from harness.data.device import channels_last_helps
-from harness.engines.base import autocast_dtype, compile_if_asked, device_list, optimizer_for
+from harness.engines.base import (
+    autocast_dtype,
+    compile_if_asked,
+    device_list,
+    optimizer_for,
+)
 from harness.hardware import detect
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from harness.results.compare import Run, compare, observations, parse_tolerances, run_of
+from harness.results.compare import compare, parse_tolerances
+from harness.results.observations import Run, observations, run_of
 from harness.settings import REPO_ROOT
 from tests.test_reports import record
 from harness.catalog import EFFICIENTNETV2, make_spec

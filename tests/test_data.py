@@ -11,7 +11,8 @@ from PIL import Image
 from harness import data
 from harness.catalog import EFFICIENTNETV2, FASTVIT, KVASIR_CLASSES
 from harness.data import DataError, kvasir, synthetic
-from harness.data.imagefolder import load_rgb, scan
+from harness.data.decode import load_rgb
+from harness.data.imagefolder import scan
 from harness.data.verify import verified_marker
 from harness.data.device import DeviceNormalize
 from harness.data.transforms import eval_transform, train_transform

@@ -14,7 +14,8 @@ from harness import data
 from harness.catalog import FASTVIT
 from harness.data import decoded
 from harness.data.fingerprint import fingerprint
-from harness.data.imagefolder import load_rgb, scan
+from harness.data.decode import load_rgb
+from harness.data.imagefolder import scan
 from harness.data.photos import generate_kvasir
 from harness.data.transforms import eval_transform, needed_short_side
 from harness.spec import Split
@@ -83,11 +84,11 @@ def test_cached_pixels_are_what_a_full_decode_gives(photos, tmp_path):
     uncached = data.build(photos, recipe, STATS)
     resize = eval_transform(recipe)
     for i in range(len(cached.train.index.samples)):
-        full = resize(image=data.imagefolder.load_rgb(cached.train.index.samples[i][0]))["image"].float()
-        fast = resize(image=cached.train.decoded.read(i))["image"].float()
+        full = resize(image=load_rgb(cached.train.index.samples[i][0]))["image"].float()
+        fast = resize(image=cached.decoded.read(i))["image"].float()
         assert full.shape == fast.shape == (3, 384, 384)
         assert (full - fast).abs().mean() < 3.0 and (full.mean() - fast.mean()).abs() < 0.5, cached.train.index.samples[i][0]
-    assert uncached.train.decoded is None
+    assert uncached.decoded is None
 
 
 @pytest.mark.parametrize("crop", ["resize", "random_resized_crop"])
@@ -97,7 +98,7 @@ def test_cached_and_uncached_paths_give_identical_tensors(photos, tmp_path, crop
     recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 96, "train_crop": crop, "split": SHARES})
     cached = data.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
     uncached = data.build(photos, recipe, STATS)
-    assert uncached.train.decoded is None
+    assert uncached.decoded is None
     for i in range(len(cached.train)):
         for key in ((i, 0), (i, 1)):
             assert torch.equal(cached.train[key][0], uncached.train[key][0]), f"train sample {key}"
@@ -113,7 +114,7 @@ def test_loader_workers_share_the_map_instead_of_copying_pixels(photos, tmp_path
     sent = pickle.dumps(bundle.val)  # what a loader worker receives
     assert len(sent) < images.meta()["bytes"] / 100
     in_worker = pickle.loads(sent)
-    assert in_worker.decoded._pixels is None  # the worker maps the file itself, on first read
+    assert in_worker.read._pixels is None  # the worker maps the file itself, on first read
     assert (in_worker[0][0] == first).all()
 
 

@@ -12,7 +12,8 @@ import math
 import pytest
 
 from harness import cli, runner
-from harness.results.compare import Run, compare, observations, run_of
+from harness.results.compare import compare
+from harness.results.observations import Run, observations, run_of
 from harness.results.record import RESULT_FILE, RunResult
 from harness.results.stats import summaries
 from harness.results.tables import cases_table

@@ -408,7 +408,7 @@ def test_a_checkpoint_folder_given_twice_is_one_folder_and_leaves_no_temporary(t
 def test_an_image_between_one_and_two_times_the_pixel_limit_is_named_too(tmp_path, monkeypatch):
     from PIL import Image
 
-    from harness.data.imagefolder import image_problem
+    from harness.data.decode import image_problem
 
     Image.new("RGB", (40, 40)).save(tmp_path / "big.png")  # 1600 pixels: PIL only warns between 1000 and 2000
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)

@@ -9,6 +9,7 @@ import pytest
 
 from harness.catalog import EFFICIENTNETV2, FASTVIT, make_spec
 from harness.results import report
+from harness.results.plots import plot_curves
 from harness.results.record import RunResult
 from harness.results.stats import difference, mean_interval
 from harness.results.tables import cases_table, not_comparable_to_published, ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
@@ -139,7 +140,7 @@ def test_seed_tables_in_the_write_ups_shape(records):
 
 def test_report_command_rebuilds_everything_from_records(records, tmp_path):
     for r in records:
-        r.save(tmp_path / r.run_id)
+        r.save(tmp_path / r.run_id, plot_curves)
     done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Pretrained vs random weights" in done.stdout
@@ -158,9 +159,9 @@ def test_report_command_rebuilds_everything_from_records(records, tmp_path):
 
 def test_curve_links_resolve_from_another_output_folder(records, tmp_path):
     for r in records:
-        r.save(tmp_path / "runs" / r.run_id)
+        r.save(tmp_path / "runs" / r.run_id, plot_curves)
     no_epochs = RunResult("empty", records[0].spec, [], records[0].test, 1.0, 0.0, {}, "2026-11-21T00:00:00+00:00")
-    no_epochs.save(tmp_path / "runs" / "empty")
+    no_epochs.save(tmp_path / "runs" / "empty", plot_curves)
     done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path / "runs"), "--out", str(tmp_path / "pub")], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     md = (tmp_path / "pub" / "summary.md").read_text()
@@ -173,7 +174,7 @@ def test_a_curve_link_resolves_when_the_dataset_name_has_spaces(records, tmp_pat
     """`--data "/data/kvasir stand in"` puts the space in the run id; the Markdown link broke at it."""
     spaced = record(BenchmarkSpec.from_dict(records[0].spec).replace(dataset="kvasir stand in"), 0.9, 0.3)
     assert " " in spaced.run_id
-    spaced.save(tmp_path / "runs" / spaced.run_id)
+    spaced.save(tmp_path / "runs" / spaced.run_id, plot_curves)
     report.write([spaced], tmp_path / "runs", tmp_path / "pub")
     target = re.search(r"\[plot\]\(([^)\s]+)\)", (tmp_path / "pub" / "summary.md").read_text()).group(1)
     assert "%20" in target and (tmp_path / "pub" / unquote(target)).is_file()

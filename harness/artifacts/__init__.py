@@ -17,7 +17,15 @@ from typing import Any
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from harness.artifacts import resume
-from harness.artifacts.checkpoints import HARNESS_KEY, LAST, CheckpointError, CheckpointStore, ResumeError, load, rng_state
+from harness.artifacts.checkpoints import (
+    HARNESS_KEY,
+    LAST,
+    CheckpointError,
+    CheckpointStore,
+    ResumeError,
+    load,
+    rng_state,
+)
 from harness.artifacts.gcs import BucketUploader, wait_after_interrupt
 from harness.artifacts.tracking import WandbTracker
 from harness.settings import RunSettings

@@ -39,6 +39,7 @@ from torch import nn
 
 from harness.artifacts.gcs import BucketUploader
 from harness.atomic import written_atomically
+from harness.errors import CheckpointError, ResumeError
 
 LAST = "last.ckpt"
 HARNESS_KEY = "trainbench"  # our part of a checkpoint; Lightning keeps its own keys beside it
@@ -71,12 +72,6 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class ResumeError(ValueError):
-    """A checkpoint cannot continue this run; the message says why."""
-
-
-class CheckpointError(OSError):
-    """A checkpoint could not be written (a full disk, a vanished folder); the message says where."""
 
 
 @contextmanager

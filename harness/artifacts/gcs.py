@@ -26,17 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.atomic import written_atomically
+from harness.errors import BucketAccessError, BucketURLError
 
 NOT_UPLOADED = ".not-uploaded.json"  # beside a run's checkpoints: uploads a second Ctrl-C left local
 _ACTIVE: weakref.WeakSet[BucketUploader] = weakref.WeakSet()  # uploaders with work queued in this process
 
 
-class BucketURLError(ValueError):
-    """The bucket option is not a gs:// URL."""
-
-
-class BucketAccessError(ValueError):
-    """The bucket cannot be written before training starts (credentials, name, permission, network)."""
 
 PROBE_TIMEOUT_S = 30.0
 

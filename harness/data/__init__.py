@@ -9,13 +9,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from harness.data import decoded, duplicates, kvasir, synthetic
+from harness.data.dataset import FileReader, ImageClassificationDataset
 from harness.data.decoded import DecodedImages
-from harness.data.fingerprint import DataIdentity, fingerprint
-from harness.data.imagefolder import DataError, ImageClassificationDataset, ImageIndex, scan
-from harness.data.split import SplitIndices, stratified_split
 from harness.data.device import DeviceNormalize, Stats
+from harness.data.fingerprint import DataIdentity, fingerprint
+from harness.data.imagefolder import ImageIndex, scan
+from harness.data.split import SplitIndices, stratified_split
 from harness.data.transforms import eval_transform, needed_short_side, train_transform
 from harness.data.verify import verify_decodes
+from harness.errors import DataError
 from harness.hardware import loader_workers, machine_cores
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
@@ -36,6 +38,7 @@ class DataBundle:
     test: ImageClassificationDataset
     stats: Stats
     unused: int = 0  # images the split leaves out on purpose (a count split, fractions under 1: see data.split)
+    decoded: DecodedImages | None = None  # the decoded-image cache the parts read from (None: the files)
 
     @property
     def num_classes(self) -> int:
@@ -101,14 +104,15 @@ def build(folder: Path, recipe: Recipe, stats: Stats, images: DecodedImages | No
     index: ImageIndex = scan(folder)
     parts: SplitIndices = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
     train_tf, eval_tf = train_transform(recipe), eval_transform(recipe)
-    short_side = needed_short_side(recipe)
+    read = images if images is not None else FileReader(index, needed_short_side(recipe))
     return DataBundle(
         classes=index.classes,
-        train=ImageClassificationDataset(index, parts.train, train_tf, recipe.seed, images, short_side),
-        val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed, images, short_side),
-        test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed, images, short_side),
+        train=ImageClassificationDataset(index, parts.train, train_tf, recipe.seed, read),
+        val=ImageClassificationDataset(index, parts.val, eval_tf, recipe.seed, read),
+        test=ImageClassificationDataset(index, parts.test, eval_tf, recipe.seed, read),
         stats=stats,
         unused=parts.unused,
+        decoded=images,
     )
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from harness.data.imagefolder import ImageClassificationDataset
+from harness.data.dataset import ImageClassificationDataset
 from harness.data.transforms import TRAIN_AUGMENTATIONS
 
 CONFIDENCE = 0.99

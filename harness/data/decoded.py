@@ -2,7 +2,7 @@
 
 Decoding dominates a loader's cost on real photos (720x576 JPEGs, one core: a full PIL decode 125
 img/s, the recipe's augmentations on decoded pixels 362 img/s). The cache decodes each image once
-at the recipe's `needed_short_side` (`imagefolder.load_rgb`: JPEG draft mode, then Lanczos; never
+at the recipe's `needed_short_side` (`decode.load_rgb`: JPEG draft mode, then Lanczos; never
 scaled up, so nothing the transforms use is lost; the uncached path reads files the same way, so
 both give the same pixels), and appends its pixels to `pixels.u8`; `index.npy` holds each image's
 offset, height and width. Every loader worker and every DDP rank maps the same file read-only, so
@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.atomic import written_atomically
+from harness.data.decode import load_rgb
 from harness.data.fingerprint import DataIdentity
-from harness.data.imagefolder import ImageIndex, load_rgb
+from harness.data.imagefolder import ImageIndex
 
 PIXELS_FILE, INDEX_FILE, META_FILE = "pixels.u8", "index.npy", "meta.json"
 IMAGES_PER_PROCESS = 256  # below this many images per process, decoding in this process is faster than starting a pool
@@ -51,6 +51,8 @@ class DecodedImages:
             self._pixels = np.memmap(self.folder / PIXELS_FILE, dtype=np.uint8, mode="r")
         offset, height, width = (int(v) for v in self._index[sample])
         return np.array(self._pixels[offset : offset + height * width * 3]).reshape(height, width, 3)
+
+    __call__ = read  # a dataset's reader (`dataset.Reader`)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"folder": self.folder, "short_side": self.short_side, "_index": None, "_pixels": None}
@@ -82,11 +84,9 @@ def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: P
     paths = [path for path, _ in index.samples]
     print(f"[trainbench] decoding {len(paths)} images once into {folder} (shorter side {short_side} px)", flush=True)
     start = time.perf_counter()
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     rows, offset = [], 0
-    try:
+    with written_atomically(folder) as tmp:
+        tmp.mkdir()
         with (tmp / PIXELS_FILE).open("wb") as out:
             for pixels in _decode_all(paths, short_side, processes):
                 rows.append((offset, pixels.shape[0], pixels.shape[1]))
@@ -95,13 +95,6 @@ def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: P
         np.save(tmp / INDEX_FILE, np.array(rows, dtype=np.int64).reshape(-1, 3))
         meta = {"path": str(folder), "short_side": short_side, "images": len(paths), "bytes": offset, "build_s": round(time.perf_counter() - start, 2), "data": identity.fingerprint}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process built it first
-            if not (folder / INDEX_FILE).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _decode_all(paths: list[str], short_side: int, processes: int):

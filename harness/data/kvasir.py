@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.catalog import KVASIR_CLASSES
-from harness.data.imagefolder import DataError
+from harness.errors import DataError
 
 FOLDER_NAME = "kvasir-dataset-v2"
 

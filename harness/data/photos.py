@@ -12,17 +12,16 @@ Files are written to a temporary folder renamed into place.
 
 from __future__ import annotations
 
-import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from harness.atomic import written_atomically
 from harness.catalog import KVASIR_CLASSES
-from harness.data.imagefolder import DataError
 from harness.data.kvasir import FOLDER_NAME
+from harness.errors import DataError
 
 # (width, height) and its share of the images
 RESOLUTION_MIX: tuple[tuple[tuple[int, int], float], ...] = (
@@ -75,17 +74,12 @@ def generate_kvasir(out: Path, per_class: int, seed: int = 0, processes: int = 1
     folder = Path(out) / FOLDER_NAME
     if folder.exists():
         raise DataError(f"{folder} exists; remove it or choose another --out")
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    jobs = [(tmp / name, label, per_class, seed) for label, name in enumerate(KVASIR_CLASSES)]
-    try:
+    with written_atomically(folder) as tmp:
+        jobs = [(tmp / name, label, per_class, seed) for label, name in enumerate(KVASIR_CLASSES)]
         if processes > 1:
             with ProcessPoolExecutor(max_workers=min(processes, len(jobs))) as pool:
                 list(pool.map(_write_class, *zip(*jobs)))
         else:
             for job in jobs:
                 _write_class(*job)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.data.imagefolder import DataError
+from harness.errors import DataError
 from harness.spec import Split
 
 PARTS: tuple[str, ...] = ("train", "val", "test")

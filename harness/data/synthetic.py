@@ -14,15 +14,13 @@ to a temporary folder and renamed into place, so a cache is either complete or a
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.atomic import written_atomically
 from harness.catalog import KVASIR_CLASSES
 
 GENERATOR_VERSION = 2
@@ -158,15 +156,6 @@ def ensure(name: str, cache_dir: Path) -> Path:
     target = cache_dir / "datasets" / f"{name}-v{GENERATOR_VERSION}"
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
-        generate(DATASETS[name], staging / "data")
-        try:
-            os.rename(staging / "data", target)
-        except OSError:
-            if not target.is_dir():  # another process won the race with a complete copy otherwise
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with written_atomically(target) as staging:
+        generate(DATASETS[name], staging)
     return target

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from harness.atomic import written_atomically
 from harness.data import duplicates
+from harness.data.decode import image_problem
 from harness.data.fingerprint import DataIdentity
-from harness.data.imagefolder import DataError, ImageIndex, image_problem
+from harness.data.imagefolder import ImageIndex
+from harness.errors import DataError
 
 SHOWN = 10  # bad files named in the one-line error; the rest are counted
 

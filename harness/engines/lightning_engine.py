@@ -32,9 +32,18 @@ from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
 from harness.artifacts.checkpoints import epoch_file, model_state, restore_rng
 from harness.data import DataBundle
 from harness.data.device import DeviceNormalize, channels_last_helps
-from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, TrainingJob, compile_if_asked, divergence, optimizer_for
+from harness.engines.base import (
+    Divergence,
+    EngineOutput,
+    ThroughputMeter,
+    TrainingJob,
+    compile_if_asked,
+    divergence,
+    optimizer_for,
+)
 from harness.engines.history import history_row
 from harness.engines.progress import Progress, quiet_notices
+from harness.errors import RendezvousError
 from harness.hardware import detect
 from harness.metrics import COUNT, ClassificationMetrics
 from harness.spec import BenchmarkSpec, Recipe
@@ -283,9 +292,6 @@ def ctrl_c_as_keyboard_interrupt(trainer: L.Trainer) -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         raise KeyboardInterrupt from None
 
-
-class RendezvousError(RuntimeError):
-    """The DDP processes did not all join in time (a node not started, a wrong address or port)."""
 
 
 class LightningEngine:

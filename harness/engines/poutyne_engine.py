@@ -19,7 +19,17 @@ from harness.artifacts import HARNESS_KEY, harness_state, load
 from harness.artifacts.checkpoints import model_state, restore_rng
 from harness.data import EpochSampler
 from harness.data.device import channels_last_helps
-from harness.engines.base import Divergence, EngineOutput, ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, divergence, optimizer_for
+from harness.engines.base import (
+    Divergence,
+    EngineOutput,
+    ThroughputMeter,
+    TrainingJob,
+    autocast_dtype,
+    compile_if_asked,
+    device_list,
+    divergence,
+    optimizer_for,
+)
 from harness.engines.history import history_row
 from harness.engines.progress import Progress
 from harness.metrics import COUNT, ClassificationMetrics

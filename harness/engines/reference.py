@@ -13,7 +13,14 @@ import torch.nn.functional as F
 
 from harness import data
 from harness.data.device import channels_last_helps
-from harness.engines.base import ThroughputMeter, TrainingJob, autocast_dtype, compile_if_asked, device_list, optimizer_for
+from harness.engines.base import (
+    ThroughputMeter,
+    TrainingJob,
+    autocast_dtype,
+    compile_if_asked,
+    device_list,
+    optimizer_for,
+)
 from harness.results.speed import steady_data_wait_share, steady_images_per_s
 
 

@@ -19,13 +19,23 @@ from datetime import date
 from pathlib import Path
 
 from harness.atomic import written_atomically
+from harness.errors import GateError, NightlyError
 from harness.hardware import detect
 from harness.nightly import cluster
 from harness.nightly.cluster import CaseOutcome, ClusterError
-from harness.nightly.plan import Case, Node, collect, on_cpus, plan, profile_for, unplaceable
+from harness.nightly.plan import (
+    Case,
+    Node,
+    collect,
+    on_cpus,
+    plan,
+    profile_for,
+    unplaceable,
+)
 from harness.preflight import PreflightError, check_writable
 from harness.results import report, trend
-from harness.results.compare import GateError, compare_paths, observations, parse_tolerances
+from harness.results.compare import compare_paths, parse_tolerances
+from harness.results.observations import observations
 from harness.results.record import load_readable
 from harness.settings import REPO_ROOT
 
@@ -34,9 +44,6 @@ MANIFEST = "nightly.json"
 # Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
 OWN_OPTIONS = {"--results-dir": "--out", "--benchmark-json": "--out", "--junitxml": "--out", "--junit-xml": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
 
-
-class NightlyError(ValueError):
-    """Bad input to the nightly, found before any case runs."""
 
 
 def check_pytest_args(pytest_args: Sequence[str]) -> None:

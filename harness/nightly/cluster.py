@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from harness.errors import ClusterError
 from harness.nightly.plan import Case, Node
 from harness.settings import REPO_ROOT
 
@@ -33,9 +34,6 @@ JUNIT = "junit.xml"  # pytest's report of the case, in its scratch folder: what 
 REPORT_FILES = frozenset({"summary.md", "summary.csv", "cases.csv", "report.html"})  # the driver writes them for the whole night
 CONNECT_TIMEOUT_S = 10.0
 
-
-class ClusterError(RuntimeError):
-    """Ray is missing, or the cluster cannot be reached."""
 
 
 @dataclass

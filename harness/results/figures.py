@@ -24,9 +24,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from harness.catalog import SEEDS  # noqa: E402
+from harness.results.grouping import differing_in, experiments  # noqa: E402
 from harness.results.record import RunResult, finished  # noqa: E402
 from harness.results.stats import summarize  # noqa: E402
-from harness.results.tables import differing_in, experiments, not_comparable_because  # noqa: E402
+from harness.results.tables import not_comparable_because  # noqa: E402
 
 COLOURS = {"pretrained": "tab:blue", "random": "tab:orange", "poutyne": "tab:green", "lightning": "tab:purple"}
 PRECISION_TAGS = {"32-true": "fp32", "16-mixed": "fp16", "bf16-mixed": "bf16"}

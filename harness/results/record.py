@@ -16,16 +16,15 @@ import json
 import math
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.atomic import written_atomically
-from harness.spec import METRIC_NAMES
-from harness.results.plots import plot_curves
+from harness.errors import RecordError
 from harness.settings import REPO_ROOT
-from harness.spec import BenchmarkSpec
+from harness.spec import METRIC_NAMES, BenchmarkSpec
 
 RESULT_FILE = "result.json"
 HISTORY_FILE = "history.csv"
@@ -34,9 +33,6 @@ CURVES_FILE = "curves.png"
 
 STATUSES = ("ok", "diverged")
 
-
-class RecordError(ValueError):
-    """A result.json that cannot be read as a record; the message names the file."""
 
 
 def json_safe(value: Any) -> Any:
@@ -113,18 +109,18 @@ class RunResult:
                 return int(row["epoch"]), elapsed
         return None
 
-    def save(self, run_dir: Path) -> Path:
-        """result.json, history.csv and curves.png, each written atomically; a failure is a
-        RecordError and leaves no temporary file behind."""
+    def save(self, run_dir: Path, plot: Callable[[list[dict[str, float]], Path, str], Path] | None = None) -> Path:
+        """result.json, history.csv and, with `plot` (`plots.plot_curves`), curves.png, each written
+        atomically; a failure is a RecordError and leaves no temporary file behind."""
         path = run_dir / RESULT_FILE
         try:
             with written_atomically(path) as tmp:
                 tmp.write_text(json.dumps(json_safe(asdict(self)), indent=2, sort_keys=True, allow_nan=False))
             with written_atomically(run_dir / HISTORY_FILE) as tmp:
                 write_history_csv(self.history, tmp)
-            if self.history:
+            if self.history and plot is not None:
                 with written_atomically(run_dir / CURVES_FILE) as tmp:
-                    plot_curves(self.history, tmp, self.run_id)
+                    plot(self.history, tmp, self.run_id)
         except OSError as error:
             raise RecordError(f"the record of {self.run_id} could not be written to {run_dir} ({error.strerror or error}); free space or choose another --results-dir") from None
         return path

@@ -20,8 +20,9 @@ from pathlib import Path
 from harness.results import figures
 from harness.results.plots import plot_trend
 from harness.results.record import CURVES_FILE, RunResult
+from harness.results.table import Table
+from harness.results.tables import COLUMN_NOTES, all_tables, cases_table, runs_table
 from harness.results.trend import CaseTrend
-from harness.results.tables import COLUMN_NOTES, Cell, Link, Table, all_tables, cases_table, runs_table
 
 STYLE = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:900px}"
 ENVIRONMENT_KEYS = ("device", "torch", "timm", "lightning", "poutyne", "torchmetrics", "albumentations", "cuda", "python", "git_commit")
@@ -44,19 +45,6 @@ def markdown(records: Sequence[RunResult], tables: Sequence[Table], comparisons:
     return "# trainbench results\n\n" + about + "\n\n" + "\n".join(t.markdown() for t in tables) + ("\n## Comparisons\n" + shown if shown else "")
 
 
-def _html_cell(cell: Cell) -> str:
-    if isinstance(cell, Link):
-        return f"<a href='{html.escape('#' + cell.anchor if cell.anchor else cell.target)}'>{html.escape(cell.label)}</a>"
-    return html.escape(cell)
-
-
-def _html_table(table: Table) -> str:
-    head_row = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>" for row in table.rows)
-    note = f"<p>{html.escape(table.note)}</p>" if table.note else ""
-    return f"<h3>{html.escape(table.title)}</h3>{note}<table><tr>{head_row}</tr>{body}</table>"
-
-
 def _embedded(png: Path, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>"
 
@@ -65,7 +53,7 @@ def html_page(records: Sequence[RunResult], tables: Sequence[Table], records_dir
               comparisons: Sequence[tuple[str, Path]] = ()) -> str:  # fmt: skip
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>trainbench report</title><style>{STYLE}</style></head><body><h1>trainbench report</h1>"]
     parts.append("<ul>" + "".join(f"<li><b>{html.escape(label)}</b>: {html.escape(text)}</li>" for label, text in head(records, tables)) + "</ul>")
-    parts += [_html_table(t) for t in tables]
+    parts += [t.html() for t in tables]
     if comparisons:
         parts.append("<h2>Comparisons</h2>")
         parts += [f"<h4>{html.escape(caption)}</h4>" + _embedded(png, caption) for caption, png in comparisons]

@@ -13,56 +13,15 @@ metrics and never enters a mean or a difference (`finished`); the counts say how
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 from collections.abc import Sequence
-from urllib.parse import quote
-from dataclasses import dataclass
 
 from harness.catalog import SEEDS, Seed
+from harness.results.grouping import differing_in, experiments
 from harness.results.record import CURVES_FILE, RunResult, finished
 from harness.results.stats import Summary, difference, summaries, summarize
+from harness.results.table import Cell, Link, Table
 from harness.spec import BenchmarkSpec
-
-
-@dataclass(frozen=True)
-class Link:
-    """A table cell that points somewhere: a Markdown link (the target percent-encoded: a run id
-    holds the dataset's name, which may hold spaces), an HTML anchor (`anchor` when the page embeds
-    the target itself), the bare target in CSV."""
-
-    label: str
-    target: str
-    anchor: str | None = None
-
-    def __str__(self) -> str:
-        return self.target
-
-
-Cell = str | Link
-
-
-@dataclass(frozen=True)
-class Table:
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[tuple[Cell, ...], ...]
-    note: str = ""
-
-    def markdown(self) -> str:
-        lines = [f"### {self.title}", ""] + ([self.note, ""] if self.note else [])
-        lines += ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
-        lines += ["| " + " | ".join(f"[{c.label}]({quote(c.target)})" if isinstance(c, Link) else c for c in row) + " |" for row in self.rows]
-        return "\n".join(lines) + "\n"
-
-    def csv(self) -> str:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(self.columns)
-        writer.writerows([str(c) for c in row] for row in self.rows)
-        return out.getvalue()
 
 
 def fmt(value: float | None, kind: str = "") -> str:
@@ -156,23 +115,6 @@ def _shown(values: Sequence[float], scale: float = 1.0, digits: int = 4) -> str:
     return summarize(values).show(scale, digits) if values else "diverged"
 
 
-def all_but(record: RunResult, field: str) -> str:
-    """Everything that determines a result except the spec's `field` and the seed (data content
-    included): runs with equal keys differ in that field (and seed) alone."""
-    fields = BenchmarkSpec.from_dict(record.spec).result_fields()
-    fields.pop(field)
-    fields["recipe"].pop("seed")
-    return json.dumps({"spec": fields, "data": record.data.get("fingerprint")}, sort_keys=True)
-
-
-def differing_in(records: Sequence[RunResult], field: str) -> list[dict[str, list[RunResult]]]:
-    """Groups of runs that differ in the spec's `field` (and seed) alone, keyed by its value; only groups with two values or more."""
-    groups: dict[str, dict[str, list[RunResult]]] = {}
-    for r in sorted(records, key=lambda r: r.run_id):
-        groups.setdefault(all_but(r, field), {}).setdefault(str(r.spec[field]), []).append(r)
-    return [group for group in groups.values() if len(group) > 1]
-
-
 def pretrained_vs_random(records: Sequence[RunResult]) -> Table:
     """Pairs only runs whose specs differ in weights (and seed) alone; repeats over seeds give each
     difference a 95 % Welch interval and p-value."""
@@ -190,14 +132,6 @@ def pretrained_vs_random(records: Sequence[RunResult]) -> Table:
     columns = ("model", "dataset", "profile", "engine", "precision", "devices", "recipe", "runs (pre/rnd)",
                "pretrained acc %", "random acc %", "diff (points)", "pretrained loss", "random loss", "diff")  # fmt: skip
     return Table("Pretrained vs random weights", columns, tuple(sorted(rows)), "Each row pairs runs that differ in their weights (and seed) alone: same recipe, profile and data.")
-
-
-def experiments(records: Sequence[RunResult]) -> list[list[RunResult]]:
-    """Records grouped into experiments: the same case, recipe (seed aside) and data; repeats differ in seed."""
-    groups: dict[tuple[str, str], list[RunResult]] = {}
-    for r in sorted(records, key=lambda r: (r.gate_key, r.spec["recipe"]["seed"], r.run_id)):
-        groups.setdefault((r.gate_key, str(r.data.get("fingerprint"))), []).append(r)
-    return list(groups.values())
 
 
 CASE_METRICS = ("test_acc", "test_loss", "test_f1", "test_top3", "test_top5")

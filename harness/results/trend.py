@@ -13,7 +13,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.results.compare import GateError, Observations, observations
+from harness.errors import GateError
+from harness.results.observations import Observations, observations
 
 NIGHTS = 14
 METRICS = ("test_acc", "steady_images_per_s")

@@ -1,0 +1,123 @@
+"""What the gate and the trend read: per case, one `Run` (metrics and context) per run, from a
+results folder (records), a nightly's folder, or pytest-benchmark JSON (whose `extra_info` carries
+each case's metrics).
+
+Runs are keyed by case id and recipe fingerprint (`case@1a2b3c4d`, the seed left out). A diverged
+run counts as nan in every gated metric it would report; null (JSON's spelling of a non-finite
+value) reads as nan. pytest-benchmark JSON is read by the fields trainbench writes into
+`extra_info` (`spec_id`, `recipe`, `status`, the test metrics and `steady_images_per_s`, or their
+short names: acc, f1, top3, top5, loss, images_per_s); a file with none of them is refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import GateError, RecordError
+from harness.results.record import RunResult, load_all
+
+GATED_METRICS: tuple[str, ...] = ("test_acc", "test_f1", "test_top3", "test_top5", "test_loss", "steady_images_per_s")
+ALIASES = {"acc": "test_acc", "f1": "test_f1", "top3": "test_top3", "top5": "test_top5", "loss": "test_loss",
+           "images_per_s": "steady_images_per_s", "speed": "steady_images_per_s"}  # fmt: skip
+CONTEXT_KEYS = ("git_commit", "device", "torch", "cuda", "timm", "lightning", "poutyne", "torchmetrics", "albumentations")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run as the gate sees it: its metrics, and the context it ran in (environment, fingerprint)."""
+
+    metrics: dict[str, float]
+    context: dict[str, str] = field(default_factory=dict)
+
+
+Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
+
+
+NOT_A_NUMBER = float("nan")
+
+
+def _number(value: object) -> float:
+    """A metric as the gate reads it: null (JSON's spelling of a non-finite value) becomes nan."""
+    return NOT_A_NUMBER if value is None else float(value)
+
+
+def _not_numbers(classes: int | None) -> dict[str, float]:
+    """A diverged run's test metrics: each one a run over `classes` classes reports (top-k only where
+    k < classes; all when unknown), as nan."""
+    reported = [k for k in GATED_METRICS if k.startswith("test_") and (classes is None or not k.startswith("test_top") or int(k.removeprefix("test_top")) < classes)]
+    return dict.fromkeys(reported, NOT_A_NUMBER)
+
+
+def run_of(record: RunResult) -> Run:
+    if record.ok:
+        metrics = {k: _number(v) for k, v in record.test.items() if k in GATED_METRICS}
+    else:
+        metrics = _not_numbers(len(record.data.get("classes") or ()) or None)
+    if record.steady_images_per_s is not None:
+        metrics["steady_images_per_s"] = record.steady_images_per_s
+    context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}
+    context["fingerprint"] = record.fingerprint
+    if record.loader:  # pixels come from the decoded cache or the files: results move by seed noise, speed does not
+        cache = record.loader.get("decode_cache")
+        context["decode_cache"] = f"shorter side {cache['short_side']}" if cache else "off"
+        context["workers"] = str(record.loader.get("workers"))
+    return Run(metrics, context)
+
+
+def _from_benchmark_json(path: Path) -> Observations:
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GateError(f"{path} is not a pytest-benchmark JSON file ({type(error).__name__}: {error}); give a results folder or --benchmark-json output") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise GateError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list); give a results folder or --benchmark-json output")
+    out: Observations = defaultdict(list)
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
+        case = info.get("spec_id")
+        if case and info.get("recipe"):
+            case = f"{case}@{info['recipe']}"
+        if case:
+            context = info.get("context") if isinstance(info.get("context"), dict) else {}
+            metrics = {ALIASES.get(k, k): _number(v) for k, v in info.items() if ALIASES.get(k, k) in GATED_METRICS}
+            if info.get("status", "ok") != "ok":
+                metrics.update(_not_numbers(info.get("classes")))
+            out[case].append(Run(metrics, context))
+    if data["benchmarks"] and not out:
+        raise GateError(
+            f"{path} holds {len(data['benchmarks'])} pytest-benchmark result(s) (version {data.get('version', 'not given')}) without trainbench's fields "
+            "(extra_info.spec_id and the test metrics): another tool's or another suite's output; give the --benchmark-json of a trainbench session or a results folder"
+        )
+    return dict(out)
+
+
+def _from_records(folder: Path) -> Observations:
+    out: Observations = defaultdict(list)
+    try:
+        records = load_all(folder)
+    except RecordError as error:
+        raise GateError(str(error)) from None
+    for record in records:
+        out[record.gate_key].append(run_of(record))
+    return dict(out)
+
+
+def observations(path: Path) -> Observations:
+    """Per-case metrics from a results folder (or a nightly's folder), or from a pytest-benchmark JSON file (or a folder of them)."""
+    path = Path(path)
+    if path.is_file():
+        return _from_benchmark_json(path)
+    if not path.is_dir():
+        raise GateError(f"{path} does not exist; give a results folder or a pytest-benchmark JSON file")
+    found = _from_records(path)
+    if not found and (path / "records").is_dir():  # a nightly's folder: its records are one level down
+        found = _from_records(path / "records")
+    if not found:
+        for json_file in sorted(path.rglob("*.json")):
+            if json_file.name != "result.json":
+                for case, runs in _from_benchmark_json(json_file).items():
+                    found.setdefault(case, []).extend(runs)
+    return found
