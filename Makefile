@@ -1,4 +1,5 @@
-# make bench: the benchmarks on the embedded default (smoke profile); make test: the test suite.
+# make bench: the benchmarks on the embedded default (smoke profile); make test: the test suite;
+# make test-fast: its unit tier (no training, no servers, no second process); make docs: docs/cli.md from --help.
 # Both create .venv and install the project on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install test bench clean
+.PHONY: install test test-fast bench docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,9 +19,15 @@ install: $(VENV)/.installed
 test: install
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
+test-fast: install
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
 bench: install
 	mkdir -p $(RESULTS)
 	$(PY) -m pytest benchmarks --results-dir $(RESULTS) --benchmark-json=$(RESULTS)/benchmark.json $(PYTEST_ARGS)
+
+docs: install
+	$(PY) -m harness.cli.reference docs/cli.md
 
 clean:
 	rm -rf $(RESULTS) .pytest_cache .benchmarks wandb lightning_logs

@@ -9,28 +9,36 @@ from __future__ import annotations
 
 import pytest
 
-from harness.catalog import DEFAULT_PROFILE, PROFILES
-from harness.cli import positive_int
-from harness.settings import ENV_VARS, OPTIONS, RunSettings, SettingsError, check_environment, env
+from harness.cli.parser import positive_int
+from harness.errors import SettingsError
+from harness.settings import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    Environment,
+    RunSettings,
+    environment,
+    options,
+)
 
 pytest_plugins = ["benchmarks.plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     try:
-        check_environment()
+        twins = environment()
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
+    var = Environment.variable
     group = parser.getgroup("trainbench")
-    group.addoption("--profile", choices=PROFILES, default=env("profile", DEFAULT_PROFILE),
-                    help=f"smoke: the recipes shrunk for a CPU on generated data; full: the published recipes on real data; `python -m harness run` has the same option and default [{ENV_VARS['profile']}; default {DEFAULT_PROFILE}]")  # fmt: skip
-    for flag, kwargs in OPTIONS:
+    group.addoption("--profile", choices=PROFILES, default=twins.profile or DEFAULT_PROFILE,
+                    help=f"smoke: the recipes shrunk for a CPU on generated data; full: the published recipes on real data; `python -m harness run` has the same option and default [{var('profile')}; default {DEFAULT_PROFILE}]")  # fmt: skip
+    for flag, kwargs in options(twins):
         group.addoption(flag, **kwargs)
     group.addoption("--baseline", default=None, help="after the session, compare its runs with this results folder or pytest-benchmark JSON; a regression fails the session")
     group.addoption("--tolerance", action="append", default=None, metavar="METRIC=VALUE", help="with --baseline: override a metric's tolerance (repeatable)")
     group.addoption("--gate-metrics", default=None, metavar="NAMES", help="with --baseline: gate only these metrics, e.g. acc,loss (default: every gated metric; one a side lacks leaves the gate undecided and fails the session)")
-    group.addoption("--seeds", type=positive_int, default=int(env("seeds", "1")), help=f"run each case with N seeds (the recipe's, then +1, +2 ...); tables show mean ± std [{ENV_VARS['seeds']}; default 1]")
-    group.addoption("--epochs", type=int, default=int(env("epochs", "0") or 0) or None, help=f"override every recipe's epochs [{ENV_VARS['epochs']}]")
+    group.addoption("--seeds", type=positive_int, default=twins.seeds or 1, help=f"run each case with N seeds (the recipe's, then +1, +2 ...); tables show mean ± std [{var('seeds')}; default 1]")
+    group.addoption("--epochs", type=int, default=twins.epochs, help=f"override every recipe's epochs [{var('epochs')}]")
 
 
 @pytest.fixture(scope="session")

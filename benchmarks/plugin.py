@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import data, launch
-from harness.catalog import Seed, make_spec
+from harness import configure, launch
+from harness.catalog import Workflow
+from harness.data.named import num_classes
+from harness.engines.support import PRECISIONS, SUPPORT
 from harness.errors import GateError
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results import report
@@ -16,7 +18,7 @@ from harness.results.compare import Comparison, compare, parse_metrics, parse_to
 from harness.results.observations import observations, run_of
 from harness.results.record import RunResult, json_safe
 from harness.settings import RunSettings
-from harness.spec import PRECISIONS, BenchmarkSpec
+from harness.spec import BenchmarkSpec
 
 RUN_BOOK = pytest.StashKey["RunBook"]()
 GATE = pytest.StashKey[Comparison | GateError]()
@@ -54,16 +56,15 @@ def profile(pytestconfig: pytest.Config) -> str:
     return pytestconfig.getoption("--profile")
 
 
-def case_spec(config: pytest.Config, seed: Seed, **choices) -> BenchmarkSpec:
-    """The spec of one matrix cell under this session's profile and options."""
+def case_spec(config: pytest.Config, workflow: Workflow, **choices) -> BenchmarkSpec:
+    """The spec of one matrix cell under this session's profile and options (`configure.case_spec`)."""
     profile = config.getoption("--profile")
-    dataset = seed.dataset if profile == "full" else seed.smoke_dataset
-    return make_spec(seed, profile=profile, epochs=config.getoption("--epochs"), num_classes=data.num_classes(dataset), **choices)
+    return configure.case_spec(workflow, profile, num_classes=num_classes(workflow.dataset_in(profile)), options={"epochs": config.getoption("--epochs")}, **choices)
 
 
 def matrix(
     config: pytest.Config,
-    seed: Seed,
+    workflow: Workflow,
     *,
     engines: Sequence[str],
     weights: Iterable[str] | None = None,
@@ -74,12 +75,12 @@ def matrix(
     hw = detect()
     params = []
     for engine in engines:
-        for w in weights or seed.weights:
+        for w in weights or workflow.weights:
             for precision in precisions:
                 for n in devices:
-                    spec = case_spec(config, seed, weights=w, precision=precision, devices=n, engine=engine)
+                    spec = case_spec(config, workflow, weights=w, precision=precision, devices=n, engine=engine)
                     marks = []
-                    if precision == "16-mixed" or (engine == "poutyne" and n > 1):
+                    if precision == "16-mixed" or (SUPPORT[engine].several_devices_as == "device_list" and n > 1):
                         marks.append(pytest.mark.gpu)
                     if spec.profile == "full":
                         marks.append(pytest.mark.full)

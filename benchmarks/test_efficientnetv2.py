@@ -1,4 +1,4 @@
-"""Seed 1: EfficientNetV2-B2, pretrained vs random weights, trained with Poutyne.
+"""Workflow 1: EfficientNetV2-B2, pretrained vs random weights, trained with Poutyne.
 
 Reproduces shared/seeds/efficientnetv2-poutyne.txt: `pytest benchmarks -k efficientnetv2`.
 """

@@ -1,4 +1,4 @@
-"""Seed 2: FastViT-T8 on Kvasir v2, trained with Lightning, over the precision x device-count matrix.
+"""Workflow 2: FastViT-T8 on Kvasir v2, trained with Lightning, over the precision x device-count matrix.
 
 Reproduces shared/seeds/fastvit-kvasir-lightning.txt: `pytest benchmarks -k fastvit`. Its author
 could not combine mixed precision with several GPUs; every combination this machine has runs here

@@ -8,6 +8,9 @@ failed write an OSError, a failed run a RuntimeError).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 
 class HarnessError(Exception):
     """A fault the harness found and explained in one line (problem and fix), never a crash."""
@@ -88,3 +91,16 @@ class NightlyError(HarnessError, ValueError):
 
 class ClusterError(HarnessError, RuntimeError):
     """Ray is missing, or the cluster cannot be reached."""
+
+
+def one_line(error: Exception, message: Callable[[str, Any, str | None], str], fields: Mapping[str, Any]) -> str:
+    """The first problem of a pydantic `ValidationError` in one line: a validator's own message as it
+    is, else `message(field, value, words)`, where words are the field's description in `fields`
+    (pydantic's `model_fields`), or None for a field the model does not have."""
+    first = error.errors()[0]  # type: ignore[attr-defined]
+    if first["type"] == "value_error":
+        return str(first["ctx"]["error"])
+    field = str(first["loc"][0]) if first["loc"] else ""
+    info = fields.get(field)
+    words = None if info is None else info.description or first["msg"].lower()
+    return message(field, first.get("input"), words)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from harness.engines.support import SUPPORT
+
 DEVICE_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
 MAX_LOADER_WORKERS = 16  # beyond this, more workers add memory and start-up time, not speed
 
@@ -45,7 +47,7 @@ def loader_workers(processes_per_node: int, hw: Hardware | None = None) -> int:
     """DataLoader workers per training process. With GPUs: the cores this machine gives each
     process (a recipe's published count belongs to its author's machine, 2 on Kaggle, so it is only
     recorded). Training on CPUs: none, because the training's own threads already use every core and
-    workers only take cores from them (measured on 2 cores: README, Feeding a GPU)."""
+    workers only take cores from them (measured on 2 cores: baselines/cpu-2core-avx512/NOTES.md, loader workers on CPUs)."""
     hw = hw or detect()
     return max(1, min(MAX_LOADER_WORKERS, hw.cpu_cores // max(1, processes_per_node))) if hw.gpus else 0
 
@@ -77,8 +79,8 @@ def skip_reason(engine: str, precision: str, devices: int, hw: Hardware, num_nod
         if devices > hw.gpus:
             return f"needs {devices} GPUs; this machine has {hw.gpus}"
         return None
-    if engine == "poutyne" and devices > 1:
-        return "Poutyne runs several devices only as a list of GPUs (one process); this machine has no GPU"
+    if SUPPORT[engine].several_devices_as == "device_list" and devices > 1:
+        return f"{SUPPORT[engine].library} runs several devices only as a list of GPUs (one process); this machine has no GPU"
     processes = devices * num_nodes
     if processes > hw.cpu_cores:
         return f"{processes} CPU processes need {processes} cores; this machine has {hw.cpu_cores}"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from harness.data import DataIdentity
+from harness.data.fingerprint import DataIdentity
 from harness.results.record import RESULT_FILE
 from harness.spec import BenchmarkSpec
 

@@ -30,7 +30,7 @@ OUTPUT_TAIL = 6000
 
 
 def needs_own_processes(spec: BenchmarkSpec) -> bool:
-    return spec.engine == "lightning" and spec.world_size > 1
+    return spec.processes > 1
 
 
 def command(spec_file: Path, settings_file: Path, run_id: str) -> list[str]:

@@ -66,7 +66,7 @@ def check_launcher(spec: BenchmarkSpec, run_id: str | None, environ: Mapping[str
     if not any(environ.get(v) for v in MULTI_NODE_LAUNCHERS):
         raise PreflightError(
             f"--num-nodes {spec.num_nodes} needs a launcher on every node; alone this process would wait forever for the others: "
-            "start each node with torchrun (README: Several devices and nodes) or under SLURM"
+            "start each node with torchrun (docs/gpus.md: Several devices and nodes) or under SLURM"
         )
     if run_id is None:
         raise PreflightError(f"--num-nodes {spec.num_nodes}: every node must write under one run id; give each node the same --run-id NAME")

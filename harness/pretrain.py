@@ -12,9 +12,11 @@ from pathlib import Path
 
 from lightning.fabric.utilities.seed import seed_everything
 
-from harness import data, engines, models
+from harness import models
 from harness.artifacts import RunArtifacts
-from harness.engines import TrainingJob
+from harness.data import loading
+from harness.engines import registry
+from harness.engines.base import TrainingJob
 from harness.hardware import detect
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
@@ -54,13 +56,13 @@ def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     source = source_spec(spec)
     seed_everything(source.recipe.seed, verbose=False)  # the same file whatever ran before in this process
     print(f"[trainbench] no current weights file for {spec.model}: pretraining it on {SOURCE_DATASET} ({source.recipe.epochs} epochs), once", flush=True)
-    bundle = data.for_spec(source, settings, models.data_stats(source.model))
+    bundle = loading.for_spec(source, settings, models.data_stats(source.model))
     model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False, head_init_std=source.recipe.head_init_std)
     run_dir = settings.cache_dir / "pretraining" / source.id
     quiet = settings.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
-    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""), data.workers_for(source, quiet),
+    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""), loading.workers_for(source, quiet),
                       label="[stand-in pretraining] ")  # fmt: skip
-    output = engines.get("poutyne").fit(job)
+    output = registry.get("poutyne").fit(job)
     if output.diverged is not None:  # nan weights must never become a cached stand-in
         raise models.ModelError(f"the stand-in pretraining of {spec.model} diverged ({output.diverged.message()}); nothing was saved: give a weights file in --weights-dir")
     path = settings.resolved_weights_dir / f"{spec.model}.safetensors"

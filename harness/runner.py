@@ -16,10 +16,12 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
-from harness import data, engines, models, preflight, pretrain
+from harness import models, preflight, pretrain
 from harness.artifacts import RunArtifacts, resume
+from harness.data import loading, named
 from harness.data.duplicates import describe as describe_duplicates
-from harness.engines import TrainingJob, progress
+from harness.engines import progress, registry
+from harness.engines.base import TrainingJob
 from harness.errors import UnsupportedCase
 from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
@@ -64,20 +66,20 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = Non
     preflight.check(spec, settings)
     stand_in = spec.weights == "pretrained" and spec.profile == "smoke"  # generated below when missing
     weights = None if stand_in else models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")  # before the data pass: an unreachable hub fails in seconds
-    folder = data.locate(spec.dataset, settings.data_root, settings.cache_dir)
-    content = data.fingerprint(folder)
+    folder = named.locate(spec.dataset, settings.data_root, settings.cache_dir)
+    content = loading.fingerprint(folder)
     if settings.resume:
         check_resume(spec, settings, content, weights, run_id)
-    data_identity = data.check(folder, spec.recipe, settings.cache_dir, content)
+    data_identity = loading.check(folder, spec.recipe, settings.cache_dir, content)
     if settings.decode_cache:  # built here, once, before a launcher starts the ranks that share it
-        data.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, data.prep_processes(spec, settings))
+        loading.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, loading.prep_processes(spec, settings))
     if stand_in:
         ensure_weights(spec, settings)
         weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False)
     return RunIdentity.of(spec, data_identity, weights)
 
 
-def check_resume(spec: BenchmarkSpec, settings: RunSettings, content: data.DataIdentity, weights: dict[str, str] | None, run_id: str | None) -> None:
+def check_resume(spec: BenchmarkSpec, settings: RunSettings, content: loading.DataIdentity, weights: dict[str, str] | None, run_id: str | None) -> None:
     """`resume.check` with this run's identity; a stand-in not generated yet has no checkpoint to continue."""
     if weights is None and models.find_weight_file(spec.model, settings.resolved_weights_dir) is None:
         return
@@ -93,13 +95,13 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
         raise UnsupportedCase(f"{spec.id} cannot run here: {reason}")
     run_id = run_id or identity.run_id
     seed_everything(spec.recipe.seed, verbose=False)
-    bundle = data.for_spec(spec, settings, models.data_stats(spec.model), identity.data)
+    bundle = loading.for_spec(spec, settings, models.data_stats(spec.model), identity.data)
     model = obtain_model(spec, settings, bundle.num_classes)
     preflight.check_batchnorm(model, spec)
     artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint, identity.data.as_dict())
     if artifacts.store is not None:
         preflight.check_disk(model, spec, artifacts.store.folders)
-    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, data.workers_for(spec, settings))
+    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, loading.workers_for(spec, settings))
 
 
 def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None) -> dict[str, Any]:
@@ -153,7 +155,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
 def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str) -> RunResult | None:
     main_process = rank_zero_only.rank == 0
     job = build_job(spec, settings, identity, run_id)
-    copies = data.duplicate_summary(job.data, identity.data, settings.cache_dir)
+    copies = loading.duplicate_summary(job.data, identity.data, settings.cache_dir)
     if main_process:
         print(progress.data_line(job, identity.weights), flush=True)
         if copies is not None:
@@ -162,7 +164,7 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
     start = time.perf_counter()
     if job.hardware.gpus:
         torch.cuda.reset_peak_memory_stats()
-    output = engines.get(spec.engine).fit(job)
+    output = registry.get(spec.engine).fit(job)
     if not output.is_main_process:
         return None
     extra = {"artifacts": job.artifacts.finish(output.history, output.test)}
@@ -170,7 +172,7 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
         extra["divergence"] = output.diverged.as_dict()
     elif is_reparameterizable(job.model):
         device = torch.device("cuda" if job.hardware.gpus else "cpu")
-        extra["reparameterization"] = reparameterization_check(job.model, itertools.islice(data.loader(job.data.test, spec.recipe, workers=job.workers), spec.limit_batches), job.data.normalizer(), device)
+        extra["reparameterization"] = reparameterization_check(job.model, itertools.islice(loading.loader(job.data.test, spec.recipe, workers=job.workers), spec.limit_batches), job.data.normalizer(), device)
     record = RunResult(
         run_id=job.run_id,
         spec=spec.to_dict(),

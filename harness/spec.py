@@ -14,19 +14,18 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from harness.engines.support import ENGINES, PRECISIONS, SUPPORT
 from harness.errors import SpecError
 
-Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
-PRECISIONS: tuple[str, ...] = ("32-true", "16-mixed", "bf16-mixed")
-ENGINES: tuple[str, ...] = ("poutyne", "lightning")
 WEIGHTS: tuple[str, ...] = ("pretrained", "random")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 TRAIN_CROPS: tuple[str, ...] = ("resize", "random_resized_crop")
 MIN_IMAGE_SIZE = 16
 METRIC_NAMES: tuple[str, ...] = ("loss", "acc", "f1", "top3", "top5")  # what every engine reports per part (train_, val_, test_)
 
-# Short forms used in readable test ids: 32-true -> 32true, bf16-mixed -> bf16, 16-mixed -> fp16.
-_PRECISION_TAGS = {"32-true": "32true", "16-mixed": "fp16", "bf16-mixed": "bf16"}
+# The one short form of each precision, in readable test ids and figure labels: 32-true -> 32true,
+# bf16-mixed -> bf16, 16-mixed -> fp16.
+PRECISION_TAGS = {"32-true": "32true", "16-mixed": "fp16", "bf16-mixed": "bf16"}
 
 
 
@@ -157,8 +156,8 @@ class BenchmarkSpec:
             raise SpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.devices < 1 or self.num_nodes < 1:
             raise SpecError(f"devices and num_nodes must be at least 1, got {self.devices}, {self.num_nodes}")
-        if self.engine == "poutyne" and self.num_nodes > 1:
-            raise SpecError(f"Poutyne trains in one process on one machine; --num-nodes {self.num_nodes} needs --engine lightning (under torchrun or SLURM)")
+        if not SUPPORT[self.engine].several_nodes and self.num_nodes > 1:
+            raise SpecError(f"{SUPPORT[self.engine].library} trains in one process on one machine; --num-nodes {self.num_nodes} needs --engine lightning (under torchrun or SLURM)")
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
             raise SpecError(f"target accuracy {self.target_accuracy} is not a fraction in (0, 1]; give e.g. 0.9 for 90 %")
         batch, processes = self.recipe.batch_size, self.processes
@@ -172,7 +171,7 @@ class BenchmarkSpec:
     @property
     def id(self) -> str:
         """Readable, unique, `-k` friendly: `fastvit_t8-kvasir-lightning-bf16-2dev-pretrained`."""
-        parts = [self.model, self.dataset, self.engine, _PRECISION_TAGS[self.precision], f"{self.devices}dev"]
+        parts = [self.model, self.dataset, self.engine, PRECISION_TAGS[self.precision], f"{self.devices}dev"]
         if self.num_nodes > 1:
             parts.append(f"{self.num_nodes}node")
         parts.append(self.weights)
@@ -187,7 +186,7 @@ class BenchmarkSpec:
     @property
     def processes(self) -> int:
         """Training processes: one per device for Lightning (DDP); one for Poutyne (a device list)."""
-        return self.world_size if self.engine == "lightning" else 1
+        return SUPPORT[self.engine].processes(self.world_size)
 
     @property
     def processes_per_node(self) -> int:

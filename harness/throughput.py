@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness import data, models, runner
+from harness import models, runner
+from harness.data import loading
 from harness.data.device import channels_last_helps
 from harness.engines.base import (
     autocast_dtype,
@@ -31,6 +32,7 @@ from harness.engines.base import (
     device_list,
     optimizer_for,
 )
+from harness.errors import DataError
 from harness.hardware import detect
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
@@ -90,18 +92,18 @@ def _timed(batches, count: int, images_of) -> float:
 
 def _endless(dataset, spec: BenchmarkSpec, workers: int):
     """Training batches epoch after epoch, the way the engines draw them."""
-    sampler = data.train_sampler(dataset, spec.recipe)
-    loader = data.loader(dataset, spec.recipe, workers=workers, sampler=sampler, train=True)
+    sampler = loading.train_sampler(dataset, spec.recipe)
+    loader = loading.loader(dataset, spec.recipe, workers=workers, sampler=sampler, train=True)
     for epoch in itertools.count():
         sampler.set_epoch(epoch)
         yield from loader
 
 
-def loader_images_per_s(bundle: data.DataBundle, spec: BenchmarkSpec, workers: int, batches: int) -> float:
+def loader_images_per_s(bundle: loading.DataBundle, spec: BenchmarkSpec, workers: int, batches: int) -> float:
     return _timed(_endless(bundle.train, spec, workers), batches, lambda batch: len(batch[1]))
 
 
-def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: data.DataBundle, steps: int) -> float:
+def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: loading.DataBundle, steps: int) -> float:
     """The training step alone, on one random uint8 batch kept on the device."""
     device = torch.device(device_list(spec, detect())[0])
     model = runner.obtain_model(spec, settings, bundle.num_classes).to(device).train()
@@ -142,12 +144,12 @@ def engine_figures(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> 
 
 def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Throughput:
     if spec.processes > 1:
-        raise data.DataError("throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its steady images/s)")
+        raise DataError("throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its steady images/s)")
     identity = runner.prepare(spec, settings.replace(decode_cache=True))  # checks, dataset, weights, decoded cache: before any timing
-    workers = data.prep_processes(spec, settings)  # as a GPU's one process has them, even on a CPU
+    workers = loading.prep_processes(spec, settings)  # as a GPU's one process has them, even on a CPU
     stats = models.data_stats(spec.model)
-    cached = data.for_spec(spec, settings.replace(decode_cache=True), stats, identity.data)
-    uncached = data.for_spec(spec, settings.replace(decode_cache=False), stats)
+    cached = loading.for_spec(spec, settings.replace(decode_cache=True), stats, identity.data)
+    uncached = loading.for_spec(spec, settings.replace(decode_cache=False), stats)
     loader_cached = loader_images_per_s(cached, spec, workers, batches)
     loader_uncached = loader_images_per_s(uncached, spec, workers, batches)
     model = model_images_per_s(spec, settings, cached, batches)

@@ -16,8 +16,14 @@ import torch
 from google.cloud import storage
 
 from harness import runner
+from harness.artifacts.checkpoints import (
+    HARNESS_KEY,
+    LAST,
+    ResumeError,
+    epoch_file,
+    load,
+)
 from harness.artifacts.emulator import Emulator
-from harness.artifacts.checkpoints import HARNESS_KEY, LAST, ResumeError, epoch_file, load
 from harness.engines.history import without_timing
 from harness.preflight import PreflightError
 from harness.results.record import RunResult

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from harness import catalog, data
+from harness import catalog
+from harness.data import loading
 from harness.data.augmentation_stats import apply_statistics
 from harness.data.transforms import train_transform
 from harness.spec import aug
@@ -33,8 +34,8 @@ def folder(tmp_path_factory):
 
 @pytest.mark.parametrize("workflow", ["efficientnetv2", "fastvit"])
 def test_each_transform_applies_at_its_rate_and_independently(folder, workflow):
-    recipe = catalog.profile_recipe(catalog.SEEDS[workflow], "smoke")
-    statistics = apply_statistics(data.build(folder, recipe, STATS).train, draws=3000)
+    recipe = catalog.profile_recipe(catalog.WORKFLOWS[workflow], "smoke")
+    statistics = apply_statistics(loading.build(folder, recipe, STATS).train, draws=3000)
     assert len(statistics.rates) == len(recipe.train_augmentations)
     for rate in statistics.rates:
         assert rate.consistent, f"{rate.name}: applied {rate.rate:.3f} of draws, interval {rate.interval}, p={rate.p}"
@@ -45,7 +46,7 @@ def test_each_transform_applies_at_its_rate_and_independently(folder, workflow):
 def test_rates_follow_unequal_probabilities(folder):
     recipe = dataclasses.replace(catalog.profile_recipe(catalog.FASTVIT, "smoke"),
                                  train_augmentations=(aug("HorizontalFlip", p=0.2), aug("VerticalFlip", p=0.7), aug("RandomBrightnessContrast", p=0.5)))  # fmt: skip
-    statistics = apply_statistics(data.build(folder, recipe, STATS).train, draws=3000)
+    statistics = apply_statistics(loading.build(folder, recipe, STATS).train, draws=3000)
     assert [r.p for r in statistics.rates] == [0.2, 0.7, 0.5]
     assert statistics.consistent, statistics.markdown()
 
@@ -64,7 +65,7 @@ def test_flips_and_transpose_cover_all_eight_dihedral_variants_in_equal_shares(t
             Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
     recipe = dataclasses.replace(catalog.profile_recipe(catalog.EFFICIENTNETV2, "smoke"), image_size=16, split=catalog.Split(0.5, 0.25, 0.25),
                                  train_augmentations=(aug("HorizontalFlip", p=0.5), aug("VerticalFlip", p=0.5), aug("Transpose", p=0.5)))  # fmt: skip
-    train = data.build(root, recipe, STATS).train
+    train = loading.build(root, recipe, STATS).train
     counts = np.zeros(8, dtype=int)
     keys = itertools.islice(((i, epoch) for epoch in itertools.count() for i in range(len(train))), 4000)
     for key in keys:
@@ -80,7 +81,7 @@ def test_flips_and_transpose_cover_all_eight_dihedral_variants_in_equal_shares(t
 def test_a_key_draws_the_same_augmentation_in_any_order(folder):
     """Worker count and order change nothing: each key reseeds every transform's stream."""
     recipe = catalog.profile_recipe(catalog.EFFICIENTNETV2, "smoke")
-    train = data.build(folder, recipe, STATS).train
+    train = loading.build(folder, recipe, STATS).train
     keys = [(i, epoch) for epoch in range(2) for i in range(6)]
     forward = {key: train[key][0] for key in keys}
     backward = {key: train[key][0] for key in reversed(keys)}

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
+from harness.catalog import EFFICIENTNETV2, make_spec
 from harness.results.compare import compare, parse_tolerances
 from harness.results.observations import Run, observations, run_of
 from harness.settings import REPO_ROOT
 from tests.test_reports import record
-from harness.catalog import EFFICIENTNETV2, make_spec
 
 CASE = "fastvit_t8-kvasir-lightning-bf16-2dev-pretrained"
 

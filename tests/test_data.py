@@ -8,14 +8,14 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
-from harness import data
 from harness.catalog import EFFICIENTNETV2, FASTVIT, KVASIR_CLASSES
-from harness.data import DataError, kvasir, synthetic
+from harness.data import kvasir, loading, named, synthetic
 from harness.data.decode import load_rgb
-from harness.data.imagefolder import scan
-from harness.data.verify import verified_marker
 from harness.data.device import DeviceNormalize
+from harness.data.imagefolder import scan
 from harness.data.transforms import eval_transform, train_transform
+from harness.data.verify import verified_marker
+from harness.errors import DataError
 from harness.spec import SpecError, aug
 from tests.conftest import make_image_folder, tiny_spec
 
@@ -60,7 +60,7 @@ def test_unknown_augmentation_is_named():
 
 
 def test_bundle_splits_and_serves_samples(tiny_folder):
-    bundle = data.build(tiny_folder, tiny_spec().recipe, STATS)
+    bundle = loading.build(tiny_folder, tiny_spec().recipe, STATS)
     assert bundle.classes == ("a", "b", "c", "d", "e", "f")
     assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 72
     image, label = bundle.val[0]
@@ -99,10 +99,10 @@ def test_every_bad_file_is_listed_before_training_and_the_pass_is_remembered(tmp
     _truncated_jpeg(root / "cats" / "cut.jpg")
     recipe = tiny_spec().recipe
     with pytest.raises(DataError, match=r"2 of 10 images cannot be decoded: .*cut.jpg: image file is truncated.*broken.png.*delete or replace it"):
-        data.check(root, recipe, tmp_path / "cache")
+        loading.check(root, recipe, tmp_path / "cache")
     (root / "dogs" / "broken.png").unlink()
     (root / "cats" / "cut.jpg").unlink()
-    identity = data.check(root, recipe, tmp_path / "cache")
+    identity = loading.check(root, recipe, tmp_path / "cache")
     assert verified_marker(tmp_path / "cache", identity).is_file()
 
 
@@ -139,7 +139,7 @@ def test_an_image_over_the_decompression_bomb_limit_names_the_file_and_the_varia
     root = make_image_folder(tmp_path / "d", {"cats": 8, "dogs": 8}, size=(64, 64))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 pixels is over twice the limit
     with pytest.raises(DataError, match=r"cats/000.png is over PIL's decompression-bomb limit .* raise the limit with TRAINBENCH_MAX_IMAGE_PIXELS"):
-        data.check(root, tiny_spec().recipe, tmp_path / "cache")
+        loading.check(root, tiny_spec().recipe, tmp_path / "cache")
 
 
 def test_a_file_given_as_the_data_folder_says_it_is_a_file(tmp_path):
@@ -176,7 +176,7 @@ def test_generated_dataset_is_deterministic_and_cached(tmp_path):
 
 
 def test_kvasir_standin_goes_through_the_kvasir_checks(tmp_path):
-    folder = data.locate("kvasir-synthetic", None, tmp_path)
+    folder = named.locate("kvasir-synthetic", None, tmp_path)
     assert scan(folder).classes == KVASIR_CLASSES
 
 
@@ -186,7 +186,7 @@ def test_the_padding_mask_marks_exactly_the_samplers_repeats(size, world):
     sample exactly once, what it marks is DistributedSampler's padding, batch by batch too."""
     from collections import Counter
 
-    from harness.data import EpochSampler
+    from harness.data.loading import EpochSampler
 
     counted, padded = Counter(), 0
     for rank in range(world):

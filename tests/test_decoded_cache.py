@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from harness import data
 from harness.catalog import FASTVIT
-from harness.data import decoded
-from harness.data.fingerprint import fingerprint
+from harness.data import decoded, loading
 from harness.data.decode import load_rgb
+from harness.data.fingerprint import fingerprint
 from harness.data.imagefolder import scan
 from harness.data.photos import generate_kvasir
 from harness.data.transforms import eval_transform, needed_short_side
+from harness.errors import DataError
 from harness.spec import Split
 from tests.conftest import make_image_folder, tiny_spec
 
@@ -32,7 +32,7 @@ def photos(tmp_path_factory):
 
 
 def _cache(folder, recipe, cache_dir):
-    return data.decoded_images(folder, recipe, fingerprint(folder), cache_dir, processes=1)
+    return loading.decoded_images(folder, recipe, fingerprint(folder), cache_dir, processes=1)
 
 
 def test_the_stored_size_loses_nothing_the_transforms_use():
@@ -80,8 +80,8 @@ def test_cached_pixels_are_what_a_full_decode_gives(photos, tmp_path):
     (measured; mostly sensor noise that the uncached path's bilinear downscale aliases and the
     cache's Lanczos filter does not) and brightness by under 0.15."""
     recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 384, "train_crop": "resize", "split": SHARES})
-    cached = data.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
-    uncached = data.build(photos, recipe, STATS)
+    cached = loading.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
+    uncached = loading.build(photos, recipe, STATS)
     resize = eval_transform(recipe)
     for i in range(len(cached.train.index.samples)):
         full = resize(image=load_rgb(cached.train.index.samples[i][0]))["image"].float()
@@ -96,8 +96,8 @@ def test_cached_and_uncached_paths_give_identical_tensors(photos, tmp_path, crop
     """One pixel path per identity: --no-decode-cache reads each file at the size the cache stores
     (the run's fingerprint does not name the path, so the two must train on the same tensors)."""
     recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 96, "train_crop": crop, "split": SHARES})
-    cached = data.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
-    uncached = data.build(photos, recipe, STATS)
+    cached = loading.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
+    uncached = loading.build(photos, recipe, STATS)
     assert uncached.decoded is None
     for i in range(len(cached.train)):
         for key in ((i, 0), (i, 1)):
@@ -109,7 +109,7 @@ def test_cached_and_uncached_paths_give_identical_tensors(photos, tmp_path, crop
 def test_loader_workers_share_the_map_instead_of_copying_pixels(photos, tmp_path):
     recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "split": SHARES})
     images = _cache(photos, recipe, tmp_path / "cache")
-    bundle = data.build(photos, recipe, STATS, images)
+    bundle = loading.build(photos, recipe, STATS, images)
     first = bundle.val[0][0]  # opens the map in this process
     sent = pickle.dumps(bundle.val)  # what a loader worker receives
     assert len(sent) < images.meta()["bytes"] / 100
@@ -121,7 +121,7 @@ def test_loader_workers_share_the_map_instead_of_copying_pixels(photos, tmp_path
 def test_a_corrupt_file_is_named_while_building(tmp_path):
     folder = make_image_folder(tmp_path / "data", {"a": 3, "b": 3})
     (folder / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    with pytest.raises(data.DataError, match="broken.jpg"):
+    with pytest.raises(DataError, match="broken.jpg"):
         _cache(folder, tiny_spec().recipe, tmp_path / "cache")
     assert not (tmp_path / "cache" / "decoded").exists() or not any((tmp_path / "cache" / "decoded").iterdir())
 
@@ -129,7 +129,7 @@ def test_a_corrupt_file_is_named_while_building(tmp_path):
 def _cached_samples_match_their_files(folder, recipe, cache_dir) -> int:
     """Every sample of every part, read from the decoded cache, equals a fresh decode of its file."""
     identity = fingerprint(folder)
-    bundle = data.build(folder, recipe, STATS, data.decoded_images(folder, recipe, identity, cache_dir, processes=1))
+    bundle = loading.build(folder, recipe, STATS, loading.decoded_images(folder, recipe, identity, cache_dir, processes=1))
     short_side = needed_short_side(recipe)
     for part in (bundle.train, bundle.val, bundle.test):
         for i in range(len(part)):
@@ -160,6 +160,6 @@ def test_a_link_loop_is_refused_in_one_line(tmp_path):
     folder = make_image_folder(tmp_path / "data", {"a": 4, "b": 4})
     (folder / "a" / "again").symlink_to(folder, target_is_directory=True)
     for survey in (scan, fingerprint):
-        with pytest.raises(data.DataError, match=r"a/again is a link to .*data, a folder it lies in: a link loop") as refused:
+        with pytest.raises(DataError, match=r"a/again is a link to .*data, a folder it lies in: a link loop") as refused:
             survey(folder)
         assert "\n" not in str(refused.value)

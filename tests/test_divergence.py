@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from harness import cli, runner
+from harness import runner
 from harness.results.compare import compare
 from harness.results.observations import Run, observations, run_of
 from harness.results.record import RESULT_FILE, RunResult

@@ -12,14 +12,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from harness import data, launch, models, runner
-from harness.engines.history import without_timing
-from harness.spec import BenchmarkSpec
+from harness import launch, models, runner
 from harness.artifacts import RunArtifacts
 from harness.artifacts.checkpoints import LAST, load
+from harness.data import loading
 from harness.engines.base import ThroughputMeter, optimizer_for
+from harness.engines.history import without_timing
 from harness.engines.lightning_engine import ClassificationModule, trainer_kwargs
 from harness.engines.poutyne_engine import evaluate, poutyne_model
+from harness.spec import BenchmarkSpec
 from tests.conftest import tiny_spec
 from tests.reference_metrics import reference_metrics, scripted_batches
 
@@ -67,14 +68,14 @@ def test_poutyne_test_metrics_equal_hand_computed(scripted):
 def final_model_metrics(record, settings, checkpoint_dir) -> dict[str, float]:
     """The run's final weights (its last checkpoint) evaluated here, metrics computed by hand."""
     spec = BenchmarkSpec.from_dict(record.spec)
-    bundle = data.for_spec(spec, settings, models.data_stats(spec.model))
+    bundle = loading.for_spec(spec, settings, models.data_stats(spec.model))
     state = load(checkpoint_dir / record.run_id / LAST)["state_dict"]
     net = timm.create_model(spec.model, num_classes=bundle.num_classes)
     net.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
     net.eval()
     logits, target = [], []
     with torch.no_grad():
-        for x, y in data.loader(bundle.test, spec.recipe, workers=0):
+        for x, y in loading.loader(bundle.test, spec.recipe, workers=0):
             logits.append(net(bundle.normalizer()(x)).numpy())
             target.append(y.numpy())
     return {f"test_{k}": v for k, v in reference_metrics(np.concatenate(logits), np.concatenate(target), bundle.num_classes).items()}

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from torch._dynamo.utils import counters
 
 from harness import runner

@@ -16,7 +16,13 @@ import timm
 import torch
 
 from harness import cli, models, runner
-from harness.artifacts.checkpoints import LAST, CheckpointError, CheckpointStore, epoch_file, load
+from harness.artifacts.checkpoints import (
+    LAST,
+    CheckpointError,
+    CheckpointStore,
+    epoch_file,
+    load,
+)
 from harness.settings import REPO_ROOT
 from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
 from tests.test_reports import record

@@ -13,8 +13,8 @@ import time
 import pytest
 import timm
 import torch
-from safetensors.torch import load_file
 from PIL import Image
+from safetensors.torch import load_file
 
 from harness import models, pretrain, runner
 from harness.artifacts import ResumeError

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 

@@ -3,12 +3,20 @@
 import subprocess
 import sys
 
+import pytest
+
 from harness.nightly import NightlyError, case_status, check_pytest_args
 from harness.nightly.cluster import JUNIT, CaseOutcome, case_command, skip_reason
-from harness.nightly.plan import Case, Node, devices_of, on_cpus, plan, profile_for, unplaceable
+from harness.nightly.plan import (
+    Case,
+    Node,
+    devices_of,
+    on_cpus,
+    plan,
+    profile_for,
+    unplaceable,
+)
 from harness.settings import REPO_ROOT
-
-import pytest
 
 IDS = [
     "benchmarks/test_fastvit.py::test_fastvit[fastvit_t8-kvasir-lightning-32true-1dev-pretrained]",

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from harness import catalog
-from harness.cli import build_parser, recipe_spec
+from harness import catalog, settings
+from harness.cli.case import spec_from_args
+from harness.cli.parser import build_parser
 from harness.settings import REPO_ROOT
 from harness.spec import SpecError
 from tests.conftest import TINY_MODEL
@@ -19,14 +20,14 @@ def harness(*args):
 
 
 def spec_of(*args):
-    return recipe_spec(build_parser().parse_args(["run", *args]), weights="random")
+    return spec_from_args(build_parser().parse_args(["run", "--weights", "random", *args]))[0]
 
 
 def test_recipes_lists_the_catalog_with_sources_values_and_published_figures():
     done = harness("recipes")
     assert done.returncode == 0
-    for seed in catalog.SEEDS.values():
-        assert f"{seed.key}: {seed.title}" in done.stdout and seed.source in done.stdout
+    for workflow in catalog.WORKFLOWS.values():
+        assert f"{workflow.key}: {workflow.title}" in done.stdout and workflow.source in done.stdout
     assert "adamw lr 0.001, weight decay 0.05, batch 64, 40 epochs, 384 px" in done.stdout
     assert "published:  pretrained weights: test_acc 0.9237, test_loss 0.263" in done.stdout
     assert "Rotate(limit=30, p=0.5)" in done.stdout and "then batch_size=32, lr=0.0006, epochs=6, head_init_std=0.01" in done.stdout
@@ -42,7 +43,7 @@ def test_help_describes_every_option_with_its_default_and_names_the_recipes():
 
 
 def test_one_default_profile_for_the_command_line_and_pytest():
-    assert build_parser().parse_args(["run"]).profile == catalog.DEFAULT_PROFILE == "smoke"
+    assert build_parser().parse_args(["run"]).profile == settings.DEFAULT_PROFILE == "smoke"
     done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert "default smoke]" in " ".join(done.stdout.split())
 

@@ -12,7 +12,14 @@ from harness.results import report
 from harness.results.plots import plot_curves
 from harness.results.record import RunResult
 from harness.results.stats import difference, mean_interval
-from harness.results.tables import cases_table, not_comparable_to_published, ours_vs_published, precision_devices, pretrained_vs_random, seed_tables
+from harness.results.tables import (
+    cases_table,
+    not_comparable_to_published,
+    ours_vs_published,
+    precision_devices,
+    pretrained_vs_random,
+    seed_tables,
+)
 from harness.settings import REPO_ROOT
 from harness.spec import BenchmarkSpec
 
@@ -120,7 +127,8 @@ def test_precision_devices_rows_with_speed_and_a_named_target(records):
 
 
 def test_no_target_on_a_users_own_data_unless_given(tiny_folder):
-    from harness.cli import build_parser, spec_from_args
+    from harness.cli.case import spec_from_args
+    from harness.cli.parser import build_parser
 
     args = build_parser().parse_args(["run", "--data", str(tiny_folder), "--recipe", "fastvit"])
     spec, _ = spec_from_args(args)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness.results.speed import overall_images_per_s, steady_data_wait_share, steady_images_per_s
+from harness.results.speed import (
+    overall_images_per_s,
+    steady_data_wait_share,
+    steady_images_per_s,
+)
 
 
 def rows(*figures: tuple[float, float]) -> list[dict[str, float]]:

@@ -3,10 +3,9 @@ import re
 import numpy as np
 import pytest
 
-from harness.data import DataError
 from harness.data.split import stratified_split
+from harness.errors import DataError
 from harness.spec import Split
-
 
 NAMES = tuple(f"class_{c}" for c in range(8))
 

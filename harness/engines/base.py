@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from harness.artifacts import RunArtifacts
-from harness.data import DataBundle
+from harness.data.loading import DataBundle
 from harness.hardware import Hardware
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec

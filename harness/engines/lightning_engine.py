@@ -27,11 +27,11 @@ from torch import nn
 from torch.distributed import DistStoreError
 from torchmetrics import MeanMetric
 
-from harness import data
 from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
 from harness.artifacts.checkpoints import epoch_file, model_state, restore_rng
-from harness.data import DataBundle
+from harness.data import loading
 from harness.data.device import DeviceNormalize, channels_last_helps
+from harness.data.loading import DataBundle
 from harness.engines.base import (
     Divergence,
     EngineOutput,
@@ -74,7 +74,7 @@ class BundleDataModule(L.LightningDataModule):
     def _sampler(self, dataset, train: bool):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         if train:  # Lightning calls set_epoch on it, which also seeds each sample's augmentation
-            sampler = data.train_sampler(dataset, self.recipe, world_size=world, rank=rank)
+            sampler = loading.train_sampler(dataset, self.recipe, world_size=world, rank=rank)
             # Resuming, Lightning creates the loader's iterator before it calls set_epoch, and loader
             # workers draw their first indices at once: without this, the first resumed epoch would
             # repeat the order and augmentations of epoch 1. The epoch is the one Lightning's fit
@@ -84,7 +84,7 @@ class BundleDataModule(L.LightningDataModule):
         return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
 
     def _loader(self, dataset, train: bool):
-        return data.loader(dataset, self.recipe, workers=self.workers, sampler=self._sampler(dataset, train), processes=self.trainer.world_size, train=train)
+        return loading.loader(dataset, self.recipe, workers=self.workers, sampler=self._sampler(dataset, train), processes=self.trainer.world_size, train=train)
 
     def train_dataloader(self):
         return self._loader(self.bundle.train, True)
@@ -183,7 +183,7 @@ class ClassificationModule(L.LightningModule):
         self._step(batch, "test")
 
     def _images(self, loader) -> int:
-        return data.images_in(loader, self.spec.limit_batches, self.trainer.world_size)
+        return loading.images_in(loader, self.spec.limit_batches, self.trainer.world_size)
 
     def _advance(self, batch) -> None:
         self.progress.advance(len(batch[1]) * self.trainer.world_size)

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from harness import data
 from harness.artifacts import HARNESS_KEY, harness_state, load
 from harness.artifacts.checkpoints import model_state, restore_rng
-from harness.data import EpochSampler
+from harness.data import loading
 from harness.data.device import channels_last_helps
+from harness.data.loading import EpochSampler
 from harness.engines.base import (
     Divergence,
     EngineOutput,
@@ -169,12 +169,12 @@ class PoutyneEngine:
         rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])
         meter = ThroughputMeter()
-        sampler = data.train_sampler(job.data.train, recipe)
-        train_loader = data.loader(job.data.train, recipe, workers=job.workers, sampler=sampler, train=True)
-        val_loader = data.loader(job.data.val, recipe, workers=job.workers)
-        test_loader = data.loader(job.data.test, recipe, workers=job.workers)
+        sampler = loading.train_sampler(job.data.train, recipe)
+        train_loader = loading.loader(job.data.train, recipe, workers=job.workers, sampler=sampler, train=True)
+        val_loader = loading.loader(job.data.val, recipe, workers=job.workers)
+        test_loader = loading.loader(job.data.test, recipe, workers=job.workers)
         loaders = {"train": train_loader, "val": val_loader, "test": test_loader}
-        images = {part: data.images_in(loader, spec.limit_batches) for part, loader in loaders.items()}
+        images = {part: loading.images_in(loader, spec.limit_batches) for part, loader in loaders.items()}
         recorder = _Recorder(job, meter, optimizer, sampler, rows, Progress(recipe.epochs, label=job.label), images)
         train_steps, val_steps, test_steps = (_limited(spec.limit_batches, loader) for loader in loaders.values())
         model.fit_generator(

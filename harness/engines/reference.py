@@ -11,7 +11,7 @@ import itertools
 import torch
 import torch.nn.functional as F
 
-from harness import data
+from harness.data import loading
 from harness.data.device import channels_last_helps
 from harness.engines.base import (
     ThroughputMeter,
@@ -38,8 +38,8 @@ def plain_loop_speed(job: TrainingJob) -> tuple[float, float | None]:
     normalize = job.data.normalizer(channels_last_helps(device))
     if normalize.channels_last:
         model.to(memory_format=torch.channels_last)
-    sampler = data.train_sampler(job.data.train, spec.recipe)
-    loader = data.loader(job.data.train, spec.recipe, workers=job.workers, sampler=sampler, train=True)
+    sampler = loading.train_sampler(job.data.train, spec.recipe)
+    loader = loading.loader(job.data.train, spec.recipe, workers=job.workers, sampler=sampler, train=True)
     meter, epochs = ThroughputMeter(), []
     for epoch in range(spec.recipe.epochs):
         sampler.set_epoch(epoch)

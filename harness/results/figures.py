@@ -23,14 +23,14 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from harness.catalog import SEEDS  # noqa: E402
+from harness.catalog import WORKFLOWS  # noqa: E402
 from harness.results.grouping import differing_in, experiments  # noqa: E402
 from harness.results.record import RunResult, finished  # noqa: E402
 from harness.results.stats import summarize  # noqa: E402
 from harness.results.tables import not_comparable_because  # noqa: E402
+from harness.spec import PRECISION_TAGS  # noqa: E402
 
 COLOURS = {"pretrained": "tab:blue", "random": "tab:orange", "poutyne": "tab:green", "lightning": "tab:purple"}
-PRECISION_TAGS = {"32-true": "fp32", "16-mixed": "fp16", "bf16-mixed": "bf16"}
 
 
 def _save(figure, path: Path) -> Path:
@@ -122,8 +122,8 @@ def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
     """Test accuracy of every case with a published figure for its weights, the published value marked."""
     rows, groups = [], []
     for group in experiments(records):
-        seed = SEEDS.get(group[0].benchmark)
-        published = seed.published_for(group[0].spec["weights"]) if seed else None
+        workflow = WORKFLOWS.get(group[0].benchmark)
+        published = workflow.published_for(group[0].spec["weights"]) if workflow else None
         value = published.as_dict().get("test_acc") if published else None
         if value is None:
             continue
@@ -132,7 +132,7 @@ def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
     if not rows:
         return None
     labels = _unique([label for label, *_ in rows], groups)
-    rows = [(label + ("" if not_comparable_because(g[0], SEEDS[g[0].benchmark]) is None else "\n(not comparable: see the tables)"), *rest)
+    rows = [(label + ("" if not_comparable_because(g[0], WORKFLOWS[g[0].benchmark]) is None else "\n(not comparable: see the tables)"), *rest)
             for label, g, (_, *rest) in zip(labels, groups, rows)]  # fmt: skip
     figure, axis = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.4))
     for index, (label, (mean, std), value, colour) in enumerate(rows):

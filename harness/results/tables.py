@@ -2,10 +2,10 @@
 
 - runs: one row per run (its recipe in one column), with the published figures beside them;
 - pretrained vs random: only runs whose specs differ in weights alone, side by side;
-- ours vs published: full-profile reproductions of a seed's unchanged recipe, and separately the
-  other runs of a seed, labelled with why they are not comparable;
+- ours vs published: full-profile reproductions of a workflow's unchanged recipe, and separately the
+  other runs of a workflow, labelled with why they are not comparable;
 - precision x devices: accuracy, images/s, time, and time to a named target accuracy;
-- each seed's own table, in the write-up's shape.
+- each workflow's own table, in the write-up's shape.
 
 A run that did not finish (`RunResult.ok` false: it diverged) shows its status in place of its
 metrics and never enters a mean or a difference (`finished`); the counts say how many were left out.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from harness.catalog import SEEDS, Seed
+from harness.catalog import WORKFLOWS, Workflow
 from harness.results.grouping import differing_in, experiments
 from harness.results.record import CURVES_FILE, RunResult, finished
 from harness.results.stats import Summary, difference, summaries, summarize
@@ -91,11 +91,11 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
              fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), curves_link(r, records_dir))
         )  # fmt: skip
     for key in sorted({r.benchmark for r in records}):
-        seed = SEEDS.get(key)
-        for published in seed.published if seed else ():
+        workflow = WORKFLOWS.get(key)
+        for published in workflow.published if workflow else ():
             m = published.as_dict()
             rows.append(
-                (f"published: {seed.key}", seed.model, seed.dataset, "full", published.weights, seed.engine, "-", "-", recipe_summary({"recipe": dataclasses.asdict(seed.recipe)}),
+                (f"published: {workflow.key}", workflow.model, workflow.dataset, "full", published.weights, workflow.engine, "-", "-", recipe_summary({"recipe": dataclasses.asdict(workflow.recipe)}),
                  fmt(m.get("test_acc"), "pct"), fmt(m.get("test_loss")), fmt(m.get("test_f1")), fmt(m.get("test_top3")), fmt(m.get("test_top5")), "-", "-", "-", "-")
             )  # fmt: skip
     return Table("Runs and published figures", RUN_COLUMNS, tuple(rows))
@@ -140,12 +140,12 @@ CASE_METRICS = ("test_acc", "test_loss", "test_f1", "test_top3", "test_top5")
 def _published_cells(group: Sequence[RunResult], acc: Summary | None) -> tuple[str, str]:
     """The published accuracy beside a case, and whether it lies inside the case's spread."""
     first = group[0]
-    seed = SEEDS.get(first.benchmark)
-    published = seed.published_for(first.spec["weights"]) if seed else None
+    workflow = WORKFLOWS.get(first.benchmark)
+    published = workflow.published_for(first.spec["weights"]) if workflow else None
     value = published.as_dict().get("test_acc") if published else None
     if value is None:
         return "-", "-"
-    why = not_comparable_because(first, seed)
+    why = not_comparable_because(first, workflow)
     inside = ("yes" if acc.contains(value) else "no") if acc is not None and why is None else f"not comparable: {why}"
     return fmt(value, "pct"), inside
 
@@ -173,26 +173,26 @@ def cases_table(records: Sequence[RunResult]) -> Table:
 METRIC_LABELS = {"test_acc": "accuracy %", "test_loss": "loss", "test_f1": "F1", "test_top3": "top-3", "test_top5": "top-5"}
 
 
-def not_comparable_because(record: RunResult, seed: Seed) -> str | None:
-    """Why a run of `seed` is not a reproduction of its published figures (None: it is one)."""
+def not_comparable_because(record: RunResult, workflow: Workflow) -> str | None:
+    """Why a run of `workflow` is not a reproduction of its published figures (None: it is one)."""
     spec = BenchmarkSpec.from_dict(record.spec)
     if spec.profile != "full":
         return f"{spec.profile} profile: generated data, {spec.recipe.image_size} px, {spec.recipe.epochs} epochs"
-    if spec.dataset != seed.dataset:
-        return f"dataset {spec.dataset}, not {seed.dataset}"
+    if spec.dataset != workflow.dataset:
+        return f"dataset {spec.dataset}, not {workflow.dataset}"
     names = [f.name for f in dataclasses.fields(spec.recipe)]
-    changed = [f"{n} {getattr(spec.recipe, n)} (published {getattr(seed.recipe, n)})" for n in names if getattr(spec.recipe, n) != getattr(seed.recipe, n)]
+    changed = [f"{n} {getattr(spec.recipe, n)} (published {getattr(workflow.recipe, n)})" for n in names if getattr(spec.recipe, n) != getattr(workflow.recipe, n)]
     return "recipe changed: " + ", ".join(changed) if changed else None
 
 
 def _against_published(records: Sequence[RunResult], reproductions: bool) -> list[tuple[str, ...]]:
     rows = []
     for r in sorted(records, key=lambda r: r.run_id):
-        seed = SEEDS.get(r.benchmark)
-        published = seed.published_for(r.spec["weights"]) if seed else None
+        workflow = WORKFLOWS.get(r.benchmark)
+        published = workflow.published_for(r.spec["weights"]) if workflow else None
         if published is None:
             continue
-        why = not_comparable_because(r, seed)
+        why = not_comparable_because(r, workflow)
         if (why is None) != reproductions:
             continue
         for metric, value in published.metrics:
@@ -203,13 +203,13 @@ def _against_published(records: Sequence[RunResult], reproductions: bool) -> lis
 
 
 def ours_vs_published(records: Sequence[RunResult]) -> Table:
-    """Full-profile runs of a seed's unchanged recipe on its dataset: the reproduction."""
+    """Full-profile runs of a workflow's unchanged recipe on its dataset: the reproduction."""
     return Table("Ours vs published (reproductions)", ("run", "metric", "ours", "published", "diff"), tuple(_against_published(records, True)),
                  "Full profile, the write-up's recipe unchanged, on its dataset.")  # fmt: skip
 
 
 def not_comparable_to_published(records: Sequence[RunResult]) -> Table:
-    """Every other run of a seed, beside the published figures, labelled with why it is no reproduction."""
+    """Every other run of a workflow, beside the published figures, labelled with why it is no reproduction."""
     return Table("Other runs beside the published figures (not comparable)", ("run", "metric", "ours", "published", "diff", "not comparable because"),
                  tuple(_against_published(records, False)), "Shown for orientation only: these runs are not the published setting.")  # fmt: skip
 
@@ -235,7 +235,7 @@ def seed_tables(records: Sequence[RunResult]) -> list[Table]:
         for r in sorted(mine, key=lambda r: r.run_id):
             label = f"{r.spec['model']}-{'Weights' if r.spec['weights'] == 'pretrained' else 'Random_weights'} ({r.spec['profile']}, {r.spec['engine']}, {r.spec['precision']}, {_devices(r.spec)}dev)"
             rows.append((label, *(metric_cell(r, m, "pct" if m == "test_acc" else "") for m in metrics)))
-        tables.append(Table(f"{SEEDS[key].title} (the write-up's table)", ("Model", *(METRIC_LABELS[m] for m in metrics)), tuple(rows)))
+        tables.append(Table(f"{WORKFLOWS[key].title} (the write-up's table)", ("Model", *(METRIC_LABELS[m] for m in metrics)), tuple(rows)))
     return tables
 
 

@@ -1,0 +1,37 @@
+"""`python -m harness COMMAND ...`: the parser (`parser`), one thin module per command, and one
+place that turns a harness error into `error: ...` and exit 2.
+
+A command's module is imported only when that command runs, so `--help` and the commands that
+train nothing (`compare`, `report`, `recipes`) never import torch or Lightning.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+from harness.errors import HarnessError
+
+# command -> the module under harness.cli that runs it (its `main(args) -> exit status`)
+COMMANDS: dict[str, str] = {
+    "run": "run", "recipes": "recipes", "report": "report", "compare": "compare", "nightly": "nightly",
+    "eda": "eda", "throughput": "throughput", "kvasir-standin": "kvasir_standin",
+}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.cli.parser import build_parser
+    from harness.settings import environment
+
+    try:
+        args = build_parser(environment()).parse_args(argv)
+        return import_module(f"harness.cli.{COMMANDS[args.command]}").main(args)
+    except KeyboardInterrupt:
+        from harness.artifacts import after_interrupt
+
+        after_interrupt()
+        print("interrupted: nothing half-written was left; with --checkpoint-dir, --resume continues from the last saved epoch", file=sys.stderr)
+        return 130
+    except HarnessError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

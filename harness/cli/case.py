@@ -1,0 +1,54 @@
+"""A case's spec and settings from parsed options: the command line's side of `configure.case_spec`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.catalog import WORKFLOWS, Workflow
+from harness.configure import RECIPE_OPTIONS, case_spec
+from harness.data import kvasir, synthetic
+from harness.data.named import num_classes
+from harness.settings import RunSettings
+from harness.spec import BenchmarkSpec, Recipe
+
+
+def dataset_from(value: str | None, workflow: Workflow, profile: str, data_root: str | None) -> tuple[str, Path | None]:
+    """(dataset name, data root) from `--data`: a generated name, a Kvasir folder or any ImageFolder."""
+    if value is None:
+        return workflow.dataset_in(profile), data_root
+    if value in synthetic.DATASETS or value == "kvasir":
+        return value, data_root
+    path = Path(value)
+    if path.name == kvasir.FOLDER_NAME:
+        return "kvasir", path.parent
+    return path.name or "imagefolder", path
+
+
+def recipe_options(args: argparse.Namespace) -> dict[str, object]:
+    """The recipe values given as options (None: not given; a flag absent is "the recipe's", not False)."""
+    given = {name: getattr(args, name, None) for name in RECIPE_OPTIONS if name != "train_augmentations"}
+    given["sync_batchnorm"] = given["sync_batchnorm"] or None
+    return given
+
+
+def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None]:
+    """The spec `run` and `throughput` train, and the data root `--data` points at."""
+    workflow = WORKFLOWS[args.recipe]
+    dataset, data_root = dataset_from(args.data, workflow, args.profile, getattr(args, "data_root", None))
+    spec = case_spec(workflow, args.profile, weights=args.weights, precision=args.precision, engine=args.engine, devices=args.devices, num_nodes=args.num_nodes,
+                     num_classes=num_classes(workflow.dataset_in(args.profile)) or 2, recipe_file=args.recipe_file, options=recipe_options(args), augment=args.augment,
+                     dataset=dataset, model=args.model, target_accuracy=args.target_acc, limit_batches=getattr(args, "limit_batches", None), adhoc=True)  # fmt: skip
+    return spec, (Path(data_root) if data_root else None)
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The recipe `eda` previews: the one `run` would train with the same recipe options."""
+    workflow = WORKFLOWS[args.recipe]
+    return case_spec(workflow, args.profile, weights="random", num_classes=num_classes(workflow.dataset_in(args.profile)) or 2, recipe_file=args.recipe_file,
+                     options=recipe_options(args), augment=args.augment).recipe  # fmt: skip
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    """The settings options (each given, else its environment twin, else its default)."""
+    return RunSettings.from_options(lambda name: getattr(args, name))

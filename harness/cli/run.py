@@ -1,0 +1,62 @@
+"""`run`: train and evaluate one case (or one per seed), print the test metrics, write the records."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import runner
+from harness.cli.case import settings_from_args, spec_from_args
+from harness.cli.parser import settings_defaults
+from harness.errors import SpecError
+from harness.results.tables import cases_table
+from harness.settings import RunSettings, environment
+from harness.spec import BenchmarkSpec
+
+
+def read_file(path: Path, option: str, kind: str, parse: Callable[[str], Any]) -> Any:
+    """Parse a launcher's JSON file; a missing or malformed one is a one-line SpecError."""
+    try:
+        return parse(path.read_text())
+    except OSError as error:
+        raise SpecError(f"{option} {path} cannot be read ({error.strerror}); give {kind}") from None
+    except (ValueError, KeyError, TypeError) as error:  # JSON, a missing field, an unknown field, a bad value
+        raise SpecError(f"{option} {path} is not {kind}: {type(error).__name__}: {error}") from None
+
+
+def settings_for_spec_file(args: argparse.Namespace) -> RunSettings:
+    """Settings for a `--spec` run: the `--settings` file when given, with every settings option
+    given on the command line over it; without a file, the options (and their environment twins)."""
+    from_options = settings_from_args(args)
+    if not args.settings:
+        return from_options
+    settings = read_file(args.settings, "--settings", "a settings file (JSON, as RunSettings.to_json writes it)", RunSettings.from_json)
+    given = [name for name, default in settings_defaults(environment()).items() if getattr(args, name) != default]
+    return settings.replace(**{name: getattr(from_options, name) for name in given})
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.spec:
+        spec = read_file(args.spec, "--spec", "a spec file (JSON, as BenchmarkSpec.to_json writes it)", BenchmarkSpec.from_json)
+        settings = settings_for_spec_file(args)
+    else:
+        spec, data_root = spec_from_args(args)
+        settings = settings_from_args(args).replace(data_root=data_root)
+    if args.seeds > 1 and args.run_id:
+        raise SpecError(f"--run-id names one run, --seeds {args.seeds} makes {args.seeds}; drop --run-id (each seed gets its own id)")
+    records = []
+    for repeat in spec.repeats(args.seeds):
+        record = runner.run(repeat, settings, run_id=args.run_id)
+        if record is not None:
+            records.append(record)
+            print(record.summary())
+            print(f"record: {settings.results_dir / record.run_id / 'result.json'}")
+    if len(records) > 1:
+        print(cases_table(records).markdown())
+    failed = [r for r in records if not r.ok]
+    for record in failed:
+        print(f"error: {record.run_id}: {record.failure}; lower --lr, or check the data and the recipe", file=sys.stderr)
+    return 1 if failed else 0
