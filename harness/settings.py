@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -29,8 +29,10 @@ from harness.errors import SettingsError, one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "TRAINBENCH_"
-WANDB_MODES: tuple[str, ...] = ("auto", "online", "offline", "off")
-PROFILES: tuple[str, ...] = ("smoke", "full")
+WandbMode = Literal["auto", "online", "offline", "off"]
+WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
+Profile = Literal["smoke", "full"]
+PROFILES: tuple[str, ...] = get_args(Profile)
 # One default for `python -m harness` and pytest: the smoke profile runs anywhere, offline, in
 # minutes; the published recipe on real data is always asked for (`--profile full`).
 DEFAULT_PROFILE = "smoke"
@@ -41,7 +43,7 @@ class Environment(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
-    profile: Literal["smoke", "full"] | None = Field(None, description="smoke or full")
+    profile: Profile | None = Field(None, description=" or ".join(PROFILES))
     data_root: str | None = Field(None, description="a folder")
     weights_dir: str | None = Field(None, description="a folder")
     results_dir: str | None = Field(None, description="a folder")
@@ -52,7 +54,7 @@ class Environment(BaseSettings):
     gcs_bucket: Annotated[str, Field(pattern=r"^gs://.+")] | None = Field(None, description="gs://BUCKET[/PREFIX]")
     gcs_retry_s: PositiveFloat | None = Field(None, description="a number of seconds, e.g. 120")
     rendezvous_timeout_s: PositiveFloat | None = Field(None, description="a number of seconds, e.g. 600")
-    wandb: Literal["auto", "online", "offline", "off"] | None = Field(None, description="auto, online, offline or off")
+    wandb: WandbMode | None = Field(None, description=", ".join(WANDB_MODES[:-1]) + " or " + WANDB_MODES[-1])
     wandb_project: str | None = Field(None, description="a wandb project name")
     max_image_pixels: PositiveInt | None = Field(None, description="a whole number of pixels, e.g. 200000000")
     workers: NonNegativeInt | None = Field(None, description="a whole number of loader worker processes per training process, e.g. 8 (0: load in the training process)")
@@ -97,7 +99,7 @@ class RunSettings(BaseModel):
     weights_dir: Path | None = Field(None, description="a path string")
     checkpoint_dirs: tuple[Path, ...] = Field((), description="a list of path strings")
     gcs_bucket: str | None = Field(None, description="gs://BUCKET[/PREFIX]")
-    wandb: str = Field("off", description="one of " + ", ".join(WANDB_MODES))
+    wandb: WandbMode = Field("off", description="one of " + ", ".join(WANDB_MODES))
     wandb_project: str = Field("trainbench", description="a wandb project name")
     resume: bool = Field(False, description="true or false")
     gcs_retry_s: PositiveFloat = Field(120.0, description="a positive number of seconds")
@@ -113,9 +115,9 @@ class RunSettings(BaseModel):
         except ValidationError as error:
             raise SettingsError(one_line(error, _settings_error, type(self).model_fields)) from None
 
-    @field_validator("wandb")
+    @field_validator("wandb", mode="before")
     @classmethod
-    def _wandb_mode(cls, mode: str) -> str:
+    def _wandb_mode(cls, mode: Any) -> Any:
         if mode not in WANDB_MODES:
             raise ValueError(f"wandb mode {mode!r} is not one of {', '.join(WANDB_MODES)}")
         return mode

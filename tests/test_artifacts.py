@@ -84,6 +84,7 @@ def test_a_bucket_that_cannot_be_written_is_refused_before_training(tiny_folder,
     assert "train_loss=" not in capsys.readouterr().out and not list(settings.results_dir.glob("*/result.json"))
 
 
+@pytest.mark.slow
 def test_server_stopped_in_the_middle_of_a_run(tiny_folder, settings, gcs, tmp_path):
     """The bucket dies after the first checkpoint: training finishes, every local copy is there."""
     ckpt = tmp_path / "ckpt"
@@ -114,6 +115,7 @@ def _wait_for(path: Path, child: subprocess.Popen, timeout: float = 240) -> None
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder, settings, tmp_path):
     """SIGKILL a real training process after its first checkpoint; --resume must end where an
@@ -163,6 +165,7 @@ def test_resume_from_the_bucket_when_no_local_copy(tiny_folder, settings, gcs, t
     assert (tmp_path / "b" / record.run_id / LAST).is_file() is False  # nothing was trained, so nothing new was saved
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_matches_the_record(tiny_folder, settings):
     record = _run(tiny_folder, settings.replace(wandb="offline"))
     (run_dir,) = (settings.results_dir / "wandb").glob("offline-run-*")
@@ -215,6 +218,7 @@ def _rewritten(path: Path, keys) -> None:
     torch.save(checkpoint, path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, tiny_folder, settings, tmp_path):
     """A checkpoint of a torch.compile'd model (keys under `_orig_mod.`) ended in a RuntimeError
@@ -246,6 +250,7 @@ def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, ti
         runner.run(spec, settings.replace(resume=True), run_id="r")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(engine, tiny_folder, tmp_path, gcs):
     """One Ctrl-C waited about 11 s in silence for the uploads; a second gave a threading traceback

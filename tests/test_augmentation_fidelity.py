@@ -32,6 +32,7 @@ def folder(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("augment") / "data", {"a": 40, "b": 40})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workflow", ["efficientnetv2", "fastvit"])
 def test_each_transform_applies_at_its_rate_and_independently(folder, workflow):
     recipe = catalog.profile_recipe(catalog.WORKFLOWS[workflow], "smoke")
@@ -56,6 +57,7 @@ def _dihedral(image: np.ndarray) -> list[np.ndarray]:
     return [np.rot90(base, k) for base in (image, image.transpose(1, 0, 2)) for k in range(4)]
 
 
+@pytest.mark.slow
 def test_flips_and_transpose_cover_all_eight_dihedral_variants_in_equal_shares(tmp_path):
     root = tmp_path / "square"
     rng = np.random.default_rng(1)

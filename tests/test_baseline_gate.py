@@ -22,6 +22,7 @@ def test_tiny(run_book, tmp_path_factory, benchmark):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "spec_id, baseline_acc, verdict, narrowed",
     [
@@ -70,6 +71,7 @@ def test_tiny(spec, run_book, tmp_path_factory, benchmark):
 '''
 
 
+@pytest.mark.slow
 def test_two_sessions_of_identical_code_pass_the_gate_and_ten_points_less_accuracy_fails(pytester, monkeypatch):
     """Two real pytest sessions with --seeds 3 compared by `harness compare`: identical code passes
     (seeds reproduce every metric exactly); the same records with test accuracy lowered by 10 points

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness.settings import REPO_ROOT
 
 
@@ -19,6 +21,7 @@ def test_help_documents_every_option():
         assert option in out
 
 
+@pytest.mark.slow
 def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folder, tmp_path):
     done = harness("run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--engine", "poutyne", "--weights", "random",
                    "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--optimizer", "sgd", "--lr", "0.01",
@@ -31,6 +34,7 @@ def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folde
     assert record["spec"]["recipe"]["optimizer"] == "sgd" and record["spec"]["recipe"]["seed"] == 3
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_the_problem_named(tmp_path):
     done = harness("run", "--data", str(tmp_path / "missing"), "--weights", "random", "--results-dir", str(tmp_path))
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
@@ -40,6 +44,7 @@ def test_bad_input_exits_2_with_the_problem_named(tmp_path):
     assert done.returncode == 2 and "invalid choice: 'fp8'" in done.stderr
 
 
+@pytest.mark.slow
 def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_path):
     args = ("run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
             "--batch-size", "8", "--workers", "0", "--seed", "3", "--wandb", "off", "--results-dir", str(tmp_path / "r"))  # fmt: skip

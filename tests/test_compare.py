@@ -57,6 +57,7 @@ def _benchmark_json(path, acc, images_per_s):
     return path
 
 
+@pytest.mark.slow
 def test_works_on_pytest_benchmark_json(tmp_path):
     base = _benchmark_json(tmp_path / "base.json", 0.92, 1000.0)
     good = _benchmark_json(tmp_path / "good.json", 0.92, 990.0)
@@ -90,6 +91,7 @@ def _compare(*args):
     return subprocess.run([sys.executable, "-m", "harness", "compare", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_the_gate_never_passes_on_nothing(tmp_path):
     base = _benchmark_json(tmp_path / "base.json", 0.92, 1000.0)
     other = tmp_path / "other.json"
@@ -187,6 +189,7 @@ def _altered(path, written, **changes):
     return path
 
 
+@pytest.mark.slow
 def test_the_gate_never_passes_on_less_than_it_was_asked_to_compare(written_by_pytest_benchmark, tmp_path):
     """Another version's field names compared images/s only and printed PASS against an accuracy of
     0.5; a null metric was a TypeError traceback."""

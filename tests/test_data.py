@@ -162,6 +162,7 @@ def test_kvasir_found_under_data_root_or_directly(tmp_path):
     assert kvasir.locate(tmp_path) == folder and kvasir.locate(folder) == folder
 
 
+@pytest.mark.slow
 def test_generated_dataset_is_deterministic_and_cached(tmp_path):
     first = synthetic.ensure("synthetic", tmp_path / "a")
     second = synthetic.ensure("synthetic", tmp_path / "b")
@@ -175,6 +176,7 @@ def test_generated_dataset_is_deterministic_and_cached(tmp_path):
     assert {"RGB", "L", "P", "RGBA"} <= modes
 
 
+@pytest.mark.slow
 def test_kvasir_standin_goes_through_the_kvasir_checks(tmp_path):
     folder = named.locate("kvasir-synthetic", None, tmp_path)
     assert scan(folder).classes == KVASIR_CLASSES

@@ -74,6 +74,7 @@ def test_the_cache_is_built_once_atomically_and_again_when_a_file_changes(tiny_f
     assert (second.read(index) == [255, 0, 0]).all()
 
 
+@pytest.mark.slow
 def test_cached_pixels_are_what_a_full_decode_gives(photos, tmp_path):
     """Draft-mode decoding and the stored size change pixels by rounding, not content: after the
     recipe's resize, pixels differ from the uncached path by 0.9 to 2.4 grey levels on average

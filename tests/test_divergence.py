@@ -35,7 +35,7 @@ def _strict(text: str):
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_a_diverged_run_stops_after_the_epoch_it_diverged_in(tiny_folder, settings, engine):
     spec = tiny_spec(engine=engine).with_recipe(optimizer="sgd", lr=1e6, epochs=3)
-    result = runner.run(spec, dataclasses.replace(settings, data_root=tiny_folder, checkpoint_dirs=[settings.results_dir / "ckpt"]))
+    result = runner.run(spec, settings.replace(data_root=tiny_folder, checkpoint_dirs=[settings.results_dir / "ckpt"]))
     assert result.status == "diverged" and not result.ok and result.failure == MESSAGE
     assert len(result.history) == 1 and result.test == {}  # stopped after epoch 1 of 3; a diverged model is not tested
     saved = _strict((settings.results_dir / result.run_id / RESULT_FILE).read_text())

@@ -11,6 +11,8 @@ from harness import eda
 from harness.catalog import FASTVIT
 from harness.settings import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # every test here trains or starts a process (make test-fast leaves them out)
+
 
 @pytest.fixture
 def known(tmp_path):

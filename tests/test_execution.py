@@ -27,6 +27,7 @@ def test_fused_optimizer_takes_the_same_step_as_the_default(optimizer):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_compiled_fused_run_is_recorded_and_trains_like_the_plain_one(engine, tiny_folder, settings):
     """torch.compile (inductor, on the CPU here) and the fused optimizer change kernels, not the

@@ -104,6 +104,7 @@ def test_impossible_recipes_and_launches_are_refused(options, fragments, tiny_fo
     assert_one_line_refusal(code, out, err, *fragments)
 
 
+@pytest.mark.slow
 def test_a_node_whose_peers_never_come_stops_waiting_with_a_message(tiny_folder, tmp_path):
     """Node 0 of 2 under a launcher's environment, node 1 never started: exit 2 after the rendezvous timeout."""
     from harness.artifacts.emulator import free_port
@@ -182,6 +183,7 @@ def test_an_environment_twin_with_a_bad_value_is_named(variable, value, monkeypa
     assert_one_line_refusal(code, out, err, f"{variable}={value!r} is not valid", "fix or unset the variable")
 
 
+@pytest.mark.slow
 def test_pytest_names_a_bad_environment_twin_and_a_missing_baseline_before_collecting(tmp_path):
     pytest_cmd = [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(pytest_cmd, cwd=REPO_ROOT, capture_output=True, text=True, env={**_env(), "TRAINBENCH_EPOCHS": "abc"})
@@ -308,6 +310,7 @@ def test_a_tolerance_that_is_not_a_number_names_the_option(tmp_path, capsys):
     assert_one_line_refusal(code, out, err, "--tolerance acc=abc: 'abc' is not a number", "--tolerance acc=0.02")
 
 
+@pytest.mark.slow
 def test_nightly_says_when_nothing_matched(tmp_path):
     done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--out", str(tmp_path / "n"), "--", "-k", "nomatch"],
                           cwd=REPO_ROOT, capture_output=True, text=True, env=_env(), timeout=300)  # fmt: skip
@@ -333,6 +336,7 @@ def test_a_rare_class_gets_advice_that_trains(tmp_path, capsys):
     assert "data: 45 train / 16 val / 15 test images, 3 classes" in out  # every one of the 76 images is in a part
 
 
+@pytest.mark.slow
 def test_a_batch_batchnorm_cannot_train_on_is_refused_with_sizes_that_work(tmp_path, capsys):
     """resnet18 at 32 px ends in a 1x1 map: one image per device left BatchNorm one value per channel,
     a traceback after set-up in both engines."""
@@ -363,6 +367,7 @@ def test_found_by_the_sweep(tiny_folder, tmp_path, capsys):
     assert_one_line_refusal(code, out, err, "is not a settings file", "wandb mode 'bogus' is not one of auto, online, offline, off")
 
 
+@pytest.mark.slow
 def test_more_found_by_the_sweep(tiny_folder, tmp_path, capsys):
     """eda into a folder under a file, eda over an image past the bomb limit, run ids that are paths,
     and pytest's --tolerance that was only parsed after the session."""
@@ -421,6 +426,7 @@ def test_an_image_between_one_and_two_times_the_pixel_limit_is_named_too(tmp_pat
     assert "over PIL's decompression-bomb limit" in image_problem(str(tmp_path / "big.png"), decode=True)
 
 
+@pytest.mark.slow
 def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path):
     (tmp_path / "a-file").write_text("x")
     for args, fragment in ((["--baseline", str(tmp_path / "none")], "does not exist"), (["--tolerance", "acc=x"], "'x' is not a number"),
@@ -429,6 +435,7 @@ def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path):
         assert done.returncode == 2 and fragment in done.stdout and "phase" not in done.stdout, done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(engine, tiny_folder, tmp_path):
     """SIGINT during training: exit 130 with one line, no traceback, no temporary file in any folder.

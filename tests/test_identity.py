@@ -25,6 +25,7 @@ from harness.spec import SpecError
 from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
 
 
+@pytest.mark.slow
 def test_lr_and_seed_sweeps_keep_every_record_and_report_shows_them_all(tiny_folder, settings):
     settings = settings.replace(data_root=tiny_folder)
     specs = [tiny_spec().with_recipe(lr=lr) for lr in (1e-3, 3e-3)] + [tiny_spec().with_recipe(seed=seed) for seed in (1, 2)]
@@ -47,6 +48,7 @@ def test_an_identical_run_is_a_new_attempt_beside_the_first(tiny_folder, setting
     assert len(load_all(settings.results_dir)) == 2
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_claim_two_attempts(tiny_folder, tmp_path):
     """The same command twice, 0.5 s apart, into one results folder: both exited 0, both printed the
     same result.json, one record survived, and both wrote into one checkpoint folder."""
@@ -67,6 +69,7 @@ def test_two_runs_started_at_once_claim_two_attempts(tiny_folder, tmp_path):
     assert all(len(list((tmp_path / "ckpt" / r.run_id).glob("epoch_*.ckpt"))) == 4 for r in records)
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_the_processes_lightning_starts_write_under_the_attempt_their_rank_0_claimed(tiny_folder, tmp_path):
     """`python -m harness run --devices 2`: Lightning starts rank 1 from the same command line, without
@@ -152,6 +155,7 @@ def test_global_batch_must_divide_over_the_processes():
         tiny_spec(engine="lightning", devices=2).with_recipe(batch_size=41)
 
 
+@pytest.mark.slow
 def test_a_stand_in_of_an_older_pretraining_is_made_again_and_a_users_file_never(tiny_folder, settings):
     settings = settings.replace(data_root=tiny_folder)
     path = settings.resolved_weights_dir / f"{TINY_MODEL}.safetensors"
@@ -164,6 +168,7 @@ def test_a_stand_in_of_an_older_pretraining_is_made_again_and_a_users_file_never
     assert models.stand_in_metadata(TINY_MODEL, settings.resolved_weights_dir)["stand_in_version"] == pretrain.STAND_IN_VERSION
 
 
+@pytest.mark.slow
 def test_the_stand_in_does_not_depend_on_what_ran_before_it(settings, tmp_path):
     """Generated in a process whose RNG others have used, the stand-in holds the same weights."""
     weights = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -63,11 +64,13 @@ def _python_without(code: str) -> subprocess.CompletedProcess:
 HARNESS_MODULES = "harness.cli, harness.runner, harness.engines.lightning_engine, harness.engines.poutyne_engine, benchmarks.plugin, harness.nightly"
 
 
+@pytest.mark.slow
 def test_the_harness_imports_without_wandb_gcs_or_ray():
     done = _python_without(f"import {HARNESS_MODULES}\nprint('imported')")
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr
 
 
+@pytest.mark.slow
 def test_gcs_is_not_imported_until_a_bucket_is_used():
     """(wandb cannot be held to this: timm.utils imports it whenever it is installed.)"""
     done = subprocess.run(
@@ -78,6 +81,7 @@ def test_gcs_is_not_imported_until_a_bucket_is_used():
     assert done.stdout.strip() == "[]", done.stdout
 
 
+@pytest.mark.slow
 def test_without_wandb_auto_tracking_is_off_and_explicit_tracking_is_refused(tiny_folder, tmp_path):
     code = (
         "from harness.artifacts.tracking import resolve_mode\n"
@@ -91,6 +95,7 @@ def test_without_wandb_auto_tracking_is_off_and_explicit_tracking_is_refused(tin
     assert done.stderr.strip() == "error: --wandb offline needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb), or give --wandb off"
 
 
+@pytest.mark.slow
 def test_without_gcs_a_bucket_is_refused_before_training(tiny_folder, tmp_path):
     code = (
         "from harness import cli\n"
@@ -102,6 +107,7 @@ def test_without_gcs_a_bucket_is_refused_before_training(tiny_folder, tmp_path):
     assert done.stderr.strip().startswith("error: --gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]'"), done.stderr
 
 
+@pytest.mark.slow
 def test_without_ray_the_nightly_is_refused_before_anything_runs(tmp_path):
     done = _python_without(f"from harness import cli\nraise SystemExit(cli.main(['nightly', '--out', {str(tmp_path / 'n')!r}]))\n")
     assert done.returncode == 2, done.stderr

@@ -19,6 +19,7 @@ def test_single_process_run_reports_the_shared_metrics(tiny_folder, settings):
     assert 0.0 < record.data_wait_share < 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings):
     """45 training images over 2 processes: DistributedSampler pads each epoch to 46, and the
@@ -35,6 +36,7 @@ def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings):
     assert [(row["train_images"], row["val_images"]) for row in record.history] == [(45, 24), (45, 24)]
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
     folder = tmp_path / "data"
@@ -44,6 +46,7 @@ def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
         launch.run(spec, settings.replace(data_root=folder))
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_nodes_on_loopback_equal_one_node_with_two_processes(tiny_folder, settings):
     """torchrun --nnodes=2 (one CPU process per node) gives the global metrics of 1 node x 2 processes."""
@@ -86,6 +89,7 @@ def test_single_process_bf16_really_runs_in_bf16(tiny_folder, settings):
     assert record.spec["precision"] == "bf16-mixed" and record.test["test_loss"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_processes_train_the_same_recipe_as_one(tiny_folder, settings):
     """The batch is global: 2 processes x 4 images step like 1 process x 8 (same images per step, the

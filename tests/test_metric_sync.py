@@ -13,6 +13,8 @@ from harness.artifacts.emulator import free_port
 from harness.metrics import ClassificationMetrics
 from tests.reference_metrics import reference_metrics, scripted_batches
 
+pytestmark = pytest.mark.slow  # every test here trains or starts a process (make test-fast leaves them out)
+
 TARGET = torch.tensor([0, 1, 2, 3])
 # rank 0 predicts every image right (local acc 1.0), rank 1 one of four (local acc 0.25): global 5/8
 PREDICTED = {0: TARGET, 1: torch.tensor([0, 0, 0, 0])}

@@ -79,6 +79,7 @@ def full_pretrained_run(folder, tmp_path, hub_cache):
     return done, time.perf_counter() - start
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_is_refused_before_the_data_pass_saying_what_to_do(tiny_folder, tmp_path):
     done, seconds = full_pretrained_run(tiny_folder, tmp_path, tmp_path / "empty-hub-cache")
     print(f"refused in {seconds:.1f} s")  # the hub's own retries took about 55 s
@@ -89,6 +90,7 @@ def test_an_unreachable_hub_is_refused_before_the_data_pass_saying_what_to_do(ti
     assert "decoding" not in done.stdout  # refused before the data's decode pass
 
 
+@pytest.mark.slow
 def test_weights_in_the_hub_cache_train_offline_and_the_record_names_them(tiny_folder, tmp_path):
     """The cache laid out as huggingface_hub writes it: refs/main names the snapshot holding model.safetensors."""
     repo = tmp_path / "hub" / "models--timm--test_efficientnet.r160_in1k"

@@ -70,6 +70,7 @@ def test_where_results_and_checkpoints_go_is_the_nightlys_to_say(arg):
         check_pytest_args(["-k", "fastvit", arg])
 
 
+@pytest.mark.slow
 def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine():
     done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit and 1dev"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -79,6 +80,7 @@ def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine():
     assert "fp16" not in done.stdout, "a case only a GPU runs was planned on CPUs"
 
 
+@pytest.mark.slow
 def test_an_address_nobody_answers_is_one_line_before_anything_runs(tmp_path):
     from harness.artifacts.emulator import free_port
 

@@ -21,6 +21,8 @@ from harness.nightly.cluster import SCRATCH
 from harness.nightly.loopback import LoopbackCluster
 from harness.settings import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # every test here trains or starts a process (make test-fast leaves them out)
+
 pytest.importorskip("ray", reason="the nightly's Ray extra is not installed (pip install 'trainbench[nightly]')")
 
 # Two seeds of the fp32 random-weight case: two cases that run on any CPU (the bf16 case is skipped

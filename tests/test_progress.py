@@ -15,6 +15,8 @@ import pytest
 from harness.settings import REPO_ROOT
 from tests.conftest import TINY_MODEL
 
+pytestmark = pytest.mark.slow  # every test here trains or starts a process (make test-fast leaves them out)
+
 
 def run_args(folder, results, engine: str) -> list[str]:
     return [sys.executable, "-m", "harness", "run", "--model", TINY_MODEL, "--data", str(folder), "--engine", engine, "--weights", "random",

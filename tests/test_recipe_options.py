@@ -42,6 +42,7 @@ def test_help_describes_every_option_with_its_default_and_names_the_recipes():
     assert "recipes: efficientnetv2" in harness("--help").stdout
 
 
+@pytest.mark.slow
 def test_one_default_profile_for_the_command_line_and_pytest():
     assert build_parser().parse_args(["run"]).profile == settings.DEFAULT_PROFILE == "smoke"
     done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
@@ -80,6 +81,7 @@ def test_a_bad_recipe_change_is_one_line_before_any_data(args, message, tmp_path
         spec_of(*[a.format(file=bad) for a in args])
 
 
+@pytest.mark.slow
 def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder, tmp_path):
     done = harness("run", "--model", TINY_MODEL, "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
                    "--augment", "HorizontalFlip", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "r"))  # fmt: skip
@@ -90,6 +92,7 @@ def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder,
     assert origin["train_augmentations"] == "--augment" and origin["lr"] == "smoke profile"
 
 
+@pytest.mark.slow
 def test_eda_previews_the_recipe_run_would_use(tiny_folder, tmp_path):
     done = harness("eda", str(tiny_folder), "--out", str(tmp_path / "eda"), "--augment", "VerticalFlip", "--sample", "10")
     assert done.returncode == 0, done.stderr

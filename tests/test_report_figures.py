@@ -35,7 +35,7 @@ def test_every_comparison_the_records_allow_is_drawn(records, tmp_path):
         "Poutyne vs Lightning: fastvit_t8 kvasir bf16 1dev pretrained full profile",
         "Precision x devices: efficientnetv2",
         "Precision x devices: fastvit",
-        "Pretrained vs random weights: tf_efficientnetv2_b2 imagefolder poutyne fp32 1dev full profile",
+        "Pretrained vs random weights: tf_efficientnetv2_b2 imagefolder poutyne 32true 1dev full profile",
     ]
     for png in made.values():
         pixels = np.asarray(Image.open(png).convert("RGB"))
@@ -53,6 +53,7 @@ def test_weights_keep_their_colours_and_epochs_are_whole_numbers(records, tmp_pa
         assert all(float(tick).is_integer() for tick in axis.get_xticks())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium); the page is checked in a real headless browser where there is one")
 def test_the_report_page_renders_in_headless_chromium_with_its_figures(records, tmp_path):
     report.write(records, tmp_path / "records", tmp_path / "out")

@@ -146,6 +146,7 @@ def test_seed_tables_in_the_write_ups_shape(records):
     assert second.rows[0][1:] == ("93.00", "0.2500", "0.9200", "0.9900", "1.0000")
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_everything_from_records(records, tmp_path):
     for r in records:
         r.save(tmp_path / r.run_id, plot_curves)
@@ -165,6 +166,7 @@ def test_report_command_rebuilds_everything_from_records(records, tmp_path):
         assert fact in page
 
 
+@pytest.mark.slow
 def test_curve_links_resolve_from_another_output_folder(records, tmp_path):
     for r in records:
         r.save(tmp_path / "runs" / r.run_id, plot_curves)
@@ -188,6 +190,7 @@ def test_a_curve_link_resolves_when_the_dataset_name_has_spaces(records, tmp_pat
     assert "%20" in target and (tmp_path / "pub" / unquote(target)).is_file()
 
 
+@pytest.mark.slow
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "no result records" in done.stderr

@@ -37,6 +37,7 @@ def test_generating_into_an_existing_standin_is_refused(standin, capsys):
     assert code == 2 and f"{standin} exists; remove it or choose another --out" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_throughput_measures_loader_model_and_engine_and_names_the_bottleneck(standin, tmp_path, capsys):
     out = tmp_path / "throughput.json"
     code = cli.main([
@@ -56,6 +57,7 @@ def test_throughput_measures_loader_model_and_engine_and_names_the_bottleneck(st
     assert figures["loader_images_per_s"] > figures["loader_images_per_s_uncached"]
 
 
+@pytest.mark.slow
 def test_limit_batches_runs_the_full_recipe_on_real_size_images_in_a_minute(standin, tmp_path, capsys):
     weights = tmp_path / "weights"
     models.save_weights(timm.create_model("fastvit_t8", num_classes=1000), weights / "fastvit_t8.safetensors", {"made_by": "this test"})

@@ -14,9 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.settings import WandbMode
 from harness.spec import BenchmarkSpec
-
-MODES = ("auto", "online", "offline", "off")
 
 
 def installed() -> bool:
@@ -24,10 +23,9 @@ def installed() -> bool:
     return importlib.util.find_spec("wandb") is not None
 
 
-def resolve_mode(mode: str) -> str:
-    """`auto`: online with WANDB_API_KEY, else offline; off when wandb is not installed."""
-    if mode not in MODES:
-        raise ValueError(f"--wandb must be one of {', '.join(MODES)}, got {mode!r}")
+def resolve_mode(mode: WandbMode) -> str:
+    """`auto`: online with WANDB_API_KEY, else offline; off when wandb is not installed (the mode
+    itself was validated with the settings, `settings.WandbMode`)."""
     if mode == "auto":
         if not installed():
             return "off"
