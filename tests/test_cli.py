@@ -55,3 +55,15 @@ def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_pat
     refused = harness(*args, "--seeds", "2", "--run-id", "mine")
     assert refused.returncode == 2 and "--run-id names one run, --seeds 2 makes 2" in refused.stderr
     assert harness(*args, "--seeds", "0").returncode == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["--help"], ["compare", "--help"], ["report", "--help"], ["recipes"], ["compare", "{empty}", "{empty}"]], ids=" ".join)
+def test_commands_that_train_nothing_import_neither_torch_nor_lightning(command, tmp_path):
+    args = [a.format(empty=tmp_path) for a in command]
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['harness', *{args!r}]\n"
+             "try:\n    runpy.run_module('harness', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print('heavy:', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'timm', 'albumentations')))\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert "heavy: []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
