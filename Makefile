@@ -1,5 +1,5 @@
 # make bench: the benchmarks on the embedded default (smoke profile); make test: the test suite;
-# make test-fast: its unit tier (no training, no servers, no second process); make docs: docs/cli.md from --help.
+# make test-fast: its unit tier (tests not marked slow); make docs: docs/cli.md from --help.
 # Both create .venv and install the project on first use.
 PYTHON ?= python3
 VENV ?= .venv

@@ -1,13 +1,17 @@
 """Files and folders that appear under their final name only once complete, and leave nothing
-behind on failure."""
+behind on failure; and the check that a folder can be written at all, before any work."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from harness.errors import PreflightError
 
 
 @contextmanager
@@ -17,8 +21,7 @@ def written_atomically(path: Path) -> Iterator[Path]:
     error through. A folder that another process completed at `path` first is kept, and this one
     removed: both were made from the same input (a cache, a generated dataset)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _remove(tmp)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # unique even for two hosts with one pid sharing a folder
     try:
         yield tmp
         try:
@@ -37,3 +40,13 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def check_writable(folder: Path, what: str, option: str) -> None:
+    """`folder` exists or can be made, and a file can be written in it."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".trainbench-probe-"):
+            pass
+    except OSError as error:
+        raise PreflightError(f"{what} {folder} cannot be written ({error.strerror or error}); choose another {option}") from None

@@ -32,11 +32,14 @@ RECIPE_OPTIONS: dict[str, str] = {
 }  # fmt: skip
 
 
+Number = int | float  # kept as written: 0 stays 0, as the catalog writes it, so fingerprints do not move
+
+
 class _SplitFields(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    train: float
-    val: float
-    test: float
+    train: Number
+    val: Number
+    test: Number
     by: Literal["fraction", "count"] = "fraction"
 
 
@@ -46,31 +49,32 @@ class _AugmentationFields(BaseModel):
 
 
 class RecipeChanges(BaseModel):
-    """The recipe fields a recipe file sets, each optional and of the recipe's own type (a bool is no number here)."""
+    """The recipe fields a recipe file sets, each of the recipe's own type (a bool is no number here,
+    and null is no value); a field left out keeps the recipe's value."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    optimizer: str | None = Field(None, description="a name")
-    lr: float | None = Field(None, description="a number")
-    weight_decay: float | None = Field(None, description="a number")
-    batch_size: int | None = Field(None, description="a whole number")
-    epochs: int | None = Field(None, description="a whole number")
-    image_size: int | None = Field(None, description="a whole number")
-    workers: int | None = Field(None, description="a whole number")
-    split: _SplitFields | None = Field(None, description="a mapping {train:, val:, test:} (by: fraction or count)")
-    loss: str | None = Field(None, description="a name")
-    train_crop: str | None = Field(None, description="a name")
-    train_augmentations: list[str | _AugmentationFields] | None = Field(None, description="a list of names or {name: ..., PARAM: VALUE}")
-    seed: int | None = Field(None, description="a whole number")
-    sync_batchnorm: bool | None = Field(None, description="true or false")
-    head_init_std: float | None = Field(None, description="a number")
+    optimizer: str = Field(None, description="a name")
+    lr: Number = Field(None, description="a number")
+    weight_decay: Number = Field(None, description="a number")
+    batch_size: int = Field(None, description="a whole number")
+    epochs: int = Field(None, description="a whole number")
+    image_size: int = Field(None, description="a whole number")
+    workers: int = Field(None, description="a whole number")
+    split: _SplitFields = Field(None, description="a mapping")
+    loss: str = Field(None, description="a name")
+    train_crop: str = Field(None, description="a name")
+    train_augmentations: list[str | _AugmentationFields] = Field(None, description="a list")
+    seed: int = Field(None, description="a whole number")
+    sync_batchnorm: bool = Field(None, description="true or false")
+    head_init_std: Number = Field(None, description="a number")
 
     def recipe_fields(self) -> dict[str, Any]:
         """The fields set, as `Recipe` holds them (a Split, Augmentations)."""
-        fields = {name: getattr(self, name) for name in self.model_fields_set}
-        if self.split is not None:
+        fields = {name: getattr(self, name) for name in type(self).model_fields if name in self.model_fields_set}
+        if "split" in fields:
             fields["split"] = Split(**self.split.model_dump())
-        if self.train_augmentations is not None:
+        if "train_augmentations" in fields:
             fields["train_augmentations"] = tuple(aug(a) if isinstance(a, str) else aug(a.name, **(a.model_extra or {})) for a in self.train_augmentations)
         return fields
 
@@ -102,9 +106,14 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         return f"--recipe-file {path}: {field} is {raw.get(field, value)!r}; give {words}"
 
     try:
-        return RecipeChanges.model_validate(raw).recipe_fields()
+        fields = RecipeChanges.model_validate(raw).recipe_fields()
     except ValidationError as error:
+        first = error.errors()[0]
+        if len(first["loc"]) > 1 and first["loc"][0] in ("split", "train_augmentations"):  # inside a split or an augmentation: say where, and the shapes
+            where = ".".join(str(part) for part in first["loc"])
+            raise SpecError(f"--recipe-file {path}: {where}: {first['msg']}; each augmentation is a name or {{name: ..., PARAM: VALUE}}, the split {{train:, val:, test:}}") from None
         raise SpecError(one_line(error, problem, RecipeChanges.model_fields)) from None
+    return {name: fields[name] for name in raw}  # in the file's order: the record lists where each value came from in that order
 
 
 def parse_augment(text: str, recipe: Recipe) -> tuple[Augmentation, ...]:

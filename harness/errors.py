@@ -98,9 +98,12 @@ def one_line(error: Exception, message: Callable[[str, Any, str | None], str], f
     is, else `message(field, value, words)`, where words are the field's description in `fields`
     (pydantic's `model_fields`), or None for a field the model does not have."""
     first = error.errors()[0]  # type: ignore[attr-defined]
-    if first["type"] == "value_error":
+    if first["type"] == "value_error" and str(first["ctx"]["error"]) != "not digits":
         return str(first["ctx"]["error"])
-    field = str(first["loc"][0]) if first["loc"] else ""
+    if not first["loc"]:  # the whole input: not JSON, or not a mapping
+        found = first.get("input")
+        return first["msg"] if first["type"] == "json_invalid" or not isinstance(found, (list, str, int, float)) else f"it holds a {type(found).__name__}; give a mapping of fields"
+    field = str(first["loc"][0])
     info = fields.get(field)
     words = None if info is None else info.description or first["msg"].lower()
     return message(field, first.get("input"), words)

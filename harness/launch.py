@@ -28,7 +28,6 @@ from harness.spec import BenchmarkSpec
 OUTPUT_TAIL = 6000
 
 
-
 def needs_own_processes(spec: BenchmarkSpec) -> bool:
     return spec.processes > 1
 

@@ -32,8 +32,6 @@ HUB_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")  # what timm downloa
 WEIGHT_FILE_NAMES = ("{model}.safetensors", "{model}.pth", "{model}.bin", "{model}/model.safetensors", "{model}/pytorch_model.bin")
 
 
-
-
 def check_name(model: str) -> None:
     if model in timm.list_models():
         return

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,15 +18,15 @@ import torch
 from torch import nn
 
 from harness.artifacts import tracking
-from harness.artifacts.gcs import BucketAccessError, BucketUploader
-from harness.errors import PreflightError
+from harness.artifacts.gcs import BucketUploader
+from harness.atomic import check_writable
+from harness.errors import BucketAccessError, PreflightError
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
 # Variables a multi-node launcher sets on every node: torchrun, SLURM, or Lightning's manual mode.
 MULTI_NODE_LAUNCHERS = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK")
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}  # state tensors per parameter (moments, momentum)
-
 
 
 def check(spec: BenchmarkSpec, settings: RunSettings) -> None:
@@ -70,16 +69,6 @@ def check_launcher(spec: BenchmarkSpec, run_id: str | None, environ: Mapping[str
         )
     if run_id is None:
         raise PreflightError(f"--num-nodes {spec.num_nodes}: every node must write under one run id; give each node the same --run-id NAME")
-
-
-def check_writable(folder: Path, what: str, option: str) -> None:
-    """`folder` exists or can be made, and a file can be written in it."""
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".trainbench-probe-"):
-            pass
-    except OSError as error:
-        raise PreflightError(f"{what} {folder} cannot be written ({error.strerror or error}); choose another {option}") from None
 
 
 def checkpoint_bytes(model: nn.Module, optimizer: str) -> int:

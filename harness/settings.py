@@ -59,6 +59,14 @@ class Environment(BaseSettings):
     max_image_pixels: PositiveInt | None = Field(None, description="a whole number of pixels, e.g. 200000000")
     workers: NonNegativeInt | None = Field(None, description="a whole number of loader worker processes per training process, e.g. 8 (0: load in the training process)")
 
+    @field_validator("epochs", "seeds", "max_image_pixels", "workers", mode="before")
+    @classmethod
+    def _digits(cls, value: Any) -> Any:
+        """Whole numbers as digits only: `4`, not `4.0`, `+4` or `1_000`."""
+        if isinstance(value, str) and not value.isdigit():
+            raise ValueError("not digits")
+        return value
+
     @staticmethod
     def variable(name: str) -> str:
         return ENV_PREFIX + name.upper()
@@ -73,13 +81,9 @@ def environment() -> Environment:
                                      Environment.model_fields)) from None  # fmt: skip
 
 
-def check_environment() -> None:
-    """Every set TRAINBENCH_* twin holds a usable value (see `environment`)."""
-    environment()
-
-
 def default_cache_dir() -> Path:
-    return Path(environment().cache_dir or Path.home() / ".cache" / "trainbench")
+    """TRAINBENCH_CACHE_DIR, else ~/.cache/trainbench (read alone: another twin's bad value is not this one's concern)."""
+    return Path(os.environ.get(Environment.variable("cache_dir")) or Path.home() / ".cache" / "trainbench")
 
 
 def _settings_error(field: str, value: Any, words: str | None) -> str:
@@ -91,7 +95,7 @@ def _settings_error(field: str, value: Any, words: str | None) -> str:
 class RunSettings(BaseModel):
     """Paths and tracking for a run. Serialisable, so a child process gets exactly the same."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")  # an infinite timeout reaches a child as Infinity
 
     results_dir: Path = Field(REPO_ROOT / "results", description="a path string")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="a path string")
@@ -172,7 +176,7 @@ def options(twins: Environment) -> list[tuple[str, dict[str, Any]]]:
         ("--results-dir", dict(dest="results_dir", default=twins.results_dir or "results", help=f"where records and tables go [{var('results_dir')}; default results]")),
         ("--data-root", dict(dest="data_root", default=twins.data_root, help=f"folder holding real datasets, e.g. kvasir-dataset-v2/ [{var('data_root')}; default: none, the smoke profile's generated data needs none]")),
         ("--weights-dir", dict(dest="weights_dir", default=twins.weights_dir, help=f"pretrained files <model>.safetensors|.pth|.bin [{var('weights_dir')}; default: CACHE_DIR/weights]")),
-        ("--cache-dir", dict(dest="cache_dir", default=twins.cache_dir or str(Path.home() / ".cache" / "trainbench"), help=f"generated datasets and weights [{var('cache_dir')}; default ~/.cache/trainbench]")),
+        ("--cache-dir", dict(dest="cache_dir", default=str(default_cache_dir()), help=f"generated datasets and weights [{var('cache_dir')}; default ~/.cache/trainbench]")),
         ("--checkpoint-dir", dict(dest="checkpoint_dirs", action="append", default=[d for d in dirs if d] if dirs else None, help=f"save every epoch's checkpoint here; repeat for several folders [{var('checkpoint_dirs')}, {os.pathsep}-separated; default: none, no checkpoints]")),
         ("--gcs-bucket", dict(dest="gcs_bucket", default=twins.gcs_bucket, help=f"also upload checkpoints to gs://BUCKET/PREFIX [{var('gcs_bucket')}; default: none]")),
         ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=twins.gcs_retry_s or 120.0, help=f"give up an upload after retrying this long [{var('gcs_retry_s')}; default 120]")),

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.engines.support import ENGINES, PRECISIONS, SUPPORT
+from harness.engines.support import ENGINES, SUPPORT
 from harness.errors import SpecError
 
 WEIGHTS: tuple[str, ...] = ("pretrained", "random")
@@ -26,7 +26,6 @@ METRIC_NAMES: tuple[str, ...] = ("loss", "acc", "f1", "top3", "top5")  # what ev
 # The one short form of each precision, in readable test ids and figure labels: 32-true -> 32true,
 # bf16-mixed -> bf16, 16-mixed -> fp16.
 PRECISION_TAGS = {"32-true": "32true", "16-mixed": "fp16", "bf16-mixed": "bf16"}
-
 
 
 @dataclass(frozen=True)
@@ -152,8 +151,8 @@ class BenchmarkSpec:
             raise SpecError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.weights not in WEIGHTS:
             raise SpecError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}")
-        if self.precision not in PRECISIONS:
-            raise SpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.precision not in SUPPORT[self.engine].precisions:
+            raise SpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(SUPPORT[self.engine].precisions)}")
         if self.devices < 1 or self.num_nodes < 1:
             raise SpecError(f"devices and num_nodes must be at least 1, got {self.devices}, {self.num_nodes}")
         if not SUPPORT[self.engine].several_nodes and self.num_nodes > 1:

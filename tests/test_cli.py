@@ -58,7 +58,7 @@ def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [["--help"], ["compare", "--help"], ["report", "--help"], ["recipes"], ["compare", "{empty}", "{empty}"]], ids=" ".join)
+@pytest.mark.parametrize("command", [["--help"], ["compare", "--help"], ["report", "--help"], ["recipes"], ["compare", "{empty}", "{empty}"], ["report", "{empty}"]], ids=" ".join)
 def test_commands_that_train_nothing_import_neither_torch_nor_lightning(command, tmp_path):
     args = [a.format(empty=tmp_path) for a in command]
     probe = ("import runpy, sys\n"

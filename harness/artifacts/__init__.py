@@ -20,14 +20,13 @@ from harness.artifacts import resume
 from harness.artifacts.checkpoints import (
     HARNESS_KEY,
     LAST,
-    CheckpointError,
     CheckpointStore,
-    ResumeError,
     load,
     rng_state,
 )
 from harness.artifacts.gcs import BucketUploader, wait_after_interrupt
 from harness.artifacts.tracking import WandbTracker
+from harness.errors import CheckpointError, ResumeError
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 

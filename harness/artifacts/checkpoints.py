@@ -72,8 +72,6 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-
-
 @contextmanager
 def _written_atomically(path: Path) -> Iterator[Path]:
     """`written_atomically`, with a failure reported as a CheckpointError that names the file."""

@@ -32,7 +32,6 @@ NOT_UPLOADED = ".not-uploaded.json"  # beside a run's checkpoints: uploads a sec
 _ACTIVE: weakref.WeakSet[BucketUploader] = weakref.WeakSet()  # uploaders with work queued in this process
 
 
-
 PROBE_TIMEOUT_S = 30.0
 
 

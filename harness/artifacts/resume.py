@@ -19,10 +19,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.artifacts.checkpoints import HARNESS_KEY, LAST, ResumeError, load
+from harness.artifacts.checkpoints import HARNESS_KEY, LAST, load
+from harness.errors import ResumeError, SpecError
 from harness.results.record import RESULT_FILE
 from harness.settings import RunSettings
-from harness.spec import BenchmarkSpec, SpecError, value_text
+from harness.spec import BenchmarkSpec, value_text
 
 SPEC_FIELDS = ("model", "dataset", "engine", "weights", "precision", "devices", "num_nodes", "profile", "limit_batches")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from harness import eda
+from harness.atomic import check_writable
 from harness.cli.case import recipe_from_args
-from harness.preflight import check_writable
 
 
 def main(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harness.preflight import check_writable
+from harness.atomic import check_writable
 from harness.results import report
 from harness.results.record import load_readable
 

@@ -9,15 +9,15 @@ file is a DataError that names the file and the fix.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from harness.errors import DataError
+from harness.errors import DataError, SettingsError
+from harness.settings import Environment, environment
 
-MAX_PIXELS_VARIABLE = "TRAINBENCH_MAX_IMAGE_PIXELS"
+MAX_PIXELS_VARIABLE = Environment.variable("max_image_pixels")
 
 
 def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | None:
@@ -39,8 +39,10 @@ def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | Non
 
 
 _DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
-if os.environ.get(MAX_PIXELS_VARIABLE, "").isdigit():  # validated, with a message, by settings.check_environment
-    Image.MAX_IMAGE_PIXELS = int(os.environ[MAX_PIXELS_VARIABLE])
+try:
+    Image.MAX_IMAGE_PIXELS = environment().max_image_pixels or _DEFAULT_MAX_PIXELS
+except SettingsError:  # the command line and pytest refuse a bad value, with its fix, before anything runs
+    pass
 
 
 def describe_unreadable(path: str, error: Exception) -> str:

@@ -28,7 +28,8 @@ import albumentations as A
 import numpy as np
 from albumentations.pytorch import ToTensorV2
 
-from harness.spec import Augmentation, Recipe, SpecError
+from harness.errors import SpecError
+from harness.spec import Augmentation, Recipe
 
 CROP_SCALE = (0.5, 1.0)  # random-resized-crop: the share of the image's area a crop covers
 CROP_RATIO = (3 / 4, 4 / 3)  # and its aspect ratio (albumentations' default)

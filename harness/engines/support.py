@@ -13,7 +13,6 @@ PRECISIONS: tuple[str, ...] = ("32-true", "16-mixed", "bf16-mixed")  # Lightning
 class EngineSupport:
     """What one engine can run: how it spreads over several devices, whether over nodes, which precisions."""
 
-    name: str
     library: str
     several_devices_as: Literal["processes", "device_list"]  # one DDP process per device, or one process given a list of GPUs
     several_nodes: bool
@@ -25,7 +24,7 @@ class EngineSupport:
 
 
 SUPPORT: dict[str, EngineSupport] = {
-    "poutyne": EngineSupport("poutyne", "Poutyne", several_devices_as="device_list", several_nodes=False),
-    "lightning": EngineSupport("lightning", "Lightning", several_devices_as="processes", several_nodes=True),
+    "poutyne": EngineSupport("Poutyne", several_devices_as="device_list", several_nodes=False),
+    "lightning": EngineSupport("Lightning", several_devices_as="processes", several_nodes=True),
 }
 ENGINES: tuple[str, ...] = tuple(SUPPORT)

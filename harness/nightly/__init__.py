@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from harness.atomic import written_atomically
-from harness.errors import GateError, NightlyError
+from harness.atomic import check_writable, written_atomically
+from harness.errors import ClusterError, GateError, NightlyError, PreflightError
 from harness.hardware import detect
 from harness.nightly import cluster
-from harness.nightly.cluster import CaseOutcome, ClusterError
+from harness.nightly.cluster import CaseOutcome
 from harness.nightly.plan import (
     Case,
     Node,
@@ -32,7 +32,6 @@ from harness.nightly.plan import (
     profile_for,
     unplaceable,
 )
-from harness.preflight import PreflightError, check_writable
 from harness.results import report, trend
 from harness.results.compare import compare_paths, parse_tolerances
 from harness.results.observations import observations
@@ -43,7 +42,6 @@ NIGHTS_DIR = REPO_ROOT / "results" / "nightly"
 MANIFEST = "nightly.json"
 # Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
 OWN_OPTIONS = {"--results-dir": "--out", "--benchmark-json": "--out", "--junitxml": "--out", "--junit-xml": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
-
 
 
 def check_pytest_args(pytest_args: Sequence[str]) -> None:

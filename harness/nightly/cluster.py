@@ -35,7 +35,6 @@ REPORT_FILES = frozenset({"summary.md", "summary.csv", "cases.csv", "report.html
 CONNECT_TIMEOUT_S = 10.0
 
 
-
 @dataclass
 class CaseOutcome:
     """What a case's task sends back to the driver."""
