@@ -119,6 +119,11 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
         seed=record.spec["recipe"]["seed"],
         train_images_per_s=round(record.train_images_per_s, 2),
         steady_images_per_s=round(record.steady_images_per_s or 0.0, 2),
+        flops_train_per_image=record.flops.get("train_per_image"),
+        achieved_tflops=record.achieved_tflops,
+        mfu=record.mfu.get("measured"),
+        mfu_vendor=record.mfu.get("vendor"),
+        **({"joules_per_image": record.energy["joules_per_image"]} if (record.energy or {}).get("joules_per_image") is not None else {}),  # gated where both sides have it
         context=run_of(record).context,
         wall_time_s=round(record.wall_time_s, 2),
         epochs=len(record.history),

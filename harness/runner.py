@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,24 +21,26 @@ from harness import models, preflight, pretrain
 from harness.artifacts import RunArtifacts, resume
 from harness.data import loading, named
 from harness.data.duplicates import describe as describe_duplicates
+from harness.efficiency import energy, flops, peak
+from harness.efficiency.figures import achieved_tflops, energy_summary, mfu
+from harness.efficiency.flops import Flops
 from harness.engines import progress, registry
 from harness.engines.base import TrainingJob
-from harness.errors import UnsupportedCase
+from harness.errors import RecordError, UnsupportedCase
 from harness.hardware import detect, skip_reason
 from harness.identity import RunIdentity
 from harness.inference import is_reparameterizable, reparameterization_check
 from harness.results.plots import plot_curves
-from harness.results.record import RecordError, RunResult, environment
+from harness.results.record import RunResult, environment
 from harness.results.speed import (
     overall_images_per_s,
     steady_data_wait_share,
     steady_images_per_s,
 )
-from harness.settings import RunSettings
+from harness.settings import RunSettings, default_cache_dir
 from harness.spec import BenchmarkSpec
 
 CLAIMED_RUN_ID = "TRAINBENCH_CLAIMED_RUN_ID"  # the attempt rank 0 claimed, for the processes Lightning starts from the same command line
-
 
 
 def ensure_weights(spec: BenchmarkSpec, settings: RunSettings) -> None:
@@ -101,7 +104,8 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
     artifacts = RunArtifacts(spec, settings, run_id, identity.fingerprint, identity.data.as_dict())
     if artifacts.store is not None:
         preflight.check_disk(model, spec, artifacts.store.folders)
-    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, loading.workers_for(spec, settings))
+    meter, no_meter = energy.counter(hw, spec.devices)
+    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, loading.workers_for(spec, settings), energy=meter, energy_note=no_meter)
 
 
 def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None) -> dict[str, Any]:
@@ -126,18 +130,34 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
     }
 
 
+def distance_to_limit(job: TrainingJob, counted: Flops, history: list[dict[str, float]]) -> dict[str, Any]:
+    """The record's FLOPs per image, achieved TFLOP/s (at the steady speed, else the overall one),
+    MFU against this machine's measured peak (measured once per machine) and the vendor's, and energy."""
+    achieved = achieved_tflops(counted, steady_images_per_s(history) or overall_images_per_s(history))
+    device = torch.device("cuda" if job.hardware.gpus else "cpu")
+    used = energy_summary(history)
+    return {
+        "flops": counted.as_dict(),
+        "achieved_tflops": achieved,
+        "mfu": mfu(achieved, job.spec, peak.cached(device, job.spec.precision, default_cache_dir()), job.hardware.gpu_name),
+        "energy": used,
+        "energy_note": None if used is not None else job.energy_note or "the run trained no epoch",
+    }
+
+
 def peak_gpu_memory_gib(job: TrainingJob) -> float | None:
     """The most this process's tensors held at once on its (first) GPU since training began."""
     return torch.cuda.max_memory_allocated() / 2**30 if job.hardware.gpus else None
 
 
-def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult | None:
+def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, step_hook: Callable[[], None] | None = None) -> RunResult | None:
     """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None.
     A run whose loss diverged returns its record too, with status `diverged` (callers fail on it).
 
     Without `run_id`, the run claims its identity's first free attempt (`RunIdentity.claimed_attempt`)
     and holds it to the end, so an earlier record of the same spec, or a run of it going on at the
-    same time, is never overwritten.
+    same time, is never overwritten. `step_hook` runs after every training batch (a profiler's step;
+    one process only).
     """
     preflight.check_launcher(spec, run_id)
     if rank_zero_only.rank == 0:
@@ -145,16 +165,17 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -
     identity = prepare(spec, settings, run_id)
     inherited = os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
     if run_id is not None or inherited:  # Lightning's DDP children write under the attempt their rank 0 holds
-        return _train(spec, settings, identity, run_id or inherited)
+        return _train(spec, settings, identity, run_id or inherited, step_hook)
     with identity.claimed_attempt(settings.results_dir) as claimed:
         if spec.world_size > 1:
             os.environ[CLAIMED_RUN_ID] = claimed  # inherited by the processes Lightning starts during fit
-        return _train(spec, settings, identity, claimed)
+        return _train(spec, settings, identity, claimed, step_hook)
 
 
-def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str) -> RunResult | None:
+def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str, step_hook: Callable[[], None] | None = None) -> RunResult | None:
     main_process = rank_zero_only.rank == 0
     job = build_job(spec, settings, identity, run_id)
+    job.step_hook = step_hook
     copies = loading.duplicate_summary(job.data, identity.data, settings.cache_dir)
     if main_process:
         print(progress.data_line(job, identity.weights), flush=True)
@@ -162,6 +183,7 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
             print(f"[trainbench] duplicates: {describe_duplicates(copies)}", flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
+    counted = flops.cached(job.model, spec.model, spec.recipe.image_size, job.data.num_classes, settings.cache_dir) if main_process else None  # before any device or compile
     if job.hardware.gpus:
         torch.cuda.reset_peak_memory_stats()
     output = registry.get(spec.engine).fit(job)
@@ -188,6 +210,7 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
         extra=extra,
         status="ok" if output.diverged is None else "diverged",
         **provenance(job, identity, copies),
+        **distance_to_limit(job, counted, output.history),
     )
     try:
         record.save(job.run_dir, plot_curves)

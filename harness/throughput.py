@@ -34,6 +34,7 @@ from harness.engines.base import (
 )
 from harness.errors import DataError
 from harness.hardware import detect
+from harness.results.record import RunResult
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -55,13 +56,30 @@ class Throughput:
     precision: str
     compile: bool
     fused_optimizer: bool
+    flops_train_per_image: float  # training FLOPs of one image (efficiency.flops: 3 x forward)
+    peak_tflops: float  # this machine's measured dense matmul peak at the precision (efficiency.peak)
+    vendor_peak_tflops: float | None  # the GPU's datasheet dense peak (None: a CPU, a GPU not in the table)
+
+    def tflops(self, images_per_s: float) -> float:
+        return self.flops_train_per_image * images_per_s / 1e12
+
+    @property
+    def model_tflops(self) -> float:
+        return self.tflops(self.model_images_per_s)
+
+    @property
+    def engine_tflops(self) -> float:
+        return self.tflops(self.engine_images_per_s)
 
     @property
     def bottleneck(self) -> str:
         return "loader" if self.loader_images_per_s < self.model_images_per_s else "model"
 
-    def as_dict(self) -> dict[str, float | int | str]:
-        return {**asdict(self), "bottleneck": self.bottleneck}
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        return {**asdict(self), "bottleneck": self.bottleneck, "model_tflops": self.model_tflops, "engine_tflops": self.engine_tflops,
+                "model_mfu": self.model_tflops / self.peak_tflops, "engine_mfu": self.engine_tflops / self.peak_tflops,
+                "model_mfu_vendor": self.model_tflops / self.vendor_peak_tflops if self.vendor_peak_tflops else None,
+                "engine_mfu_vendor": self.engine_tflops / self.vendor_peak_tflops if self.vendor_peak_tflops else None}  # fmt: skip
 
     def table(self) -> str:
         rows = [
@@ -73,6 +91,9 @@ class Throughput:
         execution = "".join(f", {name}" for name, used in (("torch.compile", self.compile), ("fused optimizer", self.fused_optimizer)) if used)
         lines = [f"{self.case} on {self.device}, {self.precision}{execution}, {self.workers} loader workers, batch {self.batch_size}, {self.batches} timed batches", ""]
         lines += [f"  {name:<30} {rate:>9.1f} img/s" for name, rate in rows]
+        for index, rate in ((2, self.model_images_per_s), (3, self.engine_images_per_s)):
+            vendor = f", {self.tflops(rate) / self.vendor_peak_tflops:.1%} of the datasheet's {self.vendor_peak_tflops:g}" if self.vendor_peak_tflops else ""
+            lines[index + 2] += f"  {self.tflops(rate):.3g} TFLOP/s, MFU {self.tflops(rate) / self.peak_tflops:.1%} of the measured {self.peak_tflops:.3g}{vendor}"
         lines[-1] += f"  (waiting for batches {self.engine_data_wait_share:.0%} of the time)"
         slower, faster = sorted((self.loader_images_per_s, self.model_images_per_s))
         other = "model" if self.bottleneck == "loader" else "loader"
@@ -133,13 +154,13 @@ def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: loadi
     return _timed((step() for _ in itertools.count()), steps, lambda images: images)
 
 
-def engine_figures(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> tuple[float, float]:
-    """Two epochs of `batches` batches through the engine: the steady (second) epoch's images/s,
-    without the start-up, and the share of its training time spent waiting for batches."""
+def engine_run(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> RunResult:
+    """Two epochs of `batches` batches through the engine: its record has the steady (second)
+    epoch's images/s, without the start-up, the share of its training time spent waiting for
+    batches, and the FLOPs and peaks of the case."""
     with tempfile.TemporaryDirectory(prefix="trainbench-throughput-") as tmp:
         quiet = settings.replace(results_dir=Path(tmp), wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
-        record = runner.run(spec.replace(limit_batches=batches).with_recipe(epochs=2), quiet, run_id="throughput")
-    return record.steady_images_per_s, record.data_wait_share or 0.0
+        return runner.run(spec.replace(limit_batches=batches).with_recipe(epochs=2), quiet, run_id="throughput")
 
 
 def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Throughput:
@@ -153,7 +174,8 @@ def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Through
     loader_cached = loader_images_per_s(cached, spec, workers, batches)
     loader_uncached = loader_images_per_s(uncached, spec, workers, batches)
     model = model_images_per_s(spec, settings, cached, batches)
-    engine, engine_wait = engine_figures(spec, settings.replace(workers=workers), batches)
+    engine = engine_run(spec, settings.replace(workers=workers), batches)
     hw = detect()
     device = hw.gpu_name or f"CPU ({hw.cpu_cores} cores)"
-    return Throughput(loader_cached, loader_uncached, model, engine, engine_wait, workers, device, spec.id, spec.per_process_batch, batches, spec.precision, settings.compile, settings.fused_optimizer)
+    return Throughput(loader_cached, loader_uncached, model, engine.steady_images_per_s, engine.data_wait_share or 0.0, workers, device, spec.id, spec.per_process_batch, batches,
+                      spec.precision, settings.compile, settings.fused_optimizer, engine.flops["train_per_image"], engine.mfu["peak_measured_tflops"], engine.mfu["peak_vendor_tflops"])  # fmt: skip

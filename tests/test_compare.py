@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from harness.catalog import EFFICIENTNETV2, make_spec
-from harness.results.compare import compare, parse_tolerances
-from harness.results.observations import Run, observations, run_of
+from harness.results.compare import DEFAULT_TOLERANCES, compare, parse_tolerances
+from harness.results.observations import GATED_METRICS, Run, observations, run_of
 from harness.settings import REPO_ROOT
 from tests.test_reports import record
 
@@ -213,3 +213,7 @@ def test_the_gate_never_passes_on_less_than_it_was_asked_to_compare(written_by_p
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert f"{foreign} holds 1 pytest-benchmark result(s) (version {written_by_pytest_benchmark['version']}) without trainbench's fields" in done.stderr
     assert _compare(base, renamed, "--metrics", "colour").returncode == 2
+
+
+def test_every_gated_metric_has_a_tolerance_and_every_tolerance_is_read():
+    assert tuple(DEFAULT_TOLERANCES) == GATED_METRICS

@@ -149,7 +149,16 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("throughput", help="where training time goes here: the loader alone (cached and uncached), the model step alone, the engine end to end; names the bottleneck")
     _add_spec_options(p, twins, weights="random")
     p.add_argument("--batches", type=positive_int, default=20, help="timed batches per measurement, after 3 untimed ones (default 20)")
-    p.add_argument("--json", type=Path, help="also write the figures as JSON (loader_images_per_s, loader_images_per_s_uncached, model_images_per_s, engine_images_per_s, engine_data_wait_share, workers, device, precision, compile, fused_optimizer)")
+    p.add_argument("--json", type=Path, help="also write the figures as JSON (loader_images_per_s, loader_images_per_s_uncached, model_images_per_s, engine_images_per_s, engine_data_wait_share, "
+                                             "flops_train_per_image, model_tflops, engine_tflops, model_mfu, engine_mfu, peak_tflops, vendor_peak_tflops, workers, device, precision, compile, fused_optimizer)")  # fmt: skip
+    add_settings_options(p, twins)
+
+    p = sub.add_parser("profile", help="a few training steps of one case under torch.profiler: a Chrome trace and the top operators by self time")
+    _add_spec_options(p, twins, weights="random")
+    p.add_argument("--warmup", type=positive_int, default=3, help="training steps run before recording, not profiled [default 3]")
+    p.add_argument("--active", type=positive_int, default=5, help="training steps recorded [default 5]")
+    p.add_argument("--out", type=Path, help="where trace.json (opens in Perfetto), ops.md and profile.json go [default: RESULTS_DIR/profile/CASE]")
+    p.add_argument("--against", type=Path, metavar="DIR", help="an earlier profile's --out folder: also print the per-operator difference from it")
     add_settings_options(p, twins)
 
     p = sub.add_parser("kvasir-standin", help="generate a real-resolution Kvasir v2 stand-in (photo-like 720x576 to 1920x1072 JPEGs) for throughput and full-profile dry runs")

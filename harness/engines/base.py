@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +23,7 @@ from torch import nn
 
 from harness.artifacts import RunArtifacts
 from harness.data.loading import DataBundle
+from harness.efficiency.energy import EnergyCounter
 from harness.hardware import Hardware
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
@@ -39,6 +41,9 @@ class TrainingJob:
     artifacts: RunArtifacts
     workers: int  # DataLoader workers per process: the machine's, not the recipe's (data.workers_for)
     label: str = ""  # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
+    energy: EnergyCounter | None = None  # the training devices' joules (efficiency.energy); None where there is no counter
+    energy_note: str | None = None  # why there is no counter
+    step_hook: Callable[[], None] | None = None  # called after every training batch (a profiler's step)
 
 
 @dataclass(frozen=True)
@@ -91,17 +96,29 @@ class ThroughputMeter:
     data wait: the device is synchronised at each batch end, so the time until the next batch
     arrives is time the device sat idle, waiting for the loader and for the engine's own
     between-batch work (its hooks, logging, progress).
+
+    With an `energy` counter, each epoch's figures also hold the joules the devices drew from the
+    epoch's start to its figures (validation included), per training image, and the mean watts.
+    `step_hook` runs after every training batch (a profiler's schedule advances there).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, energy: EnergyCounter | None = None, step_hook: Callable[[], None] | None = None) -> None:
         self.images = self.epoch_images = 0
         self.seconds = self.epoch_seconds = self.epoch_wait = 0.0
         self._last: float | None = None
+        self.energy, self.step_hook = energy, step_hook
+        self._epoch_began = self._epoch_joules = 0.0
+
+    @classmethod
+    def for_job(cls, job: TrainingJob) -> ThroughputMeter:
+        return cls(job.energy, job.step_hook)
 
     def epoch_start(self) -> None:
         self._sync()
-        self._last = time.perf_counter()
+        self._last = self._epoch_began = time.perf_counter()
         self.epoch_images, self.epoch_seconds, self.epoch_wait = 0, 0.0, 0.0
+        if self.energy is not None:
+            self._epoch_joules = self.energy()
 
     def batch_start(self) -> None:
         if self._last is not None:
@@ -116,18 +133,25 @@ class ThroughputMeter:
             self.images += batch_size
             self.epoch_images += batch_size
         self._last = now
+        if self.step_hook is not None:
+            self.step_hook()
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds else 0.0
 
     def epoch_figures(self) -> dict[str, float]:
-        """This epoch's training speed, in the history row's keys."""
-        return {
+        """This epoch's training speed (and energy, with a counter), in the history row's keys."""
+        figures = {
             "train_time": self.epoch_seconds,
             "images_per_s": self.epoch_images / self.epoch_seconds if self.epoch_seconds else 0.0,
             "data_wait_time": self.epoch_wait,
         }
+        if self.energy is not None:
+            self._sync()
+            joules, seconds = self.energy() - self._epoch_joules, time.perf_counter() - self._epoch_began
+            figures.update(energy_j=joules, j_per_image=joules / self.epoch_images if self.epoch_images else 0.0, watts=joules / seconds if seconds else 0.0)
+        return figures
 
     @staticmethod
     def _sync() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from harness.metrics import COUNT
 from harness.spec import METRIC_NAMES
 
-TIMING_KEYS = ("epoch_time", "train_time", "images_per_s", "data_wait_time")  # what differs between identical runs
+TIMING_KEYS = ("epoch_time", "train_time", "images_per_s", "data_wait_time", "energy_j", "j_per_image", "watts")  # what differs between identical runs
 
 
 def without_timing(row: Mapping[str, float]) -> dict[str, float]:

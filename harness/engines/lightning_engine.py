@@ -1,4 +1,4 @@
-"""Training with PyTorch Lightning, as seed 2 did, on one device or many (DDP: gloo on CPU, NCCL on GPU).
+"""Training with PyTorch Lightning, as the FastViT workflow did, on one device or many (DDP: gloo on CPU, NCCL on GPU).
 
 Metrics are the shared torchmetrics collection; `compute()` syncs their states across ranks, so
 every reported figure is the global one. Evaluation samplers do not pad (Lightning's
@@ -293,13 +293,12 @@ def ctrl_c_as_keyboard_interrupt(trainer: L.Trainer) -> Iterator[None]:
         raise KeyboardInterrupt from None
 
 
-
 class LightningEngine:
     name = "lightning"
 
     def fit(self, job: TrainingJob) -> EngineOutput:
         quiet_notices()
-        meter = ThroughputMeter()
+        meter = ThroughputMeter.for_job(job)
         channels_last = channels_last_helps("cuda" if job.hardware.accelerator == "gpu" else "cpu")
         if channels_last:
             job.model.to(memory_format=torch.channels_last)

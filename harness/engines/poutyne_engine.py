@@ -1,4 +1,4 @@
-"""Training with Poutyne (`poutyne.Model.fit_generator`), as seed 1 did.
+"""Training with Poutyne (`poutyne.Model.fit_generator`), as the EfficientNetV2 workflow did.
 
 Poutyne has no mixed precision of its own: `MixedPrecisionModel` runs its forward pass and loss
 under `torch.autocast` and, for fp16, scales gradients with `torch.amp.GradScaler`. Several GPUs go
@@ -168,7 +168,7 @@ class PoutyneEngine:
         model = poutyne_model(job.model, optimizer, job.data.num_classes, spec.precision, job.data.normalizer(channels_last))
         rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])
-        meter = ThroughputMeter()
+        meter = ThroughputMeter.for_job(job)
         sampler = loading.train_sampler(job.data.train, recipe)
         train_loader = loading.loader(job.data.train, recipe, workers=job.workers, sampler=sampler, train=True)
         val_loader = loading.loader(job.data.val, recipe, workers=job.workers)

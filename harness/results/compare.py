@@ -48,7 +48,10 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "test_top5": Tolerance(0.01, relative=False, higher_is_better=True),
     "test_loss": Tolerance(0.10, relative=True, higher_is_better=False),  # +10 %
     "steady_images_per_s": Tolerance(0.07, relative=True, higher_is_better=True),  # -7 %
+    "joules_per_image": Tolerance(0.07, relative=True, higher_is_better=False),  # +7 %
 }
+# Gated only where both sides have it (GPU runs with an energy counter): one side without it is not undecided.
+WHERE_BOTH_HAVE_IT = frozenset({"joules_per_image"})
 SPREAD_FACTOR = 2.0
 
 
@@ -217,7 +220,7 @@ def compare(
             base_values = [run.metrics[metric] for run in baseline[case] if metric in run.metrics]
             cur_values = [run.metrics[metric] for run in current[case] if metric in run.metrics]
             if not base_values or not cur_values:
-                if base_values or cur_values:  # one side has it: the other lacks what the gate must compare
+                if (base_values or cur_values) and metric not in WHERE_BOTH_HAVE_IT:  # one side has it: the other lacks what the gate must compare
                     uncompared.append(f"{case} {metric} (missing in {labels[1] if base_values else labels[0]})")
                 continue
             runs = (len(base_values), len(cur_values))

@@ -118,6 +118,30 @@ def precision_devices(records: Sequence[RunResult], benchmark: str, path: Path) 
     return _save(figure, path)
 
 
+def distance_to_limit(records: Sequence[RunResult], benchmark: str, path: Path) -> Path | None:
+    """Per cell of one workflow: achieved training TFLOP/s (mean over seeds) against the measured
+    and the vendor's peak for its devices, log scale; None when no record has the figures."""
+    groups = [g for g in experiments(records) if g[0].benchmark == benchmark and any(r.achieved_tflops for r in finished(g))]
+    if not groups:
+        return None
+    groups.sort(key=lambda g: (g[0].spec["engine"], g[0].spec["precision"], g[0].spec["devices"], g[0].spec["weights"]))
+    labels = _unique([f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" for g in groups], groups)
+    achieved = [_mean_std([r.achieved_tflops for r in finished(g) if r.achieved_tflops])[0] for g in groups]
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(groups) + 3), 3.8))
+    axis.bar(range(len(groups)), achieved, color=[COLOURS.get(g[0].spec["engine"]) for g in groups], label="achieved")
+    for key, marker, name in (("peak_measured_tflops", "_", "measured peak"), ("peak_vendor_tflops", "x", "vendor peak")):
+        peaks = [(i, g[0].mfu[key] * g[0].mfu.get("devices", 1)) for i, g in enumerate(groups) if g[0].mfu.get(key)]
+        if peaks:
+            axis.scatter(*zip(*peaks), marker=marker, s=400 if marker == "_" else 60, color="black" if marker == "_" else "tab:red", label=name, zorder=3)
+    axis.set_yscale("log")
+    axis.set_xticks(range(len(groups)), labels, fontsize=7)
+    axis.set_ylabel("training TFLOP/s")
+    axis.grid(alpha=0.3, axis="y", which="both")
+    axis.legend(fontsize=8)
+    figure.suptitle(f"{benchmark}: distance to the limit (achieved against the peaks of the run's devices)", fontsize=9)
+    return _save(figure, path)
+
+
 def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
     """Test accuracy of every case with a published figure for its weights, the published value marked."""
     rows, groups = [], []
@@ -157,6 +181,9 @@ def write_all(records: Sequence[RunResult], folder: Path) -> list[tuple[str, Pat
             made.append((f"{caption}: {_title(first, field)}", overlaid_curves(group, field, folder / f"{field}-{_file_name(_title(first, field))}.png")))
     for benchmark in sorted({r.benchmark for r in records}):
         made.append((f"Precision x devices: {benchmark}", precision_devices(records, benchmark, folder / f"precision-devices-{_file_name(benchmark)}.png")))
+        limit = distance_to_limit(records, benchmark, folder / f"distance-to-limit-{_file_name(benchmark)}.png")
+        if limit is not None:
+            made.append((f"Distance to the limit: {benchmark}", limit))
     published = ours_vs_published(records, folder / "ours-vs-published.png")
     if published is not None:
         made.append(("Ours vs published", published))

@@ -5,8 +5,9 @@ each case's metrics).
 Runs are keyed by case id and recipe fingerprint (`case@1a2b3c4d`, the seed left out). A diverged
 run counts as nan in every gated metric it would report; null (JSON's spelling of a non-finite
 value) reads as nan. pytest-benchmark JSON is read by the fields trainbench writes into
-`extra_info` (`spec_id`, `recipe`, `status`, the test metrics and `steady_images_per_s`, or their
-short names: acc, f1, top3, top5, loss, images_per_s); a file with none of them is refused in one line.
+`extra_info` (`spec_id`, `recipe`, `status`, the test metrics, `steady_images_per_s` and
+`joules_per_image`, or their short names: acc, f1, top3, top5, loss, images_per_s, j_per_image); a
+file with none of them is refused in one line.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from pathlib import Path
 from harness.errors import GateError, RecordError
 from harness.results.record import RunResult, load_all
 
-GATED_METRICS: tuple[str, ...] = ("test_acc", "test_f1", "test_top3", "test_top5", "test_loss", "steady_images_per_s")
+GATED_METRICS: tuple[str, ...] = ("test_acc", "test_f1", "test_top3", "test_top5", "test_loss", "steady_images_per_s", "joules_per_image")
 ALIASES = {"acc": "test_acc", "f1": "test_f1", "top3": "test_top3", "top5": "test_top5", "loss": "test_loss",
-           "images_per_s": "steady_images_per_s", "speed": "steady_images_per_s"}  # fmt: skip
+           "images_per_s": "steady_images_per_s", "speed": "steady_images_per_s", "j_per_image": "joules_per_image", "energy": "joules_per_image"}  # fmt: skip
 CONTEXT_KEYS = ("git_commit", "device", "torch", "cuda", "timm", "lightning", "poutyne", "torchmetrics", "albumentations")
 
 
@@ -58,6 +59,8 @@ def run_of(record: RunResult) -> Run:
         metrics = _not_numbers(len(record.data.get("classes") or ()) or None)
     if record.steady_images_per_s is not None:
         metrics["steady_images_per_s"] = record.steady_images_per_s
+    if (record.energy or {}).get("joules_per_image") is not None:
+        metrics["joules_per_image"] = record.energy["joules_per_image"]
     context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}
     context["fingerprint"] = record.fingerprint
     if record.loader:  # pixels come from the decoded cache or the files: results move by seed noise, speed does not

@@ -1,7 +1,8 @@
 """The result record of one run: `results/<run-id>/result.json` and `history.csv`.
 
 The record is the only thing tables, comparisons and the regression gate read, so it holds
-everything they need: the spec, per-epoch history, test metrics, speed, time and environment.
+everything they need: the spec, per-epoch history, test metrics, speed, time and environment, and
+the distance to the limit: FLOPs per image, achieved TFLOP/s, MFU and energy (`harness.efficiency`).
 
 `status` is `ok`, or `diverged` for a run whose training loss stopped being a finite number (its
 `extra.divergence` says at which epoch and lr; it has no test metrics). Every reader decides with
@@ -32,7 +33,6 @@ CURVES_FILE = "curves.png"
 
 
 STATUSES = ("ok", "diverged")
-
 
 
 def json_safe(value: Any) -> Any:
@@ -69,6 +69,11 @@ class RunResult:
     data_wait_share: float | None = None  # of the steady epochs' training time, waiting for batches (results.speed)
     peak_gpu_memory_gib: float | None = None  # the most this process's tensors held on its GPU (allocated, not the allocator's reserve); None on CPUs
     status: str = "ok"  # or "diverged" (module docstring); records before it are "ok"
+    flops: dict[str, float] = field(default_factory=dict)  # forward_per_image, train_per_image (efficiency.flops); empty in records before them
+    achieved_tflops: float | None = None  # train FLOPs per image x steady images/s (all devices together)
+    mfu: dict[str, Any] = field(default_factory=dict)  # achieved over the measured and the vendor's peak, with both peaks (efficiency.peak)
+    energy: dict[str, float] | None = None  # joules, kwh, joules_per_image, mean_watts over the training epochs; None: see energy_note
+    energy_note: str | None = None  # why a run has no energy figures
 
     @property
     def ok(self) -> bool:

@@ -219,13 +219,25 @@ def precision_devices(records: Sequence[RunResult]) -> Table:
     for r in sorted(records, key=lambda r: (r.benchmark, r.spec["engine"], r.spec["precision"], r.spec["devices"], r.spec["weights"], r.run_id)):
         s = r.spec
         rows.append((r.benchmark, s["engine"], s["weights"], s["precision"], _devices(s), str(s["recipe"]["batch_size"]), str(s["recipe"]["seed"]), metric_cell(r, "test_acc", "pct"),
-                     fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target_cell(r)))  # fmt: skip
-    columns = ("benchmark", "engine", "weights", "precision", "devices", "global batch", "seed", "acc %", "images/s", "steady images/s", "time s", "target val acc", "time to target")
+                     fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), target_cell(r), time_to_target_cell(r),
+                     _tflops(r.achieved_tflops), fmt(r.mfu.get("measured"), "pct"), fmt(r.mfu.get("vendor"), "pct"), _joules(r)))  # fmt: skip
+    columns = ("benchmark", "engine", "weights", "precision", "devices", "global batch", "seed", "acc %", "images/s", "steady images/s", "time s", "target val acc", "time to target",
+               "TFLOP/s", "MFU %", "MFU % vendor", "J/image")  # fmt: skip
     return Table("Precision x devices", columns, tuple(rows))
 
 
-def seed_tables(records: Sequence[RunResult]) -> list[Table]:
-    """The write-ups' own tables, filled with our runs: seed 1 (model, accuracy, loss), seed 2 (+F1, top-3, top-5)."""
+def _tflops(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _joules(record: RunResult) -> str:
+    """J/image of the training epochs, or `-` (the note says why in the record: no counter on CPUs)."""
+    value = (record.energy or {}).get("joules_per_image")
+    return "-" if value is None else f"{value:.3g}"
+
+
+def workflow_tables(records: Sequence[RunResult]) -> list[Table]:
+    """The write-ups' own tables, filled with our runs: EfficientNetV2 (model, accuracy, loss), FastViT (+F1, top-3, top-5)."""
     tables = []
     for key, metrics in (("efficientnetv2", ("test_acc", "test_loss")), ("fastvit", ("test_acc", "test_loss", "test_f1", "test_top3", "test_top5"))):
         mine = [r for r in records if r.benchmark == key]
@@ -246,6 +258,10 @@ COLUMN_NOTES: dict[str, str] = {
     "acc %": "in 'cases over seeds': mean ± sample standard deviation over the case's seeds (n=...), a single run's value alone",
     "published inside spread": "whether the published accuracy lies within the case's mean ± std (or min..max); only for reproductions of the published setting",
     "time s": "wall time of the whole run: data, training, validation, test, checkpoints",
+    "TFLOP/s": "achieved training TFLOP/s of all devices: FLOPs per image (forward counted by torch's FlopCounterMode, training = 3 x forward) x steady images/s",
+    "MFU %": "model FLOPs utilisation: TFLOP/s over this machine's measured dense matmul peak at the run's precision (per device x devices)",
+    "MFU % vendor": "TFLOP/s over the datasheet's dense tensor-core peak of the GPU (H100, H200, A100, L4, L40S); - on CPUs and other GPUs",
+    "J/image": "joules the GPUs drew per training image over the training epochs (NVML); - where there is no counter (CPUs)",
     "diff (points)": "pretrained minus random mean test accuracy, in percentage points, with its 95 % Welch interval and p-value when both sides have several seeds",
     "runs (pre/rnd)": "how many runs (seeds, attempts) each side averages",
     "diff": "in 'ours vs published': ours minus published (accuracy-like metrics in points); in 'pretrained vs random': pretrained minus random loss",
@@ -256,5 +272,5 @@ COLUMN_NOTES: dict[str, str] = {
 
 def all_tables(records: Sequence[RunResult], records_dir: str = ".") -> list[Table]:
     tables = [runs_table(records, records_dir), cases_table(records), pretrained_vs_random(records), ours_vs_published(records), not_comparable_to_published(records),
-              precision_devices(records), *seed_tables(records)]  # fmt: skip
+              precision_devices(records), *workflow_tables(records)]  # fmt: skip
     return [t for t in tables if t.rows]
