@@ -1,8 +1,10 @@
 """Where a training step's time goes: a case run for a few batches under `torch.profiler`.
 
 `profile` trains the case through its engine for `warmup + active` training batches (one epoch,
-`limit_batches`); the profiler's schedule skips the warm-up batches (kernel choice, allocator
-growth, worker start-up) and records the `active` ones. It writes a Chrome trace (`trace.json`,
+`limit_batches`; an epoch with fewer batches records fewer steps, and says so); the profiler's
+schedule skips the warm-up batches (kernel choice, allocator growth, worker start-up) and records
+the `active` ones. The `ProfilerStep*` row's self time is each step's time outside every operator:
+Python, the engine's own per-batch work (hooks, logging, metrics bookkeeping). It writes a Chrome trace (`trace.json`,
 opens in Perfetto or chrome://tracing), the top operators by self time on the device (self CPU time
 on a CPU run) with their share of all recorded self time (`ops.md`), and the same as data
 (`profile.json`), which `--against` reads to print the per-operator difference from an earlier
@@ -61,12 +63,17 @@ class Profile:
         return "\n".join(lines) + "\n"
 
 
-def _operators(events, steps: int, on_gpu: bool) -> tuple[list[Operator], float, str]:
+STEP = "ProfilerStep*"  # one per recorded step; its self time is the step's time outside every operator (Python, the engine's own work)
+
+
+def _operators(events, on_gpu: bool) -> tuple[list[Operator], float, str, int]:
+    """Operators by self time per recorded step, the step's total, which time, and how many steps were recorded."""
     attribute = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+    steps = next((e.count for e in events if e.key == STEP), 0) or 1
     times = [(e.key, getattr(e, attribute, 0.0) or 0.0, e.count) for e in events]
     total = sum(t for _, t, _ in times) or 1.0
     ranked = sorted((t for t in times if t[1] > 0), key=lambda t: -t[1])
-    return [Operator(name, t / 1000.0 / steps, t / total, count / steps) for name, t, count in ranked], total / 1000.0 / steps, "device" if on_gpu else "CPU"
+    return [Operator(name, t / 1000.0 / steps, t / total, count / steps) for name, t, count in ranked], total / 1000.0 / steps, "device" if on_gpu else "CPU", steps
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, out: Path, warmup: int = 3, active: int = 5) -> Profile:
@@ -83,8 +90,10 @@ def run(spec: BenchmarkSpec, settings: RunSettings, out: Path, warmup: int = 3, 
             runner.run(spec.replace(limit_batches=warmup + active).with_recipe(epochs=1), quiet, run_id="profile", step_hook=profiler.step)
     with written_atomically(out / TRACE_FILE) as tmp_trace:
         profiler.export_chrome_trace(str(tmp_trace))
-    operators, ms_per_step, kind = _operators(profiler.key_averages(), active, on_gpu)
-    result = Profile(spec.id, hw.gpu_name or f"CPU ({hw.cpu_cores} cores)", active, kind, ms_per_step, tuple(operators))
+    operators, ms_per_step, kind, steps = _operators(profiler.key_averages(), on_gpu)
+    if steps < active:
+        print(f"[trainbench] profile: {steps} of {active} steps recorded: the epoch has {warmup + steps} training batches; give fewer --warmup/--active steps, or a smaller --batch-size", flush=True)
+    result = Profile(spec.id, hw.gpu_name or f"CPU ({hw.cpu_cores} cores)", steps, kind, ms_per_step, tuple(operators))
     with written_atomically(out / PROFILE_FILE) as tmp_json:
         tmp_json.write_text(json.dumps(result.as_dict(), indent=2))
     with written_atomically(out / OPS_FILE) as tmp_ops:
