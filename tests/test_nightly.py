@@ -1,5 +1,6 @@
 """The nightly's plan: what each case asks of the cluster, refusals before anything runs, the dry run; a skipped case's status."""
 
+import json
 import subprocess
 import sys
 
@@ -119,3 +120,25 @@ def test_each_case_writes_the_junit_report_its_status_is_read_from(tmp_path):
     case = Case("benchmarks/test_x.py::test_x[a]", devices=1, cpus=1, gpus=0)
     command = case_command(case, tmp_path, "smoke", ["-k", "x"], "night-1", None)
     assert f"--junitxml={tmp_path / JUNIT}" in command
+
+
+@pytest.mark.slow
+def test_a_night_whose_speed_regressed_profiles_that_case_and_links_its_trace(tiny_folder, tmp_path):
+    from harness import runner
+    from harness.nightly import Night, finish
+    from harness.settings import RunSettings
+    from tests.conftest import tiny_spec
+
+    night = tmp_path / "nights" / "2026-11-30"
+    settings = RunSettings(results_dir=night / "records", cache_dir=tmp_path / "cache", data_root=tiny_folder, wandb="off")
+    record = runner.run(tiny_spec().with_recipe(epochs=2), settings)
+    baseline = tmp_path / "baseline" / record.run_id
+    baseline.mkdir(parents=True)
+    faster = json.loads((night / "records" / record.run_id / "result.json").read_text())
+    faster["steady_images_per_s"] *= 2  # last night ran twice as fast
+    (baseline / "result.json").write_text(json.dumps(faster))
+    assert finish(Night(night, [], baseline=tmp_path / "baseline"), failed=False, wall_s=1.0) == 1
+    regression = (night / "regression.md").read_text()
+    assert "## Profiles of the cases whose speed regressed" in regression
+    assert f"[trace](profiles/{record.case_id}/trace.json)" in regression and (night / "profiles" / record.case_id / "trace.json").is_file()
+    assert json.loads((night / "profiles" / record.case_id / "profile.json").read_text())["steps"] >= 1

@@ -32,6 +32,7 @@ from harness.nightly.plan import (
     profile_for,
     unplaceable,
 )
+from harness.nightly.profiling import profile_regressed
 from harness.results import report, trend
 from harness.results.compare import compare_paths, parse_tolerances
 from harness.results.observations import observations
@@ -112,7 +113,7 @@ class Night:
     out: Path
     pytest_args: list[str]
     baseline: Path | None = None
-    tolerances: dict = field(default_factory=parse_tolerances)
+    tolerances: dict = field(default_factory=lambda: parse_tolerances(None))
     address: str | None = None  # a running cluster's HEAD:PORT; None: Ray embedded on this machine
     bucket: str | None = None
     nights: int = trend.NIGHTS
@@ -193,8 +194,9 @@ def finish(night: Night, failed: bool, wall_s: float) -> int:
         except GateError as error:
             print(f"nightly: the regression gate could not decide: {error}")
             return 1
-        (out / "regression.md").write_text(result.render())
-        print(result.render())
+        profiled = profile_regressed(result, records, out)  # the slow cases' traces, linked from regression.md
+        (out / "regression.md").write_text(result.render() + "\n".join(profiled) + ("\n" if profiled else ""))
+        print(result.render() + "\n".join(profiled))
         failed |= not result.passed
     print(f"nightly: {'FAILED' if failed else 'passed'} in {wall_s:.0f} s; results in {out}")
     return 1 if failed else 0
