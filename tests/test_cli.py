@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.settings import REPO_ROOT
+from tests.test_fail_fast import run_cli
 
 
 def harness(*args, cwd=REPO_ROOT):
@@ -34,26 +35,25 @@ def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folde
     assert record["spec"]["recipe"]["optimizer"] == "sgd" and record["spec"]["recipe"]["seed"] == 3
 
 
-@pytest.mark.slow
-def test_bad_input_exits_2_with_the_problem_named(tmp_path):
-    done = harness("run", "--data", str(tmp_path / "missing"), "--weights", "random", "--results-dir", str(tmp_path))
-    assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
-    done = harness("run", "--model", "no_such_net", "--data", "synthetic", "--weights", "random", "--results-dir", str(tmp_path))
-    assert done.returncode == 2 and "unknown timm model 'no_such_net'" in done.stderr
-    done = harness("run", "--precision", "fp8")
+def test_bad_input_exits_2_with_the_problem_named(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "run", "--data", str(tmp_path / "missing"), "--weights", "random", "--results-dir", str(tmp_path))  # in this process: same code path
+    assert code == 2 and "does not exist" in err and "Traceback" not in err
+    code, _, err = run_cli(capsys, "run", "--model", "no_such_net", "--data", "synthetic", "--weights", "random", "--results-dir", str(tmp_path))
+    assert code == 2 and "unknown timm model 'no_such_net'" in err
+    done = harness("run", "--precision", "fp8")  # the entry point's own exit status, once through a real process
     assert done.returncode == 2 and "invalid choice: 'fp8'" in done.stderr
 
 
 @pytest.mark.slow
-def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_path):
+def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_path, capsys):
     args = ("run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
             "--batch-size", "8", "--workers", "0", "--seed", "3", "--wandb", "off", "--results-dir", str(tmp_path / "r"))  # fmt: skip
-    done = harness(*args, "--seeds", "2")
-    assert done.returncode == 0, done.stderr
+    code, out, err = run_cli(capsys, *args, "--seeds", "2")  # in this process: the same code path as `python -m harness`
+    assert code == 0, err
     seeds = sorted(json.loads(p.read_text())["spec"]["recipe"]["seed"] for p in (tmp_path / "r").glob("*/result.json"))
-    assert seeds == [3, 4] and "### Cases over seeds" in done.stdout and "(n=2)" in done.stdout
-    refused = harness(*args, "--seeds", "2", "--run-id", "mine")
-    assert refused.returncode == 2 and "--run-id names one run, --seeds 2 makes 2" in refused.stderr
+    assert seeds == [3, 4] and "### Cases over seeds" in out and "(n=2)" in out
+    code, _, err = run_cli(capsys, *args, "--seeds", "2", "--run-id", "mine")
+    assert code == 2 and "--run-id names one run, --seeds 2 makes 2" in err
     assert harness(*args, "--seeds", "0").returncode == 2
 
 

@@ -14,7 +14,7 @@ from harness.efficiency import flops, peak
 from harness.results.compare import compare
 from harness.results.figures import distance_to_limit
 from harness.results.observations import run_of
-from harness.results.tables import precision_devices
+from harness.results.tables import precision_devices, runs_table
 from harness.settings import default_cache_dir
 from tests.conftest import TINY_MODEL, tiny_spec
 from tests.test_reports import record
@@ -89,6 +89,8 @@ def test_tables_and_figures_show_the_distance_to_the_limit(tmp_path):
     cells = {c: rows[0][columns.index(c)] for c in ("TFLOP/s", "MFU %", "MFU % vendor", "J/image")}
     assert cells == {"TFLOP/s": "123", "MFU %": "25.00", "MFU % vendor": "12.50", "J/image": "0.5"}
     assert [rows[1][columns.index(c)] for c in ("TFLOP/s", "MFU %", "J/image")] == ["-", "-", "-"]  # a record from before the figures
+    runs = runs_table([with_limits(record(spec, 0.9, 0.3), 123.4, 0.25)])
+    assert [runs.rows[0][runs.columns.index(c)] for c in ("GFLOPs/image", "TFLOP/s", "MFU %")] == ["3", "123", "25.00"]
     assert distance_to_limit([with_limits(record(spec, 0.9, 0.3), 123.4, 0.25)], "fastvit", tmp_path / "limit.png").read_bytes()[:4] == b"\x89PNG"
     assert distance_to_limit([record(spec, 0.9, 0.3)], "fastvit", tmp_path / "none.png") is None
 

@@ -69,7 +69,7 @@ def time_to_target_cell(record: RunResult) -> str:
 
 
 RUN_COLUMNS = ("run", "model", "dataset", "profile", "weights", "engine", "precision", "devices", "recipe",
-               "acc %", "loss", "F1", "top-3", "top-5", "images/s", "steady images/s", "time s", "curves")  # fmt: skip
+               "acc %", "loss", "F1", "top-3", "top-5", "images/s", "steady images/s", "time s", "curves", "GFLOPs/image", "TFLOP/s", "MFU %")  # fmt: skip
 
 
 def curves_link(record: RunResult, records_dir: str) -> Cell:
@@ -88,7 +88,8 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
         rows.append(
             (r.run_id, s["model"], s["dataset"], s["profile"], s["weights"], s["engine"], s["precision"], _devices(s), recipe_summary(s),
              metric_cell(r, "test_acc", "pct"), metric_cell(r, "test_loss"), metric_cell(r, "test_f1"), metric_cell(r, "test_top3"), metric_cell(r, "test_top5"),
-             fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), curves_link(r, records_dir))
+             fmt(r.train_images_per_s, "rate"), fmt(r.steady_images_per_s, "rate"), fmt(r.wall_time_s, "rate"), curves_link(r, records_dir),
+             _gflops(r.flops.get("train_per_image")), _tflops(r.achieved_tflops), fmt(r.mfu.get("measured"), "pct"))
         )  # fmt: skip
     for key in sorted({r.benchmark for r in records}):
         workflow = WORKFLOWS.get(key)
@@ -96,7 +97,7 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
             m = published.as_dict()
             rows.append(
                 (f"published: {workflow.key}", workflow.model, workflow.dataset, "full", published.weights, workflow.engine, "-", "-", recipe_summary({"recipe": dataclasses.asdict(workflow.recipe)}),
-                 fmt(m.get("test_acc"), "pct"), fmt(m.get("test_loss")), fmt(m.get("test_f1")), fmt(m.get("test_top3")), fmt(m.get("test_top5")), "-", "-", "-", "-")
+                 fmt(m.get("test_acc"), "pct"), fmt(m.get("test_loss")), fmt(m.get("test_f1")), fmt(m.get("test_top3")), fmt(m.get("test_top5")), "-", "-", "-", "-", "-", "-", "-")
             )  # fmt: skip
     return Table("Runs and published figures", RUN_COLUMNS, tuple(rows))
 
@@ -226,6 +227,10 @@ def precision_devices(records: Sequence[RunResult]) -> Table:
     return Table("Precision x devices", columns, tuple(rows))
 
 
+def _gflops(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e9:.3g}"
+
+
 def _tflops(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -258,6 +263,7 @@ COLUMN_NOTES: dict[str, str] = {
     "acc %": "in 'cases over seeds': mean ± sample standard deviation over the case's seeds (n=...), a single run's value alone",
     "published inside spread": "whether the published accuracy lies within the case's mean ± std (or min..max); only for reproductions of the published setting",
     "time s": "wall time of the whole run: data, training, validation, test, checkpoints",
+    "GFLOPs/image": "training FLOPs of one image (a multiply-add is 2 FLOPs; training = 3 x the forward pass that torch's FlopCounterMode counts)",
     "TFLOP/s": "achieved training TFLOP/s of all devices: FLOPs per image (forward counted by torch's FlopCounterMode, training = 3 x forward) x steady images/s",
     "MFU %": "model FLOPs utilisation: TFLOP/s over this machine's measured dense matmul peak at the run's precision (per device x devices)",
     "MFU % vendor": "TFLOP/s over the datasheet's dense tensor-core peak of the GPU (H100, H200, A100, L4, L40S); - on CPUs and other GPUs",
