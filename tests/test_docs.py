@@ -25,21 +25,21 @@ def test_the_readme_is_what_a_newcomer_reads_first():
         assert f"docs/{page.name}" in text, f"the README does not point at docs/{page.name}"
 
 
-def _prose(page: Path) -> list[str]:
-    """The page's lines outside code (fenced blocks and inline code hold no links)."""
+def _prose(page: Path, inline_code: bool = False) -> list[str]:
+    """The page's lines outside fenced code blocks, and without inline code unless asked (code holds no links)."""
     lines, fenced = [], False
     for line in page.read_text().splitlines():
         if re.match(r"^\s*(```|~~~)", line):
             fenced = not fenced
             continue
-        lines.append("" if fenced else re.sub(r"`[^`]*`", "", line))
+        lines.append("" if fenced else line if inline_code else re.sub(r"`[^`]*`", "", line))
     return lines
 
 
 def _anchors(page: Path) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation but - and _ dropped, spaces as -, repeats numbered."""
     seen: dict[str, int] = {}
-    for line in _prose(page):
+    for line in _prose(page, inline_code=True):
         heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if heading:
             slug = re.sub(r"[^\w\- ]", "", re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).lower()).replace(" ", "-")

@@ -142,3 +142,21 @@ def test_a_night_whose_speed_regressed_profiles_that_case_and_links_its_trace(ti
     assert "## Profiles of the cases whose speed regressed" in regression
     assert f"[trace](profiles/{record.case_id}/trace.json)" in regression and (night / "profiles" / record.case_id / "trace.json").is_file()
     assert json.loads((night / "profiles" / record.case_id / "profile.json").read_text())["steps"] >= 1
+
+
+@pytest.mark.slow
+def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict_refuses_it():
+    """The night's default on a small machine: the 4- and 8-process CPU cases need more cores than it
+    has; they are skipped with why (as pytest skips them), the rest is planned, and only --strict refuses."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    too_large = [n for n in (2, 4, 8) if n > cores]
+    for devices in too_large:
+        assert f"nightly: skipped test_fastvit-fastvit_t8-kvasir-synthetic-lightning-32true-{devices}dev-pretrained: asks for {devices} CPU on one node" in done.stdout
+    if too_large:
+        assert "case(s) skipped, no node holds them;" in done.stdout and "--strict refuses the night instead" in done.stdout
+        strict = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--strict", "--", "-k", "fastvit"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert strict.returncode == 2 and "add a node that large or leave the case out with -k" in strict.stdout

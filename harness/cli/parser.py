@@ -137,6 +137,7 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p.add_argument("--gcs-bucket", metavar="gs://BUCKET/PREFIX", help="checkpoints of every case under PREFIX/<night>/; a case retried on another node resumes from there")
     p.add_argument("--nights", type=positive_int, help="how many of the last nights the report's trend shows (default 14)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (each case and the resources it asks for; on a cluster, its nodes) and run nothing")
+    p.add_argument("--strict", action="store_true", help="refuse the whole night when a case fits no node of the cluster (default: skip such a case, saying why, in the plan and in nightly.json)")
     p.add_argument("pytest_args", nargs="*", help="passed to pytest after --, e.g. -- --data-root /data --weights-dir /weights")
 
     p = sub.add_parser("eda", help="a report of a dataset: counts, sizes, modes, channel statistics, samples, augmentations")

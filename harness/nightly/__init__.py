@@ -30,6 +30,7 @@ from harness.nightly.plan import (
     on_cpus,
     plan,
     profile_for,
+    too_large,
     unplaceable,
 )
 from harness.nightly.profiling import profile_regressed
@@ -117,6 +118,7 @@ class Night:
     address: str | None = None  # a running cluster's HEAD:PORT; None: Ray embedded on this machine
     bucket: str | None = None
     nights: int = trend.NIGHTS
+    strict: bool = False  # refuse the night when a case fits no node (else it is skipped, with why)
 
 
 def run(
@@ -128,12 +130,13 @@ def run(
     address: str | None = None,
     bucket: str | None = None,
     nights: int = trend.NIGHTS,
+    strict: bool = False,
 ) -> int:
     started = time.perf_counter()
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:  # everything the end of the night needs is checked before its first case
         check_pytest_args(pytest_args)
-        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights)
+        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights, strict)
         if baseline is not None and not observations(baseline):
             raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
         check_writable(night.out, "nightly folder", "--out")
@@ -160,17 +163,27 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
         print("nightly: no GPU in the cluster; running the smoke profile on CPUs instead (cases marked gpu left out)")
     where = f"the Ray cluster at {night.address}" if night.address else "this machine (Ray embedded)"
     print_plan(cases, nodes, profile, where)
-    problems = unplaceable(cases, nodes)
-    for problem in problems:
-        print(f"nightly: {problem}")
-    if problems:
+    if night.strict or not nodes:
+        problems = unplaceable(cases, nodes)
+        for problem in problems:
+            print(f"nightly: {problem}")
+        if problems:
+            return 2
+    held_back = too_large(cases, nodes)
+    for case, why in held_back:
+        print(f"nightly: skipped {case.name}: {why} (--strict refuses the night instead)")
+    cases = [case for case in cases if case.name not in {c.name for c, _ in held_back}]
+    if held_back:
+        print(f"nightly: {len(held_back)} case(s) skipped, no node holds them; {len(cases)} to run")
+    if not cases:
+        print("nightly: no case fits a node of this cluster; add a larger node or select cases that fit with -k")
         return 2
     if dry_run:
         return 0
     if not night.address:
         cluster.start_embedded(nodes[0])
     pending = {cluster.submit(case, profile, pytest_args, night.out.name, night.bucket): case for case in cases}
-    rows = gather(pending, night.out)
+    rows = gather(pending, night.out) + [{"case": case.name, "node_id": case.node_id, "status": "skipped", "skipped": why, "asked": case.asks(), "node": None} for case, why in held_back]
     wall_s = time.perf_counter() - started
     manifest = {"night": night.out.name, "address": night.address or "embedded", "profile": profile, "pytest_args": night.pytest_args,
                 "nodes": [asdict(n) for n in nodes], "wall_s": round(wall_s, 1), "cases": rows}  # fmt: skip

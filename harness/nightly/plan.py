@@ -110,14 +110,18 @@ def plan(node_ids: Sequence[str], nodes: Sequence[Node]) -> list[Case]:
     return sorted(cases, key=lambda c: (-c.gpus, -c.cpus))
 
 
-def unplaceable(cases: Sequence[Case], nodes: Sequence[Node]) -> list[str]:
-    """One line per case that no node of the cluster can hold (Ray would wait for it forever)."""
-    if not nodes:
-        return ["the cluster has no live node"]
-    largest = max(nodes, key=lambda n: (n.gpus, n.cpus))
+def too_large(cases: Sequence[Case], nodes: Sequence[Node]) -> list[tuple[Case, str]]:
+    """Each case that no node of the cluster can hold (Ray would wait for it forever), with why."""
+    largest = max(nodes, key=lambda n: (n.gpus, n.cpus), default=None)
     return [
-        f"{case.name} asks for {case.asks()} on one node, and the largest node has {largest.cpus:g} CPU, {largest.gpus:g} GPU; "
-        "add a node that large or leave the case out with -k"
+        (case, f"asks for {case.asks()} on one node, and the largest node has {largest.cpus:g} CPU, {largest.gpus:g} GPU" if largest else "the cluster has no live node")
         for case in cases
         if not any(case.fits(n) for n in nodes)
     ]
+
+
+def unplaceable(cases: Sequence[Case], nodes: Sequence[Node]) -> list[str]:
+    """One line per case that no node can hold, with the fix: what `--strict` refuses the night for."""
+    if not nodes:
+        return ["the cluster has no live node"]
+    return [f"{case.name} {why}; add a node that large or leave the case out with -k" for case, why in too_large(cases, nodes)]
