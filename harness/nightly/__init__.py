@@ -35,7 +35,7 @@ from harness.nightly.plan import (
 )
 from harness.nightly.profiling import profile_regressed
 from harness.results import report, trend
-from harness.results.compare import compare_paths, parse_tolerances
+from harness.results.compare import Comparison, compare_paths, parse_tolerances
 from harness.results.observations import observations
 from harness.results.record import load_readable
 from harness.settings import REPO_ROOT
@@ -193,23 +193,31 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
     return finish(night, failed, wall_s)
 
 
+def tonight_lines(result: Comparison, trends: Sequence[trend.CaseTrend]) -> list[str]:
+    """Per regressed case and metric: a step that began on an earlier night (its size), or a single-night outlier so far."""
+    by_case = {t.case: t for t in trends}
+    lines = [f"- {v.case} {v.metric}: {by_case[v.case].tonight(v.metric)}" for v in result.regressions if v.case in by_case]
+    return ["", "", f"## Tonight against the last {len(trends[0].nights)} night(s)", "", *lines] if lines else []
+
+
 def finish(night: Night, failed: bool, wall_s: float) -> int:
     """The reports (with the trend over the last nights), the gate, the exit status."""
     out = night.out
     records, problems = load_readable(out / "records")
     for problem in problems:
         print(f"nightly: skipped {problem}")
+    trends = trend.of_nights(out.parent, night.nights, night.baseline) if records else []
     if records:
-        report.write(records, out / "records", trend=trend.of_nights(out.parent, night.nights, night.baseline))
+        report.write(records, out / "records", trend=trends)
     if night.baseline is not None:
         try:
             result = compare_paths(night.baseline, out / "records", night.tolerances)
         except GateError as error:
             print(f"nightly: the regression gate could not decide: {error}")
             return 1
-        profiled = profile_regressed(result, records, out)  # the slow cases' traces, linked from regression.md
-        (out / "regression.md").write_text(result.render() + "\n".join(profiled) + ("\n" if profiled else ""))
-        print(result.render() + "\n".join(profiled))
+        added = tonight_lines(result, trends) + profile_regressed(result, records, out)  # step or outlier; the slow cases' traces
+        (out / "regression.md").write_text(result.render() + "\n".join(added) + ("\n" if added else ""))
+        print(result.render() + "\n".join(added))
         failed |= not result.passed
     print(f"nightly: {'FAILED' if failed else 'passed'} in {wall_s:.0f} s; results in {out}")
     return 1 if failed else 0

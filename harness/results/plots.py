@@ -39,7 +39,8 @@ def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path
 
 
 def plot_trend(trend: CaseTrend, path: Path) -> Path:
-    """One case over the last nights: test accuracy and steady-state images/s, the baseline dashed."""
+    """One case over the last nights: test accuracy and steady-state images/s, the baseline dashed,
+    each sustained step (a change point) a dotted red line before the night it began."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     ticks = list(range(len(trend.nights)))
     for axis, (metric, values) in zip(axes, trend.values.items()):
@@ -48,6 +49,8 @@ def plot_trend(trend: CaseTrend, path: Path) -> Path:
             axis.plot(*zip(*points), "-o", markersize=4, label="night")
         if metric in trend.baseline:
             axis.axhline(trend.baseline[metric], linestyle="--", color="grey", label="baseline")
+        for step in trend.steps.get(metric, ()):
+            axis.axvline(trend.nights.index(step.night) - 0.5, linestyle=":", color="tab:red", label=f"step {step.relative:+.1%} from {step.night}")
         axis.set_xticks(ticks, trend.nights, rotation=30, ha="right", fontsize=7)
         axis.set_ylabel(TREND_LABELS.get(metric, metric))
         axis.grid(alpha=0.3)

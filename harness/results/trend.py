@@ -1,5 +1,7 @@
 """Trends over the last nights: per case, test accuracy and steady-state images/s night by night,
-with the baseline marked, so a slow drift shows before it crosses a tolerance.
+with the baseline marked, so a slow drift shows before it crosses a tolerance; and for every gated
+metric the records have (accuracy, loss, steady images/s, J/image), its sustained steps over the
+nights (`changepoints`), which the figures mark and regression.md names.
 
 A night is a folder with a `records/` folder (what `nightly` writes), named so that names sort by
 date (`2026-11-22`). Cases are matched as the gate matches them (case id and recipe fingerprint);
@@ -10,14 +12,16 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import GateError
+from harness.results.changepoints import ChangePoint, change_points, tonight
 from harness.results.observations import Observations, observations
 
 NIGHTS = 14
-METRICS = ("test_acc", "steady_images_per_s")
+METRICS = ("test_acc", "steady_images_per_s")  # drawn
+WATCHED = ("test_acc", "test_loss", "steady_images_per_s", "joules_per_image")  # searched for steps (where the records have them)
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,18 @@ class CaseTrend:
     nights: tuple[str, ...]
     values: dict[str, tuple[float | None, ...]]  # metric -> one mean per night (None: the case did not run)
     baseline: dict[str, float]  # metric -> the baseline's mean, where the baseline has the case
+    series: dict[str, tuple[float | None, ...]] = field(default_factory=dict)  # every WATCHED metric's nightly means
+    steps: dict[str, tuple[ChangePoint, ...]] = field(default_factory=dict)  # metric -> its sustained steps (changepoints)
+
+    def tonight(self, metric: str) -> str:
+        """What tonight is for `metric`: a step's continuation, a single-night outlier, or noise."""
+        return tonight(self.nights, self.series.get(metric, ()))
 
 
-def _means(found: Observations, case: str) -> dict[str, float]:
+def _means(found: Observations, case: str, metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
     """Per metric, the mean over the night's runs that have it as a number (a diverged seed is left out, as in the tables)."""
     runs = found.get(case, [])
-    values = {metric: [r.metrics[metric] for r in runs if math.isfinite(r.metrics.get(metric, math.nan))] for metric in METRICS}
+    values = {metric: [r.metrics[metric] for r in runs if math.isfinite(r.metrics.get(metric, math.nan))] for metric in metrics}
     return {metric: statistics.fmean(v) for metric, v in values.items() if v}
 
 
@@ -53,8 +63,11 @@ def of_nights(root: Path, nights: int = NIGHTS, baseline: Path | None = None) ->
             per_night.append({})
     base = observations(baseline) if baseline is not None else {}
     trends = []
+    names = tuple(f.name for f in folders)
     for case in sorted(per_night[-1]):
-        means = [_means(found, case) for found in per_night]
-        values = {metric: tuple(m.get(metric) for m in means) for metric in METRICS}
-        trends.append(CaseTrend(case, tuple(f.name for f in folders), values, _means(base, case)))
+        means = [_means(found, case, WATCHED) for found in per_night]
+        series = {metric: tuple(m.get(metric) for m in means) for metric in WATCHED if any(m.get(metric) is not None for m in means)}
+        values = {metric: series.get(metric, (None,) * len(names)) for metric in METRICS}
+        steps = {metric: tuple(change_points(names, values)) for metric, values in series.items()}
+        trends.append(CaseTrend(case, names, values, _means(base, case), series, {m: s for m, s in steps.items() if s}))
     return trends
