@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness import configure, launch
+from harness.capabilities import PRECISIONS, SUPPORT
 from harness.catalog import Workflow
 from harness.data.named import num_classes
-from harness.engines.support import PRECISIONS, SUPPORT
 from harness.errors import GateError
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results import report

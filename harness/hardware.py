@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness.engines.support import SUPPORT
+from harness.capabilities import SUPPORT
 
 DEVICE_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
 MAX_LOADER_WORKERS = 16  # beyond this, more workers add memory and start-up time, not speed

@@ -59,7 +59,7 @@ def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     bundle = loading.for_spec(source, settings, models.data_stats(source.model))
     model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False, head_init_std=source.recipe.head_init_std)
     run_dir = settings.cache_dir / "pretraining" / source.id
-    quiet = settings.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
+    quiet = settings.quiet()
     job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""), loading.workers_for(source, quiet),
                       label="[stand-in pretraining] ")  # fmt: skip
     output = registry.get("poutyne").fit(job)

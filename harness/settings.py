@@ -133,6 +133,11 @@ class RunSettings(BaseModel):
     def replace(self, **changes: Any) -> RunSettings:
         return RunSettings(**{**dict(self), **changes})
 
+    def quiet(self, **changes: Any) -> RunSettings:
+        """These settings for a helper training (a stand-in's pretraining, a throughput or profile
+        run): no tracking, no checkpoints, no resume; `changes` over that."""
+        return self.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False, **changes)
+
     def to_json(self) -> str:
         return self.model_dump_json()
 

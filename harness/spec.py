@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from harness.engines.support import ENGINES, SUPPORT
+from harness.capabilities import ENGINES, SUPPORT
 from harness.errors import SpecError
 
 WEIGHTS: tuple[str, ...] = ("pretrained", "random")

@@ -159,7 +159,7 @@ def engine_run(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> RunR
     epoch's images/s, without the start-up, the share of its training time spent waiting for
     batches, and the FLOPs and peaks of the case."""
     with tempfile.TemporaryDirectory(prefix="trainbench-throughput-") as tmp:
-        quiet = settings.replace(results_dir=Path(tmp), wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
+        quiet = settings.quiet(results_dir=Path(tmp))
         return runner.run(spec.replace(limit_batches=batches).with_recipe(epochs=2), quiet, run_id="throughput")
 
 

@@ -11,9 +11,9 @@ import os
 import re
 from pathlib import Path
 
+from harness.capabilities import ENGINES, PRECISIONS
 from harness.catalog import WORKFLOWS
 from harness.data import kvasir, synthetic
-from harness.engines.support import ENGINES, PRECISIONS
 from harness.errors import SpecError
 from harness.settings import (
     DEFAULT_PROFILE,

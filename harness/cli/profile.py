@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness import profile
 from harness.cli.case import settings_from_args, spec_from_args
-from harness.efficiency import profile
 
 
 def main(args: argparse.Namespace) -> int:

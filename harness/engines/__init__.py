@@ -1,2 +1,2 @@
-"""Training engines behind one interface (`base.Engine.fit(job) -> EngineOutput`): `support` says
-what each can do (torch-free), `registry.get` finds one by name."""
+"""Training engines behind one interface (`base.Engine.fit(job) -> EngineOutput`): `registry.get`
+finds one by name; what each can do is declared in `harness.capabilities` (torch-free)."""

@@ -3,8 +3,8 @@ vice versa."""
 
 from __future__ import annotations
 
+from harness.capabilities import ENGINES
 from harness.engines.base import Engine
-from harness.engines.support import ENGINES
 
 
 def get(name: str) -> Engine:

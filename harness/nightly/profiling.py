@@ -1,6 +1,6 @@
 """After a night whose speed regressed: a profile of each such case, linked from regression.md.
 
-Each regressed case runs again for a few steps under `torch.profiler` (`efficiency.profile`) on the
+Each regressed case runs again for a few steps under `torch.profiler` (`harness.profile`) on the
 driver's machine, from its record: the same spec, its dataset located from the record's data path,
 its weights from the record's weights file. The trace and the top operators land in the night's
 `profiles/<case>/`, and `regression.md` links them, so the first look at a slow night is one click.
@@ -32,11 +32,12 @@ def settings_for(record: RunResult, scratch: Path) -> RunSettings:
 
 def profile_regressed(result: Comparison, records: list[RunResult], out: Path) -> list[str]:
     """Profile every case whose steady images/s regressed; the lines regression.md adds (none without one)."""
-    from harness.efficiency import (
-        profile,  # torch and the engines, only on a night that needs them
-    )
-
     slow = sorted({v.case for v in result.regressions if v.metric == SPEED})
+    if not slow:
+        return []
+    # torch and the engines: only on a night that needs them
+    from harness import profile
+
     lines = []
     for case in slow:
         record = next((r for r in records if r.gate_key == case and r.ok), None)

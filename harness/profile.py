@@ -3,12 +3,12 @@
 `profile` trains the case through its engine for `warmup + active` training batches (one epoch,
 `limit_batches`; an epoch with fewer batches records fewer steps, and says so); the profiler's
 schedule skips the warm-up batches (kernel choice, allocator growth, worker start-up) and records
-the `active` ones. The `ProfilerStep*` row's self time is each step's time outside every operator:
-Python, the engine's own per-batch work (hooks, logging, metrics bookkeeping). It writes a Chrome trace (`trace.json`,
-opens in Perfetto or chrome://tracing), the top operators by self time on the device (self CPU time
-on a CPU run) with their share of all recorded self time (`ops.md`), and the same as data
-(`profile.json`), which `--against` reads to print the per-operator difference from an earlier
-profile.
+the `active` ones. It writes a Chrome trace (`trace.json`, opens in Perfetto or chrome://tracing),
+the top operators by self time on the device (self CPU time on a CPU run) with their share of all
+recorded self time (`ops.md`), and the same as data (`profile.json`), which `--against` reads to
+print the per-operator difference from an earlier profile. The `ProfilerStep*` row's self time is
+each step's time outside every operator: Python, the engine's own per-batch work (hooks, logging,
+metrics bookkeeping).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, out: Path, warmup: int = 3, 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trainbench-profile-") as tmp:
-        quiet = settings.replace(results_dir=Path(tmp), wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False)
+        quiet = settings.quiet(results_dir=Path(tmp))
         with torch.profiler.profile(activities=activities, schedule=schedule(wait=0, warmup=warmup, active=active, repeat=1)) as profiler:
             runner.run(spec.replace(limit_batches=warmup + active).with_recipe(epochs=1), quiet, run_id="profile", step_hook=profiler.step)
     with written_atomically(out / TRACE_FILE) as tmp_trace:
