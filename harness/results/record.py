@@ -137,6 +137,8 @@ class RunResult:
         order = [f"test_{name}" for name in METRIC_NAMES]
         shown = "  ".join(f"{k}={self.test[k] if self.test[k] is None else format(self.test[k], '.4f')}" for k in sorted(self.test, key=lambda k: order.index(k) if k in order else len(order)))
         steady = f" (steady {self.steady_images_per_s:.1f})" if self.steady_images_per_s is not None else ""
+        if self.achieved_tflops is not None:
+            steady += f"  {self.achieved_tflops:.3g} TFLOP/s" + (f", MFU {self.mfu['measured']:.1%}" if self.mfu.get("measured") is not None else "")
         wait = f"  data wait {self.data_wait_share:.0%}" if self.data_wait_share is not None else ""
         memory = f"  peak GPU memory {self.peak_gpu_memory_gib:.1f} GiB" if self.peak_gpu_memory_gib is not None else ""
         return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s{steady}{wait}{memory}  {self.wall_time_s:.1f}s"
