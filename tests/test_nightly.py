@@ -6,9 +6,7 @@ import sys
 
 import pytest
 
-from harness.nightly import NightlyError, case_status, check_pytest_args
-from harness.nightly.cluster import JUNIT, CaseOutcome, case_command, skip_reason
-from harness.nightly.plan import (
+from harness.cluster.plan import (
     Case,
     Node,
     devices_of,
@@ -17,6 +15,8 @@ from harness.nightly.plan import (
     profile_for,
     unplaceable,
 )
+from harness.nightly import NightlyError, case_status, check_pytest_args
+from harness.nightly.tasks import JUNIT, CaseOutcome, case_command, skip_reason
 from harness.settings import REPO_ROOT
 
 IDS = [

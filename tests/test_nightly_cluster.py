@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.artifacts.emulator import Emulator
-from harness.nightly.cluster import SCRATCH
-from harness.nightly.loopback import LoopbackCluster
+from harness.cluster.loopback import LoopbackCluster
+from harness.nightly.tasks import SCRATCH
 from harness.settings import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # every test here trains or starts a process (make test-fast leaves them out)

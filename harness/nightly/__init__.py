@@ -2,7 +2,7 @@
 
 On one machine Ray starts embedded and the cases spread over its GPUs (or CPUs); with `--address`
 (or RAY_ADDRESS) the same plan spreads over every node of a running cluster. Each case is one Ray
-task that runs it through the pytest layer (`cluster.run_case`), so assertions, skips and the
+task that runs it through the pytest layer (`tasks.run_case`), so assertions, skips and the
 pytest-benchmark JSON stay the one source of truth. The driver writes what every task returns into
 `<nights>/<night>/`, then the reports (with the trend over the last nights), the regression gate
 against `--baseline`, and the exit status: 0 pass, 1 a failed case or a regression, 2 bad input.
@@ -19,11 +19,8 @@ from datetime import date
 from pathlib import Path
 
 from harness.atomic import check_writable, written_atomically
-from harness.errors import ClusterError, GateError, NightlyError, PreflightError
-from harness.hardware import detect
-from harness.nightly import cluster
-from harness.nightly.cluster import CaseOutcome
-from harness.nightly.plan import (
+from harness.cluster import session
+from harness.cluster.plan import (
     Case,
     Node,
     collect,
@@ -33,7 +30,11 @@ from harness.nightly.plan import (
     too_large,
     unplaceable,
 )
+from harness.errors import ClusterError, GateError, NightlyError, PreflightError
+from harness.hardware import detect
+from harness.nightly import tasks
 from harness.nightly.profiling import profile_regressed
+from harness.nightly.tasks import CaseOutcome
 from harness.results import report, trend
 from harness.results.compare import Comparison, compare_paths, parse_tolerances
 from harness.results.observations import observations
@@ -87,7 +88,7 @@ def case_status(outcome: CaseOutcome) -> str:
 
 def gather(pending: dict, out: Path) -> list[dict]:
     """Wait for every task; write each outcome as it arrives; one manifest row per case."""
-    ray = cluster.ray_module()
+    ray = session.ray_module()
     rows = []
     while pending:
         (ready,), _ = ray.wait(list(pending), num_returns=1)
@@ -141,15 +142,15 @@ def run(
             raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
         check_writable(night.out, "nightly folder", "--out")
         if not dry_run:
-            cluster.ray_module()
-        nodes = cluster.connect(address) if address else this_machine()
+            session.ray_module()
+        nodes = session.connect(address) if address else this_machine()
     except (GateError, PreflightError, NightlyError, ClusterError, ValueError) as error:
         print(f"nightly: {error}")
         return 2
     try:
         return _run(night, nodes, dry_run, started)
     finally:
-        cluster.disconnect()
+        session.disconnect()
 
 
 def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
@@ -181,8 +182,8 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
     if dry_run:
         return 0
     if not night.address:
-        cluster.start_embedded(nodes[0])
-    pending = {cluster.submit(case, profile, pytest_args, night.out.name, night.bucket): case for case in cases}
+        session.start_embedded(nodes[0])
+    pending = {tasks.submit(case, profile, pytest_args, night.out.name, night.bucket): case for case in cases}
     rows = gather(pending, night.out) + [{"case": case.name, "node_id": case.node_id, "status": "skipped", "skipped": why, "asked": case.asks(), "node": None} for case, why in held_back]
     wall_s = time.perf_counter() - started
     manifest = {"night": night.out.name, "address": night.address or "embedded", "profile": profile, "pytest_args": night.pytest_args,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.hardware import Hardware, loader_workers
 from harness.settings import REPO_ROOT
@@ -87,11 +88,11 @@ def on_cpus(pytest_args: Sequence[str]) -> list[str]:
     return [*args, "-m", "not gpu"]
 
 
-def collect(profile: str, pytest_args: Sequence[str]) -> list[str]:
-    """The benchmark node ids pytest would run (collection only)."""
+def collect(profile: str, pytest_args: Sequence[str], root: Path = REPO_ROOT, python: str = sys.executable) -> list[str]:
+    """The benchmark node ids pytest would run (collection only), in the checkout at `root` with `python`."""
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "--profile", profile, *pytest_args],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+        [python, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider", "--profile", profile, *pytest_args],
+        cwd=root, capture_output=True, text=True, check=False,
     )  # fmt: skip
     return [line.strip() for line in out.stdout.splitlines() if "::" in line]
 

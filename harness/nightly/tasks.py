@@ -1,5 +1,4 @@
-"""The Ray side of the nightly: connecting to a cluster (or starting one here), what its nodes
-have, and one Ray task per benchmark case.
+"""The nightly's Ray tasks: one per benchmark case.
 
 A task runs its case through the pytest layer on whatever node Ray chose, with the GPUs Ray
 assigned (Ray sets CUDA_VISIBLE_DEVICES in the task), into a scratch folder on that node. Nodes
@@ -14,7 +13,6 @@ its last checkpoint there, and a first attempt finds none and starts at epoch 1.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,15 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-from harness.errors import ClusterError
-from harness.nightly.plan import Case, Node
+from harness.cluster.plan import Case
+from harness.cluster.session import live_nodes, ray_module
 from harness.settings import REPO_ROOT
 
 RETRIES = 3  # runs of a task after its node or worker process died
 SCRATCH = "trainbench-nightly"  # under the node's temporary folder: the night's run folders and local checkpoints
 JUNIT = "junit.xml"  # pytest's report of the case, in its scratch folder: what was skipped and why
 REPORT_FILES = frozenset({"summary.md", "summary.csv", "cases.csv", "report.html"})  # the driver writes them for the whole night
-CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -49,66 +46,9 @@ class CaseOutcome:
     skipped: str | None = None  # why pytest skipped the case (exit status 0, no record), else None
 
 
-def ray_module():
-    """Ray, imported only for the nightly (an optional dependency: `pip install 'trainbench[nightly]'`)."""
-    try:
-        import ray
-    except ImportError:
-        raise ClusterError("Ray is not installed, and the nightly runs its cases as Ray tasks; pip install 'trainbench[nightly]' (or ray)") from None
-    return ray
-
-
-def _reachable(address: str) -> None:
-    """A refused or silent HEAD:PORT is one line within seconds, not Ray's long retries."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(f"--address {address!r} is not HOST:PORT (the head's GCS port, 6379 by default, as `ray start --head` prints)")
-    try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as error:
-        raise ClusterError(f"no Ray cluster answers at {address} ({error}); start one with `ray start --head`, or drop --address (and RAY_ADDRESS) to run on this machine") from None
-
-
-def connect(address: str) -> list[Node]:
-    """Join the running cluster at `address`; return its live nodes."""
-    ray = ray_module()
-    _reachable(address)
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    except Exception as error:  # a wrong or missing auth token, another Ray version, ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ClusterError(f"could not join the Ray cluster at {address}: {reason}; the nightly's Ray and Python must match the cluster's, with its token in RAY_AUTH_TOKEN if it uses one") from None
-    return live_nodes()
-
-
-def start_embedded(machine: Node) -> None:
-    """Ray on this machine alone, with its CPUs and GPUs; it stops with `disconnect`."""
-    ray_module().init(num_cpus=int(machine.cpus), num_gpus=int(machine.gpus), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-
-
-def disconnect() -> None:
-    """Leave the cluster, if joined; an embedded Ray stops with its processes."""
-    try:
-        import ray
-    except ImportError:
-        return
-    if ray.is_initialized():
-        ray.shutdown()
-
-
-def live_nodes() -> list[Node]:
-    ray = ray_module()
-    return [
-        Node(n["NodeID"][:8], n["NodeManagerAddress"], n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0))
-        for n in ray.nodes()
-        if n["Alive"]
-    ]
-
-
 def submit(case: Case, profile: str, pytest_args: Sequence[str], night: str, bucket: str | None):
     """Start `case` as a Ray task asking for its CPUs and GPUs; returns its object ref."""
-    ray = ray_module()
-    task = ray.remote(run_case).options(num_cpus=case.cpus, num_gpus=case.gpus, max_retries=RETRIES, retry_exceptions=False, name=case.name)
+    task = ray_module().remote(run_case).options(num_cpus=case.cpus, num_gpus=case.gpus, max_retries=RETRIES, retry_exceptions=False, name=case.name)
     return task.remote(case, profile, list(pytest_args), night, bucket)
 
 
