@@ -93,6 +93,10 @@ class ClusterError(HarnessError, RuntimeError):
     """Ray is missing, or the cluster cannot be reached."""
 
 
+class BisectError(HarnessError, ValueError):
+    """Bad input to bisect (a revision, the range, the case), or a revision whose environment cannot be built."""
+
+
 def one_line(error: Exception, message: Callable[[str, Any, str | None], str], fields: Mapping[str, Any]) -> str:
     """The first problem of a pydantic `ValidationError` in one line: a validator's own message as it
     is, else `message(field, value, words)`, where words are the field's description in `fields`

@@ -18,6 +18,7 @@ from harness.errors import SpecError
 from harness.settings import (
     DEFAULT_PROFILE,
     PROFILES,
+    REPO_ROOT,
     Environment,
     environment,
     options,
@@ -138,7 +139,29 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p.add_argument("--nights", type=positive_int, help="how many of the last nights the report's trend shows (default 14)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (each case and the resources it asks for; on a cluster, its nodes) and run nothing")
     p.add_argument("--strict", action="store_true", help="refuse the whole night when a case fits no node of the cluster (default: skip such a case, saying why, in the plan and in nightly.json)")
+    p.add_argument("--bisect", action="store_true", help="after a regression, bisect each regressed case between the baseline's commit and tonight's on the night's Ray session; regression.md names the culprit (needs --baseline)")
+    p.add_argument("--bisect-budget", metavar="STEPS|MINm", help="bound each bisection: measurements (e.g. 12) or minutes (e.g. 30m); implies --bisect [default: no bound]")
     p.add_argument("pytest_args", nargs="*", help="passed to pytest after --, e.g. -- --data-root /data --weights-dir /weights")
+
+    p = sub.add_parser("bisect", help="the first commit where a case regressed: each revision in its own git worktree through pytest, judged by the gate against the good end",
+                       description="Find the commit that made one benchmark case regress. Both ends are measured first (in this session); each step checks a revision out in a git worktree "
+                                   "of its own and runs the case there through pytest, in this environment or one uv builds for the revision's pyproject.toml and constraints.txt; "
+                                   "the regression gate judges it against the good end. Writes bisect.md and bisect.json. Exit 0: an answer (a culprit, or no regression between the ends); "
+                                   "1: none (an end where the case ran nothing, or the budget spent); 2: bad input.")  # fmt: skip
+    p.add_argument("--good", required=True, metavar="REV", help="a revision where the case was good (hash, tag, branch); the older end")
+    p.add_argument("--bad", default="HEAD", metavar="REV", help="a revision where it regressed [default HEAD]")
+    p.add_argument("-k", dest="case", required=True, metavar="CASE", help="a pytest -k expression that selects one benchmark case, e.g. 'efficientnetv2 and poutyne-32true-1dev-random'")
+    p.add_argument("--repo", type=Path, default=REPO_ROOT, help="the git checkout whose history is bisected [default: the one this harness runs from]")
+    p.add_argument("--out", type=Path, help="where bisect.md, bisect.json and each step's records go [default results/bisect/CASE-GOOD-BAD-TIME]")
+    p.add_argument("--profile", choices=PROFILES, default=twins.profile or DEFAULT_PROFILE, help=f"the pytest profile each step runs in [{Environment.variable('profile')}; default {DEFAULT_PROFILE}]")
+    p.add_argument("--seeds", type=positive_int, default=2, help="seeds per step: their spread is the noise the gate allows for [default 2]")
+    p.add_argument("--max-seeds", type=positive_int, default=8, help="a step within the noise band is measured again with twice the seeds, up to this many [default 8]")
+    p.add_argument("--parallel", type=positive_int, default=1, help="revisions measured at once per round, as Ray tasks (embedded here, or on --address): n commits take about log_(K+1)(n) rounds [default 1: serially, in this process]")
+    p.add_argument("--address", help="HEAD:PORT of a running Ray cluster to measure the steps on (default: RAY_ADDRESS with --parallel > 1, else Ray embedded)")
+    p.add_argument("--budget", metavar="STEPS|MINm", help="stop after this many measurements (e.g. 12) or minutes (e.g. 30m), reporting the range left [default: no bound]")
+    p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="as for compare, e.g. acc=0.02; repeatable")
+    p.add_argument("--metrics", metavar="NAMES", help="compare the ends on these metrics only, e.g. images_per_s (default: every gated metric); the steps are judged on those that regressed")
+    p.add_argument("pytest_args", nargs="*", help="passed to each step's pytest after --, e.g. -- --epochs 2 --data-root /data")
 
     p = sub.add_parser("eda", help="a report of a dataset: counts, sizes, modes, channel statistics, samples, augmentations")
     p.add_argument("data_dir", type=Path, help="an ImageFolder directory")

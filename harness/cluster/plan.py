@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.hardware import Hardware, loader_workers
+from harness.hardware import Hardware, detect, loader_workers
 from harness.settings import REPO_ROOT
 
 _DEVICES = re.compile(r"-(\d+)dev\b")
@@ -61,6 +61,12 @@ class Case:
 
     def fits(self, node: Node) -> bool:
         return node.cpus >= self.cpus and node.gpus >= self.gpus
+
+
+def this_machine() -> list[Node]:
+    """This machine as a one-node cluster (Ray embedded)."""
+    hw = detect()
+    return [Node("this machine", "local", float(hw.cpu_cores), float(hw.gpus))]
 
 
 def devices_of(node_id: str) -> int:

@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from harness.atomic import check_writable, written_atomically
+from harness.bisect.search import Budget, parse_budget
 from harness.cluster import session
 from harness.cluster.plan import (
     Case,
@@ -27,12 +28,13 @@ from harness.cluster.plan import (
     on_cpus,
     plan,
     profile_for,
+    this_machine,
     too_large,
     unplaceable,
 )
 from harness.errors import ClusterError, GateError, NightlyError, PreflightError
-from harness.hardware import detect
 from harness.nightly import tasks
+from harness.nightly.culprits import bisect_regressed
 from harness.nightly.profiling import profile_regressed
 from harness.nightly.tasks import CaseOutcome
 from harness.results import report, trend
@@ -55,11 +57,6 @@ def check_pytest_args(pytest_args: Sequence[str]) -> None:
                 f"{option} after -- is the nightly's to set; give {OWN_OPTIONS[option]} to nightly itself (before --), "
                 "which keeps each night's results and checkpoints apart"
             )
-
-
-def this_machine() -> list[Node]:
-    hw = detect()
-    return [Node("this machine", "local", float(hw.cpu_cores), float(hw.gpus))]
 
 
 def print_plan(cases: Sequence[Case], nodes: Sequence[Node], profile: str, where: str) -> None:
@@ -120,6 +117,7 @@ class Night:
     bucket: str | None = None
     nights: int = trend.NIGHTS
     strict: bool = False  # refuse the night when a case fits no node (else it is skipped, with why)
+    bisect: Budget | None = None  # after a regression, bisect each regressed case within this budget; None: don't
 
 
 def run(
@@ -132,12 +130,17 @@ def run(
     bucket: str | None = None,
     nights: int = trend.NIGHTS,
     strict: bool = False,
+    bisect: str | None = None,
 ) -> int:
+    """`bisect`: None (no bisection), "" (no budget) or a budget, `12` steps or `30m`."""
     started = time.perf_counter()
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:  # everything the end of the night needs is checked before its first case
         check_pytest_args(pytest_args)
-        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights, strict)
+        budget = None if bisect is None else parse_budget(bisect)
+        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights, strict, budget)
+        if budget is not None and baseline is None:
+            raise NightlyError("--bisect needs --baseline: it bisects between the baseline's commit and tonight's")
         if baseline is not None and not observations(baseline):
             raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
         check_writable(night.out, "nightly folder", "--out")
@@ -191,7 +194,7 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
     with written_atomically(night.out / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     failed = any(row["status"] not in ("passed", "skipped", "nothing collected") for row in rows)
-    return finish(night, failed, wall_s)
+    return finish(night, failed, wall_s, profile)
 
 
 def tonight_lines(result: Comparison, trends: Sequence[trend.CaseTrend]) -> list[str]:
@@ -201,7 +204,7 @@ def tonight_lines(result: Comparison, trends: Sequence[trend.CaseTrend]) -> list
     return ["", "", f"## Tonight against the last {len(trends[0].nights)} night(s)", "", *lines] if lines else []
 
 
-def finish(night: Night, failed: bool, wall_s: float) -> int:
+def finish(night: Night, failed: bool, wall_s: float, profile: str = "smoke") -> int:
     """The reports (with the trend over the last nights), the gate, the exit status."""
     out = night.out
     records, problems = load_readable(out / "records")
@@ -217,6 +220,8 @@ def finish(night: Night, failed: bool, wall_s: float) -> int:
             print(f"nightly: the regression gate could not decide: {error}")
             return 1
         added = tonight_lines(result, trends) + profile_regressed(result, records, out)  # step or outlier; the slow cases' traces
+        if night.bisect is not None:
+            added += bisect_regressed(result, night.baseline, records, out, night.pytest_args, profile, night.bisect, night.tolerances)
         (out / "regression.md").write_text(result.render() + "\n".join(added) + ("\n" if added else ""))
         print(result.render() + "\n".join(added))
         failed |= not result.passed

@@ -1,0 +1,119 @@
+"""The Python a revision runs with: this environment when the revision's dependency files are the
+ones it was installed from, else one built for them with uv and cached by the files' hash, so a
+dependency bump committed to the repository is bisected like code.
+
+A built environment is a layer over this one: a fresh `uv venv` whose site-packages comes first
+and whose `.pth` file adds this environment's site-packages after it. Into the layer uv installs
+every pin of the revision's constraints.txt whose version differs from what is installed here
+(`--no-deps`: a bumped package keeps its dependencies from below), and every requirement of its
+pyproject.toml that nothing here provides (with its dependencies, under the constraints). Only the
+changed packages are downloaded, not the whole stack; the layer shadows what it replaces. It lives
+in CACHE_DIR/envs/<hash>/ and is reused by every later bisection over the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import site
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from filelock import FileLock
+from packaging.requirements import InvalidRequirement, Requirement
+
+from harness.bisect.revisions import DEPENDENCY_FILES, pins, requirements
+from harness.errors import BisectError
+from harness.settings import REPO_ROOT
+
+READY = "trainbench-env.json"  # written last: a folder without it is an interrupted build, built again
+BUILD_TIMEOUT_S = 1800.0
+CURRENT = "current"
+
+
+def files_hash(files: dict[str, bytes | None]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + (files[name] or b"(absent)") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def current_files() -> dict[str, bytes | None]:
+    """The dependency files this environment was installed from (the running checkout's)."""
+    return {name: (REPO_ROOT / name).read_bytes() if (REPO_ROOT / name).is_file() else None for name in DEPENDENCY_FILES}
+
+
+def python_for(files: dict[str, bytes | None], cache_dir: Path) -> tuple[str, str]:
+    """The interpreter for a revision with these dependency files, and its label (`current`, or
+    `built <hash>`); builds the layer when none is cached. A BisectError when uv cannot build it."""
+    if files == current_files():
+        return sys.executable, CURRENT
+    key = files_hash(files)
+    env = Path(cache_dir) / "envs" / key
+    python = env / "bin" / "python"
+    with FileLock(str(env) + ".lock"):
+        if not (env / READY).is_file():
+            shutil.rmtree(env, ignore_errors=True)
+            build(env, files)
+    return str(python), f"built {key}"
+
+
+def _uv() -> str:
+    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if not Path(found).is_file():
+        raise BisectError("a revision's dependency files differ from this environment's, and building its environment needs uv; pip install 'trainbench[bisect]' (or uv)")
+    return found
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def changed(files: dict[str, bytes | None]) -> tuple[list[str], list[str]]:
+    """What the layer installs: pins whose version differs from this environment's (`name==version`),
+    and declared requirements nothing here provides."""
+    bumped = [f"{name}=={version}" for name, version in sorted(pins(files.get("constraints.txt")).items()) if _installed(name) != version]
+    missing = []
+    for written in sorted(requirements(files.get("pyproject.toml"))):
+        try:
+            requirement = Requirement(written.split(" [", 1)[0])
+        except InvalidRequirement:
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        if requirement.name.lower() != "trainbench" and _installed(requirement.name) is None:
+            missing.append(str(requirement))
+    return bumped, missing
+
+
+def build(env: Path, files: dict[str, bytes | None]) -> None:
+    uv = _uv()
+    env.parent.mkdir(parents=True, exist_ok=True)
+    _run([uv, "venv", "--quiet", "--python", sys.executable, str(env)], env)
+    python = str(env / "bin" / "python")
+    layer = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip())
+    (layer / "_trainbench_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # this environment, after the layer
+    bumped, missing = changed(files)
+    constraints = env / "constraints.txt"
+    constraints.write_bytes(files.get("constraints.txt") or b"")
+    if bumped:
+        _run([uv, "pip", "install", "--quiet", "--python", python, "--no-deps", *bumped], env)
+    if missing:
+        _run([uv, "pip", "install", "--quiet", "--python", python, "-c", str(constraints), *missing], env)
+    (env / READY).write_text(json.dumps({"bumped": bumped, "added": missing}) + "\n")
+
+
+def _run(command: list[str], env: Path) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BisectError(f"building the environment {env} failed: {error}") from None
+    if done.returncode:
+        why = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
+        raise BisectError(f"building the environment {env} failed ({' '.join(command[1:3])}: {why}); check that the package index is reachable and the pins exist")

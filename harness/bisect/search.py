@@ -1,0 +1,248 @@
+"""The bisection: both ends measured first, then rounds of K evenly spaced revisions until the first
+bad commit is next to the last good one.
+
+Every step is judged by the regression gate (`results.compare`) against the good end, on the
+metrics that regressed between the ends. A step whose difference from the good end lies within one
+standard error of the gate's threshold (the band where seed noise alone could flip the verdict;
+the spread pooled over every revision measured so far) is measured again with twice the seeds, up
+to `max_seeds`, before it is called good or bad; the ends likewise. A revision where the case ran
+nothing is left out of the search (as `git bisect skip` does) and named if the culprit could be it.
+A good verdict after a bad one is reported as a regression that is not monotonic.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.atomic import written_atomically
+from harness.bisect.measure import Measurement
+from harness.bisect.revisions import Commit
+from harness.errors import GateError
+from harness.results.compare import Comparison, Tolerance, compare
+from harness.results.observations import GATED_METRICS, Run, observations
+from harness.results.stats import pooled_std
+
+MeasureRound = Callable[[Sequence[tuple[Commit, int]]], list[Measurement]]  # (revision, seeds) each, measured at once
+GOOD, BAD, UNMEASURED = "good", "bad", "unmeasured"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """At most `steps` measurements and `minutes` of bisection (None: no bound)."""
+
+    steps: int | None = None
+    minutes: float | None = None
+
+    def describe(self) -> str:
+        return " and ".join(filter(None, [f"{self.steps} step(s)" if self.steps else "", f"{self.minutes:g} min" if self.minutes else ""])) or "none"
+
+
+def parse_budget(text: str | None) -> Budget:
+    """`12` (steps) or `30m` / `30min` (minutes)."""
+    if not text:
+        return Budget()
+    value = text.strip().lower()
+    for suffix in ("min", "m"):
+        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdigit() and float(value[: -len(suffix)]) > 0:
+            return Budget(minutes=float(value[: -len(suffix)]))
+    if value.isdigit() and int(value) >= 2:
+        return Budget(steps=int(value))
+    raise ValueError(f"budget {text!r} is neither a number of steps (2 or more: the ends are two) nor minutes like 30m")
+
+
+@dataclass
+class Step:
+    """One revision as the bisection saw it: where it sits, its latest measurement, its verdict."""
+
+    commit: Commit
+    index: int  # 0: the good end; len(range): the bad end
+    round: int
+    seeds: int
+    runs: list[Run]
+    measurement: Measurement
+    verdict: str = ""  # good, bad or unmeasured
+    within_noise: bool = False  # still within the noise band at max_seeds: decided at the bound
+    comparison: Comparison | None = None  # against the good end
+    measured: int = 1  # times measured (more seeds each time)
+
+    def figures(self) -> dict[str, float]:
+        """The mean of each gated metric over the step's runs."""
+        values: dict[str, list[float]] = {}
+        for run in self.runs:
+            for metric, value in run.metrics.items():
+                values.setdefault(metric, []).append(value)
+        return {m: math.fsum(v) / len(v) for m in GATED_METRICS if (v := values.get(m))}
+
+    def why_unmeasured(self) -> str:
+        lines = [line for line in self.measurement.log.strip().splitlines() if line.strip()]
+        return (lines[-1] if lines else f"pytest exit status {self.measurement.returncode}")[:300]
+
+
+@dataclass
+class Bisection:
+    """The state and the loop; `run` returns the outcome (see OUTCOMES)."""
+
+    commits: list[Commit]  # the good end first, the bad end last
+    case: str  # the -k expression that selects the case
+    label: str  # the case's readable id, in tables
+    measure_round: MeasureRound
+    out: Path
+    tolerances: Mapping[str, Tolerance]
+    metrics: Sequence[str] | None = None  # None: every gated metric, at the ends
+    seeds: int = 2
+    max_seeds: int = 8
+    parallel: int = 1
+    budget: Budget = field(default_factory=Budget)
+    steps: dict[int, Step] = field(default_factory=dict)
+    rounds: int = 0
+    regressed: list[str] = field(default_factory=list)  # the metrics that regressed between the ends
+    outcome: str = ""
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def good(self) -> Step:
+        return self.steps[0]
+
+    @property
+    def bad_index(self) -> int:
+        return len(self.commits) - 1
+
+    def measurements(self) -> int:
+        return sum(step.measured for step in self.steps.values())
+
+    def _round(self, wanted: Sequence[tuple[int, int]]) -> None:
+        """Measure (index, seeds) pairs, K at a time; each batch is one round."""
+        for start in range(0, len(wanted), self.parallel):
+            batch = wanted[start : start + self.parallel]
+            self.rounds += 1
+            for (index, seeds), measurement in zip(batch, self.measure_round([(self.commits[i], s) for i, s in batch]), strict=True):
+                folder = self.out / "steps" / f"{index:03d}-{self.commits[index].short}-s{seeds}"
+                for relative, content in measurement.records.items():
+                    with written_atomically(folder / relative) as tmp:
+                        tmp.write_bytes(content)
+                with written_atomically(folder / "pytest.log") as tmp:
+                    tmp.write_text(measurement.log)
+                runs = [run for found in (observations(folder).values() if measurement.records else ()) for run in found]
+                before = self.steps.get(index)
+                self.steps[index] = Step(self.commits[index], index, self.rounds, seeds, runs, measurement, measured=(before.measured + 1) if before else 1)
+                print(f"bisect: round {self.rounds}: {self.commits[index].short} {self.commits[index].subject[:60]!r} measured with {seeds} seed(s) in {measurement.seconds:.0f} s")
+
+    def _noise(self, metric: str) -> float | None:
+        """The pooled standard deviation of `metric` over every revision measured so far."""
+        return pooled_std([[run.metrics[metric] for run in step.runs if metric in run.metrics and math.isfinite(run.metrics[metric])] for step in self.steps.values()])
+
+    def _near_threshold(self, comparison: Comparison) -> bool:
+        for verdict in comparison.verdicts:
+            tolerance, spread = self.tolerances[verdict.metric], self._noise(verdict.metric)
+            if spread is None or not (math.isfinite(verdict.baseline) and math.isfinite(verdict.current)):
+                continue
+            worse_by = (verdict.baseline - verdict.current) if tolerance.higher_is_better else (verdict.current - verdict.baseline)
+            if abs(worse_by - verdict.allowed) < spread * math.sqrt(1 / verdict.runs[0] + 1 / verdict.runs[1]):
+                return True
+        return False
+
+    def _compare(self, step: Step, metrics: Sequence[str] | None) -> Comparison:
+        return compare({self.label: self.good.runs}, {self.label: step.runs}, self.tolerances, labels=("good end", step.commit.short), metrics=metrics)
+
+    def _judge(self, indices: Sequence[int], metrics: Sequence[str] | None) -> None:
+        """Verdicts for the steps at `indices`; those within the noise band measured again with more seeds first."""
+        pending = list(indices)
+        while pending:
+            again = []
+            for index in pending:
+                step = self.steps[index]
+                if not step.runs:
+                    step.verdict = UNMEASURED
+                    continue
+                try:
+                    step.comparison = self._compare(step, metrics)
+                except GateError as error:  # the step's record lacks the case or every metric: it measured nothing comparable
+                    step.verdict, step.comparison = UNMEASURED, None
+                    print(f"bisect: {step.commit.short}: {error}")
+                    continue
+                step.verdict = BAD if step.comparison.regressions else GOOD
+                step.within_noise = self._near_threshold(step.comparison)
+                if step.within_noise and step.seeds < self.max_seeds:
+                    again.append((index, min(2 * step.seeds, self.max_seeds)))
+            if again:
+                print(f"bisect: {', '.join(self.commits[i].short for i, _ in again)} within the noise band; measuring again with more seeds")
+                self._round(again)
+            pending = [index for index, _ in again]
+
+    def _over_budget(self) -> bool:
+        minutes = (time.perf_counter() - self.started) / 60
+        return bool((self.budget.steps and self.measurements() >= self.budget.steps) or (self.budget.minutes and minutes >= self.budget.minutes))
+
+    def _ends(self) -> bool:
+        """Measure both ends; False when there is nothing to bisect (an end unmeasured, or no regression)."""
+        self._round([(0, self.seeds), (self.bad_index, self.seeds)])
+        while True:
+            good, bad = self.good, self.steps[self.bad_index]
+            if not good.runs or not bad.runs:
+                for step in (good, bad):
+                    step.verdict = GOOD if step.runs and step.index == 0 else UNMEASURED if not step.runs else ""
+                self.outcome = "unmeasured end"
+                return False
+            good.verdict = GOOD
+            try:
+                bad.comparison = self._compare(bad, self.metrics)
+            except GateError as error:
+                print(f"bisect: the ends cannot be compared: {error}")
+                bad.verdict, self.outcome = UNMEASURED, "unmeasured end"
+                return False
+            bad.within_noise = self._near_threshold(bad.comparison)
+            if bad.within_noise and bad.seeds < self.max_seeds:
+                seeds = min(2 * bad.seeds, self.max_seeds)
+                print(f"bisect: the ends differ within the noise band; measuring both again with {seeds} seeds")
+                self._round([(0, seeds), (self.bad_index, seeds)])
+                continue
+            self.regressed = sorted({v.metric for v in bad.comparison.regressions}, key=list(self.tolerances).index)
+            bad.verdict = BAD if self.regressed else GOOD
+            if not self.regressed:
+                self.outcome = "no regression"
+                return False
+            return True
+
+    def interval(self) -> tuple[int, int]:
+        """(last good, first bad) on the good-then-bad reading: the first bad verdict, and the last good before it."""
+        first_bad = min(i for i, s in self.steps.items() if s.verdict == BAD)
+        return max(i for i, s in self.steps.items() if s.verdict == GOOD and i < first_bad), first_bad
+
+    def candidates(self) -> list[int]:
+        """Revisions between the last good and the first bad that are still to measure."""
+        lo, hi = self.interval()
+        return [i for i in range(lo + 1, hi) if i not in self.steps]
+
+    def unmeasured_between(self) -> list[int]:
+        lo, hi = self.interval()
+        return [i for i in range(lo + 1, hi) if self.steps.get(i) and self.steps[i].verdict == UNMEASURED]
+
+    def not_monotonic(self) -> list[tuple[int, int]]:
+        """(bad index, later good index) pairs: a revision judged good after one judged bad."""
+        judged = sorted((i, s.verdict) for i, s in self.steps.items() if s.verdict in (GOOD, BAD))
+        return [(i, j) for i, vi in judged if vi == BAD for j, vj in judged if vj == GOOD and j > i]
+
+    def run(self) -> str:
+        if not self._ends():
+            return self.outcome
+        while open_ := self.candidates():
+            if self._over_budget():
+                self.outcome = "budget spent"
+                return self.outcome
+            picks = evenly_spaced(open_, self.parallel)
+            self._round([(i, self.seeds) for i in picks])
+            self._judge(picks, self.regressed)
+        self.outcome = "culprit" if not self.unmeasured_between() else "culprit among unmeasured"
+        return self.outcome
+
+
+def evenly_spaced(candidates: Sequence[int], k: int) -> list[int]:
+    """K of the candidates that cut them into K+1 near-equal parts (all of them when there are K or fewer)."""
+    if len(candidates) <= k:
+        return list(candidates)
+    m = len(candidates)
+    return sorted({candidates[min(m - 1, max(0, round((j + 1) * (m + 1) / (k + 1)) - 1))] for j in range(k)})
