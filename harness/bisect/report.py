@@ -71,7 +71,7 @@ def as_dict(bisection: Bisection, repo: Path, profile: str, pytest_args: list[st
         "repo": str(repo), "case": b.label, "k": b.case, "profile": profile, "pytest_args": pytest_args,
         "good": b.commits[0].to_dict(), "bad": b.commits[-1].to_dict(), "commits_in_range": b.bad_index,
         "parallel": b.parallel, "seeds": b.seeds, "max_seeds": b.max_seeds, "budget": b.budget.describe(),
-        "outcome": b.outcome, "summary": summary(b), "regressed_between_ends": b.regressed,
+        "outcome": b.outcome, "summary": summary(b), "regressed_between_ends": b.regressed, "within_noise_at_ends": b.not_followed,
         "first_bad": b.commits[hi].to_dict() if found and b.outcome != "budget spent" else None,
         "last_good": b.commits[lo].to_dict() if found and b.outcome != "budget spent" else None,
         "remaining": [b.commits[i].sha for i in range(lo + 1, hi + 1)] if b.outcome == "budget spent" else [],
@@ -102,6 +102,8 @@ def markdown(bisection: Bisection, data: dict) -> str:
     bad_end = b.steps.get(b.bad_index)
     if bad_end and bad_end.comparison:
         lines += ["The ends, by the regression gate (good end as baseline):", "", bad_end.comparison.table().markdown(), ""]
+    if b.regressed:
+        lines += [f"The steps are judged on {', '.join(b.regressed)}" + (f"; within the noise band at the ends, not followed: {', '.join(b.not_followed)}." if b.not_followed else "."), ""]
     if data["first_bad"]:
         lines += [f"Files changed by {data['first_bad']['sha'][:10]}: " + (", ".join(data["first_bad"]["files"]) or "none"), ""]
     if b.not_monotonic():

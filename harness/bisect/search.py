@@ -2,12 +2,14 @@
 bad commit is next to the last good one.
 
 Every step is judged by the regression gate (`results.compare`) against the good end, on the
-metrics that regressed between the ends. A step whose difference from the good end lies within one
-standard error of the gate's threshold (the band where seed noise alone could flip the verdict;
-the spread pooled over every revision measured so far) is measured again with twice the seeds, up
-to `max_seeds`, before it is called good or bad; the ends likewise. A revision where the case ran
-nothing is left out of the search (as `git bisect skip` does) and named if the culprit could be it.
-A good verdict after a bad one is reported as a regression that is not monotonic.
+metrics that clearly regressed between the ends (those within the noise band beside a clear one are
+named, not followed). A step with a clear regression is bad; one without, whose difference from the
+good end lies within one standard error of the gate's threshold in some metric (the band where seed
+noise alone could flip the verdict; the spread of the two sides' seeds, pooled), is
+measured again with twice the seeds, up to `max_seeds`, before it is called good or bad; the ends
+likewise. A revision where the case ran nothing is left out of the search (as `git bisect skip`
+does) and named if the culprit could be it. A good verdict after a bad one is reported as a
+regression that is not monotonic.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class Bisection:
     budget: Budget = field(default_factory=Budget)
     steps: dict[int, Step] = field(default_factory=dict)
     rounds: int = 0
-    regressed: list[str] = field(default_factory=list)  # the metrics that regressed between the ends
+    regressed: list[str] = field(default_factory=list)  # the metrics that regressed between the ends, which the steps are judged on
+    not_followed: list[str] = field(default_factory=list)  # within the noise band at the ends beside a clear regression: not judged on
     outcome: str = ""
     started: float = field(default_factory=time.perf_counter)
 
@@ -131,19 +134,19 @@ class Bisection:
                 self.steps[index] = Step(self.commits[index], index, self.rounds, seeds, runs, measurement, measured=(before.measured + 1) if before else 1)
                 print(f"bisect: round {self.rounds}: {self.commits[index].short} {self.commits[index].subject[:60]!r} measured with {seeds} seed(s) in {measurement.seconds:.0f} s")
 
-    def _noise(self, metric: str) -> float | None:
-        """The pooled standard deviation of `metric` over every revision measured so far."""
-        return pooled_std([[run.metrics[metric] for run in step.runs if metric in run.metrics and math.isfinite(run.metrics[metric])] for step in self.steps.values()])
-
-    def _near_threshold(self, comparison: Comparison) -> bool:
-        for verdict in comparison.verdicts:
-            tolerance, spread = self.tolerances[verdict.metric], self._noise(verdict.metric)
+    def _borderline(self, step: Step) -> set[str]:
+        """The metrics whose difference from the good end lies within one standard error of the gate's
+        threshold (the spread pooled over the two sides' seeds)."""
+        found = set()
+        for verdict in step.comparison.verdicts:
+            sides = [[run.metrics[verdict.metric] for run in s.runs if verdict.metric in run.metrics] for s in (self.good, step)]
+            tolerance, spread = self.tolerances[verdict.metric], pooled_std(sides)
             if spread is None or not (math.isfinite(verdict.baseline) and math.isfinite(verdict.current)):
                 continue
             worse_by = (verdict.baseline - verdict.current) if tolerance.higher_is_better else (verdict.current - verdict.baseline)
             if abs(worse_by - verdict.allowed) < spread * math.sqrt(1 / verdict.runs[0] + 1 / verdict.runs[1]):
-                return True
-        return False
+                found.add(verdict.metric)
+        return found
 
     def _compare(self, step: Step, metrics: Sequence[str] | None) -> Comparison:
         return compare({self.label: self.good.runs}, {self.label: step.runs}, self.tolerances, labels=("good end", step.commit.short), metrics=metrics)
@@ -165,7 +168,8 @@ class Bisection:
                     print(f"bisect: {step.commit.short}: {error}")
                     continue
                 step.verdict = BAD if step.comparison.regressions else GOOD
-                step.within_noise = self._near_threshold(step.comparison)
+                borderline = self._borderline(step)
+                step.within_noise = bool(borderline) and all(v.metric in borderline for v in step.comparison.regressions)  # no clear regression to decide on
                 if step.within_noise and step.seeds < self.max_seeds:
                     again.append((index, min(2 * step.seeds, self.max_seeds)))
             if again:
@@ -194,13 +198,17 @@ class Bisection:
                 print(f"bisect: the ends cannot be compared: {error}")
                 bad.verdict, self.outcome = UNMEASURED, "unmeasured end"
                 return False
-            bad.within_noise = self._near_threshold(bad.comparison)
-            if bad.within_noise and bad.seeds < self.max_seeds:
+            borderline = self._borderline(bad)
+            clear = [v.metric for v in bad.comparison.regressions if v.metric not in borderline]
+            bad.within_noise = bool(borderline) and not clear
+            if bad.within_noise and bad.seeds < self.max_seeds:  # nothing clearly regressed, something might have
                 seeds = min(2 * bad.seeds, self.max_seeds)
-                print(f"bisect: the ends differ within the noise band; measuring both again with {seeds} seeds")
+                print(f"bisect: the ends differ within the noise band ({', '.join(sorted(borderline))}); measuring both again with {seeds} seeds")
                 self._round([(0, seeds), (self.bad_index, seeds)])
                 continue
-            self.regressed = sorted({v.metric for v in bad.comparison.regressions}, key=list(self.tolerances).index)
+            followed = clear or [v.metric for v in bad.comparison.regressions]  # the clear regressions; at the seed bound, what the gate says
+            self.regressed = sorted(followed, key=list(self.tolerances).index)
+            self.not_followed = sorted(borderline - set(followed))
             bad.verdict = BAD if self.regressed else GOOD
             if not self.regressed:
                 self.outcome = "no regression"
