@@ -111,4 +111,4 @@ def test_without_gcs_a_bucket_is_refused_before_training(tiny_folder, tmp_path):
 def test_without_ray_the_nightly_is_refused_before_anything_runs(tmp_path):
     done = _python_without(f"from harness import cli\nraise SystemExit(cli.main(['nightly', '--out', {str(tmp_path / 'n')!r}]))\n")
     assert done.returncode == 2, done.stderr
-    assert done.stdout.strip() == "nightly: Ray is not installed, and the nightly runs its cases as Ray tasks; pip install 'trainbench[nightly]' (or ray)"
+    assert done.stdout.strip() == "nightly: Ray is not installed, and the nightly and bisect --parallel run their cases as Ray tasks; pip install 'trainbench[nightly]' (or ray)"
