@@ -21,6 +21,7 @@ from harness.artifacts import tracking
 from harness.artifacts.gcs import BucketUploader
 from harness.atomic import check_writable
 from harness.errors import BucketAccessError, PreflightError
+from harness.results import mlflow_runs
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -42,6 +43,7 @@ def check(spec: BenchmarkSpec, settings: RunSettings) -> None:
         raise PreflightError("--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run saved to")
     if settings.wandb in ("online", "offline") and not tracking.installed():
         raise PreflightError(f"--wandb {settings.wandb} needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb), or give --wandb off")
+    mlflow_runs.check(settings.mlflow, settings.results_dir)
     if settings.gcs_bucket:
         check_bucket(settings.gcs_bucket, settings.gcs_retry_s)
 

@@ -217,4 +217,5 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
     except RecordError:
         print(record.summary(), flush=True)  # the trained result is never lost: it is on the screen
         raise
+    job.artifacts.publish(record, job.run_dir)
     return record

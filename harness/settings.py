@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "TRAINBENCH_"
 WandbMode = Literal["auto", "online", "offline", "off"]
 WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
+MLFLOW_SETTING = r"^(auto|off|databricks(-uc)?|[a-z][a-z0-9+.-]*:(//)?.+)$"  # auto, off, or a tracking URI (harness.results.mlflow_runs)
 Profile = Literal["smoke", "full"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 # One default for `python -m harness` and pytest: the smoke profile runs anywhere, offline, in
@@ -56,6 +57,7 @@ class Environment(BaseSettings):
     rendezvous_timeout_s: PositiveFloat | None = Field(None, description="a number of seconds, e.g. 600")
     wandb: WandbMode | None = Field(None, description=", ".join(WANDB_MODES[:-1]) + " or " + WANDB_MODES[-1])
     wandb_project: str | None = Field(None, description="a wandb project name")
+    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] | None = Field(None, description="auto, off or a tracking URI such as http://127.0.0.1:5000")
     max_image_pixels: PositiveInt | None = Field(None, description="a whole number of pixels, e.g. 200000000")
     workers: NonNegativeInt | None = Field(None, description="a whole number of loader worker processes per training process, e.g. 8 (0: load in the training process)")
 
@@ -105,6 +107,7 @@ class RunSettings(BaseModel):
     gcs_bucket: str | None = Field(None, description="gs://BUCKET[/PREFIX]")
     wandb: WandbMode = Field("off", description="one of " + ", ".join(WANDB_MODES))
     wandb_project: str = Field("trainbench", description="a wandb project name")
+    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] = Field("off", description="auto, off or a tracking URI such as http://127.0.0.1:5000")
     resume: bool = Field(False, description="true or false")
     gcs_retry_s: PositiveFloat = Field(120.0, description="a positive number of seconds")
     rendezvous_timeout_s: PositiveFloat = Field(600.0, description="a positive number of seconds")
@@ -136,7 +139,7 @@ class RunSettings(BaseModel):
     def quiet(self, **changes: Any) -> RunSettings:
         """These settings for a helper training (a stand-in's pretraining, a throughput or profile
         run): no tracking, no checkpoints, no resume; `changes` over that."""
-        return self.replace(wandb="off", checkpoint_dirs=(), gcs_bucket=None, resume=False, **changes)
+        return self.replace(wandb="off", mlflow="off", checkpoint_dirs=(), gcs_bucket=None, resume=False, **changes)
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -161,6 +164,7 @@ class RunSettings(BaseModel):
             gcs_bucket=get("gcs_bucket") or None,
             wandb=get("wandb"),
             wandb_project=get("wandb_project"),
+            mlflow=get("mlflow"),
             resume=bool(get("resume")),
             gcs_retry_s=float(get("gcs_retry_s")),
             rendezvous_timeout_s=float(get("rendezvous_timeout_s")),
@@ -187,6 +191,7 @@ def options(twins: Environment) -> list[tuple[str, dict[str, Any]]]:
         ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=twins.gcs_retry_s or 120.0, help=f"give up an upload after retrying this long [{var('gcs_retry_s')}; default 120]")),
         ("--rendezvous-timeout-s", dict(dest="rendezvous_timeout_s", type=float, default=twins.rendezvous_timeout_s or 600.0, help=f"how long DDP processes wait for each other (the nodes' rendezvous, every collective) before failing with a message [{var('rendezvous_timeout_s')}; default 600]")),
         ("--wandb", dict(dest="wandb", choices=WANDB_MODES, default=twins.wandb or "auto", help=f"wandb tracking; auto: online with WANDB_API_KEY, else offline, off without wandb installed [{var('wandb')}; default auto]")),
+        ("--mlflow", dict(dest="mlflow", default=twins.mlflow or "auto", metavar="auto|off|URI", help=f"MLflow tracking; auto: a SQLite store in the results folder (RESULTS_DIR/mlflow.db; `mlflow ui --backend-store-uri sqlite:///RESULTS_DIR/mlflow.db` shows it), off without mlflow installed; URI: that tracking server or store [{var('mlflow')}; default auto]")),
         ("--wandb-project", dict(dest="wandb_project", default=twins.wandb_project or "trainbench", help=f"wandb project [{var('wandb_project')}; default trainbench]")),
         ("--workers", dict(dest="workers", type=int, default=twins.workers, help=f"DataLoader worker processes per training process [{var('workers')}; default: with GPUs the CPU cores available to each process, at most 16; training on CPUs none; the recipe's published value is kept in the record]")),
         ("--no-decode-cache", dict(dest="decode_cache", action="store_false", help="decode every image from its file each time it is loaded (at the size the cache stores: the same tensors, more CPU), instead of once into the decoded-image cache under --cache-dir")),

@@ -1,7 +1,11 @@
-"""Small real inputs for the tests: generated ImageFolders and a tiny-model spec."""
+"""Small real inputs for the tests: generated ImageFolders and a tiny-model spec.
+
+The runs here track nothing in MLflow unless a test asks (`--mlflow`, tests/test_mlflow.py): the
+default `auto` would give every test's results folder a store of its own, about 2 s each."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,8 @@ import pytest
 from harness.data.synthetic import render
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe, Split, aug
+
+os.environ.setdefault("TRAINBENCH_MLFLOW", "off")  # inherited by the runs, launchers and servers the tests start
 
 TINY_MODEL = "test_efficientnet"
 

@@ -7,6 +7,7 @@ Every process started here is stopped here."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -69,7 +70,8 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
         cluster = LoopbackCluster(tmp_path / "cluster", nodes=2, cpus_per_node=1, env=env)
         nights = tmp_path / "nights"
 
-        drivers.append(nightly(cluster, nights / "night-1", TWO_SEEDS))
+        store = f"sqlite:///{nights / 'mlflow.db'}"  # the driver imports each night's records into one store
+        drivers.append(nightly(cluster, nights / "night-1", TWO_SEEDS, "--mlflow", store))
         code, output = finished(drivers[-1])
         assert code == 0, output[-4000:]
         first = json.loads((nights / "night-1" / "nightly.json").read_text())
@@ -80,7 +82,8 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
         assert not list((nights / "night-1").rglob("*.ckpt")), "checkpoints stay on the nodes and in the bucket"
         assert len(list((nights / "night-1" / "benchmark").glob("*.json"))) == 2 and len(list((nights / "night-1" / "logs").glob("*.log"))) == 2
 
-        drivers.append(nightly(cluster, nights / "night-2", TWO_SEEDS, "--baseline", str(nights / "night-1"), "--tolerance", "speed=1.0"))
+        assert "nightly: 2 run(s) imported into MLflow" in output, output[-4000:]
+        drivers.append(nightly(cluster, nights / "night-2", TWO_SEEDS, "--baseline", str(nights / "night-1"), "--tolerance", "speed=1.0", "--mlflow", store))
         run_id = uploaded_checkpoint(cluster, 1, "night-2", time.monotonic() + NIGHT_TIMEOUT_S)  # node 1: the head holds the cluster
         cluster.kill(1)
         code, output = finished(drivers[-1])
@@ -90,6 +93,13 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
         resumed = json.loads((nights / "night-2" / "records" / run_id / "result.json").read_text())["extra"]["artifacts"]["checkpoints"]["resumed_from"]
         assert resumed["checkpoint"] == f"gs://{BUCKET}/ci/night-2/{run_id}/last.ckpt" and resumed["epoch"] >= 1, resumed
         assert "PASS: no regression" in (nights / "night-2" / "regression.md").read_text()
+        assert "nightly: 2 run(s) imported into MLflow" in output, output[-4000:]
+        if importlib.util.find_spec("mlflow"):
+            from mlflow import MlflowClient
+
+            client = MlflowClient(store)
+            runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+            assert len(runs) == 4 and len({r.data.tags["trainbench.record"] for r in runs}) == 4, "each night's two records, once each"
         page = (nights / "night-2" / "records" / "report.html").read_text()
         trends = list((nights / "night-2" / "records" / "trend").glob("*.png"))
         assert "Trend over the last 2 night(s)" in page and len(trends) == 1, trends  # the seeds pool into their case's trend

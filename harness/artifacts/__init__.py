@@ -1,7 +1,7 @@
-"""What a run leaves besides its record: checkpoints (folders + bucket) and a wandb run.
+"""What a run leaves besides its record: checkpoints (folders + bucket), a wandb run and an MLflow run.
 
 Engines talk to one `RunArtifacts` per run, on rank 0 only: `track` and `save_checkpoint` after
-every epoch; the runner calls `finish`. Resume goes through `resume_path` on every rank. Each
+every epoch; the runner calls `finish`, then `publish` once the record is saved. Resume goes through `resume_path` on every rank. Each
 engine runs its whole checkpoint step (building the checkpoint included) inside `checkpoint_timer`,
 so the record says what saving took from training, the same way for both.
 """
@@ -27,6 +27,7 @@ from harness.artifacts.checkpoints import (
 from harness.artifacts.gcs import BucketUploader, wait_after_interrupt
 from harness.artifacts.tracking import WandbTracker
 from harness.errors import CheckpointError, ResumeError
+from harness.results.mlflow_runs import MlflowTracker
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
 
@@ -70,6 +71,7 @@ class RunArtifacts:
         if self.bucket is not None and rank_zero_only.rank == 0:  # one process catches up for all
             self.bucket.catch_up(folders)
         self.tracker = WandbTracker(settings.wandb, settings.wandb_project, spec, run_id, settings.results_dir)
+        self.mlflow = MlflowTracker(settings.mlflow, spec, run_id, settings.results_dir)
         self.saved: list[str] = []
         self.resumed_from: dict[str, Any] | None = None  # the checkpoint this run continued from, for its record
         self.checkpoint_blocked_s = 0.0  # the training thread's time in this process's checkpoint steps
@@ -103,8 +105,9 @@ class RunArtifacts:
         return {"from_epoch": epoch, "compile": self.settings.compile, "fused_optimizer": self.settings.fused_optimizer}
 
     def track(self, row: dict[str, float]) -> None:
-        """Log one epoch's row to the wandb run."""
+        """Log one epoch's row to the wandb and MLflow runs."""
         self.tracker.log_epoch(row)
+        self.mlflow.log_epoch(row)
 
     @contextmanager
     def checkpoint_timer(self) -> Iterator[None]:
@@ -124,13 +127,13 @@ class RunArtifacts:
     def replay(self, history: list[dict[str, float]]) -> None:
         """After a resume: give the tracker the epochs that ran before the interruption."""
         for row in history:
-            self.tracker.log_epoch(row)
+            self.track(row)
 
     def finish(self, history: list[dict[str, float]], test: dict[str, float]) -> dict[str, Any]:
         """Await the last checkpoint write and the uploads, close tracking; the report goes into
         result.json (never credentials). A last checkpoint that could not be written is reported
         there and printed: the trained result is still recorded."""
-        report: dict[str, Any] = {"wandb": self.tracker.finish(history, test)}
+        report: dict[str, Any] = {"wandb": self.tracker.finish(history, test), "mlflow": self.mlflow.finish()}
         waiting = time.perf_counter()
         if self.store is not None:
             report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": self.saved[-1] if self.saved else None, "resumed_from": self.resumed_from}
@@ -151,3 +154,7 @@ class RunArtifacts:
                 checkpoint_upload_cpu_s=round(self.bucket.cpu_s, 3) if self.bucket is not None else 0.0,
             )
         return report
+
+    def publish(self, record: Any, run_dir: Path) -> None:
+        """Once the record is saved: the MLflow run completed from it (test metrics, tags, artifacts)."""
+        self.mlflow.publish(record, run_dir)

@@ -52,7 +52,7 @@ def measure(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_ar
     python, label = environments.python_for(revisions.dependency_files(repo, sha), cache_dir)
     with revisions.worktree(repo, sha, Path(scratch) / "worktrees") as tree:
         results = tree / RESULTS
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])), "TRAINBENCH_WANDB": os.environ.get("TRAINBENCH_WANDB", "off")}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])), "TRAINBENCH_WANDB": os.environ.get("TRAINBENCH_WANDB", "off"), "TRAINBENCH_MLFLOW": "off"}  # a measurement, not a tracked run
         done = subprocess.run(step_command(python, case, seeds, profile, results, pytest_args), cwd=tree, env=env, capture_output=True, text=True, check=False)
         records = {path.relative_to(results).as_posix(): path.read_bytes() for path in sorted(results.glob("*/result.json"))}
     log = (done.stdout + done.stderr)[-LOG_CHARS:]

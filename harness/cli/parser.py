@@ -139,6 +139,7 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p.add_argument("--nights", type=positive_int, help="how many of the last nights the report's trend shows (default 14)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (each case and the resources it asks for; on a cluster, its nodes) and run nothing")
     p.add_argument("--strict", action="store_true", help="refuse the whole night when a case fits no node of the cluster (default: skip such a case, saying why, in the plan and in nightly.json)")
+    p.add_argument("--mlflow", metavar="auto|off|URI", default=twins.mlflow or "auto", help=f"after the night, the driver imports its records into MLflow; auto: NIGHTS/mlflow.db beside the night folders (off without mlflow installed) [{Environment.variable('mlflow')}; default auto]")
     p.add_argument("--bisect", action="store_true", help="after a regression, bisect each regressed case between the baseline's commit and tonight's on the night's Ray session; regression.md names the culprit (needs --baseline)")
     p.add_argument("--bisect-budget", metavar="STEPS|MINm", help="bound each bisection: measurements (e.g. 12) or minutes (e.g. 30m); implies --bisect [default: no bound]")
     p.add_argument("pytest_args", nargs="*", help="passed to pytest after --, e.g. -- --data-root /data --weights-dir /weights")
@@ -162,6 +163,11 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="as for compare, e.g. acc=0.02; repeatable")
     p.add_argument("--metrics", metavar="NAMES", help="compare the ends on these metrics only, e.g. images_per_s (default: every gated metric); the steps are judged on those that regressed")
     p.add_argument("pytest_args", nargs="*", help="passed to each step's pytest after --, e.g. -- --epochs 2 --data-root /data")
+
+    p = sub.add_parser("track", help="import records (a results folder, a nightly's, baselines/) into MLflow, each once: MLflow as a view of the records")
+    p.add_argument("results", type=Path, help="a folder holding records (*/result.json at any depth)")
+    p.add_argument("--mlflow", metavar="URI", default=twins.mlflow if twins.mlflow not in (None, "auto", "off") else None,
+                   help=f"the tracking server or store, e.g. http://127.0.0.1:5000 or sqlite:///runs.db [{Environment.variable('mlflow')} when a URI; default sqlite:///RESULTS/mlflow.db]")  # fmt: skip
 
     p = sub.add_parser("eda", help="a report of a dataset: counts, sizes, modes, channel statistics, samples, augmentations")
     p.add_argument("data_dir", type=Path, help="an ImageFolder directory")

@@ -37,7 +37,7 @@ from harness.nightly import tasks
 from harness.nightly.culprits import bisect_regressed
 from harness.nightly.profiling import profile_regressed
 from harness.nightly.tasks import CaseOutcome
-from harness.results import report, trend
+from harness.results import mlflow_runs, report, trend
 from harness.results.compare import Comparison, compare_paths, parse_tolerances
 from harness.results.observations import observations
 from harness.results.record import load_readable
@@ -46,7 +46,7 @@ from harness.settings import REPO_ROOT
 NIGHTS_DIR = REPO_ROOT / "results" / "nightly"
 MANIFEST = "nightly.json"
 # Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
-OWN_OPTIONS = {"--results-dir": "--out", "--benchmark-json": "--out", "--junitxml": "--out", "--junit-xml": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
+OWN_OPTIONS = {"--mlflow": "--mlflow", "--results-dir": "--out", "--benchmark-json": "--out", "--junitxml": "--out", "--junit-xml": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
 
 
 def check_pytest_args(pytest_args: Sequence[str]) -> None:
@@ -118,6 +118,7 @@ class Night:
     nights: int = trend.NIGHTS
     strict: bool = False  # refuse the night when a case fits no node (else it is skipped, with why)
     bisect: Budget | None = None  # after a regression, bisect each regressed case within this budget; None: don't
+    mlflow: str = "off"  # where the driver imports the night's records: auto (<nights>/mlflow.db), off, or a tracking URI
 
 
 def run(
@@ -131,6 +132,7 @@ def run(
     nights: int = trend.NIGHTS,
     strict: bool = False,
     bisect: str | None = None,
+    mlflow: str = "off",
 ) -> int:
     """`bisect`: None (no bisection), "" (no budget) or a budget, `12` steps or `30m`."""
     started = time.perf_counter()
@@ -138,7 +140,8 @@ def run(
     try:  # everything the end of the night needs is checked before its first case
         check_pytest_args(pytest_args)
         budget = None if bisect is None else parse_budget(bisect)
-        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights, strict, budget)
+        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights, strict, budget, mlflow)
+        mlflow_runs.check(mlflow, night.out.parent)
         if budget is not None and baseline is None:
             raise NightlyError("--bisect needs --baseline: it bisects between the baseline's commit and tonight's")
         if baseline is not None and not observations(baseline):
@@ -204,6 +207,20 @@ def tonight_lines(result: Comparison, trends: Sequence[trend.CaseTrend]) -> list
     return ["", "", f"## Tonight against the last {len(trends[0].nights)} night(s)", "", *lines] if lines else []
 
 
+def track(night: Night, out: Path) -> None:
+    """The night's records into MLflow, imported here on the driver: the tasks log nothing there, so
+    no two processes on two nodes ever write one SQLite store at once."""
+    uri = mlflow_runs.tracking_uri(night.mlflow, out.parent)
+    if uri is None:
+        return
+    try:
+        added, present, _ = mlflow_runs.import_records(out / "records", uri)
+    except Exception as error:  # a view of the records: failing it never fails the night
+        print(f"nightly: the records could not be imported into MLflow at {uri}: {type(error).__name__}: {error}"[:600])
+        return
+    print(f"nightly: {len(added)} run(s) imported into MLflow at {uri} ({len(present)} already there)")
+
+
 def finish(night: Night, failed: bool, wall_s: float, profile: str = "smoke") -> int:
     """The reports (with the trend over the last nights), the gate, the exit status."""
     out = night.out
@@ -211,6 +228,7 @@ def finish(night: Night, failed: bool, wall_s: float, profile: str = "smoke") ->
     for problem in problems:
         print(f"nightly: skipped {problem}")
     trends = trend.of_nights(out.parent, night.nights, night.baseline) if records else []
+    track(night, out)
     if records:
         report.write(records, out / "records", trend=trends)
     if night.baseline is not None:

@@ -56,7 +56,7 @@ def case_command(case: Case, scratch: Path, profile: str, pytest_args: Sequence[
     """The pytest command of one case on its node."""
     command = [
         sys.executable, "-m", "pytest", case.node_id, "--profile", profile, "--results-dir", str(scratch / "records"),
-        f"--benchmark-json={scratch / 'benchmark.json'}", f"--junitxml={scratch / JUNIT}", "-p", "no:cacheprovider", *pytest_args,
+        f"--benchmark-json={scratch / 'benchmark.json'}", f"--junitxml={scratch / JUNIT}", "-p", "no:cacheprovider", "--mlflow", "off", *pytest_args,
     ]  # fmt: skip
     if bucket:
         command += ["--gcs-bucket", f"{bucket.rstrip('/')}/{night}", "--resume"]

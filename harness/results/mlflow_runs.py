@@ -1,0 +1,267 @@
+"""MLflow beside wandb: every run an MLflow run, logged live, and any folder of records importable.
+
+`--mlflow auto` (the default where mlflow is installed: `pip install 'trainbench[mlflow]'`) logs to
+a SQLite store in the results folder, `sqlite:///<results>/mlflow.db`, with artifacts beside it in
+`<results>/mlartifacts/`, which `mlflow ui --backend-store-uri sqlite:///results/mlflow.db` opens
+with no account and no network; a URI (`http://host:5000`, `sqlite:///path.db`, ...) logs to that
+tracking store; `off` logs nothing. mlflow is imported only when a run is tracked.
+
+In MLflow's own terms: one experiment per workflow (`fastvit`, `efficientnetv2`, `adhoc`), runs
+named by case id, tags for engine, precision, devices, weights and profile, so its compare view
+lines up pretrained against random and the precision x devices cells. A run logs, on rank 0: the
+spec and recipe as params (flattened, `recipe.lr`, `recipe.train_augmentations`), then one step per
+epoch of every history column; once its record is saved, the test metrics and the record's speed,
+time and efficiency figures, tags for its identity (trainbench run id, fingerprint), environment
+(versions, device, git commit) and checkpoint locations (folders, `gs://` URIs), and as artifacts
+the record, history.csv and curves.png.
+
+The record is the source of truth and MLflow a view of it: `import_records` (`python -m harness
+track`) logs records written without MLflow the same way. A record is keyed by its run id and start
+time (the `trainbench.record` tag), so a record already in the store, logged live or imported, is
+never added twice. MLflow failing mid-run never fails training (it is printed, as for wandb); a
+tracking server that does not answer is refused before training (`check`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import PreflightError
+
+RECORD_TAG = "trainbench.record"  # run id @ start time: one MLflow run per record
+RUN_ID_TAG = "trainbench.run_id"
+CASE_TAGS = ("engine", "precision", "devices", "weights", "profile", "model", "dataset")
+RECORD_FIGURES = ("steady_images_per_s", "train_images_per_s", "wall_time_s", "data_wait_share", "achieved_tflops", "peak_gpu_memory_gib")
+ARTIFACTS = ("result.json", "history.csv", "curves.png")
+PARAM_CHARS = 6000  # MLflow's limit on a param value
+BATCH = 100  # MLflow's limit on params (and tags) per log_batch call
+HEALTH_TIMEOUT_S = 5.0
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("mlflow") is not None
+
+
+def tracking_uri(setting: str, results_dir: Path) -> str | None:
+    """The store a run logs to: auto is the results folder's SQLite file (None without mlflow installed); off is None."""
+    if setting == "off" or (setting == "auto" and not installed()):
+        return None
+    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}" if setting == "auto" else setting
+
+
+def check(setting: str, results_dir: Path) -> None:
+    """Before training: mlflow is there when a URI was asked for, and an HTTP tracking server answers."""
+    if setting in ("auto", "off"):
+        return
+    if not installed():
+        raise PreflightError(f"--mlflow {setting} needs mlflow, which is not installed; pip install 'trainbench[mlflow]' (or mlflow), or give --mlflow off")
+    if setting.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{setting.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as answer:
+                answer.read()
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            reason = getattr(error, "reason", error)
+            raise PreflightError(f"--mlflow {setting}: no MLflow tracking server answers there ({reason}); start one (`mlflow server --host 127.0.0.1 --port 5000`), give another URI, or --mlflow off") from None
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    for name in ("mlflow", "alembic"):  # after the import, which sets mlflow's own levels: its table-creation lines say nothing a run's do not
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts of a SQLite store go beside its file (MLflow's default would be ./mlruns under the current folder)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None  # a server decides
+
+
+def experiment_id(client, name: str, uri: str) -> str:
+    """The workflow's experiment, created on first use (another process creating it at once is fine)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_root(uri), tags={"trainbench.workflow": name})
+    except MlflowException:
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"recipe": {"lr": 0.001}}` -> `{"recipe.lr": "0.001"}`; lists as JSON; each value cut at MLflow's limit."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = (value if isinstance(value, str) else json.dumps(value))[:PARAM_CHARS]
+    return flat
+
+
+def case_tags(spec: Mapping[str, Any]) -> dict[str, str]:
+    """What MLflow's compare view lines cells up by: engine, precision, devices, weights, profile, model, dataset."""
+    return {key: str(spec[key]) for key in CASE_TAGS if key in spec} | {"workflow": str(spec.get("benchmark"))}
+
+
+def record_tags(record) -> dict[str, str]:
+    """A record's identity, environment and checkpoint locations."""
+    tags = {RECORD_TAG: f"{record.run_id}@{record.started_at}", RUN_ID_TAG: record.run_id, "trainbench.fingerprint": record.fingerprint, "status": record.status}
+    tags |= {f"env.{key}": str(value) for key, value in record.environment.items() if value is not None}
+    saved = (record.extra.get("artifacts") or {}) if isinstance(record.extra, dict) else {}
+    checkpoints = saved.get("checkpoints") or {}
+    if checkpoints.get("folders"):
+        tags["checkpoints.folders"] = ", ".join(checkpoints["folders"])
+    if checkpoints.get("last"):
+        tags["checkpoints.last"] = checkpoints["last"]
+    if (saved.get("gcs") or {}).get("bucket"):
+        tags["checkpoints.bucket"] = saved["gcs"]["bucket"]
+    return tags
+
+
+def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list:
+    from mlflow.entities import Metric
+
+    epoch = int(row["epoch"])
+    return [Metric(key, float(value), timestamp_ms, epoch) for key, value in row.items() if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool)]
+
+
+def record_metrics(record, timestamp_ms: int) -> list:
+    """The test metrics and the record's figures, at the last epoch's step."""
+    from mlflow.entities import Metric
+
+    step = len(record.history)
+    values = dict(record.test) | {key: getattr(record, key) for key in RECORD_FIGURES} | {"mfu": (record.mfu or {}).get("measured")}
+    if (record.energy or {}).get("joules_per_image") is not None:
+        values["joules_per_image"] = record.energy["joules_per_image"]
+    return [Metric(key, float(value), timestamp_ms, step) for key, value in values.items() if isinstance(value, int | float) and not isinstance(value, bool)]
+
+
+def _log(client, run_id: str, metrics: Iterable = (), params: Mapping[str, str] | None = None, tags: Mapping[str, str] | None = None) -> None:
+    from mlflow.entities import Param, RunTag
+
+    metrics, params, tags = list(metrics), [Param(k, v) for k, v in (params or {}).items()], [RunTag(k, v) for k, v in (tags or {}).items()]
+    for start in range(0, max(len(metrics), len(params), len(tags), 1), BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + BATCH], params=params[start : start + BATCH], tags=tags[start : start + BATCH])
+
+
+def complete(client, run_id: str, record, run_dir: Path, end_ms: int | None = None) -> None:
+    """What a run logs from its saved record: test metrics and figures, tags, artifacts; then it ends
+    (FINISHED, or FAILED for a diverged run)."""
+    now = int(time.time() * 1000)
+    _log(client, run_id, record_metrics(record, now), tags=record_tags(record))
+    for name in ARTIFACTS:
+        if (run_dir / name).is_file():
+            client.log_artifact(run_id, str(run_dir / name))
+    client.set_terminated(run_id, "FINISHED" if record.ok else "FAILED", end_time=end_ms)
+
+
+class MlflowTracker:
+    """An MLflow run opened on the first epoch (rank 0 only), completed from the record by `publish`."""
+
+    def __init__(self, setting: str, spec, run_id: str, results_dir: Path) -> None:
+        self.uri = tracking_uri(setting, results_dir)
+        self.spec, self.run_id = spec, run_id
+        self.client = None
+        self.mlflow_run_id: str | None = None
+        self.error: str | None = None
+
+    def _failed(self, what: str, error: Exception) -> None:
+        self.error = f"{type(error).__name__}: {error}"[:500]
+        print(f"[trainbench] mlflow {what} failed, the run goes on: {self.error}", flush=True)
+
+    def _open(self) -> None:
+        if self.mlflow_run_id is not None or self.uri is None or self.error:
+            return
+        try:
+            self.client = _client(self.uri)
+            spec = self.spec.to_dict()
+            experiment = experiment_id(self.client, self.spec.benchmark, self.uri)
+            run = self.client.create_run(experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id})
+            self.mlflow_run_id = run.info.run_id
+            _log(self.client, self.mlflow_run_id, params=flatten(spec))
+        except Exception as error:  # tracking must never fail training
+            self._failed("tracking", error)
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        self._open()
+        if self.mlflow_run_id is None:
+            return
+        try:
+            _log(self.client, self.mlflow_run_id, epoch_metrics(row, int(time.time() * 1000)))
+        except Exception as error:
+            self._failed("log", error)
+
+    def finish(self) -> dict[str, Any]:
+        """What the record says about MLflow (the store and the run; never credentials)."""
+        if self.uri is None:
+            return {"mode": "off"}
+        return {"uri": _without_credentials(self.uri), "experiment": self.spec.benchmark, "run_id": self.mlflow_run_id} | ({"error": self.error} if self.error else {})
+
+    def publish(self, record, run_dir: Path) -> None:
+        """After the record is saved: complete the MLflow run from it."""
+        if self.mlflow_run_id is None:
+            return
+        try:
+            complete(self.client, self.mlflow_run_id, record, run_dir)
+        except Exception as error:
+            self._failed("publish", error)
+
+
+def _without_credentials(uri: str) -> str:
+    return re.sub(r"//[^/@]+@", "//", uri)
+
+
+def import_records(results: Path, uri: str) -> tuple[list[str], list[str], list[str]]:
+    """Every record under `results` (any depth: a results folder, a nightly's, baselines/) as an MLflow
+    run in `uri`, unless one with its `trainbench.record` tag is there already. Returns the run ids
+    added, those already there, and one line per unreadable record."""
+    from harness.errors import RecordError
+    from harness.results.record import RunResult
+
+    client = _client(uri)
+    added, present, problems = [], [], []
+    for path in sorted(Path(results).rglob("result.json")):
+        try:
+            record = RunResult.load(path)
+        except RecordError as error:
+            problems.append(str(error))
+            continue
+        key = f"{record.run_id}@{record.started_at}"
+        experiment = experiment_id(client, record.spec.get("benchmark", "adhoc"), uri)
+        if client.search_runs([experiment], filter_string=f"tags.`{RECORD_TAG}` = '{key}'", max_results=1):
+            present.append(record.run_id)
+            continue
+        start_ms = _ms(record.started_at)
+        run = client.create_run(experiment, run_name=record.case_id, start_time=start_ms, tags=case_tags(record.spec) | {RUN_ID_TAG: record.run_id})
+        elapsed = 0.0
+        metrics = []
+        for row in record.history:
+            elapsed += float(row.get("epoch_time") or 0.0)
+            metrics += epoch_metrics(row, start_ms + int(elapsed * 1000))
+        _log(client, run.info.run_id, metrics, params=flatten(record.spec))
+        complete(client, run.info.run_id, record, path.parent, end_ms=start_ms + int(record.wall_time_s * 1000))
+        added.append(record.run_id)
+    return added, present, problems
+
+
+def _ms(iso: str | None) -> int:
+    try:
+        return int(datetime.fromisoformat(iso).timestamp() * 1000) if iso else int(time.time() * 1000)
+    except ValueError:
+        return int(time.time() * 1000)
