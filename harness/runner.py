@@ -186,7 +186,11 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
     counted = flops.cached(job.model, spec.model, spec.recipe.image_size, job.data.num_classes, settings.cache_dir) if main_process else None  # before any device or compile
     if job.hardware.gpus:
         torch.cuda.reset_peak_memory_stats()
-    output = registry.get(spec.engine).fit(job)
+    try:
+        output = registry.get(spec.engine).fit(job)
+    except BaseException as error:
+        job.artifacts.abandon(error)
+        raise
     if not output.is_main_process:
         return None
     extra = {"artifacts": job.artifacts.finish(output.history, output.test)}
@@ -214,8 +218,9 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
     )
     try:
         record.save(job.run_dir, plot_curves)
-    except RecordError:
+    except RecordError as error:
         print(record.summary(), flush=True)  # the trained result is never lost: it is on the screen
+        job.artifacts.abandon(error)
         raise
     job.artifacts.publish(record, job.run_dir)
     return record

@@ -158,3 +158,7 @@ class RunArtifacts:
     def publish(self, record: Any, run_dir: Path) -> None:
         """Once the record is saved: the MLflow run completed from it (test metrics, tags, artifacts)."""
         self.mlflow.publish(record, run_dir)
+
+    def abandon(self, error: BaseException) -> None:
+        """The run ends without a record: its MLflow run ends KILLED (Ctrl-C) or FAILED."""
+        self.mlflow.abandon("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")

@@ -3,7 +3,7 @@
 Between a good and a bad revision of the repository that holds the harness and its recipes, each
 step checks a revision out in a git worktree of its own and runs one benchmark case there through
 the pytest layer (`measure`), in this environment or one built for the revision's dependency files
-(`environments`). Both ends are measured first, in this session; the steps are judged by the
+(`environments`). Both ends are measured first, in this session (never a stored number); the steps are judged by the
 regression gate against the good end (`search`). Serially in this process, or K revisions per
 round as Ray tasks (`--parallel K`, on Ray embedded here or the cluster at `--address`), so n
 commits take about log_(K+1)(n) rounds. `report` writes bisect.md and bisect.json.
@@ -14,6 +14,7 @@ the case ran nothing, or the budget spent first), 2 bad input.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -77,7 +78,7 @@ def serial(request: Request, scratch: Path) -> MeasureRound:
     """Each step in this process, one after another."""
 
     def measure_round(batch: Sequence[tuple[revisions.Commit, int]]) -> list[Measurement]:
-        return [measure(request.repo, c.sha, request.case, seeds, request.profile, request.pytest_args, scratch, default_cache_dir()) for c, seeds in batch]
+        return [measure(request.repo, c.sha, request.case, seeds, request.profile, request.pytest_args, scratch, default_cache_dir(), step_timeout(request)) for c, seeds in batch]
 
     return measure_round
 
@@ -87,12 +88,13 @@ def on_ray(request: Request, node_id: str, scratch: Path) -> tuple[MeasureRound,
     and how many steps a round holds (`parallel`, or with 0 as many as the cluster's nodes hold at
     once). Joins the cluster at `address`, starts Ray here, or uses the session already open (the nightly's)."""
     ray = session.ray_module()
+    address = request.address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         nodes, where = session.live_nodes(), "the open Ray session"
     else:
-        where = f"the Ray cluster at {request.address}" if request.address else "this machine (Ray embedded)"
-        nodes = session.connect(request.address) if request.address else plan.this_machine()
-        if not request.address:
+        where = f"the Ray cluster at {address}" if address else "this machine (Ray embedded)"
+        nodes = session.connect(address) if address else plan.this_machine()
+        if not address:
             session.start_embedded(nodes[0])
     (case,) = plan.plan([node_id], nodes)
     for _, why in plan.too_large([case], nodes):
@@ -102,16 +104,29 @@ def on_ray(request: Request, node_id: str, scratch: Path) -> tuple[MeasureRound,
     task = ray.remote(measure_on_node)
 
     def measure_round(batch: Sequence[tuple[revisions.Commit, int]]) -> list[Measurement]:
-        refs = [task.options(num_cpus=case.cpus, num_gpus=case.gpus, name=f"bisect-{c.short}").remote(request.repo, c.sha, request.case, seeds, request.profile, request.pytest_args, scratch)
+        refs = [task.options(num_cpus=case.cpus, num_gpus=case.gpus, name=f"bisect-{c.short}").remote(request.repo, c.sha, request.case, seeds, request.profile, request.pytest_args, scratch, step_timeout(request))
                 for c, seeds in batch]  # fmt: skip
-        return ray.get(refs)
+        return [_gathered(ray, ref, commit.sha, seeds) for ref, (commit, seeds) in zip(refs, batch, strict=True)]
 
     return measure_round, parallel
 
 
-def measure_on_node(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_args: Sequence[str], scratch: Path) -> Measurement:
+def _gathered(ray, ref, sha: str, seeds: int) -> Measurement:
+    """A task's measurement; a task that failed (its node lost, its worker killed) is a step without a record, saying why."""
+    try:
+        return ray.get(ref)
+    except Exception as error:
+        return Measurement(sha, seeds, -1, 0.0, {}, f"the Ray task failed: {type(error).__name__}: {error}"[:2000], python="none", interpreter="", node="lost")
+
+
+def step_timeout(request: Request) -> float | None:
+    """A step outlasting the whole minutes budget is stopped (a revision that hangs)."""
+    return request.budget.minutes * 60 if request.budget.minutes else None
+
+
+def measure_on_node(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_args: Sequence[str], scratch: Path, timeout_s: float | None) -> Measurement:
     """A Ray task's body: `measure` on the node Ray chose, which it names."""
-    found = measure(repo, sha, case, seeds, profile, pytest_args, scratch, default_cache_dir())
+    found = measure(repo, sha, case, seeds, profile, pytest_args, scratch, default_cache_dir(), timeout_s)
     found.node = session.ray_module().get_runtime_context().get_node_id()[:8]
     return found
 

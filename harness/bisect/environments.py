@@ -6,7 +6,8 @@ A built environment is a layer over this one: a fresh `uv venv` whose site-packa
 and whose `.pth` file adds this environment's site-packages after it. Into the layer uv installs
 every pin of the revision's constraints.txt whose version differs from what is installed here
 (`--no-deps`: a bumped package keeps its dependencies from below), and every requirement of its
-pyproject.toml that nothing here provides (with its dependencies, under the constraints). Only the
+pyproject.toml that nothing here provides (its dependencies, and those of the extras this environment
+has; with their dependencies, under the constraints). Only the
 changed packages are downloaded, not the whole stack; the layer shadows what it replaces. It lives
 in CACHE_DIR/envs/<hash>/ and is reused by every later bisection over the same files.
 """
@@ -51,7 +52,7 @@ def python_for(files: dict[str, bytes | None], cache_dir: Path) -> tuple[str, st
     `built <hash>`); builds the layer when none is cached. A BisectError when uv cannot build it."""
     if files == current_files():
         return sys.executable, CURRENT
-    key = files_hash(files)
+    key = files_hash({**files, "(base environment)": f"{sys.prefix}\0{files_hash(current_files())}".encode()})  # a layer is over this environment
     env = Path(cache_dir) / "envs" / key
     python = env / "bin" / "python"
     with FileLock(str(env) + ".lock"):
@@ -79,17 +80,18 @@ def changed(files: dict[str, bytes | None]) -> tuple[list[str], list[str]]:
     """What the layer installs: pins whose version differs from this environment's (`name==version`),
     and declared requirements nothing here provides."""
     bumped = [f"{name}=={version}" for name, version in sorted(pins(files.get("constraints.txt")).items()) if _installed(name) != version]
-    missing = []
+    declared: dict[str, list[Requirement]] = {}  # extra ("" for the dependencies) -> its requirements
     for written in sorted(requirements(files.get("pyproject.toml"))):
+        text, _, extra = written.partition(" [")
         try:
-            requirement = Requirement(written.split(" [", 1)[0])
+            requirement = Requirement(text)
         except InvalidRequirement:
             continue
-        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
-            continue
-        if requirement.name.lower() != "trainbench" and _installed(requirement.name) is None:
-            missing.append(str(requirement))
-    return bumped, missing
+        if requirement.name.lower() != "trainbench" and (requirement.marker is None or requirement.marker.evaluate({"extra": ""})):
+            declared.setdefault(extra.rstrip("]"), []).append(requirement)
+    in_use = {extra for extra, reqs in declared.items() if not extra or any(_installed(r.name) is not None for r in reqs)}  # extras this environment has
+    missing = [str(r) for extra in sorted(in_use) for r in declared[extra] if _installed(r.name) is None]
+    return bumped, sorted(set(missing))
 
 
 def build(env: Path, files: dict[str, bytes | None]) -> None:
@@ -97,8 +99,8 @@ def build(env: Path, files: dict[str, bytes | None]) -> None:
     env.parent.mkdir(parents=True, exist_ok=True)
     _run([uv, "venv", "--quiet", "--python", sys.executable, str(env)], env)
     python = str(env / "bin" / "python")
-    layer = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip())
-    (layer / "_trainbench_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")  # this environment, after the layer
+    layer = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env).strip())
+    (layer / "_trainbench_base.pth").write_text("".join(f"import site; site.addsitedir({path!r})\n" for path in site.getsitepackages()))  # this environment after the layer, its own .pth files read
     bumped, missing = changed(files)
     constraints = env / "constraints.txt"
     constraints.write_bytes(files.get("constraints.txt") or b"")
@@ -109,7 +111,8 @@ def build(env: Path, files: dict[str, bytes | None]) -> None:
     (env / READY).write_text(json.dumps({"bumped": bumped, "added": missing}) + "\n")
 
 
-def _run(command: list[str], env: Path) -> None:
+def _run(command: list[str], env: Path) -> str:
+    """`command`'s output; a BisectError with its last line when it fails."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -117,3 +120,4 @@ def _run(command: list[str], env: Path) -> None:
     if done.returncode:
         why = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
         raise BisectError(f"building the environment {env} failed ({' '.join(command[1:3])}: {why}); check that the package index is reachable and the pins exist")
+    return done.stdout

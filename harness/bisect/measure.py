@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bisect import environments, revisions
+from harness.errors import BisectError
 
 LOG_CHARS = 20_000
 RESULTS = "bisect-results"  # in the worktree, removed with it once its records are read
@@ -45,15 +46,24 @@ def step_command(python: str, case: str, seeds: int, profile: str, results: Path
             "--results-dir", str(results), "-p", "no:cacheprovider", "-q", *pytest_args]  # fmt: skip
 
 
-def measure(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_args: Sequence[str], scratch: Path, cache_dir: Path) -> Measurement:
+def measure(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_args: Sequence[str], scratch: Path, cache_dir: Path, timeout_s: float | None = None) -> Measurement:
     """Run `case` at revision `sha` of `repo` with `seeds` seeds. The revision's own code is imported
-    (its worktree first on PYTHONPATH), with the Python `environments.python_for` gives it."""
+    (its worktree first on PYTHONPATH), with the Python `environments.python_for` gives it. A revision
+    whose environment cannot be built, or whose run outlasts `timeout_s`, returns no record, with why."""
     started = time.perf_counter()
-    python, label = environments.python_for(revisions.dependency_files(repo, sha), cache_dir)
+    try:
+        python, label = environments.python_for(revisions.dependency_files(repo, sha), cache_dir)
+    except BisectError as error:
+        return Measurement(sha, seeds, -1, time.perf_counter() - started, {}, str(error), python="none", interpreter="")
     with revisions.worktree(repo, sha, Path(scratch) / "worktrees") as tree:
         results = tree / RESULTS
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])), "TRAINBENCH_WANDB": os.environ.get("TRAINBENCH_WANDB", "off"), "TRAINBENCH_MLFLOW": "off"}  # a measurement, not a tracked run
-        done = subprocess.run(step_command(python, case, seeds, profile, results, pytest_args), cwd=tree, env=env, capture_output=True, text=True, check=False)
-        records = {path.relative_to(results).as_posix(): path.read_bytes() for path in sorted(results.glob("*/result.json"))}
-    log = (done.stdout + done.stderr)[-LOG_CHARS:]
-    return Measurement(sha, seeds, done.returncode, time.perf_counter() - started, records, log, python=label, interpreter=python)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
+               "TRAINBENCH_WANDB": os.environ.get("TRAINBENCH_WANDB", "off"), "TRAINBENCH_MLFLOW": "off"}  # a measurement, not a tracked run  # fmt: skip
+        try:
+            done = subprocess.run(step_command(python, case, seeds, profile, results, pytest_args), cwd=tree, env=env, capture_output=True, text=True, check=False, timeout=timeout_s)
+            returncode, log = done.returncode, done.stdout + done.stderr
+        except subprocess.TimeoutExpired as expired:
+            output = (expired.stdout or b"") + (expired.stderr or b"")
+            returncode, log = -1, (output.decode(errors="replace") if isinstance(output, bytes) else output) + f"\nthe step ran past {timeout_s:.0f} s and was stopped"
+        records = {path.relative_to(results).as_posix(): path.read_bytes() for path in sorted(results.glob("*/result.json"))} if returncode != -1 else {}
+    return Measurement(sha, seeds, returncode, time.perf_counter() - started, records, log[-LOG_CHARS:], python=label, interpreter=python)

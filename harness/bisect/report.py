@@ -19,7 +19,7 @@ SHOWN = {"test_acc": "acc", "test_f1": "F1", "test_top3": "top-3", "test_top5": 
 
 def reproduce(bisection: Bisection, step: Step, repo: Path, profile: str, pytest_args: list[str]) -> str:
     """One shell line: the revision in a worktree of its own, its case through pytest as bisect ran it."""
-    python = "python" if step.measurement.python == "current" else step.measurement.interpreter
+    python = step.measurement.interpreter  # the interpreter it ran with: this environment's, or the layer built for it
     folder = f"/tmp/trainbench-{step.commit.short}"
     pytest = [python, "-m", "pytest", "benchmarks", "-k", bisection.case, "--profile", profile, "--seeds", str(step.seeds), *pytest_args]
     return f"git -C {shlex.quote(str(repo))} worktree add --detach {folder} {step.commit.sha} && cd {folder} && PYTHONPATH=. {shlex.join(pytest)}"
@@ -83,7 +83,7 @@ def as_dict(bisection: Bisection, repo: Path, profile: str, pytest_args: list[st
         "steps": [
             {"index": i, **s.commit.to_dict(), "round": s.round, "seeds": s.seeds, "measured": s.measured, "verdict": s.verdict, "within_noise": s.within_noise,
              "figures": s.figures(), "regressions": [v.metric for v in s.comparison.regressions] if s.comparison else [],
-             "seconds": round(s.measurement.seconds, 1), "node": s.measurement.node, "python": s.measurement.python, "pytest_exit": s.measurement.returncode}
+             "seconds": round(s.measurement.seconds, 1), "node": s.measurement.node, "python": s.measurement.python, "interpreter": s.measurement.interpreter, "pytest_exit": s.measurement.returncode}
             for i, s in sorted(b.steps.items())
         ],
     })  # fmt: skip
@@ -111,7 +111,8 @@ def markdown(bisection: Bisection, data: dict) -> str:
         lines += [f"Not monotonic: {pairs}. The culprit named is the first bad commit after the last good one before the first bad verdict; the regression may have been fixed and reintroduced.", ""]
     lines += [steps_table(b).markdown(), ""]
     lines += [f"{data['measurements']} measurement(s) in {data['rounds']} round(s), {data['wall_s']:.0f} s.", ""]
-    lines += ["## Dependency changes" + (" (first bad against last good)" if data["first_bad"] else " (bad end against good end)"), ""]
+    compared = " (first bad against last good)" if data["first_bad"] else " (the last good against the last bad measured)" if data["remaining"] else " (bad end against good end)"
+    lines += ["## Dependency changes" + compared, ""]
     lines += [f"- {change}" for change in data["dependency_changes"]] or ["none: pyproject.toml and constraints.txt are the same"]
     if data["reproduce"]:
         lines += ["", "## Reproduce the culprit's run", "", "```", data["reproduce"], "```"]

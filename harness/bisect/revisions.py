@@ -90,7 +90,8 @@ def worktree(repo: Path, sha: str, root: Path) -> Iterator[Path]:
     and removing worktrees is serialised per repository (git locks its worktree list)."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{sha[:12]}-{secrets.token_hex(4)}"  # unique: several steps may check out one revision at once
-    lock = FileLock(str(Path(repo) / ".git" / "trainbench-worktrees.lock"))
+    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())  # .git may be a file (a linked worktree, a submodule)
+    lock = FileLock(str(common / "trainbench-worktrees.lock"))
     with lock:
         git(repo, "worktree", "add", "--detach", "--force", str(path), sha)
     try:

@@ -129,7 +129,11 @@ class Bisection:
                         tmp.write_bytes(content)
                 with written_atomically(folder / "pytest.log") as tmp:
                     tmp.write_text(measurement.log)
-                runs = [run for found in (observations(folder).values() if measurement.records else ()) for run in found]
+                found = observations(folder) if measurement.records else {}
+                if len({key.split("@")[0] for key in found}) > 1:  # -k selected several cases at this revision: nothing to compare
+                    measurement.log += f"\n-k selected {len(found)} cases at this revision ({', '.join(sorted(found))}); bisect follows one"
+                    found = {}
+                runs = [run for group in found.values() for run in group]
                 before = self.steps.get(index)
                 self.steps[index] = Step(self.commits[index], index, self.rounds, seeds, runs, measurement, measured=(before.measured + 1) if before else 1)
                 print(f"bisect: round {self.rounds}: {self.commits[index].short} {self.commits[index].subject[:60]!r} measured with {seeds} seed(s) in {measurement.seconds:.0f} s")
@@ -167,10 +171,13 @@ class Bisection:
                     step.verdict, step.comparison = UNMEASURED, None
                     print(f"bisect: {step.commit.short}: {error}")
                     continue
+                if step.comparison.uncompared and not step.comparison.regressions:  # a followed metric missing: good on the others says nothing
+                    step.verdict = UNMEASURED
+                    continue
                 step.verdict = BAD if step.comparison.regressions else GOOD
                 borderline = self._borderline(step)
                 step.within_noise = bool(borderline) and all(v.metric in borderline for v in step.comparison.regressions)  # no clear regression to decide on
-                if step.within_noise and step.seeds < self.max_seeds:
+                if step.within_noise and step.seeds < self.max_seeds and not self._over_budget():
                     again.append((index, min(2 * step.seeds, self.max_seeds)))
             if again:
                 print(f"bisect: {', '.join(self.commits[i].short for i, _ in again)} within the noise band; measuring again with more seeds")
@@ -201,7 +208,7 @@ class Bisection:
             borderline = self._borderline(bad)
             clear = [v.metric for v in bad.comparison.regressions if v.metric not in borderline]
             bad.within_noise = bool(borderline) and not clear
-            if bad.within_noise and bad.seeds < self.max_seeds:  # nothing clearly regressed, something might have
+            if bad.within_noise and bad.seeds < self.max_seeds and not self._over_budget():  # nothing clearly regressed, something might have
                 seeds = min(2 * bad.seeds, self.max_seeds)
                 print(f"bisect: the ends differ within the noise band ({', '.join(sorted(borderline))}); measuring both again with {seeds} seeds")
                 self._round([(0, seeds), (self.bad_index, seeds)])

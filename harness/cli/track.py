@@ -26,7 +26,12 @@ def main(args: argparse.Namespace) -> int:
     except mlflow_runs.PreflightError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    added, present, problems = mlflow_runs.import_records(args.results, uri)
+    try:
+        added, present, problems = mlflow_runs.import_records(args.results, uri)
+    except Exception as error:  # the store refused (a bad path, another schema, a server error)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"error: could not import into MLflow at {uri}: {type(error).__name__}: {reason}"[:600], file=sys.stderr)
+        return 2
     for problem in problems:
         print(f"track: skipped {problem}")
     if not added and not present:

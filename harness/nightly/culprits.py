@@ -23,17 +23,22 @@ from harness.results.record import RunResult
 from harness.settings import REPO_ROOT
 
 
-def without_selection(pytest_args: Sequence[str]) -> tuple[str, ...]:
-    """The night's pytest arguments without -k and -m (bisect selects its one case itself)."""
-    kept, skip = [], False
+def step_args(pytest_args: Sequence[str]) -> tuple[tuple[str, ...], int]:
+    """The night's pytest arguments for bisect's steps: -k and -m left out (bisect selects its one
+    case), --seeds N taken out and returned (bisect's own seeds: at least 2, so the noise is there to read)."""
+    kept, seeds, skip = [], 1, None
     for arg in pytest_args:
         if skip:
-            skip = False
-        elif arg in ("-k", "-m"):
-            skip = True
+            if skip == "--seeds" and arg.isdigit():
+                seeds = int(arg)
+            skip = None
+        elif arg in ("-k", "-m", "--seeds"):
+            skip = arg
+        elif arg.startswith("--seeds="):
+            seeds = int(arg.split("=", 1)[1]) if arg.split("=", 1)[1].isdigit() else seeds
         elif not (arg.startswith("-k") or arg.startswith("-m")):
             kept.append(arg)
-    return tuple(kept)
+    return tuple(kept), max(2, seeds)
 
 
 def bisect_regressed(result: Comparison, baseline: Path, records: list[RunResult], out: Path, pytest_args: Sequence[str], profile: str,
@@ -59,11 +64,15 @@ def bisect_regressed(result: Comparison, baseline: Path, records: list[RunResult
             lines.append(f"- {case}: baseline and tonight ran the same commit {tonight[:10]}, so no commit to blame; what differs between them: {changed}")
             continue
         folder = out / "bisect" / Case(case, 1, 1, 0).name
-        request = bisect.Request(commits[0], tonight, case, without_selection(pytest_args), REPO_ROOT, folder, profile, parallel=0, budget=budget, tolerances=dict(tolerances), metrics=tuple(regressed))
+        args, seeds = step_args(pytest_args)
+        request = bisect.Request(commits[0], tonight, case, args, REPO_ROOT, folder, profile, seeds=seeds, max_seeds=max(8, seeds), parallel=0, budget=budget, tolerances=dict(tolerances), metrics=tuple(regressed))
         try:
             _, data = bisect.run(request)
         except HarnessError as error:
             lines.append(f"- {case}: not bisected ({error})")
+            continue
+        except Exception as error:  # the night's report is written whatever a bisection meets
+            lines.append(f"- {case}: not bisected ({type(error).__name__}: {str(error).strip()[:300]})")
             continue
         relative = (folder / "bisect.md").relative_to(out).as_posix()
         lines.append(f"- {case}: {data['summary']} ([bisect.md]({relative}), {data['measurements']} measurement(s) in {data['rounds']} round(s))")

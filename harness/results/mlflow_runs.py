@@ -43,6 +43,7 @@ RUN_ID_TAG = "trainbench.run_id"
 CASE_TAGS = ("engine", "precision", "devices", "weights", "profile", "model", "dataset")
 RECORD_FIGURES = ("steady_images_per_s", "train_images_per_s", "wall_time_s", "data_wait_share", "achieved_tflops", "peak_gpu_memory_gib")
 ARTIFACTS = ("result.json", "history.csv", "curves.png")
+ARTIFACT_FOLDER = "mlartifacts"  # beside a SQLite store
 PARAM_CHARS = 6000  # MLflow's limit on a param value
 BATCH = 100  # MLflow's limit on params (and tags) per log_batch call
 HEALTH_TIMEOUT_S = 5.0
@@ -85,7 +86,7 @@ def _client(uri: str):
 def _artifact_root(uri: str) -> str | None:
     """Artifacts of a SQLite store go beside its file (MLflow's default would be ./mlruns under the current folder)."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+        return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACT_FOLDER).resolve().as_uri()
     return None  # a server decides
 
 
@@ -213,6 +214,15 @@ class MlflowTracker:
             return {"mode": "off"}
         return {"uri": _without_credentials(self.uri), "experiment": self.spec.benchmark, "run_id": self.mlflow_run_id} | ({"error": self.error} if self.error else {})
 
+    def abandon(self, status: str) -> None:
+        """A run that ends without a record (an error, Ctrl-C): its MLflow run ends FAILED or KILLED, not RUNNING forever."""
+        if self.mlflow_run_id is None:
+            return
+        try:
+            self.client.set_terminated(self.mlflow_run_id, status)
+        except Exception as error:
+            self._failed("end", error)
+
     def publish(self, record, run_dir: Path) -> None:
         """After the record is saved: complete the MLflow run from it."""
         if self.mlflow_run_id is None:
@@ -237,6 +247,8 @@ def import_records(results: Path, uri: str) -> tuple[list[str], list[str], list[
     client = _client(uri)
     added, present, problems = [], [], []
     for path in sorted(Path(results).rglob("result.json")):
+        if ARTIFACT_FOLDER in path.relative_to(results).parts:  # a store's own copies of records it holds
+            continue
         try:
             record = RunResult.load(path)
         except RecordError as error:
