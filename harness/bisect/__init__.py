@@ -139,12 +139,13 @@ def run(request: Request) -> tuple[int, dict | None]:
     good = revisions.resolve(request.repo, request.good, "--good")
     bad = revisions.resolve(request.repo, request.bad, "--bad")
     commits = [revisions.commit(request.repo, good), *revisions.between(request.repo, good, bad)]
+    print(f"bisect: {len(commits) - 1} commit(s) from {good[:10]} to {bad[:10]}; finding the case -k {request.case!r} selects at {bad[:10]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="trainbench-bisect-") as scratch_dir:
         scratch = Path(scratch_dir)
         node_id = select_case(request, bad, scratch)
         name = node_id.split('[')[-1].rstrip(']') if '[' in node_id else node_id.split('::')[-1]
         out = request.out or REPO_ROOT / "results" / "bisect" / f"{plan.Case(node_id, 1, 1, 0).name}-{good[:8]}-{bad[:8]}-{datetime.now():%Y%m%dT%H%M%S}"
-        print(f"bisect: {name}: {len(commits) - 1} commit(s) from {good[:10]} (good) to {bad[:10]} (bad); results in {out}")
+        print(f"bisect: {name}; results in {out}", flush=True)
         use_ray = request.parallel != 1 or request.address
         joined = use_ray and not session.ray_module().is_initialized()  # else the caller's session, left open
         try:
