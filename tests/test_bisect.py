@@ -14,6 +14,7 @@ import pytest
 from harness import bisect
 from harness.bisect.revisions import dependency_changes, pins
 from harness.bisect.search import Budget, evenly_spaced, parse_budget
+from harness.results.compare import parse_tolerances
 from tests.project_repo import (
     git,
     harmless,
@@ -91,11 +92,14 @@ def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_
 def test_bisect_on_noise_names_no_culprit(tmp_path):
     repo = project_repo(tmp_path)
     harmless(repo, 1), harmless(repo, 2)
-    status, data = bisect.run(request(repo, "HEAD~2", "HEAD", tmp_path / "out"))  # every gated metric, 2 seeds per step
-    assert status == 0 and data["outcome"] == "no regression", data["summary"]
+    # every gated metric, 2 seeds per step; images/s allowed the 35 % this VM's load moves it by (baselines/cpu-2core-avx512/NOTES.md):
+    # the noise band, the seed bound and the A-B-A measurement of the good end are measured at their rates in test_bisect_search.py
+    tolerances = parse_tolerances(["images_per_s=0.35"])
+    status, data = bisect.run(request(repo, "HEAD~2", "HEAD", tmp_path / "out", tolerances=tolerances))
+    assert status == 0 and data["outcome"] in ("no regression", "no clear regression"), data["summary"]
     assert data["first_bad"] is None and data["reproduce"] is None
     assert {step["index"] for step in data["steps"]} == {0, 2}, "only the ends are measured"
-    assert "No regression between the ends" in (tmp_path / "out" / "bisect.md").read_text()
+    assert "no culprit named" in (tmp_path / "out" / "bisect.md").read_text()
 
 
 def _index_reachable() -> bool:

@@ -8,7 +8,7 @@ regression gate against the good end (`search`). Serially in this process, or K 
 round as Ray tasks (`--parallel K`, on Ray embedded here or the cluster at `--address`), so n
 commits take about log_(K+1)(n) rounds. `report` writes bisect.md and bisect.json.
 
-Exit status: 0 an answer (a culprit, or no regression between the ends), 1 no answer (an end where
+Exit status: 0 an answer (a culprit, or no (clear) regression between the ends), 1 no answer (an end where
 the case ran nothing, or the budget spent first), 2 bad input.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.bisect import environments, report, revisions
 from harness.bisect.measure import Measurement, measure
-from harness.bisect.search import Bisection, Budget, MeasureRound
+from harness.bisect.search import ANSWERS, Bisection, Budget, MeasureRound
 from harness.cluster import plan, session
 from harness.errors import BisectError
 from harness.results.compare import DEFAULT_TOLERANCES, Tolerance
@@ -161,4 +161,4 @@ def run(request: Request) -> tuple[int, dict | None]:
     data = report.write(bisection, out, request.repo, request.profile, list(request.pytest_args), changes)
     print(data["summary"])
     print(f"bisect: {data['measurements']} measurement(s) in {data['rounds']} round(s), {data['wall_s']:.0f} s; {out / 'bisect.md'}")
-    return (0 if outcome in ("culprit", "culprit among unmeasured", "no regression") else 1), data
+    return (0 if outcome in ANSWERS else 1), data

@@ -29,7 +29,13 @@ def summary(bisection: Bisection) -> str:
     """The one-paragraph answer."""
     b = bisection
     if b.outcome == "no regression":
-        return f"No regression between the ends: {b.commits[-1].short} is within the gate's tolerance and seed noise of {b.commits[0].short}; no culprit named."
+        again = " (the good end measured again after the bad one, pooled: the first difference was the machine's drift)" if b.good.pooled else ""
+        return f"No regression between the ends: {b.commits[-1].short} is within the gate's tolerance and seed noise of {b.commits[0].short}{again}; no culprit named."
+    if b.outcome == "no clear regression":
+        bad = b.steps[b.bad_index]
+        moved = "; ".join(f"{SHOWN.get(v.metric, v.metric)} {_shown(v.baseline)} -> {_shown(v.current)} (allowed {_shown(v.allowed)})" for v in bad.comparison.regressions)
+        return (f"No clear regression between the ends: after {bad.seeds} seeds each, {moved} is still within one standard error of the gate's threshold, "
+                f"where seed noise alone decides the verdict; no culprit named. More seeds (--max-seeds) or a wider tolerance decide it.")  # fmt: skip
     if b.outcome == "unmeasured end":
         ends = [s for s in (b.steps.get(0), b.steps.get(b.bad_index)) if s and not s.runs]
         why = "; ".join(f"{s.commit.short}: {s.why_unmeasured()}" for s in ends) or "the ends share no gated metric"

@@ -6,10 +6,15 @@ metrics that clearly regressed between the ends (those within the noise band bes
 named, not followed). A step with a clear regression is bad; one without, whose difference from the
 good end lies within one standard error of the gate's threshold in some metric (the band where seed
 noise alone could flip the verdict; the spread of the two sides' seeds, pooled), is
-measured again with twice the seeds, up to `max_seeds`, before it is called good or bad; the ends
-likewise. A revision where the case ran nothing is left out of the search (as `git bisect skip`
-does) and named if the culprit could be it. A good verdict after a bad one is reported as a
-regression that is not monotonic.
+measured again with twice the seeds, up to `max_seeds`, before it is called good or bad. The ends
+likewise, except that ends still within the band at `max_seeds` are not bisected: "no clear
+regression", since a culprit would be named on noise. A timed metric (images/s, J/image) varies
+between runs of one seed and drifts with the machine's load, so where the good end was measured
+before the bad one (serially), it is measured again after it, and a timed regression between the
+ends must hold against the two measurements pooled (an A-B-A design: a machine that slowed down
+meanwhile is not a regression). A revision where the case ran nothing is left out of the search (as
+`git bisect skip` does) and named if the culprit could be it. A good verdict after a bad one is
+reported as a regression that is not monotonic.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from harness.bisect.measure import Measurement
 from harness.bisect.revisions import Commit
 from harness.errors import GateError
 from harness.results.compare import Comparison, Tolerance, compare
-from harness.results.observations import GATED_METRICS, Run, observations
+from harness.results.observations import GATED_METRICS, TIMED_METRICS, Run, observations
 from harness.results.stats import pooled_std
 
 MeasureRound = Callable[[Sequence[tuple[Commit, int]]], list[Measurement]]  # (revision, seeds) each, measured at once
 GOOD, BAD, UNMEASURED = "good", "bad", "unmeasured"
+ANSWERS = ("culprit", "culprit among unmeasured", "no regression", "no clear regression")  # the outcomes that answer; the others: "unmeasured end", "budget spent"
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,7 @@ class Step:
     within_noise: bool = False  # still within the noise band at max_seeds: decided at the bound
     comparison: Comparison | None = None  # against the good end
     measured: int = 1  # times measured (more seeds each time)
+    pooled: bool = False  # the good end: its timed metrics pooled over a measurement before the bad end and one after
 
     def figures(self) -> dict[str, float]:
         """The mean of each gated metric over the step's runs."""
@@ -86,7 +93,7 @@ class Step:
 
 @dataclass
 class Bisection:
-    """The state and the loop; `run` returns the outcome (see OUTCOMES)."""
+    """The state and the loop; `run` returns the outcome (ANSWERS, "unmeasured end" or "budget spent")."""
 
     commits: list[Commit]  # the good end first, the bad end last
     case: str  # the -k expression that selects the case
@@ -123,7 +130,7 @@ class Bisection:
             batch = wanted[start : start + self.parallel]
             self.rounds += 1
             for (index, seeds), measurement in zip(batch, self.measure_round([(self.commits[i], s) for i, s in batch]), strict=True):
-                folder = self.out / "steps" / f"{index:03d}-{self.commits[index].short}-s{seeds}"
+                folder = self.out / "steps" / f"r{self.rounds:02d}-{index:03d}-{self.commits[index].short}-s{seeds}"
                 for relative, content in measurement.records.items():
                     with written_atomically(folder / relative) as tmp:
                         tmp.write_bytes(content)
@@ -213,9 +220,19 @@ class Bisection:
                 print(f"bisect: the ends differ within the noise band ({', '.join(sorted(borderline))}); measuring both again with {seeds} seeds")
                 self._round([(0, seeds), (self.bad_index, seeds)])
                 continue
-            followed = clear or [v.metric for v in bad.comparison.regressions]  # the clear regressions; at the seed bound, what the gate says
-            self.regressed = sorted(followed, key=list(self.tolerances).index)
-            self.not_followed = sorted(borderline - set(followed))
+            if bad.within_noise and bad.comparison.regressions:  # at the seed bound the gate's verdict is still a coin toss: no culprit on it
+                self.not_followed = sorted(v.metric for v in bad.comparison.regressions)
+                bad.verdict, self.outcome = "within noise", "no clear regression"
+                return False
+            if any(m in TIMED_METRICS for m in clear) and good.round < bad.round:  # measured one after the other: the machine may have drifted
+                print(f"bisect: {', '.join(m for m in clear if m in TIMED_METRICS)} regressed between the ends; measuring the good end again, after the bad one (a machine that slowed down meanwhile is no regression)")
+                self._round([(0, good.seeds)])
+                again = self.steps[0]
+                again.runs = good.runs + [Run({m: v for m, v in run.metrics.items() if m in TIMED_METRICS}, run.context) for run in again.runs]
+                again.pooled = True
+                continue
+            self.regressed = sorted(clear, key=list(self.tolerances).index)
+            self.not_followed = sorted(borderline - set(clear))
             bad.verdict = BAD if self.regressed else GOOD
             if not self.regressed:
                 self.outcome = "no regression"

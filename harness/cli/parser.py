@@ -147,7 +147,7 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("bisect", help="the first commit where a case regressed: each revision in its own git worktree through pytest, judged by the gate against the good end",
                        description="Find the commit that made one benchmark case regress. Both ends are measured first (in this session); each step checks a revision out in a git worktree "
                                    "of its own and runs the case there through pytest, in this environment or one uv builds for the revision's pyproject.toml and constraints.txt; "
-                                   "the regression gate judges it against the good end. Writes bisect.md and bisect.json. Exit 0: an answer (a culprit, or no regression between the ends); "
+                                   "the regression gate judges it against the good end. Writes bisect.md and bisect.json. Exit 0: an answer (a culprit, or no (clear) regression between the ends); "
                                    "1: none (an end where the case ran nothing, or the budget spent); 2: bad input.")  # fmt: skip
     p.add_argument("--good", required=True, metavar="REV", help="a revision where the case was good (hash, tag, branch); the older end")
     p.add_argument("--bad", default="HEAD", metavar="REV", help="a revision where it regressed [default HEAD]")

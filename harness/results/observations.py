@@ -21,6 +21,7 @@ from harness.errors import GateError, RecordError
 from harness.results.record import RunResult, load_all
 
 GATED_METRICS: tuple[str, ...] = ("test_acc", "test_f1", "test_top3", "test_top5", "test_loss", "steady_images_per_s", "joules_per_image")
+TIMED_METRICS: tuple[str, ...] = ("steady_images_per_s", "joules_per_image")  # measured on a clock: they vary between runs of one seed, with the machine's load
 ALIASES = {"acc": "test_acc", "f1": "test_f1", "top3": "test_top3", "top5": "test_top5", "loss": "test_loss",
            "images_per_s": "steady_images_per_s", "speed": "steady_images_per_s", "j_per_image": "joules_per_image", "energy": "joules_per_image"}  # fmt: skip
 CONTEXT_KEYS = ("git_commit", "device", "torch", "cuda", "timm", "lightning", "poutyne", "torchmetrics", "albumentations")
