@@ -34,8 +34,9 @@ def summary(bisection: Bisection) -> str:
     if b.outcome == "no clear regression":
         bad = b.steps[b.bad_index]
         moved = "; ".join(f"{SHOWN.get(v.metric, v.metric)} {_shown(v.baseline)} -> {_shown(v.current)} (allowed {_shown(v.allowed)})" for v in bad.comparison.regressions)
-        return (f"No clear regression between the ends: after {bad.seeds} seeds each, {moved} is still within one standard error of the gate's threshold, "
-                f"where seed noise alone decides the verdict; no culprit named. More seeds (--max-seeds) or a wider tolerance decide it.")  # fmt: skip
+        bound = f"the seed bound, --max-seeds {b.max_seeds}" if bad.seeds >= b.max_seeds else f"the budget, {b.budget.describe()}"
+        return (f"No clear regression between the ends: after {bad.seeds} seeds each ({bound}), {moved} is still within one standard error of the gate's threshold, "
+                f"where seed noise alone decides the verdict; no culprit named. More seeds (--max-seeds, --budget) or a wider tolerance decide it.")  # fmt: skip
     if b.outcome == "unmeasured end":
         ends = [s for s in (b.steps.get(0), b.steps.get(b.bad_index)) if s and not s.runs]
         why = "; ".join(f"{s.commit.short}: {s.why_unmeasured()}" for s in ends) or "the ends share no gated metric"

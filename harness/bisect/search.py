@@ -7,12 +7,15 @@ named, not followed). A step with a clear regression is bad; one without, whose 
 good end lies within one standard error of the gate's threshold in some metric (the band where seed
 noise alone could flip the verdict; the spread of the two sides' seeds, pooled), is
 measured again with twice the seeds, up to `max_seeds`, before it is called good or bad. The ends
-likewise, except that ends still within the band at `max_seeds` are not bisected: "no clear
-regression", since a culprit would be named on noise. A timed metric (images/s, J/image) varies
-between runs of one seed and drifts with the machine's load, so where the good end was measured
-before the bad one (serially), it is measured again after it, and a timed regression between the
-ends must hold against the two measurements pooled (an A-B-A design: a machine that slowed down
-meanwhile is not a regression). A revision where the case ran nothing is left out of the search (as
+likewise, except that ends the gate still calls a regression within the band, once `max_seeds` or
+the budget stops the re-measuring, are not bisected: "no clear regression", since a culprit would
+be named on noise. A timed metric (images/s, J/image) varies between runs of one seed and drifts
+with the machine's load, so where the good end was measured before the bad one (serially), it is
+measured again after it, and a timed regression between the ends must hold against the two
+measurements pooled (an A-B-A design: a machine that slowed down between the ends is not a
+regression). That guards the decision to bisect at all; the steps that follow are judged against
+that good end, so drift during them can still move the culprit named (`--parallel` measures the
+ends at the same time, and each round's steps together). A revision where the case ran nothing is left out of the search (as
 `git bisect skip` does) and named if the culprit could be it. A good verdict after a bad one is
 reported as a regression that is not monotonic.
 """
@@ -224,12 +227,13 @@ class Bisection:
                 self.not_followed = sorted(v.metric for v in bad.comparison.regressions)
                 bad.verdict, self.outcome = "within noise", "no clear regression"
                 return False
-            if any(m in TIMED_METRICS for m in clear) and good.round < bad.round:  # measured one after the other: the machine may have drifted
+            if any(m in TIMED_METRICS for m in clear) and good.round < bad.round and not self._over_budget():  # one after the other: the machine may have drifted
                 print(f"bisect: {', '.join(m for m in clear if m in TIMED_METRICS)} regressed between the ends; measuring the good end again, after the bad one (a machine that slowed down meanwhile is no regression)")
                 self._round([(0, good.seeds)])
                 again = self.steps[0]
-                again.runs = good.runs + [Run({m: v for m, v in run.metrics.items() if m in TIMED_METRICS}, run.context) for run in again.runs]
-                again.pooled = True
+                if again.runs:  # else the good end is unmeasured now: a timed regression cannot be told from drift
+                    again.runs = good.runs + [Run({m: v for m, v in run.metrics.items() if m in TIMED_METRICS}, run.context) for run in again.runs]
+                    again.pooled = True
                 continue
             self.regressed = sorted(clear, key=list(self.tolerances).index)
             self.not_followed = sorted(borderline - set(clear))
