@@ -15,9 +15,9 @@ measured again after it, and a timed regression between the ends must hold again
 measurements pooled (an A-B-A design: a machine that slowed down between the ends is not a
 regression). That guards the decision to bisect at all; the steps that follow are judged against
 that good end, so drift during them can still move the culprit named (`--parallel` measures the
-ends at the same time, and each round's steps together). A revision where the case ran nothing is left out of the search (as
-`git bisect skip` does) and named if the culprit could be it. A good verdict after a bad one is
-reported as a regression that is not monotonic.
+ends at the same time, and each round's steps together). A revision where the case ran nothing is
+left out of the search (as `git bisect skip` does) and named if the culprit could be it. A good
+verdict after a bad one is reported as a regression that is not monotonic.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from harness.bisect.revisions import Commit
 from harness.errors import GateError
 from harness.results.compare import Comparison, Tolerance, compare
 from harness.results.observations import GATED_METRICS, TIMED_METRICS, Run, observations
-from harness.results.stats import pooled_std
 
 MeasureRound = Callable[[Sequence[tuple[Commit, int]]], list[Measurement]]  # (revision, seeds) each, measured at once
 GOOD, BAD, UNMEASURED = "good", "bad", "unmeasured"
+WITHIN_NOISE = "within noise"  # the bad end's verdict when the ends stay within the noise band at the bound
 ANSWERS = ("culprit", "culprit among unmeasured", "no regression", "no clear regression")  # the outcomes that answer; the others: "unmeasured end", "budget spent"
 
 
@@ -153,12 +153,10 @@ class Bisection:
         threshold (the spread pooled over the two sides' seeds)."""
         found = set()
         for verdict in step.comparison.verdicts:
-            sides = [[run.metrics[verdict.metric] for run in s.runs if verdict.metric in run.metrics] for s in (self.good, step)]
-            tolerance, spread = self.tolerances[verdict.metric], pooled_std(sides)
-            if spread is None or not (math.isfinite(verdict.baseline) and math.isfinite(verdict.current)):
+            if verdict.std_error is None or not (math.isfinite(verdict.baseline) and math.isfinite(verdict.current)):
                 continue
-            worse_by = (verdict.baseline - verdict.current) if tolerance.higher_is_better else (verdict.current - verdict.baseline)
-            if abs(worse_by - verdict.allowed) < spread * math.sqrt(1 / verdict.runs[0] + 1 / verdict.runs[1]):
+            worse_by = (verdict.baseline - verdict.current) if self.tolerances[verdict.metric].higher_is_better else (verdict.current - verdict.baseline)
+            if abs(worse_by - verdict.allowed) < verdict.std_error:
                 found.add(verdict.metric)
         return found
 
@@ -225,7 +223,7 @@ class Bisection:
                 continue
             if bad.within_noise and bad.comparison.regressions:  # at the seed bound the gate's verdict is still a coin toss: no culprit on it
                 self.not_followed = sorted(v.metric for v in bad.comparison.regressions)
-                bad.verdict, self.outcome = "within noise", "no clear regression"
+                bad.verdict, self.outcome = WITHIN_NOISE, "no clear regression"
                 return False
             if any(m in TIMED_METRICS for m in clear) and good.round < bad.round and not self._over_budget():  # one after the other: the machine may have drifted
                 print(f"bisect: {', '.join(m for m in clear if m in TIMED_METRICS)} regressed between the ends; measuring the good end again, after the bad one (a machine that slowed down meanwhile is no regression)")

@@ -92,10 +92,11 @@ class Verdict:
     baseline: float  # mean over the baseline's runs of the case
     current: float
     allowed: float
-    basis: str  # what set the allowed move: "tolerance" or "2 x pooled std"
+    basis: str  # what set the allowed move: "tolerance", "2 x std error" or "non-finite value"
     runs: tuple[int, int]
     regressed: bool
     changed: str = ""  # what differs between the sides' environments, for a regression
+    std_error: float | None = None  # of the difference of the means (pooled spread x sqrt(1/n1 + 1/n2)); None without repeats or with a non-finite value
 
 
 @dataclass
@@ -188,12 +189,17 @@ def allowed_move(tol: Tolerance, base_values: Sequence[float], cur_values: Seque
     repeats), and which one it was. More seeds narrow it: the gate sees smaller regressions."""
     base = statistics.fmean(base_values)
     stated = tol.value * abs(base) if tol.relative else tol.value
-    spread = pooled_std([base_values, cur_values])
-    if spread is not None:
-        noise = SPREAD_FACTOR * spread * math.sqrt(1 / len(base_values) + 1 / len(cur_values))
-        if noise > stated:
-            return noise, f"{SPREAD_FACTOR:g} x std error"
+    error = std_error(base_values, cur_values)
+    if error is not None and SPREAD_FACTOR * error > stated:
+        return SPREAD_FACTOR * error, f"{SPREAD_FACTOR:g} x std error"
     return stated, "tolerance"
+
+
+def std_error(base_values: Sequence[float], cur_values: Sequence[float]) -> float | None:
+    """The standard error of the difference of the two means: the pooled standard deviation of the
+    repeats x sqrt(1/n1 + 1/n2); None when neither side has repeats."""
+    spread = pooled_std([base_values, cur_values])
+    return None if spread is None else spread * math.sqrt(1 / len(base_values) + 1 / len(cur_values))
 
 
 def compare(
@@ -230,7 +236,7 @@ def compare(
             base, cur = statistics.fmean(base_values), statistics.fmean(cur_values)
             allowed, basis = allowed_move(tol, base_values, cur_values)
             worse_by = (base - cur) if tol.higher_is_better else (cur - base)
-            verdicts.append(Verdict(case, metric, base, cur, allowed, basis, runs, worse_by > allowed + 1e-12, changed))
+            verdicts.append(Verdict(case, metric, base, cur, allowed, basis, runs, worse_by > allowed + 1e-12, changed, std_error(base_values, cur_values)))
     if not verdicts:
         raise GateError(f"nothing to compare, no metric in common for the common cases: {sides}")
     runs = (_runs_per_case(baseline, common), _runs_per_case(current, common))
