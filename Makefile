@@ -1,5 +1,6 @@
 # make bench: the benchmarks on the embedded default (smoke profile); make test: the test suite;
-# make test-fast: its unit tier (tests not marked slow); make docs: docs/cli.md from --help.
+# make test-fast: its unit tier (tests not marked slow); make lint: ruff (format and lint) and mypy;
+# make format: ruff's fixes and format applied; make docs: docs/cli.md from --help.
 # Both create .venv and install the project on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast bench docs clean
+.PHONY: install test test-fast lint format bench docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,17 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+LINTED := harness tests benchmarks conftest.py
+
+lint: install
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix $(LINTED)
+	$(VENV)/bin/ruff format $(LINTED)
 
 bench: install
 	mkdir -p $(RESULTS)
