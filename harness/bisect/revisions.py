@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import tomllib
 from filelock import FileLock
 
 from harness.errors import BisectError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (requires-python): the same parser, from PyPI (the bisect extra installs it)
+    import tomli as tomllib
 
 DEPENDENCY_FILES = ("pyproject.toml", "constraints.txt")  # what a revision's environment is built from
 GIT_TIMEOUT_S = 120.0
