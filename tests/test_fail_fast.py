@@ -89,6 +89,27 @@ def test_resume_with_nothing_to_resume_from_is_refused(tiny_folder, tmp_path, ca
     assert_one_line_refusal(code, out, err, "--resume has nothing to resume from", "--checkpoint-dir")
 
 
+def test_resume_after_the_run_finished_says_so_and_trains_nothing(tiny_folder, tmp_path, capsys):
+    """`--resume` after a finished run said `no checkpoint ... found; starting from epoch 1` and trained
+    a second attempt."""
+    args = tiny_run_args(tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "ckpt"))
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    (done,) = (tmp_path / "results").glob("*/result.json")
+    for given in ((), ("--run-id", done.parent.name)):
+        code, out, err = run_cli(capsys, *args, "--resume", *given)
+        line = f"--resume: {done.parent.name.rsplit('-', 1)[0]} already finished (record {done}); "
+        assert code == 0 and line in out and "nothing to resume; drop --resume to train a new attempt" in out, out + err
+        assert "epoch 1/1" not in out and "starting from epoch 1" not in out and "test_acc=" in out  # its metrics, not trained again
+        assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [done.parent.name]  # no second attempt begun
+    (tmp_path / "ckpt" / done.parent.name / LAST).unlink()  # an interrupted second attempt: its checkpoint is resumed, as before
+    attempt = tmp_path / "ckpt" / f"{done.parent.name}-attempt2"
+    attempt.mkdir()
+    (tmp_path / "ckpt" / done.parent.name / epoch_file(1)).rename(attempt / LAST)
+    code, out, err = run_cli(capsys, *args, "--resume")
+    assert code == 0 and f"resuming {attempt.name}" in out and "already finished" not in out, out + err
+
+
 @pytest.mark.parametrize(
     "options, fragments",
     [
