@@ -169,7 +169,8 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, s
     if done is not None:
         if rank_zero_only.rank != 0:
             return None
-        print(f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; drop --resume to train a new attempt", flush=True)
+        print(f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; "
+              "drop --resume to train a new attempt", flush=True)  # fmt: skip
         return RunResult.load(done)
     inherited = os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
     if run_id is not None or inherited:  # Lightning's DDP children write under the attempt their rank 0 holds

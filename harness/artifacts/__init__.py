@@ -134,8 +134,10 @@ class RunArtifacts:
         if self.store is not None:
             self.store.wait()
             last = str(self.store.last) if self.store.last is not None else None
-            report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": last, "resumed_from": self.resumed_from,
-                                     "failures": self.store.failures}  # fmt: skip
+            report["checkpoints"] = {
+                "folders": [str(f) for f in self.store.folders], "last": last,
+                "resumed_from": self.resumed_from, "failures": self.store.failures,
+            }  # fmt: skip
         if self.bucket is not None:
             failures = self.bucket.finish()
             report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}

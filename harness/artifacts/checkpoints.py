@@ -202,7 +202,7 @@ class CheckpointStore:
             return
         epoch, errors = pending.result()
         for error in errors:
-            kept = f"newest checkpoint kept: {self.last.name}" if self.last is not None else "no checkpoint of this run is kept yet"
+            kept = f"newest checkpoint kept: {self.last.name}" if self.last else "no checkpoint of this run is kept yet"
             print(f"[trainbench] warning: {error}; the run goes on without it ({kept})", flush=True)
             self.failures.append({"epoch": epoch, "message": error})
 

@@ -96,7 +96,8 @@ def saved_state(folder: Path) -> tuple[Path, dict[str, Any]] | None:
 
 def _folders(settings: RunSettings) -> list[Path]:
     """The local checkpoint folders a run writes to (the bucket's local copy when only a bucket is given)."""
-    return [Path(f).resolve() for f in settings.checkpoint_dirs] or ([settings.results_dir / "checkpoints"] if settings.gcs_bucket else [])
+    bucket_copy = [settings.results_dir / "checkpoints"] if settings.gcs_bucket else []
+    return [Path(f).resolve() for f in settings.checkpoint_dirs] or bucket_copy
 
 
 def finished(settings: RunSettings, attempt: Callable[[int], str], run_id: str | None) -> Path | None:

@@ -66,7 +66,8 @@ class Divergence:
         return f"the {PHASE_NAMES[self.phase]} loss became {self.loss} {when} (lr {self.lr:g}): the run diverged"
 
     def as_dict(self) -> dict[str, object]:
-        return {"phase": self.phase, "epoch": self.epoch, "lr": self.lr, "loss": str(self.loss), "message": self.message()}
+        return {"phase": self.phase, "epoch": self.epoch, "lr": self.lr, "loss": str(self.loss),
+                "message": self.message()}  # fmt: skip
 
 
 def _non_finite(phase: str, loss: float | None, row: dict[str, float]) -> Divergence | None:

@@ -43,7 +43,8 @@ RECORD_TAG = "trainbench.record"  # run id @ start time: one MLflow run per reco
 RUN_ID_TAG = "trainbench.run_id"
 CASE_TAGS = ("engine", "precision", "devices", "weights", "profile", "model", "dataset")
 RECORD_FIGURES = ("steady_images_per_s", "train_images_per_s", "wall_time_s", "data_wait_share", "achieved_tflops", "peak_gpu_memory_gib")
-ARTIFACTS = {"result.json": "record.json", "history.csv": "history.csv", "curves.png": "curves.png"}  # run folder -> MLflow name
+# run folder -> MLflow name: the record as record.json, never a second result.json under the results folder
+ARTIFACTS = {"result.json": "record.json", "history.csv": "history.csv", "curves.png": "curves.png"}
 ARTIFACT_FOLDER = "mlartifacts"  # beside a SQLite store
 PARAM_CHARS = 6000  # MLflow's limit on a param value
 BATCH = 100  # MLflow's limit on params (and tags) per log_batch call
