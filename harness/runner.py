@@ -153,6 +153,8 @@ def peak_gpu_memory_gib(job: TrainingJob) -> float | None:
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, step_hook: Callable[[], None] | None = None) -> RunResult | None:
     """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None.
     A run whose loss diverged returns its record too, with status `diverged` (callers fail on it).
+    Under --resume, a run that already finished is not trained again: its record is returned
+    (`resume.finished`).
 
     Without `run_id`, the run claims its identity's first free attempt (`RunIdentity.claimed_attempt`)
     and holds it to the end, so an earlier record of the same spec, or a run of it going on at the
@@ -163,6 +165,13 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, s
     if rank_zero_only.rank == 0:
         print(progress.startup_line(spec, settings, detect()), flush=True)
     identity = prepare(spec, settings, run_id)
+    done = resume.finished(settings, identity.attempt, run_id)
+    if done is not None:
+        if rank_zero_only.rank != 0:
+            return None
+        print(f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; "
+              "drop --resume to train a new attempt", flush=True)  # fmt: skip
+        return RunResult.load(done)
     inherited = os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
     if run_id is not None or inherited:  # Lightning's DDP children write under the attempt their rank 0 holds
         return _train(spec, settings, identity, run_id or inherited, step_hook)

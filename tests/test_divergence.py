@@ -12,6 +12,7 @@ import math
 import pytest
 
 from harness import runner
+from harness.engines.base import EngineOutput, divergence
 from harness.results.compare import compare
 from harness.results.observations import Run, observations, run_of
 from harness.results.record import RESULT_FILE, RunResult
@@ -21,7 +22,8 @@ from tests.conftest import tiny_spec
 from tests.test_fail_fast import run_cli, tiny_run_args
 from tests.test_reports import record
 
-MESSAGE = "the loss became nan at epoch 1 (lr 1e+06): the run diverged"
+MESSAGE = "the training loss became nan at epoch 1 (lr 1e+06): the run diverged"
+VAL_MESSAGE = "the validation loss became nan at epoch 1 (lr 100): the run diverged"
 
 
 def _strict(text: str):
@@ -39,10 +41,32 @@ def test_a_diverged_run_stops_after_the_epoch_it_diverged_in(tiny_folder, settin
     assert result.status == "diverged" and not result.ok and result.failure == MESSAGE
     assert len(result.history) == 1 and result.test == {}  # stopped after epoch 1 of 3; a diverged model is not tested
     saved = _strict((settings.results_dir / result.run_id / RESULT_FILE).read_text())
-    assert saved["status"] == "diverged" and saved["extra"]["divergence"] == {"epoch": 1, "lr": 1e6, "loss": "nan", "message": MESSAGE}
+    assert saved["status"] == "diverged" and saved["extra"]["divergence"] == {"phase": "train", "epoch": 1, "lr": 1e6, "loss": "nan", "message": MESSAGE}
     assert saved["history"][0]["train_loss"] is None  # nan written as null
     assert not any((settings.results_dir / "ckpt").rglob("epoch_*.ckpt")), "the diverged epoch was checkpointed"
     assert RunResult.load(settings.results_dir / result.run_id / RESULT_FILE).status == "diverged"
+
+
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_a_loss_finite_in_training_but_nan_in_validation_is_a_diverged_run(tiny_folder, settings, engine):
+    """sgd at lr 100 trains to a finite (huge) loss on the smallest case, then validates to nan: that run
+    was `ok` with test_loss=nan and exit 0."""
+    spec = tiny_spec(engine=engine).with_recipe(optimizer="sgd", lr=100.0, epochs=3)
+    result = runner.run(spec, settings.replace(data_root=tiny_folder, checkpoint_dirs=[settings.results_dir / "ckpt"]))
+    assert math.isfinite(result.history[0]["train_loss"]) and math.isnan(result.history[0]["val_loss"])
+    assert result.status == "diverged" and result.failure == VAL_MESSAGE and result.extra["divergence"]["phase"] == "val"
+    assert len(result.history) == 1 and result.test == {}  # stopped after the epoch whose validation diverged, not tested
+    assert not any((settings.results_dir / "ckpt").rglob("epoch_*.ckpt")), "the diverged epoch was checkpointed"
+
+
+def test_every_phase_s_loss_is_checked_and_a_finite_loss_is_not_a_divergence():
+    row = {"epoch": 2, "lr": 0.1, "train_loss": 9e20, "val_loss": 1.0}
+    assert divergence(row) is None  # finite, however large (docs/fail-fast.md: A diverged run)
+    assert divergence({**row, "val_loss": float("inf")}).phase == "val"
+    assert divergence({**row, "train_loss": float("nan"), "val_loss": float("nan")}).phase == "train"  # the first phase named
+    tested = EngineOutput(history=[row], test={"test_loss": float("nan"), "test_acc": 0.3})
+    assert tested.diverged.message() == "the test loss became nan after epoch 2 (lr 0.1): the run diverged"
+    assert EngineOutput(history=[row], test={"test_loss": 9e20}).diverged is None
 
 
 def test_the_command_fails_in_one_line_per_seed_and_the_tables_show_it(tiny_folder, tmp_path, capsys):

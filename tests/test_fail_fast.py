@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,11 +19,11 @@ import torch
 from harness import cli, models, runner
 from harness.artifacts.checkpoints import (
     LAST,
-    CheckpointError,
     CheckpointStore,
     epoch_file,
     load,
 )
+from harness.results.record import RunResult
 from harness.settings import REPO_ROOT
 from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
 from tests.test_reports import record
@@ -86,6 +87,27 @@ def test_not_enough_disk_for_one_checkpoint_is_refused(tiny_folder, tmp_path, ca
 def test_resume_with_nothing_to_resume_from_is_refused(tiny_folder, tmp_path, capsys):
     code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path), "--resume")
     assert_one_line_refusal(code, out, err, "--resume has nothing to resume from", "--checkpoint-dir")
+
+
+def test_resume_after_the_run_finished_says_so_and_trains_nothing(tiny_folder, tmp_path, capsys):
+    """`--resume` after a finished run said `no checkpoint ... found; starting from epoch 1` and trained
+    a second attempt."""
+    args = tiny_run_args(tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "ckpt"))
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    (done,) = (tmp_path / "results").glob("*/result.json")
+    for given in ((), ("--run-id", done.parent.name)):
+        code, out, err = run_cli(capsys, *args, "--resume", *given)
+        line = f"--resume: {done.parent.name.rsplit('-', 1)[0]} already finished (record {done}); "
+        assert code == 0 and line in out and "nothing to resume; drop --resume to train a new attempt" in out, out + err
+        assert "epoch 1/1" not in out and "starting from epoch 1" not in out and "test_acc=" in out  # its metrics, not trained again
+        assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [done.parent.name]  # no second attempt begun
+    (tmp_path / "ckpt" / done.parent.name / LAST).unlink()  # an interrupted second attempt: its checkpoint is resumed, as before
+    attempt = tmp_path / "ckpt" / f"{done.parent.name}-attempt2"
+    attempt.mkdir()
+    (tmp_path / "ckpt" / done.parent.name / epoch_file(1)).rename(attempt / LAST)
+    code, out, err = run_cli(capsys, *args, "--resume")
+    assert code == 0 and f"resuming {attempt.name}" in out and "already finished" not in out, out + err
 
 
 @pytest.mark.parametrize(
@@ -249,17 +271,65 @@ def test_settings_options_on_the_command_line_are_used_with_a_spec_file(tiny_fol
     assert len(list((tmp_path / "alone").glob("*/result.json"))) == 1
 
 
-def test_a_full_disk_while_saving_names_the_file_and_leaves_no_partial_file(tmp_path):
-    """The write runs in the background: its failure surfaces at the next save (or at wait)."""
+def test_a_full_disk_while_saving_names_the_file_and_the_space_and_leaves_no_partial_file(tmp_path, capsys):
+    """The write runs in the background: its failure is printed at the next save (or at wait), listed,
+    never raised; a later checkpoint that fits is written."""
     with small_disk(tmp_path / "full", "256k") as disk:
         store = CheckpointStore("run", [disk], bucket=None)
         store.save(1, {"trainbench": {"epoch": 1}, "weights": torch.zeros(1 << 20)})  # 4 MiB on a 256 KiB disk
-        with pytest.raises(CheckpointError, match=r"checkpoint .*epoch_001.ckpt could not be written .*choose another --checkpoint-dir"):
-            store.save(2, {"trainbench": {"epoch": 2}, "weights": torch.zeros(1)})
-        assert list((disk / "run").iterdir()) == []
-        store.save(3, {"trainbench": {"epoch": 3}, "weights": torch.zeros(1 << 20)})
-        with pytest.raises(CheckpointError, match=r"epoch_003.ckpt could not be written"):
-            store.wait()
+        store.save(2, {"trainbench": {"epoch": 2}, "weights": torch.zeros(1)})
+        store.wait()
+        assert sorted(p.name for p in (disk / "run").iterdir()) == [epoch_file(2), LAST]  # nothing left of epoch 1's file
+        (failure,) = store.failures
+        assert failure["epoch"] == 1 and "epoch_001.ckpt could not be written (no space left on device: " in failure["message"]
+        assert "MiB free, a checkpoint needs 4.0 MiB); free space on that disk or choose another --checkpoint-dir" in failure["message"]
+        out = capsys.readouterr().out
+        assert f"warning: {failure['message']}; the run goes on without it (no checkpoint of this run is kept yet)" in out
+        assert store.last == disk / "run" / epoch_file(2) and load(disk / "run" / LAST)["trainbench"]["epoch"] == 2
+
+
+def _fill_disk(disk: Path, batches_per_epoch: int, full_epochs: range):
+    """A step hook that fills `disk` (a real ENOSPC) from the last batch of the first epoch of
+    `full_epochs`, after epoch 1's checkpoint is there, and frees it at the first batch after them."""
+    calls = {"n": 0}
+
+    def hook() -> None:
+        calls["n"] += 1
+        epoch, batch = divmod(calls["n"] - 1, batches_per_epoch)
+        if epoch + 1 == full_epochs.start and batch == batches_per_epoch - 1:
+            deadline = time.monotonic() + 60
+            while not list(disk.glob(f"*/{LAST}")):  # epoch 1's write runs in the background
+                assert time.monotonic() < deadline, "no first checkpoint"
+                time.sleep(0.05)
+            with open(disk / "filler", "wb") as filler:
+                try:
+                    while True:
+                        filler.write(b"\0" * 65536)
+                        filler.flush()
+                except OSError:
+                    pass
+        elif epoch + 1 == full_epochs.stop and batch == 0:
+            (disk / "filler").unlink()
+
+    return hook
+
+
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_a_full_disk_at_a_mid_run_checkpoint_keeps_the_run(engine, tiny_folder, settings, tmp_path, capsys):
+    """3 epochs trained, then `epoch_002.ckpt could not be written ([enforce fail at inline_container.cc:672] .
+    unexpected pos ...)`, exit 2, no test metrics, no record: the trained run was thrown away."""
+    spec = tiny_spec(engine=engine, limit_batches=2).with_recipe(epochs=4)
+    with small_disk(tmp_path / "ckpt", "4m") as disk:
+        result = runner.run(spec, settings.replace(data_root=tiny_folder, checkpoint_dirs=(disk,)), step_hook=_fill_disk(disk, 2, range(2, 4)))
+        kept = load(disk / result.run_id / LAST)["trainbench"]["epoch"]
+        files = sorted(p.name for p in (disk / result.run_id).iterdir())
+    assert result.status == "ok" and len(result.history) == 4 and "test_acc" in result.test
+    checkpoints = result.extra["artifacts"]["checkpoints"]
+    assert checkpoints["failures"][0]["epoch"] == 2 and "epoch_002.ckpt could not be written (no space left on device: " in checkpoints["failures"][0]["message"]
+    assert checkpoints["last"].endswith(epoch_file(4)) and kept == 4  # the checkpoint after the disk was freed is written
+    assert epoch_file(1) in files and epoch_file(2) not in files and not [f for f in files if f.endswith(".tmp")]
+    assert "warning: checkpoint " in capsys.readouterr().out
+    assert RunResult.load(settings.results_dir / result.run_id / "result.json").extra["artifacts"]["checkpoints"]["failures"] == checkpoints["failures"]
 
 
 def test_a_checkpoint_is_a_snapshot_training_cannot_change_while_it_is_written(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.artifacts.emulator import free_port
+from harness.results.observations import observations
 from harness.results.record import RunResult
 from tests.test_fail_fast import run_cli, tiny_run_args
 
@@ -82,7 +83,7 @@ def test_a_run_logs_live_to_a_tracking_server_and_its_record_imports_once(server
         history = client.get_metric_history(run.info.run_id, column)
         assert [m.step for m in history] == [1, 2] and [m.value for m in history] == pytest.approx([row[column] for row in record.history]), column
     assert run.data.metrics["test_acc"] == pytest.approx(record.test["test_acc"])
-    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["curves.png", "history.csv", "result.json"]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["curves.png", "history.csv", "record.json"]
 
     code, out, _ = run_cli(capsys, "track", str(tmp_path / "results"), "--mlflow", server)
     assert code == 0 and "0 run(s) added, 1 already" in out, out  # the live run is that record: nothing added
@@ -96,7 +97,7 @@ def test_a_run_logs_live_to_a_tracking_server_and_its_record_imports_once(server
     (imported,) = fresh.search_runs([fresh.get_experiment_by_name(record.spec["benchmark"]).experiment_id])
     assert imported.data.params == run.data.params and imported.info.run_name == run.info.run_name
     assert [m.value for m in fresh.get_metric_history(imported.info.run_id, "val_loss")] == pytest.approx([row["val_loss"] for row in record.history])
-    assert sorted(a.path for a in fresh.list_artifacts(imported.info.run_id)) == ["curves.png", "history.csv", "result.json"]
+    assert sorted(a.path for a in fresh.list_artifacts(imported.info.run_id)) == ["curves.png", "history.csv", "record.json"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium); the MLflow page is checked in a real headless browser where there is one")
@@ -126,7 +127,28 @@ def test_auto_leaves_a_sqlite_store_in_the_results_folder(tiny_folder, tmp_path,
     client = mlflow.MlflowClient(f"sqlite:///{store}")
     record = only_record(tmp_path / "results")
     (run,) = client.search_runs([client.get_experiment_by_name(record.spec["benchmark"]).experiment_id])
-    assert run.data.tags["trainbench.run_id"] == record.run_id and sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["curves.png", "history.csv", "result.json"]
+    assert run.data.tags["trainbench.run_id"] == record.run_id and sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["curves.png", "history.csv", "record.json"]
+    # one result.json per run under the results folder: the store's copy of the record is record.json
+    assert list((tmp_path / "results").rglob("result.json")) == [tmp_path / "results" / record.run_id / "result.json"]
+
+
+def test_readers_count_a_record_once_beside_a_store_that_copied_it_as_result_json(tiny_folder, tmp_path, capsys):
+    """Stores written before the record was logged as record.json hold a second result.json; every
+    reader of a results folder (report, compare, track) counts the run once."""
+    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path))
+    assert code == 0, err
+    results = tmp_path / "results"
+    record = only_record(results)
+    legacy = results / "mlartifacts" / "1" / "0123abcd" / "artifacts" / "result.json"
+    legacy.parent.mkdir(parents=True)
+    shutil.copyfile(results / record.run_id / "result.json", legacy)
+    code, out, err = run_cli(capsys, "report", str(results))
+    assert code == 0 and [line.startswith(f"| {record.case_id} ") for line in out.splitlines()].count(True) == 1, out
+    assert [len(runs) for runs in observations(results).values()] == [1]
+    code, out, err = run_cli(capsys, "compare", str(results), str(results))
+    assert code == 0, out + err
+    code, out, _ = run_cli(capsys, "track", str(results), "--mlflow", f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert code == 0 and "1 run(s) added" in out, out
 
 
 def test_the_gpu_records_import_into_a_fresh_store(tmp_path, capsys):

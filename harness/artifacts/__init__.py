@@ -26,7 +26,7 @@ from harness.artifacts.checkpoints import (
 )
 from harness.artifacts.gcs import BucketUploader, wait_after_interrupt
 from harness.artifacts.tracking import WandbTracker
-from harness.errors import CheckpointError, ResumeError
+from harness.errors import ResumeError
 from harness.results.mlflow_runs import MlflowTracker
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
@@ -39,10 +39,7 @@ def after_interrupt() -> None:
     uploads, saying so; a second Ctrl-C leaves them local and named (`gcs.wait_after_interrupt`)."""
     try:
         for store in list(CheckpointStore.live):
-            try:
-                store.wait()
-            except CheckpointError:  # already printed by the writer's caller, or lost with the interrupted write
-                pass
+            store.wait()
     except KeyboardInterrupt:  # a second Ctrl-C while a checkpoint was being written: see to the uploads queued so far
         pass
     wait_after_interrupt()
@@ -72,7 +69,6 @@ class RunArtifacts:
             self.bucket.catch_up(folders)
         self.tracker = WandbTracker(settings.wandb, settings.wandb_project, spec, run_id, settings.results_dir)
         self.mlflow = MlflowTracker(settings.mlflow, spec, run_id, settings.results_dir)
-        self.saved: list[str] = []
         self.resumed_from: dict[str, Any] | None = None  # the checkpoint this run continued from, for its record
         self.checkpoint_blocked_s = 0.0  # the training thread's time in this process's checkpoint steps
 
@@ -122,7 +118,7 @@ class RunArtifacts:
     def save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store an epoch's checkpoint (its epoch is in checkpoint[HARNESS_KEY])."""
         if self.store is not None:
-            self.saved.append(str(self.store.save(int(checkpoint[HARNESS_KEY]["epoch"]), checkpoint)))
+            self.store.save(int(checkpoint[HARNESS_KEY]["epoch"]), checkpoint)
 
     def replay(self, history: list[dict[str, float]]) -> None:
         """After a resume: give the tracker the epochs that ran before the interruption."""
@@ -131,17 +127,17 @@ class RunArtifacts:
 
     def finish(self, history: list[dict[str, float]], test: dict[str, float]) -> dict[str, Any]:
         """Await the last checkpoint write and the uploads, close tracking; the report goes into
-        result.json (never credentials). A last checkpoint that could not be written is reported
-        there and printed: the trained result is still recorded."""
+        result.json (never credentials). Checkpoints that could not be written are listed there
+        (`checkpoints.failures`) and were printed: the trained result is still recorded."""
         report: dict[str, Any] = {"wandb": self.tracker.finish(history, test), "mlflow": self.mlflow.finish()}
         waiting = time.perf_counter()
         if self.store is not None:
-            report["checkpoints"] = {"folders": [str(f) for f in self.store.folders], "last": self.saved[-1] if self.saved else None, "resumed_from": self.resumed_from}
-            try:
-                self.store.wait()
-            except CheckpointError as error:
-                print(f"[trainbench] {error}", flush=True)
-                report["checkpoints"].update(last=self.saved[-2] if len(self.saved) > 1 else None, failure=str(error))
+            self.store.wait()
+            last = str(self.store.last) if self.store.last is not None else None
+            report["checkpoints"] = {
+                "folders": [str(f) for f in self.store.folders], "last": last,
+                "resumed_from": self.resumed_from, "failures": self.store.failures,
+            }  # fmt: skip
         if self.bucket is not None:
             failures = self.bucket.finish()
             report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}

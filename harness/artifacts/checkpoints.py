@@ -9,9 +9,11 @@ temporary name, then rename).
 
 Saving does not hold training up: `save` copies the checkpoint's tensors to host memory (a
 snapshot: training goes on changing the originals) and a background thread serialises and writes
-it, one checkpoint at a time. A failed write (a full disk) is raised, naming the file, at the next
-`save` or at `wait`, which the run calls before it reports; so a run never ends with a checkpoint
-silently missing.
+it, one checkpoint at a time. A write that fails (a full disk) never costs the run: its partial file
+is removed, and at the next `save` or at `wait` (which the run calls before it reports) one line
+names the file and the cause (for a full disk, the space free against what a checkpoint needs), the
+run goes on, and `failures` lists it for the record; a later checkpoint that can be written is. So a
+run never ends with a checkpoint silently missing, nor lost for want of one.
 
 The store counts the CPU seconds its writer thread used (`writer_cpu_s`): training pays them only
 where no core is idle for them (a CPU-trained run). What the training thread itself pays is timed
@@ -20,6 +22,7 @@ around the engines' whole save (`RunArtifacts.checkpoint_timer`).
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -72,25 +75,52 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def tensor_bytes(value: Any) -> int:
+    """The bytes of every tensor in a checkpoint: about what its file takes."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
+
+
+def _cause(error: OSError | RuntimeError, folder: Path, need: int) -> str:
+    """Why a write failed, in the user's terms: a full disk says how much is free against `need`
+    (torch.save reports one as `[enforce fail at inline_container.cc:...] . unexpected pos ...`)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if getattr(error, "errno", None) == errno.ENOSPC or (free is not None and free < need):
+        shown = "?" if free is None else f"{free / 2**20:.1f}"
+        return f"no space left on device: {shown} MiB free, a checkpoint needs {need / 2**20:.1f} MiB"
+    return getattr(error, "strerror", None) or str(error).splitlines()[0]
+
+
 @contextmanager
-def _written_atomically(path: Path) -> Iterator[Path]:
-    """`written_atomically`, with a failure reported as a CheckpointError that names the file."""
+def _written_atomically(path: Path, need: int) -> Iterator[Path]:
+    """`written_atomically`, with a failure reported as a CheckpointError that names the file and the
+    cause (`need`: the bytes the file takes)."""
     try:
         with written_atomically(path) as tmp:
             yield tmp
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        reason = _cause(error, path.parent, need)
         raise CheckpointError(f"checkpoint {path} could not be written ({reason}); free space on that disk or choose another --checkpoint-dir") from None
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
-    with _written_atomically(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save to a file this function opens and closes: on a failure torch.save's writer (kept
+    alive by the traceback) would hold the removed partial file open, its space still in use."""
+    with _written_atomically(path, tensor_bytes(obj)) as tmp, open(tmp, "wb") as file:
+        torch.save(obj, file)
 
 
 def atomic_copy(source: Path, path: Path, *, link: bool = False) -> None:
     """`path` becomes a copy of `source` (a hard link when asked and possible), never half-written."""
-    with _written_atomically(path) as tmp:
+    with _written_atomically(path, source.stat().st_size) as tmp:
         tmp.unlink(missing_ok=True)
         try:
             if not link:
@@ -149,43 +179,61 @@ class CheckpointStore:
         self.bucket = bucket
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: Future | None = None
+        self.last: Path | None = None  # the newest epoch file written (in the first folder that took it)
+        self.failures: list[dict[str, Any]] = []  # {"epoch", "message"} per checkpoint file that could not be written
         self.writer_cpu_s = 0.0  # the writer thread's CPU time (serialise, copy, link); final after `wait`
         CheckpointStore.live.add(self)
         for stale in (tmp for folder in self.folders if folder.is_dir() for tmp in folder.glob(".*.tmp")):
             stale.unlink(missing_ok=True)  # a save of this run that was interrupted; never a checkpoint
             print(f"[trainbench] removed {stale}, left by an interrupted save", flush=True)
 
-    def save(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
+    def save(self, epoch: int, checkpoint: dict[str, Any]) -> None:
         """Snapshot `checkpoint` and return; in the background, write it as epoch_NNN.ckpt and
-        last.ckpt in every folder and queue the uploads. Returns the first folder's epoch file."""
-        self.wait()  # the previous write's failure surfaces here; one snapshot in memory at a time
+        last.ckpt in every folder and queue the uploads."""
+        self.wait()  # the previous write's failures surface here; one snapshot in memory at a time
         frozen = snapshot(checkpoint)
         self._pending = self._writer.submit(self._write, epoch, frozen)
-        return self.folders[0] / epoch_file(epoch)
 
     def wait(self) -> None:
-        """Until the last checkpoint is written; raises its CheckpointError if it failed."""
+        """Until the last checkpoint is written; each file of it that could not be, printed in one
+        line and added to `failures` (never raised: the run goes on without it)."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        if pending is None:
+            return
+        epoch, errors = pending.result()
+        for error in errors:
+            kept = f"newest checkpoint kept: {self.last.name}" if self.last else "no checkpoint of this run is kept yet"
+            print(f"[trainbench] warning: {error}; the run goes on without it ({kept})", flush=True)
+            self.failures.append({"epoch": epoch, "message": error})
 
-    def _write(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
+    def _write(self, epoch: int, checkpoint: dict[str, Any]) -> tuple[int, list[str]]:
         cpu = time.thread_time()
         try:
-            return self._write_everywhere(epoch, checkpoint)
+            return epoch, self._write_everywhere(epoch, checkpoint)
         finally:
             self.writer_cpu_s += time.thread_time() - cpu
 
-    def _write_everywhere(self, epoch: int, checkpoint: dict[str, Any]) -> Path:
-        first = self.folders[0] / epoch_file(epoch)
-        atomic_save(checkpoint, first)
-        for folder in self.folders[1:]:  # other folders may be other disks (a mounted drive): real copies
-            atomic_copy(first, folder / epoch_file(epoch))
+    def _write_everywhere(self, epoch: int, checkpoint: dict[str, Any]) -> list[str]:
+        """epoch_NNN.ckpt and last.ckpt in each folder (the first folder that took it serialises, the
+        others copy: they may be other disks), then the upload; a folder that fails costs no other."""
+        errors: list[str] = []  # messages, not the errors: their tracebacks would keep the snapshot alive
+        written: Path | None = None
         for folder in self.folders:
-            atomic_copy(folder / epoch_file(epoch), folder / LAST, link=True)
-        if self.bucket is not None:  # epoch files never change, so they are safe to upload later
-            self.bucket.upload(first, f"{self.run_id}/{epoch_file(epoch)}", copies=(f"{self.run_id}/{LAST}",))
-        return first
+            target = folder / epoch_file(epoch)
+            try:
+                if written is None:
+                    atomic_save(checkpoint, target)
+                else:
+                    atomic_copy(written, target)
+                written = written or target
+                atomic_copy(target, folder / LAST, link=True)
+            except CheckpointError as error:
+                errors.append(str(error))
+        if written is not None:
+            self.last = written
+            if self.bucket is not None:  # epoch files never change, so they are safe to upload later
+                self.bucket.upload(written, f"{self.run_id}/{epoch_file(epoch)}", copies=(f"{self.run_id}/{LAST}",))
+        return errors
 
     def latest(self) -> Path | None:
         """The newest readable local checkpoint across folders (last.ckpt, or the newest readable

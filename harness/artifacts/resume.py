@@ -10,12 +10,17 @@ on: resume with the values the checkpoint was trained with, or start fresh witho
 Only an unfinished run of the same case and seed counts (another seed of the experiment, or a run
 that wrote its record, is not one to continue). Local checkpoint folders are searched; the bucket
 is read only by the resume itself.
+
+`finished` answers the other way `--resume` can have nothing to do: the run it would continue
+already wrote its record. The runner then says so in one line and reports that record (exit 0, so
+a pipeline that retries with `--resume` is done) instead of training a new attempt from epoch 1.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +94,29 @@ def saved_state(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
+def _folders(settings: RunSettings) -> list[Path]:
+    """The local checkpoint folders a run writes to (the bucket's local copy when only a bucket is given)."""
+    bucket_copy = [settings.results_dir / "checkpoints"] if settings.gcs_bucket else []
+    return [Path(f).resolve() for f in settings.checkpoint_dirs] or bucket_copy
+
+
+def finished(settings: RunSettings, attempt: Callable[[int], str], run_id: str | None) -> Path | None:
+    """Under --resume, the record of the run it would continue when that run already finished: the
+    `--run-id` given has a record; or, without one, the attempt a run would claim (the first without a
+    record, `attempt(n)` naming the n-th) has no checkpoint while the one before it has its record."""
+    if not settings.resume:
+        return None
+    if run_id is not None:
+        path = settings.results_dir / run_id / RESULT_FILE
+        return path if path.is_file() else None
+    number = 1
+    while (settings.results_dir / attempt(number) / RESULT_FILE).is_file():
+        number += 1
+    if number == 1 or any(_has_checkpoint(folder / attempt(number)) for folder in _folders(settings)):
+        return None
+    return settings.results_dir / attempt(number - 1) / RESULT_FILE
+
+
 def check(spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None, given: bool) -> None:
     """Before the decode pass (module docstring). `run_id` is this run's (the `--run-id` when
     `given`, else its first attempt's), `fingerprint` the one its checkpoints must carry.
@@ -97,8 +125,7 @@ def check(spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: 
     and seed counts: another seed of the experiment, or a run that finished, is not this run."""
     if not settings.resume:
         return
-    folders = [Path(f).resolve() for f in settings.checkpoint_dirs] or ([settings.results_dir / "checkpoints"] if settings.gcs_bucket else [])
-    runs = [d for folder in folders if folder.is_dir() for d in folder.iterdir() if d.is_dir()]
+    runs = [d for folder in _folders(settings) if folder.is_dir() for d in folder.iterdir() if d.is_dir()]
     if given:
         candidates = [d for d in runs if d.name == run_id]
     else:

@@ -5,8 +5,10 @@ An engine takes a `TrainingJob` (spec, model, data, where to write) and returns 
 History rows use the same keys for every engine: epoch, lr, epoch_time, train_time, images_per_s,
 train_<m>, val_<m>.
 
-Divergence: every engine passes each epoch's row to `divergence`; a non-finite training loss ends
-the run after that epoch (no checkpoint of it, no test pass), and the output says where.
+Divergence: every engine passes each epoch's row to `divergence`; a non-finite training or
+validation loss ends the run after that epoch (no checkpoint of it, no test pass), and the output
+says which phase and where. A non-finite test loss makes the output diverged too (`EngineOutput`
+finds it), whatever the engine. A finite loss, however large, is not a divergence (docs/fail-fast.md).
 """
 
 from __future__ import annotations
@@ -46,35 +48,53 @@ class TrainingJob:
     step_hook: Callable[[], None] | None = None  # called after every training batch (a profiler's step)
 
 
+PHASE_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
 @dataclass(frozen=True)
 class Divergence:
-    """The epoch whose training loss was not a finite number, at which learning rate."""
+    """The phase and epoch whose mean loss was not a finite number, at which learning rate (a test
+    loss counts at the last epoch trained)."""
 
     epoch: int
     lr: float
     loss: float
+    phase: str = "train"  # train, val or test
 
     def message(self) -> str:
-        return f"the loss became {self.loss} at epoch {self.epoch} (lr {self.lr:g}): the run diverged"
+        when = f"after epoch {self.epoch}" if self.phase == "test" else f"at epoch {self.epoch}"
+        return f"the {PHASE_NAMES[self.phase]} loss became {self.loss} {when} (lr {self.lr:g}): the run diverged"
 
     def as_dict(self) -> dict[str, object]:
-        return {"epoch": self.epoch, "lr": self.lr, "loss": str(self.loss), "message": self.message()}
+        return {"phase": self.phase, "epoch": self.epoch, "lr": self.lr, "loss": str(self.loss),
+                "message": self.message()}  # fmt: skip
+
+
+def _non_finite(phase: str, loss: float | None, row: dict[str, float]) -> Divergence | None:
+    if loss is None or math.isfinite(loss):
+        return None
+    return Divergence(int(row["epoch"]), float(row["lr"]), float(loss), phase)
 
 
 def divergence(row: dict[str, float]) -> Divergence | None:
-    """The divergence an epoch's history row shows (its mean training loss is nan or infinite), or None."""
-    loss = row.get("train_loss")
-    if loss is None or math.isfinite(loss):
-        return None
-    return Divergence(int(row["epoch"]), float(row["lr"]), float(loss))
+    """The divergence an epoch's history row shows (its mean training, else validation, loss is nan
+    or infinite), or None."""
+    return _non_finite("train", row.get("train_loss"), row) or _non_finite("val", row.get("val_loss"), row)
 
 
 @dataclass
 class EngineOutput:
+    """What an engine returns. A non-finite test loss makes it diverged (at the last epoch trained),
+    whichever engine tested: every phase's loss is checked, in one place per phase."""
+
     history: list[dict[str, float]]
-    test: dict[str, float]  # empty when the run diverged: a diverged model is not tested
+    test: dict[str, float]  # empty when training or validation diverged: such a model is not tested
     is_main_process: bool = True
     diverged: Divergence | None = None
+
+    def __post_init__(self) -> None:
+        if self.diverged is None and self.history:
+            self.diverged = _non_finite("test", self.test.get("test_loss"), self.history[-1])
 
 
 class Engine(Protocol):

@@ -13,7 +13,8 @@ spec and recipe as params (flattened, `recipe.lr`, `recipe.train_augmentations`)
 epoch of every history column; once its record is saved, the test metrics and the record's speed,
 time and efficiency figures, tags for its identity (trainbench run id, fingerprint), environment
 (versions, device, git commit) and checkpoint locations (folders, `gs://` URIs), and as artifacts
-the record, history.csv and curves.png.
+the record (as `record.json`: the store in `<results>/mlartifacts/` must not hold a second
+`result.json` for whatever globs the results folder to count), history.csv and curves.png.
 
 The record is the source of truth and MLflow a view of it: `import_records` (`python -m harness
 track`) logs records written without MLflow the same way. A record is keyed by its run id and start
@@ -42,7 +43,8 @@ RECORD_TAG = "trainbench.record"  # run id @ start time: one MLflow run per reco
 RUN_ID_TAG = "trainbench.run_id"
 CASE_TAGS = ("engine", "precision", "devices", "weights", "profile", "model", "dataset")
 RECORD_FIGURES = ("steady_images_per_s", "train_images_per_s", "wall_time_s", "data_wait_share", "achieved_tflops", "peak_gpu_memory_gib")
-ARTIFACTS = ("result.json", "history.csv", "curves.png")
+# run folder -> MLflow name: the record as record.json, never a second result.json under the results folder
+ARTIFACTS = {"result.json": "record.json", "history.csv": "history.csv", "curves.png": "curves.png"}
 ARTIFACT_FOLDER = "mlartifacts"  # beside a SQLite store
 PARAM_CHARS = 6000  # MLflow's limit on a param value
 BATCH = 100  # MLflow's limit on params (and tags) per log_batch call
@@ -166,9 +168,13 @@ def complete(client, run_id: str, record, run_dir: Path, end_ms: int | None = No
     (FINISHED, or FAILED for a diverged run)."""
     now = int(time.time() * 1000)
     _log(client, run_id, record_metrics(record, now), tags=record_tags(record))
-    for name in ARTIFACTS:
-        if (run_dir / name).is_file():
+    for name, logged in ARTIFACTS.items():
+        if not (run_dir / name).is_file():
+            continue
+        if name == logged:
             client.log_artifact(run_id, str(run_dir / name))
+        else:
+            client.log_text(run_id, (run_dir / name).read_text(), logged)
     client.set_terminated(run_id, "FINISHED" if record.ok else "FAILED", end_time=end_ms)
 
 
@@ -237,6 +243,12 @@ def _without_credentials(uri: str) -> str:
     return re.sub(r"//[^/@]+@", "//", uri)
 
 
+def in_artifact_store(path: Path, root: Path) -> bool:
+    """Whether `path` (under `root`) is an MLflow store's own copy of a file (stores written before
+    the record was logged as record.json hold a result.json there): never a record to count."""
+    return ARTIFACT_FOLDER in Path(path).relative_to(root).parts
+
+
 def import_records(results: Path, uri: str) -> tuple[list[str], list[str], list[str]]:
     """Every record under `results` (any depth: a results folder, a nightly's, baselines/) as an MLflow
     run in `uri`, unless one with its `trainbench.record` tag is there already. Returns the run ids
@@ -247,7 +259,7 @@ def import_records(results: Path, uri: str) -> tuple[list[str], list[str], list[
     client = _client(uri)
     added, present, problems = [], [], []
     for path in sorted(Path(results).rglob("result.json")):
-        if ARTIFACT_FOLDER in path.relative_to(results).parts:  # a store's own copies of records it holds
+        if in_artifact_store(path, results):
             continue
         try:
             record = RunResult.load(path)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import GateError, RecordError
-from harness.results.record import RunResult, load_all
+from harness.results.mlflow_runs import in_artifact_store
+from harness.results.record import RESULT_FILE, RunResult, load_all
 
 GATED_METRICS: tuple[str, ...] = ("test_acc", "test_f1", "test_top3", "test_top5", "test_loss", "steady_images_per_s", "joules_per_image")
 TIMED_METRICS: tuple[str, ...] = ("steady_images_per_s", "joules_per_image")  # measured on a clock: they vary between runs of one seed, with the machine's load
@@ -121,7 +122,7 @@ def observations(path: Path) -> Observations:
         found = _from_records(path / "records")
     if not found:
         for json_file in sorted(path.rglob("*.json")):
-            if json_file.name != "result.json":
+            if json_file.name != RESULT_FILE and not in_artifact_store(json_file, path):
                 for case, runs in _from_benchmark_json(json_file).items():
                     found.setdefault(case, []).extend(runs)
     return found

@@ -4,8 +4,9 @@ The record is the only thing tables, comparisons and the regression gate read, s
 everything they need: the spec, per-epoch history, test metrics, speed, time and environment, and
 the distance to the limit: FLOPs per image, achieved TFLOP/s, MFU and energy (`harness.efficiency`).
 
-`status` is `ok`, or `diverged` for a run whose training loss stopped being a finite number (its
-`extra.divergence` says at which epoch and lr; it has no test metrics). Every reader decides with
+`status` is `ok`, or `diverged` for a run whose training, validation or test loss stopped being a
+finite number (its `extra.divergence` says in which phase, at which epoch and lr; it has no test
+metrics unless the test loss was the one). Every reader decides with
 `RunResult.ok` and `finished`: tables show such runs as diverged and leave them out of means, the
 gate counts them as regressions. Records are strict JSON: a non-finite number is written as null.
 """
