@@ -70,7 +70,7 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = Non
     stand_in = spec.weights == "pretrained" and spec.profile == "smoke"  # generated below when missing
     weights = None if stand_in else models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")  # before the data pass: an unreachable hub fails in seconds
     folder = named.locate(spec.dataset, settings.data_root, settings.cache_dir)
-    content = loading.fingerprint(folder)
+    content = loading.fingerprint(folder, settings.cache_dir)
     if settings.resume:
         check_resume(spec, settings, content, weights, run_id)
     data_identity = loading.check(folder, spec.recipe, settings.cache_dir, content)
