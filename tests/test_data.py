@@ -53,9 +53,12 @@ def test_random_resized_crop_recipe_builds():
     assert train_transform(recipe)(image=image)["image"].shape == (3, 32, 32)
 
 
-def test_unknown_augmentation_is_named():
-    recipe = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "train_augmentations": (aug("MagicFlip"),)})
-    with pytest.raises(SpecError, match="no transform named 'MagicFlip'"):
+@pytest.mark.parametrize("item, message", [(aug("MagicFlip"), "no transform named 'MagicFlip'"),
+                                           (aug("Rotate", limt=15), "Rotate has no parameter 'limt'")])
+def test_unknown_augmentation_or_parameter_is_named(item, message):
+    """A recipe made in Python (not through a recipe file) is checked when its pipeline is built."""
+    recipe = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "train_augmentations": (item,)})
+    with pytest.raises(SpecError, match=message):
         train_transform(recipe)
 
 
