@@ -24,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from harness.data import duplicates
 from harness.data.augmentation_stats import ApplyStatistics, apply_statistics
+from harness.data.content_hashes import sha256_of
 from harness.data.dataset import FileReader, ImageClassificationDataset
 from harness.data.imagefolder import ImageIndex, scan
 from harness.data.split import stratified_split
@@ -195,7 +196,7 @@ def find_duplicates(index: ImageIndex, readable: set[str], recipe: Recipe) -> di
     """Byte-identical readable images: counts within and across classes, and across the parts of
     the recipe's split when the dataset can be split by it."""
     positions = [i for i, (path, _) in enumerate(index.samples) if path in readable]
-    found = [[positions[k] for k in g] for g in duplicates.groups([duplicates.content_hash(index.samples[i][0]) for i in positions])]
+    found = [[positions[k] for k in g] for g in duplicates.groups([sha256_of(index.samples[i][0]) for i in positions])]
     try:
         split = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
         parts = {"train": split.train, "val": split.val, "test": split.test}

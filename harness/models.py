@@ -5,7 +5,9 @@ Pretrained weights come, in order, from a file in the weights folder (timm's
 cache, else from the hub itself after one short reachability probe: offline, huggingface_hub's
 own retries took about 55 s before they failed. The
 classifier is replaced whenever the file's class count differs from the task's, exactly as timm
-does for ImageNet weights, so a file trained on any dataset is a valid starting point.
+does for ImageNet weights, so a file trained on any dataset is a valid starting point. A file is
+checked by its tensors' names as timm reads them (`_tensor_shapes`): saved from a compiled or
+DDP-wrapped model, or a training checkpoint holding its state under a key, it loads as timm loads it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from timm.models import clean_state_dict
 from torch import nn
 
 from harness.atomic import written_atomically
@@ -29,6 +32,7 @@ from harness.errors import ModelError, WeightsNotFound
 
 HUB_PROBE_S = 3.0  # one TCP connect to the hub's host; a reachable hub answers in well under a second
 HUB_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")  # what timm downloads from a hub repo, in its order
+STATE_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")  # a checkpoint's state, in timm's order
 WEIGHT_FILE_NAMES = ("{model}.safetensors", "{model}.pth", "{model}.bin", "{model}/model.safetensors", "{model}/pytorch_model.bin")
 
 
@@ -56,15 +60,18 @@ def find_weight_file(model: str, weights_dir: Path) -> Path | None:
 
 
 def _tensor_shapes(model: str, file: Path) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor in a weights file, read without loading the tensors."""
+    """Name -> shape of every tensor in a weights file, read without loading the tensors, named as
+    timm's `load_state_dict` names them when it loads the file: from the state its checkpoint keys
+    hold, if any (`STATE_KEYS`), with the prefixes of a compiled or DDP-wrapped model removed
+    (`clean_state_dict`, which the checkpoints' resume uses too)."""
     if file.suffix == ".safetensors":
         with safe_open(str(file), framework="pt") as handle:
-            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+            return clean_state_dict({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()})
     state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(state, dict):
         raise ModelError(f"weights file {file} holds a {type(state).__name__}, not a state dict; give a {model} state dict")
-    state = state.get("state_dict", state)
-    return {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    state = next((state[key] for key in STATE_KEYS if isinstance(state.get(key), dict)), state)
+    return clean_state_dict({k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)})
 
 
 def check_fits(model: str, file: Path) -> int:

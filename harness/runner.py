@@ -21,6 +21,7 @@ from harness import models, preflight, pretrain
 from harness.artifacts import RunArtifacts, resume
 from harness.data import loading, named
 from harness.data.duplicates import describe as describe_duplicates
+from harness.data.imagefolder import left_out_counts, left_out_line
 from harness.efficiency import energy, flops, peak
 from harness.efficiency.figures import achieved_tflops, energy_summary, mfu
 from harness.efficiency.flops import Flops
@@ -70,7 +71,7 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = Non
     stand_in = spec.weights == "pretrained" and spec.profile == "smoke"  # generated below when missing
     weights = None if stand_in else models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")  # before the data pass: an unreachable hub fails in seconds
     folder = named.locate(spec.dataset, settings.data_root, settings.cache_dir)
-    content = loading.fingerprint(folder)
+    content = loading.fingerprint(folder, settings.cache_dir)
     if settings.resume:
         check_resume(spec, settings, content, weights, run_id)
     data_identity = loading.check(folder, spec.recipe, settings.cache_dir, content)
@@ -115,7 +116,7 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
     return {
         "fingerprint": identity.fingerprint,
         "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {**{p: len(getattr(bundle, p)) for p in ("train", "val", "test")}, "unused": bundle.unused},
-                 "duplicates": duplicates},
+                 "duplicates": duplicates, "left_out": left_out_counts(bundle.train.index.left_out) or None},
         "weights": identity.weights,
         "loader": {
             "workers": job.workers,
@@ -190,6 +191,8 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
         print(progress.data_line(job, identity.weights), flush=True)
         if copies is not None:
             print(f"[trainbench] duplicates: {describe_duplicates(copies)}", flush=True)
+        if (left_out := left_out_line(job.data.train.index)) is not None:
+            print(f"[trainbench] left out: {left_out}", flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
     counted = flops.cached(job.model, spec.model, spec.recipe.image_size, job.data.num_classes, settings.cache_dir) if main_process else None  # before any device or compile

@@ -12,12 +12,14 @@ from harness.catalog import EFFICIENTNETV2, FASTVIT, KVASIR_CLASSES
 from harness.data import kvasir, loading, named, synthetic
 from harness.data.decode import load_rgb
 from harness.data.device import DeviceNormalize
-from harness.data.imagefolder import scan
+from harness.data.imagefolder import left_out_line, scan
 from harness.data.transforms import eval_transform, train_transform
 from harness.data.verify import verified_marker
 from harness.errors import DataError
+from harness.results.record import RunResult
 from harness.spec import SpecError, aug
 from tests.conftest import make_image_folder, tiny_spec
+from tests.test_fail_fast import run_cli, tiny_run_args
 
 STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -53,9 +55,12 @@ def test_random_resized_crop_recipe_builds():
     assert train_transform(recipe)(image=image)["image"].shape == (3, 32, 32)
 
 
-def test_unknown_augmentation_is_named():
-    recipe = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "train_augmentations": (aug("MagicFlip"),)})
-    with pytest.raises(SpecError, match="no transform named 'MagicFlip'"):
+@pytest.mark.parametrize("item, message", [(aug("MagicFlip"), "no transform named 'MagicFlip'"),
+                                           (aug("Rotate", limt=15), "Rotate has no parameter 'limt'")])
+def test_unknown_augmentation_or_parameter_is_named(item, message):
+    """A recipe made in Python (not through a recipe file) is checked when its pipeline is built."""
+    recipe = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "train_augmentations": (item,)})
+    with pytest.raises(SpecError, match=message):
         train_transform(recipe)
 
 
@@ -76,6 +81,50 @@ def test_empty_class_folder(tmp_path):
     root = make_image_folder(tmp_path / "d", {"cats": 3, "dogs": 3})
     (root / "birds").mkdir()
     with pytest.raises(DataError, match=r"no images in .*: birds; add images"):
+        scan(root)
+
+
+def _with_files_of_other_kinds(root):
+    """GIFs, a note and a Windows thumbnail cache beside the PNGs; PPM and PGM files, which torchvision reads."""
+    make_image_folder(root, {"cats": 3, "dogs": 3})
+    for name in ("cats/anim.gif", "dogs/still.gif"):
+        Image.new("P", (40, 40), 3).save(root / name)
+    (root / "dogs" / "notes.txt").write_text("scraped 2024")
+    (root / "dogs" / "Thumbs.db").write_bytes(b"\0" * 64)
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(root / "cats" / "red.ppm")
+    Image.new("L", (40, 40), 90).save(root / "dogs" / "grey.pgm")
+    return root
+
+
+def test_files_torchvision_would_not_read_are_named_in_one_line_not_left_out_in_silence(tmp_path):
+    """`.gif` files were left out without a word. The harness reads what torchvision's ImageFolder
+    reads (its IMG_EXTENSIONS, .ppm and .pgm included; no .gif, as in timm's), and names the rest."""
+    index = scan(_with_files_of_other_kinds(tmp_path / "d"))
+    assert len(index.samples) == 8 and {p.rsplit(".", 1)[1] for p, _ in index.samples} == {"png", "ppm", "pgm"}
+    assert load_rgb(str(tmp_path / "d" / "dogs" / "grey.pgm")).shape == (40, 40, 3)
+    assert index.left_out == ("cats/anim.gif", "dogs/Thumbs.db", "dogs/notes.txt", "dogs/still.gif")
+    assert left_out_line(index) == (
+        "4 files in the class folders are not images of a kind read here and are left out (.gif: 2, .db: 1, .txt: 1; "
+        "e.g. cats/anim.gif); the kinds read are torchvision ImageFolder's: .jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, "
+        ".tiff, .webp; convert the images among them (e.g. to PNG) to train on them, or remove them")
+    assert left_out_line(scan(make_image_folder(tmp_path / "plain", {"a": 2, "b": 2}))) is None
+
+
+def test_a_run_names_the_files_it_leaves_out_and_the_record_counts_them(tmp_path, capsys):
+    folder = _with_files_of_other_kinds(tmp_path / "d")
+    code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path, "--split", "0.5,0.25,0.25"))
+    assert code == 0, err
+    (line,) = [line for line in out.splitlines() if line.startswith("[trainbench] left out: ")]
+    assert line.startswith("[trainbench] left out: 4 files in the class folders are not images of a kind read here")
+    record = next(line.removeprefix("record: ") for line in out.splitlines() if line.startswith("record: "))
+    assert RunResult.load(record).data["left_out"] == {".gif": 2, ".db": 1, ".txt": 1}
+
+
+def test_a_class_folder_of_only_other_kinds_says_what_it_holds(tmp_path):
+    root = make_image_folder(tmp_path / "d", {"cats": 3, "dogs": 3})
+    (root / "birds").mkdir()
+    Image.new("P", (40, 40), 3).save(root / "birds" / "flying.gif")
+    with pytest.raises(DataError, match=r"no images in .*: birds \(1 file of a kind not read: \.gif\); add images"):
         scan(root)
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import pickle
+import time
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from harness import runner
 from harness.catalog import FASTVIT
-from harness.data import decoded, loading
+from harness.data import content_hashes, decoded, loading
 from harness.data.decode import load_rgb
 from harness.data.fingerprint import fingerprint
 from harness.data.imagefolder import scan
@@ -164,3 +168,51 @@ def test_a_link_loop_is_refused_in_one_line(tmp_path):
         with pytest.raises(DataError, match=r"a/again is a link to .*data, a folder it lies in: a link loop") as refused:
             survey(folder)
         assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".tif"])
+def test_an_image_edited_in_place_past_its_first_4_kib_is_another_dataset(tmp_path, settings, suffix):
+    """Uncompressed images keep their size when edited. The fingerprint read each file's first 4 KiB,
+    so an edit past them kept the run's identity (an `-attempt2`), skipped the decode pass and trained
+    on the old pixels from the decoded cache."""
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}{suffix}")
+    settings, spec = settings.replace(data_root=tmp_path / "data"), tiny_spec()
+    before = runner.prepare(spec, settings)
+    image = tmp_path / "data" / "a" / f"0{suffix}"
+    old = image.read_bytes()
+    pixels = np.asarray(Image.open(image)).copy()
+    late_rows = slice(0, 16) if suffix == ".bmp" else slice(48, 64)  # a BMP stores its rows bottom-up
+    pixels[late_rows] = 255 - pixels[late_rows]
+    Image.fromarray(pixels).save(image)
+    new = image.read_bytes()
+    assert len(new) == len(old) > 4096 and new[:4096] == old[:4096] and new != old
+    after = runner.prepare(spec, settings)
+    assert after.data.fingerprint != before.data.fingerprint and after.run_id != before.run_id
+    images = loading.for_spec(spec, settings, STATS, after.data).decoded
+    sample = [path for path, _ in scan(tmp_path / "data").samples].index(str(image))
+    assert np.array_equal(images.read(sample), load_rgb(image, needed_short_side(spec.recipe)))
+
+
+def test_remembered_hashes_serve_unchanged_files_only(tmp_path):
+    """Hashes are remembered per file so a run does not read the dataset again; a file written again
+    with its size and modification time put back (`touch -r`, `cp -p`) is read again all the same."""
+    folder, cache_dir = make_image_folder(tmp_path / "data", {"a": 2, "b": 2}), tmp_path / "cache"
+    time.sleep(content_hashes.RACY_NS / 1e9 + 0.2)  # a file written within RACY_NS of its hashing is not remembered
+    first = fingerprint(folder, cache_dir)
+    table = json.loads(content_hashes.table_path(folder.resolve(), cache_dir).read_text())
+    assert sorted(table) == ["a/000.png", "a/001.png", "b/000.png", "b/001.png"] and first == fingerprint(folder)
+    image, old = folder / "a" / "000.png", (folder / "a" / "000.png").stat()
+    content = bytearray(image.read_bytes())
+    content[-100] ^= 0xFF
+    image.write_bytes(bytes(content))
+    os.utime(image, ns=(old.st_atime_ns, old.st_mtime_ns))
+    now = image.stat()
+    assert (now.st_size, now.st_mtime_ns, now.st_ino) == (old.st_size, old.st_mtime_ns, old.st_ino)
+    edited = fingerprint(folder, cache_dir)
+    assert edited.fingerprint != first.fingerprint and edited == fingerprint(folder)
+    assert edited.file_hashes["a/000.png"] == content_hashes.sha256_of(image)

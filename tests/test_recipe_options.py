@@ -81,6 +81,34 @@ def test_a_bad_recipe_change_is_one_line_before_any_data(args, message, tmp_path
         spec_of(*[a.format(file=bad) for a in args])
 
 
+@pytest.mark.parametrize(
+    "augmentation, message",
+    [
+        ("{name: Rotate, limt: 15}", "recipe file {file}: Rotate has no parameter 'limt' (did you mean 'limit'?); "
+                                     "its parameters: limit, interpolation, border_mode, rotate_method, crop_border,"),
+        ("{name: HorizontalFlip, limit: 15}",
+         "recipe file {file}: HorizontalFlip has no parameter 'limit'; its only parameter: p"),
+        ("{name: Rotate, limit: wide, p: 0.5}",
+         "recipe file {file}: Rotate's limit is 'wide', which albumentations refuses: "
+         "tuple[float, float]: Input should be a valid tuple; float: Input should be a valid number"),
+        ("{name: HorizontalFlip, p: often}",
+         "recipe file {file}: HorizontalFlip's p is 'often', which albumentations refuses: "
+         "Input should be a valid number"),
+        ("{name: PadIfNeeded, min_height: 10, pad_height_divisor: 2}",
+         "recipe file {file}: PadIfNeeded(min_height=10, pad_height_divisor=2) is refused by albumentations: "
+         "Value error, Only one of 'min_height' and 'pad_height_divisor'"),
+    ],
+)
+def test_an_augmentation_parameter_albumentations_would_drop_or_refuse_is_one_line(augmentation, message, tmp_path):
+    """albumentations only warns of a parameter its transform does not take, and trains without it
+    (`limt: 15` trained with its default of 90 degrees while the record said 15)."""
+    recipe_file = tmp_path / "recipe.yaml"
+    recipe_file.write_text(f"train_augmentations: [{augmentation}]\n")
+    with pytest.raises(SpecError) as refused:
+        spec_of("--recipe-file", str(recipe_file))
+    assert str(refused.value).startswith(message.format(file=recipe_file)) and "\n" not in str(refused.value)
+
+
 @pytest.mark.slow
 def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder, tmp_path):
     done = harness("run", "--model", TINY_MODEL, "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",

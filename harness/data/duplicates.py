@@ -2,8 +2,8 @@
 
 A copy of an image in two class folders is a label conflict; a copy in two split parts puts a test
 (or val) image in training, which inflates the test figures. Both happen in scraped and merged
-datasets. The decode pass before training already reads every file, so it hashes each one
-(SHA-256 of the bytes) and keeps the groups of identical files with its marker; `eda` lists them.
+datasets. The data's fingerprint hashes every file (SHA-256 of its bytes, `content_hashes`); the
+decode pass groups identical hashes and keeps the groups with its marker; `eda` lists them.
 
 Policy: duplicates are reported, not refused or removed. A reproduction must train on the dataset
 as published, and a dataset with copies in it is still that dataset; so `run` prints one line with
@@ -13,23 +13,12 @@ or keep them knowingly). Only exact copies are found: a re-encoded or resized co
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
-CHUNK = 1 << 20
 EXAMPLES = 3  # groups named in a summary
-
-
-def content_hash(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def groups(hashes: Sequence[str]) -> list[list[int]]:

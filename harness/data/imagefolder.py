@@ -5,12 +5,16 @@ given for a folder, no class folders, an empty class, a single class, a link loo
 (`.ipynb_checkpoints/`, `.DS_Store`, `._*` AppleDouble files) are never classes or samples. Links to
 folders and files are followed (as torchvision's ImageFolder does); `walk` is the one traversal,
 used by the scan and by the content fingerprint alike, so the data's identity covers exactly what
-the loader reads. Decoding the pixels: `data.decode`.
+the loader reads. The images read are those of torchvision's ImageFolder (its IMG_EXTENSIONS; timm
+reads fewer): not .gif, so a dataset gives the same samples here as there. Other files in the class
+folders are left out, and named (`left_out_line`: one line before training, counts in the record),
+never in silence. Decoding the pixels: `data.decode`.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +23,8 @@ import numpy as np
 
 from harness.errors import DataError
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# torchvision's ImageFolder's IMG_EXTENSIONS, in its order
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class ImageIndex:
     root: Path
     classes: tuple[str, ...]
     samples: tuple[tuple[str, int], ...]
+    left_out: tuple[str, ...] = ()  # files in the class folders that are no images of a kind read, relative to root
 
     @property
     def labels(self) -> np.ndarray:
@@ -77,12 +83,43 @@ def scan(root: str | Path) -> ImageIndex:
     if len(classes) < 2:
         raise DataError(f"{root} has only one class ({classes[0]}); classification needs at least 2 class folders")
     above = frozenset({root.resolve()})  # a link inside a class folder back to the root is a loop too
-    per_class = {c: [(str(folder / name), label) for folder, names in walk(root / c, above) for name in names if is_image_file(name)] for label, c in enumerate(classes)}
-    empty = [c for c, items in per_class.items() if not items]
+    files = {c: [folder / name for folder, names in walk(root / c, above) for name in names if not is_hidden(name)]
+             for c in classes}
+    per_class = {c: [(str(path), label) for path in files[c] if is_image_file(path.name)]
+                 for label, c in enumerate(classes)}
+    left_out = {c: sorted(path.relative_to(root).as_posix() for path in files[c] if not is_image_file(path.name))
+                for c in classes}
+    empty = [f"{c}{_holding(left_out[c])}" for c, items in per_class.items() if not items]
     if empty:
         raise DataError(
             f"class folder(s) with no images in {root}: {', '.join(empty)}; add images "
             f"({', '.join(IMAGE_EXTENSIONS)}) or remove the empty folder(s)"
         )
     samples = tuple(item for c in classes for item in sorted(per_class[c]))
-    return ImageIndex(root, tuple(classes), samples)
+    return ImageIndex(root, tuple(classes), samples, tuple(name for c in classes for name in left_out[c]))
+
+
+def left_out_counts(names: tuple[str, ...]) -> dict[str, int]:
+    """Files by extension (lower case; "(none)" without one), most first."""
+    counts = Counter(Path(name).suffix.lower() or "(none)" for name in names)
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _holding(names: list[str]) -> str:
+    if not names:
+        return ""
+    kinds = ", ".join(left_out_counts(tuple(names)))
+    return f" ({len(names)} file{'s' if len(names) > 1 else ''} of a kind not read: {kinds})"
+
+
+def left_out_line(index: ImageIndex) -> str | None:
+    """One line naming the files of the class folders that are left out (None: there are none)."""
+    if not index.left_out:
+        return None
+    counts = ", ".join(f"{kind}: {n}" for kind, n in left_out_counts(index.left_out).items())
+    return (
+        f"{len(index.left_out)} files in the class folders are not images of a kind read here and are left out "
+        f"({counts}; e.g. {index.left_out[0]}); the kinds read are torchvision ImageFolder's: "
+        f"{', '.join(IMAGE_EXTENSIONS)}; "
+        f"convert the images among them (e.g. to PNG) to train on them, or remove them"
+    )

@@ -48,7 +48,7 @@ def check(folder: Path, recipe: Recipe, cache_dir: Path, identity: DataIdentity 
     """Before any training: the layout, the split and every image's pixels are usable; returns the
     data's identity. The decode pass (which also finds byte-identical images) is remembered per
     content fingerprint (see verify). `identity`: the folder's fingerprint, when the caller has it."""
-    identity = identity or fingerprint(folder)
+    identity = identity or fingerprint(folder, cache_dir)
     index = scan(folder)
     stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
     verify_decodes(index, identity, cache_dir)
@@ -169,5 +169,6 @@ def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity:
     folder = locate(spec.dataset, settings.data_root, settings.cache_dir)
     images = None
     if settings.decode_cache:
-        images = decoded_images(folder, spec.recipe, identity or fingerprint(folder), settings.cache_dir, prep_processes(spec, settings))
+        identity = identity or fingerprint(folder, settings.cache_dir)
+        images = decoded_images(folder, spec.recipe, identity, settings.cache_dir, prep_processes(spec, settings))
     return build(folder, spec.recipe, stats, images)

@@ -19,6 +19,7 @@ per sample and epoch (see `ImageClassificationDataset`); `augmentation_stats` me
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import random
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from functools import cache
 import albumentations as A
 import numpy as np
 from albumentations.pytorch import ToTensorV2
+from pydantic import ValidationError
 
 from harness.errors import SpecError
 from harness.spec import Augmentation, Recipe
@@ -49,14 +51,39 @@ def check_augmentations(items: tuple[Augmentation, ...], where: str) -> None:
 
 
 def _built(item: Augmentation, where: str, **overrides) -> A.BasicTransform:
+    """The transform `item` names. albumentations only warns of a parameter the transform does not
+    take and builds it without (a misspelled `limt` trains with the default limit), so each one is
+    checked against the transform's signature first; a value its InitSchema refuses is one line too."""
     if item.name not in transform_names():
         close = difflib.get_close_matches(item.name, transform_names(), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see albumentations' list of transforms"
         raise SpecError(f"{where}: albumentations has no transform named {item.name!r}; {hint}")
+    transform = getattr(A, item.name)
+    taken = list(inspect.signature(transform).parameters)
+    for name in item.kwargs:
+        if name not in taken:
+            close = difflib.get_close_matches(name, taken, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            listed = f"its only parameter: {taken[0]}" if len(taken) == 1 else f"its parameters: {', '.join(taken)}"
+            raise SpecError(f"{where}: {item.name} has no parameter {name!r}{hint}; {listed}")
     try:
-        return getattr(A, item.name)(**{**item.kwargs, **overrides})
-    except Exception as error:  # pydantic ValidationError, TypeError: each transform checks its own arguments
-        raise SpecError(f"{where}: {item.name}({', '.join(f'{k}={v!r}' for k, v in item.params)}) is refused by albumentations: {' '.join(str(error).split())[:300]}") from None
+        return transform(**{**item.kwargs, **overrides})
+    except ValueError as error:  # albumentations raises its InitSchema's ValidationError as a ValueError
+        if not isinstance(error.__cause__, ValidationError):
+            raise
+        raise SpecError(f"{where}: {_refused(item, error.__cause__)}") from None
+
+
+def _refused(item: Augmentation, error: ValidationError) -> str:
+    """The first parameter an InitSchema refuses, with its value and what each accepted type says."""
+    first = error.errors()[0]
+    if not first["loc"]:  # a check across parameters
+        given = ", ".join(f"{k}={v!r}" for k, v in item.params)
+        return f"{item.name}({given}) is refused by albumentations: {first['msg']}"
+    field = first["loc"][0]
+    said = [(e["loc"][1:], e["msg"]) for e in error.errors() if e["loc"][:1] == (field,)]
+    reasons = "; ".join(f"{'.'.join(map(str, where))}: {msg}" if where else msg for where, msg in said)
+    return f"{item.name}'s {field} is {item.kwargs.get(field)!r}, which albumentations refuses: {reasons}"
 
 
 def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:

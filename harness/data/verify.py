@@ -2,10 +2,10 @@
 
 A truncated JPEG has a valid header, so the header check passes and the file fails mid-epoch, in a
 loader worker, after training time was spent. This pass decodes every file (JPEG in draft mode,
-which still reads every compressed byte) and lists every bad file in one error. It also hashes
-every file's bytes, which finds byte-identical images (`duplicates`). A passing dataset is
-remembered by its content fingerprint under the cache folder, with its duplicate groups, so the pass
-costs once per dataset version, not once per run.
+which still reads every compressed byte) and lists every bad file in one error. The fingerprint
+hashed every file's bytes already; those hashes find the byte-identical images (`duplicates`). A
+passing dataset is remembered by its content fingerprint under the cache folder, with its duplicate
+groups, so the pass costs once per dataset version, not once per run.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def verified_marker(cache_dir: Path, identity: DataIdentity) -> Path:
 
 
 def verify_decodes(index: ImageIndex, identity: DataIdentity, cache_dir: Path) -> list[list[int]]:
-    """Decode and hash every sample of `index`; a DataError lists every file that fails. Returns the
-    groups of byte-identical samples (positions in `index.samples`)."""
+    """Decode every sample of `index`; a DataError lists every file that fails. Returns the groups of
+    byte-identical samples (positions in `index.samples`), by the hashes in `identity`."""
     marker = verified_marker(cache_dir, identity)
     relative = [Path(path).relative_to(index.root).as_posix() for path, _ in index.samples]
     if marker.is_file():
@@ -39,7 +39,7 @@ def verify_decodes(index: ImageIndex, identity: DataIdentity, cache_dir: Path) -
     if problems:
         more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
         raise DataError(f"{len(problems)} of {len(index.samples)} images cannot be decoded: " + "; ".join(problems[:SHOWN]) + more)
-    found = duplicates.groups([duplicates.content_hash(path) for path, _ in index.samples])
+    found = duplicates.groups([identity.file_hashes[name] for name in relative])
     with written_atomically(marker) as tmp:
         tmp.write_text(json.dumps({"path": identity.path, "files_decoded": identity.files, "duplicates": [[relative[i] for i in g] for g in found]}, indent=1))
     return found
