@@ -33,6 +33,7 @@ class Run:
 
     metrics: dict[str, float]
     context: dict[str, str] = field(default_factory=dict)
+    seed: int | None = None  # the recipe's seed (None where the source does not say): a seed's runs pair up (results.noise)
 
 
 Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
@@ -68,7 +69,7 @@ def run_of(record: RunResult) -> Run:
         cache = record.loader.get("decode_cache")
         context["decode_cache"] = f"shorter side {cache['short_side']}" if cache else "off"
         context["workers"] = str(record.loader.get("workers"))
-    return Run(metrics, context)
+    return Run(metrics, context, record.spec["recipe"].get("seed"))
 
 
 def _from_benchmark_json(path: Path) -> Observations:
@@ -89,7 +90,8 @@ def _from_benchmark_json(path: Path) -> Observations:
             metrics = {ALIASES.get(k, k): _number(v) for k, v in info.items() if ALIASES.get(k, k) in GATED_METRICS}
             if info.get("status", "ok") != "ok":
                 metrics.update(_not_numbers(info.get("classes")))
-            out[case].append(Run(metrics, context))
+            seed = info.get("seed") if type(info.get("seed")) is int else None
+            out[case].append(Run(metrics, context, seed))
     if data["benchmarks"] and not out:
         raise GateError(
             f"{path} holds {len(data['benchmarks'])} pytest-benchmark result(s) (version {data.get('version', 'not given')}) without trainbench's fields "
