@@ -3,6 +3,7 @@
 import json
 import math
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import pytest
 from scipy import stats as scipy_stats
 
 from harness.catalog import EFFICIENTNETV2, make_spec
+from harness.errors import GateError, RecordError
 from harness.results.compare import DEFAULT_TOLERANCES, compare, parse_tolerances
 from harness.results.observations import GATED_METRICS, Run, observations, run_of
+from harness.results.record import RunResult
 from harness.settings import REPO_ROOT
 from tests.test_bisect_search import binomial_quantile
 from tests.test_reports import record
@@ -334,3 +337,57 @@ def test_a_regression_of_twice_the_tolerance_passes_rarely_at_any_seed_spread():
             cur = {CASE: [Run({"test_acc": 0.78 + rng.gauss(0, sigma)}, seed=s) for s in (44, 45)]}
             passed += compare(base, cur).passed
         assert passed <= binomial_quantile(400, scipy_stats.t.cdf(-2, df=2), 0.999), f"spread {sigma}: a 2-point drop passed {passed} times in 400"
+
+
+def _pytest_benchmark_json(path, *extra_infos):
+    """A --benchmark-json file's shape (name, fullname, extra_info per case), one case per extra_info."""
+    benchmarks = [{"group": None, "name": f"test_fastvit[{CASE}-s{42 + k}]", "fullname": f"benchmarks/test_fastvit.py::test_fastvit[{CASE}-s{42 + k}]",
+                   "params": None, "extra_info": info, "stats": {"min": 1.0}} for k, info in enumerate(extra_infos)]  # fmt: skip
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": benchmarks, "datetime": "2026-12-01T00:00:00", "version": "5.1.0"}))
+    return path
+
+
+@pytest.mark.parametrize("value, shown", [("n/a", "'n/a'"), ({"value": 0.9}, "{'value': 0.9}"), (True, "True"), ([0.9], "[0.9]")])
+def test_a_metric_that_is_not_a_number_is_named_with_its_file_case_and_field(tmp_path, value, shown):
+    """`"n/a"` gave `could not convert string to float` naming no file, case or field; an object a traceback."""
+    good = {"spec_id": CASE, "seed": 42, "test_acc": 0.9, "test_loss": 0.3}
+    path = _pytest_benchmark_json(tmp_path / "x.json", good, {**good, "seed": 43, "test_acc": value})
+    fullname = f"benchmarks/test_fastvit.py::test_fastvit[{CASE}-s43]"
+    with pytest.raises(GateError) as caught:
+        observations(path)
+    assert str(caught.value) == f"{path}: benchmark {fullname!r} field extra_info.test_acc is {shown}, not a number; write a number or null"
+    short = _pytest_benchmark_json(tmp_path / "short.json", {"spec_id": CASE, "loss": value})
+    with pytest.raises(GateError, match=r"field extra_info\.loss is "):  # the short names too, by the name written
+        observations(short)
+
+
+def test_a_benchmark_json_without_metrics_says_so_in_one_line(tmp_path):
+    nulls = _pytest_benchmark_json(tmp_path / "null.json", None, None)
+    done = _compare(nulls, nulls)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f'{nulls} holds 2 pytest-benchmark result(s) (version 5.1.0) without trainbench\'s fields' in done.stderr
+    assert '2 with "extra_info": null, no metrics recorded' in done.stderr
+    # one case of a session with no metrics: the others are compared, and that case is missing
+    mixed = _pytest_benchmark_json(tmp_path / "mixed.json", {"spec_id": CASE, "test_acc": 0.9}, None)
+    assert observations(mixed) == {CASE: [Run({"test_acc": 0.9})]}
+    for broken, what in (([1, 2], "is a list, not an object"), ({"spec_id": CASE, "classes": "8", "status": "diverged"}, "field extra_info.classes is '8', not a whole number")):
+        path = _pytest_benchmark_json(tmp_path / "broken.json", broken)
+        done = _compare(path, path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and f"{path}: benchmark " in done.stderr and what in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("field, value", [("test", {"test_acc": "n/a"}), ("test", {"test_loss": {"value": 0.3}}), ("steady_images_per_s", "fast"),
+                                          ("energy", {"joules_per_image": "n/a"})])  # fmt: skip
+def test_a_record_whose_metric_is_not_a_number_is_named(tmp_path, field, value):
+    """A result.json edited by hand or by another tool: one line naming the record and the field, for the gate and the reports."""
+    spec = make_spec(EFFICIENTNETV2, profile="full", weights="pretrained", num_classes=6)
+    path = record(spec, 0.95, 0.12).save(tmp_path / "base" / spec.id)
+    data = json.loads(path.read_text())
+    data[field] = {**data[field], **value} if isinstance(data[field], dict) else value
+    path.write_text(json.dumps(data))
+    key, bad = next(iter(value.items())) if isinstance(value, dict) else (None, value)
+    named = f"{field}.{key}" if key else field
+    with pytest.raises(RecordError, match=re.escape(f"{path} is not a readable result record (ValueError: {named} is {bad!r}, not a number or null); fix or remove it")):
+        RunResult.load(path)
+    done = _compare(tmp_path / "base", tmp_path / "base")
+    assert done.returncode == 2 and "Traceback" not in done.stderr and f"{named} is {bad!r}" in done.stderr, done.stderr
