@@ -273,7 +273,7 @@ def verdict(
     if worse_by + band <= stated:  # even the band's far end moves less than the tolerance: no regression of that size
         return Verdict(case, metric, base, cur, band, basis, runs, OK, changed, error, paired)
     seeds = measured.seeds_to_resolve(stated)
-    note = f"{seeds} seeds a side would resolve a move of {stated:.4f}" if seeds else "no seeds resolve a tolerance of 0"
+    note = f"{seeds} seeds a side would resolve a move of {stated:.4f}" if seeds else "no seeds resolve a move of 0"
     return Verdict(case, metric, base, cur, band, basis, runs, UNDECIDED, changed, error, paired, note)
 
 

@@ -33,7 +33,7 @@ class Run:
 
     metrics: dict[str, float]
     context: dict[str, str] = field(default_factory=dict)
-    seed: int | None = None  # the recipe's seed (None where the source does not say): a seed's runs pair up (results.noise)
+    seed: int | None = None  # the recipe's seed (None where not given): a seed's runs pair up (results.noise)
 
 
 Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
@@ -84,7 +84,7 @@ def _benchmark_runs(bench: dict, where: str) -> tuple[str, Run] | None:
     info = bench.get("extra_info")
     if info is not None and not isinstance(info, dict):
         kind = type(info).__name__
-        raise GateError(f"{where} field extra_info is a {kind}, not an object; write trainbench's fields in one or null")
+        raise GateError(f"{where} field extra_info is a {kind}, not an object; write an object of its fields or null")
     case = (info or {}).get("spec_id")
     if not case:
         return None
