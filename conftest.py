@@ -37,6 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baseline", default=None, help="after the session, compare its runs with this results folder or pytest-benchmark JSON; a regression fails the session")
     group.addoption("--tolerance", action="append", default=None, metavar="METRIC=VALUE", help="with --baseline: override a metric's tolerance (repeatable)")
     group.addoption("--gate-metrics", default=None, metavar="NAMES", help="with --baseline: gate only these metrics, e.g. acc,loss (default: every gated metric; one a side lacks leaves the gate undecided and fails the session)")
+    group.addoption("--gate-across-devices", action="store_true", help="with --baseline: gate images/s and J/image "
+                    "against a baseline of another device too (default: not gated there)")  # fmt: skip
     group.addoption("--seeds", type=positive_int, default=twins.seeds or 1, help=f"run each case with N seeds (the recipe's, then +1, +2 ...); tables show mean ± std [{var('seeds')}; default 1]")
     group.addoption("--epochs", type=int, default=twins.epochs, help=f"override every recipe's epochs [{var('epochs')}]")
 

@@ -187,7 +187,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         current.setdefault(record.gate_key, []).append(run_of(record))
     try:
         result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")), labels=(f"baseline {baseline}", "this session"),
-                         metrics=parse_metrics(config.getoption("--gate-metrics")))  # fmt: skip
+                         metrics=parse_metrics(config.getoption("--gate-metrics")),
+                         across_devices=config.getoption("--gate-across-devices"))  # fmt: skip
     except GateError as error:
         config.stash[GATE] = error
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

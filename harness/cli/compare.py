@@ -12,7 +12,8 @@ from harness.results.compare import compare_paths, parse_metrics, parse_toleranc
 def main(args: argparse.Namespace) -> int:
     """0: no regression; 1: a regression (the table says which); 2: the gate cannot decide."""
     try:
-        result = compare_paths(args.baseline, args.current, parse_tolerances(args.tolerance), parse_metrics(args.metrics))
+        tolerances, metrics = parse_tolerances(args.tolerance), parse_metrics(args.metrics)
+        result = compare_paths(args.baseline, args.current, tolerances, metrics, args.across_devices)
     except (GateError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -124,11 +124,15 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p.add_argument("results_dir", type=Path, help="a results folder (records in */result.json)")
     p.add_argument("--out", type=Path, help="where to write summary.md/.csv and report.html (default: RESULTS_DIR)")
 
-    p = sub.add_parser("compare", help="regression gate: exit 0, 1 with a table of what regressed, 2 when it cannot decide (a gated metric missing on one side)")
+    p = sub.add_parser("compare", help="regression gate: exit 0, 1 with a table of what regressed, "
+                       "2 when it cannot decide (a gated metric missing on one side, "
+                       "or a move within a noise band wider than its tolerance)")  # fmt: skip
     p.add_argument("baseline", type=Path, help="results folder or pytest-benchmark JSON")
     p.add_argument("current", type=Path, help="results folder or pytest-benchmark JSON")
     p.add_argument("--tolerance", action="append", metavar="METRIC=VALUE", help="e.g. acc=0.02 (absolute), loss=0.1 or images_per_s=0.1 (relative); repeatable")
     p.add_argument("--metrics", metavar="NAMES", help="gate only these metrics, e.g. images_per_s or acc,loss (default: every gated metric: a metric one side lacks makes the gate undecided, exit 2)")
+    p.add_argument("--across-devices", action="store_true", help="gate images/s and J/image also where the two sides "
+                   "ran on different devices (default: not gated there, like with unlike)")  # fmt: skip
 
     p = sub.add_parser("nightly", help="the matrix as Ray tasks over this machine's or a cluster's GPUs (smoke profile on CPUs), reports with trends, regression gate")
     p.add_argument("--out", type=Path, help="this night's folder (default results/nightly/DATE); its siblings are the nights the trend shows")

@@ -4,12 +4,17 @@ Inputs are result folders (records) or pytest-benchmark JSON files (whose `extra
 case's metrics). Runs are matched by case id and recipe fingerprint (`case@1a2b3c4d`, the seed
 left out), so only runs that trained the same recipe are compared, and a case's seeds are pooled. A
 metric regresses when its mean moves the wrong way by more than the allowed move: the stated
-tolerance (absolute for accuracy-like metrics, relative for loss and images/s), widened to
-SPREAD_FACTOR standard errors of the difference of the means (from the pooled spread of the two
-sides' repeats) when either side has repeats, so noise does not fail the night. With one run per side only the tolerance applies, and the
-output says so. Speed is the steady-state figure (the warm-up epoch left out). Beside every
-regression the output lists what differs between the two sides' environments. Missing and new
-cases are reported, never crashed on.
+tolerance (absolute for accuracy-like metrics, relative for loss and images/s), or the noise band,
+SPREAD_FACTOR standard errors of the difference of the means, where that is wider (`noise`: seed by
+seed where both sides ran the same seeds on one device, for the metrics computed from the weights;
+else from the pooled spread of the repeats). A move within a band wider than the tolerance is
+undecided (exit 2), with the seeds a side that would resolve a move of the tolerance, never a pass,
+unless even the band's far end stays within the tolerance (a clear improvement). With one run per
+side only the tolerance applies, and the output says so. Speed is the steady-state figure (the
+warm-up epoch left out); speed and energy of sides that ran on different devices are not gated
+(like with unlike) unless asked (`across_devices`), and the output says so in one line. Beside
+every regression the output lists what differs between the two sides' environments. Missing and
+new cases are reported, never crashed on.
 
 The gate never passes on nothing: an empty or unreadable side, a file of the wrong kind, or no
 case (or metric) in common is a `GateError` that says what each side held. Nor on what is not a
@@ -29,8 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import GateError
-from harness.results.observations import ALIASES, NOT_A_NUMBER, Run, observations
-from harness.results.stats import pooled_std
+from harness.results.noise import SPREAD_FACTOR, noise
+from harness.results.observations import (
+    ALIASES,
+    NOT_A_NUMBER,
+    TIMED_METRICS,
+    Run,
+    observations,
+)
 from harness.results.table import Table
 
 
@@ -52,7 +63,7 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 }
 # Gated only where both sides have it (GPU runs with an energy counter): one side without it is not undecided.
 WHERE_BOTH_HAVE_IT = frozenset({"joules_per_image"})
-SPREAD_FACTOR = 2.0
+OK, REGRESSED, UNDECIDED, NOT_COMPARABLE = "ok", "REGRESSED", "undecided", "not comparable"
 
 
 def parse_metrics(text: str | None) -> list[str] | None:
@@ -92,11 +103,17 @@ class Verdict:
     baseline: float  # mean over the baseline's runs of the case
     current: float
     allowed: float
-    basis: str  # what set the allowed move: "tolerance", "2 x std error" or "non-finite value"
+    basis: str  # what set the allowed move: "tolerance", "2 x std error", "non-finite value" or "devices differ"
     runs: tuple[int, int]
-    regressed: bool
+    outcome: str  # OK, REGRESSED, UNDECIDED (a band wider than the tolerance), NOT_COMPARABLE (timed, across devices)
     changed: str = ""  # what differs between the sides' environments, for a regression
-    std_error: float | None = None  # of the difference of the means (pooled spread x sqrt(1/n1 + 1/n2)); None without repeats or with a non-finite value
+    std_error: float | None = None  # of the difference of the means (results.noise); None without repeats or numbers
+    paired: bool = False  # compared seed by seed (results.noise)
+    note: str = ""  # why undecided or not comparable, in a few words
+
+    @property
+    def regressed(self) -> bool:
+        return self.outcome == REGRESSED
 
 
 @dataclass
@@ -106,15 +123,27 @@ class Comparison:
     new: list[str]
     runs_per_case: tuple[str, str]  # baseline, current: "1" or "1-3"
     uncompared: list[str] = field(default_factory=list)  # "case metric (missing in current)": gated, on one side only
+    devices: str = ""  # one line where the sides ran on different devices
 
     @property
     def regressions(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.regressed]
 
     @property
+    def within_noise(self) -> list[Verdict]:
+        """The verdicts the noise decides: a move within a noise band wider than the metric's tolerance."""
+        return [v for v in self.verdicts if v.outcome == UNDECIDED]
+
+    @property
+    def nothing_gated(self) -> bool:
+        """Every verdict is a timed metric of sides on different devices."""
+        return all(v.outcome == NOT_COMPARABLE for v in self.verdicts)
+
+    @property
     def undecided(self) -> bool:
-        """A gated metric could not be compared on some case: neither a pass nor a regression."""
-        return bool(self.uncompared)
+        """Neither a pass nor a regression: a gated metric on one side only, a move the noise decides, or
+        nothing gated."""
+        return bool(self.uncompared or self.within_noise or self.nothing_gated)
 
     @property
     def passed(self) -> bool:
@@ -123,7 +152,8 @@ class Comparison:
     def table(self) -> Table:
         rows = tuple(
             (v.case, v.metric, _shown(v.baseline), _shown(v.current), _shown(v.current - v.baseline, "+.4f"), _shown(v.allowed), v.basis,
-             f"{v.runs[0]}/{v.runs[1]}", "REGRESSED" if v.regressed else "ok", v.changed if v.regressed else "")
+             f"{v.runs[0]}/{v.runs[1]}" + (" paired" if v.paired else ""),
+             v.outcome + (f" ({v.note})" if v.note else ""), v.changed if v.regressed else "")
             for v in self.verdicts
         )  # fmt: skip
         columns = ("case", "metric", "baseline", "current", "change", "allowed move", "allowed by", "runs (base/cur)", "verdict", "changed between sides")
@@ -137,6 +167,8 @@ class Comparison:
         ]
         if all(v.runs == (1, 1) for v in self.verdicts):
             lines.append("One run per side: the stated tolerances alone decide (no spread to measure noise with; repeat cases with --seeds N).")
+        if self.devices:
+            lines.append(self.devices)
         lines += [
             "",
             self.table().markdown(),
@@ -148,10 +180,26 @@ class Comparison:
         if self.regressions:
             lines.append(f"FAIL: {len(self.regressions)} regression(s): " + ", ".join(f"{v.case} {v.metric}" for v in self.regressions))
         elif self.undecided:
-            lines.append(f"UNDECIDED: {len(self.uncompared)} gated metric(s) missing on one side; fix the side that lacks them, or gate fewer metrics with --metrics")
+            lines.append("UNDECIDED: " + "; ".join(self._undecided_because()))
         else:
             lines.append("PASS: no regression")
         return "\n".join(lines)
+
+
+    def _undecided_because(self) -> list[str]:
+        because = []
+        if self.uncompared:
+            because.append(f"{len(self.uncompared)} gated metric(s) missing on one side; "
+                           "fix the side that lacks them, or gate fewer metrics with --metrics")  # fmt: skip
+        if self.within_noise:
+            which = ", ".join(f"{v.case} {v.metric}: {v.note}" for v in self.within_noise)
+            because.append(f"{len(self.within_noise)} metric(s) within a noise band wider than their tolerance "
+                           f"({which}); repeat both sides with that many seeds (--seeds N), "
+                           "or allow a wider move with --tolerance")  # fmt: skip
+        if self.nothing_gated:
+            because.append("every compared metric is timed and the devices differ; "
+                           "compare runs of one device, or gate them anyway with --across-devices")  # fmt: skip
+        return because
 
 
 def _shown(value: float, form: str = ".4f") -> str:
@@ -183,23 +231,63 @@ def context_changes(baseline: Sequence[Run], current: Sequence[Run]) -> str:
     return "; ".join(changes) or "nothing recorded differs"
 
 
-def allowed_move(tol: Tolerance, base_values: Sequence[float], cur_values: Sequence[float]) -> tuple[float, str]:
-    """The larger of the stated tolerance and SPREAD_FACTOR standard errors of the difference of the
-    two means (the pooled standard deviation of the repeats x sqrt(1/n1 + 1/n2), when either side has
-    repeats), and which one it was. More seeds narrow it: the gate sees smaller regressions."""
-    base = statistics.fmean(base_values)
+def devices(runs: Sequence[Run]) -> str:
+    """The devices a side ran on, as its records name them ("" where none says)."""
+    return "/".join(sorted({run.context["device"] for run in runs if run.context.get("device")}))
+
+
+def verdict(
+    case: str,
+    metric: str,
+    tol: Tolerance,
+    baseline: Sequence[Run],
+    current: Sequence[Run],
+    changed: str,
+    across_devices: bool,
+) -> Verdict:
+    """One metric of one case: a regression where its mean moves the wrong way by more than the allowed
+    move, the larger of the stated tolerance and the noise band (SPREAD_FACTOR standard errors of the
+    difference); undecided where the band is the wider and the move lies within it without excluding a
+    move of the tolerance."""
+    base_values = [run.metrics[metric] for run in baseline if metric in run.metrics]
+    cur_values = [run.metrics[metric] for run in current if metric in run.metrics]
+    runs = (len(base_values), len(cur_values))
+    if not all(math.isfinite(v) for v in (*base_values, *cur_values)):
+        base, cur = _mean(base_values), _mean(cur_values)
+        return Verdict(case, metric, base, cur, NOT_A_NUMBER, "non-finite value", runs, REGRESSED, changed)
+    base, cur = statistics.fmean(base_values), statistics.fmean(cur_values)
     stated = tol.value * abs(base) if tol.relative else tol.value
-    error = std_error(base_values, cur_values)
-    if error is not None and SPREAD_FACTOR * error > stated:
-        return SPREAD_FACTOR * error, f"{SPREAD_FACTOR:g} x std error"
-    return stated, "tolerance"
+    before, after = devices(baseline), devices(current)
+    if metric in TIMED_METRICS and before and after and before != after and not across_devices:
+        basis = "devices differ"
+        return Verdict(case, metric, base, cur, stated, basis, runs, NOT_COMPARABLE, changed, note=basis)
+    measured = noise(baseline, current, metric, same_device=before == after)
+    error, paired = (measured.std_error, measured.paired) if measured else (None, False)
+    worse_by = (base - cur) if tol.higher_is_better else (cur - base)
+    if measured is None or measured.band <= stated:
+        outcome = REGRESSED if worse_by > stated + 1e-12 else OK
+        return Verdict(case, metric, base, cur, stated, "tolerance", runs, outcome, changed, error, paired)
+    band, basis = measured.band, f"{SPREAD_FACTOR:g} x std error"
+    if worse_by > band + 1e-12:
+        return Verdict(case, metric, base, cur, band, basis, runs, REGRESSED, changed, error, paired)
+    if worse_by + band <= stated:  # even the band's far end moves less than the tolerance: no regression of that size
+        return Verdict(case, metric, base, cur, band, basis, runs, OK, changed, error, paired)
+    seeds = measured.seeds_to_resolve(stated)
+    note = f"{seeds} seeds a side would resolve a move of {stated:.4f}" if seeds else "no seeds resolve a move of 0"
+    return Verdict(case, metric, base, cur, band, basis, runs, UNDECIDED, changed, error, paired, note)
 
 
-def std_error(base_values: Sequence[float], cur_values: Sequence[float]) -> float | None:
-    """The standard error of the difference of the two means: the pooled standard deviation of the
-    repeats x sqrt(1/n1 + 1/n2); None when neither side has repeats."""
-    spread = pooled_std([base_values, cur_values])
-    return None if spread is None else spread * math.sqrt(1 / len(base_values) + 1 / len(cur_values))
+def devices_line(
+    baseline: Mapping[str, list[Run]], current: Mapping[str, list[Run]], cases: Sequence[str], across_devices: bool
+) -> str:
+    """One line where the sides ran on different devices: speed and energy are then like with unlike."""
+    pairs = dict.fromkeys((devices(baseline[c]), devices(current[c])) for c in cases)
+    differ = [f"baseline on {old}, current on {new}" for old, new in pairs if old and new and old != new]
+    if not differ:
+        return ""
+    what = ("compared anyway (--across-devices)" if across_devices
+            else "images/s and J/image not gated (like with unlike); --across-devices gates them")  # fmt: skip
+    return f"Devices differ: {'; '.join(differ)}: {what}"
 
 
 def compare(
@@ -208,9 +296,11 @@ def compare(
     tolerances: Mapping[str, Tolerance] | None = None,
     labels: tuple[str, str] = ("baseline", "current"),
     metrics: Sequence[str] | None = None,
+    across_devices: bool = False,
 ) -> Comparison:
     """Verdicts per common case and metric (only `metrics` when given: the gate narrowed on
-    purpose); a GateError when there is nothing to decide on."""
+    purpose); a GateError when there is nothing to decide on. Timed metrics of sides that ran on
+    different devices are not gated unless `across_devices`."""
     tolerances = tolerances or DEFAULT_TOLERANCES
     if metrics is not None:
         tolerances = {m: tolerances[m] for m in metrics}
@@ -223,24 +313,18 @@ def compare(
     for case in sorted(common):
         changed = context_changes(baseline[case], current[case])
         for metric, tol in tolerances.items():
-            base_values = [run.metrics[metric] for run in baseline[case] if metric in run.metrics]
-            cur_values = [run.metrics[metric] for run in current[case] if metric in run.metrics]
-            if not base_values or not cur_values:
-                if (base_values or cur_values) and metric not in WHERE_BOTH_HAVE_IT:  # one side has it: the other lacks what the gate must compare
-                    uncompared.append(f"{case} {metric} (missing in {labels[1] if base_values else labels[0]})")
+            on_base, on_cur = (any(metric in run.metrics for run in side[case]) for side in (baseline, current))
+            if not on_base or not on_cur:
+                if (on_base or on_cur) and metric not in WHERE_BOTH_HAVE_IT:  # the other side lacks a gated metric
+                    uncompared.append(f"{case} {metric} (missing in {labels[1] if on_base else labels[0]})")
                 continue
-            runs = (len(base_values), len(cur_values))
-            if not all(math.isfinite(v) for v in (*base_values, *cur_values)):
-                verdicts.append(Verdict(case, metric, _mean(base_values), _mean(cur_values), NOT_A_NUMBER, "non-finite value", runs, True, changed))
-                continue
-            base, cur = statistics.fmean(base_values), statistics.fmean(cur_values)
-            allowed, basis = allowed_move(tol, base_values, cur_values)
-            worse_by = (base - cur) if tol.higher_is_better else (cur - base)
-            verdicts.append(Verdict(case, metric, base, cur, allowed, basis, runs, worse_by > allowed + 1e-12, changed, std_error(base_values, cur_values)))
+            verdicts.append(verdict(case, metric, tol, baseline[case], current[case], changed, across_devices))
     if not verdicts:
         raise GateError(f"nothing to compare, no metric in common for the common cases: {sides}")
     runs = (_runs_per_case(baseline, common), _runs_per_case(current, common))
-    return Comparison(verdicts, sorted(set(baseline) - set(current)), sorted(set(current) - set(baseline)), runs, uncompared)
+    missing, new = sorted(set(baseline) - set(current)), sorted(set(current) - set(baseline))
+    line = devices_line(baseline, current, sorted(common), across_devices)
+    return Comparison(verdicts, missing, new, runs, uncompared, line)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -249,5 +333,12 @@ def _mean(values: Sequence[float]) -> float:
     return statistics.fmean(finite) if finite else NOT_A_NUMBER
 
 
-def compare_paths(baseline: Path, current: Path, tolerances: Mapping[str, Tolerance] | None = None, metrics: Sequence[str] | None = None) -> Comparison:
-    return compare(observations(baseline), observations(current), tolerances, labels=(f"baseline {baseline}", f"current {current}"), metrics=metrics)
+def compare_paths(
+    baseline: Path,
+    current: Path,
+    tolerances: Mapping[str, Tolerance] | None = None,
+    metrics: Sequence[str] | None = None,
+    across_devices: bool = False,
+) -> Comparison:
+    labels = (f"baseline {baseline}", f"current {current}")
+    return compare(observations(baseline), observations(current), tolerances, labels, metrics, across_devices)

@@ -34,6 +34,7 @@ class Run:
 
     metrics: dict[str, float]
     context: dict[str, str] = field(default_factory=dict)
+    seed: int | None = None  # the recipe's seed (None where not given): a seed's runs pair up (results.noise)
 
 
 Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
@@ -69,7 +70,38 @@ def run_of(record: RunResult) -> Run:
         cache = record.loader.get("decode_cache")
         context["decode_cache"] = f"shorter side {cache['short_side']}" if cache else "off"
         context["workers"] = str(record.loader.get("workers"))
-    return Run(metrics, context)
+    return Run(metrics, context, record.spec["recipe"].get("seed"))
+
+
+def _metric(value: object, where: str) -> float:
+    """A metric from pytest-benchmark JSON: a number, or null (nan); anything else a GateError naming `where`."""
+    if value is not None and (type(value) is bool or not isinstance(value, (int, float))):
+        raise GateError(f"{where} is {value!r}, not a number; write a number or null")
+    return _number(value)
+
+
+def _benchmark_runs(bench: dict, where: str) -> tuple[str, Run] | None:
+    """The case and its run from one pytest-benchmark result (None: none of trainbench's fields)."""
+    info = bench.get("extra_info")
+    if info is not None and not isinstance(info, dict):
+        kind = type(info).__name__
+        raise GateError(f"{where} field extra_info is a {kind}, not an object; write an object of its fields or null")
+    case = (info or {}).get("spec_id")
+    if not case:
+        return None
+    if info.get("recipe"):
+        case = f"{case}@{info['recipe']}"
+    context = info.get("context") if isinstance(info.get("context"), dict) else {}
+    gated = {k: v for k, v in info.items() if ALIASES.get(k, k) in GATED_METRICS}
+    metrics = {ALIASES.get(k, k): _metric(v, f"{where} field extra_info.{k}") for k, v in gated.items()}
+    if info.get("status", "ok") != "ok":
+        classes = info.get("classes")
+        if classes is not None and type(classes) is not int:
+            what = f"{where} field extra_info.classes is {classes!r}"
+            raise GateError(f"{what}, not a whole number; write the number of classes or null")
+        metrics.update(_not_numbers(classes))
+    seed = info.get("seed") if type(info.get("seed")) is int else None
+    return str(case), Run(metrics, context, seed)
 
 
 def _from_benchmark_json(path: Path) -> Observations:
@@ -80,21 +112,20 @@ def _from_benchmark_json(path: Path) -> Observations:
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise GateError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list); give a results folder or --benchmark-json output")
     out: Observations = defaultdict(list)
-    for bench in data["benchmarks"]:
-        info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
-        case = info.get("spec_id")
-        if case and info.get("recipe"):
-            case = f"{case}@{info['recipe']}"
-        if case:
-            context = info.get("context") if isinstance(info.get("context"), dict) else {}
-            metrics = {ALIASES.get(k, k): _number(v) for k, v in info.items() if ALIASES.get(k, k) in GATED_METRICS}
-            if info.get("status", "ok") != "ok":
-                metrics.update(_not_numbers(info.get("classes")))
-            out[case].append(Run(metrics, context))
+    benchmarks = [bench for bench in data["benchmarks"] if isinstance(bench, dict)]
+    for number, bench in enumerate(benchmarks):
+        name = bench.get("fullname") or bench.get("name") or f"#{number + 1}"
+        found = _benchmark_runs(bench, f"{path}: benchmark {name!r}")
+        if found:
+            out[found[0]].append(found[1])
     if data["benchmarks"] and not out:
+        empty = sum(bench.get("extra_info") is None for bench in benchmarks)
+        held = f"{len(data['benchmarks'])} pytest-benchmark result(s) (version {data.get('version', 'not given')})"
+        nulls = f'; {empty} with "extra_info": null, no metrics recorded' if empty else ""
+        fields = f"extra_info.spec_id and the test metrics{nulls}"
         raise GateError(
-            f"{path} holds {len(data['benchmarks'])} pytest-benchmark result(s) (version {data.get('version', 'not given')}) without trainbench's fields "
-            "(extra_info.spec_id and the test metrics): another tool's or another suite's output; give the --benchmark-json of a trainbench session or a results folder"
+            f"{path} holds {held} without trainbench's fields ({fields}): another tool's or another suite's output; "
+            "give the --benchmark-json of a trainbench session or a results folder"
         )
     return dict(out)
 

@@ -104,6 +104,14 @@ class RunResult:
         spec = BenchmarkSpec.from_dict(self.spec)
         return f"{spec.id}@{spec.recipe_fingerprint}"
 
+    def figures(self) -> dict[str, Any]:
+        """The figures that tables and the gate compute with, by their place in result.json (`test.test_acc`)."""
+        if not isinstance(self.test, dict) or not isinstance(self.energy or {}, dict):
+            raise TypeError("test and energy must be objects of figures")
+        speeds = {"train_images_per_s": self.train_images_per_s, "steady_images_per_s": self.steady_images_per_s}
+        energy = {f"energy.{k}": v for k, v in (self.energy or {}).items()}
+        return {**{f"test.{k}": v for k, v in self.test.items()}, **energy, **speeds, "wall_time_s": self.wall_time_s}
+
     def time_to_target(self, target: float | None) -> tuple[int, float] | None:
         """First epoch (and cumulative training seconds) at which val accuracy reached `target`."""
         if target is None:
@@ -151,6 +159,9 @@ class RunResult:
             BenchmarkSpec.from_dict(record.spec)  # a spec this version cannot read makes no table row
             if record.status not in STATUSES:
                 raise ValueError(f"status {record.status!r} is none of {', '.join(STATUSES)}")
+            for name, value in record.figures().items():
+                if value is not None and (type(value) is bool or not isinstance(value, (int, float))):
+                    raise ValueError(f"{name} is {value!r}, not a number or null")
         except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:  # JSONDecodeError, SpecError are ValueErrors
             raise RecordError(f"{path} is not a readable result record ({type(error).__name__}: {error}); fix or remove it") from None
         return record
