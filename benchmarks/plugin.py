@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import configure, launch
+from harness import configure, interrupts, launch
 from harness.capabilities import PRECISIONS, SUPPORT
 from harness.catalog import Workflow
 from harness.data.named import num_classes
@@ -140,7 +140,9 @@ def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """--baseline must be readable and hold runs, and --tolerance parse, before any case trains."""
+    """SIGTERM taken as a Ctrl-C (`harness.interrupts`); --baseline must be readable and hold runs,
+    and --tolerance parse, before any case trains."""
+    interrupts.install()
     baseline = config.getoption("--baseline", None)
     if not baseline:
         return
@@ -155,6 +157,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--baseline: {error}") from None
     if not found:
         raise pytest.UsageError(f"--baseline {baseline} holds no runs (no result.json records, no pytest-benchmark cases); give last night's results folder")
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
+    """A Ctrl-C or SIGTERM ends a session as it ends `python -m harness run`: the checkpoint being
+    written finished, the uploads waited for (at most `interrupts.TERM_WAIT_S` after a SIGTERM) or
+    left local and named; pytest then exits 2 (interrupted)."""
+    from harness.artifacts import after_interrupt
+
+    after_interrupt()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

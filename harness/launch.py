@@ -5,7 +5,8 @@ pytest. So multi-process cases go through the harness's own entry point: the cal
 spec and settings to files and starts `python -m harness run --spec ... --settings ...`, whose
 argv Lightning can safely re-launch. Datasets and weights are prepared once in the caller first,
 so ranks never race to generate them. A failing child fails the caller with its output shown; a
-diverged run's record comes back like any other, and its status says so.
+diverged run's record comes back like any other, and its status says so. A SIGTERM to the caller
+goes on to the children, which end the way a terminated run does (`harness.interrupts`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from harness import runner
+from harness import interrupts, runner
 from harness.errors import LaunchError
 from harness.results.record import RESULT_FILE, RunResult
 from harness.settings import REPO_ROOT, RunSettings
@@ -56,10 +57,26 @@ def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | 
     """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
     started = time.time()
     with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
-        done = subprocess.run(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env, capture_output=True, text=True)
-    output = done.stdout + done.stderr
+        child = subprocess.Popen(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        (output,) = _outputs([child])
     print(output[-OUTPUT_TAIL:])
-    return _record(settings, run_id, started, None if done.returncode == 0 else f"{spec.id}: `python -m harness run` exited with {done.returncode}; end of its output:\n{output[-OUTPUT_TAIL:]}")
+    tail = output[-OUTPUT_TAIL:]
+    failure = f"{spec.id}: `python -m harness run` exited with {child.returncode}; end of its output:\n{tail}"
+    return _record(settings, run_id, started, None if child.returncode == 0 else failure)
+
+
+def _outputs(children: list[subprocess.Popen]) -> list[str]:
+    """Each child's output once it ended. Interrupted here, the children are waited for, not killed:
+    they see to their uploads or name them (`harness.interrupts`), and their output is shown; then
+    the interrupt goes on. A SIGTERM is passed on to them; a Ctrl-C at a terminal reached them already."""
+    try:
+        return [child.communicate()[0] for child in children]
+    except KeyboardInterrupt:
+        interrupts.pass_on(children)
+        for child in children:
+            print(child.communicate()[0][-OUTPUT_TAIL:])
+        raise
 
 
 def _record(settings: RunSettings, run_id: str, started: float, failure: str | None) -> RunResult:
@@ -96,7 +113,7 @@ def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_por
             )
             for rank in range(spec.num_nodes)
         ]  # fmt: skip
-        outputs = [node.communicate()[0] for node in nodes]
+        outputs = _outputs(nodes)
     failed = [(rank, node.returncode) for rank, node in enumerate(nodes) if node.returncode != 0]
     return _record(settings, run_id, started, f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs) if failed else None)
 

@@ -252,6 +252,70 @@ def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, ti
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engine, tiny_folder, tmp_path, gcs):
+    """SIGTERM (how SLURM, Kubernetes and spot instances stop a job) ended the run in 0.2 s, silent: no
+    `.not-uploaded.json`, the bucket never got the checkpoints queued, the MLflow run stayed RUNNING."""
+    import threading
+
+    from mlflow import MlflowClient
+
+    from harness.artifacts.gcs import NOT_UPLOADED
+    from harness.interrupts import TERM_WAIT_S
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "harness", "run", "--model", tiny_spec().model, "--engine", engine,
+               "--data", str(tiny_folder), "--weights", "random", "--epochs", "6", "--image-size", "32",
+               "--batch-size", "8", "--workers", "0", "--wandb", "off", "--mlflow", store,
+               "--results-dir", str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "ckpt"),
+               "--gcs-bucket", f"gs://{BUCKET}/r"]  # fmt: skip
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRAINBENCH_")}, "STORAGE_EMULATOR_HOST": gcs.url}
+    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(iter(child.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not list((tmp_path / "ckpt").rglob(epoch_file(1))):
+            assert child.poll() is None and time.monotonic() < deadline, "no first checkpoint"
+            time.sleep(0.05)
+        os.kill(gcs.process.pid, signal.SIGSTOP)  # the bucket stops answering: uploads hang
+        while not list((tmp_path / "ckpt").rglob(epoch_file(2))):
+            assert child.poll() is None and time.monotonic() < deadline, "no second checkpoint"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        child.wait(timeout=TERM_WAIT_S + 60)
+        waited = time.monotonic() - sent
+    finally:
+        os.kill(gcs.process.pid, signal.SIGCONT)
+        if child.poll() is None:
+            child.kill()
+    reader.join(timeout=10)
+    assert child.returncode == 143 and "Traceback" not in "".join(errors), "".join(errors)
+    assert TERM_WAIT_S - 1 <= waited <= TERM_WAIT_S + 30, f"waited {waited:.1f} s, not about {TERM_WAIT_S} s"
+    first, second = [line.strip() for line in errors if line.strip()]
+    assert first.startswith("terminated (SIGTERM): uploading ") and first.endswith(
+        f"checkpoint(s) to gs://{BUCKET}/r for up to {TERM_WAIT_S:.0f} s, then leaving them local"), first
+    said = f"terminated (SIGTERM): not confirmed in the bucket after {TERM_WAIT_S:.0f} s, kept local: gs://"
+    assert second.startswith(said), second
+    assert second.endswith("; the next run with this bucket uploads them"), second
+    left = [name.removeprefix(f"gs://{BUCKET}/") for name in second.split("kept local: ")[1].split(";")[0].split(", ")]
+    assert any(name.endswith(epoch_file(2)) for name in left), left
+    (manifest,) = (tmp_path / "ckpt").rglob(NOT_UPLOADED)
+    client = MlflowClient(store)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "KILLED"
+
+    done = subprocess.run([*command, "--resume"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checkpoint(s) an interrupted run left local" in done.stdout
+    assert set(left) <= {b.name for b in storage.Client().list_blobs(BUCKET, prefix="r/")} and not manifest.exists()
+    (result,) = (tmp_path / "results").glob("*/result.json")
+    assert RunResult.load(result).extra["artifacts"]["checkpoints"]["resumed_from"]["epoch"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
 def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(engine, tiny_folder, tmp_path, gcs):
     """One Ctrl-C waited about 11 s in silence for the uploads; a second gave a threading traceback
     and left the bucket without checkpoints that existed locally."""

@@ -530,6 +530,49 @@ def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(engine, tiny_folder, tm
     assert [p for p in tmp_path.rglob("*.tmp")] == []
 
 
+LAUNCHER = """
+import sys
+from pathlib import Path
+
+from harness import interrupts, launch
+from harness.settings import RunSettings
+from tests.conftest import tiny_spec
+
+interrupts.install()  # as the pytest layer does
+try:
+    launch.run_in_subprocess(tiny_spec().with_recipe(epochs=50), RunSettings.from_json(Path(sys.argv[1]).read_text()))
+except KeyboardInterrupt:
+    print("launcher: interrupted")
+    sys.exit(interrupts.exit_status())
+"""
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_the_launcher_goes_on_to_its_child_which_ends_as_a_terminated_run(tiny_folder, tmp_path):
+    """The launcher's child (`python -m harness run`) was SIGKILLed when the launcher was
+    interrupted, its queued uploads lost; a SIGTERM to the launcher never reached it."""
+    import signal
+    import time
+
+    from harness.settings import RunSettings
+
+    settings = RunSettings(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", data_root=tiny_folder,
+                           checkpoint_dirs=(tmp_path / "ckpt",), wandb="off", mlflow="off")  # fmt: skip
+    (tmp_path / "settings.json").write_text(settings.to_json())
+    command = [sys.executable, "-c", LAUNCHER, str(tmp_path / "settings.json")]
+    launcher = subprocess.Popen(command, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "ckpt").rglob("epoch_001.ckpt")):
+        assert launcher.poll() is None and time.monotonic() < deadline, "the run ended or stalled before a checkpoint"
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGTERM)  # to the launcher alone, as Kubernetes signals a pod's first process
+    out, _ = launcher.communicate(timeout=120)
+    assert launcher.returncode == 143, out[-3000:]
+    assert "terminated (SIGTERM): nothing half-written was left" in out, out[-3000:]  # the child's last line
+    assert out.rstrip().endswith("launcher: interrupted"), out[-3000:]
+
+
 def test_the_weights_fit_check_leaves_the_runs_randomness_alone(tmp_path):
     """The check builds a model to read shapes; it must not draw from the RNG that initialises the
     replaced classifier (it did once, and moved the smoke FastViT result from 80.49 % to 82.93 %)."""

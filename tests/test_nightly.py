@@ -1,8 +1,11 @@
-"""The nightly's plan: what each case asks of the cluster, refusals before anything runs, the dry run; a skipped case's status."""
+"""The nightly's plan: what each case asks of the cluster, refusals before anything runs, the dry run; a case's status
+(skipped, failed, killed) and its own scratch folder."""
 
 import json
 import subprocess
 import sys
+import tempfile
+from dataclasses import replace
 
 import pytest
 
@@ -15,8 +18,14 @@ from harness.cluster.plan import (
     profile_for,
     unplaceable,
 )
-from harness.nightly import NightlyError, case_status, check_pytest_args
-from harness.nightly.tasks import JUNIT, CaseOutcome, case_command, skip_reason
+from harness.nightly import NightlyError, case_status, check_pytest_args, failure
+from harness.nightly.tasks import (
+    JUNIT,
+    CaseOutcome,
+    case_command,
+    run_here,
+    skip_reason,
+)
 from harness.settings import REPO_ROOT
 
 IDS = [
@@ -160,3 +169,68 @@ def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict
         assert "case(s) skipped, no node holds them;" in done.stdout and "--strict refuses the night instead" in done.stdout
         strict = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--strict", "--", "-k", "fastvit"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
         assert strict.returncode == 2 and "add a node that large or leave the case out with -k" in strict.stdout
+
+
+TINY_CONFTEST = """
+def pytest_addoption(parser):  # the pytest layer's options a case's command gives
+    for option in ("--profile", "--results-dir", "--mlflow"):
+        parser.addoption(option)
+"""
+
+PASSING_CASE = """
+from pathlib import Path
+
+def test_case(benchmark, request):
+    benchmark(lambda: None)
+    run = Path(request.config.getoption("--results-dir")) / "run-1"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text("{}")
+"""
+
+KILLED_CASE = """
+import os
+import signal
+
+def test_case():
+    os.kill(os.getpid(), signal.SIG{name})
+"""
+
+FAILING_CASE = """
+def test_case():
+    assert False
+"""
+
+
+def tiny_case(folder, body: str) -> Case:
+    (folder / "conftest.py").write_text(TINY_CONFTEST)
+    (folder / "test_tiny.py").write_text(body)
+    return Case(str(folder / "test_tiny.py"), devices=1, cpus=1, gpus=0)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("KILL", "killed by SIGKILL (the OOM killer sends this when memory runs out)"),
+    ("SEGV", "killed by SIGSEGV"),
+])  # fmt: skip
+def test_a_case_killed_mid_run_reports_no_earlier_runs_files_and_says_it_was_killed(tmp_path, monkeypatch, name, why):
+    """Two nights of one date (--out A/<date>, --out B/<date>) shared the case's scratch folder: B's
+    summary pooled A's record as a second seed, and a case SIGKILLed by the OOM killer returned A's
+    benchmark JSON as its own, its status only `failed on node ... in 18.5 s`."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the node's temporary folder
+    (tmp_path / "case").mkdir()
+    case = tiny_case(tmp_path / "case", PASSING_CASE)
+    first = run_here(case, "smoke", [], "2026-11-30", None)
+    assert case_status(first) == "passed", first.log
+    assert sorted(first.files) == [f"benchmark/{case.name}.json", "records/run-1/result.json"]
+
+    case = tiny_case(tmp_path / "case", KILLED_CASE.format(name=name))
+    killed = run_here(case, "smoke", [], "2026-11-30", None)  # the same night and case, another run
+    assert killed.files == {}, "an earlier run's files were reported as this run's"
+    assert case_status(killed) == "failed" and failure(killed) == why
+
+
+def test_a_case_that_fails_names_pytests_exit_status(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    outcome = run_here(tiny_case(tmp_path, FAILING_CASE), "smoke", [], "night-1", None)
+    assert case_status(outcome) == "failed", outcome.log
+    assert failure(outcome) == "failed (pytest exit status 1: a test failed)"
+    assert failure(replace(outcome, returncode=0)) is None

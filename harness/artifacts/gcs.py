@@ -9,7 +9,8 @@ printed nor written anywhere.
 Interrupts lose nothing: after a Ctrl-C the command line waits for the uploads still queued
 (`wait_after_interrupt`, which says what it waits for); a second Ctrl-C leaves them local, names
 them, and writes them into `.not-uploaded.json` beside the checkpoints, so the next run with the
-same bucket uploads them before it trains (`catch_up`).
+same bucket uploads them before it trains (`catch_up`). A SIGTERM is a first Ctrl-C whose wait
+ends by itself (`harness.interrupts`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
+from harness import interrupts
 from harness.atomic import written_atomically
 from harness.errors import BucketAccessError, BucketURLError
 
@@ -208,17 +211,29 @@ class BucketUploader:
 def wait_after_interrupt() -> None:
     """After a first Ctrl-C: wait for the uploads still queued, saying so; a second Ctrl-C leaves
     them local (`BucketUploader.leave_local`), names them and ends the process at once (the upload
-    in flight cannot be stopped, only left behind)."""
+    in flight cannot be stopped, only left behind). After a SIGTERM the wait ends by itself after
+    `interrupts.TERM_WAIT_S`, before the scheduler's SIGKILL, the same way."""
     busy = [uploader for uploader in list(_ACTIVE) if uploader.unfinished()]
     if not busy:
         return
-    waiting = sum(len(u.unfinished()) for u in busy)
-    print(f"interrupted: uploading {waiting} checkpoint(s) to {', '.join(u.url for u in busy)}; Ctrl-C again to leave them local", file=sys.stderr, flush=True)
+    waiting, urls = sum(len(u.unfinished()) for u in busy), ", ".join(u.url for u in busy)
+    bound = interrupts.TERM_WAIT_S if interrupts.terminated() else None
+    then = f" for up to {bound:.0f} s, then leaving them local" if bound else "; Ctrl-C again to leave them local"
+    print(f"{interrupts.what()}: uploading {waiting} checkpoint(s) to {urls}{then}", file=sys.stderr, flush=True)
+    deadline = None if bound is None else time.monotonic() + bound
     try:
         for uploader in busy:
-            wait([f for f in uploader._queued if not f.done()])
+            left_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait([f for f in uploader._queued if not f.done()], timeout=left_s)
     except KeyboardInterrupt:
-        left = [name for uploader in busy for name in uploader.leave_local()]
-        print(f"interrupted again: not confirmed in the bucket, kept local: {', '.join(left)}; the next run with this bucket uploads them", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(130)  # the upload thread in flight would hold the interpreter's exit until its timeout
+        _leave_local(busy, f"{interrupts.what()} again: not confirmed in the bucket")
+    if any(uploader.unfinished() for uploader in busy):
+        _leave_local(busy, f"{interrupts.what()}: not confirmed in the bucket after {bound:.0f} s")
+
+
+def _leave_local(busy: list[BucketUploader], said: str) -> NoReturn:
+    left = [name for uploader in busy for name in uploader.leave_local()]
+    names = ", ".join(left)
+    print(f"{said}, kept local: {names}; the next run with this bucket uploads them", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(interrupts.exit_status())  # the upload thread in flight would hold the interpreter's exit till its timeout

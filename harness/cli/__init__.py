@@ -1,5 +1,6 @@
 """`python -m harness COMMAND ...`: the parser (`parser`), one thin module per command, and one
-place that turns a harness error into `error: ...` and exit 2.
+place that turns a harness error into `error: ...` and exit 2, and an interrupt (Ctrl-C, or SIGTERM:
+`harness.interrupts`) into one line and exit 130 or 143.
 
 A command's module is imported only when that command runs, so `--help` and the commands that
 train nothing (`compare`, `report`, `recipes`) never import torch or Lightning.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 
+from harness import interrupts
 from harness.errors import HarnessError
 
 # command -> the module under harness.cli that runs it (its `main(args) -> exit status`)
@@ -30,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         from harness.artifacts import after_interrupt
 
         after_interrupt()
-        print("interrupted: nothing half-written was left; with --checkpoint-dir, --resume continues from the last saved epoch", file=sys.stderr)
-        return 130
+        then = "with --checkpoint-dir, --resume continues from the last saved epoch"
+        print(f"{interrupts.what()}: nothing half-written was left; {then}", file=sys.stderr)
+        return interrupts.exit_status()
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,8 @@ from harness.settings import REPO_ROOT
 
 NIGHTS_DIR = REPO_ROOT / "results" / "nightly"
 MANIFEST = "nightly.json"
+PYTEST_EXITS = {1: "a test failed", 2: "interrupted", 3: "pytest's internal error", 4: "a usage error"}
+OOM_HINT = " (the OOM killer sends this when memory runs out)"
 # Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
 OWN_OPTIONS = {"--mlflow": "--mlflow", "--results-dir": "--out", "--benchmark-json": "--out", "--junitxml": "--out", "--junit-xml": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
 
@@ -83,6 +86,21 @@ def case_status(outcome: CaseOutcome) -> str:
     return {0: "passed", 5: "nothing collected"}.get(outcome.returncode, "failed")
 
 
+def failure(outcome: CaseOutcome) -> str | None:
+    """Why a failed case failed, in words: the signal that killed its pytest process, or pytest's
+    exit status; None unless it failed."""
+    if case_status(outcome) != "failed":
+        return None
+    if outcome.returncode < 0:  # subprocess's way of saying a signal ended the process
+        try:
+            name = signal.Signals(-outcome.returncode).name
+        except ValueError:
+            name = f"signal {-outcome.returncode}"
+        return f"killed by {name}{OOM_HINT if -outcome.returncode == signal.SIGKILL else ''}"
+    meaning = PYTEST_EXITS.get(outcome.returncode)
+    return f"failed (pytest exit status {outcome.returncode}{f': {meaning}' if meaning else ''})"
+
+
 def gather(pending: dict, out: Path) -> list[dict]:
     """Wait for every task; write each outcome as it arrives; one manifest row per case."""
     ray = session.ray_module()
@@ -97,11 +115,12 @@ def gather(pending: dict, out: Path) -> list[dict]:
             rows.append({"case": case.name, "node_id": case.node_id, "status": "lost", "error": f"{type(error).__name__}: {error}"[:2000]})
             continue
         write_outcome(outcome, out)
-        status = case_status(outcome)
-        why = f" ({outcome.skipped})" if status == "skipped" else ""
-        print(f"nightly: {case.name} {status}{why} on node {outcome.node} ({outcome.address}) in {outcome.seconds:.1f} s")
+        status, why = case_status(outcome), failure(outcome)
+        said = why or (f"{status} ({outcome.skipped})" if status == "skipped" else status)
+        took = f"{'after' if outcome.returncode < 0 else 'in'} {outcome.seconds:.1f} s"
+        print(f"nightly: {case.name} {said} on node {outcome.node} ({outcome.address}) {took}")
         row = {k: v for k, v in asdict(outcome).items() if k not in ("files", "log")}
-        rows.append({**row, "node_id": case.node_id, "status": status, "asked": case.asks()})
+        rows.append({**row, "node_id": case.node_id, "status": status, "failure": why, "asked": case.asks()})
     return rows
 
 

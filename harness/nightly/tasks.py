@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -39,7 +39,7 @@ class CaseOutcome:
     case: str
     node: str  # the Ray node id it ran on (short)
     address: str
-    returncode: int  # pytest's exit status
+    returncode: int  # pytest's exit status; negative: killed by that signal
     seconds: float  # the pytest process, start to end
     files: dict[str, bytes]  # relative to the night folder: records/<run id>/..., benchmark/<case>.json
     log: str
@@ -64,10 +64,16 @@ def case_command(case: Case, scratch: Path, profile: str, pytest_args: Sequence[
 
 
 def run_case(case: Case, profile: str, pytest_args: list[str], night: str, bucket: str | None) -> CaseOutcome:
-    """The task body, on the node Ray chose: run the case, gather what the night keeps."""
-    ray = ray_module()
-    scratch = Path(tempfile.gettempdir()) / SCRATCH / night / case.name
-    scratch.mkdir(parents=True, exist_ok=True)
+    """The task body, on the node Ray chose: run the case, gather what the night keeps, say where it ran."""
+    outcome = run_here(case, profile, pytest_args, night, bucket)
+    node = ray_module().get_runtime_context().get_node_id()
+    address = next((n.address for n in live_nodes() if node.startswith(n.name)), "?")
+    return replace(outcome, node=node[:8], address=address)
+
+
+def run_here(case: Case, profile: str, pytest_args: list[str], night: str, bucket: str | None) -> CaseOutcome:
+    """Run the case on this machine in a scratch folder of its own; what the night keeps of it (no node named yet)."""
+    scratch = scratch_folder(night, case.name)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     env.setdefault("TRAINBENCH_WORKERS", str(case.workers))  # from the CPUs Ray gave this task, not the whole node's
     log = scratch / "pytest.log"
@@ -75,10 +81,17 @@ def run_case(case: Case, profile: str, pytest_args: list[str], night: str, bucke
     with log.open("w") as output:
         done = subprocess.run(case_command(case, scratch, profile, pytest_args, night, bucket), cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, check=False)
     seconds = time.perf_counter() - started
-    context = ray.get_runtime_context()
-    node = context.get_node_id()
-    address = next((n.address for n in live_nodes() if node.startswith(n.name)), "?")
-    return CaseOutcome(case.name, node[:8], address, done.returncode, seconds, kept_files(scratch, case.name), log.read_text(errors="replace"), skip_reason(scratch / JUNIT))
+    files, text = kept_files(scratch, case.name), log.read_text(errors="replace")
+    return CaseOutcome(case.name, "", "", done.returncode, seconds, files, text, skip_reason(scratch / JUNIT))
+
+
+def scratch_folder(night: str, name: str) -> Path:
+    """A new, empty folder for this run of the case, under `$TMPDIR/trainbench-nightly/<night>/<case>/`:
+    never one an earlier run wrote into (a night of the same name in another --out, a retry on this
+    node), so no record or benchmark JSON of an earlier run can be returned as this run's."""
+    parent = Path(tempfile.gettempdir()) / SCRATCH / night / name
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="run-", dir=parent))
 
 
 def skip_reason(junit: Path) -> str | None:
