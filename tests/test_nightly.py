@@ -234,3 +234,16 @@ def test_a_case_that_fails_names_pytests_exit_status(tmp_path, monkeypatch):
     assert case_status(outcome) == "failed", outcome.log
     assert failure(outcome) == "failed (pytest exit status 1: a test failed)"
     assert failure(replace(outcome, returncode=0)) is None
+
+
+def test_nights_of_the_same_name_in_other_folders_get_their_own_bucket_prefix(tmp_path):
+    """Every case of a night with a bucket runs with --resume under the night's prefix: a night of
+    the same date in another --out (or run again) must not resume from, nor report, another's checkpoints."""
+    from harness.nightly import new_night_id
+    from harness.nightly.tasks import case_command
+
+    case = Case("benchmarks/test_fastvit.py::test_fastvit[x]", devices=1, cpus=1, gpus=0)
+    ids = [new_night_id(tmp_path / side / "2026-12-07") for side in ("A", "B", "B")]
+    assert all(i.startswith("2026-12-07-") for i in ids) and len(set(ids)) == 3, ids
+    prefixes = {case_command(case, tmp_path, "smoke", [], i, "gs://b/nightly")[-2] for i in ids}
+    assert prefixes == {f"gs://b/nightly/{i}" for i in ids}

@@ -48,15 +48,16 @@ def finished(driver: subprocess.Popen) -> tuple[int, str]:
     return driver.returncode, output
 
 
-def uploaded_checkpoint(cluster: LoopbackCluster, node: int, night: str, deadline: float) -> str:
-    """Wait until the case of the night on `node` has a checkpoint in the bucket; its run id."""
+def uploaded_checkpoint(cluster: LoopbackCluster, node: int, night: str, deadline: float) -> tuple[str, str]:
+    """Wait until the case of the night on `node` has a checkpoint in the bucket; the night's id and its run id."""
     from google.cloud import storage
 
+    scratch = cluster.scratch(node) / SCRATCH
     while time.monotonic() < deadline:
-        for local in (cluster.scratch(node) / SCRATCH / night).rglob("checkpoints/*/epoch_*.ckpt"):
-            run_id = local.parent.name
-            if any(storage.Client().list_blobs(BUCKET, prefix=f"ci/{night}/{run_id}/last.ckpt")):
-                return run_id
+        for local in scratch.glob(f"{night}-*/**/checkpoints/*/epoch_*.ckpt"):
+            night_id, run_id = local.relative_to(scratch).parts[0], local.parent.name
+            if any(storage.Client().list_blobs(BUCKET, prefix=f"ci/{night_id}/{run_id}/last.ckpt")):
+                return night_id, run_id
         time.sleep(0.5)
     pytest.fail(f"no case of {night} on node {node} uploaded a checkpoint in time")
 
@@ -84,14 +85,16 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
 
         assert "nightly: 2 run(s) imported into MLflow" in output, output[-4000:]
         drivers.append(nightly(cluster, nights / "night-2", TWO_SEEDS, "--baseline", str(nights / "night-1"), "--tolerance", "speed=1.0", "--mlflow", store))
-        run_id = uploaded_checkpoint(cluster, 1, "night-2", time.monotonic() + NIGHT_TIMEOUT_S)  # node 1: the head holds the cluster
+        night_id, run_id = uploaded_checkpoint(cluster, 1, "night-2", time.monotonic() + NIGHT_TIMEOUT_S)  # node 1: the head holds the cluster
         cluster.kill(1)
         code, output = finished(drivers[-1])
         assert code == 0, output[-4000:]
-        second = json.loads((nights / "night-2" / "nightly.json").read_text())["cases"]
+        manifest = json.loads((nights / "night-2" / "nightly.json").read_text())
+        second = manifest["cases"]
+        assert manifest["night_id"] == night_id and night_id != first["night_id"], "each night its own bucket prefix"
         assert [c["status"] for c in second] == ["passed", "passed"] and len({c["node"] for c in second}) == 1, second
         resumed = json.loads((nights / "night-2" / "records" / run_id / "result.json").read_text())["extra"]["artifacts"]["checkpoints"]["resumed_from"]
-        assert resumed["checkpoint"] == f"gs://{BUCKET}/ci/night-2/{run_id}/last.ckpt" and resumed["epoch"] >= 1, resumed
+        assert resumed["checkpoint"] == f"gs://{BUCKET}/ci/{night_id}/{run_id}/last.ckpt" and resumed["epoch"] >= 1, resumed
         assert "PASS: no regression" in (nights / "night-2" / "regression.md").read_text()
         assert "nightly: 2 run(s) imported into MLflow" in output, output[-4000:]
         if importlib.util.find_spec("mlflow"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import time
 from collections.abc import Sequence
@@ -60,6 +61,13 @@ def check_pytest_args(pytest_args: Sequence[str]) -> None:
                 f"{option} after -- is the nightly's to set; give {OWN_OPTIONS[option]} to nightly itself (before --), "
                 "which keeps each night's results and checkpoints apart"
             )
+
+
+def new_night_id(out: Path) -> str:
+    """`<night>-<8 hex>`: this invocation's own name for its scratch folders and bucket prefix. A night
+    of the same name in another `--out` (or run again) gets another, so its cases never resume from,
+    nor report, checkpoints another night left in the bucket; Ray's retries within the night share it."""
+    return f"{out.name}-{secrets.token_hex(4)}"
 
 
 def print_plan(cases: Sequence[Case], nodes: Sequence[Node], profile: str, where: str) -> None:
@@ -208,10 +216,13 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
         return 0
     if not night.address:
         session.start_embedded(nodes[0])
-    pending = {tasks.submit(case, profile, pytest_args, night.out.name, night.bucket): case for case in cases}
+    night_id = new_night_id(night.out)
+    if night.bucket:
+        print(f"nightly: checkpoints under {night.bucket.rstrip('/')}/{night_id}/ (this night's own prefix)")
+    pending = {tasks.submit(case, profile, pytest_args, night_id, night.bucket): case for case in cases}
     rows = gather(pending, night.out) + [{"case": case.name, "node_id": case.node_id, "status": "skipped", "skipped": why, "asked": case.asks(), "node": None} for case, why in held_back]
     wall_s = time.perf_counter() - started
-    manifest = {"night": night.out.name, "address": night.address or "embedded", "profile": profile, "pytest_args": night.pytest_args,
+    manifest = {"night": night.out.name, "night_id": night_id, "address": night.address or "embedded", "profile": profile, "pytest_args": night.pytest_args,
                 "nodes": [asdict(n) for n in nodes], "wall_s": round(wall_s, 1), "cases": rows}  # fmt: skip
     with written_atomically(night.out / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
