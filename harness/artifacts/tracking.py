@@ -107,6 +107,7 @@ class WandbTracker:
         self.mode = resolve_mode(mode)
         self.project, self.spec, self.run_id, self.directory = project, spec, run_id, directory
         self.run = None
+        self.resume_id: str | None = None  # under --resume: the wandb run of the attempt this run continues
         self.error: str | None = None
 
     def _open(self) -> None:
@@ -125,6 +126,8 @@ class WandbTracker:
                 mode=self.mode,
                 dir=str(self.directory),
                 reinit="create_new",
+                id=self.resume_id,
+                resume="allow" if self.resume_id else None,  # the same wandb run goes on, not a second one of the same name
                 settings=wandb.Settings(silent=True),  # its banners said nothing the run's start-up line does not (engines.progress.data_line)
             )
         except Exception as error:  # tracking must never fail training
