@@ -139,10 +139,39 @@ def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
     assert not failed, f"{spec.id} missed its thresholds: " + "; ".join(failed)
 
 
+BENCHMARKS = Path(__file__).resolve().parent
+
+
+def xdist_workers(config: pytest.Config) -> str | None:
+    """How this session asks pytest-xdist for workers (`-n 2`, `--dist load`), or None (no xdist, -n 0)."""
+    if config.getoption("dist", "no") == "no" or not config.getoption("tx", None):  # xdist's own test (`-n 0` leaves dist "no")
+        return None
+    workers = config.getoption("numprocesses", None)
+    return f"-n {workers}" if workers else f"--dist {config.getoption('dist')}"
+
+
+def selects_benchmarks(config: pytest.Config) -> bool:
+    """Whether the session's paths reach the benchmark cases (`benchmarks`, a module or case in it, the repository)."""
+    paths = [(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args]
+    return any(path == BENCHMARKS or BENCHMARKS in path.parents or path in BENCHMARKS.parents for path in paths)
+
+
+def refuse_xdist(config: pytest.Config) -> None:
+    """Cases trained side by side share the cores, so no speed would be true, and pytest-benchmark disables itself
+    under xdist (no --benchmark-json): refused before a case trains."""
+    workers = xdist_workers(config)
+    if workers and selects_benchmarks(config):
+        raise pytest.UsageError(
+            f"trainbench: pytest-xdist ({workers}) would train cases side by side on shared cores and pytest-benchmark disables itself under xdist, "
+            "so no speed would be true and --benchmark-json would not be written; run without -n (spread cases over machines with `python -m harness nightly`)"
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """SIGTERM taken as a Ctrl-C (`harness.interrupts`); --baseline must be readable and hold runs,
-    and --tolerance parse, before any case trains."""
+    """SIGTERM taken as a Ctrl-C (`harness.interrupts`); pytest-xdist is refused; --baseline must be
+    readable and hold runs, and --tolerance parse, before any case trains."""
     interrupts.install()
+    refuse_xdist(config)
     baseline = config.getoption("--baseline", None)
     if not baseline:
         return

@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from harness import interrupts, runner
+from harness.artifacts import tracking
 from harness.errors import LaunchError
 from harness.results.record import RESULT_FILE, RunResult
 from harness.settings import REPO_ROOT, RunSettings
@@ -121,7 +122,7 @@ def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_por
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
     """In this process when it can host the run, else in a child process tree."""
     if needs_own_processes(spec):
-        return run_in_subprocess(spec, settings, run_id)
+        return run_in_subprocess(spec, tracking.settle(settings), run_id)  # said here: the child's output is shown only on failure
     record = runner.run(spec, settings, run_id)
     assert record is not None  # a single process is always rank 0
     return record

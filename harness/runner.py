@@ -18,7 +18,7 @@ from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
 from harness import models, preflight, pretrain
-from harness.artifacts import RunArtifacts, resume
+from harness.artifacts import RunArtifacts, resume, tracking
 from harness.data import loading, named
 from harness.data.duplicates import describe as describe_duplicates
 from harness.data.imagefolder import left_out_counts, left_out_line
@@ -165,6 +165,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, s
     preflight.check_launcher(spec, run_id)
     if rank_zero_only.rank == 0:
         print(progress.startup_line(spec, settings, detect()), flush=True)
+        settings = tracking.settle(settings)  # the one process that tracks
     identity = prepare(spec, settings, run_id)
     done = resume.finished(settings, identity.attempt, run_id)
     if done is not None:

@@ -4,11 +4,16 @@ resume after a killed process, wandb offline runs read back from disk, CSV log a
 from __future__ import annotations
 
 import csv
+import http.server
 import os
+import socket
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,13 +28,14 @@ from harness.artifacts.checkpoints import (
     epoch_file,
     load,
 )
-from harness.artifacts.emulator import Emulator
+from harness.artifacts.emulator import Emulator, free_port
 from harness.engines.history import without_timing
 from harness.preflight import PreflightError
 from harness.results.record import RunResult
 from harness.settings import REPO_ROOT
 from tests import wandb_offline
 from tests.conftest import tiny_spec
+from tests.test_fail_fast import assert_one_line_refusal, run_cli, tiny_run_args
 
 BUCKET = "trainbench-test"
 
@@ -183,13 +189,65 @@ def test_wandb_offline_run_matches_the_record(tiny_folder, settings):
     assert record.extra["artifacts"]["wandb"]["mode"] == "offline"
 
 
-def test_wandb_failure_never_fails_the_run(tiny_folder, settings, monkeypatch):
-    """A real wandb failure: `online` asked for with no API key (wandb.init raises UsageError)."""
+@pytest.fixture
+def answering_host(monkeypatch):
+    """WANDB_BASE_URL: a loopback HTTP server that answers every request 404 (a host that is there, no wandb behind it)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # no do_GET: 501 to everything
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_wandb_failure_never_fails_the_run(tiny_folder, settings, monkeypatch, answering_host):
+    """A real wandb failure: `online` asked for with no API key (wandb.init raises UsageError), the host answering."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(settings.results_dir / "wandb-config"))  # no stored login either
     record = _run(tiny_folder, settings.replace(wandb="online"))
     assert len(record.history) == 2
     assert "No API key" in record.extra["artifacts"]["wandb"]["error"]
+
+
+@contextmanager
+def unreachable_wandb_host(kind: str) -> Iterator[str]:
+    """A loopback URL where nothing listens (`refused`), or where a socket listens and never accepts nor answers (`silent`)."""
+    if kind == "refused":
+        yield f"http://127.0.0.1:{free_port()}"
+        return
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the connection into the backlog; nobody ever reads or answers
+        yield f"http://127.0.0.1:{silent.getsockname()[1]}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_wandb_auto_with_a_key_and_no_wandb_host_tracks_offline_at_once(kind, tiny_folder, settings, monkeypatch, capfd):
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(settings.results_dir / "wandb-config"))
+    with unreachable_wandb_host(kind) as url:
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        started = time.perf_counter()
+        record = _run(tiny_folder, settings.replace(wandb="auto"))
+        took = time.perf_counter() - started
+    out = capfd.readouterr().out
+    print(f"--wandb auto, wandb host {kind}: the whole run took {took:.1f} s (wandb's own wait was about 90 s)")
+    assert took < 90, f"{took:.0f} s: the run waited for wandb"
+    assert record.extra["artifacts"]["wandb"] == {"mode": "offline", "id": record.extra["artifacts"]["wandb"]["id"], "dir": record.extra["artifacts"]["wandb"]["dir"]}
+    (run_dir,) = (settings.results_dir / "wandb").glob("offline-run-*")
+    assert wandb_offline.read(run_dir).name == record.run_id and len(record.history) == 2
+    lines = [line for line in out.splitlines() if f"wandb: {url} does not answer" in line]
+    assert len(lines) == 1 and "tracking this run offline" in lines[0] and f"wandb sync {settings.results_dir / 'wandb'}/offline-run-*" in lines[0], out
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_wandb_online_with_no_wandb_host_is_refused_before_training(kind, tiny_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    with unreachable_wandb_host(kind) as url:
+        monkeypatch.setenv("WANDB_BASE_URL", url)
+        code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path, "--wandb", "online"))
+    assert_one_line_refusal(code, out, err, f"--wandb online: the wandb host {url} does not answer", "--wandb offline", "wandb sync")
 
 
 def test_history_csv_and_curves_beside_the_record(tiny_folder, settings):

@@ -214,6 +214,32 @@ def test_pytest_names_a_bad_environment_twin_and_a_missing_baseline_before_colle
     assert done.returncode == 4 and f"ERROR: --baseline: {tmp_path / 'last-night'} does not exist" in done.stderr
 
 
+XDIST_REFUSAL = "would train cases side by side on shared cores and pytest-benchmark disables itself under xdist"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [["-n", "2"], ["-n", "auto"], ["--dist", "load", "--tx", "2*popen"]], ids=["n2", "auto", "dist"])
+def test_pytest_xdist_over_the_benchmarks_is_refused_before_anything_trains(workers, tmp_path):
+    """Cases trained side by side share the cores, and pytest-benchmark writes no --benchmark-json under xdist."""
+    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra (pip install 'trainbench[test]')")
+    out = tmp_path / "x.json"
+    done = subprocess.run([sys.executable, "-m", "pytest", *workers, "benchmarks", "-k", "fastvit", f"--benchmark-json={out}", "--results-dir", str(tmp_path / "results"),
+                           "-p", "no:cacheprovider"], cwd=REPO_ROOT, capture_output=True, text=True, env=_env(), timeout=120)  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 4 and len(lines) == 1 and lines[0].startswith("ERROR: trainbench: pytest-xdist (") and XDIST_REFUSAL in lines[0], done.stderr
+    assert "run without -n (spread cases over machines with `python -m harness nightly`)" in lines[0], lines[0]
+    assert not out.exists() and not (tmp_path / "results").exists() and "epoch 1/" not in done.stdout, "nothing trained"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["-n", "0", "benchmarks"], ["-n", "2", "tests/test_spec.py"]], ids=["no-workers", "tests-only"])
+def test_pytest_xdist_without_workers_or_away_from_the_benchmarks_is_left_alone(args):
+    pytest.importorskip("xdist", reason="pytest-xdist is in the test extra (pip install 'trainbench[test]')")
+    done = subprocess.run([sys.executable, "-m", "pytest", *args, "--collect-only", "-q", "-p", "no:cacheprovider"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=_env(), timeout=120)  # fmt: skip
+    assert done.returncode == 0 and XDIST_REFUSAL not in done.stderr, done.stdout[-2000:] + done.stderr
+
+
 def _env() -> dict[str, str]:
     import os
 

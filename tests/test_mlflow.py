@@ -162,3 +162,99 @@ def test_the_gpu_records_import_into_a_fresh_store(tmp_path, capsys):
     client = mlflow.MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert {r.data.tags["env.device"] for r in runs} == {RunResult.load(records[0]).environment["device"]} and all("H200" in r.data.tags["env.device"] for r in runs)
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from mlflow import MlflowClient  # imported before the start signal: the processes race on creating the store, not on imports
+from harness.results import mlflow_runs
+from tests.conftest import tiny_spec
+results, go, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+tracker = mlflow_runs.MlflowTracker("auto", tiny_spec(), name, results)
+while not go.exists():
+    time.sleep(0.002)
+tracker.log_epoch({"epoch": 1, "train_loss": 1.0})
+print(tracker.mlflow_run_id, tracker.error)
+"""
+
+
+def test_runs_starting_at_once_into_a_fresh_store_each_get_their_mlflow_run(tmp_path):
+    """Real processes open the default store (`auto`: results/mlflow.db, not there yet) at the same moment."""
+    results, go = tmp_path / "results", tmp_path / "go"
+    results.mkdir()
+    processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(results), str(go), f"run-{k}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}) for k in range(3)]  # fmt: skip
+    time.sleep(15)  # every process imported mlflow and waits
+    go.touch()
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    assert all(out.strip().splitlines()[-1].endswith(" None") for out in outputs), outputs  # each got a run id, no error
+    client = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert sorted(r.data.tags["trainbench.run_id"] for r in runs) == ["run-0", "run-1", "run-2"]
+
+
+def test_a_locked_store_is_one_line_and_the_run_is_recorded_for_track(tiny_folder, tmp_path, capsys):
+    """Another process holds the SQLite store in an exclusive transaction for the whole run."""
+    import sqlite3
+
+    db = tmp_path / "results" / "mlflow.db"
+    db.parent.mkdir()
+    uri = f"sqlite:///{db}"
+    mlflow.MlflowClient(uri).search_experiments()  # the store exists, tables and all
+    capsys.readouterr()  # mlflow's lines about making it
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path, "--epochs", "2", "--mlflow", uri))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 0, out + err
+    record = only_record(tmp_path / "results")
+    assert len(record.history) == 2 and "locked" in record.extra["artifacts"]["mlflow"]["error"]
+    said = [line for line in (out + err).splitlines() if "mlflow" in line.lower()]
+    assert said == [f"[trainbench] mlflow store {db} is locked (database is locked); the run goes on untracked in MLflow; "
+                    f"import it later with python -m harness track {tmp_path / 'results'}"], out + err  # fmt: skip
+    assert "[SQL:" not in out + err and "Traceback" not in out + err
+    code, out, _ = run_cli(capsys, "track", str(tmp_path / "results"), "--mlflow", uri)
+    assert code == 0 and "1 run(s) added, 0 already" in out, out
+
+
+def test_a_killed_and_resumed_run_is_one_mlflow_run_finished_and_one_wandb_run(tiny_folder, tmp_path):
+    """SIGKILL a real run after its first checkpoint, resume it: the killed attempt's MLflow run is ended KILLED and
+    the wandb run goes on under the same id (offline: two folders that `wandb sync` makes one run)."""
+    from harness import runner
+    from harness.artifacts.checkpoints import LAST
+    from harness.settings import REPO_ROOT, RunSettings
+    from tests.conftest import tiny_spec
+    from tests.test_artifacts import _wait_for
+
+    spec = tiny_spec().with_recipe(epochs=4)
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    settings = RunSettings(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", weights_dir=tmp_path / "weights", data_root=tiny_folder,
+                           checkpoint_dirs=(tmp_path / "ckpt",), wandb="offline", mlflow=uri)  # fmt: skip
+    run_id = runner.prepare(spec, settings).run_id
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    (tmp_path / "settings.json").write_text(settings.to_json())
+    command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _wait_for(tmp_path / "ckpt" / run_id / LAST, child)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (settings.results_dir / run_id / "result.json").exists(), "the run finished before it could be killed"
+    (tmp_path / "settings.json").write_text(settings.replace(resume=True).to_json())
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and f"resuming {run_id}" in done.stdout, done.stdout + done.stderr
+    record = RunResult.load(settings.results_dir / run_id / "result.json")
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(record.spec["benchmark"]).experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"] and {r.data.tags["trainbench.run_id"] for r in runs} == {run_id}
+    (finished,) = (r for r in runs if r.info.status == "FINISHED")
+    assert finished.info.run_id == record.extra["artifacts"]["mlflow"]["run_id"]
+    assert [m.step for m in client.get_metric_history(finished.info.run_id, "val_loss")] == [1, 2, 3, 4]
+    folders = sorted((settings.results_dir / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and {folder.name.rsplit("-", 1)[1] for folder in folders} == {record.extra["artifacts"]["wandb"]["id"]}, folders

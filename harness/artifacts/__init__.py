@@ -47,11 +47,13 @@ def after_interrupt() -> None:
 
 def harness_state(artifacts: RunArtifacts, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
     """The engine-neutral part of every checkpoint, with the identity of the run that wrote it (its
-    spec, fingerprint and data: file count, classes), so a refused resume can say what differs."""
+    spec, fingerprint and data: file count, classes), so a refused resume can say what differs, and
+    its wandb and MLflow runs, which a resume continues and ends KILLED."""
     spec = artifacts.spec
     return {
         "format": 2, "engine": spec.engine, "epoch": epoch, "spec": spec.to_dict(), "fingerprint": artifacts.fingerprint,
         "data": artifacts.data, "execution": artifacts.execution, "history": [dict(r) for r in history], "rng": rng_state(),
+        "tracking": {"wandb": artifacts.tracker.run.id if artifacts.tracker.run is not None else None, "mlflow": artifacts.mlflow.mlflow_run_id},
     }  # fmt: skip
 
 
@@ -95,6 +97,8 @@ class RunArtifacts:
         local = any(path.is_relative_to(folder) for folder in self.store.folders)
         source = str(path) if local or self.bucket is None else f"gs://{self.bucket.bucket_name}/{self.bucket.object_name(f'{self.run_id}/{LAST}')}"
         self.resumed_from = {"checkpoint": source, "epoch": int(saved["epoch"])}
+        tracked = saved.get("tracking") or {}  # checkpoints before it did not say
+        self.tracker.resume_id, self.mlflow.killed = tracked.get("wandb"), tracked.get("mlflow")
         return path
 
     def _execution_from(self, epoch: int) -> dict[str, Any]:

@@ -5,17 +5,29 @@ produce the same keys (the engines' own wandb loggers name metrics differently).
 `online` when WANDB_API_KEY is set, else `offline` (runs land in `<results>/wandb/offline-run-*`,
 upload them later with `wandb sync`), and `off` when wandb is not installed. wandb failing never fails the run: it is printed and the
 run goes on untracked.
+
+Before training, a run that would go online asks the wandb host (WANDB_BASE_URL, else api.wandb.ai)
+for any HTTP answer within 3 s (`settle`): none, and `auto` tracks offline, saying so, where wandb
+itself would wait about 90 s and then run untracked; `online` is refused in one line.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from harness.settings import WandbMode
+from harness.errors import PreflightError
+from harness.settings import RunSettings, WandbMode
 from harness.spec import BenchmarkSpec
+
+WANDB_HOST = "https://api.wandb.ai"  # wandb's own default for WANDB_BASE_URL
+ANSWER_TIMEOUT_S = 3.0
 
 
 def installed() -> bool:
@@ -31,6 +43,49 @@ def resolve_mode(mode: WandbMode) -> str:
             return "off"
         return "online" if os.environ.get("WANDB_API_KEY") else "offline"
     return mode
+
+
+def wandb_host() -> str:
+    return os.environ.get("WANDB_BASE_URL") or WANDB_HOST
+
+
+@functools.cache  # one question per host and process: a session's later runs do not wait again
+def no_answer(url: str, timeout_s: float = ANSWER_TIMEOUT_S) -> str | None:
+    """Why `url` gave no HTTP answer within `timeout_s` (any status is an answer), or None. Bounded as a
+    whole, name lookup included: the question runs in a thread that is not waited for past the limit."""
+    outcome: list[str | None] = []
+
+    def ask() -> None:
+        try:
+            urllib.request.urlopen(url, timeout=timeout_s).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:  # a status, so the host is there
+            outcome.append(None)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            outcome.append(str(getattr(error, "reason", error)))
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return outcome[0] if outcome else f"no answer within {timeout_s:g} s"
+
+
+def settle(settings: RunSettings) -> RunSettings:
+    """`settings` with the wandb mode this run uses (`resolve_mode`), once the host answered where it
+    goes online: `auto` falls back to offline with one line, `online` is a PreflightError."""
+    mode = resolve_mode(settings.wandb)
+    if mode == "online":
+        host = wandb_host()
+        problem = no_answer(host)
+        if problem is not None and settings.wandb == "online":
+            raise PreflightError(f"--wandb online: the wandb host {host} does not answer ({problem}); check the network or WANDB_BASE_URL, "
+                                 "or give --wandb offline (or auto) and upload the run later with `wandb sync`")  # fmt: skip
+        if problem is not None:
+            offline = settings.results_dir / "wandb"
+            print(f"[trainbench] wandb: {host} does not answer ({problem}); tracking this run offline instead, "
+                  f"upload it later with `wandb sync {offline}/offline-run-*`", flush=True)  # fmt: skip
+            mode = "offline"
+    return settings if mode == settings.wandb else settings.replace(wandb=mode)
 
 
 def summary_of(history: list[dict[str, float]], test: dict[str, float]) -> dict[str, float]:
@@ -52,6 +107,7 @@ class WandbTracker:
         self.mode = resolve_mode(mode)
         self.project, self.spec, self.run_id, self.directory = project, spec, run_id, directory
         self.run = None
+        self.resume_id: str | None = None  # under --resume: the wandb run of the attempt this run continues
         self.error: str | None = None
 
     def _open(self) -> None:
@@ -70,6 +126,8 @@ class WandbTracker:
                 mode=self.mode,
                 dir=str(self.directory),
                 reinit="create_new",
+                id=self.resume_id,
+                resume="allow" if self.resume_id else None,  # the same wandb run goes on, not a second one of the same name
                 settings=wandb.Settings(silent=True),  # its banners said nothing the run's start-up line does not (engines.progress.data_line)
             )
         except Exception as error:  # tracking must never fail training

@@ -19,8 +19,11 @@ the record (as `record.json`: the store in `<results>/mlartifacts/` must not hol
 The record is the source of truth and MLflow a view of it: `import_records` (`python -m harness
 track`) logs records written without MLflow the same way. A record is keyed by its run id and start
 time (the `trainbench.record` tag), so a record already in the store, logged live or imported, is
-never added twice. MLflow failing mid-run never fails training (it is printed, as for wandb); a
-tracking server that does not answer is refused before training (`check`).
+never added twice. MLflow failing mid-run never fails training: one line names the store and the
+cause, the run goes on untracked in MLflow, and `track` imports its record later; a tracking server
+that does not answer is refused before training (`check`). A fresh SQLite store is created by one
+process at a time (a file lock beside it), so runs starting together each get their MLflow run. A
+resumed run ends the MLflow run of the attempt it continues KILLED (the checkpoint names it).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from harness.errors import PreflightError
 
 RECORD_TAG = "trainbench.record"  # run id @ start time: one MLflow run per record
@@ -49,6 +54,7 @@ ARTIFACT_FOLDER = "mlartifacts"  # beside a SQLite store
 PARAM_CHARS = 6000  # MLflow's limit on a param value
 BATCH = 100  # MLflow's limit on params (and tags) per log_batch call
 HEALTH_TIMEOUT_S = 5.0
+SQLITE = "sqlite:///"
 
 
 def installed() -> bool:
@@ -59,7 +65,7 @@ def tracking_uri(setting: str, results_dir: Path) -> str | None:
     """The store a run logs to: auto is the results folder's SQLite file (None without mlflow installed); off is None."""
     if setting == "off" or (setting == "auto" and not installed()):
         return None
-    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}" if setting == "auto" else setting
+    return f"{SQLITE}{Path(results_dir).resolve() / 'mlflow.db'}" if setting == "auto" else setting
 
 
 def check(setting: str, results_dir: Path) -> None:
@@ -78,18 +84,38 @@ def check(setting: str, results_dir: Path) -> None:
 
 
 def _client(uri: str):
+    """A client of `uri` whose store exists: a SQLite store is created (its tables migrated) under a lock
+    beside its file, since two processes creating it at once lose one run (`Online migration expected
+    to match one row`)."""
     from mlflow import MlflowClient
 
     for name in ("mlflow", "alembic"):  # after the import, which sets mlflow's own levels: its table-creation lines say nothing a run's do not
         logging.getLogger(name).setLevel(logging.WARNING)
-    return MlflowClient(tracking_uri=uri)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # its SQL and traceback on a store error: the caller says it in one line
+    if not uri.startswith(SQLITE):
+        return MlflowClient(tracking_uri=uri)
+    with FileLock(f"{uri.removeprefix(SQLITE)}.lock"):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # the store is made on first use (the client or its first call)
+    return client
 
 
 def _artifact_root(uri: str) -> str | None:
     """Artifacts of a SQLite store go beside its file (MLflow's default would be ./mlruns under the current folder)."""
-    if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACT_FOLDER).resolve().as_uri()
+    if uri.startswith(SQLITE):
+        return (Path(uri.removeprefix(SQLITE)).parent / ARTIFACT_FOLDER).resolve().as_uri()
     return None  # a server decides
+
+
+def store_problem(uri: str, results_dir: Path, error: Exception) -> str:
+    """One line for a store that failed during a run: where, why (the first line of the cause, without
+    SQL), what happens now and how to get the run into MLflow later."""
+    cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    cause = re.sub(r"^\([\w.]+\)\s*", "", cause)[:200]  # `(sqlite3.OperationalError) database is locked`
+    where = uri.removeprefix(SQLITE) if uri.startswith(SQLITE) else _without_credentials(uri)
+    track = f"python -m harness track {results_dir}" + ("" if uri == tracking_uri("auto", results_dir) else f" --mlflow {_without_credentials(uri)}")
+    state = "locked" if "locked" in cause else "unavailable"
+    return f"mlflow store {where} is {state} ({cause}); the run goes on untracked in MLflow; import it later with {track}"
 
 
 def experiment_id(client, name: str, uri: str) -> str:
@@ -179,40 +205,59 @@ def complete(client, run_id: str, record, run_dir: Path, end_ms: int | None = No
 
 
 class MlflowTracker:
-    """An MLflow run opened on the first epoch (rank 0 only), completed from the record by `publish`."""
+    """An MLflow run opened on the first epoch (rank 0 only), completed from the record by `publish`.
+    After a store error it makes no further call: the record goes into MLflow later through `track`."""
 
     def __init__(self, setting: str, spec, run_id: str, results_dir: Path) -> None:
         self.uri = tracking_uri(setting, results_dir)
-        self.spec, self.run_id = spec, run_id
+        self.spec, self.run_id, self.results_dir = spec, run_id, results_dir
         self.client = None
         self.mlflow_run_id: str | None = None
+        self.killed: str | None = None  # under --resume: the MLflow run of the attempt this run continues
         self.error: str | None = None
 
-    def _failed(self, what: str, error: Exception) -> None:
+    @property
+    def active(self) -> bool:
+        return self.mlflow_run_id is not None and self.error is None
+
+    def _failed(self, error: Exception) -> None:
         self.error = f"{type(error).__name__}: {error}"[:500]
-        print(f"[trainbench] mlflow {what} failed, the run goes on: {self.error}", flush=True)
+        print(f"[trainbench] {store_problem(self.uri, self.results_dir, error)}", flush=True)
 
     def _open(self) -> None:
         if self.mlflow_run_id is not None or self.uri is None or self.error:
             return
         try:
             self.client = _client(self.uri)
+            self._end_killed()
             spec = self.spec.to_dict()
             experiment = experiment_id(self.client, self.spec.benchmark, self.uri)
             run = self.client.create_run(experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id})
             self.mlflow_run_id = run.info.run_id
             _log(self.client, self.mlflow_run_id, params=flatten(spec))
         except Exception as error:  # tracking must never fail training
-            self._failed("tracking", error)
+            self._failed(error)
+
+    def _end_killed(self) -> None:
+        """The interrupted attempt's run, RUNNING since its process died, ends KILLED (when it is in this store)."""
+        from mlflow.exceptions import MlflowException
+
+        if self.killed is None:
+            return
+        try:
+            if self.client.get_run(self.killed).info.status == "RUNNING":
+                self.client.set_terminated(self.killed, "KILLED")
+        except MlflowException:  # another store (the run resumed elsewhere from the bucket)
+            pass
 
     def log_epoch(self, row: dict[str, float]) -> None:
         self._open()
-        if self.mlflow_run_id is None:
+        if not self.active:
             return
         try:
             _log(self.client, self.mlflow_run_id, epoch_metrics(row, int(time.time() * 1000)))
         except Exception as error:
-            self._failed("log", error)
+            self._failed(error)
 
     def finish(self) -> dict[str, Any]:
         """What the record says about MLflow (the store and the run; never credentials)."""
@@ -222,21 +267,21 @@ class MlflowTracker:
 
     def abandon(self, status: str) -> None:
         """A run that ends without a record (an error, Ctrl-C): its MLflow run ends FAILED or KILLED, not RUNNING forever."""
-        if self.mlflow_run_id is None:
+        if not self.active:
             return
         try:
             self.client.set_terminated(self.mlflow_run_id, status)
         except Exception as error:
-            self._failed("end", error)
+            self._failed(error)
 
     def publish(self, record, run_dir: Path) -> None:
         """After the record is saved: complete the MLflow run from it."""
-        if self.mlflow_run_id is None:
+        if not self.active:
             return
         try:
             complete(self.client, self.mlflow_run_id, record, run_dir)
         except Exception as error:
-            self._failed("publish", error)
+            self._failed(error)
 
 
 def _without_credentials(uri: str) -> str:
