@@ -29,7 +29,7 @@ def _requirements() -> dict[str, Requirement]:
 
 
 def _pins() -> dict[str, Version]:
-    lines = (line.split("#")[0].strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines())
+    lines = (line.split("#")[0].split(";")[0].strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines())
     return {name: Version(version) for name, _, version in (line.partition("==") for line in lines if line)}
 
 
