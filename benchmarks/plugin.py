@@ -59,7 +59,13 @@ def profile(pytestconfig: pytest.Config) -> str:
 def case_spec(config: pytest.Config, workflow: Workflow, **choices) -> BenchmarkSpec:
     """The spec of one matrix cell under this session's profile and options (`configure.case_spec`)."""
     profile = config.getoption("--profile")
-    return configure.case_spec(workflow, profile, num_classes=num_classes(workflow.dataset_in(profile)), options={"epochs": config.getoption("--epochs")}, **choices)
+    return configure.case_spec(
+        workflow,
+        profile,
+        num_classes=num_classes(workflow.dataset_in(profile)),
+        options={"epochs": config.getoption("--epochs")},
+        **choices,
+    )
 
 
 def matrix(
@@ -87,7 +93,10 @@ def matrix(
                     reason = benchmark_skip_reason(engine, precision, n, hw)
                     if reason:
                         marks.append(pytest.mark.skip(reason=reason))
-                    params.extend(pytest.param(repeat, id=repeat_id(repeat, config), marks=marks) for repeat in repeats(config, spec))
+                    params.extend(
+                        pytest.param(repeat, id=repeat_id(repeat, config), marks=marks)
+                        for repeat in repeats(config, spec)
+                    )
     return params
 
 
@@ -123,7 +132,11 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
         achieved_tflops=record.achieved_tflops,
         mfu=record.mfu.get("measured"),
         mfu_vendor=record.mfu.get("vendor"),
-        **({"joules_per_image": record.energy["joules_per_image"]} if (record.energy or {}).get("joules_per_image") is not None else {}),  # gated where both sides have it
+        **(
+            {"joules_per_image": record.energy["joules_per_image"]}
+            if (record.energy or {}).get("joules_per_image") is not None
+            else {}
+        ),  # gated where both sides have it
         context=run_of(record).context,
         wall_time_s=round(record.wall_time_s, 2),
         epochs=len(record.history),
@@ -135,7 +148,11 @@ def record_in_benchmark(benchmark, record: RunResult) -> None:
 def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
     assert record.ok, f"{spec.id}: {record.failure}"
     got = {t.metric: record.test.get(t.metric) for t in spec.thresholds}
-    failed = [t.describe() + (f": got {got[t.metric]:.4f}" if isinstance(got[t.metric], float) else f": got {got[t.metric]}") for t in spec.thresholds if not t.holds(record.test)]
+    failed = [
+        t.describe() + (f": got {got[t.metric]:.4f}" if isinstance(got[t.metric], float) else f": got {got[t.metric]}")
+        for t in spec.thresholds
+        if not t.holds(record.test)
+    ]
     assert not failed, f"{spec.id} missed its thresholds: " + "; ".join(failed)
 
 
@@ -144,7 +161,9 @@ BENCHMARKS = Path(__file__).resolve().parent
 
 def xdist_workers(config: pytest.Config) -> str | None:
     """How this session asks pytest-xdist for workers (`-n 2`, `--dist load`), or None (no xdist, -n 0)."""
-    if config.getoption("dist", "no") == "no" or not config.getoption("tx", None):  # xdist's own test (`-n 0` leaves dist "no")
+    if config.getoption("dist", "no") == "no" or not config.getoption(
+        "tx", None
+    ):  # xdist's own test (`-n 0` leaves dist "no")
         return None
     workers = config.getoption("numprocesses", None)
     return f"-n {workers}" if workers else f"--dist {config.getoption('dist')}"
@@ -162,8 +181,9 @@ def refuse_xdist(config: pytest.Config) -> None:
     workers = xdist_workers(config)
     if workers and selects_benchmarks(config):
         raise pytest.UsageError(
-            f"trainbench: pytest-xdist ({workers}) would train cases side by side on shared cores and pytest-benchmark disables itself under xdist, "
-            "so no speed would be true and --benchmark-json would not be written; run without -n (spread cases over machines with `python -m harness nightly`)"
+            f"trainbench: pytest-xdist ({workers}) would train cases side by side on shared cores and pytest-benchmark"
+            " disables itself under xdist, so no speed would be true and --benchmark-json would not be written; run"
+            " without -n (spread cases over machines with `python -m harness nightly`)"
         )
 
 
@@ -185,7 +205,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except GateError as error:
         raise pytest.UsageError(f"--baseline: {error}") from None
     if not found:
-        raise pytest.UsageError(f"--baseline {baseline} holds no runs (no result.json records, no pytest-benchmark cases); give last night's results folder")
+        raise pytest.UsageError(
+            f"--baseline {baseline} holds no runs (no result.json records, no pytest-benchmark cases); give last"
+            " night's results folder"
+        )
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
@@ -205,13 +228,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("=", "trainbench summary")
     for table in tables:
         terminalreporter.write_line(table.markdown())
-    terminalreporter.write_line(f"records and tables: {book.settings.results_dir} (summary.md, summary.csv, report.html)")
+    terminalreporter.write_line(
+        f"records and tables: {book.settings.results_dir} (summary.md, summary.csv, report.html)"
+    )
     gate = config.stash.get(GATE, None)
     if isinstance(gate, GateError):
         terminalreporter.write_sep("=", "regression gate: ERROR")
         terminalreporter.write_line(f"the gate could not decide, so the session fails: {gate}")
     elif gate is not None:
-        terminalreporter.write_sep("=", "regression gate: " + ("pass" if gate.passed else "REGRESSION" if gate.regressions else "UNDECIDED"))
+        terminalreporter.write_sep(
+            "=", "regression gate: " + ("pass" if gate.passed else "REGRESSION" if gate.regressions else "UNDECIDED")
+        )
         terminalreporter.write_line(gate.render())
 
 
@@ -226,9 +253,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for record in book.records.values():
         current.setdefault(record.gate_key, []).append(run_of(record))
     try:
-        result = compare(observations(Path(baseline)), current, parse_tolerances(config.getoption("--tolerance")), labels=(f"baseline {baseline}", "this session"),
-                         metrics=parse_metrics(config.getoption("--gate-metrics")),
-                         across_devices=config.getoption("--gate-across-devices"))  # fmt: skip
+        result = compare(
+            observations(Path(baseline)),
+            current,
+            parse_tolerances(config.getoption("--tolerance")),
+            labels=(f"baseline {baseline}", "this session"),
+            metrics=parse_metrics(config.getoption("--gate-metrics")),
+            across_devices=config.getoption("--gate-across-devices"),
+        )
     except GateError as error:
         config.stash[GATE] = error
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -24,17 +24,29 @@ OVERHEAD_EPOCHS = 3  # three checkpoints; the wait for the last upload weighs a 
 
 
 def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch, tmp_path):
-    spec = case_spec(pytestconfig, EFFICIENTNETV2, weights="random", precision="32-true", devices=1).replace(benchmark="checkpoint-overhead")
+    spec = case_spec(pytestconfig, EFFICIENTNETV2, weights="random", precision="32-true", devices=1).replace(
+        benchmark="checkpoint-overhead"
+    )
     spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or OVERHEAD_EPOCHS)
     # measurements, kept apart from the matrix's records
-    quiet = run_settings.replace(results_dir=run_settings.results_dir / "checkpoint-overhead", wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None)
+    quiet = run_settings.replace(
+        results_dir=run_settings.results_dir / "checkpoint-overhead",
+        wandb="off",
+        resume=False,
+        checkpoint_dirs=(),
+        gcs_bucket=None,
+    )
     emulator = Emulator(BUCKET, niceness=19)  # a remote bucket's work is not this machine's
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
     try:
 
         def measure():
             without = runner.run(spec, quiet, run_id=f"ckpt-off-{spec.id}")
-            with_bucket = runner.run(spec, quiet.replace(checkpoint_dirs=(tmp_path / "ckpt",), gcs_bucket=f"gs://{BUCKET}/overhead"), run_id=f"ckpt-gcs-{spec.id}")
+            with_bucket = runner.run(
+                spec,
+                quiet.replace(checkpoint_dirs=(tmp_path / "ckpt",), gcs_bucket=f"gs://{BUCKET}/overhead"),
+                run_id=f"ckpt-gcs-{spec.id}",
+            )
             return without, with_bucket
 
         without, with_bucket = benchmark.pedantic(measure, rounds=1, iterations=1)
@@ -58,11 +70,16 @@ def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch,
         checkpoint_mb=round((tmp_path / "ckpt" / with_bucket.run_id / "last.ckpt").stat().st_size / 2**20, 1),
     )
     print(
-        f"\ncheckpoints to folder + bucket: {with_bucket.wall_time_s / epochs:.2f}s/epoch vs {without.wall_time_s / epochs:.2f}s/epoch without = {ratio:.3f}x; "
-        f"while training {while_training:.3f}x, then {checkpoint_wait:.2f}s once for the last write and uploads. "
-        f"Measured directly: saving held training for {costs['checkpoint_blocked_s'] / epochs:.3f}s/epoch ({blocked_share:.1%} of an epoch without), "
-        f"the writer and upload threads used {background_cpu_s / epochs:.2f} CPU-s/epoch"
+        f"\ncheckpoints to folder + bucket: {with_bucket.wall_time_s / epochs:.2f}s/epoch vs"
+        f" {without.wall_time_s / epochs:.2f}s/epoch without = {ratio:.3f}x; while training {while_training:.3f}x, then"
+        f" {checkpoint_wait:.2f}s once for the last write and uploads. Measured directly: saving held training for"
+        f" {costs['checkpoint_blocked_s'] / epochs:.3f}s/epoch ({blocked_share:.1%} of an epoch without), the writer"
+        f" and upload threads used {background_cpu_s / epochs:.2f} CPU-s/epoch"
     )
     assert with_bucket.extra["artifacts"]["gcs"]["failures"] == []
     assert len(with_bucket.history) == epochs and 0 <= checkpoint_wait < with_bucket.wall_time_s
-    assert 0 < costs["checkpoint_blocked_s"] < with_bucket.wall_time_s and costs["checkpoint_writer_cpu_s"] > 0 and costs["checkpoint_upload_cpu_s"] > 0
+    assert (
+        0 < costs["checkpoint_blocked_s"] < with_bucket.wall_time_s
+        and costs["checkpoint_writer_cpu_s"] > 0
+        and costs["checkpoint_upload_cpu_s"] > 0
+    )

@@ -41,7 +41,11 @@ def test_pretrained_beats_random(precision, run_book, pytestconfig):
     reason = runnable(pretrained)
     if reason:
         pytest.skip(reason)
-    records = [run_book.get(s) for spec in (pretrained, pretrained.replace(weights="random")) for s in repeats(pytestconfig, spec)]
+    records = [
+        run_book.get(s)
+        for spec in (pretrained, pretrained.replace(weights="random"))
+        for s in repeats(pytestconfig, spec)
+    ]
     failed = [f"{r.run_id}: {r.failure}" for r in records if not r.ok]
     assert not failed, "runs did not finish, so there is nothing to compare: " + "; ".join(failed)
     pre = [r.test for r in records if r.spec["weights"] == "pretrained"]

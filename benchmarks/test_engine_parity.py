@@ -38,7 +38,9 @@ ENGINES = ("poutyne", "lightning")
 def test_engine_parity(seed, run_settings, pytestconfig, benchmark):
     spec = case_spec(pytestconfig, seed, weights="random", precision="32-true", devices=1).replace(benchmark="parity")
     # measurements, kept apart from the matrix's records; like the plain loop, no tracker and no checkpoints
-    run_settings = run_settings.replace(results_dir=run_settings.results_dir / "parity", wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None)
+    run_settings = run_settings.replace(
+        results_dir=run_settings.results_dir / "parity", wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None
+    )
     spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or PARITY_EPOCHS)
 
     def plain_loop(repeat):
@@ -61,17 +63,37 @@ def test_engine_parity(seed, run_settings, pytestconfig, benchmark):
         rounds=len(rounds),
         plain_images_per_s=round(fmean(plain for plain, _, _ in rounds), 2),
         plain_data_wait_share=round(fmean(wait or 0.0 for _, wait, _ in rounds), 3),
-        **{f"{e}_data_wait_share": round(fmean(records[e].data_wait_share or 0.0 for _, _, records in rounds), 3) for e in ENGINES},
-        **{f"{e}_images_per_s": round(fmean(records[e].steady_images_per_s for _, _, records in rounds), 2) for e in ENGINES},
+        **{
+            f"{e}_data_wait_share": round(fmean(records[e].data_wait_share or 0.0 for _, _, records in rounds), 3)
+            for e in ENGINES
+        },
+        **{
+            f"{e}_images_per_s": round(fmean(records[e].steady_images_per_s for _, _, records in rounds), 2)
+            for e in ENGINES
+        },
         **{f"{e}_over_plain": round(fmean(values), 3) for e, values in ratios.items()},
         **{f"{e}_over_plain_per_round": [round(v, 3) for v in values] for e, values in ratios.items()},
-        **{f"{e}_over_plain_interval": [round(v, 3) for v in interval] if interval else None for e, interval in intervals.items()},
-        **{f"{e}_{metric}": round(fmean(records[e].test[metric] for _, _, records in rounds), 4) for e in ENGINES for metric in rounds[0][2][e].test},
+        **{
+            f"{e}_over_plain_interval": [round(v, 3) for v in interval] if interval else None
+            for e, interval in intervals.items()
+        },
+        **{
+            f"{e}_{metric}": round(fmean(records[e].test[metric] for _, _, records in rounds), 4)
+            for e in ENGINES
+            for metric in rounds[0][2][e].test
+        },
     )
-    print(f"\n{spec.model}, {len(rounds)} round(s): plain {benchmark.extra_info['plain_images_per_s']:.1f} img/s; " + "; ".join(_shown(e, ratios[e], intervals[e]) for e in ENGINES))
+    print(
+        f"\n{spec.model}, {len(rounds)} round(s): plain {benchmark.extra_info['plain_images_per_s']:.1f} img/s; "
+        + "; ".join(_shown(e, ratios[e], intervals[e]) for e in ENGINES)
+    )
     for _, _, records in rounds:
         poutyne, lightning = records["poutyne"].test, records["lightning"].test
-        apart = {m: (poutyne[m], lightning.get(m)) for m in poutyne if lightning.get(m) is None or abs(poutyne[m] - lightning[m]) > PARITY_TOLERANCE}
+        apart = {
+            m: (poutyne[m], lightning.get(m))
+            for m in poutyne
+            if lightning.get(m) is None or abs(poutyne[m] - lightning[m]) > PARITY_TOLERANCE
+        }
         assert set(poutyne) == set(lightning) and not apart, f"engines disagree (poutyne, lightning): {apart}"
 
 

@@ -26,5 +26,9 @@ def test_fastvit(spec, run_book, benchmark):
     fused = record.extra["reparameterization"]
     benchmark.extra_info.update({f"reparam_{k}": v for k, v in fused.items()})
     assert_thresholds(spec, record)
-    assert fused["top1_agreement"] == 1.0, f"fused FastViT disagrees with unfused on {1 - fused['top1_agreement']:.2%} of test images"
-    assert fused["max_abs_logit_diff"] <= fused["tolerance"], f"fused logits differ by {fused['max_abs_logit_diff']:.2e} > {fused['tolerance']:.2e}"
+    assert fused["top1_agreement"] == 1.0, (
+        f"fused FastViT disagrees with unfused on {1 - fused['top1_agreement']:.2%} of test images"
+    )
+    assert fused["max_abs_logit_diff"] <= fused["tolerance"], (
+        f"fused logits differ by {fused['max_abs_logit_diff']:.2e} > {fused['tolerance']:.2e}"
+    )

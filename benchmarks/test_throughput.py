@@ -29,8 +29,12 @@ def test_fastvit_throughput(run_settings, pytestconfig, benchmark):
         generate_kvasir(root, per_class, processes=detect().cpu_cores)
     hw = detect()
     precision = "bf16-mixed" if hw.gpu_bf16 else "32-true"
-    spec = case_spec(pytestconfig, FASTVIT, weights="random", precision=precision, devices=1).replace(dataset="kvasir", benchmark="throughput")
-    spec = spec.with_recipe(split=Split(0.7, 0.15, 0.15), **{k: v for k, v in (("image_size", image_size), ("batch_size", batch_size)) if v})
+    spec = case_spec(pytestconfig, FASTVIT, weights="random", precision=precision, devices=1).replace(
+        dataset="kvasir", benchmark="throughput"
+    )
+    spec = spec.with_recipe(
+        split=Split(0.7, 0.15, 0.15), **{k: v for k, v in (("image_size", image_size), ("batch_size", batch_size)) if v}
+    )
     settings = run_settings.replace(data_root=root, results_dir=run_settings.results_dir / "throughput")
     result = benchmark.pedantic(throughput.measure, args=(spec, settings, batches), rounds=1, iterations=1)
     benchmark.extra_info.update(result.as_dict())

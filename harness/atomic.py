@@ -21,7 +21,9 @@ def written_atomically(path: Path) -> Iterator[Path]:
     error through. A folder that another process completed at `path` first is kept, and this one
     removed: both were made from the same input (a cache, a generated dataset)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # unique even for two hosts with one pid sharing a folder
+    tmp = path.with_name(
+        f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    )  # unique even for two hosts with one pid sharing a folder
     try:
         yield tmp
         try:
@@ -49,4 +51,6 @@ def check_writable(folder: Path, what: str, option: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".trainbench-probe-"):
             pass
     except OSError as error:
-        raise PreflightError(f"{what} {folder} cannot be written ({error.strerror or error}); choose another {option}") from None
+        raise PreflightError(
+            f"{what} {folder} cannot be written ({error.strerror or error}); choose another {option}"
+        ) from None

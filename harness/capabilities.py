@@ -14,7 +14,9 @@ class EngineSupport:
     """What one engine can run: how it spreads over several devices, whether over nodes, which precisions."""
 
     library: str
-    several_devices_as: Literal["processes", "device_list"]  # one DDP process per device, or one process given a list of GPUs
+    several_devices_as: Literal[
+        "processes", "device_list"
+    ]  # one DDP process per device, or one process given a list of GPUs
     several_nodes: bool
     precisions: tuple[str, ...] = PRECISIONS
 

@@ -50,7 +50,9 @@ class Workflow:
     tolerances: tuple[tuple[str, float], ...]
     weights: tuple[str, ...]
     assumptions: str = ""
-    smoke_changes: tuple[tuple[str, Any], ...] = ()  # recipe fields the smoke profile sets beyond its shared shrinking, each measured
+    smoke_changes: tuple[
+        tuple[str, Any], ...
+    ] = ()  # recipe fields the smoke profile sets beyond its shared shrinking, each measured
 
     def published_for(self, weights: str) -> Published | None:
         return next((p for p in self.published if p.weights == weights), None)
@@ -148,7 +150,13 @@ FASTVIT = Workflow(
     published=(
         Published(
             "pretrained",
-            (("test_acc", 0.9237), ("test_loss", 0.263), ("test_f1", 0.9220), ("test_top3", 0.99875), ("test_top5", 1.0)),
+            (
+                ("test_acc", 0.9237),
+                ("test_loss", 0.263),
+                ("test_f1", 0.9220),
+                ("test_top3", 0.99875),
+                ("test_top5", 1.0),
+            ),
         ),
     ),
     tolerances=(("test_acc", 0.02), ("test_loss", 0.05), ("test_f1", 0.02), ("test_top3", 0.005), ("test_top5", 0.002)),
@@ -244,11 +252,17 @@ def make_spec(
         profile=profile,
         target_accuracy=target,
         target_source=target_source,
-        recipe_origin=tuple((f.name, f"{profile} profile") for f in dataclasses.fields(Recipe) if getattr(recipe, f.name) != getattr(workflow.recipe, f.name)),
+        recipe_origin=tuple(
+            (f.name, f"{profile} profile")
+            for f in dataclasses.fields(Recipe)
+            if getattr(recipe, f.name) != getattr(workflow.recipe, f.name)
+        ),
     )
 
 
-def target_accuracy_for(workflow: Workflow, profile: str, weights: str, limits: tuple[Threshold, ...]) -> tuple[float | None, str | None]:
+def target_accuracy_for(
+    workflow: Workflow, profile: str, weights: str, limits: tuple[Threshold, ...]
+) -> tuple[float | None, str | None]:
     """The val accuracy a run's time-to-target counts to, and where it comes from: the published
     test accuracy (full profile), else the smoke floor; none when neither exists."""
     published = workflow.published_for(weights)
@@ -263,14 +277,23 @@ def target_accuracy_for(workflow: Workflow, profile: str, weights: str, limits: 
 def describe(workflow: Workflow) -> str:
     """A catalog entry for `harness recipes`: where it comes from, its recipe, the smoke changes, its figures."""
     recipe = workflow.recipe
-    augmentations = ", ".join(a.name + (f"({', '.join(f'{k}={v}' for k, v in a.params)})" if a.params else "") for a in recipe.train_augmentations)
+    augmentations = ", ".join(
+        a.name + (f"({', '.join(f'{k}={v}' for k, v in a.params)})" if a.params else "")
+        for a in recipe.train_augmentations
+    )
     split = f"{recipe.split.train:g}/{recipe.split.val:g}/{recipe.split.test:g} ({recipe.split.by})"
     lines = [
         f"{workflow.key}: {workflow.title}",
         f"  source:     {workflow.source}",
-        f"  model:      {workflow.model} ({workflow.engine}); data: {workflow.dataset} (smoke: {workflow.smoke_dataset}); weights: {', '.join(workflow.weights)}",
-        f"  recipe:     {recipe.optimizer} lr {recipe.lr:g}, weight decay {recipe.weight_decay:g}, batch {recipe.batch_size}, {recipe.epochs} epochs, "
-        f"{recipe.image_size} px, {recipe.train_crop}, split {split}, seed {recipe.seed}, {recipe.workers} loader workers (published)",
+        (
+            f"  model:      {workflow.model} ({workflow.engine}); data: {workflow.dataset} (smoke:"
+            f" {workflow.smoke_dataset}); weights: {', '.join(workflow.weights)}"
+        ),
+        (
+            f"  recipe:     {recipe.optimizer} lr {recipe.lr:g}, weight decay {recipe.weight_decay:g}, batch"
+            f" {recipe.batch_size}, {recipe.epochs} epochs, {recipe.image_size} px, {recipe.train_crop}, split {split},"
+            f" seed {recipe.seed}, {recipe.workers} loader workers (published)"
+        ),
         f"  augment:    {augmentations or 'none'}",
         f"  smoke:      {SMOKE_EPOCHS} epochs, batch {SMOKE_BATCH_SIZE}, {SMOKE_IMAGE_SIZE} px, lr scaled to the batch"
         + (f"; then {', '.join(f'{k}={v:g}' for k, v in workflow.smoke_changes)}" if workflow.smoke_changes else ""),

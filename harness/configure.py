@@ -27,9 +27,17 @@ from harness.spec import Augmentation, BenchmarkSpec, Recipe, Split, aug
 
 # Recipe fields with a command-line option of their own (pytest has `--epochs`), and the option's name.
 RECIPE_OPTIONS: dict[str, str] = {
-    "image_size": "--image-size", "batch_size": "--batch-size", "optimizer": "--optimizer", "lr": "--lr", "weight_decay": "--weight-decay",
-    "seed": "--seed", "split": "--split", "sync_batchnorm": "--sync-batchnorm", "epochs": "--epochs", "train_augmentations": "--augment",
-}  # fmt: skip
+    "image_size": "--image-size",
+    "batch_size": "--batch-size",
+    "optimizer": "--optimizer",
+    "lr": "--lr",
+    "weight_decay": "--weight-decay",
+    "seed": "--seed",
+    "split": "--split",
+    "sync_batchnorm": "--sync-batchnorm",
+    "epochs": "--epochs",
+    "train_augmentations": "--augment",
+}
 
 
 Number = int | float  # kept as written: 0 stays 0, as the catalog writes it, so fingerprints do not move
@@ -75,7 +83,9 @@ class RecipeChanges(BaseModel):
         if "split" in fields:
             fields["split"] = Split(**self.split.model_dump())
         if "train_augmentations" in fields:
-            fields["train_augmentations"] = tuple(aug(a) if isinstance(a, str) else aug(a.name, **(a.model_extra or {})) for a in self.train_augmentations)
+            fields["train_augmentations"] = tuple(
+                aug(a) if isinstance(a, str) else aug(a.name, **(a.model_extra or {})) for a in self.train_augmentations
+            )
         return fields
 
 
@@ -86,7 +96,9 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as error:
-        raise SpecError(f"--recipe-file {path} cannot be read ({error.strerror}); give a JSON or YAML file of recipe fields") from None
+        raise SpecError(
+            f"--recipe-file {path} cannot be read ({error.strerror}); give a JSON or YAML file of recipe fields"
+        ) from None
     yaml_file = path.suffix in (".yaml", ".yml")
     try:
         if yaml_file:
@@ -96,24 +108,39 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         else:
             raw = json.loads(text)
     except Exception as error:  # JSONDecodeError, YAMLError
-        raise SpecError(f"--recipe-file {path} is not {'YAML' if yaml_file else 'JSON'}: {' '.join(str(error).split())[:200]}") from None
+        raise SpecError(
+            f"--recipe-file {path} is not {'YAML' if yaml_file else 'JSON'}: {' '.join(str(error).split())[:200]}"
+        ) from None
     if not isinstance(raw, dict):
-        raise SpecError(f"--recipe-file {path} holds a {type(raw).__name__}; give a mapping of recipe fields, e.g. {{\"lr\": 0.001}}")
+        raise SpecError(
+            f'--recipe-file {path} holds a {type(raw).__name__}; give a mapping of recipe fields, e.g. {{"lr": 0.001}}'
+        )
 
     def problem(field: str, value: Any, words: str | None) -> str:
         if words is None:
-            return f"recipe file {path} sets {field}, which no recipe has; recipe fields are {', '.join(f.name for f in dataclasses.fields(Recipe))}"
+            return (
+                f"recipe file {path} sets {field}, which no recipe has; recipe fields are"
+                f" {', '.join(f.name for f in dataclasses.fields(Recipe))}"
+            )
         return f"--recipe-file {path}: {field} is {raw.get(field, value)!r}; give {words}"
 
     try:
         fields = RecipeChanges.model_validate(raw).recipe_fields()
     except ValidationError as error:
         first = error.errors()[0]
-        if len(first["loc"]) > 1 and first["loc"][0] in ("split", "train_augmentations"):  # inside a split or an augmentation: say where, and the shapes
+        if len(first["loc"]) > 1 and first["loc"][0] in (
+            "split",
+            "train_augmentations",
+        ):  # inside a split or an augmentation: say where, and the shapes
             where = ".".join(str(part) for part in first["loc"])
-            raise SpecError(f"--recipe-file {path}: {where}: {first['msg']}; each augmentation is a name or {{name: ..., PARAM: VALUE}}, the split {{train:, val:, test:}}") from None
+            raise SpecError(
+                f"--recipe-file {path}: {where}: {first['msg']}; each augmentation is a name or {{name: ..., PARAM:"
+                " VALUE}, the split {train:, val:, test:}"
+            ) from None
         raise SpecError(one_line(error, problem, RecipeChanges.model_fields)) from None
-    return {name: fields[name] for name in raw}  # in the file's order: the record lists where each value came from in that order
+    return {
+        name: fields[name] for name in raw
+    }  # in the file's order: the record lists where each value came from in that order
 
 
 def parse_augment(text: str, recipe: Recipe) -> tuple[Augmentation, ...]:
@@ -150,15 +177,22 @@ def case_spec(
     own choices. `dataset` other than the workflow's drops the published target (it means nothing
     on other data); `target_accuracy` names one (`--target-acc`). An `adhoc` case (a command-line
     run) asserts no thresholds and is no row of the workflow's published tables."""
-    spec = make_spec(workflow, profile=profile, weights=weights, precision=precision, engine=engine, num_classes=num_classes)
+    spec = make_spec(
+        workflow, profile=profile, weights=weights, precision=precision, engine=engine, num_classes=num_classes
+    )
     if recipe_file is not None:
         spec = spec.with_recipe_from(f"recipe file {recipe_file}", **read_recipe_file(recipe_file))
     for name, value in (options or {}).items():
         if value is not None:
             spec = spec.with_recipe_from(RECIPE_OPTIONS[name], **{name: value})
     if augment is not None:
-        spec = spec.with_recipe_from(RECIPE_OPTIONS["train_augmentations"], train_augmentations=parse_augment(augment, spec.recipe))
-    check_augmentations(spec.recipe.train_augmentations, dict(spec.recipe_origin).get("train_augmentations", f"the {workflow.key} recipe"))
+        spec = spec.with_recipe_from(
+            RECIPE_OPTIONS["train_augmentations"], train_augmentations=parse_augment(augment, spec.recipe)
+        )
+    check_augmentations(
+        spec.recipe.train_augmentations,
+        dict(spec.recipe_origin).get("train_augmentations", f"the {workflow.key} recipe"),
+    )
     if adhoc:
         spec = spec.replace(benchmark="cli", thresholds=())
     if dataset is not None and dataset not in (workflow.dataset, workflow.smoke_dataset):

@@ -38,7 +38,7 @@ from harness.errors import DataError
 from harness.spec import Recipe
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 CHANNELS = ("R", "G", "B")
 
@@ -56,7 +56,9 @@ class Survey:
     sampled: int = 0
     seconds_headers: float = 0.0
     seconds_pixels: float = 0.0
-    augmentations: ApplyStatistics | None = None  # the recipe's train pipeline, measured (None: no readable image, or no augmentation)
+    augmentations: ApplyStatistics | None = (
+        None  # the recipe's train pipeline, measured (None: no readable image, or no augmentation)
+    )
     seconds_augmentations: float = 0.0
     duplicates: dict | None = None  # duplicates.summary, with "listed": every group by path
 
@@ -146,7 +148,9 @@ def plot_augmentations(recipe: Recipe, image_path: str, path: Path) -> None:
     resize = A.Resize(height=size, width=size)
     panels = [("original", resize(image=array)["image"])]
     for item in recipe.train_augmentations:
-        panels.append((item.name, A.Compose([resize, augmentation(item, p=1.0)], seed=recipe.seed)(image=array)["image"]))
+        panels.append(
+            (item.name, A.Compose([resize, augmentation(item, p=1.0)], seed=recipe.seed)(image=array)["image"])
+        )
     whole = A.Compose([resize, *(augmentation(a) for a in recipe.train_augmentations)])
     seed_pipeline(whole, (recipe.seed,))
     panels += [(f"pipeline #{k + 1}", whole(image=array)["image"]) for k in range(3)]
@@ -161,31 +165,76 @@ def plot_augmentations(recipe: Recipe, image_path: str, path: Path) -> None:
 
 
 def markdown(root: Path, survey: Survey, recipe_name: str) -> str:
-    lines = [f"# EDA of {root}", "", f"{sum(survey.class_counts.values())} images in {len(survey.class_counts)} classes.", "", "## Class counts", "", "| class | images |", "|---|---|"]
+    lines = [
+        f"# EDA of {root}",
+        "",
+        f"{sum(survey.class_counts.values())} images in {len(survey.class_counts)} classes.",
+        "",
+        "## Class counts",
+        "",
+        "| class | images |",
+        "|---|---|",
+    ]
     lines += [f"| {c} | {n} |" for c, n in survey.class_counts.items()]
     lines += ["", "## Image sizes (from headers)", "", "| size (w x h) | images |", "|---|---|"]
     lines += [f"| {w}x{h} | {n} |" for (w, h), n in survey.sizes.most_common()]
-    lines += ["", "Modes: " + ", ".join(f"{m}: {n}" for m, n in survey.modes.most_common()), "", "Channels: " + ", ".join(f"{c}: {n}" for c, n in sorted(survey.channels.items()))]
-    lines += ["", f"## Pixel statistics ({survey.sampled} images decoded)", "", "| channel | mean | std |", "|---|---|---|"]
+    lines += [
+        "",
+        "Modes: " + ", ".join(f"{m}: {n}" for m, n in survey.modes.most_common()),
+        "",
+        "Channels: " + ", ".join(f"{c}: {n}" for c, n in sorted(survey.channels.items())),
+    ]
+    lines += [
+        "",
+        f"## Pixel statistics ({survey.sampled} images decoded)",
+        "",
+        "| channel | mean | std |",
+        "|---|---|---|",
+    ]
     lines += [f"| {ch} | {m:.4f} | {s:.4f} |" for ch, m, s in zip(CHANNELS, survey.mean, survey.std)]
     lines += ["", "![intensity histograms](histograms.png)", "", "## Samples per class", "", "![samples](samples.png)"]
     lines += ["", f"## Train augmentations of the `{recipe_name}` recipe", "", "![augmentations](augmentations.png)"]
     if survey.augmentations is not None:
-        lines += ["", f"Measured over {survey.augmentations.draws} draws through the dataset's own per-sample seeding:", "", survey.augmentations.markdown()]
+        lines += [
+            "",
+            f"Measured over {survey.augmentations.draws} draws through the dataset's own per-sample seeding:",
+            "",
+            survey.augmentations.markdown(),
+        ]
     if survey.duplicates is not None:
         found = survey.duplicates
         lines += ["", "## Duplicate images (byte-identical)", ""]
         if found["groups"]:
-            parts = f"; {found['across_parts']} across the split's parts ({found['with_a_copy_in_test']} with a copy in test)" if "across_parts" in found else ""
-            lines += [f"{found['files']} files in {found['groups']} groups: {found['within_one_class']} within one class, {found['across_classes']} across classes{parts}.", ""]
+            parts = (
+                f"; {found['across_parts']} across the split's parts ({found['with_a_copy_in_test']} with a copy in"
+                " test)"
+                if "across_parts" in found
+                else ""
+            )
+            lines += [
+                (
+                    f"{found['files']} files in {found['groups']} groups: {found['within_one_class']} within one class,"
+                    f" {found['across_classes']} across classes{parts}."
+                ),
+                "",
+            ]
             lines += [f"- {', '.join(group)}" for group in found["listed"]]
             if found["groups"] > len(found["listed"]):
-                lines.append(f"- ... and {found['groups'] - len(found['listed'])} more groups (the first {len(found['listed'])} are listed)")
+                lines.append(
+                    f"- ... and {found['groups'] - len(found['listed'])} more groups (the first {len(found['listed'])}"
+                    " are listed)"
+                )
         else:
             lines.append("none")
     lines += ["", "## Corrupt or unreadable files", ""]
     lines += [f"- {p}: {e}" for p, e in survey.corrupt] or ["none"]
-    lines += ["", f"Headers read in {survey.seconds_headers:.2f}s; pixel statistics in {survey.seconds_pixels:.2f}s; augmentations measured in {survey.seconds_augmentations:.2f}s."]
+    lines += [
+        "",
+        (
+            f"Headers read in {survey.seconds_headers:.2f}s; pixel statistics in {survey.seconds_pixels:.2f}s;"
+            f" augmentations measured in {survey.seconds_augmentations:.2f}s."
+        ),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +262,9 @@ def measure_augmentations(index: ImageIndex, readable: set[str], recipe: Recipe,
     indices = [i for i, (path, _) in enumerate(index.samples) if path in readable]
     if not indices or not recipe.train_augmentations or draws < 1:
         return None
-    dataset = ImageClassificationDataset(index, indices, train_transform(recipe), recipe.seed, FileReader(index, needed_short_side(recipe)))
+    dataset = ImageClassificationDataset(
+        index, indices, train_transform(recipe), recipe.seed, FileReader(index, needed_short_side(recipe))
+    )
     return apply_statistics(dataset, draws)
 
 

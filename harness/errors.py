@@ -106,7 +106,11 @@ def one_line(error: Exception, message: Callable[[str, Any, str | None], str], f
         return str(first["ctx"]["error"])
     if not first["loc"]:  # the whole input: not JSON, or not a mapping
         found = first.get("input")
-        return first["msg"] if first["type"] == "json_invalid" or not isinstance(found, (list, str, int, float)) else f"it holds a {type(found).__name__}; give a mapping of fields"
+        return (
+            first["msg"]
+            if first["type"] == "json_invalid" or not isinstance(found, (list, str, int, float))
+            else f"it holds a {type(found).__name__}; give a mapping of fields"
+        )
     field = str(first["loc"][0])
     info = fields.get(field)
     words = None if info is None else info.description or first["msg"].lower()

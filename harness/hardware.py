@@ -47,7 +47,8 @@ def loader_workers(processes_per_node: int, hw: Hardware | None = None) -> int:
     """DataLoader workers per training process. With GPUs: the cores this machine gives each
     process (a recipe's published count belongs to its author's machine, 2 on Kaggle, so it is only
     recorded). Training on CPUs: none, because the training's own threads already use every core and
-    workers only take cores from them (measured on 2 cores: baselines/cpu-2core-avx512/NOTES.md, loader workers on CPUs)."""
+    workers only take cores from them (measured on 2 cores: baselines/cpu-2core-avx512/NOTES.md, loader workers on CPUs).
+    """
     hw = hw or detect()
     return max(1, min(MAX_LOADER_WORKERS, hw.cpu_cores // max(1, processes_per_node))) if hw.gpus else 0
 
@@ -67,10 +68,15 @@ def _cpu_has_native_bf16() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def skip_reason(engine: str, precision: str, devices: int, hw: Hardware, num_nodes: int = 1, sync_batchnorm: bool = False) -> str | None:
+def skip_reason(
+    engine: str, precision: str, devices: int, hw: Hardware, num_nodes: int = 1, sync_batchnorm: bool = False
+) -> str | None:
     """Why (engine, precision, devices) cannot run on `hw`, or None when it can."""
     if sync_batchnorm and not hw.gpus and devices * num_nodes > 1:
-        return "SyncBatchNorm synchronises only CUDA tensors (torch raises on CPU processes); drop --sync-batchnorm on this machine"
+        return (
+            "SyncBatchNorm synchronises only CUDA tensors (torch raises on CPU processes); drop --sync-batchnorm on"
+            " this machine"
+        )
     if precision == "16-mixed" and not hw.gpus:
         return "16-mixed needs a CUDA GPU (fp16 autocast with loss scaling); this machine has none"
     if precision == "bf16-mixed" and hw.gpus and not hw.gpu_bf16:
@@ -80,7 +86,10 @@ def skip_reason(engine: str, precision: str, devices: int, hw: Hardware, num_nod
             return f"needs {devices} GPUs; this machine has {hw.gpus}"
         return None
     if SUPPORT[engine].several_devices_as == "device_list" and devices > 1:
-        return f"{SUPPORT[engine].library} runs several devices only as a list of GPUs (one process); this machine has no GPU"
+        return (
+            f"{SUPPORT[engine].library} runs several devices only as a list of GPUs (one process); this machine has"
+            " no GPU"
+        )
     processes = devices * num_nodes
     if processes > hw.cpu_cores:
         return f"{processes} CPU processes need {processes} cores; this machine has {hw.cpu_cores}"

@@ -37,7 +37,9 @@ def _predict(model: nn.Module, batches: list[torch.Tensor], device: torch.device
     return torch.cat(out), images / seconds
 
 
-def reparameterization_check(model: nn.Module, loader, normalize: Callable[[torch.Tensor], torch.Tensor], device: torch.device) -> dict[str, float]:
+def reparameterization_check(
+    model: nn.Module, loader, normalize: Callable[[torch.Tensor], torch.Tensor], device: torch.device
+) -> dict[str, float]:
     """Compare the fused model against `model` on every batch of `loader` (decoded and normalised once, up front)."""
     batches = [normalize(x) for x, _ in loader]
     unfused, unfused_rate = _predict(model, batches, device)

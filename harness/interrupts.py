@@ -18,7 +18,9 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-TERM_WAIT_S = 20.0  # the uploads' wait after a SIGTERM, inside the 30 s SLURM's KillWait and Kubernetes' grace period give
+TERM_WAIT_S = (
+    20.0  # the uploads' wait after a SIGTERM, inside the 30 s SLURM's KillWait and Kubernetes' grace period give
+)
 _received: list[int] = []  # the signals taken as an interrupt in this process, in order
 
 
@@ -29,7 +31,9 @@ def install() -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    if terminated():  # a SIGTERM again (a scheduler signalling every process, a launcher passing it on): the wait goes on
+    if (
+        terminated()
+    ):  # a SIGTERM again (a scheduler signalling every process, a launcher passing it on): the wait goes on
         return
     _received.append(signum)
     raise KeyboardInterrupt(signal.Signals(signum).name)

@@ -35,31 +35,60 @@ def needs_own_processes(spec: BenchmarkSpec) -> bool:
 
 
 def command(spec_file: Path, settings_file: Path, run_id: str) -> list[str]:
-    return [sys.executable, "-m", "harness", "run", "--spec", str(spec_file), "--settings", str(settings_file), "--run-id", run_id]
+    return [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--spec",
+        str(spec_file),
+        "--settings",
+        str(settings_file),
+        "--run-id",
+        run_id,
+    ]
 
 
 @contextmanager
-def _prepared(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None) -> Iterator[tuple[Path, Path, str, dict[str, str]]]:
+def _prepared(
+    spec: BenchmarkSpec, settings: RunSettings, run_id: str | None
+) -> Iterator[tuple[Path, Path, str, dict[str, str]]]:
     """Dataset and weights made once here, the run id decided once here and its attempt held here
     while the children run (every rank and node writes under it), then (spec file, settings file,
     run id, child environment)."""
     identity = runner.prepare(spec, settings, run_id)
     if identity.weights["kind"] == "hub":
-        runner.obtain_model(spec, settings, num_classes=2)  # fills the hub cache before the ranks start; this head is thrown away
+        runner.obtain_model(
+            spec, settings, num_classes=2
+        )  # fills the hub cache before the ranks start; this head is thrown away
     with tempfile.TemporaryDirectory(prefix="trainbench-launch-") as tmp, ExitStack() as claim:
         spec_file, settings_file = Path(tmp) / "spec.json", Path(tmp) / "settings.json"
         spec_file.write_text(spec.to_json())
         settings_file.write_text(settings.to_json())
-        child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        yield spec_file, settings_file, run_id or claim.enter_context(identity.claimed_attempt(settings.results_dir)), child_env
+        child_env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        yield (
+            spec_file,
+            settings_file,
+            run_id or claim.enter_context(identity.claimed_attempt(settings.results_dir)),
+            child_env,
+        )
 
 
 def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
     """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
     started = time.time()
     with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
-        child = subprocess.Popen(command(spec_file, settings_file, run_id), cwd=REPO_ROOT, env=child_env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        child = subprocess.Popen(
+            command(spec_file, settings_file, run_id),
+            cwd=REPO_ROOT,
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         (output,) = _outputs([child])
     print(output[-OUTPUT_TAIL:])
     tail = output[-OUTPUT_TAIL:]
@@ -91,38 +120,88 @@ def _record(settings: RunSettings, run_id: str, started: float, failure: str | N
     return RunResult.load(path)
 
 
-def torchrun_command(spec_file: Path, settings_file: Path, run_id: str, *, nodes: int, node_rank: int, procs_per_node: int, master_port: int,
-                     rendezvous_timeout_s: float, master_addr: str = "127.0.0.1") -> list[str]:  # fmt: skip
+def torchrun_command(
+    spec_file: Path,
+    settings_file: Path,
+    run_id: str,
+    *,
+    nodes: int,
+    node_rank: int,
+    procs_per_node: int,
+    master_port: int,
+    rendezvous_timeout_s: float,
+    master_addr: str = "127.0.0.1",
+) -> list[str]:
     """One node's `torchrun` line; Lightning detects torchrun's environment and does not re-launch.
     torchrun's own rendezvous of the nodes gives up after `rendezvous_timeout_s` too."""
     return [
-        sys.executable, "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc-per-node={procs_per_node}", f"--node-rank={node_rank}",
-        f"--master-addr={master_addr}", f"--master-port={master_port}", f"--rdzv-conf=timeout={max(1, round(rendezvous_timeout_s))}",
-        "-m", "harness", "run", "--spec", str(spec_file), "--settings", str(settings_file), "--run-id", run_id,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nodes}",
+        f"--nproc-per-node={procs_per_node}",
+        f"--node-rank={node_rank}",
+        f"--master-addr={master_addr}",
+        f"--master-port={master_port}",
+        f"--rdzv-conf=timeout={max(1, round(rendezvous_timeout_s))}",
+        "-m",
+        "harness",
+        "run",
+        "--spec",
+        str(spec_file),
+        "--settings",
+        str(settings_file),
+        "--run-id",
+        run_id,
+    ]
 
 
-def run_nodes_on_loopback(spec: BenchmarkSpec, settings: RunSettings, master_port: int, run_id: str | None = None) -> RunResult:
+def run_nodes_on_loopback(
+    spec: BenchmarkSpec, settings: RunSettings, master_port: int, run_id: str | None = None
+) -> RunResult:
     """All `spec.num_nodes` nodes as separate torchrun launches on this machine (proves the multi-node path)."""
     started = time.time()
     with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
         nodes = [
             subprocess.Popen(
-                torchrun_command(spec_file, settings_file, run_id, nodes=spec.num_nodes, node_rank=rank, procs_per_node=spec.devices, master_port=master_port,
-                                 rendezvous_timeout_s=settings.rendezvous_timeout_s),
-                cwd=REPO_ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                torchrun_command(
+                    spec_file,
+                    settings_file,
+                    run_id,
+                    nodes=spec.num_nodes,
+                    node_rank=rank,
+                    procs_per_node=spec.devices,
+                    master_port=master_port,
+                    rendezvous_timeout_s=settings.rendezvous_timeout_s,
+                ),
+                cwd=REPO_ROOT,
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             for rank in range(spec.num_nodes)
-        ]  # fmt: skip
+        ]
         outputs = _outputs(nodes)
     failed = [(rank, node.returncode) for rank, node in enumerate(nodes) if node.returncode != 0]
-    return _record(settings, run_id, started, f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs) if failed else None)
+    return _record(
+        settings,
+        run_id,
+        started,
+        (
+            f"{spec.id}: node(s) {failed} failed; end of their output:\n" + "\n".join(o[-OUTPUT_TAIL:] for o in outputs)
+            if failed
+            else None
+        ),
+    )
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
     """In this process when it can host the run, else in a child process tree."""
     if needs_own_processes(spec):
-        return run_in_subprocess(spec, tracking.settle(settings), run_id)  # said here: the child's output is shown only on failure
+        return run_in_subprocess(
+            spec, tracking.settle(settings), run_id
+        )  # said here: the child's output is shown only on failure
     record = runner.run(spec, settings, run_id)
     assert record is not None  # a single process is always rank 0
     return record

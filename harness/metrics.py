@@ -44,7 +44,9 @@ class ClassificationMetrics(Metric):
         target = target.long()
         predicted = logits.argmax(dim=1)
         classes = self.num_classes
-        self.confusion += torch.bincount(target * classes + predicted, minlength=classes * classes).view(classes, classes)
+        self.confusion += torch.bincount(target * classes + predicted, minlength=classes * classes).view(
+            classes, classes
+        )
         if self.top_k:
             hits = logits.topk(max(self.top_k), dim=1).indices == target[:, None]
             self.top_k_hits += torch.stack([hits[:, :k].any(dim=1).sum() for k in self.top_k])

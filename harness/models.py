@@ -33,7 +33,13 @@ from harness.errors import ModelError, WeightsNotFound
 HUB_PROBE_S = 3.0  # one TCP connect to the hub's host; a reachable hub answers in well under a second
 HUB_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")  # what timm downloads from a hub repo, in its order
 STATE_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model")  # a checkpoint's state, in timm's order
-WEIGHT_FILE_NAMES = ("{model}.safetensors", "{model}.pth", "{model}.bin", "{model}/model.safetensors", "{model}/pytorch_model.bin")
+WEIGHT_FILE_NAMES = (
+    "{model}.safetensors",
+    "{model}.pth",
+    "{model}.bin",
+    "{model}/model.safetensors",
+    "{model}/pytorch_model.bin",
+)
 
 
 def check_name(model: str) -> None:
@@ -69,7 +75,9 @@ def _tensor_shapes(model: str, file: Path) -> dict[str, tuple[int, ...]]:
             return clean_state_dict({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()})
     state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(state, dict):
-        raise ModelError(f"weights file {file} holds a {type(state).__name__}, not a state dict; give a {model} state dict")
+        raise ModelError(
+            f"weights file {file} holds a {type(state).__name__}, not a state dict; give a {model} state dict"
+        )
     state = next((state[key] for key in STATE_KEYS if isinstance(state.get(key), dict)), state)
     return clean_state_dict({k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)})
 
@@ -83,9 +91,17 @@ def check_fits(model: str, file: Path) -> int:
     classifier = timm.get_pretrained_cfg(model).classifier
     key = f"{classifier}.weight"
     if key not in shapes:
-        raise ModelError(f"weights file {file} has no classifier tensor {key!r}: is it a checkpoint of {model}? Give a {model} state dict or remove the file")
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # shapes only: no memory, and the run's RNG is left untouched
-        expected = {k: tuple(v.shape) for k, v in timm.create_model(model, num_classes=shapes[key][0]).state_dict().items()}
+        raise ModelError(
+            f"weights file {file} has no classifier tensor {key!r}: is it a checkpoint of {model}? Give a {model} state"
+            " dict or remove the file"
+        )
+    with (
+        torch.random.fork_rng(devices=[]),
+        torch.device("meta"),
+    ):  # shapes only: no memory, and the run's RNG is left untouched
+        expected = {
+            k: tuple(v.shape) for k, v in timm.create_model(model, num_classes=shapes[key][0]).state_dict().items()
+        }
 
     def body(names) -> set[str]:
         return {n for n in names if not n.startswith(f"{classifier}.") and not n.endswith("num_batches_tracked")}
@@ -95,13 +111,22 @@ def check_fits(model: str, file: Path) -> int:
     if missing or unexpected or reshaped:
         example = (missing or unexpected or reshaped)[0]
         raise ModelError(
-            f"weights file {file} does not fit {model}: its tensors do not fit this architecture ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected, {len(reshaped)} of another shape; e.g. {example}); give a {model} state dict or remove the file"
+            f"weights file {file} does not fit {model}: its tensors do not fit this architecture ({len(missing)}"
+            f" missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape; e.g. {example}); give a {model}"
+            " state dict or remove the file"
         )
     return shapes[key][0]
 
 
-def create(model: str, num_classes: int, weights: str, weights_dir: Path, *, allow_hub: bool, head_init_std: float | None = None) -> nn.Module:
+def create(
+    model: str,
+    num_classes: int,
+    weights: str,
+    weights_dir: Path,
+    *,
+    allow_hub: bool,
+    head_init_std: float | None = None,
+) -> nn.Module:
     """A timm model with `num_classes` outputs, random or pretrained; its new classifier drawn at
     `head_init_std` when given (`init_classifier`)."""
     net = _create(model, num_classes, weights, weights_dir, allow_hub=allow_hub)
@@ -122,7 +147,9 @@ def _create(model: str, num_classes: int, weights: str, weights_dir: Path, *, al
         except ModelError:
             raise
         except Exception as error:  # safetensors, pickle and zip each raise their own kinds
-            raise ModelError(f"weights file {file} cannot be read: {_load_problem(error)}; replace it with a {model} state dict") from None
+            raise ModelError(
+                f"weights file {file} cannot be read: {_load_problem(error)}; replace it with a {model} state dict"
+            ) from None
     check_hub(model, weights_dir, allow_hub)
     try:
         return timm.create_model(model, pretrained=True, num_classes=num_classes)
@@ -162,7 +189,9 @@ def hub_reachable(timeout_s: float = HUB_PROBE_S) -> bool:
         return False
     url = urlparse(hub_endpoint())
     try:
-        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout_s).close()
+        socket.create_connection(
+            (url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout_s
+        ).close()
         return True
     except OSError:
         return False
@@ -174,10 +203,15 @@ def check_hub(model: str, weights_dir: Path, allow_hub: bool) -> None:
     if not allow_hub:
         raise WeightsNotFound(where)
     if not hub_reachable():
-        offline = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") else f"the Hugging Face hub ({hub_endpoint()}) did not answer within {HUB_PROBE_S:g} s"
+        offline = (
+            "HF_HUB_OFFLINE is set"
+            if os.environ.get("HF_HUB_OFFLINE")
+            else f"the Hugging Face hub ({hub_endpoint()}) did not answer within {HUB_PROBE_S:g} s"
+        )
         raise WeightsNotFound(
-            f"{where} and in the Hugging Face cache, and {offline}; put {model}.safetensors in --weights-dir "
-            f"(e.g. `huggingface-cli download {hub_id(model)} model.safetensors` where there is network), or use --profile smoke, whose pretrained weights are a generated stand-in"
+            f"{where} and in the Hugging Face cache, and {offline}; put {model}.safetensors in --weights-dir (e.g."
+            f" `huggingface-cli download {hub_id(model)} model.safetensors` where there is network), or use --profile"
+            " smoke, whose pretrained weights are a generated stand-in"
         )
 
 
@@ -190,7 +224,9 @@ def init_classifier(model: nn.Module, std: float) -> None:
     """
     head = model.get_classifier()
     if not isinstance(getattr(head, "weight", None), torch.Tensor):
-        raise ModelError(f"{type(model).__name__} has no classifier with weights to initialise; drop head_init_std from the recipe")
+        raise ModelError(
+            f"{type(model).__name__} has no classifier with weights to initialise; drop head_init_std from the recipe"
+        )
     with torch.no_grad():
         head.weight.normal_(0.0, std)
         if getattr(head, "bias", None) is not None:
@@ -223,7 +259,9 @@ def weights_source(model: str, weights: str, weights_dir: Path, *, allow_hub: bo
                 with safe_open(str(file), framework="pt") as handle:
                     metadata = handle.metadata() or {}
             except Exception as error:  # SafetensorError: not a safetensors file
-                raise ModelError(f"weights file {file} cannot be read: {_load_problem(error)}; replace it with a {model} checkpoint") from None
+                raise ModelError(
+                    f"weights file {file} cannot be read: {_load_problem(error)}; replace it with a {model} checkpoint"
+                ) from None
             if metadata.get("generated_by"):
                 source.update(kind="generated stand-in", **{k: metadata[k] for k in sorted(metadata)})
         return source

@@ -37,12 +37,25 @@ def check(spec: BenchmarkSpec, settings: RunSettings) -> None:
         check_writable(folder, "checkpoint folder", "--checkpoint-dir")
     weights_dir = settings.weights_dir
     # the smoke profile generates its stand-in into a missing folder; the full profile reads one
-    if spec.weights == "pretrained" and weights_dir is not None and (weights_dir.is_file() or (spec.profile == "full" and not weights_dir.is_dir())):
-        raise PreflightError(f"weights folder {settings.weights_dir} is not a folder; give --weights-dir a folder holding <model>.safetensors (or .pth, .bin)")
+    if (
+        spec.weights == "pretrained"
+        and weights_dir is not None
+        and (weights_dir.is_file() or (spec.profile == "full" and not weights_dir.is_dir()))
+    ):
+        raise PreflightError(
+            f"weights folder {settings.weights_dir} is not a folder; give --weights-dir a folder holding"
+            " <model>.safetensors (or .pth, .bin)"
+        )
     if settings.resume and not (settings.checkpoint_dirs or settings.gcs_bucket):
-        raise PreflightError("--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run saved to")
+        raise PreflightError(
+            "--resume has nothing to resume from: give the --checkpoint-dir (or --gcs-bucket) the interrupted run"
+            " saved to"
+        )
     if settings.wandb in ("online", "offline") and not tracking.installed():
-        raise PreflightError(f"--wandb {settings.wandb} needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb), or give --wandb off")
+        raise PreflightError(
+            f"--wandb {settings.wandb} needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb),"
+            " or give --wandb off"
+        )
     mlflow_runs.check(settings.mlflow, settings.results_dir)
     if settings.gcs_bucket:
         check_bucket(settings.gcs_bucket, settings.gcs_retry_s)
@@ -61,16 +74,26 @@ def check_launcher(spec: BenchmarkSpec, run_id: str | None, environ: Mapping[str
     every node shares (attempts are counted in a node-local results folder). Several processes
     started together by torchrun or SLURM need one too: each would claim an attempt of its own."""
     if spec.num_nodes == 1:
-        if spec.world_size > 1 and run_id is None and any(environ.get(v) for v in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS")):
-            raise PreflightError(f"{spec.world_size} processes started by torchrun or SLURM must write under one run id; give every process the same --run-id NAME")
+        if (
+            spec.world_size > 1
+            and run_id is None
+            and any(environ.get(v) for v in ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS"))
+        ):
+            raise PreflightError(
+                f"{spec.world_size} processes started by torchrun or SLURM must write under one run id; give every"
+                " process the same --run-id NAME"
+            )
         return
     if not any(environ.get(v) for v in MULTI_NODE_LAUNCHERS):
         raise PreflightError(
-            f"--num-nodes {spec.num_nodes} needs a launcher on every node; alone this process would wait forever for the others: "
-            "start each node with torchrun (docs/gpus.md: Several devices and nodes) or under SLURM"
+            f"--num-nodes {spec.num_nodes} needs a launcher on every node; alone this process would wait forever for"
+            " the others: start each node with torchrun (docs/gpus.md: Several devices and nodes) or under SLURM"
         )
     if run_id is None:
-        raise PreflightError(f"--num-nodes {spec.num_nodes}: every node must write under one run id; give each node the same --run-id NAME")
+        raise PreflightError(
+            f"--num-nodes {spec.num_nodes}: every node must write under one run id; give each node the same --run-id"
+            " NAME"
+        )
 
 
 def checkpoint_bytes(model: nn.Module, optimizer: str) -> int:
@@ -84,12 +107,14 @@ def check_disk(model: nn.Module, spec: BenchmarkSpec, folders: list[Path]) -> No
     """Room for one checkpoint in every checkpoint folder."""
     need = checkpoint_bytes(model, spec.recipe.optimizer)
     for folder in folders:
-        existing = next(p for p in (Path(folder), *Path(folder).parents) if p.exists())  # the run's folder appears at its first save
+        existing = next(
+            p for p in (Path(folder), *Path(folder).parents) if p.exists()
+        )  # the run's folder appears at its first save
         free = shutil.disk_usage(existing).free
         if free < need:
             raise PreflightError(
-                f"checkpoint folder {folder} has {free / 2**20:.1f} MiB free, one checkpoint of {spec.model} needs about "
-                f"{need / 2**20:.1f} MiB; free some space or choose another --checkpoint-dir"
+                f"checkpoint folder {folder} has {free / 2**20:.1f} MiB free, one checkpoint of {spec.model} needs"
+                f" about {need / 2**20:.1f} MiB; free some space or choose another --checkpoint-dir"
             )
 
 
@@ -98,7 +123,10 @@ def batchnorm_inputs(model: nn.Module, image_size: int) -> list[tuple[str, tuple
     from one forward pass in eval mode without gradients (nothing in the model changes)."""
     seen: list[tuple[str, tuple[int, ...]]] = []
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: seen.append((name, tuple(args[0].shape)))) for name, m in layers]
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args, name=name: seen.append((name, tuple(args[0].shape))))
+        for name, m in layers
+    ]
     was_training = model.training
     try:
         model.eval()
@@ -135,8 +163,8 @@ def check_batchnorm(model: nn.Module, spec: BenchmarkSpec) -> None:
     if larger is not None:
         fixes.append(f"--image-size {larger} or more")
     raise PreflightError(
-        f"{spec.model} at {size} px with {per_device} image per device gives its BatchNorm layer {name} one value per channel "
-        f"(input {list(shape)}), which BatchNorm cannot train on; give {' or '.join(fixes)}"
+        f"{spec.model} at {size} px with {per_device} image per device gives its BatchNorm layer {name} one value per"
+        f" channel (input {list(shape)}), which BatchNorm cannot train on; give {' or '.join(fixes)}"
     )
 
 
@@ -146,7 +174,11 @@ def _smallest_trainable_size(model: nn.Module, size: int, limit: int = 4) -> int
     for larger in range(size + 1, size * limit + 1):
         try:
             inputs = batchnorm_inputs(model, larger)
-        except (RuntimeError, AssertionError, ValueError):  # models built for one input size (position embeddings) refuse others
+        except (
+            RuntimeError,
+            AssertionError,
+            ValueError,
+        ):  # models built for one input size (position embeddings) refuse others
             return None
         if min((_values_per_channel(shape) for _, shape in inputs), default=2) > 1:
             return larger

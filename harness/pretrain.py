@@ -27,7 +27,9 @@ SOURCE_EPOCHS = 6
 # the source task in 6 epochs and 91 % in 12, and only the stronger stand-in makes pretrained beat
 # random beyond seed noise; at twice that lr it reaches 94 % in 8 epochs (95 s against 140 s on 2 cores).
 SOURCE_CHANGES_BY_MODEL: dict[str, dict[str, int | float]] = {"tf_efficientnetv2_b2": {"epochs": 8, "lr": 1.2e-3}}
-STAND_IN_VERSION = "5"  # raised whenever the pretraining changes, so cached stand-ins are made again (5: independent augmentation draws, every image in a split part)
+STAND_IN_VERSION = (  # raised whenever the pretraining changes, so cached stand-ins are made again (5: independent augmentation draws, every image in a split part)
+    "5"
+)
 
 
 def source_spec(spec: BenchmarkSpec) -> BenchmarkSpec:
@@ -55,16 +57,40 @@ def generate(spec: BenchmarkSpec, settings: RunSettings) -> Path:
     """Train `spec.model` on the source dataset and save it as `<weights_dir>/<model>.safetensors`."""
     source = source_spec(spec)
     seed_everything(source.recipe.seed, verbose=False)  # the same file whatever ran before in this process
-    print(f"[trainbench] no current weights file for {spec.model}: pretraining it on {SOURCE_DATASET} ({source.recipe.epochs} epochs), once", flush=True)
+    print(
+        f"[trainbench] no current weights file for {spec.model}: pretraining it on {SOURCE_DATASET}"
+        f" ({source.recipe.epochs} epochs), once",
+        flush=True,
+    )
     bundle = loading.for_spec(source, settings, models.data_stats(source.model))
-    model = models.create(source.model, bundle.num_classes, "random", settings.resolved_weights_dir, allow_hub=False, head_init_std=source.recipe.head_init_std)
+    model = models.create(
+        source.model,
+        bundle.num_classes,
+        "random",
+        settings.resolved_weights_dir,
+        allow_hub=False,
+        head_init_std=source.recipe.head_init_std,
+    )
     run_dir = settings.cache_dir / "pretraining" / source.id
     quiet = settings.quiet()
-    job = TrainingJob(source, model, bundle, source.id, run_dir, quiet, detect(), RunArtifacts(source, quiet, source.id, fingerprint=""), loading.workers_for(source, quiet),
-                      label="[stand-in pretraining] ")  # fmt: skip
+    job = TrainingJob(
+        source,
+        model,
+        bundle,
+        source.id,
+        run_dir,
+        quiet,
+        detect(),
+        RunArtifacts(source, quiet, source.id, fingerprint=""),
+        loading.workers_for(source, quiet),
+        label="[stand-in pretraining] ",
+    )
     output = registry.get("poutyne").fit(job)
     if output.diverged is not None:  # nan weights must never become a cached stand-in
-        raise models.ModelError(f"the stand-in pretraining of {spec.model} diverged ({output.diverged.message()}); nothing was saved: give a weights file in --weights-dir")
+        raise models.ModelError(
+            f"the stand-in pretraining of {spec.model} diverged ({output.diverged.message()}); nothing was saved: give"
+            " a weights file in --weights-dir"
+        )
     path = settings.resolved_weights_dir / f"{spec.model}.safetensors"
     models.save_weights(
         model,

@@ -57,13 +57,24 @@ class Profile:
         return cls(**{**raw, "operators": tuple(Operator(**o) for o in raw["operators"])})
 
     def markdown(self, top: int = TOP) -> str:
-        lines = [f"### Top operators of {self.case} on {self.device}", "", f"{self.steps} profiled training steps; {self.time_kind} self time {self.ms_per_step:.2f} ms per step.", "",
-                 f"| operator | self {self.time_kind} ms/step | share | calls/step |", "|---|---|---|---|"]  # fmt: skip
-        lines += [f"| `{o.name}` | {o.self_ms_per_step:.3f} | {o.share:.1%} | {o.calls_per_step:g} |" for o in self.operators[:top]]
+        lines = [
+            f"### Top operators of {self.case} on {self.device}",
+            "",
+            f"{self.steps} profiled training steps; {self.time_kind} self time {self.ms_per_step:.2f} ms per step.",
+            "",
+            f"| operator | self {self.time_kind} ms/step | share | calls/step |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{o.name}` | {o.self_ms_per_step:.3f} | {o.share:.1%} | {o.calls_per_step:g} |"
+            for o in self.operators[:top]
+        ]
         return "\n".join(lines) + "\n"
 
 
-STEP = "ProfilerStep*"  # one per recorded step; its self time is the step's time outside every operator (Python, the engine's own work)
+STEP = (  # one per recorded step; its self time is the step's time outside every operator (Python, the engine's own work)
+    "ProfilerStep*"
+)
 
 
 def _operators(events, on_gpu: bool) -> tuple[list[Operator], float, str, int]:
@@ -73,26 +84,44 @@ def _operators(events, on_gpu: bool) -> tuple[list[Operator], float, str, int]:
     times = [(e.key, getattr(e, attribute, 0.0) or 0.0, e.count) for e in events]
     total = sum(t for _, t, _ in times) or 1.0
     ranked = sorted((t for t in times if t[1] > 0), key=lambda t: -t[1])
-    return [Operator(name, t / 1000.0 / steps, t / total, count / steps) for name, t, count in ranked], total / 1000.0 / steps, "device" if on_gpu else "CPU", steps
+    return (
+        [Operator(name, t / 1000.0 / steps, t / total, count / steps) for name, t, count in ranked],
+        total / 1000.0 / steps,
+        "device" if on_gpu else "CPU",
+        steps,
+    )
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, out: Path, warmup: int = 3, active: int = 5) -> Profile:
     """Profile `active` training steps of `spec` after `warmup` ones; writes trace.json, ops.md and profile.json into `out`."""
     if spec.processes > 1:
-        raise PreflightError("profile records one training process; give --devices 1 (each DDP process runs the same step)")
+        raise PreflightError(
+            "profile records one training process; give --devices 1 (each DDP process runs the same step)"
+        )
     hw = detect()
     on_gpu = bool(hw.gpus)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="trainbench-profile-") as tmp:
         quiet = settings.quiet(results_dir=Path(tmp))
-        with torch.profiler.profile(activities=activities, schedule=schedule(wait=0, warmup=warmup, active=active, repeat=1)) as profiler:
-            runner.run(spec.replace(limit_batches=warmup + active).with_recipe(epochs=1), quiet, run_id="profile", step_hook=profiler.step)
+        with torch.profiler.profile(
+            activities=activities, schedule=schedule(wait=0, warmup=warmup, active=active, repeat=1)
+        ) as profiler:
+            runner.run(
+                spec.replace(limit_batches=warmup + active).with_recipe(epochs=1),
+                quiet,
+                run_id="profile",
+                step_hook=profiler.step,
+            )
     with written_atomically(out / TRACE_FILE) as tmp_trace:
         profiler.export_chrome_trace(str(tmp_trace))
     operators, ms_per_step, kind, steps = _operators(profiler.key_averages(), on_gpu)
     if steps < active:
-        print(f"[trainbench] profile: {steps} of {active} steps recorded: the epoch has {warmup + steps} training batches; give fewer --warmup/--active steps, or a smaller --batch-size", flush=True)
+        print(
+            f"[trainbench] profile: {steps} of {active} steps recorded: the epoch has {warmup + steps} training"
+            " batches; give fewer --warmup/--active steps, or a smaller --batch-size",
+            flush=True,
+        )
     result = Profile(spec.id, hw.gpu_name or f"CPU ({hw.cpu_cores} cores)", steps, kind, ms_per_step, tuple(operators))
     with written_atomically(out / PROFILE_FILE) as tmp_json:
         tmp_json.write_text(json.dumps(result.as_dict(), indent=2))
@@ -106,7 +135,10 @@ def load(folder: Path) -> Profile:
     try:
         return Profile.from_dict(json.loads((Path(folder) / PROFILE_FILE).read_text()))
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise PreflightError(f"--against {folder} holds no readable {PROFILE_FILE} ({type(error).__name__}); give the --out folder of an earlier `harness profile`") from None
+        raise PreflightError(
+            f"--against {folder} holds no readable {PROFILE_FILE} ({type(error).__name__}); give the --out folder of an"
+            " earlier `harness profile`"
+        ) from None
 
 
 def difference(before: Profile, after: Profile, top: int = TOP) -> str:
@@ -114,7 +146,17 @@ def difference(before: Profile, after: Profile, top: int = TOP) -> str:
     old = {o.name: o.self_ms_per_step for o in before.operators}
     new = {o.name: o.self_ms_per_step for o in after.operators}
     names = sorted(set(old) | set(new), key=lambda n: -abs(new.get(n, 0.0) - old.get(n, 0.0)))[:top]
-    lines = [f"### {after.case} against {before.case}: {before.ms_per_step:.2f} -> {after.ms_per_step:.2f} ms per step ({after.time_kind} self time)", "",
-             "| operator | before ms/step | after ms/step | change |", "|---|---|---|---|"]  # fmt: skip
-    lines += [f"| `{n}` | {old.get(n, 0.0):.3f} | {new.get(n, 0.0):.3f} | {new.get(n, 0.0) - old.get(n, 0.0):+.3f} |" for n in names]
+    lines = [
+        (
+            f"### {after.case} against {before.case}: {before.ms_per_step:.2f} -> {after.ms_per_step:.2f} ms per step"
+            f" ({after.time_kind} self time)"
+        ),
+        "",
+        "| operator | before ms/step | after ms/step | change |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{n}` | {old.get(n, 0.0):.3f} | {new.get(n, 0.0):.3f} | {new.get(n, 0.0) - old.get(n, 0.0):+.3f} |"
+        for n in names
+    ]
     return "\n".join(lines) + "\n"

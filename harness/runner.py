@@ -41,7 +41,9 @@ from harness.results.speed import (
 from harness.settings import RunSettings, default_cache_dir
 from harness.spec import BenchmarkSpec
 
-CLAIMED_RUN_ID = "TRAINBENCH_CLAIMED_RUN_ID"  # the attempt rank 0 claimed, for the processes Lightning starts from the same command line
+CLAIMED_RUN_ID = (  # the attempt rank 0 claimed, for the processes Lightning starts from the same command line
+    "TRAINBENCH_CLAIMED_RUN_ID"
+)
 
 
 def ensure_weights(spec: BenchmarkSpec, settings: RunSettings) -> None:
@@ -58,7 +60,14 @@ def ensure_weights(spec: BenchmarkSpec, settings: RunSettings) -> None:
 def obtain_model(spec: BenchmarkSpec, settings: RunSettings, num_classes: int) -> nn.Module:
     """The spec's model, random or pretrained (a weights file; the hub only in the full profile),
     with its classifier drawn at the recipe's `head_init_std` when the recipe gives one."""
-    return models.create(spec.model, num_classes, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full", head_init_std=spec.recipe.head_init_std)
+    return models.create(
+        spec.model,
+        num_classes,
+        spec.weights,
+        settings.resolved_weights_dir,
+        allow_hub=spec.profile == "full",
+        head_init_std=spec.recipe.head_init_std,
+    )
 
 
 def prepare(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunIdentity:
@@ -69,29 +78,51 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = Non
     """
     preflight.check(spec, settings)
     stand_in = spec.weights == "pretrained" and spec.profile == "smoke"  # generated below when missing
-    weights = None if stand_in else models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full")  # before the data pass: an unreachable hub fails in seconds
+    weights = (
+        None
+        if stand_in
+        else models.weights_source(
+            spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=spec.profile == "full"
+        )
+    )  # before the data pass: an unreachable hub fails in seconds
     folder = named.locate(spec.dataset, settings.data_root, settings.cache_dir)
     content = loading.fingerprint(folder, settings.cache_dir)
     if settings.resume:
         check_resume(spec, settings, content, weights, run_id)
     data_identity = loading.check(folder, spec.recipe, settings.cache_dir, content)
     if settings.decode_cache:  # built here, once, before a launcher starts the ranks that share it
-        loading.decoded_images(folder, spec.recipe, data_identity, settings.cache_dir, loading.prep_processes(spec, settings))
+        loading.decoded_images(
+            folder, spec.recipe, data_identity, settings.cache_dir, loading.prep_processes(spec, settings)
+        )
     if stand_in:
         ensure_weights(spec, settings)
         weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False)
     return RunIdentity.of(spec, data_identity, weights)
 
 
-def check_resume(spec: BenchmarkSpec, settings: RunSettings, content: loading.DataIdentity, weights: dict[str, str] | None, run_id: str | None) -> None:
+def check_resume(
+    spec: BenchmarkSpec,
+    settings: RunSettings,
+    content: loading.DataIdentity,
+    weights: dict[str, str] | None,
+    run_id: str | None,
+) -> None:
     """`resume.check` with this run's identity; a stand-in not generated yet has no checkpoint to continue."""
     if weights is None and models.find_weight_file(spec.model, settings.resolved_weights_dir) is None:
         return
-    identity = RunIdentity.of(spec, content, weights or models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False))
-    resume.check(spec, settings, run_id or identity.run_id, identity.fingerprint, content.as_dict(), given=run_id is not None)
+    identity = RunIdentity.of(
+        spec,
+        content,
+        weights or models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False),
+    )
+    resume.check(
+        spec, settings, run_id or identity.run_id, identity.fingerprint, content.as_dict(), given=run_id is not None
+    )
 
 
-def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str | None = None) -> TrainingJob:
+def build_job(
+    spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str | None = None
+) -> TrainingJob:
     """Seeded data and model for `spec`: what an engine (or the plain reference loop) trains."""
     hw = detect()
     reason = skip_reason(spec.engine, spec.precision, spec.devices, hw, spec.num_nodes, spec.recipe.sync_batchnorm)
@@ -106,7 +137,19 @@ def build_job(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity,
     if artifacts.store is not None:
         preflight.check_disk(model, spec, artifacts.store.folders)
     meter, no_meter = energy.counter(hw, spec.devices)
-    return TrainingJob(spec, model, bundle, run_id, settings.results_dir / run_id, settings, hw, artifacts, loading.workers_for(spec, settings), energy=meter, energy_note=no_meter)
+    return TrainingJob(
+        spec,
+        model,
+        bundle,
+        run_id,
+        settings.results_dir / run_id,
+        settings,
+        hw,
+        artifacts,
+        loading.workers_for(spec, settings),
+        energy=meter,
+        energy_note=no_meter,
+    )
 
 
 def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None) -> dict[str, Any]:
@@ -115,8 +158,13 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
     spec, bundle = job.spec, job.data
     return {
         "fingerprint": identity.fingerprint,
-        "data": {**identity.data.as_dict(), "classes": list(bundle.classes), "split": {**{p: len(getattr(bundle, p)) for p in ("train", "val", "test")}, "unused": bundle.unused},
-                 "duplicates": duplicates, "left_out": left_out_counts(bundle.train.index.left_out) or None},
+        "data": {
+            **identity.data.as_dict(),
+            "classes": list(bundle.classes),
+            "split": {**{p: len(getattr(bundle, p)) for p in ("train", "val", "test")}, "unused": bundle.unused},
+            "duplicates": duplicates,
+            "left_out": left_out_counts(bundle.train.index.left_out) or None,
+        },
         "weights": identity.weights,
         "loader": {
             "workers": job.workers,
@@ -124,10 +172,18 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
             "recipe_workers": spec.recipe.workers,
             "decode_cache": bundle.decoded.meta() if bundle.decoded is not None else None,
         },
-        "batch": {"global": spec.recipe.batch_size, "processes": spec.processes, "per_process": spec.per_process_batch, "per_device": spec.per_device_batch},
+        "batch": {
+            "global": spec.recipe.batch_size,
+            "processes": spec.processes,
+            "per_process": spec.per_process_batch,
+            "per_device": spec.per_device_batch,
+        },
         "target": {"accuracy": spec.target_accuracy, "source": spec.target_source},
-        "execution": {"compile": job.settings.compile, "fused_optimizer": job.settings.fused_optimizer,
-                      **({"by_epoch": job.artifacts.execution} if len(job.artifacts.execution) > 1 else {})},  # a resume that ran another way says so
+        "execution": {
+            "compile": job.settings.compile,
+            "fused_optimizer": job.settings.fused_optimizer,
+            **({"by_epoch": job.artifacts.execution} if len(job.artifacts.execution) > 1 else {}),
+        },  # a resume that ran another way says so
     }
 
 
@@ -140,7 +196,9 @@ def distance_to_limit(job: TrainingJob, counted: Flops, history: list[dict[str, 
     return {
         "flops": counted.as_dict(),
         "achieved_tflops": achieved,
-        "mfu": mfu(achieved, job.spec, peak.cached(device, job.spec.precision, default_cache_dir()), job.hardware.gpu_name),
+        "mfu": mfu(
+            achieved, job.spec, peak.cached(device, job.spec.precision, default_cache_dir()), job.hardware.gpu_name
+        ),
         "energy": used,
         "energy_note": None if used is not None else job.energy_note or "the run trained no epoch",
     }
@@ -151,7 +209,9 @@ def peak_gpu_memory_gib(job: TrainingJob) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if job.hardware.gpus else None
 
 
-def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, step_hook: Callable[[], None] | None = None) -> RunResult | None:
+def run(
+    spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, step_hook: Callable[[], None] | None = None
+) -> RunResult | None:
     """Train and evaluate `spec`; rank 0 writes and returns the record, other ranks return None.
     A run whose loss diverged returns its record too, with status `diverged` (callers fail on it).
     Under --resume, a run that already finished is not trained again: its record is returned
@@ -171,10 +231,15 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, s
     if done is not None:
         if rank_zero_only.rank != 0:
             return None
-        print(f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; "
-              "drop --resume to train a new attempt", flush=True)  # fmt: skip
+        print(
+            f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; "
+            "drop --resume to train a new attempt",
+            flush=True,
+        )
         return RunResult.load(done)
-    inherited = os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
+    inherited = (
+        os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
+    )
     if run_id is not None or inherited:  # Lightning's DDP children write under the attempt their rank 0 holds
         return _train(spec, settings, identity, run_id or inherited, step_hook)
     with identity.claimed_attempt(settings.results_dir) as claimed:
@@ -183,7 +248,13 @@ def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, s
         return _train(spec, settings, identity, claimed, step_hook)
 
 
-def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str, step_hook: Callable[[], None] | None = None) -> RunResult | None:
+def _train(
+    spec: BenchmarkSpec,
+    settings: RunSettings,
+    identity: RunIdentity,
+    run_id: str,
+    step_hook: Callable[[], None] | None = None,
+) -> RunResult | None:
     main_process = rank_zero_only.rank == 0
     job = build_job(spec, settings, identity, run_id)
     job.step_hook = step_hook
@@ -196,7 +267,11 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
             print(f"[trainbench] left out: {left_out}", flush=True)
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     start = time.perf_counter()
-    counted = flops.cached(job.model, spec.model, spec.recipe.image_size, job.data.num_classes, settings.cache_dir) if main_process else None  # before any device or compile
+    counted = (
+        flops.cached(job.model, spec.model, spec.recipe.image_size, job.data.num_classes, settings.cache_dir)
+        if main_process
+        else None
+    )  # before any device or compile
     if job.hardware.gpus:
         torch.cuda.reset_peak_memory_stats()
     try:
@@ -211,14 +286,21 @@ def _train(spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, ru
         extra["divergence"] = output.diverged.as_dict()
     elif is_reparameterizable(job.model):
         device = torch.device("cuda" if job.hardware.gpus else "cpu")
-        extra["reparameterization"] = reparameterization_check(job.model, itertools.islice(loading.loader(job.data.test, spec.recipe, workers=job.workers), spec.limit_batches), job.data.normalizer(), device)
+        extra["reparameterization"] = reparameterization_check(
+            job.model,
+            itertools.islice(loading.loader(job.data.test, spec.recipe, workers=job.workers), spec.limit_batches),
+            job.data.normalizer(),
+            device,
+        )
     record = RunResult(
         run_id=job.run_id,
         spec=spec.to_dict(),
         history=output.history,
         test=output.test,
         wall_time_s=time.perf_counter() - start,
-        train_images_per_s=overall_images_per_s(output.history),  # from every epoch's row: a resumed run counts the epochs before it too
+        train_images_per_s=overall_images_per_s(
+            output.history
+        ),  # from every epoch's row: a resumed run counts the epochs before it too
         steady_images_per_s=steady_images_per_s(output.history),
         data_wait_share=steady_data_wait_share(output.history),
         peak_gpu_memory_gib=peak_gpu_memory_gib(job),

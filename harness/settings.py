@@ -31,7 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "TRAINBENCH_"
 WandbMode = Literal["auto", "online", "offline", "off"]
 WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
-MLFLOW_SETTING = r"^(auto|off|databricks(-uc)?|[a-z][a-z0-9+.-]*:(//)?.+)$"  # auto, off, or a tracking URI (harness.results.mlflow_runs)
+MLFLOW_SETTING = (  # auto, off, or a tracking URI (harness.results.mlflow_runs)
+    r"^(auto|off|databricks(-uc)?|[a-z][a-z0-9+.-]*:(//)?.+)$"
+)
 Profile = Literal["smoke", "full"]
 PROFILES: tuple[str, ...] = get_args(Profile)
 # One default for `python -m harness` and pytest: the smoke profile runs anywhere, offline, in
@@ -57,9 +59,16 @@ class Environment(BaseSettings):
     rendezvous_timeout_s: PositiveFloat | None = Field(None, description="a number of seconds, e.g. 600")
     wandb: WandbMode | None = Field(None, description=", ".join(WANDB_MODES[:-1]) + " or " + WANDB_MODES[-1])
     wandb_project: str | None = Field(None, description="a wandb project name")
-    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] | None = Field(None, description="auto, off or a tracking URI such as http://127.0.0.1:5000")
+    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] | None = Field(
+        None, description="auto, off or a tracking URI such as http://127.0.0.1:5000"
+    )
     max_image_pixels: PositiveInt | None = Field(None, description="a whole number of pixels, e.g. 200000000")
-    workers: NonNegativeInt | None = Field(None, description="a whole number of loader worker processes per training process, e.g. 8 (0: load in the training process)")
+    workers: NonNegativeInt | None = Field(
+        None,
+        description=(
+            "a whole number of loader worker processes per training process, e.g. 8 (0: load in the training process)"
+        ),
+    )
 
     @field_validator("epochs", "seeds", "max_image_pixels", "workers", mode="before")
     @classmethod
@@ -79,8 +88,15 @@ def environment() -> Environment:
     try:
         return Environment()
     except ValidationError as error:
-        raise SettingsError(one_line(error, lambda field, value, words: f"{Environment.variable(field)}={value!r} is not valid: expected {words}; fix or unset the variable",
-                                     Environment.model_fields)) from None  # fmt: skip
+        raise SettingsError(
+            one_line(
+                error,
+                lambda field, value, words: (
+                    f"{Environment.variable(field)}={value!r} is not valid: expected {words}; fix or unset the variable"
+                ),
+                Environment.model_fields,
+            )
+        ) from None
 
 
 def default_cache_dir() -> Path:
@@ -97,7 +113,9 @@ def _settings_error(field: str, value: Any, words: str | None) -> str:
 class RunSettings(BaseModel):
     """Paths and tracking for a run. Serialisable, so a child process gets exactly the same."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_inf_nan="constants")  # an infinite timeout reaches a child as Infinity
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_inf_nan="constants"
+    )  # an infinite timeout reaches a child as Infinity
 
     results_dir: Path = Field(REPO_ROOT / "results", description="a path string")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="a path string")
@@ -107,14 +125,22 @@ class RunSettings(BaseModel):
     gcs_bucket: str | None = Field(None, description="gs://BUCKET[/PREFIX]")
     wandb: WandbMode = Field("off", description="one of " + ", ".join(WANDB_MODES))
     wandb_project: str = Field("trainbench", description="a wandb project name")
-    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] = Field("off", description="auto, off or a tracking URI such as http://127.0.0.1:5000")
+    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] = Field(
+        "off", description="auto, off or a tracking URI such as http://127.0.0.1:5000"
+    )
     resume: bool = Field(False, description="true or false")
     gcs_retry_s: PositiveFloat = Field(120.0, description="a positive number of seconds")
     rendezvous_timeout_s: PositiveFloat = Field(600.0, description="a positive number of seconds")
-    workers: NonNegativeInt | None = Field(None, description="0 or a positive whole number of loader processes")  # None: from the machine (hardware.loader_workers)
-    decode_cache: bool = Field(True, description="true or false")  # read images through the decoded-image cache (data.decoded)
+    workers: NonNegativeInt | None = Field(
+        None, description="0 or a positive whole number of loader processes"
+    )  # None: from the machine (hardware.loader_workers)
+    decode_cache: bool = Field(
+        True, description="true or false"
+    )  # read images through the decoded-image cache (data.decoded)
     compile: bool = Field(False, description="true or false")  # torch.compile the model (engines.base.compile_if_asked)
-    fused_optimizer: bool = Field(False, description="true or false")  # the optimizer's single-kernel implementation (engines.base.optimizer_for)
+    fused_optimizer: bool = Field(
+        False, description="true or false"
+    )  # the optimizer's single-kernel implementation (engines.base.optimizer_for)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -182,20 +208,169 @@ def options(twins: Environment) -> list[tuple[str, dict[str, Any]]]:
     var = Environment.variable
     dirs = twins.checkpoint_dirs.split(os.pathsep) if twins.checkpoint_dirs else None
     return [
-        ("--results-dir", dict(dest="results_dir", default=twins.results_dir or "results", help=f"where records and tables go [{var('results_dir')}; default results]")),
-        ("--data-root", dict(dest="data_root", default=twins.data_root, help=f"folder holding real datasets, e.g. kvasir-dataset-v2/ [{var('data_root')}; default: none, the smoke profile's generated data needs none]")),
-        ("--weights-dir", dict(dest="weights_dir", default=twins.weights_dir, help=f"pretrained files <model>.safetensors|.pth|.bin [{var('weights_dir')}; default: CACHE_DIR/weights]")),
-        ("--cache-dir", dict(dest="cache_dir", default=str(default_cache_dir()), help=f"generated datasets and weights [{var('cache_dir')}; default ~/.cache/trainbench]")),
-        ("--checkpoint-dir", dict(dest="checkpoint_dirs", action="append", default=[d for d in dirs if d] if dirs else None, help=f"save every epoch's checkpoint here; repeat for several folders [{var('checkpoint_dirs')}, {os.pathsep}-separated; default: none, no checkpoints]")),
-        ("--gcs-bucket", dict(dest="gcs_bucket", default=twins.gcs_bucket, help=f"also upload checkpoints to gs://BUCKET/PREFIX [{var('gcs_bucket')}; default: none]")),
-        ("--gcs-retry-s", dict(dest="gcs_retry_s", type=float, default=twins.gcs_retry_s or 120.0, help=f"give up an upload after retrying this long [{var('gcs_retry_s')}; default 120]")),
-        ("--rendezvous-timeout-s", dict(dest="rendezvous_timeout_s", type=float, default=twins.rendezvous_timeout_s or 600.0, help=f"how long DDP processes wait for each other (the nodes' rendezvous, every collective) before failing with a message [{var('rendezvous_timeout_s')}; default 600]")),
-        ("--wandb", dict(dest="wandb", choices=WANDB_MODES, default=twins.wandb or "auto", help=f"wandb tracking; auto: online with WANDB_API_KEY, else offline, off without wandb installed [{var('wandb')}; default auto]")),
-        ("--mlflow", dict(dest="mlflow", default=twins.mlflow or "auto", metavar="auto|off|URI", help=f"MLflow tracking; auto: a SQLite store in the results folder (RESULTS_DIR/mlflow.db; `mlflow ui --backend-store-uri sqlite:///RESULTS_DIR/mlflow.db` shows it), off without mlflow installed; URI: that tracking server or store [{var('mlflow')}; default auto]")),
-        ("--wandb-project", dict(dest="wandb_project", default=twins.wandb_project or "trainbench", help=f"wandb project [{var('wandb_project')}; default trainbench]")),
-        ("--workers", dict(dest="workers", type=int, default=twins.workers, help=f"DataLoader worker processes per training process [{var('workers')}; default: with GPUs the CPU cores available to each process, at most 16; training on CPUs none; the recipe's published value is kept in the record]")),
-        ("--no-decode-cache", dict(dest="decode_cache", action="store_false", help="decode every image from its file each time it is loaded (at the size the cache stores: the same tensors, more CPU), instead of once into the decoded-image cache under --cache-dir")),
-        ("--compile", dict(dest="compile", action="store_true", help="torch.compile the model before training: slower first steps, then faster ones on a GPU; the record says so")),
-        ("--fused-optimizer", dict(dest="fused_optimizer", action="store_true", help="the optimizer's fused (single-kernel) implementation, the same update in fewer kernel launches; the record says so")),
-        ("--resume", dict(dest="resume", action="store_true", help="continue an interrupted run from its latest checkpoint (local folders first, else the bucket)")),
-    ]  # fmt: skip
+        (
+            "--results-dir",
+            dict(
+                dest="results_dir",
+                default=twins.results_dir or "results",
+                help=f"where records and tables go [{var('results_dir')}; default results]",
+            ),
+        ),
+        (
+            "--data-root",
+            dict(
+                dest="data_root",
+                default=twins.data_root,
+                help=(
+                    f"folder holding real datasets, e.g. kvasir-dataset-v2/ [{var('data_root')}; default: none, the"
+                    " smoke profile's generated data needs none]"
+                ),
+            ),
+        ),
+        (
+            "--weights-dir",
+            dict(
+                dest="weights_dir",
+                default=twins.weights_dir,
+                help=(
+                    f"pretrained files <model>.safetensors|.pth|.bin [{var('weights_dir')}; default: CACHE_DIR/weights]"
+                ),
+            ),
+        ),
+        (
+            "--cache-dir",
+            dict(
+                dest="cache_dir",
+                default=str(default_cache_dir()),
+                help=f"generated datasets and weights [{var('cache_dir')}; default ~/.cache/trainbench]",
+            ),
+        ),
+        (
+            "--checkpoint-dir",
+            dict(
+                dest="checkpoint_dirs",
+                action="append",
+                default=[d for d in dirs if d] if dirs else None,
+                help=(
+                    f"save every epoch's checkpoint here; repeat for several folders [{var('checkpoint_dirs')},"
+                    f" {os.pathsep}-separated; default: none, no checkpoints]"
+                ),
+            ),
+        ),
+        (
+            "--gcs-bucket",
+            dict(
+                dest="gcs_bucket",
+                default=twins.gcs_bucket,
+                help=f"also upload checkpoints to gs://BUCKET/PREFIX [{var('gcs_bucket')}; default: none]",
+            ),
+        ),
+        (
+            "--gcs-retry-s",
+            dict(
+                dest="gcs_retry_s",
+                type=float,
+                default=twins.gcs_retry_s or 120.0,
+                help=f"give up an upload after retrying this long [{var('gcs_retry_s')}; default 120]",
+            ),
+        ),
+        (
+            "--rendezvous-timeout-s",
+            dict(
+                dest="rendezvous_timeout_s",
+                type=float,
+                default=twins.rendezvous_timeout_s or 600.0,
+                help=(
+                    "how long DDP processes wait for each other (the nodes' rendezvous, every collective) before"
+                    f" failing with a message [{var('rendezvous_timeout_s')}; default 600]"
+                ),
+            ),
+        ),
+        (
+            "--wandb",
+            dict(
+                dest="wandb",
+                choices=WANDB_MODES,
+                default=twins.wandb or "auto",
+                help=(
+                    "wandb tracking; auto: online with WANDB_API_KEY, else offline, off without wandb installed"
+                    f" [{var('wandb')}; default auto]"
+                ),
+            ),
+        ),
+        (
+            "--mlflow",
+            dict(
+                dest="mlflow",
+                default=twins.mlflow or "auto",
+                metavar="auto|off|URI",
+                help=(
+                    "MLflow tracking; auto: a SQLite store in the results folder (RESULTS_DIR/mlflow.db; `mlflow ui"
+                    " --backend-store-uri sqlite:///RESULTS_DIR/mlflow.db` shows it), off without mlflow installed;"
+                    f" URI: that tracking server or store [{var('mlflow')}; default auto]"
+                ),
+            ),
+        ),
+        (
+            "--wandb-project",
+            dict(
+                dest="wandb_project",
+                default=twins.wandb_project or "trainbench",
+                help=f"wandb project [{var('wandb_project')}; default trainbench]",
+            ),
+        ),
+        (
+            "--workers",
+            dict(
+                dest="workers",
+                type=int,
+                default=twins.workers,
+                help=(
+                    f"DataLoader worker processes per training process [{var('workers')}; default: with GPUs the CPU"
+                    " cores available to each process, at most 16; training on CPUs none; the recipe's published value"
+                    " is kept in the record]"
+                ),
+            ),
+        ),
+        (
+            "--no-decode-cache",
+            dict(
+                dest="decode_cache",
+                action="store_false",
+                help=(
+                    "decode every image from its file each time it is loaded (at the size the cache stores: the same"
+                    " tensors, more CPU), instead of once into the decoded-image cache under --cache-dir"
+                ),
+            ),
+        ),
+        (
+            "--compile",
+            dict(
+                dest="compile",
+                action="store_true",
+                help=(
+                    "torch.compile the model before training: slower first steps, then faster ones on a GPU; the record"
+                    " says so"
+                ),
+            ),
+        ),
+        (
+            "--fused-optimizer",
+            dict(
+                dest="fused_optimizer",
+                action="store_true",
+                help=(
+                    "the optimizer's fused (single-kernel) implementation, the same update in fewer kernel launches;"
+                    " the record says so"
+                ),
+            ),
+        ),
+        (
+            "--resume",
+            dict(
+                dest="resume",
+                action="store_true",
+                help="continue an interrupted run from its latest checkpoint (local folders first, else the bucket)",
+            ),
+        ),
+    ]

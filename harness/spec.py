@@ -21,7 +21,13 @@ WEIGHTS: tuple[str, ...] = ("pretrained", "random")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
 TRAIN_CROPS: tuple[str, ...] = ("resize", "random_resized_crop")
 MIN_IMAGE_SIZE = 16
-METRIC_NAMES: tuple[str, ...] = ("loss", "acc", "f1", "top3", "top5")  # what every engine reports per part (train_, val_, test_)
+METRIC_NAMES: tuple[str, ...] = (
+    "loss",
+    "acc",
+    "f1",
+    "top3",
+    "top5",
+)  # what every engine reports per part (train_, val_, test_)
 
 # The one short form of each precision, in readable test ids and figure labels: 32-true -> 32true,
 # bf16-mixed -> bf16, 16-mixed -> fp16.
@@ -92,13 +98,17 @@ class Recipe:
             if getattr(self, name) < 1:
                 raise SpecError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.image_size < MIN_IMAGE_SIZE:  # distortions split an image into a grid of cells; networks downsample 32x
-            raise SpecError(f"image_size {self.image_size} is too small to train on; give --image-size {MIN_IMAGE_SIZE} or more")
+            raise SpecError(
+                f"image_size {self.image_size} is too small to train on; give --image-size {MIN_IMAGE_SIZE} or more"
+            )
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise SpecError(f"lr must be a positive number, got {self.lr}; e.g. --lr 1e-3")
         if self.head_init_std is not None and not (math.isfinite(self.head_init_std) and self.head_init_std > 0):
             raise SpecError(f"head_init_std must be a positive number or None, got {self.head_init_std}")
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
-            raise SpecError(f"weight_decay must be 0 or a positive number, got {self.weight_decay}; e.g. --weight-decay 0.05")
+            raise SpecError(
+                f"weight_decay must be 0 or a positive number, got {self.weight_decay}; e.g. --weight-decay 0.05"
+            )
         if self.workers < 0:
             raise SpecError(f"workers must be 0 or more, got {self.workers}")
 
@@ -142,7 +152,9 @@ class BenchmarkSpec:
     target_accuracy: float | None = None
     target_source: str | None = None
     limit_batches: int | None = None  # a set-up check: the recipe for this many batches per phase and epoch (None: all)
-    recipe_origin: tuple[tuple[str, str], ...] = ()  # (recipe field, where its value came from) for every value that is not the catalog's
+    recipe_origin: tuple[
+        tuple[str, str], ...
+    ] = ()  # (recipe field, where its value came from) for every value that is not the catalog's
 
     def __post_init__(self) -> None:
         if self.limit_batches is not None and self.limit_batches < 1:
@@ -152,13 +164,20 @@ class BenchmarkSpec:
         if self.weights not in WEIGHTS:
             raise SpecError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}")
         if self.precision not in SUPPORT[self.engine].precisions:
-            raise SpecError(f"unknown precision {self.precision!r}; choose one of {', '.join(SUPPORT[self.engine].precisions)}")
+            raise SpecError(
+                f"unknown precision {self.precision!r}; choose one of {', '.join(SUPPORT[self.engine].precisions)}"
+            )
         if self.devices < 1 or self.num_nodes < 1:
             raise SpecError(f"devices and num_nodes must be at least 1, got {self.devices}, {self.num_nodes}")
         if not SUPPORT[self.engine].several_nodes and self.num_nodes > 1:
-            raise SpecError(f"{SUPPORT[self.engine].library} trains in one process on one machine; --num-nodes {self.num_nodes} needs --engine lightning (under torchrun or SLURM)")
+            raise SpecError(
+                f"{SUPPORT[self.engine].library} trains in one process on one machine; --num-nodes {self.num_nodes}"
+                " needs --engine lightning (under torchrun or SLURM)"
+            )
         if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
-            raise SpecError(f"target accuracy {self.target_accuracy} is not a fraction in (0, 1]; give e.g. 0.9 for 90 %")
+            raise SpecError(
+                f"target accuracy {self.target_accuracy} is not a fraction in (0, 1]; give e.g. 0.9 for 90 %"
+            )
         batch, processes = self.recipe.batch_size, self.processes
         if batch % processes:
             lower, upper = batch - batch % processes, batch + processes - batch % processes
@@ -236,7 +255,10 @@ class BenchmarkSpec:
         a later origin wins over an earlier one, and the record says which gave each value."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(Recipe)})
         if unknown:
-            raise SpecError(f"{origin} sets {', '.join(unknown)}, which no recipe has; recipe fields are {', '.join(f.name for f in dataclasses.fields(Recipe))}")
+            raise SpecError(
+                f"{origin} sets {', '.join(unknown)}, which no recipe has; recipe fields are"
+                f" {', '.join(f.name for f in dataclasses.fields(Recipe))}"
+            )
         kept = tuple((name, was) for name, was in self.recipe_origin if name not in changes)
         return self.with_recipe(**changes).replace(recipe_origin=kept + tuple((name, origin) for name in changes))
 

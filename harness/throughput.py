@@ -76,10 +76,16 @@ class Throughput:
         return "loader" if self.loader_images_per_s < self.model_images_per_s else "model"
 
     def as_dict(self) -> dict[str, float | int | str | None]:
-        return {**asdict(self), "bottleneck": self.bottleneck, "model_tflops": self.model_tflops, "engine_tflops": self.engine_tflops,
-                "model_mfu": self.model_tflops / self.peak_tflops, "engine_mfu": self.engine_tflops / self.peak_tflops,
-                "model_mfu_vendor": self.model_tflops / self.vendor_peak_tflops if self.vendor_peak_tflops else None,
-                "engine_mfu_vendor": self.engine_tflops / self.vendor_peak_tflops if self.vendor_peak_tflops else None}  # fmt: skip
+        return {
+            **asdict(self),
+            "bottleneck": self.bottleneck,
+            "model_tflops": self.model_tflops,
+            "engine_tflops": self.engine_tflops,
+            "model_mfu": self.model_tflops / self.peak_tflops,
+            "engine_mfu": self.engine_tflops / self.peak_tflops,
+            "model_mfu_vendor": self.model_tflops / self.vendor_peak_tflops if self.vendor_peak_tflops else None,
+            "engine_mfu_vendor": self.engine_tflops / self.vendor_peak_tflops if self.vendor_peak_tflops else None,
+        }
 
     def table(self) -> str:
         rows = [
@@ -88,16 +94,39 @@ class Throughput:
             ("model step on a fixed batch", self.model_images_per_s),
             ("engine end to end", self.engine_images_per_s),
         ]
-        execution = "".join(f", {name}" for name, used in (("torch.compile", self.compile), ("fused optimizer", self.fused_optimizer)) if used)
-        lines = [f"{self.case} on {self.device}, {self.precision}{execution}, {self.workers} loader workers, batch {self.batch_size}, {self.batches} timed batches", ""]
+        execution = "".join(
+            f", {name}"
+            for name, used in (("torch.compile", self.compile), ("fused optimizer", self.fused_optimizer))
+            if used
+        )
+        lines = [
+            (
+                f"{self.case} on {self.device}, {self.precision}{execution}, {self.workers} loader workers, batch"
+                f" {self.batch_size}, {self.batches} timed batches"
+            ),
+            "",
+        ]
         lines += [f"  {name:<30} {rate:>9.1f} img/s" for name, rate in rows]
         for index, rate in ((2, self.model_images_per_s), (3, self.engine_images_per_s)):
-            vendor = f", {self.tflops(rate) / self.vendor_peak_tflops:.1%} of the datasheet's {self.vendor_peak_tflops:g}" if self.vendor_peak_tflops else ""
-            lines[index + 2] += f"  {self.tflops(rate):.3g} TFLOP/s, MFU {self.tflops(rate) / self.peak_tflops:.1%} of the measured {self.peak_tflops:.3g}{vendor}"
+            vendor = (
+                f", {self.tflops(rate) / self.vendor_peak_tflops:.1%} of the datasheet's {self.vendor_peak_tflops:g}"
+                if self.vendor_peak_tflops
+                else ""
+            )
+            lines[index + 2] += (
+                f"  {self.tflops(rate):.3g} TFLOP/s, MFU {self.tflops(rate) / self.peak_tflops:.1%} of the measured"
+                f" {self.peak_tflops:.3g}{vendor}"
+            )
         lines[-1] += f"  (waiting for batches {self.engine_data_wait_share:.0%} of the time)"
         slower, faster = sorted((self.loader_images_per_s, self.model_images_per_s))
         other = "model" if self.bottleneck == "loader" else "loader"
-        lines += ["", f"bottleneck: the {self.bottleneck} at {slower:.1f} img/s (the {other} gives {faster / slower:.1f}x that); the engine end to end reaches {self.engine_images_per_s / slower:.0%} of it"]
+        lines += [
+            "",
+            (
+                f"bottleneck: the {self.bottleneck} at {slower:.1f} img/s (the {other} gives {faster / slower:.1f}x"
+                f" that); the engine end to end reaches {self.engine_images_per_s / slower:.0%} of it"
+            ),
+        ]
         return "\n".join(lines)
 
 
@@ -165,8 +194,13 @@ def engine_run(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> RunR
 
 def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Throughput:
     if spec.processes > 1:
-        raise DataError("throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its steady images/s)")
-    identity = runner.prepare(spec, settings.replace(decode_cache=True))  # checks, dataset, weights, decoded cache: before any timing
+        raise DataError(
+            "throughput measures one training process; give --devices 1 (multi-device speed: run the case and read its"
+            " steady images/s)"
+        )
+    identity = runner.prepare(
+        spec, settings.replace(decode_cache=True)
+    )  # checks, dataset, weights, decoded cache: before any timing
     workers = loading.prep_processes(spec, settings)  # as a GPU's one process has them, even on a CPU
     stats = models.data_stats(spec.model)
     cached = loading.for_spec(spec, settings.replace(decode_cache=True), stats, identity.data)
@@ -177,5 +211,21 @@ def measure(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> Through
     engine = engine_run(spec, settings.replace(workers=workers), batches)
     hw = detect()
     device = hw.gpu_name or f"CPU ({hw.cpu_cores} cores)"
-    return Throughput(loader_cached, loader_uncached, model, engine.steady_images_per_s, engine.data_wait_share or 0.0, workers, device, spec.id, spec.per_process_batch, batches,
-                      spec.precision, settings.compile, settings.fused_optimizer, engine.flops["train_per_image"], engine.mfu["peak_measured_tflops"], engine.mfu["peak_vendor_tflops"])  # fmt: skip
+    return Throughput(
+        loader_cached,
+        loader_uncached,
+        model,
+        engine.steady_images_per_s,
+        engine.data_wait_share or 0.0,
+        workers,
+        device,
+        spec.id,
+        spec.per_process_batch,
+        batches,
+        spec.precision,
+        settings.compile,
+        settings.fused_optimizer,
+        engine.flops["train_per_image"],
+        engine.mfu["peak_measured_tflops"],
+        engine.mfu["peak_vendor_tflops"],
+    )

@@ -54,5 +54,13 @@ def tiny_spec(dataset: str = "tiny", **changes) -> BenchmarkSpec:
         split=Split(0.5, 0.25, 0.25),
         train_augmentations=(aug("HorizontalFlip", p=0.5),),
     )
-    spec = BenchmarkSpec(model=TINY_MODEL, dataset=dataset, engine="poutyne", weights="random", precision="32-true", devices=1, recipe=recipe)
+    spec = BenchmarkSpec(
+        model=TINY_MODEL,
+        dataset=dataset,
+        engine="poutyne",
+        weights="random",
+        precision="32-true",
+        devices=1,
+        recipe=recipe,
+    )
     return spec.replace(**changes)

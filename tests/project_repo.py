@@ -10,18 +10,30 @@ from pathlib import Path
 from harness.settings import REPO_ROOT
 
 PROJECT_FILES = ("harness", "benchmarks", "conftest.py", "pytest.ini", "pyproject.toml", "constraints.txt", "README.md")
-GIT_ENV = {"GIT_AUTHOR_NAME": "bisect test", "GIT_AUTHOR_EMAIL": "bisect@example.invalid", "GIT_COMMITTER_NAME": "bisect test", "GIT_COMMITTER_EMAIL": "bisect@example.invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bisect test",
+    "GIT_AUTHOR_EMAIL": "bisect@example.invalid",
+    "GIT_COMMITTER_NAME": "bisect test",
+    "GIT_COMMITTER_EMAIL": "bisect@example.invalid",
+}
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env={**os.environ, **GIT_ENV}
+    ).stdout.strip()
 
 
 def project_repo(root: Path) -> Path:
     """This checkout's project files (tracked or new, not ignored; as they are in the working tree), committed as `base`."""
     repo = root / "repo"
     repo.mkdir(parents=True)
-    tracked = subprocess.run(["git", "-C", str(REPO_ROOT), "ls-files", "--cached", "--others", "--exclude-standard", *PROJECT_FILES], check=True, capture_output=True, text=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "ls-files", "--cached", "--others", "--exclude-standard", *PROJECT_FILES],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     for name in tracked:
         source, target = REPO_ROOT / name, repo / name
         if source.is_file():
@@ -57,14 +69,29 @@ def harmless(repo: Path, number: int) -> str:
 
 def wreck_fastvit_lr(repo: Path) -> str:
     """The FastViT recipe's lr 100 x higher: the smoke run (lr scaled to its batch) loses its pretrained features."""
-    edit(repo, "harness/catalog.py", "        lr=1e-3,\n        weight_decay=0.05,", "        lr=1e-1,\n        weight_decay=0.05,")
+    edit(
+        repo,
+        "harness/catalog.py",
+        "        lr=1e-3,\n        weight_decay=0.05,",
+        "        lr=1e-1,\n        weight_decay=0.05,",
+    )
     return commit(repo, "FastViT recipe: lr 1e-1")
 
 
 def slow_data_path(repo: Path) -> str:
     """10 ms more per image in the dataset's __getitem__: the loader becomes the bottleneck."""
-    edit(repo, "harness/data/dataset.py", "from collections.abc import Callable, Sequence\n", "import time\nfrom collections.abc import Callable, Sequence\n")
-    edit(repo, "harness/data/dataset.py", "    def __getitem__(self, key: int | tuple[int, int]):\n", "    def __getitem__(self, key: int | tuple[int, int]):\n        time.sleep(0.01)\n")
+    edit(
+        repo,
+        "harness/data/dataset.py",
+        "from collections.abc import Callable, Sequence\n",
+        "import time\nfrom collections.abc import Callable, Sequence\n",
+    )
+    edit(
+        repo,
+        "harness/data/dataset.py",
+        "    def __getitem__(self, key: int | tuple[int, int]):\n",
+        "    def __getitem__(self, key: int | tuple[int, int]):\n        time.sleep(0.01)\n",
+    )
     return commit(repo, "data: check each sample (slow)")
 
 

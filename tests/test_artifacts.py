@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import http.server
 import os
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -63,13 +63,20 @@ def test_every_epoch_lands_in_every_folder_and_the_bucket_byte_for_byte(engine, 
     blobs = {b.name: b for b in storage.Client().list_blobs(BUCKET, prefix=f"runs/{record.run_id}/")}
     assert sorted(blobs) == sorted(f"runs/{record.run_id}/{n}" for n in names)
     for name in names:
-        assert blobs[f"runs/{record.run_id}/{name}"].download_as_bytes() == (folders[0] / record.run_id / name).read_bytes()
+        assert (
+            blobs[f"runs/{record.run_id}/{name}"].download_as_bytes()
+            == (folders[0] / record.run_id / name).read_bytes()
+        )
     assert record.extra["artifacts"]["gcs"]["failures"] == []
     costs = record.extra["artifacts"]
     assert 0 <= costs["checkpoint_wait_s"] < record.wall_time_s  # the wait for the last write and uploads, reported
     assert 0 < costs["checkpoint_blocked_s"] < record.wall_time_s  # the training thread's snapshots
-    assert costs["checkpoint_writer_cpu_s"] > 0 and costs["checkpoint_upload_cpu_s"] > 0  # the background threads' work, measured
-    assert not [b.name for b in storage.Client().list_blobs(BUCKET) if "probe" in b.name]  # the pre-flight write check cleans up
+    assert (
+        costs["checkpoint_writer_cpu_s"] > 0 and costs["checkpoint_upload_cpu_s"] > 0
+    )  # the background threads' work, measured
+    assert not [
+        b.name for b in storage.Client().list_blobs(BUCKET) if "probe" in b.name
+    ]  # the pre-flight write check cleans up
     last = load(folders[1] / record.run_id / LAST)  # weights_only: no code runs
     assert last[HARNESS_KEY]["epoch"] == 2 and last[HARNESS_KEY]["engine"] == engine
     assert last[HARNESS_KEY]["spec"]["engine"] == engine and len(last[HARNESS_KEY]["history"]) == 2
@@ -78,14 +85,24 @@ def test_every_epoch_lands_in_every_folder_and_the_bucket_byte_for_byte(engine, 
     assert all(isinstance(v, torch.Tensor) for v in last["state_dict"].values())
 
 
-def test_a_bucket_that_cannot_be_written_is_refused_before_training(tiny_folder, settings, gcs, tmp_path, monkeypatch, capsys):
+def test_a_bucket_that_cannot_be_written_is_refused_before_training(
+    tiny_folder, settings, gcs, tmp_path, monkeypatch, capsys
+):
     """A wrong bucket name, then no credentials at all (no emulator): one line each, nothing trained."""
     settings = settings.replace(checkpoint_dirs=(tmp_path / "ckpt",), gcs_retry_s=5)
-    with pytest.raises(PreflightError, match=r"--gcs-bucket gs://no-such-bucket/x cannot be written \(NotFound: .*check the bucket name and the credentials"):
+    with pytest.raises(
+        PreflightError,
+        match=(
+            r"--gcs-bucket gs://no-such-bucket/x cannot be written \(NotFound: .*check the bucket name and the"
+            r" credentials"
+        ),
+    ):
         _run(tiny_folder, settings.replace(gcs_bucket="gs://no-such-bucket/x"))
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
-    with pytest.raises(PreflightError, match=r"cannot be written \(DefaultCredentialsError: .*GOOGLE_APPLICATION_CREDENTIALS"):
+    with pytest.raises(
+        PreflightError, match=r"cannot be written \(DefaultCredentialsError: .*GOOGLE_APPLICATION_CREDENTIALS"
+    ):
         _run(tiny_folder, settings.replace(gcs_bucket=f"gs://{BUCKET}/x"))
     assert "train_loss=" not in capsys.readouterr().out and not list(settings.results_dir.glob("*/result.json"))
 
@@ -95,12 +112,30 @@ def test_server_stopped_in_the_middle_of_a_run(tiny_folder, settings, gcs, tmp_p
     """The bucket dies after the first checkpoint: training finishes, every local copy is there."""
     ckpt = tmp_path / "ckpt"
     spec = tiny_spec().with_recipe(epochs=4)
-    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(ckpt,), gcs_bucket=f"gs://{BUCKET}/p", gcs_retry_s=3)
+    settings = settings.replace(
+        data_root=tiny_folder, checkpoint_dirs=(ckpt,), gcs_bucket=f"gs://{BUCKET}/p", gcs_retry_s=3
+    )
     run_id = runner.prepare(spec, settings).run_id
-    command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--spec",
+        str(tmp_path / "spec.json"),
+        "--settings",
+        str(tmp_path / "settings.json"),
+    ]
     (tmp_path / "spec.json").write_text(spec.to_json())
     (tmp_path / "settings.json").write_text(settings.to_json())
-    child = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     _wait_for(ckpt / run_id / epoch_file(1), child)
     gcs.stop()
     output = child.communicate(timeout=300)[0]
@@ -133,9 +168,26 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
     run_id = runner.prepare(spec, settings).run_id
     (tmp_path / "spec.json").write_text(spec.to_json())
     (tmp_path / "settings.json").write_text(settings.to_json())
-    command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--spec",
+        str(tmp_path / "spec.json"),
+        "--settings",
+        str(tmp_path / "settings.json"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    child = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     _wait_for(tmp_path / "ckpt" / run_id / LAST, child)  # the writer thread links last.ckpt just after the epoch file
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
@@ -155,7 +207,11 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
         assert without_timing(got) == pytest.approx(without_timing(expected), rel=1e-6)
     assert resumed.test == pytest.approx(straight.test, rel=1e-6)
     costs = straight.extra["artifacts"]  # each engine times its own checkpoint steps; a folder alone uploads nothing
-    assert 0 < costs["checkpoint_blocked_s"] < straight.wall_time_s and costs["checkpoint_writer_cpu_s"] > 0 and costs["checkpoint_upload_cpu_s"] == 0.0
+    assert (
+        0 < costs["checkpoint_blocked_s"] < straight.wall_time_s
+        and costs["checkpoint_writer_cpu_s"] > 0
+        and costs["checkpoint_upload_cpu_s"] == 0.0
+    )
 
 
 def test_resume_from_the_bucket_when_no_local_copy(tiny_folder, settings, gcs, tmp_path):
@@ -166,7 +222,9 @@ def test_resume_from_the_bucket_when_no_local_copy(tiny_folder, settings, gcs, t
     record = runner.run(tiny_spec().with_recipe(epochs=2), again)
     assert record.run_id == done.run_id and [r["epoch"] for r in record.history] == [1, 2]
     assert record.history == done.history  # replayed from the checkpoint, not trained again
-    assert record.train_images_per_s == pytest.approx(done.train_images_per_s) and record.train_images_per_s > 0  # the speed of the epochs it trained
+    assert (
+        record.train_images_per_s == pytest.approx(done.train_images_per_s) and record.train_images_per_s > 0
+    )  # the speed of the epochs it trained
     assert record.steady_images_per_s == pytest.approx(done.steady_images_per_s)
     assert (tmp_path / "b" / record.run_id / LAST).is_file() is False  # nothing was trained, so nothing new was saved
 
@@ -182,7 +240,9 @@ def test_wandb_offline_run_matches_the_record(tiny_folder, settings):
     logged = [row for row in run.history if "val_acc" in row]
     assert [row["epoch"] for row in logged] == [1, 2]
     for row, expected in zip(logged, record.history):
-        assert row["val_loss"] == pytest.approx(expected["val_loss"]) and row["train_acc"] == pytest.approx(expected["train_acc"])
+        assert row["val_loss"] == pytest.approx(expected["val_loss"]) and row["train_acc"] == pytest.approx(
+            expected["train_acc"]
+        )
     assert run.summary["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in record.history))
     assert run.summary["best_val_acc"] == pytest.approx(max(r["val_acc"] for r in record.history))
     assert run.summary["test_acc"] == pytest.approx(record.test["test_acc"])
@@ -192,7 +252,9 @@ def test_wandb_offline_run_matches_the_record(tiny_folder, settings):
 @pytest.fixture
 def answering_host(monkeypatch):
     """WANDB_BASE_URL: a loopback HTTP server that answers every request 404 (a host that is there, no wandb behind it)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # no do_GET: 501 to everything
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler
+    )  # no do_GET: 501 to everything
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
     yield server
@@ -223,7 +285,9 @@ def unreachable_wandb_host(kind: str) -> Iterator[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["refused", "silent"])
-def test_wandb_auto_with_a_key_and_no_wandb_host_tracks_offline_at_once(kind, tiny_folder, settings, monkeypatch, capfd):
+def test_wandb_auto_with_a_key_and_no_wandb_host_tracks_offline_at_once(
+    kind, tiny_folder, settings, monkeypatch, capfd
+):
     monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(settings.results_dir / "wandb-config"))
     with unreachable_wandb_host(kind) as url:
@@ -234,11 +298,19 @@ def test_wandb_auto_with_a_key_and_no_wandb_host_tracks_offline_at_once(kind, ti
     out = capfd.readouterr().out
     print(f"--wandb auto, wandb host {kind}: the whole run took {took:.1f} s (wandb's own wait was about 90 s)")
     assert took < 90, f"{took:.0f} s: the run waited for wandb"
-    assert record.extra["artifacts"]["wandb"] == {"mode": "offline", "id": record.extra["artifacts"]["wandb"]["id"], "dir": record.extra["artifacts"]["wandb"]["dir"]}
+    assert record.extra["artifacts"]["wandb"] == {
+        "mode": "offline",
+        "id": record.extra["artifacts"]["wandb"]["id"],
+        "dir": record.extra["artifacts"]["wandb"]["dir"],
+    }
     (run_dir,) = (settings.results_dir / "wandb").glob("offline-run-*")
     assert wandb_offline.read(run_dir).name == record.run_id and len(record.history) == 2
     lines = [line for line in out.splitlines() if f"wandb: {url} does not answer" in line]
-    assert len(lines) == 1 and "tracking this run offline" in lines[0] and f"wandb sync {settings.results_dir / 'wandb'}/offline-run-*" in lines[0], out
+    assert (
+        len(lines) == 1
+        and "tracking this run offline" in lines[0]
+        and f"wandb sync {settings.results_dir / 'wandb'}/offline-run-*" in lines[0]
+    ), out
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
@@ -247,7 +319,9 @@ def test_wandb_online_with_no_wandb_host_is_refused_before_training(kind, tiny_f
     with unreachable_wandb_host(kind) as url:
         monkeypatch.setenv("WANDB_BASE_URL", url)
         code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path, "--wandb", "online"))
-    assert_one_line_refusal(code, out, err, f"--wandb online: the wandb host {url} does not answer", "--wandb offline", "wandb sync")
+    assert_one_line_refusal(
+        code, out, err, f"--wandb online: the wandb host {url} does not answer", "--wandb offline", "wandb sync"
+    )
 
 
 def test_history_csv_and_curves_beside_the_record(tiny_folder, settings):
@@ -288,23 +362,40 @@ def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, ti
     folder = tmp_path / "ckpt"
     settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(folder,), fused_optimizer=True)
     last = _interrupted_after_epoch_1(spec, settings, folder)
-    wrapped = {k for k in torch.compile(timm.create_model(spec.model, num_classes=6)).state_dict()}  # the keys a compiled model saves
+    wrapped = {
+        k for k in torch.compile(timm.create_model(spec.model, num_classes=6)).state_dict()
+    }  # the keys a compiled model saves
     assert all(k.startswith("_orig_mod.") for k in wrapped)
     inner = "model." if engine == "lightning" else ""
     _rewritten(last, lambda k: f"{inner}_orig_mod.{k.removeprefix(inner)}" if k.startswith(inner) else k)
     resumed = runner.run(spec, settings.replace(resume=True, fused_optimizer=False), run_id="r")
     assert [row["epoch"] for row in resumed.history] == [1, 2]
-    assert resumed.execution["by_epoch"] == [{"from_epoch": 1, "compile": False, "fused_optimizer": True}, {"from_epoch": 2, "compile": False, "fused_optimizer": False}]
+    assert resumed.execution["by_epoch"] == [
+        {"from_epoch": 1, "compile": False, "fused_optimizer": True},
+        {"from_epoch": 2, "compile": False, "fused_optimizer": False},
+    ]
 
     last = _interrupted_after_epoch_1(spec, settings, folder)
     _rewritten(last, lambda k: k.replace("conv_stem", "stem_conv"))
-    with pytest.raises(ResumeError, match=r"last.ckpt does not fit EfficientNet: keys missing conv_stem.weight; unexpected stem_conv.weight; it holds another model or layout") as refused:
+    with pytest.raises(
+        ResumeError,
+        match=(
+            r"last.ckpt does not fit EfficientNet: keys missing conv_stem.weight; unexpected stem_conv.weight; it holds"
+            r" another model or layout"
+        ),
+    ) as refused:
         runner.run(spec, settings.replace(resume=True), run_id="r")
     assert "\n" not in str(refused.value)
 
     torch.save({"state_dict": {}}, last.with_name("foreign.ckpt"))
     os.replace(last.with_name("foreign.ckpt"), last)
-    with pytest.raises(ResumeError, match=r"last.ckpt holds no trainbench state \(no 'trainbench' entry: written by another tool or by hand\); move it out of"):
+    with pytest.raises(
+        ResumeError,
+        match=(
+            r"last.ckpt holds no trainbench state \(no 'trainbench' entry: written by another tool or by hand\); move"
+            r" it out of"
+        ),
+    ):
         runner.run(spec, settings.replace(resume=True), run_id="r")
 
 
@@ -321,11 +412,38 @@ def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engi
     from harness.interrupts import TERM_WAIT_S
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [sys.executable, "-m", "harness", "run", "--model", tiny_spec().model, "--engine", engine,
-               "--data", str(tiny_folder), "--weights", "random", "--epochs", "6", "--image-size", "32",
-               "--batch-size", "8", "--workers", "0", "--wandb", "off", "--mlflow", store,
-               "--results-dir", str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "ckpt"),
-               "--gcs-bucket", f"gs://{BUCKET}/r"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--model",
+        tiny_spec().model,
+        "--engine",
+        engine,
+        "--data",
+        str(tiny_folder),
+        "--weights",
+        "random",
+        "--epochs",
+        "6",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--wandb",
+        "off",
+        "--mlflow",
+        store,
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+        "--gcs-bucket",
+        f"gs://{BUCKET}/r",
+    ]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRAINBENCH_")}, "STORAGE_EMULATOR_HOST": gcs.url}
     child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     errors: list[str] = []
@@ -353,7 +471,8 @@ def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engi
     assert TERM_WAIT_S - 1 <= waited <= TERM_WAIT_S + 30, f"waited {waited:.1f} s, not about {TERM_WAIT_S} s"
     first, second = [line.strip() for line in errors if line.strip()]
     assert first.startswith("terminated (SIGTERM): uploading ") and first.endswith(
-        f"checkpoint(s) to gs://{BUCKET}/r for up to {TERM_WAIT_S:.0f} s, then leaving them local"), first
+        f"checkpoint(s) to gs://{BUCKET}/r for up to {TERM_WAIT_S:.0f} s, then leaving them local"
+    ), first
     said = f"terminated (SIGTERM): not confirmed in the bucket after {TERM_WAIT_S:.0f} s, kept local: gs://"
     assert second.startswith(said), second
     assert second.endswith("; the next run with this bucket uploads them"), second
@@ -374,7 +493,9 @@ def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
-def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(engine, tiny_folder, tmp_path, gcs):
+def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(
+    engine, tiny_folder, tmp_path, gcs
+):
     """One Ctrl-C waited about 11 s in silence for the uploads; a second gave a threading traceback
     and left the bucket without checkpoints that existed locally."""
     import threading
@@ -382,13 +503,47 @@ def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run
     from harness.artifacts.gcs import NOT_UPLOADED
 
     def command(epochs: int) -> list[str]:
-        return [sys.executable, "-m", "harness", "run", "--model", tiny_spec().model, "--engine", engine, "--data", str(tiny_folder), "--weights", "random", "--epochs", str(epochs),
-                "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "results"),
-                "--checkpoint-dir", str(tmp_path / "ckpt"), "--gcs-bucket", f"gs://{BUCKET}/r"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            "--model",
+            tiny_spec().model,
+            "--engine",
+            engine,
+            "--data",
+            str(tiny_folder),
+            "--weights",
+            "random",
+            "--epochs",
+            str(epochs),
+            "--image-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--workers",
+            "0",
+            "--wandb",
+            "off",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+            "--gcs-bucket",
+            f"gs://{BUCKET}/r",
+        ]
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRAINBENCH_")}, "STORAGE_EMULATOR_HOST": gcs.url}
-    child = subprocess.Popen(command(20), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    child = subprocess.Popen(
+        command(20),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     errors: list[str] = []
     reader = threading.Thread(target=lambda: errors.extend(iter(child.stderr.readline, "")), daemon=True)
     reader.start()
@@ -414,14 +569,22 @@ def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run
     reader.join(timeout=10)
     assert child.returncode == 130 and "Traceback" not in "".join(errors), "".join(errors)
     first, second = [line.strip() for line in errors if line.strip()]
-    assert first.startswith("interrupted: uploading ") and first.endswith(f"checkpoint(s) to gs://{BUCKET}/r; Ctrl-C again to leave them local")
-    assert second.startswith("interrupted again: not confirmed in the bucket, kept local: gs://") and second.endswith("; the next run with this bucket uploads them")
+    assert first.startswith("interrupted: uploading ") and first.endswith(
+        f"checkpoint(s) to gs://{BUCKET}/r; Ctrl-C again to leave them local"
+    )
+    assert second.startswith("interrupted again: not confirmed in the bucket, kept local: gs://") and second.endswith(
+        "; the next run with this bucket uploads them"
+    )
     left = [name.removeprefix(f"gs://{BUCKET}/") for name in second.split("kept local: ")[1].split(";")[0].split(", ")]
     (manifest,) = (tmp_path / "ckpt").rglob(NOT_UPLOADED)
     in_bucket = {b.name for b in storage.Client().list_blobs(BUCKET, prefix="r/")}
-    assert len(set(left) - in_bucket) >= len(left) - 1  # the upload in flight may still have landed; the queued ones did not
+    assert (
+        len(set(left) - in_bucket) >= len(left) - 1
+    )  # the upload in flight may still have landed; the queued ones did not
 
-    done = subprocess.run(command(1), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)  # another run, the same bucket
+    done = subprocess.run(
+        command(1), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )  # another run, the same bucket
     assert done.returncode == 0, done.stdout + done.stderr
     assert "checkpoint(s) an interrupted run left local" in done.stdout
     assert set(left) <= {b.name for b in storage.Client().list_blobs(BUCKET, prefix="r/")} and not manifest.exists()

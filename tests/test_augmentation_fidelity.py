@@ -40,13 +40,21 @@ def test_each_transform_applies_at_its_rate_and_independently(folder, workflow):
     assert len(statistics.rates) == len(recipe.train_augmentations)
     for rate in statistics.rates:
         assert rate.consistent, f"{rate.name}: applied {rate.rate:.3f} of draws, interval {rate.interval}, p={rate.p}"
-    assert statistics.unaugmented_consistent, f"{statistics.unaugmented} of 3000 un-augmented, expected share {statistics.expected_unaugmented:.4f}"
+    assert statistics.unaugmented_consistent, (
+        f"{statistics.unaugmented} of 3000 un-augmented, expected share {statistics.expected_unaugmented:.4f}"
+    )
     assert statistics.independent, f"transforms fire together: {statistics.pair_p_values}"
 
 
 def test_rates_follow_unequal_probabilities(folder):
-    recipe = dataclasses.replace(catalog.profile_recipe(catalog.FASTVIT, "smoke"),
-                                 train_augmentations=(aug("HorizontalFlip", p=0.2), aug("VerticalFlip", p=0.7), aug("RandomBrightnessContrast", p=0.5)))  # fmt: skip
+    recipe = dataclasses.replace(
+        catalog.profile_recipe(catalog.FASTVIT, "smoke"),
+        train_augmentations=(
+            aug("HorizontalFlip", p=0.2),
+            aug("VerticalFlip", p=0.7),
+            aug("RandomBrightnessContrast", p=0.5),
+        ),
+    )
     statistics = apply_statistics(loading.build(folder, recipe, STATS).train, draws=3000)
     assert [r.p for r in statistics.rates] == [0.2, 0.7, 0.5]
     assert statistics.consistent, statistics.markdown()
@@ -65,8 +73,12 @@ def test_flips_and_transpose_cover_all_eight_dihedral_variants_in_equal_shares(t
         (root / name).mkdir(parents=True)
         for i in range(10):  # stored at the recipe's size: the resize is the identity, only the symmetries move pixels
             Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
-    recipe = dataclasses.replace(catalog.profile_recipe(catalog.EFFICIENTNETV2, "smoke"), image_size=16, split=catalog.Split(0.5, 0.25, 0.25),
-                                 train_augmentations=(aug("HorizontalFlip", p=0.5), aug("VerticalFlip", p=0.5), aug("Transpose", p=0.5)))  # fmt: skip
+    recipe = dataclasses.replace(
+        catalog.profile_recipe(catalog.EFFICIENTNETV2, "smoke"),
+        image_size=16,
+        split=catalog.Split(0.5, 0.25, 0.25),
+        train_augmentations=(aug("HorizontalFlip", p=0.5), aug("VerticalFlip", p=0.5), aug("Transpose", p=0.5)),
+    )
     train = loading.build(root, recipe, STATS).train
     counts = np.zeros(8, dtype=int)
     keys = itertools.islice(((i, epoch) for epoch in itertools.count() for i in range(len(train))), 4000)
@@ -77,7 +89,9 @@ def test_flips_and_transpose_cover_all_eight_dihedral_variants_in_equal_shares(t
         counts[matches[0]] += 1
     assert (counts > 0).all(), f"dihedral variants never drawn: {counts}"
     result = stats.chisquare(counts)
-    assert result.pvalue > 0.001, f"dihedral variants not in equal shares: {counts.tolist()} (chi-square p={result.pvalue:.2g})"
+    assert result.pvalue > 0.001, (
+        f"dihedral variants not in equal shares: {counts.tolist()} (chi-square p={result.pvalue:.2g})"
+    )
 
 
 def test_a_key_draws_the_same_augmentation_in_any_order(folder):
@@ -103,6 +117,11 @@ def test_a_pipeline_built_outside_the_dataset_is_independent_too():
         row[:] = [bool(t.get_applied_params()) for t in pipeline.transforms[1:-1]]
     pairs = list(itertools.combinations(range(applied.shape[1]), 2))
     for a, b in pairs:
-        table = [[np.sum(applied[:, a] & applied[:, b]), np.sum(applied[:, a] & ~applied[:, b])], [np.sum(~applied[:, a] & applied[:, b]), np.sum(~applied[:, a] & ~applied[:, b])]]
+        table = [
+            [np.sum(applied[:, a] & applied[:, b]), np.sum(applied[:, a] & ~applied[:, b])],
+            [np.sum(~applied[:, a] & applied[:, b]), np.sum(~applied[:, a] & ~applied[:, b])],
+        ]
         p_value = stats.chi2_contingency(table, correction=False).pvalue
-        assert p_value > 0.01 / len(pairs), f"{recipe.train_augmentations[a].name} and {recipe.train_augmentations[b].name} fire together: {table}"
+        assert p_value > 0.01 / len(pairs), (
+            f"{recipe.train_augmentations[a].name} and {recipe.train_augmentations[b].name} fire together: {table}"
+        )

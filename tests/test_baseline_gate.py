@@ -11,7 +11,7 @@ from tests.conftest import tiny_spec
 
 pytest_plugins = ["pytester"]
 
-BENCHMARK = '''
+BENCHMARK = """
 from tests.conftest import tiny_spec, make_image_folder
 
 def test_tiny(run_book, tmp_path_factory, benchmark):
@@ -19,7 +19,7 @@ def test_tiny(run_book, tmp_path_factory, benchmark):
     run_book.settings = run_book.settings.replace(data_root=folder)
     record = benchmark.pedantic(run_book.get, args=(tiny_spec(),), rounds=1, iterations=1)
     assert record.test["test_acc"] >= 0
-'''
+"""
 
 
 @pytest.mark.slow
@@ -29,10 +29,17 @@ def test_tiny(run_book, tmp_path_factory, benchmark):
         ("test_efficientnet-tiny-poutyne-32true-1dev-random", 0.0, "pass", True),
         ("test_efficientnet-tiny-poutyne-32true-1dev-random", 1.0, "REGRESSION", True),
         ("another-case", 0.0, "ERROR", True),  # nothing in common: the gate never passes on nothing
-        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 0.0, "UNDECIDED", False),  # the baseline has accuracy only: the rest is not compared
+        (
+            "test_efficientnet-tiny-poutyne-32true-1dev-random",
+            0.0,
+            "UNDECIDED",
+            False,
+        ),  # the baseline has accuracy only: the rest is not compared
     ],
 )
-def test_session_fails_on_regression_or_nothing_to_compare(pytester, monkeypatch, spec_id, baseline_acc, verdict, narrowed):
+def test_session_fails_on_regression_or_nothing_to_compare(
+    pytester, monkeypatch, spec_id, baseline_acc, verdict, narrowed
+):
     monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
     pytester.makepyfile(test_tiny=BENCHMARK)
@@ -40,17 +47,29 @@ def test_session_fails_on_regression_or_nothing_to_compare(pytester, monkeypatch
     info = {"spec_id": spec_id, "recipe": tiny_spec().recipe_fingerprint, "test_acc": baseline_acc}
     baseline.write_text(json.dumps({"benchmarks": [{"extra_info": info}]}))
     gate = ["--gate-metrics", "acc"] if narrowed else []
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--results-dir", str(pytester.path / "r"), "--baseline", str(baseline), *gate)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--wandb",
+        "off",
+        "--results-dir",
+        str(pytester.path / "r"),
+        "--baseline",
+        str(baseline),
+        *gate,
+    )
     result.stdout.fnmatch_lines([f"*regression gate: {verdict}*"])
     if verdict == "UNDECIDED":
-        result.stdout.fnmatch_lines(["*test_loss (missing in baseline*", "*UNDECIDED: 4 gated metric(s) missing on one side*"])
+        result.stdout.fnmatch_lines(
+            ["*test_loss (missing in baseline*", "*UNDECIDED: 4 gated metric(s) missing on one side*"]
+        )
     if verdict == "ERROR":
         result.stdout.fnmatch_lines(["*no case in common*another-case@*this session: 1 case(s), 1 run(s)*"])
     assert result.ret == (0 if verdict == "pass" else 1)
     result.assert_outcomes(passed=1)
 
 
-SEEDED_BENCHMARK = '''
+SEEDED_BENCHMARK = """
 import pytest
 from benchmarks.plugin import record_in_benchmark, repeat_id, repeats
 from tests.conftest import make_image_folder, tiny_spec
@@ -68,7 +87,7 @@ def test_tiny(spec, run_book, tmp_path_factory, benchmark):
     run_book.settings = run_book.settings.replace(data_root=folder)
     record = benchmark.pedantic(run_book.get, args=(spec,), rounds=1, iterations=1)
     record_in_benchmark(benchmark, record)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -82,7 +101,9 @@ def test_two_sessions_of_identical_code_pass_the_gate_and_ten_points_less_accura
     folders = []
     for night in ("first", "second"):
         folders.append(pytester.path / night)
-        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--wandb", "off", "--seeds", "3", "--results-dir", str(folders[-1]), "-v")
+        result = pytester.runpytest_subprocess(
+            "-p", "no:cacheprovider", "--wandb", "off", "--seeds", "3", "--results-dir", str(folders[-1]), "-v"
+        )
         result.assert_outcomes(passed=3)
         result.stdout.fnmatch_lines(["*test_tiny*-s42*PASSED*", "*test_tiny*-s44*PASSED*", "*Cases over seeds*"])
     # Speed is not asserted between two sessions of a shared 2-core machine (sub-second epochs moved
@@ -95,4 +116,8 @@ def test_two_sessions_of_identical_code_pass_the_gate_and_ten_points_less_accura
         edited["test"]["test_acc"] -= 0.10
         path.write_text(json.dumps(edited))
     worse = subprocess.run(compare, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert worse.returncode == 1 and "FAIL: 1 regression(s)" in worse.stdout and "test_acc" in worse.stdout.split("FAIL:")[1], worse.stdout
+    assert (
+        worse.returncode == 1
+        and "FAIL: 1 regression(s)" in worse.stdout
+        and "test_acc" in worse.stdout.split("FAIL:")[1]
+    ), worse.stdout

@@ -41,11 +41,18 @@ def test_bisect_names_the_commit_that_wrecked_accuracy(tmp_path):
     status, data = bisect.run(request(repo, good, "HEAD", tmp_path / "out", seeds=1, metrics=("test_acc", "test_loss")))
     assert status == 0 and data["outcome"] == "culprit", data["summary"]
     assert data["first_bad"]["sha"] == shas[2] and data["last_good"]["sha"] == shas[1]
-    assert data["first_bad"]["files"] == ["harness/catalog.py"] and data["first_bad"]["subject"] == "FastViT recipe: lr 1e-1"
+    assert (
+        data["first_bad"]["files"] == ["harness/catalog.py"]
+        and data["first_bad"]["subject"] == "FastViT recipe: lr 1e-1"
+    )
     assert "test_acc" in data["regressed_between_ends"]
     verdicts = {step["sha"]: step["verdict"] for step in data["steps"]}
-    assert all(verdicts[sha] == "good" for sha in (good, *shas[:2]) if sha in verdicts) and all(verdicts[sha] == "bad" for sha in shas[2:] if sha in verdicts)
-    assert data["rounds"] == data["measurements"] == len(data["steps"]) <= 2 + 2  # serial: the ends, then log2(3 candidates) rounded up
+    assert all(verdicts[sha] == "good" for sha in (good, *shas[:2]) if sha in verdicts) and all(
+        verdicts[sha] == "bad" for sha in shas[2:] if sha in verdicts
+    )
+    assert (
+        data["rounds"] == data["measurements"] == len(data["steps"]) <= 2 + 2
+    )  # serial: the ends, then log2(3 candidates) rounded up
     assert shas[2] in data["reproduce"] and "-k" in data["reproduce"] and data["not_monotonic"] == []
     assert data["dependency_changes"] == []
     assert shas[2] in (tmp_path / "out" / "bisect.md").read_text()
@@ -63,29 +70,81 @@ def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_
     nights = tmp_path / "nights"
     # last night: the good commit's records (a pytest session in a worktree of it; records carry git_commit)
     git(repo, "worktree", "add", "--detach", str(tmp_path / "good"), good)
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "good"), "TRAINBENCH_WANDB": "off", "OMP_NUM_THREADS": "1"}  # one thread, as in a 1-CPU Ray task tonight
-    last_night = [sys.executable, "-m", "pytest", "benchmarks", "-k", CASE, *TINY, "--results-dir", str(nights / "night-1" / "records"), "-p", "no:cacheprovider", "-q"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "good"),
+        "TRAINBENCH_WANDB": "off",
+        "OMP_NUM_THREADS": "1",
+    }  # one thread, as in a 1-CPU Ray task tonight
+    last_night = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks",
+        "-k",
+        CASE,
+        *TINY,
+        "--results-dir",
+        str(nights / "night-1" / "records"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+    ]
     subprocess.run(last_night, cwd=tmp_path / "good", env=env, capture_output=True, check=True, timeout=300)
     cluster = None
     try:
-        cluster = LoopbackCluster(tmp_path / "cluster", nodes=2, cpus_per_node=1, env={"PYTHONPATH": str(repo)})  # its workers import the repository's harness
+        cluster = LoopbackCluster(
+            tmp_path / "cluster", nodes=2, cpus_per_node=1, env={"PYTHONPATH": str(repo)}
+        )  # its workers import the repository's harness
         # this VM's two threads are sometimes 40 % slower per process (baselines/cpu-2core-avx512/NOTES.md): the planted slowdown (about half the images/s) is beyond 35 %
-        command = [sys.executable, "-m", "harness", "nightly", "--out", str(nights / "night-2"), "--address", cluster.address, "--baseline", str(nights / "night-1"),
-                   "--tolerance", "images_per_s=0.35", "--bisect", "--", "-k", CASE, *TINY, "--wandb", "off"]  # fmt: skip
-        done = subprocess.run(command, cwd=repo, env={**cluster.env, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=900)
+        command = [
+            sys.executable,
+            "-m",
+            "harness",
+            "nightly",
+            "--out",
+            str(nights / "night-2"),
+            "--address",
+            cluster.address,
+            "--baseline",
+            str(nights / "night-1"),
+            "--tolerance",
+            "images_per_s=0.35",
+            "--bisect",
+            "--",
+            "-k",
+            CASE,
+            *TINY,
+            "--wandb",
+            "off",
+        ]
+        done = subprocess.run(
+            command, cwd=repo, env={**cluster.env, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=900
+        )
     finally:
         if cluster is not None:
             cluster.stop()
     output = done.stdout[-4000:] + done.stderr[-2000:]
-    assert done.returncode == 1 and (nights / "night-2" / "regression.md").is_file(), output  # a regression fails the night
+    assert done.returncode == 1 and (nights / "night-2" / "regression.md").is_file(), (
+        output
+    )  # a regression fails the night
     regression = (nights / "night-2" / "regression.md").read_text()
     assert "steady_images_per_s" in regression and "## Culprits" in regression and shas[1] in regression, regression
     (folder,) = (nights / "night-2" / "bisect").iterdir()
     data = json.loads((folder / "bisect.json").read_text())
     assert data["outcome"] == "culprit" and data["first_bad"]["sha"] == shas[1] and data["last_good"]["sha"] == shas[0]
-    assert data["good"]["sha"] == good and data["bad"]["sha"] == shas[-1] and data["regressed_between_ends"] == ["steady_images_per_s"]
-    assert data["parallel"] == 2 and len({step["node"] for step in data["steps"]}) == 2, "two steps per round, one on each node"
-    assert data["rounds"] < data["measurements"], "two steps per round: the ends in one round, both commits between them in the next (2 rounds, 4 steps here, more where a step fell in the noise band)"
+    assert (
+        data["good"]["sha"] == good
+        and data["bad"]["sha"] == shas[-1]
+        and data["regressed_between_ends"] == ["steady_images_per_s"]
+    )
+    assert data["parallel"] == 2 and len({step["node"] for step in data["steps"]}) == 2, (
+        "two steps per round, one on each node"
+    )
+    assert data["rounds"] < data["measurements"], (
+        "two steps per round: the ends in one round, both commits between them in the next (2 rounds, 4 steps here,"
+        " more where a step fell in the noise band)"
+    )
 
 
 @pytest.mark.slow
@@ -111,7 +170,9 @@ def _index_reachable() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _index_reachable(), reason="pypi.org is unreachable: a revision's own environment cannot be built here")
+@pytest.mark.skipif(
+    not _index_reachable(), reason="pypi.org is unreachable: a revision's own environment cannot be built here"
+)
 def test_a_constraints_change_gets_an_environment_of_its_own(tmp_path):
     repo = project_repo(tmp_path)
     current = pins((repo / "constraints.txt").read_bytes())["filelock"]
@@ -122,7 +183,12 @@ def test_a_constraints_change_gets_an_environment_of_its_own(tmp_path):
     assert python[data["good"]["sha"]] == "current" and python[bumped].startswith("built ")
     assert data["dependency_changes"] == [f"filelock {current} -> 3.16.1"]
     interpreter = next(step["interpreter"] for step in data["steps"] if step["sha"] == bumped)
-    version = subprocess.run([str(interpreter), "-c", "import filelock, torch; print(filelock.__version__)"], capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [str(interpreter), "-c", "import filelock, torch; print(filelock.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert version == "3.16.1", "the layer's pin shadows this environment's, and the rest (torch) comes from below"
 
 
@@ -135,12 +201,22 @@ def test_rounds_pick_evenly_spaced_revisions():
 
 
 def test_budget_and_dependency_changes_are_read_as_written():
-    assert parse_budget("12") == Budget(steps=12) and parse_budget("30m") == Budget(minutes=30.0) and parse_budget("1.5min") == Budget(minutes=1.5)
+    assert (
+        parse_budget("12") == Budget(steps=12)
+        and parse_budget("30m") == Budget(minutes=30.0)
+        and parse_budget("1.5min") == Budget(minutes=1.5)
+    )
     for bad in ("0", "1", "soon", "-3m"):
         with pytest.raises(ValueError, match="neither a number of steps"):
             parse_budget(bad)
-    before = {"constraints.txt": b"torch==2.13.0\nnumpy==2.4.6  # pinned\n", "pyproject.toml": b'[project]\ndependencies = ["torch>=2"]\n'}
-    after = {"constraints.txt": b"torch==2.14.1\nnumpy==2.4.6\nuv==0.13.9\n", "pyproject.toml": b'[project]\ndependencies = ["torch>=2"]\n[project.optional-dependencies]\nbisect = ["uv"]\n'}
+    before = {
+        "constraints.txt": b"torch==2.13.0\nnumpy==2.4.6  # pinned\n",
+        "pyproject.toml": b'[project]\ndependencies = ["torch>=2"]\n',
+    }
+    after = {
+        "constraints.txt": b"torch==2.14.1\nnumpy==2.4.6\nuv==0.13.9\n",
+        "pyproject.toml": b'[project]\ndependencies = ["torch>=2"]\n[project.optional-dependencies]\nbisect = ["uv"]\n',
+    }
     assert dependency_changes(before, after) == ["torch 2.13.0 -> 2.14.1", "uv (none) -> 0.13.9", "+ uv [bisect]"]
 
 
@@ -180,6 +256,13 @@ def test_a_nightly_over_the_same_commit_names_what_else_differs(tmp_path):
         run.environment.update(git_commit="0123456789abcdef0123456789abcdef01234567", torch=torch)
     _night(nights, "2026-11-28", [before])
     _night(nights, "2026-11-29", [tonight])
-    assert finish(Night(nights / "2026-11-29", [], baseline=nights / "2026-11-28", bisect=Budget()), failed=False, wall_s=1.0) == 1
+    assert (
+        finish(
+            Night(nights / "2026-11-29", [], baseline=nights / "2026-11-28", bisect=Budget()), failed=False, wall_s=1.0
+        )
+        == 1
+    )
     regression = (nights / "2026-11-29" / "regression.md").read_text()
-    assert "ran the same commit 0123456789, so no commit to blame" in regression and "torch 2.13.0 -> 2.14.1" in regression, regression
+    assert (
+        "ran the same commit 0123456789, so no commit to blame" in regression and "torch 2.13.0 -> 2.14.1" in regression
+    ), regression

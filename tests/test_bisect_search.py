@@ -46,25 +46,51 @@ class SimulatedMachine:
         measured = []
         for commit, seeds in batch:
             index = self.commits.index(commit)
-            speed = 100.0 * (1 - self.slowdown if self.culprit is not None and index >= self.culprit else 1.0) * (1 - self.drift) ** self.rounds
+            speed = (
+                100.0
+                * (1 - self.slowdown if self.culprit is not None and index >= self.culprit else 1.0)
+                * (1 - self.drift) ** self.rounds
+            )
             records = {}
             for spec in SPEC.repeats(seeds) if self.rounds not in self.lost else ():
                 seed = spec.recipe.seed
-                images_per_s = speed * (1 + self.noise * self.rng.gauss(0, 1)) + (self.wobble if seed % 2 else -self.wobble)
-                record = RunResult(f"{spec.id}-s{seed}", spec.to_dict(), [], {"test_acc": 0.80 + 0.01 * (seed % 3), "test_loss": 0.5}, 60.0, images_per_s,
-                                   {"git_commit": commit.sha}, "2026-11-30T00:00:00+00:00", steady_images_per_s=images_per_s)  # fmt: skip
+                images_per_s = speed * (1 + self.noise * self.rng.gauss(0, 1)) + (
+                    self.wobble if seed % 2 else -self.wobble
+                )
+                record = RunResult(
+                    f"{spec.id}-s{seed}",
+                    spec.to_dict(),
+                    [],
+                    {"test_acc": 0.80 + 0.01 * (seed % 3), "test_loss": 0.5},
+                    60.0,
+                    images_per_s,
+                    {"git_commit": commit.sha},
+                    "2026-11-30T00:00:00+00:00",
+                    steady_images_per_s=images_per_s,
+                )
                 records[f"{record.run_id}/result.json"] = json.dumps(json_safe(asdict(record))).encode()
             measured.append(Measurement(commit.sha, seeds, 0, 1.0, records, "", "current", sys.executable))
         self.rounds += 1
         return measured
 
 
-def bisections(tmp_path, count: int, commits: int = 8, seed: int = 0, parallel: int = 1, budget: Budget = Budget(), **machine) -> list[Bisection]:
+def bisections(
+    tmp_path, count: int, commits: int = 8, seed: int = 0, parallel: int = 1, budget: Budget = Budget(), **machine
+) -> list[Bisection]:
     """`count` bisections of `commits` commits after the good end, each on a fresh simulated machine."""
     rng, done = random.Random(seed), []
     revisions = [Commit(f"{i:02d}{0:038x}", f"commit {i}", "2026-11-30T00:00:00+00:00", ()) for i in range(commits + 1)]
     for k in range(count):
-        bisection = Bisection(revisions, "fastvit", SPEC.id, SimulatedMachine(revisions, rng, **machine), tmp_path / f"b{k}", DEFAULT_TOLERANCES, parallel=parallel, budget=budget)
+        bisection = Bisection(
+            revisions,
+            "fastvit",
+            SPEC.id,
+            SimulatedMachine(revisions, rng, **machine),
+            tmp_path / f"b{k}",
+            DEFAULT_TOLERANCES,
+            parallel=parallel,
+            budget=budget,
+        )
         bisection.run()
         done.append(bisection)
     return done
@@ -95,7 +121,9 @@ def test_a_machine_that_slows_down_between_the_ends_is_not_blamed_on_a_commit(tm
     # 9 % slower per round: measured one after the other, the bad end is clearly slower than the good end
     # measured before it (beyond 7 % and the 1 % noise), but not than the good end measured before and after it
     serial = bisections(tmp_path / "serial", 50, noise=0.01, drift=0.09)
-    assert all(b.outcome == "no regression" and b.good.pooled for b in serial), [b.outcome for b in serial]  # (with more seeds where the pooled ends fell in the noise band)
+    assert all(b.outcome == "no regression" and b.good.pooled for b in serial), [
+        b.outcome for b in serial
+    ]  # (with more seeds where the pooled ends fell in the noise band)
     # measured in one round, at the same time, the ends see the same drift: nothing to measure again
     together = bisections(tmp_path / "parallel", 20, noise=0.01, drift=0.09, parallel=2)
     assert all(b.outcome == "no regression" and not b.good.pooled and b.good.measured == 1 for b in together)
@@ -114,7 +142,10 @@ def test_a_real_slowdown_is_found_at_its_commit_serially_and_in_parallel(tmp_pat
         assert len(found) >= 48, [(b.outcome, b.interval() if b.outcome == "culprit" else None) for b in runs]
         assert all(b.regressed == ["steady_images_per_s"] for b in found)
         typical = statistics.mode(b.rounds for b in found)  # more where a step fell in the noise band
-        assert typical == (2 + 1 + 3 if parallel == 1 else 1 + 2), f"{typical} rounds: the ends (one round each serially), the good end again after the bad one (serially), then log2(7) or log4(7) rounded up"
+        assert typical == (2 + 1 + 3 if parallel == 1 else 1 + 2), (
+            f"{typical} rounds: the ends (one round each serially), the good end again after the bad one (serially),"
+            " then log2(7) or log4(7) rounded up"
+        )
 
 
 def test_ends_within_the_noise_band_at_the_seed_bound_are_not_bisected(tmp_path):
@@ -122,5 +153,8 @@ def test_ends_within_the_noise_band_at_the_seed_bound_are_not_bisected(tmp_path)
     # the difference stays within one standard error of the threshold at 2, 4 and 8 seeds, where seed noise decides
     (b,) = bisections(tmp_path, 1, culprit=1, slowdown=0.08, wobble=4.0)
     assert b.outcome == "no clear regression" and b.regressed == [] and b.not_followed == ["steady_images_per_s"]
-    assert [b.steps[0].seeds, b.steps[b.bad_index].seeds] == [8, 8] and set(b.steps) == {0, b.bad_index}, "only the ends, measured with 2, 4 and 8 seeds"
+    assert [b.steps[0].seeds, b.steps[b.bad_index].seeds] == [8, 8] and set(b.steps) == {
+        0,
+        b.bad_index,
+    }, "only the ends, measured with 2, 4 and 8 seeds"
     assert b.rounds == 6

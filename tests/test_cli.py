@@ -17,16 +17,61 @@ def harness(*args, cwd=REPO_ROOT):
 
 def test_help_documents_every_option():
     out = harness("run", "--help").stdout
-    for option in ("--model", "--data", "--engine", "--weights", "--epochs", "--image-size", "--batch-size", "--optimizer",
-                   "--lr", "--weight-decay", "--precision", "--devices", "--seed", "--results-dir", "--num-nodes"):
+    for option in (
+        "--model",
+        "--data",
+        "--engine",
+        "--weights",
+        "--epochs",
+        "--image-size",
+        "--batch-size",
+        "--optimizer",
+        "--lr",
+        "--weight-decay",
+        "--precision",
+        "--devices",
+        "--seed",
+        "--results-dir",
+        "--num-nodes",
+    ):
         assert option in out
 
 
 @pytest.mark.slow
 def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folder, tmp_path):
-    done = harness("run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--engine", "poutyne", "--weights", "random",
-                   "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--optimizer", "sgd", "--lr", "0.01",
-                   "--weight-decay", "0", "--precision", "32-true", "--devices", "1", "--seed", "3", "--results-dir", str(tmp_path / "r"))
+    done = harness(
+        "run",
+        "--model",
+        "test_efficientnet",
+        "--data",
+        str(tiny_folder),
+        "--engine",
+        "poutyne",
+        "--weights",
+        "random",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.01",
+        "--weight-decay",
+        "0",
+        "--precision",
+        "32-true",
+        "--devices",
+        "1",
+        "--seed",
+        "3",
+        "--results-dir",
+        str(tmp_path / "r"),
+    )
     assert done.returncode == 0, done.stderr
     assert "test_acc=" in done.stdout
     (path,) = [line.removeprefix("record: ") for line in done.stdout.splitlines() if line.startswith("record: ")]
@@ -36,9 +81,22 @@ def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folde
 
 
 def test_bad_input_exits_2_with_the_problem_named(tmp_path, capsys):
-    code, _, err = run_cli(capsys, "run", "--data", str(tmp_path / "missing"), "--weights", "random", "--results-dir", str(tmp_path))  # in this process: same code path
+    code, _, err = run_cli(
+        capsys, "run", "--data", str(tmp_path / "missing"), "--weights", "random", "--results-dir", str(tmp_path)
+    )  # in this process: same code path
     assert code == 2 and "does not exist" in err and "Traceback" not in err
-    code, _, err = run_cli(capsys, "run", "--model", "no_such_net", "--data", "synthetic", "--weights", "random", "--results-dir", str(tmp_path))
+    code, _, err = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "no_such_net",
+        "--data",
+        "synthetic",
+        "--weights",
+        "random",
+        "--results-dir",
+        str(tmp_path),
+    )
     assert code == 2 and "unknown timm model 'no_such_net'" in err
     done = harness("run", "--precision", "fp8")  # the entry point's own exit status, once through a real process
     assert done.returncode == 2 and "invalid choice: 'fp8'" in done.stderr
@@ -46,9 +104,32 @@ def test_bad_input_exits_2_with_the_problem_named(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_path, capsys):
-    args = ("run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
-            "--batch-size", "8", "--workers", "0", "--seed", "3", "--wandb", "off", "--results-dir", str(tmp_path / "r"))  # fmt: skip
-    code, out, err = run_cli(capsys, *args, "--seeds", "2")  # in this process: the same code path as `python -m harness`
+    args = (
+        "run",
+        "--model",
+        "test_efficientnet",
+        "--data",
+        str(tiny_folder),
+        "--weights",
+        "random",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--seed",
+        "3",
+        "--wandb",
+        "off",
+        "--results-dir",
+        str(tmp_path / "r"),
+    )
+    code, out, err = run_cli(
+        capsys, *args, "--seeds", "2"
+    )  # in this process: the same code path as `python -m harness`
     assert code == 0, err
     seeds = sorted(json.loads(p.read_text())["spec"]["recipe"]["seed"] for p in (tmp_path / "r").glob("*/result.json"))
     assert seeds == [3, 4] and "### Cases over seeds" in out and "(n=2)" in out
@@ -58,12 +139,24 @@ def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [["--help"], ["compare", "--help"], ["report", "--help"], ["recipes"], ["compare", "{empty}", "{empty}"], ["report", "{empty}"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["--help"],
+        ["compare", "--help"],
+        ["report", "--help"],
+        ["recipes"],
+        ["compare", "{empty}", "{empty}"],
+        ["report", "{empty}"],
+    ],
+    ids=" ".join,
+)
 def test_commands_that_train_nothing_import_neither_torch_nor_lightning(command, tmp_path):
     args = [a.format(empty=tmp_path) for a in command]
-    probe = ("import runpy, sys\n"
-             f"sys.argv = ['harness', *{args!r}]\n"
-             "try:\n    runpy.run_module('harness', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-             "print('heavy:', sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'timm', 'albumentations')))\n")  # fmt: skip
+    probe = (
+        f"import runpy, sys\nsys.argv = ['harness', *{args!r}]\ntry:\n    runpy.run_module('harness',"
+        " run_name='__main__')\nexcept SystemExit:\n    pass\nprint('heavy:', sorted(m for m in sys.modules if"
+        " m.split('.')[0] in ('torch', 'lightning', 'timm', 'albumentations')))\n"
+    )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True)
     assert "heavy: []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]

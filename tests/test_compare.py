@@ -63,7 +63,18 @@ def test_tolerance_option_parsing():
 
 
 def _benchmark_json(path, acc, images_per_s):
-    path.write_text(json.dumps({"benchmarks": [{"name": "test_fastvit[x]", "extra_info": {"spec_id": CASE, "test_acc": acc, "steady_images_per_s": images_per_s}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "benchmarks": [
+                    {
+                        "name": "test_fastvit[x]",
+                        "extra_info": {"spec_id": CASE, "test_acc": acc, "steady_images_per_s": images_per_s},
+                    }
+                ]
+            }
+        )
+    )
     return path
 
 
@@ -73,7 +84,9 @@ def test_works_on_pytest_benchmark_json(tmp_path):
     good = _benchmark_json(tmp_path / "good.json", 0.92, 990.0)
     bad = _benchmark_json(tmp_path / "bad.json", 0.85, 990.0)
     assert observations(base) == {CASE: [Run({"test_acc": 0.92, "steady_images_per_s": 1000.0})]}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "harness", "compare", *map(str, a)], cwd=REPO_ROOT, capture_output=True, text=True)  # noqa: E731
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "harness", "compare", *map(str, a)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert run(base, good).returncode == 0
     done = run(base, bad)
     assert done.returncode == 1 and "test_acc" in done.stdout and "REGRESSED" in done.stdout
@@ -85,7 +98,9 @@ def test_runs_of_one_case_with_different_recipes_are_never_averaged(tmp_path):
     record(spec, 0.50, 1.3, run_id="matrix").save(tmp_path / "base" / "matrix")
     record(spec.with_recipe(epochs=2), 0.18, 42.7, run_id="short").save(tmp_path / "base" / "short")
     found = observations(tmp_path / "base")
-    assert sorted(found) == sorted([f"{spec.id}@{spec.recipe_fingerprint}", f"{spec.id}@{spec.with_recipe(epochs=2).recipe_fingerprint}"])
+    assert sorted(found) == sorted(
+        [f"{spec.id}@{spec.recipe_fingerprint}", f"{spec.id}@{spec.with_recipe(epochs=2).recipe_fingerprint}"]
+    )
     assert all(len(runs) == 1 for runs in found.values())
 
 
@@ -98,7 +113,9 @@ def test_works_on_result_folders(tmp_path):
 
 
 def _compare(*args):
-    return subprocess.run([sys.executable, "-m", "harness", "compare", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "compare", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
 
 
 @pytest.mark.slow
@@ -108,14 +125,22 @@ def test_the_gate_never_passes_on_nothing(tmp_path):
     other.write_text(json.dumps({"benchmarks": [{"extra_info": {"spec_id": "another-case", "test_acc": 0.5}}]}))
     done = _compare(base, other)
     assert done.returncode == 2 and "no case in common" in done.stderr
-    assert f"baseline {base}: 1 case(s), 1 run(s) ({CASE})" in done.stderr and "current " in done.stderr and "another-case" in done.stderr
+    assert (
+        f"baseline {base}: 1 case(s), 1 run(s) ({CASE})" in done.stderr
+        and "current " in done.stderr
+        and "another-case" in done.stderr
+    )
     (tmp_path / "empty").mkdir()
     done = _compare(base, tmp_path / "empty")
     assert done.returncode == 2 and f"current {tmp_path / 'empty'}: no runs" in done.stderr
     png = tmp_path / "curves.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
     done = _compare(png, base)
-    assert done.returncode == 2 and f"{png} is not a pytest-benchmark JSON file" in done.stderr and "Traceback" not in done.stderr
+    assert (
+        done.returncode == 2
+        and f"{png} is not a pytest-benchmark JSON file" in done.stderr
+        and "Traceback" not in done.stderr
+    )
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"results": []}))
     done = _compare(wrong, base)
@@ -127,7 +152,10 @@ def test_corrupt_record_is_named(tmp_path):
     record(spec, 0.95, 0.12).save(tmp_path / "base" / spec.id)
     (tmp_path / "base" / spec.id / "result.json").write_text('{"run_id": ')
     done = _compare(tmp_path / "base", tmp_path / "base")
-    assert done.returncode == 2 and f"{tmp_path / 'base' / spec.id / 'result.json'} is not a readable result record" in done.stderr
+    assert (
+        done.returncode == 2
+        and f"{tmp_path / 'base' / spec.id / 'result.json'} is not a readable result record" in done.stderr
+    )
 
 
 def test_output_always_says_what_was_compared(tmp_path):
@@ -167,15 +195,18 @@ def test_the_decode_cache_and_workers_are_part_of_a_runs_context():
     cached, uncached = record(spec, 0.6, 1.0), record(spec, 0.6, 1.0)
     cached.loader = {"workers": 2, "decode_cache": {"short_side": 64}}
     uncached.loader = {"workers": 0, "decode_cache": None}
-    assert (run_of(cached).context["decode_cache"], run_of(uncached).context["decode_cache"]) == ("shorter side 64", "off")
+    assert (run_of(cached).context["decode_cache"], run_of(uncached).context["decode_cache"]) == (
+        "shorter side 64",
+        "off",
+    )
     assert (run_of(cached).context["workers"], run_of(uncached).context["workers"]) == ("2", "0")
 
 
-BENCHMARK_TEST = '''
+BENCHMARK_TEST = """
 def test_case(benchmark):
     benchmark.extra_info.update(spec_id="CASE", recipe="1a2b3c4d", test_acc=0.92, test_loss=0.26, test_f1=0.91, steady_images_per_s=1000.0)
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +214,23 @@ def written_by_pytest_benchmark(tmp_path_factory):
     """A --benchmark-json file as the installed pytest-benchmark writes it, with trainbench's extra_info."""
     folder = tmp_path_factory.mktemp("pb")
     (folder / "test_it.py").write_text(BENCHMARK_TEST.replace("CASE", CASE))
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(folder), str(folder / "test_it.py"),
-                           f"--benchmark-json={folder / 'out.json'}"], cwd=folder, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(folder),
+            str(folder / "test_it.py"),
+            f"--benchmark-json={folder / 'out.json'}",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads((folder / "out.json").read_text())
 
@@ -207,14 +253,24 @@ def test_the_gate_never_passes_on_less_than_it_was_asked_to_compare(written_by_p
     0.5; a null metric was a TypeError traceback."""
     base = _altered(tmp_path / "base.json", written_by_pytest_benchmark)
     assert _compare(base, base).returncode == 0
-    renamed = _altered(tmp_path / "renamed.json", written_by_pytest_benchmark, test_acc=..., test_loss=..., test_f1=..., accuracy=0.5, cross_entropy=2.0)
+    renamed = _altered(
+        tmp_path / "renamed.json",
+        written_by_pytest_benchmark,
+        test_acc=...,
+        test_loss=...,
+        test_f1=...,
+        accuracy=0.5,
+        cross_entropy=2.0,
+    )
     done = _compare(base, renamed)
     assert done.returncode == 2 and "PASS" not in done.stdout, done.stdout
     for metric in ("test_acc", "test_loss", "test_f1"):
         assert f"{CASE}@1a2b3c4d {metric} (missing in current {renamed})" in done.stdout
     assert "UNDECIDED: 3 gated metric(s) missing on one side" in done.stdout
     assert _compare(base, renamed, "--metrics", "images_per_s").returncode == 0  # narrowed on purpose: speed alone
-    short = _altered(tmp_path / "short.json", written_by_pytest_benchmark, test_acc=..., acc=0.5)  # the short names are read
+    short = _altered(
+        tmp_path / "short.json", written_by_pytest_benchmark, test_acc=..., acc=0.5
+    )  # the short names are read
     done = _compare(base, short)
     assert done.returncode == 1 and "| test_acc | 0.9200 | 0.5000 |" in done.stdout
     null = _altered(tmp_path / "null.json", written_by_pytest_benchmark, test_loss=None)
@@ -223,7 +279,10 @@ def test_the_gate_never_passes_on_less_than_it_was_asked_to_compare(written_by_p
     foreign = _altered(tmp_path / "foreign.json", written_by_pytest_benchmark, spec_id=..., recipe=...)
     done = _compare(base, foreign)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
-    assert f"{foreign} holds 1 pytest-benchmark result(s) (version {written_by_pytest_benchmark['version']}) without trainbench's fields" in done.stderr
+    assert (
+        f"{foreign} holds 1 pytest-benchmark result(s) (version {written_by_pytest_benchmark['version']}) without"
+        " trainbench's fields" in done.stderr
+    )
     assert _compare(base, renamed, "--metrics", "colour").returncode == 2
 
 
@@ -360,8 +419,10 @@ def test_speed_and_energy_across_devices_are_not_gated_unless_asked(tmp_path):
     result = compare(observations(base), observations(gpu))
     timed = [v for v in result.verdicts if v.metric in ("steady_images_per_s", "joules_per_image")]
     assert [v.outcome for v in timed] == ["not comparable", "not comparable"] and result.passed
-    line = (f"Devices differ: baseline on {CPU}, current on {H100}: "
-            "images/s and J/image not gated (like with unlike); --across-devices gates them")
+    line = (
+        f"Devices differ: baseline on {CPU}, current on {H100}: "
+        "images/s and J/image not gated (like with unlike); --across-devices gates them"
+    )
     assert result.render().count(line) == 1, result.render()
     # accuracy is still gated, unpaired (one seed computes differently on another device): 10 points less fails
     worse = _seeded_json(

@@ -1,6 +1,5 @@
 """Loading real image files: modes, transforms, and every kind of bad input with its message."""
 
-
 import albumentations as A
 import numpy as np
 import pytest
@@ -44,7 +43,9 @@ def test_transforms_give_uint8_tensors_of_the_recipe_size_normalised_on_the_devi
     host = A.Compose([A.Resize(48, 48), A.Normalize(mean=STATS[0], std=STATS[1]), ToTensorV2()])(image=image)["image"]
     device = DeviceNormalize(STATS)(first.unsqueeze(0))[0]
     assert device.dtype == torch.float32 and torch.allclose(device, host, atol=1e-5)
-    assert DeviceNormalize(STATS, channels_last=True)(first.unsqueeze(0)).is_contiguous(memory_format=torch.channels_last)
+    assert DeviceNormalize(STATS, channels_last=True)(first.unsqueeze(0)).is_contiguous(
+        memory_format=torch.channels_last
+    )
     with pytest.raises(TypeError, match="uint8"):
         DeviceNormalize(STATS)(device.unsqueeze(0))
 
@@ -55,8 +56,10 @@ def test_random_resized_crop_recipe_builds():
     assert train_transform(recipe)(image=image)["image"].shape == (3, 32, 32)
 
 
-@pytest.mark.parametrize("item, message", [(aug("MagicFlip"), "no transform named 'MagicFlip'"),
-                                           (aug("Rotate", limt=15), "Rotate has no parameter 'limt'")])
+@pytest.mark.parametrize(
+    "item, message",
+    [(aug("MagicFlip"), "no transform named 'MagicFlip'"), (aug("Rotate", limt=15), "Rotate has no parameter 'limt'")],
+)
 def test_unknown_augmentation_or_parameter_is_named(item, message):
     """A recipe made in Python (not through a recipe file) is checked when its pipeline is built."""
     recipe = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "train_augmentations": (item,)})
@@ -103,10 +106,13 @@ def test_files_torchvision_would_not_read_are_named_in_one_line_not_left_out_in_
     assert len(index.samples) == 8 and {p.rsplit(".", 1)[1] for p, _ in index.samples} == {"png", "ppm", "pgm"}
     assert load_rgb(str(tmp_path / "d" / "dogs" / "grey.pgm")).shape == (40, 40, 3)
     assert index.left_out == ("cats/anim.gif", "dogs/Thumbs.db", "dogs/notes.txt", "dogs/still.gif")
-    assert left_out_line(index) == (
-        "4 files in the class folders are not images of a kind read here and are left out (.gif: 2, .db: 1, .txt: 1; "
+    assert (
+        left_out_line(index)
+        == "4 files in the class folders are not images of a kind read here and are left out (.gif: 2, .db: 1,"
+        " .txt: 1; "
         "e.g. cats/anim.gif); the kinds read are torchvision ImageFolder's: .jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, "
-        ".tiff, .webp; convert the images among them (e.g. to PNG) to train on them, or remove them")
+        ".tiff, .webp; convert the images among them (e.g. to PNG) to train on them, or remove them"
+    )
     assert left_out_line(scan(make_image_folder(tmp_path / "plain", {"a": 2, "b": 2}))) is None
 
 
@@ -147,7 +153,10 @@ def test_every_bad_file_is_listed_before_training_and_the_pass_is_remembered(tmp
     (root / "dogs" / "broken.png").write_bytes(b"this is not a png")
     _truncated_jpeg(root / "cats" / "cut.jpg")
     recipe = tiny_spec().recipe
-    with pytest.raises(DataError, match=r"2 of 10 images cannot be decoded: .*cut.jpg: image file is truncated.*broken.png.*delete or replace it"):
+    with pytest.raises(
+        DataError,
+        match=r"2 of 10 images cannot be decoded: .*cut.jpg: image file is truncated.*broken.png.*delete or replace it",
+    ):
         loading.check(root, recipe, tmp_path / "cache")
     (root / "dogs" / "broken.png").unlink()
     (root / "cats" / "cut.jpg").unlink()
@@ -187,7 +196,12 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_an_image_over_the_decompression_bomb_limit_names_the_file_and_the_variable(tmp_path, monkeypatch):
     root = make_image_folder(tmp_path / "d", {"cats": 8, "dogs": 8}, size=(64, 64))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 = 4096 pixels is over twice the limit
-    with pytest.raises(DataError, match=r"cats/000.png is over PIL's decompression-bomb limit .* raise the limit with TRAINBENCH_MAX_IMAGE_PIXELS"):
+    with pytest.raises(
+        DataError,
+        match=(
+            r"cats/000.png is over PIL's decompression-bomb limit .* raise the limit with TRAINBENCH_MAX_IMAGE_PIXELS"
+        ),
+    ):
         loading.check(root, tiny_spec().recipe, tmp_path / "cache")
 
 
@@ -199,7 +213,7 @@ def test_a_file_given_as_the_data_folder_says_it_is_a_file(tmp_path):
 
 def test_kvasir_lists_missing_classes(tmp_path):
     folder = tmp_path / kvasir.FOLDER_NAME
-    make_image_folder(folder, {c: 3 for c in KVASIR_CLASSES[:6]})
+    make_image_folder(folder, dict.fromkeys(KVASIR_CLASSES[:6], 3))
     with pytest.raises(DataError, match="missing class folder\\(s\\) polyps, ulcerative-colitis"):
         kvasir.locate(tmp_path)
     with pytest.raises(DataError, match="needs --data-root"):
@@ -207,7 +221,7 @@ def test_kvasir_lists_missing_classes(tmp_path):
 
 
 def test_kvasir_found_under_data_root_or_directly(tmp_path):
-    folder = make_image_folder(tmp_path / kvasir.FOLDER_NAME, {c: 3 for c in KVASIR_CLASSES})
+    folder = make_image_folder(tmp_path / kvasir.FOLDER_NAME, dict.fromkeys(KVASIR_CLASSES, 3))
     assert kvasir.locate(tmp_path) == folder and kvasir.locate(folder) == folder
 
 
@@ -219,7 +233,7 @@ def test_generated_dataset_is_deterministic_and_cached(tmp_path):
     assert files == sorted(p.relative_to(second) for p in second.rglob("*.*"))
     assert all((first / f).read_bytes() == (second / f).read_bytes() for f in files[:20])
     index = scan(first)
-    assert index.class_counts() == {c: 60 for c in synthetic.DATASETS["synthetic"].classes}
+    assert index.class_counts() == dict.fromkeys(synthetic.DATASETS["synthetic"].classes, 60)
     assert synthetic.ensure("synthetic", tmp_path / "a") == first  # cached: no regeneration
     modes = {Image.open(p).mode for p in list(first.rglob("*.*"))[:30]}
     assert {"RGB", "L", "P", "RGBA"} <= modes
@@ -247,7 +261,15 @@ def test_the_padding_mask_marks_exactly_the_samplers_repeats(size, world):
         whole = sampler.padding(0, len(keys))
         whole = torch.zeros(len(keys), dtype=torch.bool) if whole is None else whole
         in_batches = [sampler.padding(start, len(keys[start : start + 3])) for start in range(0, len(keys), 3)]
-        assert torch.equal(torch.cat([torch.zeros(3, dtype=torch.bool)[: len(keys[s : s + 3])] if m is None else m for s, m in zip(range(0, len(keys), 3), in_batches)]), whole)
+        assert torch.equal(
+            torch.cat(
+                [
+                    torch.zeros(3, dtype=torch.bool)[: len(keys[s : s + 3])] if m is None else m
+                    for s, m in zip(range(0, len(keys), 3), in_batches)
+                ]
+            ),
+            whole,
+        )
         padded += int(whole.sum())
         counted.update(i for i, repeat in zip(keys, whole.tolist()) if not repeat)
     assert sorted(counted) == list(range(size)) and set(counted.values()) == {1}

@@ -42,7 +42,9 @@ def _cache(folder, recipe, cache_dir):
 def test_the_stored_size_loses_nothing_the_transforms_use():
     plain = tiny_spec().recipe.__class__(**{**tiny_spec().recipe.__dict__, "image_size": 64})
     assert needed_short_side(plain) == 64
-    crop = FASTVIT.recipe  # random-resized-crop at 384 px: its smallest crop, half the area at aspect 3/4, still spans 384 px
+    crop = (
+        FASTVIT.recipe
+    )  # random-resized-crop at 384 px: its smallest crop, half the area at aspect 3/4, still spans 384 px
     side = needed_short_side(crop)
     assert side == math.ceil(384 / math.sqrt(0.5 * 0.75)) == 628
     assert math.sqrt(0.5 * side * side * 0.75) >= 384
@@ -68,7 +70,9 @@ def test_the_cache_is_built_once_atomically_and_again_when_a_file_changes(tiny_f
     pixels = first.folder / decoded.PIXELS_FILE
     built = pixels.stat().st_mtime_ns
     assert first.meta()["images"] == 72 and first.meta()["short_side"] == 32
-    assert _cache(tiny_folder, recipe, cache_dir).folder == first.folder and pixels.stat().st_mtime_ns == built  # not built again
+    assert (
+        _cache(tiny_folder, recipe, cache_dir).folder == first.folder and pixels.stat().st_mtime_ns == built
+    )  # not built again
     assert [p.name for p in (cache_dir / "decoded").iterdir()] == [first.folder.name]  # no temporary folder left behind
     changed = sorted((tiny_folder / "a").iterdir())[0]
     Image.new("RGB", (40, 40), (255, 0, 0)).save(changed)
@@ -84,7 +88,9 @@ def test_cached_pixels_are_what_a_full_decode_gives(photos, tmp_path):
     recipe's resize, pixels differ from the uncached path by 0.9 to 2.4 grey levels on average
     (measured; mostly sensor noise that the uncached path's bilinear downscale aliases and the
     cache's Lanczos filter does not) and brightness by under 0.15."""
-    recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 384, "train_crop": "resize", "split": SHARES})
+    recipe = FASTVIT.recipe.__class__(
+        **{**FASTVIT.recipe.__dict__, "image_size": 384, "train_crop": "resize", "split": SHARES}
+    )
     cached = loading.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
     uncached = loading.build(photos, recipe, STATS)
     resize = eval_transform(recipe)
@@ -92,7 +98,9 @@ def test_cached_pixels_are_what_a_full_decode_gives(photos, tmp_path):
         full = resize(image=load_rgb(cached.train.index.samples[i][0]))["image"].float()
         fast = resize(image=cached.decoded.read(i))["image"].float()
         assert full.shape == fast.shape == (3, 384, 384)
-        assert (full - fast).abs().mean() < 3.0 and (full.mean() - fast.mean()).abs() < 0.5, cached.train.index.samples[i][0]
+        assert (full - fast).abs().mean() < 3.0 and (full.mean() - fast.mean()).abs() < 0.5, cached.train.index.samples[
+            i
+        ][0]
     assert uncached.decoded is None
 
 
@@ -100,7 +108,9 @@ def test_cached_pixels_are_what_a_full_decode_gives(photos, tmp_path):
 def test_cached_and_uncached_paths_give_identical_tensors(photos, tmp_path, crop):
     """One pixel path per identity: --no-decode-cache reads each file at the size the cache stores
     (the run's fingerprint does not name the path, so the two must train on the same tensors)."""
-    recipe = FASTVIT.recipe.__class__(**{**FASTVIT.recipe.__dict__, "image_size": 96, "train_crop": crop, "split": SHARES})
+    recipe = FASTVIT.recipe.__class__(
+        **{**FASTVIT.recipe.__dict__, "image_size": 96, "train_crop": crop, "split": SHARES}
+    )
     cached = loading.build(photos, recipe, STATS, _cache(photos, recipe, tmp_path / "cache"))
     uncached = loading.build(photos, recipe, STATS)
     assert uncached.decoded is None
@@ -134,12 +144,16 @@ def test_a_corrupt_file_is_named_while_building(tmp_path):
 def _cached_samples_match_their_files(folder, recipe, cache_dir) -> int:
     """Every sample of every part, read from the decoded cache, equals a fresh decode of its file."""
     identity = fingerprint(folder)
-    bundle = loading.build(folder, recipe, STATS, loading.decoded_images(folder, recipe, identity, cache_dir, processes=1))
+    bundle = loading.build(
+        folder, recipe, STATS, loading.decoded_images(folder, recipe, identity, cache_dir, processes=1)
+    )
     short_side = needed_short_side(recipe)
     for part in (bundle.train, bundle.val, bundle.test):
         for i in range(len(part)):
             path = part.index.samples[int(part.indices[i])][0]
-            assert np.array_equal(part.pixels(i), load_rgb(path, short_side)), f"cached pixels of {path} are another file's"
+            assert np.array_equal(part.pixels(i), load_rgb(path, short_side)), (
+                f"cached pixels of {path} are another file's"
+            )
     return identity.files
 
 
@@ -165,7 +179,9 @@ def test_a_link_loop_is_refused_in_one_line(tmp_path):
     folder = make_image_folder(tmp_path / "data", {"a": 4, "b": 4})
     (folder / "a" / "again").symlink_to(folder, target_is_directory=True)
     for survey in (scan, fingerprint):
-        with pytest.raises(DataError, match=r"a/again is a link to .*data, a folder it lies in: a link loop") as refused:
+        with pytest.raises(
+            DataError, match=r"a/again is a link to .*data, a folder it lies in: a link loop"
+        ) as refused:
             survey(folder)
         assert "\n" not in str(refused.value)
 

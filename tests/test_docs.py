@@ -9,11 +9,17 @@ import pytest
 from harness.cli import reference
 from harness.settings import REPO_ROOT
 
-PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")), *sorted((REPO_ROOT / "baselines").glob("*/NOTES.md"))]
+PAGES = [
+    REPO_ROOT / "README.md",
+    *sorted((REPO_ROOT / "docs").glob("*.md")),
+    *sorted((REPO_ROOT / "baselines").glob("*/NOTES.md")),
+]
 
 
 def test_the_command_line_reference_is_the_parsers_help():
-    assert (REPO_ROOT / "docs" / "cli.md").read_text() == reference.markdown(), "docs/cli.md is out of date: run `make docs`"
+    assert (REPO_ROOT / "docs" / "cli.md").read_text() == reference.markdown(), (
+        "docs/cli.md is out of date: run `make docs`"
+    )
 
 
 def test_the_readme_is_what_a_newcomer_reads_first():
@@ -42,7 +48,9 @@ def _anchors(page: Path) -> set[str]:
     for line in _prose(page, inline_code=True):
         heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
         if heading:
-            slug = re.sub(r"[^\w\- ]", "", re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).lower()).replace(" ", "-")
+            slug = re.sub(r"[^\w\- ]", "", re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1)).lower()).replace(
+                " ", "-"
+            )
             seen[slug] = seen.get(slug, -1) + 1
             yield slug if seen[slug] == 0 else f"{slug}-{seen[slug]}"
 

@@ -24,7 +24,9 @@ def test_run_prints_one_line_and_the_record_keeps_the_counts(tmp_path, capsys):
     code, out, err = run_cli(capsys, *tiny_run_args(folder, tmp_path))
     assert code == 0, err
     (line,) = [line for line in out.splitlines() if line.startswith("[trainbench] duplicates: ")]
-    assert line.startswith("[trainbench] duplicates: 20 byte-identical images in 10 groups: 10 across classes (label conflicts), ")
+    assert line.startswith(
+        "[trainbench] duplicates: 20 byte-identical images in 10 groups: 10 across classes (label conflicts), "
+    )
     record_path = next(line.removeprefix("record: ") for line in out.splitlines() if line.startswith("record: "))
     from harness.results.record import RunResult
 
@@ -44,7 +46,17 @@ def test_eda_lists_every_group_within_and_across_classes_and_parts(tmp_path):
     (folder / "a" / "twin.png").write_bytes((folder / "a" / "000.png").read_bytes())  # a copy within its own class too
     survey = eda.run(folder, tmp_path / "out", FASTVIT.recipe, "fastvit", draws=10)
     found = survey.duplicates
-    assert (found["groups"], found["files"], found["across_classes"], found["within_one_class"]) == (10, 21, 10, 0)  # 000.png has two copies: one in a, one in b
+    assert (found["groups"], found["files"], found["across_classes"], found["within_one_class"]) == (
+        10,
+        21,
+        10,
+        0,
+    )  # 000.png has two copies: one in a, one in b
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "## Duplicate images (byte-identical)" in report and "21 files in 10 groups: 0 within one class, 10 across classes" in report
-    assert f"{folder / 'a' / '000.png'} (a), {folder / 'a' / 'twin.png'} (a), {folder / 'b' / 'copy0.png'} (b)" in report
+    assert (
+        "## Duplicate images (byte-identical)" in report
+        and "21 files in 10 groups: 0 within one class, 10 across classes" in report
+    )
+    assert (
+        f"{folder / 'a' / '000.png'} (a), {folder / 'a' / 'twin.png'} (a), {folder / 'b' / 'copy0.png'} (b)" in report
+    )

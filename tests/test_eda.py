@@ -40,7 +40,9 @@ def test_counts_sizes_and_statistics_are_exact(known, tmp_path):
     assert survey.histograms[0][200] == red_pixels and survey.histograms[2][100] == blue_pixels
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| 40x30 | 3 |" in report and "broken.jpg" in report
-    assert [(r.name, r.p, r.draws) for r in survey.augmentations.rates] == [(a.name, a.kwargs["p"], 2000) for a in FASTVIT.recipe.train_augmentations]
+    assert [(r.name, r.p, r.draws) for r in survey.augmentations.rates] == [
+        (a.name, a.kwargs["p"], 2000) for a in FASTVIT.recipe.train_augmentations
+    ]
     assert survey.augmentations.consistent
     assert "| HorizontalFlip | 0.5 |" in report and "Un-augmented samples:" in report
     for figure in ("histograms.png", "samples.png", "augmentations.png"):
@@ -48,10 +50,23 @@ def test_counts_sizes_and_statistics_are_exact(known, tmp_path):
 
 
 def test_eda_command(known, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "harness", "eda", str(known), "--out", str(tmp_path / "r")], cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "eda", str(known), "--out", str(tmp_path / "r")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "6 images, 2 classes, 1 corrupt" in done.stdout
     # the measured apply rate of every EfficientNetV2 augmentation, next to its p
-    for name in ("HorizontalFlip", "VerticalFlip", "Transpose", "RandomBrightnessContrast", "RGBShift", "OpticalDistortion", "GridDistortion"):
+    for name in (
+        "HorizontalFlip",
+        "VerticalFlip",
+        "Transpose",
+        "RandomBrightnessContrast",
+        "RGBShift",
+        "OpticalDistortion",
+        "GridDistortion",
+    ):
         assert f"| {name} | 0.5 | " in done.stdout
     assert "expected 0.78% when every transform draws on its own: consistent" in done.stdout

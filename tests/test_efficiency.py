@@ -28,7 +28,9 @@ from tests.test_reports import record
 def test_forward_flops_match_the_papers_within_2_percent(model, size, published_gmacs, source):
     counted = flops.count(timm.create_model(model, pretrained=False), size)
     gmacs = counted.forward_per_image / 2 / 1e9  # a multiply-add is 2 FLOPs
-    assert gmacs == pytest.approx(published_gmacs, rel=0.02), f"{model} at {size} px: {gmacs:.3f} G multiply-adds, {source} gives {published_gmacs}"
+    assert gmacs == pytest.approx(published_gmacs, rel=0.02), (
+        f"{model} at {size} px: {gmacs:.3f} G multiply-adds, {source} gives {published_gmacs}"
+    )
     assert counted.train_per_image == 3 * counted.forward_per_image
 
 
@@ -40,7 +42,9 @@ def test_flops_are_counted_once_per_model_size_and_classes(tmp_path):
     stored[f"{TINY_MODEL}@32px/4"]["forward_per_image"] = 1.0  # what is read back is the file's, not a new count
     (tmp_path / flops.CACHE_FILE).write_text(json.dumps(stored))
     assert flops.cached(model, TINY_MODEL, 32, 4, tmp_path).forward_per_image == 1.0
-    assert flops.cached(model, TINY_MODEL, 64, 4, tmp_path).forward_per_image == pytest.approx(4 * first.forward_per_image, rel=0.05)  # 4x the pixels
+    assert flops.cached(model, TINY_MODEL, 64, 4, tmp_path).forward_per_image == pytest.approx(
+        4 * first.forward_per_image, rel=0.05
+    )  # 4x the pixels
 
 
 def test_the_cpu_peak_is_measured_once_with_its_date(tmp_path):
@@ -54,9 +58,16 @@ def test_the_cpu_peak_is_measured_once_with_its_date(tmp_path):
 
 @pytest.mark.parametrize(
     "gpu, precision, expected",
-    [("NVIDIA H200", "bf16-mixed", 989.4), ("NVIDIA H100 80GB HBM3", "32-true", 494.7), ("NVIDIA A100-SXM4-80GB", "16-mixed", 312.0),
-     ("NVIDIA L4", "bf16-mixed", 121.0), ("NVIDIA L40S", "bf16-mixed", 362.05), ("NVIDIA GeForce RTX 4090", "bf16-mixed", None), (None, "32-true", None)],
-)  # fmt: skip
+    [
+        ("NVIDIA H200", "bf16-mixed", 989.4),
+        ("NVIDIA H100 80GB HBM3", "32-true", 494.7),
+        ("NVIDIA A100-SXM4-80GB", "16-mixed", 312.0),
+        ("NVIDIA L4", "bf16-mixed", 121.0),
+        ("NVIDIA L40S", "bf16-mixed", 362.05),
+        ("NVIDIA GeForce RTX 4090", "bf16-mixed", None),
+        (None, "32-true", None),
+    ],
+)
 def test_vendor_peaks_are_the_datasheets_dense_figures(gpu, precision, expected):
     found = peak.vendor_peak(gpu, precision)
     assert (found[0] if found else None) == expected
@@ -70,28 +81,56 @@ def test_a_record_carries_flops_tflops_mfu_and_says_why_it_has_no_energy(tiny_fo
     assert record.achieved_tflops == pytest.approx(record.flops["train_per_image"] * record.steady_images_per_s / 1e12)
     measured = peak.cached(__import__("torch").device("cpu"), "32-true", default_cache_dir())
     assert record.mfu["peak_measured_tflops"] == measured.tflops and record.mfu["devices"] == 1
-    assert record.mfu["measured"] == pytest.approx(record.achieved_tflops / measured.tflops) and 0 < record.mfu["measured"] < 1
-    assert record.mfu["vendor"] is None and record.energy is None and "no energy counter for a CPU run" in record.energy_note
+    assert (
+        record.mfu["measured"] == pytest.approx(record.achieved_tflops / measured.tflops)
+        and 0 < record.mfu["measured"] < 1
+    )
+    assert (
+        record.mfu["vendor"] is None
+        and record.energy is None
+        and "no energy counter for a CPU run" in record.energy_note
+    )
     assert all("energy_j" not in row for row in record.history)
 
 
 def with_limits(rec, tflops, mfu_measured, joules=None):
     rec.flops, rec.achieved_tflops = {"forward_per_image": 1e9, "train_per_image": 3e9}, tflops
-    rec.mfu = {"measured": mfu_measured, "vendor": mfu_measured / 2, "peak_measured_tflops": tflops / mfu_measured, "peak_vendor_tflops": 2 * tflops / mfu_measured, "devices": 1}
-    rec.energy = {"joules": 100.0, "kwh": 100 / 3.6e6, "joules_per_image": joules, "mean_watts": 300.0} if joules is not None else None
+    rec.mfu = {
+        "measured": mfu_measured,
+        "vendor": mfu_measured / 2,
+        "peak_measured_tflops": tflops / mfu_measured,
+        "peak_vendor_tflops": 2 * tflops / mfu_measured,
+        "devices": 1,
+    }
+    rec.energy = (
+        {"joules": 100.0, "kwh": 100 / 3.6e6, "joules_per_image": joules, "mean_watts": 300.0}
+        if joules is not None
+        else None
+    )
     return rec
 
 
 def test_tables_and_figures_show_the_distance_to_the_limit(tmp_path):
     spec = make_spec(FASTVIT, profile="full", weights="pretrained", precision="bf16-mixed", num_classes=8)
-    rows = precision_devices([with_limits(record(spec, 0.9, 0.3), 123.4, 0.25, joules=0.5), record(spec.replace(devices=2), 0.9, 0.3)]).rows
+    rows = precision_devices(
+        [with_limits(record(spec, 0.9, 0.3), 123.4, 0.25, joules=0.5), record(spec.replace(devices=2), 0.9, 0.3)]
+    ).rows
     columns = precision_devices([]).columns
     cells = {c: rows[0][columns.index(c)] for c in ("TFLOP/s", "MFU %", "MFU % vendor", "J/image")}
     assert cells == {"TFLOP/s": "123", "MFU %": "25.00", "MFU % vendor": "12.50", "J/image": "0.5"}
-    assert [rows[1][columns.index(c)] for c in ("TFLOP/s", "MFU %", "J/image")] == ["-", "-", "-"]  # a record from before the figures
+    assert [rows[1][columns.index(c)] for c in ("TFLOP/s", "MFU %", "J/image")] == [
+        "-",
+        "-",
+        "-",
+    ]  # a record from before the figures
     runs = runs_table([with_limits(record(spec, 0.9, 0.3), 123.4, 0.25)])
     assert [runs.rows[0][runs.columns.index(c)] for c in ("GFLOPs/image", "TFLOP/s", "MFU %")] == ["3", "123", "25.00"]
-    assert distance_to_limit([with_limits(record(spec, 0.9, 0.3), 123.4, 0.25)], "fastvit", tmp_path / "limit.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        distance_to_limit(
+            [with_limits(record(spec, 0.9, 0.3), 123.4, 0.25)], "fastvit", tmp_path / "limit.png"
+        ).read_bytes()[:4]
+        == b"\x89PNG"
+    )
     assert distance_to_limit([record(spec, 0.9, 0.3)], "fastvit", tmp_path / "none.png") is None
 
 
@@ -106,9 +145,32 @@ def test_the_gate_watches_joules_per_image_where_both_sides_have_it():
 
 
 @pytest.mark.slow
-def test_profile_writes_a_chrome_trace_and_the_top_operators_and_compares_with_an_earlier_one(tiny_folder, tmp_path, capsys):
-    args = ["profile", "--model", TINY_MODEL, "--data", str(tiny_folder), "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "off",
-            "--warmup", "1", "--active", "2", "--cache-dir", str(tmp_path / "cache"), "--results-dir", str(tmp_path / "r")]  # fmt: skip
+def test_profile_writes_a_chrome_trace_and_the_top_operators_and_compares_with_an_earlier_one(
+    tiny_folder, tmp_path, capsys
+):
+    args = [
+        "profile",
+        "--model",
+        TINY_MODEL,
+        "--data",
+        str(tiny_folder),
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--wandb",
+        "off",
+        "--warmup",
+        "1",
+        "--active",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
     assert main([*args, "--out", str(tmp_path / "first")]) == 0
     trace = json.loads((tmp_path / "first" / "trace.json").read_text())
     assert any(event.get("ph") == "X" and "conv" in event.get("name", "") for event in trace["traceEvents"])

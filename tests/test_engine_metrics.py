@@ -54,7 +54,13 @@ def scripted():
 def test_lightning_test_metrics_equal_hand_computed(scripted, settings):
     net, loader, expected = scripted
     spec = tiny_spec(engine="lightning")
-    module = ClassificationModule(net, spec, NUM_CLASSES, ThroughputMeter(), RunArtifacts(spec, settings.replace(wandb="off"), spec.id, fingerprint=""))
+    module = ClassificationModule(
+        net,
+        spec,
+        NUM_CLASSES,
+        ThroughputMeter(),
+        RunArtifacts(spec, settings.replace(wandb="off"), spec.id, fingerprint=""),
+    )
     L.Trainer(**trainer_kwargs(spec, "cpu")).test(module, dataloaders=loader, verbose=False)
     assert module.test_metrics == pytest.approx(expected, abs=1e-6)
 
@@ -78,11 +84,16 @@ def final_model_metrics(record, settings, checkpoint_dir) -> dict[str, float]:
         for x, y in loading.loader(bundle.test, spec.recipe, workers=0):
             logits.append(net(bundle.normalizer()(x)).numpy())
             target.append(y.numpy())
-    return {f"test_{k}": v for k, v in reference_metrics(np.concatenate(logits), np.concatenate(target), bundle.num_classes).items()}
+    return {
+        f"test_{k}": v
+        for k, v in reference_metrics(np.concatenate(logits), np.concatenate(target), bundle.num_classes).items()
+    }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine, devices", [("poutyne", 1), ("lightning", 1), pytest.param("lightning", 2, marks=pytest.mark.ddp)])
+@pytest.mark.parametrize(
+    "engine, devices", [("poutyne", 1), ("lightning", 1), pytest.param("lightning", 2, marks=pytest.mark.ddp)]
+)
 def test_real_run_reports_the_metrics_of_its_final_model(engine, devices, tiny_folder, settings, tmp_path):
     settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
     record = launch.run(tiny_spec(engine=engine, devices=devices).with_recipe(epochs=2), settings)

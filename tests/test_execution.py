@@ -38,10 +38,16 @@ def test_compiled_fused_run_is_recorded_and_trains_like_the_plain_one(engine, ti
     plain = runner.run(spec, settings, run_id="plain")
     torch._dynamo.reset()
     counters.clear()
-    fast = runner.run(spec, settings.replace(compile=True, fused_optimizer=True, checkpoint_dirs=(settings.results_dir / "ckpt",)), run_id="fast")
+    fast = runner.run(
+        spec,
+        settings.replace(compile=True, fused_optimizer=True, checkpoint_dirs=(settings.results_dir / "ckpt",)),
+        run_id="fast",
+    )
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo really captured the model
     saved = load(settings.results_dir / "ckpt" / "fast" / "last.ckpt")
-    assert saved["optimizer_states"][0]["param_groups"][0]["fused"] is True  # the engine's optimizer, not only optimizer_for
+    assert (
+        saved["optimizer_states"][0]["param_groups"][0]["fused"] is True
+    )  # the engine's optimizer, not only optimizer_for
     assert plain.execution == {"compile": False, "fused_optimizer": False}
     assert fast.execution == {"compile": True, "fused_optimizer": True}
     assert fast.test["test_loss"] == pytest.approx(plain.test["test_loss"], abs=2e-3)

@@ -15,7 +15,14 @@ from harness.settings import REPO_ROOT
 
 # The GPU machines this project is lent have torch 2.11 + cu130, torchvision 0.26, lightning 2.6.6,
 # torchmetrics 1.9.0, numpy 2.5.2 (DEVELOPERS.md): the harness must install beside them.
-GPU_IMAGE = {"torch": "2.11.0", "torchvision": "0.26.0", "lightning": "2.6.6", "torchmetrics": "1.9.0", "numpy": "2.5.2", "safetensors": "0.8.0"}
+GPU_IMAGE = {
+    "torch": "2.11.0",
+    "torchvision": "0.26.0",
+    "lightning": "2.6.6",
+    "torchmetrics": "1.9.0",
+    "numpy": "2.5.2",
+    "safetensors": "0.8.0",
+}
 
 
 def _project() -> dict:
@@ -29,7 +36,9 @@ def _requirements() -> dict[str, Requirement]:
 
 
 def _pins() -> dict[str, Version]:
-    lines = (line.split("#")[0].split(";")[0].strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines())
+    lines = (
+        line.split("#")[0].split(";")[0].strip() for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+    )
     return {name: Version(version) for name, _, version in (line.partition("==") for line in lines if line)}
 
 
@@ -37,14 +46,20 @@ def test_pyproject_states_ranges_and_constraints_pin_versions_inside_them():
     requirements, pins = _requirements(), _pins()
     exact = [str(r) for r in requirements.values() if any(s.operator in ("==", "===") for s in r.specifier)]
     assert not exact, f"exact pins belong in constraints.txt, not pyproject.toml: {exact}"
-    assert set(pins) == set(requirements), f"constraints.txt and pyproject.toml name different packages: {set(pins) ^ set(requirements)}"
+    assert set(pins) == set(requirements), (
+        f"constraints.txt and pyproject.toml name different packages: {set(pins) ^ set(requirements)}"
+    )
     outside = {name: str(v) for name, v in pins.items() if v not in requirements[name].specifier}
     assert not outside, f"constraints.txt pins outside pyproject's ranges: {outside}"
 
 
 def test_the_gpu_image_versions_satisfy_the_ranges():
     requirements = _requirements()
-    refused = {name: f"{version} not in {requirements[name].specifier}" for name, version in GPU_IMAGE.items() if Version(version) not in requirements[name].specifier}
+    refused = {
+        name: f"{version} not in {requirements[name].specifier}"
+        for name, version in GPU_IMAGE.items()
+        if Version(version) not in requirements[name].specifier
+    }
     assert not refused, f"pip would replace the GPU machine's packages: {refused}"
 
 
@@ -58,10 +73,15 @@ def test_wandb_gcs_and_ray_are_optional_extras():
 def _python_without(code: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter where wandb, google-cloud-storage and Ray cannot be imported."""
     blocked = "import sys\nfor name in ('wandb', 'google.cloud.storage', 'ray'):\n    sys.modules[name] = None\n"
-    return subprocess.run([sys.executable, "-c", blocked + code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", blocked + code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
-HARNESS_MODULES = "harness.cli, harness.runner, harness.engines.lightning_engine, harness.engines.poutyne_engine, benchmarks.plugin, harness.nightly"
+HARNESS_MODULES = (
+    "harness.cli, harness.runner, harness.engines.lightning_engine, harness.engines.poutyne_engine, benchmarks.plugin,"
+    " harness.nightly"
+)
 
 
 @pytest.mark.slow
@@ -74,9 +94,16 @@ def test_the_harness_imports_without_wandb_gcs_or_ray():
 def test_gcs_is_not_imported_until_a_bucket_is_used():
     """(wandb cannot be held to this: timm.utils imports it whenever it is installed.)"""
     done = subprocess.run(
-        [sys.executable, "-c", f"import sys, {HARNESS_MODULES}\nprint([m for m in sys.modules if m.startswith('google.cloud.storage')])"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            f"import sys, {HARNESS_MODULES}\nprint([m for m in sys.modules if m.startswith('google.cloud.storage')])",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
 
@@ -84,31 +111,43 @@ def test_gcs_is_not_imported_until_a_bucket_is_used():
 @pytest.mark.slow
 def test_without_wandb_auto_tracking_is_off_and_explicit_tracking_is_refused(tiny_folder, tmp_path):
     code = (
-        "from harness.artifacts.tracking import resolve_mode\n"
-        "print('auto ->', resolve_mode('auto'))\n"
-        "from harness import cli\n"
-        f"raise SystemExit(cli.main(['run', '--model', 'test_efficientnet', '--data', {str(tiny_folder)!r}, '--weights', 'random', '--wandb', 'offline', '--results-dir', {str(tmp_path / 'r')!r}]))\n"
+        "from harness.artifacts.tracking import resolve_mode\nprint('auto ->', resolve_mode('auto'))\nfrom harness"
+        " import cli\nraise SystemExit(cli.main(['run', '--model', 'test_efficientnet', '--data',"
+        f" {str(tiny_folder)!r}, '--weights', 'random', '--wandb', 'offline', '--results-dir',"
+        f" {str(tmp_path / 'r')!r}]))\n"
     )
     done = _python_without(code)
     assert "auto -> off" in done.stdout, done.stdout + done.stderr
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == "error: --wandb offline needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb), or give --wandb off"
+    assert (
+        done.stderr.strip()
+        == "error: --wandb offline needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb), or"
+        " give --wandb off"
+    )
 
 
 @pytest.mark.slow
 def test_without_gcs_a_bucket_is_refused_before_training(tiny_folder, tmp_path):
     code = (
-        "from harness import cli\n"
-        f"raise SystemExit(cli.main(['run', '--model', 'test_efficientnet', '--data', {str(tiny_folder)!r}, '--weights', 'random', '--wandb', 'off', "
-        f"'--gcs-bucket', 'gs://ckpt/run', '--results-dir', {str(tmp_path / 'r')!r}]))\n"
+        "from harness import cli\nraise SystemExit(cli.main(['run', '--model', 'test_efficientnet', '--data',"
+        f" {str(tiny_folder)!r}, '--weights', 'random', '--wandb', 'off', '--gcs-bucket', 'gs://ckpt/run',"
+        f" '--results-dir', {str(tmp_path / 'r')!r}]))\n"
     )
     done = _python_without(code)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().startswith("error: --gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]'"), done.stderr
+    assert done.stderr.strip().startswith(
+        "error: --gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]'"
+    ), done.stderr
 
 
 @pytest.mark.slow
 def test_without_ray_the_nightly_is_refused_before_anything_runs(tmp_path):
-    done = _python_without(f"from harness import cli\nraise SystemExit(cli.main(['nightly', '--out', {str(tmp_path / 'n')!r}]))\n")
+    done = _python_without(
+        f"from harness import cli\nraise SystemExit(cli.main(['nightly', '--out', {str(tmp_path / 'n')!r}]))\n"
+    )
     assert done.returncode == 2, done.stderr
-    assert done.stdout.strip() == "nightly: Ray is not installed, and the nightly and bisect --parallel run their cases as Ray tasks; pip install 'trainbench[nightly]' (or ray)"
+    assert (
+        done.stdout.strip()
+        == "nightly: Ray is not installed, and the nightly and bisect --parallel run their cases as Ray tasks; pip"
+        " install 'trainbench[nightly]' (or ray)"
+    )

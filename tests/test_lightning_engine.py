@@ -41,7 +41,9 @@ def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings):
 def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
     folder = tmp_path / "data"
     make_image_folder(folder, {"a": 4, "b": 4})
-    spec = tiny_spec(engine="lightning", devices=2, model="test_vit").with_recipe(image_size=30)  # 30 is not a multiple of test_vit's patch
+    spec = tiny_spec(engine="lightning", devices=2, model="test_vit").with_recipe(
+        image_size=30
+    )  # 30 is not a multiple of test_vit's patch
     with pytest.raises(LaunchError, match="exited with 1.*end of its output"):
         launch.run(spec, settings.replace(data_root=folder))
 
@@ -56,7 +58,11 @@ def test_two_nodes_on_loopback_equal_one_node_with_two_processes(tiny_folder, se
     # Global batch 16: 8 per process. At 4 per process, BatchNorm over so few images amplifies the
     # float-order difference below until a near-tie test prediction flips.
     one_node = launch.run(tiny_spec(engine="lightning", devices=2).with_recipe(batch_size=16), settings)
-    two_nodes = launch.run_nodes_on_loopback(tiny_spec(engine="lightning", devices=1, num_nodes=2).with_recipe(batch_size=16), settings, master_port=free_port())
+    two_nodes = launch.run_nodes_on_loopback(
+        tiny_spec(engine="lightning", devices=1, num_nodes=2).with_recipe(batch_size=16),
+        settings,
+        master_port=free_port(),
+    )
     assert two_nodes.spec["num_nodes"] == 2
     # Same shards, same seed: equal up to float summation order (each "node" here picks its own
     # CPU thread count, which changes the order of reductions): the losses to 1e-4 relative. The
@@ -82,7 +88,9 @@ def test_single_process_bf16_really_runs_in_bf16(tiny_folder, settings):
 
     handle = register_module_forward_hook(conv_dtype)
     try:
-        record = runner.run(tiny_spec(engine="lightning", precision="bf16-mixed"), settings.replace(data_root=tiny_folder))
+        record = runner.run(
+            tiny_spec(engine="lightning", precision="bf16-mixed"), settings.replace(data_root=tiny_folder)
+        )
     finally:
         handle.remove()
     assert torch.bfloat16 in seen
@@ -96,7 +104,10 @@ def test_two_processes_train_the_same_recipe_as_one(tiny_folder, settings):
     gradient averaged over the same 8). On a model without BatchNorm (test_vit: LayerNorm), whose
     statistics would otherwise be per process, the two runs agree up to float summation order."""
     settings = settings.replace(data_root=tiny_folder)
-    one, two = (launch.run(tiny_spec(engine="lightning", model="test_vit", devices=n).with_recipe(epochs=2), settings) for n in (1, 2))
+    one, two = (
+        launch.run(tiny_spec(engine="lightning", model="test_vit", devices=n).with_recipe(epochs=2), settings)
+        for n in (1, 2)
+    )
     assert (one.batch["per_process"], two.batch["per_process"]) == (8, 4)
     assert two.test == pytest.approx(one.test, rel=1e-4, abs=1e-6)
     for got, expected in zip(two.history, one.history, strict=True):

@@ -33,8 +33,21 @@ def server(tmp_path_factory):
     process group (the web workers, the job consumers) is stopped afterwards."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--serve-artifacts", "--artifacts-destination", str(root / "artifacts")]  # fmt: skip
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+    ]
     log = (root / "server.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -46,7 +59,10 @@ def server(tmp_path_factory):
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not answer within {START_TIMEOUT_S:.0f} s:\n{(root / 'server.log').read_text()[-3000:]}")
+                    pytest.fail(
+                        f"mlflow server did not answer within {START_TIMEOUT_S:.0f}"
+                        f" s:\n{(root / 'server.log').read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
         yield url
     finally:
@@ -74,16 +90,36 @@ def test_a_run_logs_live_to_a_tracking_server_and_its_record_imports_once(server
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_id == record.extra["artifacts"]["mlflow"]["run_id"] and run.info.status == "FINISHED"
     assert run.info.run_name == record.case_id
-    assert run.data.params["recipe.lr"] == str(record.spec["recipe"]["lr"]) and run.data.params["model"] == record.spec["model"]
+    assert (
+        run.data.params["recipe.lr"] == str(record.spec["recipe"]["lr"])
+        and run.data.params["model"] == record.spec["model"]
+    )
     assert {k: run.data.tags[k] for k in ("engine", "precision", "devices", "weights", "profile")} == {
-        "engine": record.spec["engine"], "precision": record.spec["precision"], "devices": "1", "weights": "random", "profile": record.spec["profile"]}  # fmt: skip
-    assert run.data.tags["trainbench.run_id"] == record.run_id and run.data.tags["trainbench.fingerprint"] == record.fingerprint
-    assert run.data.tags["env.torch"] == record.environment["torch"] and run.data.tags.get("env.git_commit") == record.environment["git_commit"]
+        "engine": record.spec["engine"],
+        "precision": record.spec["precision"],
+        "devices": "1",
+        "weights": "random",
+        "profile": record.spec["profile"],
+    }
+    assert (
+        run.data.tags["trainbench.run_id"] == record.run_id
+        and run.data.tags["trainbench.fingerprint"] == record.fingerprint
+    )
+    assert (
+        run.data.tags["env.torch"] == record.environment["torch"]
+        and run.data.tags.get("env.git_commit") == record.environment["git_commit"]
+    )
     for column in ("train_loss", "val_acc", "images_per_s", "data_wait_time"):
         history = client.get_metric_history(run.info.run_id, column)
-        assert [m.step for m in history] == [1, 2] and [m.value for m in history] == pytest.approx([row[column] for row in record.history]), column
+        assert [m.step for m in history] == [1, 2] and [m.value for m in history] == pytest.approx(
+            [row[column] for row in record.history]
+        ), column
     assert run.data.metrics["test_acc"] == pytest.approx(record.test["test_acc"])
-    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["curves.png", "history.csv", "record.json"]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == [
+        "curves.png",
+        "history.csv",
+        "record.json",
+    ]
 
     code, out, _ = run_cli(capsys, "track", str(tmp_path / "results"), "--mlflow", server)
     assert code == 0 and "0 run(s) added, 1 already" in out, out  # the live run is that record: nothing added
@@ -96,25 +132,48 @@ def test_a_run_logs_live_to_a_tracking_server_and_its_record_imports_once(server
     fresh = mlflow.MlflowClient(store)
     (imported,) = fresh.search_runs([fresh.get_experiment_by_name(record.spec["benchmark"]).experiment_id])
     assert imported.data.params == run.data.params and imported.info.run_name == run.info.run_name
-    assert [m.value for m in fresh.get_metric_history(imported.info.run_id, "val_loss")] == pytest.approx([row["val_loss"] for row in record.history])
-    assert sorted(a.path for a in fresh.list_artifacts(imported.info.run_id)) == ["curves.png", "history.csv", "record.json"]
+    assert [m.value for m in fresh.get_metric_history(imported.info.run_id, "val_loss")] == pytest.approx(
+        [row["val_loss"] for row in record.history]
+    )
+    assert sorted(a.path for a in fresh.list_artifacts(imported.info.run_id)) == [
+        "curves.png",
+        "history.csv",
+        "record.json",
+    ]
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium); the MLflow page is checked in a real headless browser where there is one")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason=(
+        "no Chromium here (Debian: apt-get install chromium); the MLflow page is checked in a real headless browser"
+        " where there is one"
+    ),
+)
 def test_the_servers_page_of_the_experiment_lists_the_run(server, tiny_folder, tmp_path, capsys):
-    code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path, "--mlflow", server, "--run-id", "browser-check"))
+    code, out, err = run_cli(
+        capsys, *tiny_run_args(tiny_folder, tmp_path, "--mlflow", server, "--run-id", "browser-check")
+    )
     assert code == 0, out + err
     record = only_record(tmp_path / "results")
     experiment = mlflow.MlflowClient(server).get_experiment_by_name(record.spec["benchmark"])
     page = f"{server}/#/experiments/{experiment.experiment_id}/runs"
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000", "--dump-dom", page], capture_output=True, text=True, timeout=180).stdout
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000", "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
     assert record.case_id in dom, dom[-2000:]
 
 
 def test_an_unreachable_tracking_server_is_refused_before_training(tiny_folder, tmp_path, capsys):
     nobody = f"http://127.0.0.1:{free_port()}"
     code, out, err = run_cli(capsys, *tiny_run_args(tiny_folder, tmp_path, "--mlflow", nobody))
-    assert code == 2 and err.strip().startswith(f"error: --mlflow {nobody}: no MLflow tracking server answers there") and len(err.strip().splitlines()) == 1, err
+    assert (
+        code == 2
+        and err.strip().startswith(f"error: --mlflow {nobody}: no MLflow tracking server answers there")
+        and len(err.strip().splitlines()) == 1
+    ), err
     assert not list((tmp_path / "results").glob("*/result.json")) and "epoch 1/1" not in out, "nothing trained"
 
 
@@ -127,7 +186,9 @@ def test_auto_leaves_a_sqlite_store_in_the_results_folder(tiny_folder, tmp_path,
     client = mlflow.MlflowClient(f"sqlite:///{store}")
     record = only_record(tmp_path / "results")
     (run,) = client.search_runs([client.get_experiment_by_name(record.spec["benchmark"]).experiment_id])
-    assert run.data.tags["trainbench.run_id"] == record.run_id and sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["curves.png", "history.csv", "record.json"]
+    assert run.data.tags["trainbench.run_id"] == record.run_id and sorted(
+        a.path for a in client.list_artifacts(run.info.run_id)
+    ) == ["curves.png", "history.csv", "record.json"]
     # one result.json per run under the results folder: the store's copy of the record is record.json
     assert list((tmp_path / "results").rglob("result.json")) == [tmp_path / "results" / record.run_id / "result.json"]
 
@@ -161,7 +222,9 @@ def test_the_gpu_records_import_into_a_fresh_store(tmp_path, capsys):
     assert code == 0 and f"{len(records)} run(s) added, 0 already" in out and len(records) >= 10, out
     client = mlflow.MlflowClient(store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert {r.data.tags["env.device"] for r in runs} == {RunResult.load(records[0]).environment["device"]} and all("H200" in r.data.tags["env.device"] for r in runs)
+    assert {r.data.tags["env.device"] for r in runs} == {RunResult.load(records[0]).environment["device"]} and all(
+        "H200" in r.data.tags["env.device"] for r in runs
+    )
 
 
 OPEN_AT_ONCE = """
@@ -183,13 +246,24 @@ def test_runs_starting_at_once_into_a_fresh_store_each_get_their_mlflow_run(tmp_
     """Real processes open the default store (`auto`: results/mlflow.db, not there yet) at the same moment."""
     results, go = tmp_path / "results", tmp_path / "go"
     results.mkdir()
-    processes = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(results), str(go), f"run-{k}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}) for k in range(3)]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, str(results), str(go), f"run-{k}"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+        for k in range(3)
+    ]
     time.sleep(15)  # every process imported mlflow and waits
     go.touch()
     outputs = [p.communicate(timeout=120)[0] for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
-    assert all(out.strip().splitlines()[-1].endswith(" None") for out in outputs), outputs  # each got a run id, no error
+    assert all(out.strip().splitlines()[-1].endswith(" None") for out in outputs), (
+        outputs
+    )  # each got a run id, no error
     client = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert sorted(r.data.tags["trainbench.run_id"] for r in runs) == ["run-0", "run-1", "run-2"]
@@ -215,8 +289,10 @@ def test_a_locked_store_is_one_line_and_the_run_is_recorded_for_track(tiny_folde
     record = only_record(tmp_path / "results")
     assert len(record.history) == 2 and "locked" in record.extra["artifacts"]["mlflow"]["error"]
     said = [line for line in (out + err).splitlines() if "mlflow" in line.lower()]
-    assert said == [f"[trainbench] mlflow store {db} is locked (database is locked); the run goes on untracked in MLflow; "
-                    f"import it later with python -m harness track {tmp_path / 'results'}"], out + err  # fmt: skip
+    assert said == [
+        f"[trainbench] mlflow store {db} is locked (database is locked); the run goes on untracked in MLflow; "
+        f"import it later with python -m harness track {tmp_path / 'results'}"
+    ], out + err
     assert "[SQL:" not in out + err and "Traceback" not in out + err
     code, out, _ = run_cli(capsys, "track", str(tmp_path / "results"), "--mlflow", uri)
     assert code == 0 and "1 run(s) added, 0 already" in out, out
@@ -233,14 +309,38 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_finished_and_one_wandb_run(t
 
     spec = tiny_spec().with_recipe(epochs=4)
     uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
-    settings = RunSettings(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", weights_dir=tmp_path / "weights", data_root=tiny_folder,
-                           checkpoint_dirs=(tmp_path / "ckpt",), wandb="offline", mlflow=uri)  # fmt: skip
+    settings = RunSettings(
+        results_dir=tmp_path / "results",
+        cache_dir=tmp_path / "cache",
+        weights_dir=tmp_path / "weights",
+        data_root=tiny_folder,
+        checkpoint_dirs=(tmp_path / "ckpt",),
+        wandb="offline",
+        mlflow=uri,
+    )
     run_id = runner.prepare(spec, settings).run_id
     (tmp_path / "spec.json").write_text(spec.to_json())
     (tmp_path / "settings.json").write_text(settings.to_json())
-    command = [sys.executable, "-m", "harness", "run", "--spec", str(tmp_path / "spec.json"), "--settings", str(tmp_path / "settings.json")]
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--spec",
+        str(tmp_path / "spec.json"),
+        "--settings",
+        str(tmp_path / "settings.json"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    child = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     _wait_for(tmp_path / "ckpt" / run_id / LAST, child)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
@@ -252,9 +352,13 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_finished_and_one_wandb_run(t
 
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(record.spec["benchmark"]).experiment_id])
-    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"] and {r.data.tags["trainbench.run_id"] for r in runs} == {run_id}
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"] and {
+        r.data.tags["trainbench.run_id"] for r in runs
+    } == {run_id}
     (finished,) = (r for r in runs if r.info.status == "FINISHED")
     assert finished.info.run_id == record.extra["artifacts"]["mlflow"]["run_id"]
     assert [m.step for m in client.get_metric_history(finished.info.run_id, "val_loss")] == [1, 2, 3, 4]
     folders = sorted((settings.results_dir / "wandb").glob("offline-run-*"))
-    assert len(folders) == 2 and {folder.name.rsplit("-", 1)[1] for folder in folders} == {record.extra["artifacts"]["wandb"]["id"]}, folders
+    assert len(folders) == 2 and {folder.name.rsplit("-", 1)[1] for folder in folders} == {
+        record.extra["artifacts"]["wandb"]["id"]
+    }, folders

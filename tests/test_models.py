@@ -86,7 +86,10 @@ def test_missing_weights_list_every_place_looked(tmp_path):
 def test_full_profile_missing_weights_is_an_error_not_generated(settings, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = tiny_spec(weights="pretrained", profile="full")
-    with pytest.raises(models.WeightsNotFound, match="HF_HUB_OFFLINE is set; put test_efficientnet.safetensors in --weights-dir .* or use --profile smoke"):
+    with pytest.raises(
+        models.WeightsNotFound,
+        match="HF_HUB_OFFLINE is set; put test_efficientnet.safetensors in --weights-dir .* or use --profile smoke",
+    ):
         obtain_model(spec, settings, 3)
     assert not settings.resolved_weights_dir.exists()
 
@@ -102,9 +105,34 @@ def full_pretrained_run(folder, tmp_path, hub_cache):
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}", "HF_HUB_CACHE": str(hub_cache)}
     env.pop("HF_HUB_OFFLINE", None)
     (tmp_path / "weights").mkdir(exist_ok=True)
-    args = [sys.executable, "-m", "harness", "run", "--profile", "full", "--weights", "pretrained", "--model", TINY_MODEL, "--data", str(folder),
-            "--epochs", "1", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "off",
-            "--results-dir", str(tmp_path / "r"), "--weights-dir", str(tmp_path / "weights")]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--profile",
+        "full",
+        "--weights",
+        "pretrained",
+        "--model",
+        TINY_MODEL,
+        "--data",
+        str(folder),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--wandb",
+        "off",
+        "--results-dir",
+        str(tmp_path / "r"),
+        "--weights-dir",
+        str(tmp_path / "weights"),
+    ]
     start = time.perf_counter()
     done = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     return done, time.perf_counter() - start
@@ -117,7 +145,10 @@ def test_an_unreachable_hub_is_refused_before_the_data_pass_saying_what_to_do(ti
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert "did not answer within 3 s; put test_efficientnet.safetensors in --weights-dir" in line
-    assert "huggingface-cli download timm/test_efficientnet.r160_in1k model.safetensors" in line and "--profile smoke" in line
+    assert (
+        "huggingface-cli download timm/test_efficientnet.r160_in1k model.safetensors" in line
+        and "--profile smoke" in line
+    )
     assert "decoding" not in done.stdout  # refused before the data's decode pass
 
 
@@ -133,7 +164,11 @@ def test_weights_in_the_hub_cache_train_offline_and_the_record_names_them(tiny_f
     assert done.returncode == 0, done.stderr
     (record,) = (tmp_path / "r").glob("*/result.json")
     weights = json.loads(record.read_text())["weights"]
-    assert weights["kind"] == "hub cache" and weights["id"] == "timm/test_efficientnet.r160_in1k" and weights["path"] == str(cached)
+    assert (
+        weights["kind"] == "hub cache"
+        and weights["id"] == "timm/test_efficientnet.r160_in1k"
+        and weights["path"] == str(cached)
+    )
     assert f"weights: hub cache {cached}" in done.stdout
 
 

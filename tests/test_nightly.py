@@ -45,7 +45,13 @@ def test_devices_are_read_from_readable_ids():
 
 def test_on_gpus_a_case_asks_for_its_gpus_and_their_share_of_cpus_largest_first():
     cases = plan(IDS, GPU_NODES)
-    assert [(c.gpus, c.cpus) for c in cases] == [(8, 32), (2, 8), (1, 4), (1, 4), (1, 4)]  # 4 CPUs per GPU on the poorer node
+    assert [(c.gpus, c.cpus) for c in cases] == [
+        (8, 32),
+        (2, 8),
+        (1, 4),
+        (1, 4),
+        (1, 4),
+    ]  # 4 CPUs per GPU on the poorer node
     assert cases[0].name == "test_fastvit-fastvit_t8-kvasir-lightning-bf16-8dev-pretrained"
     assert cases[0].workers == 4 and {c.node_id for c in cases} == set(IDS)
     assert profile_for(GPU_NODES) == "full" and not unplaceable(cases, GPU_NODES)
@@ -56,15 +62,21 @@ def test_on_cpus_a_case_asks_for_one_cpu_per_process_and_what_no_node_holds_is_r
     assert [(c.cpus, c.gpus) for c in cases] == [(2, 0), (1, 0)] and profile_for(CPU_NODES) == "smoke"
     assert [c.workers for c in cases] == [0, 0]  # training on CPUs: the task's CPUs go to its training threads
     (problem,) = unplaceable(cases, CPU_NODES)
-    assert problem.startswith("test_fastvit-fastvit_t8-kvasir-lightning-bf16-2dev-pretrained asks for 2 CPU on one node, and the largest node has 1 CPU, 0 GPU")
+    assert problem.startswith(
+        "test_fastvit-fastvit_t8-kvasir-lightning-bf16-2dev-pretrained asks for 2 CPU on one node, and the largest node"
+        " has 1 CPU, 0 GPU"
+    )
     assert "-k" in problem
 
 
-@pytest.mark.parametrize("given, narrowed", [
-    ([], ["-m", "not gpu"]),
-    (["-k", "fastvit", "-m", "full"], ["-k", "fastvit", "-m", "(full) and not gpu"]),
-    (["-mfull"], ["-m(full) and not gpu"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "given, narrowed",
+    [
+        ([], ["-m", "not gpu"]),
+        (["-k", "fastvit", "-m", "full"], ["-k", "fastvit", "-m", "(full) and not gpu"]),
+        (["-mfull"], ["-m(full) and not gpu"]),
+    ],
+)
 def test_on_cpus_the_gpu_cases_are_left_out_and_a_users_marker_kept(given, narrowed):
     assert on_cpus(given) == narrowed
 
@@ -74,7 +86,10 @@ def test_case_names_are_file_safe():
     assert case.name == "test_x-a_b_c"
 
 
-@pytest.mark.parametrize("arg", ["--results-dir", "--results-dir=/x", "--benchmark-json=/x.json", "--junitxml=/x.xml", "--gcs-bucket", "--resume"])
+@pytest.mark.parametrize(
+    "arg",
+    ["--results-dir", "--results-dir=/x", "--benchmark-json=/x.json", "--junitxml=/x.xml", "--gcs-bucket", "--resume"],
+)
 def test_where_results_and_checkpoints_go_is_the_nightlys_to_say(arg):
     with pytest.raises(NightlyError, match=f"^{arg.split('=')[0]} after -- is the nightly's to set; give --"):
         check_pytest_args(["-k", "fastvit", arg])
@@ -82,7 +97,13 @@ def test_where_results_and_checkpoints_go_is_the_nightlys_to_say(arg):
 
 @pytest.mark.slow
 def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine():
-    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit and 1dev"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit and 1dev"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no GPU in the cluster; running the smoke profile on CPUs instead" in done.stdout
     assert "on this machine (Ray embedded)" in done.stdout and "node this machine (local):" in done.stdout
@@ -94,8 +115,23 @@ def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine():
 def test_an_address_nobody_answers_is_one_line_before_anything_runs(tmp_path):
     from harness.artifacts.emulator import free_port
 
-    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--out", str(tmp_path / "n"), "--address", f"127.0.0.1:{free_port()}"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "nightly",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "n"),
+            "--address",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stdout.startswith("nightly: no Ray cluster answers at 127.0.0.1:") and "ray start --head" in done.stdout
 
@@ -111,12 +147,29 @@ def test_ran():
 """
 
 
-@pytest.mark.parametrize("selection, status", [("test_skipped", "skipped"), ("test_ran", "passed"), ("test_ran or test_skipped", "passed")])
+@pytest.mark.parametrize(
+    "selection, status", [("test_skipped", "skipped"), ("test_ran", "passed"), ("test_ran or test_skipped", "passed")]
+)
 def test_a_case_pytest_skipped_is_reported_skipped_with_its_reason_not_passed(tmp_path, selection, status):
     (tmp_path / "test_case.py").write_text(CASE_FILE)
     junit = tmp_path / "junit.xml"
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", selection, f"--junitxml={junit}", str(tmp_path / "test_case.py")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            selection,
+            f"--junitxml={junit}",
+            str(tmp_path / "test_case.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout
     outcome = CaseOutcome("case", "node", "127.0.0.1", done.returncode, 1.0, {}, done.stdout, skip_reason(junit))
     assert case_status(outcome) == status
@@ -139,7 +192,9 @@ def test_a_night_whose_speed_regressed_profiles_that_case_and_links_its_trace(ti
     from tests.conftest import tiny_spec
 
     night = tmp_path / "nights" / "2026-11-30"
-    settings = RunSettings(results_dir=night / "records", cache_dir=tmp_path / "cache", data_root=tiny_folder, wandb="off")
+    settings = RunSettings(
+        results_dir=night / "records", cache_dir=tmp_path / "cache", data_root=tiny_folder, wandb="off"
+    )
     record = runner.run(tiny_spec().with_recipe(epochs=2), settings)
     baseline = tmp_path / "baseline" / record.run_id
     baseline.mkdir(parents=True)
@@ -149,7 +204,10 @@ def test_a_night_whose_speed_regressed_profiles_that_case_and_links_its_trace(ti
     assert finish(Night(night, [], baseline=tmp_path / "baseline"), failed=False, wall_s=1.0) == 1
     regression = (night / "regression.md").read_text()
     assert "## Profiles of the cases whose speed regressed" in regression
-    assert f"[trace](profiles/{record.case_id}/trace.json)" in regression and (night / "profiles" / record.case_id / "trace.json").is_file()
+    assert (
+        f"[trace](profiles/{record.case_id}/trace.json)" in regression
+        and (night / "profiles" / record.case_id / "trace.json").is_file()
+    )
     assert json.loads((night / "profiles" / record.case_id / "profile.json").read_text())["steps"] >= 1
 
 
@@ -160,14 +218,32 @@ def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    done = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     too_large = [n for n in (2, 4, 8) if n > cores]
     for devices in too_large:
-        assert f"nightly: skipped test_fastvit-fastvit_t8-kvasir-synthetic-lightning-32true-{devices}dev-pretrained: asks for {devices} CPU on one node" in done.stdout
+        assert (
+            f"nightly: skipped test_fastvit-fastvit_t8-kvasir-synthetic-lightning-32true-{devices}dev-pretrained: asks"
+            f" for {devices} CPU on one node" in done.stdout
+        )
     if too_large:
-        assert "case(s) skipped, no node holds them;" in done.stdout and "--strict refuses the night instead" in done.stdout
-        strict = subprocess.run([sys.executable, "-m", "harness", "nightly", "--dry-run", "--strict", "--", "-k", "fastvit"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+        assert (
+            "case(s) skipped, no node holds them;" in done.stdout
+            and "--strict refuses the night instead" in done.stdout
+        )
+        strict = subprocess.run(
+            [sys.executable, "-m", "harness", "nightly", "--dry-run", "--strict", "--", "-k", "fastvit"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert strict.returncode == 2 and "add a node that large or leave the case out with -k" in strict.stdout
 
 
@@ -207,10 +283,13 @@ def tiny_case(folder, body: str) -> Case:
     return Case(str(folder / "test_tiny.py"), devices=1, cpus=1, gpus=0)
 
 
-@pytest.mark.parametrize("name, why", [
-    ("KILL", "killed by SIGKILL (the OOM killer sends this when memory runs out)"),
-    ("SEGV", "killed by SIGSEGV"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("KILL", "killed by SIGKILL (the OOM killer sends this when memory runs out)"),
+        ("SEGV", "killed by SIGSEGV"),
+    ],
+)
 def test_a_case_killed_mid_run_reports_no_earlier_runs_files_and_says_it_was_killed(tmp_path, monkeypatch, name, why):
     """Two nights of one date (--out A/<date>, --out B/<date>) shared the case's scratch folder: B's
     summary pooled A's record as a second seed, and a case SIGKILLed by the OOM killer returned A's

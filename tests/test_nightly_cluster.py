@@ -34,8 +34,24 @@ NIGHT_TIMEOUT_S = 420
 
 
 def nightly(cluster: LoopbackCluster, night: Path, selection: list[str], *options: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "harness", "nightly", "--out", str(night), "--address", cluster.address, "--gcs-bucket", f"gs://{BUCKET}/ci", *options, "--", *selection]
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "harness",
+        "nightly",
+        "--out",
+        str(night),
+        "--address",
+        cluster.address,
+        "--gcs-bucket",
+        f"gs://{BUCKET}/ci",
+        *options,
+        "--",
+        *selection,
+    ]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def finished(driver: subprocess.Popen) -> tuple[int, str]:
@@ -81,11 +97,28 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
         records = sorted((nights / "night-1" / "records").glob("*/result.json"))
         assert len(records) == 2 and all((r.parent / "curves.png").is_file() for r in records)
         assert not list((nights / "night-1").rglob("*.ckpt")), "checkpoints stay on the nodes and in the bucket"
-        assert len(list((nights / "night-1" / "benchmark").glob("*.json"))) == 2 and len(list((nights / "night-1" / "logs").glob("*.log"))) == 2
+        assert (
+            len(list((nights / "night-1" / "benchmark").glob("*.json"))) == 2
+            and len(list((nights / "night-1" / "logs").glob("*.log"))) == 2
+        )
 
         assert "nightly: 2 run(s) imported into MLflow" in output, output[-4000:]
-        drivers.append(nightly(cluster, nights / "night-2", TWO_SEEDS, "--baseline", str(nights / "night-1"), "--tolerance", "speed=1.0", "--mlflow", store))
-        night_id, run_id = uploaded_checkpoint(cluster, 1, "night-2", time.monotonic() + NIGHT_TIMEOUT_S)  # node 1: the head holds the cluster
+        drivers.append(
+            nightly(
+                cluster,
+                nights / "night-2",
+                TWO_SEEDS,
+                "--baseline",
+                str(nights / "night-1"),
+                "--tolerance",
+                "speed=1.0",
+                "--mlflow",
+                store,
+            )
+        )
+        night_id, run_id = uploaded_checkpoint(
+            cluster, 1, "night-2", time.monotonic() + NIGHT_TIMEOUT_S
+        )  # node 1: the head holds the cluster
         cluster.kill(1)
         code, output = finished(drivers[-1])
         assert code == 0, output[-4000:]
@@ -93,8 +126,12 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
         second = manifest["cases"]
         assert manifest["night_id"] == night_id and night_id != first["night_id"], "each night its own bucket prefix"
         assert [c["status"] for c in second] == ["passed", "passed"] and len({c["node"] for c in second}) == 1, second
-        resumed = json.loads((nights / "night-2" / "records" / run_id / "result.json").read_text())["extra"]["artifacts"]["checkpoints"]["resumed_from"]
-        assert resumed["checkpoint"] == f"gs://{BUCKET}/ci/{night_id}/{run_id}/last.ckpt" and resumed["epoch"] >= 1, resumed
+        resumed = json.loads((nights / "night-2" / "records" / run_id / "result.json").read_text())["extra"][
+            "artifacts"
+        ]["checkpoints"]["resumed_from"]
+        assert resumed["checkpoint"] == f"gs://{BUCKET}/ci/{night_id}/{run_id}/last.ckpt" and resumed["epoch"] >= 1, (
+            resumed
+        )
         assert "PASS: no regression" in (nights / "night-2" / "regression.md").read_text()
         assert "nightly: 2 run(s) imported into MLflow" in output, output[-4000:]
         if importlib.util.find_spec("mlflow"):
@@ -102,10 +139,14 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
 
             client = MlflowClient(store)
             runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-            assert len(runs) == 4 and len({r.data.tags["trainbench.record"] for r in runs}) == 4, "each night's two records, once each"
+            assert len(runs) == 4 and len({r.data.tags["trainbench.record"] for r in runs}) == 4, (
+                "each night's two records, once each"
+            )
         page = (nights / "night-2" / "records" / "report.html").read_text()
         trends = list((nights / "night-2" / "records" / "trend").glob("*.png"))
-        assert "Trend over the last 2 night(s)" in page and len(trends) == 1, trends  # the seeds pool into their case's trend
+        assert "Trend over the last 2 night(s)" in page and len(trends) == 1, (
+            trends
+        )  # the seeds pool into their case's trend
     finally:
         for driver in drivers:
             if driver.poll() is None:

@@ -43,7 +43,10 @@ def test_same_seed_same_result_whatever_the_loader_worker_count(tiny_folder, set
     assert two_workers.test == in_process.test
     assert [without_timing(r) for r in two_workers.history] == [without_timing(r) for r in in_process.history]
     loaders = [{k: v for k, v in r.loader.items() if k != "decode_cache"} for r in (in_process, two_workers)]
-    assert loaders == [{"workers": 0, "workers_from": "--workers", "recipe_workers": 0}, {"workers": 2, "workers_from": "--workers", "recipe_workers": 0}]
+    assert loaders == [
+        {"workers": 0, "workers_from": "--workers", "recipe_workers": 0},
+        {"workers": 2, "workers_from": "--workers", "recipe_workers": 0},
+    ]
 
 
 def test_loader_workers_default_to_the_machine_not_the_recipe(tiny_folder, settings, monkeypatch):
@@ -53,12 +56,21 @@ def test_loader_workers_default_to_the_machine_not_the_recipe(tiny_folder, setti
     spec, defaults = tiny_spec().with_recipe(workers=5), settings.replace(workers=None)
     gpu_box = hardware.Hardware(gpus=8, gpu_name="H100", gpu_bf16=True, cpu_cores=64)
     monkeypatch.setattr(hardware, "detect", lambda: gpu_box)
-    assert [loading.workers_for(spec.replace(engine="lightning", devices=n), defaults) for n in (1, 2, 8)] == [16, 16, 8]
-    assert loading.prep_processes(spec.replace(engine="lightning", devices=8), defaults) == 2  # every torchrun rank decodes at once
+    assert [loading.workers_for(spec.replace(engine="lightning", devices=n), defaults) for n in (1, 2, 8)] == [
+        16,
+        16,
+        8,
+    ]
+    assert (
+        loading.prep_processes(spec.replace(engine="lightning", devices=8), defaults) == 2
+    )  # every torchrun rank decodes at once
     monkeypatch.setattr(hardware, "detect", lambda: dataclasses.replace(gpu_box, gpus=0))
     assert loading.workers_for(spec, defaults) == 0  # training on CPUs: its threads have the cores
     assert loading.prep_processes(spec, defaults) == 16  # the decode pass still uses them
-    assert loading.workers_for(spec, settings.replace(workers=3)) == 3 and loading.prep_processes(spec, settings.replace(workers=3)) == 3
+    assert (
+        loading.workers_for(spec, settings.replace(workers=3)) == 3
+        and loading.prep_processes(spec, settings.replace(workers=3)) == 3
+    )
 
 
 def test_bf16_autocast_really_changes_the_forward_dtype():

@@ -19,8 +19,32 @@ pytestmark = pytest.mark.slow  # every test here trains or starts a process (mak
 
 
 def run_args(folder, results, engine: str) -> list[str]:
-    return [sys.executable, "-m", "harness", "run", "--model", TINY_MODEL, "--data", str(folder), "--engine", engine, "--weights", "random",
-            "--epochs", "2", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--wandb", "offline", "--results-dir", str(results)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--model",
+        TINY_MODEL,
+        "--data",
+        str(folder),
+        "--engine",
+        engine,
+        "--weights",
+        "random",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--workers",
+        "0",
+        "--wandb",
+        "offline",
+        "--results-dir",
+        str(results),
+    ]
 
 
 def on_terminal(args: list[str], timeout_s: float = 240) -> tuple[int, str]:
@@ -59,20 +83,34 @@ def test_terminal_shows_the_start_up_line_first_then_batch_bars_with_speed_and_e
     status, output = on_terminal(run_args(tiny_folder, tmp_path / "r", engine))
     assert status == 0, output[-3000:]
     shown = lines(output)
-    assert shown[0].startswith(f"[trainbench] {TINY_MODEL}-tiny-{engine}-32true-1dev-random: smoke profile, {engine} on CPU")
-    assert any(line.startswith("[trainbench] data: 48 train / 12 val / 12 test images, 6 classes; weights: random; batches loaded in the training process") for line in shown[:3])
+    assert shown[0].startswith(
+        f"[trainbench] {TINY_MODEL}-tiny-{engine}-32true-1dev-random: smoke profile, {engine} on CPU"
+    )
+    assert any(
+        line.startswith(
+            "[trainbench] data: 48 train / 12 val / 12 test images, 6 classes; weights: random; batches loaded in the"
+            " training process"
+        )
+        for line in shown[:3]
+    )
     for phase in ("epoch 1/2 train", "epoch 1/2 val", "epoch 2/2 train", "test"):
-        assert any(line.startswith(f"{phase}:") and "img/s]" in line and "<" in line for line in shown), f"no {phase} bar with img/s and ETA"
+        assert any(line.startswith(f"{phase}:") and "img/s]" in line and "<" in line for line in shown), (
+            f"no {phase} bar with img/s and ETA"
+        )
     assert [line.split(" train_loss=")[0] for line in shown if " train_loss=" in line] == ["epoch 1/2", "epoch 2/2"]
     for banner in ("GPU available", "LeafSpec", "wandb:", "Tip:", "does not have many workers"):
         assert banner not in output
 
 
 def test_output_that_is_not_a_terminal_has_epoch_lines_and_no_bars(tiny_folder, tmp_path):
-    done = subprocess.run(run_args(tiny_folder, tmp_path / "r", "lightning"), cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        run_args(tiny_folder, tmp_path / "r", "lightning"), cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "%|" not in done.stdout + done.stderr and "img/s]" not in done.stderr
     epochs = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
     assert len(epochs) == 2 and epochs[1].startswith("epoch 2/2 train_loss=") and "img/s)" in epochs[1]
     test_line = next(line for line in done.stdout.splitlines() if " test_loss=" in line)
-    assert test_line.index("test_loss=") < test_line.index("test_acc=") < test_line.index("test_f1=")  # one order in both engines
+    assert (
+        test_line.index("test_loss=") < test_line.index("test_acc=") < test_line.index("test_f1=")
+    )  # one order in both engines

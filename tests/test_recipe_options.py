@@ -30,7 +30,10 @@ def test_recipes_lists_the_catalog_with_sources_values_and_published_figures():
         assert f"{workflow.key}: {workflow.title}" in done.stdout and workflow.source in done.stdout
     assert "adamw lr 0.001, weight decay 0.05, batch 64, 40 epochs, 384 px" in done.stdout
     assert "published:  pretrained weights: test_acc 0.9237, test_loss 0.263" in done.stdout
-    assert "Rotate(limit=30, p=0.5)" in done.stdout and "then batch_size=32, lr=0.0006, epochs=6, head_init_std=0.01" in done.stdout
+    assert (
+        "Rotate(limit=30, p=0.5)" in done.stdout
+        and "then batch_size=32, lr=0.0006, epochs=6, head_init_std=0.01" in done.stdout
+    )
 
 
 def test_help_describes_every_option_with_its_default_and_names_the_recipes():
@@ -51,14 +54,18 @@ def test_one_default_profile_for_the_command_line_and_pytest():
 
 def test_later_sources_win_and_the_spec_says_where_each_value_came_from(tmp_path):
     recipe_file = tmp_path / "recipe.yaml"
-    recipe_file.write_text("lr: 0.002\nepochs: 3\ntrain_augmentations: [HorizontalFlip, {name: Rotate, limit: 15, p: 0.5}]\n")
+    recipe_file.write_text(
+        "lr: 0.002\nepochs: 3\ntrain_augmentations: [HorizontalFlip, {name: Rotate, limit: 15, p: 0.5}]\n"
+    )
     spec = spec_of("--recipe", "fastvit", "--recipe-file", str(recipe_file), "--epochs", "5", "--batch-size", "32")
     assert (spec.recipe.lr, spec.recipe.epochs, spec.recipe.batch_size, spec.recipe.image_size) == (0.002, 5, 32, 64)
     assert [a.name for a in spec.recipe.train_augmentations] == ["HorizontalFlip", "Rotate"]
     assert spec.origin_of("lr") == f"recipe file {recipe_file}" and spec.origin_of("epochs") == "--epochs"
     assert spec.origin_of("batch_size") == "--batch-size" and spec.origin_of("image_size") == "smoke profile"
     assert spec.origin_of("optimizer") == "recipe"
-    assert spec.recipe_fingerprint == spec.replace(recipe_origin=()).recipe_fingerprint  # where a value came from is not part of the result
+    assert (
+        spec.recipe_fingerprint == spec.replace(recipe_origin=()).recipe_fingerprint
+    )  # where a value came from is not part of the result
 
 
 def test_augment_picks_the_train_augmentations_keeping_the_recipes_parameters():
@@ -70,7 +77,10 @@ def test_augment_picks_the_train_augmentations_keeping_the_recipes_parameters():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--augment", "HorizntalFlip"], "--augment: albumentations has no transform named 'HorizntalFlip'; did you mean HorizontalFlip"),
+        (
+            ["--augment", "HorizntalFlip"],
+            "--augment: albumentations has no transform named 'HorizntalFlip'; did you mean HorizontalFlip",
+        ),
         (["--recipe-file", "{file}"], "--recipe-file {file}: lr is 'fast'; give a number"),
     ],
 )
@@ -84,19 +94,38 @@ def test_a_bad_recipe_change_is_one_line_before_any_data(args, message, tmp_path
 @pytest.mark.parametrize(
     "augmentation, message",
     [
-        ("{name: Rotate, limt: 15}", "recipe file {file}: Rotate has no parameter 'limt' (did you mean 'limit'?); "
-                                     "its parameters: limit, interpolation, border_mode, rotate_method, crop_border,"),
-        ("{name: HorizontalFlip, limit: 15}",
-         "recipe file {file}: HorizontalFlip has no parameter 'limit'; its only parameter: p"),
-        ("{name: Rotate, limit: wide, p: 0.5}",
-         "recipe file {file}: Rotate's limit is 'wide', which albumentations refuses: "
-         "tuple[float, float]: Input should be a valid tuple; float: Input should be a valid number"),
-        ("{name: HorizontalFlip, p: often}",
-         "recipe file {file}: HorizontalFlip's p is 'often', which albumentations refuses: "
-         "Input should be a valid number"),
-        ("{name: PadIfNeeded, min_height: 10, pad_height_divisor: 2}",
-         "recipe file {file}: PadIfNeeded(min_height=10, pad_height_divisor=2) is refused by albumentations: "
-         "Value error, Only one of 'min_height' and 'pad_height_divisor'"),
+        (
+            "{name: Rotate, limt: 15}",
+            (
+                "recipe file {file}: Rotate has no parameter 'limt' (did you mean 'limit'?); "
+                "its parameters: limit, interpolation, border_mode, rotate_method, crop_border,"
+            ),
+        ),
+        (
+            "{name: HorizontalFlip, limit: 15}",
+            "recipe file {file}: HorizontalFlip has no parameter 'limit'; its only parameter: p",
+        ),
+        (
+            "{name: Rotate, limit: wide, p: 0.5}",
+            (
+                "recipe file {file}: Rotate's limit is 'wide', which albumentations refuses: "
+                "tuple[float, float]: Input should be a valid tuple; float: Input should be a valid number"
+            ),
+        ),
+        (
+            "{name: HorizontalFlip, p: often}",
+            (
+                "recipe file {file}: HorizontalFlip's p is 'often', which albumentations refuses: "
+                "Input should be a valid number"
+            ),
+        ),
+        (
+            "{name: PadIfNeeded, min_height: 10, pad_height_divisor: 2}",
+            (
+                "recipe file {file}: PadIfNeeded(min_height=10, pad_height_divisor=2) is refused by albumentations: "
+                "Value error, Only one of 'min_height' and 'pad_height_divisor'"
+            ),
+        ),
     ],
 )
 def test_an_augmentation_parameter_albumentations_would_drop_or_refuse_is_one_line(augmentation, message, tmp_path):
@@ -111,10 +140,32 @@ def test_an_augmentation_parameter_albumentations_would_drop_or_refuse_is_one_li
 
 @pytest.mark.slow
 def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder, tmp_path):
-    done = harness("run", "--model", TINY_MODEL, "--data", str(tiny_folder), "--weights", "random", "--epochs", "1", "--image-size", "32",
-                   "--augment", "HorizontalFlip", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "r"))  # fmt: skip
+    done = harness(
+        "run",
+        "--model",
+        TINY_MODEL,
+        "--data",
+        str(tiny_folder),
+        "--weights",
+        "random",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--augment",
+        "HorizontalFlip",
+        "--workers",
+        "0",
+        "--wandb",
+        "off",
+        "--results-dir",
+        str(tmp_path / "r"),
+    )
     assert done.returncode == 0, done.stderr
-    assert "given: image_size 32 (--image-size), epochs 1 (--epochs), train_augmentations HorizontalFlip (--augment)" in done.stdout.splitlines()[0]
+    assert (
+        "given: image_size 32 (--image-size), epochs 1 (--epochs), train_augmentations HorizontalFlip (--augment)"
+        in done.stdout.splitlines()[0]
+    )
     (record,) = (tmp_path / "r").glob("*/result.json")
     origin = dict(json.loads(record.read_text())["spec"]["recipe_origin"])
     assert origin["train_augmentations"] == "--augment" and origin["lr"] == "smoke profile"
@@ -122,7 +173,9 @@ def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder,
 
 @pytest.mark.slow
 def test_eda_previews_the_recipe_run_would_use(tiny_folder, tmp_path):
-    done = harness("eda", str(tiny_folder), "--out", str(tmp_path / "eda"), "--augment", "VerticalFlip", "--sample", "10")
+    done = harness(
+        "eda", str(tiny_folder), "--out", str(tmp_path / "eda"), "--augment", "VerticalFlip", "--sample", "10"
+    )
     assert done.returncode == 0, done.stderr
     report = (tmp_path / "eda" / "report.md").read_text()
     assert "`efficientnetv2 (smoke profile)` recipe" in report

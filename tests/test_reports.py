@@ -25,9 +25,20 @@ from harness.spec import BenchmarkSpec
 
 
 def record(spec, acc, loss, images_per_s=100.0, val_accs=(0.5, 0.9), run_id=None) -> RunResult:
-    history = [{"epoch": e + 1, "epoch_time": 10.0, "val_acc": a, "val_loss": loss, "train_loss": loss, "train_acc": a} for e, a in enumerate(val_accs)]
-    return RunResult(run_id or spec.id, spec.to_dict(), history, {"test_acc": acc, "test_loss": loss, "test_f1": acc - 0.01, "test_top3": 0.99, "test_top5": 1.0},
-                     123.0, images_per_s, {"torch": "2.x", "device": "cpu (x86_64, 2 cores)", "git_commit": "abc123"}, "2026-11-21T00:00:00+00:00")  # fmt: skip
+    history = [
+        {"epoch": e + 1, "epoch_time": 10.0, "val_acc": a, "val_loss": loss, "train_loss": loss, "train_acc": a}
+        for e, a in enumerate(val_accs)
+    ]
+    return RunResult(
+        run_id or spec.id,
+        spec.to_dict(),
+        history,
+        {"test_acc": acc, "test_loss": loss, "test_f1": acc - 0.01, "test_top3": 0.99, "test_top5": 1.0},
+        123.0,
+        images_per_s,
+        {"torch": "2.x", "device": "cpu (x86_64, 2 cores)", "git_commit": "abc123"},
+        "2026-11-21T00:00:00+00:00",
+    )
 
 
 @pytest.fixture
@@ -35,7 +46,11 @@ def records():
     pre = make_spec(EFFICIENTNETV2, profile="full", weights="pretrained", num_classes=6)
     rnd = make_spec(EFFICIENTNETV2, profile="full", weights="random", num_classes=6)
     fast = make_spec(FASTVIT, profile="full", weights="pretrained", precision="bf16-mixed", devices=2, num_classes=8)
-    return [record(pre, 0.95, 0.12), record(rnd, 0.80, 0.45), record(fast, 0.93, 0.25, images_per_s=812.5, val_accs=(0.5, 0.95))]
+    return [
+        record(pre, 0.95, 0.12),
+        record(rnd, 0.80, 0.45),
+        record(fast, 0.93, 0.25, images_per_s=812.5, val_accs=(0.5, 0.95)),
+    ]
 
 
 def test_pretrained_and_random_side_by_side_with_difference(records):
@@ -48,8 +63,15 @@ def test_pretrained_vs_random_pairs_only_runs_that_differ_in_weights_alone():
     smoke_pre = make_spec(EFFICIENTNETV2, profile="smoke", weights="pretrained", num_classes=6)
     full_rnd = make_spec(EFFICIENTNETV2, profile="full", weights="random", num_classes=6)
     other_lr = smoke_pre.replace(weights="random").with_recipe(lr=1e-2)
-    assert pretrained_vs_random([record(smoke_pre, 0.6, 1.0), record(full_rnd, 0.8, 0.4), record(other_lr, 0.4, 2.0)]).rows == ()
-    repeats = [record(smoke_pre, 0.6, 1.0, run_id="p1"), record(smoke_pre, 0.7, 1.0, run_id="p2"), record(smoke_pre.replace(weights="random"), 0.4, 2.0)]
+    assert (
+        pretrained_vs_random([record(smoke_pre, 0.6, 1.0), record(full_rnd, 0.8, 0.4), record(other_lr, 0.4, 2.0)]).rows
+        == ()
+    )
+    repeats = [
+        record(smoke_pre, 0.6, 1.0, run_id="p1"),
+        record(smoke_pre, 0.7, 1.0, run_id="p2"),
+        record(smoke_pre.replace(weights="random"), 0.4, 2.0),
+    ]
     (row,) = pretrained_vs_random(repeats).rows
     assert row[7:11] == ("2/1", "65.00 ± 7.07 (n=2)", "40.00", "+25.00")
 
@@ -57,7 +79,9 @@ def test_pretrained_vs_random_pairs_only_runs_that_differ_in_weights_alone():
 def seeded(spec, accs, losses, weights="pretrained"):
     """One record per seed (42, 43, ...) of `spec` with the given test accuracies and losses."""
     specs = spec.replace(weights=weights).repeats(len(accs))
-    return [record(s, a, loss, run_id=f"{s.id}-s{s.recipe.seed}") for s, a, loss in zip(specs, accs, losses, strict=True)]
+    return [
+        record(s, a, loss, run_id=f"{s.id}-s{s.recipe.seed}") for s, a, loss in zip(specs, accs, losses, strict=True)
+    ]
 
 
 def test_cases_pool_their_seeds_with_mean_std_and_the_published_figure_beside():
@@ -77,7 +101,9 @@ def test_cases_pool_their_seeds_with_mean_std_and_the_published_figure_beside():
 
 def test_pretrained_vs_random_over_seeds_gives_a_welch_interval():
     spec = make_spec(EFFICIENTNETV2, profile="smoke", weights="pretrained", num_classes=6)
-    runs = seeded(spec, (0.60, 0.70, 0.65), (1.0, 1.1, 0.9)) + seeded(spec, (0.40, 0.45, 0.50), (1.4, 1.5, 1.3), weights="random")
+    runs = seeded(spec, (0.60, 0.70, 0.65), (1.0, 1.1, 0.9)) + seeded(
+        spec, (0.40, 0.45, 0.50), (1.4, 1.5, 1.3), weights="random"
+    )
     (row,) = pretrained_vs_random(runs).rows
     # Welch by hand: both variances 0.0025, n 3 -> se 0.040825, df 4, t(0.975, 4) = 2.776445: 20 ± 11.33 points
     assert row[7] == "3/3" and row[10].startswith("+20.00 [+8.67, +31.33] p=")
@@ -93,7 +119,9 @@ def test_welch_difference_matches_the_hand_computation():
 
 def test_mean_interval_matches_the_hand_computation():
     # mean 1.0, std 0.05, n 3 -> se 0.0288675, t(0.975, 2) = 4.302653
-    assert mean_interval([0.95, 1.0, 1.05]) == pytest.approx((1.0 - 4.302653 * 0.0288675, 1.0 + 4.302653 * 0.0288675), abs=1e-5)
+    assert mean_interval([0.95, 1.0, 1.05]) == pytest.approx(
+        (1.0 - 4.302653 * 0.0288675, 1.0 + 4.302653 * 0.0288675), abs=1e-5
+    )
     assert mean_interval([0.98]) is None and mean_interval([0.98, 0.98]) == (0.98, 0.98)
 
 
@@ -123,7 +151,10 @@ def test_precision_devices_rows_with_speed_and_a_named_target(records):
     assert fast[11] == "92.37 % (published (fastvit, pretrained weights))"
     assert fast[12] == "epoch 2 (20s)"  # val acc 0.95 >= published 0.9237 first at epoch 2, after 2 x 10 s
     assert rows["efficientnetv2pretrained32-true1"][12] == "not reached"  # val acc 0.9 < published 0.93802
-    assert rows["efficientnetv2random32-true1"][11:13] == ("80.80 % (published (efficientnetv2, random weights))", "epoch 2 (20s)")
+    assert rows["efficientnetv2random32-true1"][11:13] == (
+        "80.80 % (published (efficientnetv2, random weights))",
+        "epoch 2 (20s)",
+    )
 
 
 def test_no_target_on_a_users_own_data_unless_given(tiny_folder):
@@ -150,7 +181,9 @@ def test_workflow_tables_in_the_write_ups_shape(records):
 def test_report_command_rebuilds_everything_from_records(records, tmp_path):
     for r in records:
         r.save(tmp_path / r.run_id, plot_curves)
-    done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "Pretrained vs random weights" in done.stdout
     md = (tmp_path / "summary.md").read_text()
@@ -160,9 +193,23 @@ def test_report_command_rebuilds_everything_from_records(records, tmp_path):
     assert "- **git_commit**: abc123" in md and "- **column time to target**:" in md
     assert len((tmp_path / "summary.csv").read_text().splitlines()) == 1 + 3 + 3  # header, runs, published rows
     page = (tmp_path / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 + len(list((tmp_path / "figures").glob("*.png"))) and "<script" not in page and 'src="http' not in page
-    assert "[plot](" not in page and f"<a href='#curves-{records[0].run_id}'>plot</a>" in page and f"id='curves-{records[0].run_id}'" in page
-    for fact in ("<b>generated</b>", "<b>device</b>: cpu (x86_64, 2 cores)", "<b>torch</b>: 2.x", "<b>cuda</b>: none", "<b>column images/s</b>"):
+    assert (
+        page.count("data:image/png;base64,") == 3 + len(list((tmp_path / "figures").glob("*.png")))
+        and "<script" not in page
+        and 'src="http' not in page
+    )
+    assert (
+        "[plot](" not in page
+        and f"<a href='#curves-{records[0].run_id}'>plot</a>" in page
+        and f"id='curves-{records[0].run_id}'" in page
+    )
+    for fact in (
+        "<b>generated</b>",
+        "<b>device</b>: cpu (x86_64, 2 cores)",
+        "<b>torch</b>: 2.x",
+        "<b>cuda</b>: none",
+        "<b>column images/s</b>",
+    ):
         assert fact in page
 
 
@@ -172,12 +219,22 @@ def test_curve_links_resolve_from_another_output_folder(records, tmp_path):
         r.save(tmp_path / "runs" / r.run_id, plot_curves)
     no_epochs = RunResult("empty", records[0].spec, [], records[0].test, 1.0, 0.0, {}, "2026-11-21T00:00:00+00:00")
     no_epochs.save(tmp_path / "runs" / "empty", plot_curves)
-    done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path / "runs"), "--out", str(tmp_path / "pub")], cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(tmp_path / "runs"), "--out", str(tmp_path / "pub")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     md = (tmp_path / "pub" / "summary.md").read_text()
-    assert f"[plot](../runs/{records[0].run_id}/curves.png)" in md and (tmp_path / "pub" / f"../runs/{records[0].run_id}/curves.png").is_file()
+    assert (
+        f"[plot](../runs/{records[0].run_id}/curves.png)" in md
+        and (tmp_path / "pub" / f"../runs/{records[0].run_id}/curves.png").is_file()
+    )
     assert "| empty |" in md and "[plot](../runs/empty/" not in md
-    assert (tmp_path / "pub" / "report.html").read_text().count("data:image/png;base64,") == 3 + len(list((tmp_path / "pub" / "figures").glob("*.png")))
+    assert (tmp_path / "pub" / "report.html").read_text().count("data:image/png;base64,") == 3 + len(
+        list((tmp_path / "pub" / "figures").glob("*.png"))
+    )
 
 
 def test_a_curve_link_resolves_when_the_dataset_name_has_spaces(records, tmp_path):
@@ -192,7 +249,9 @@ def test_a_curve_link_resolves_when_the_dataset_name_has_spaces(records, tmp_pat
 
 @pytest.mark.slow
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 2 and "no result records" in done.stderr
 
 

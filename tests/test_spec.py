@@ -27,12 +27,26 @@ def test_full_profile_is_the_published_recipe_and_smoke_derives_from_it():
     full, smoke = EFFICIENTNETV2.recipe, profile_recipe(EFFICIENTNETV2, "smoke")
     assert (full.optimizer, full.lr, full.batch_size, full.workers) == ("adam", 5e-3, 128, 2)
     assert [a.name for a in full.train_augmentations] == [
-        "HorizontalFlip", "VerticalFlip", "Transpose", "RandomBrightnessContrast", "RGBShift", "OpticalDistortion", "GridDistortion",
+        "HorizontalFlip",
+        "VerticalFlip",
+        "Transpose",
+        "RandomBrightnessContrast",
+        "RGBShift",
+        "OpticalDistortion",
+        "GridDistortion",
     ]
     assert smoke.train_augmentations == full.train_augmentations and smoke.optimizer == full.optimizer
     fastvit = profile_recipe(FASTVIT, "smoke")
-    assert fastvit.lr == pytest.approx(FASTVIT.recipe.lr * fastvit.batch_size / FASTVIT.recipe.batch_size) and fastvit.head_init_std is None
-    assert (smoke.batch_size, smoke.lr, smoke.epochs, smoke.head_init_std) == (32, 6e-4, 6, 0.01)  # EfficientNetV2's measured smoke_changes
+    assert (
+        fastvit.lr == pytest.approx(FASTVIT.recipe.lr * fastvit.batch_size / FASTVIT.recipe.batch_size)
+        and fastvit.head_init_std is None
+    )
+    assert (smoke.batch_size, smoke.lr, smoke.epochs, smoke.head_init_std) == (
+        32,
+        6e-4,
+        6,
+        0.01,
+    )  # EfficientNetV2's measured smoke_changes
     assert full.head_init_std is None  # the full profile keeps timm's own head
     assert profile_recipe(FASTVIT, "smoke").split.by == "fraction"
     assert profile_recipe(FASTVIT, "full").split == Split(5564, 1600, 832, by="count")
@@ -46,13 +60,21 @@ def test_full_thresholds_are_published_figures_minus_tolerance():
     smoke = make_spec(EFFICIENTNETV2, profile="smoke", weights="random", num_classes=6)
     floor, ceiling = smoke.thresholds
     assert floor.metric == "test_acc" and floor.value == pytest.approx(1 / 6 + 0.2, abs=1e-4)
-    assert ceiling.metric == "test_loss" and ceiling.op == "at_most" and ceiling.value == pytest.approx(math.log(6), abs=1e-4)
+    assert (
+        ceiling.metric == "test_loss"
+        and ceiling.op == "at_most"
+        and ceiling.value == pytest.approx(math.log(6), abs=1e-4)
+    )
     assert not ceiling.holds({"test_loss": 1.80}) and ceiling.holds({"test_loss": 1.59})
 
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"engine": "keras"}, "unknown engine"), ({"precision": "fp8"}, "unknown precision"), ({"weights": "imagenet"}, "unknown weights")],
+    [
+        ({"engine": "keras"}, "unknown engine"),
+        ({"precision": "fp8"}, "unknown precision"),
+        ({"weights": "imagenet"}, "unknown weights"),
+    ],
 )
 def test_bad_spec_values_are_named(change, message):
     with pytest.raises(SpecError, match=message):

@@ -41,9 +41,21 @@ def test_counts_are_exact_as_for_kvasir():
 def test_split_errors_name_the_class_folder_and_a_command_line_fix():
     with pytest.raises(DataError, match=r"class folder\(s\) 'class_1' \(2\) have fewer than 3 images"):
         stratified_split(labels([10, 2]), Split(0.6, 0.2, 0.2), 0, NAMES)
-    with pytest.raises(DataError, match=r"asks for 30 images \(10/10/10\) but the dataset has 20; give fractions instead, e.g. --split 0.35,0.3,0.35"):
+    with pytest.raises(
+        DataError,
+        match=(
+            r"asks for 30 images \(10/10/10\) but the dataset has 20; give fractions instead, e.g. --split"
+            r" 0.35,0.3,0.35"
+        ),
+    ):
         stratified_split(labels([10, 10]), Split(10, 10, 10, by="count"), 0, NAMES)
-    with pytest.raises(DataError, match=r"leaves class folder\(s\) 'class_1' \(4 images: 4/0/0, no val or test image\); give --split 0.6,0.2,0.2 .* or add 10 image\(s\) to 'class_1'"):
+    with pytest.raises(
+        DataError,
+        match=(
+            r"leaves class folder\(s\) 'class_1' \(4 images: 4/0/0, no val or test image\); give --split 0.6,0.2,0.2 .*"
+            r" or add 10 image\(s\) to 'class_1'"
+        ),
+    ):
         stratified_split(labels([100, 4]), Split(0.9, 0.05, 0.05), 0, NAMES)
 
 
@@ -65,7 +77,9 @@ def test_fractions_summing_to_one_put_every_image_in_a_part(sizes, fractions):
 
 
 def test_images_left_out_on_purpose_are_counted():
-    assert stratified_split(labels([1000] * 8), Split(5564, 1600, 832, by="count"), 42, NAMES).unused == 4  # Kvasir's published split uses 7996 of 8000
+    assert (
+        stratified_split(labels([1000] * 8), Split(5564, 1600, 832, by="count"), 42, NAMES).unused == 4
+    )  # Kvasir's published split uses 7996 of 8000
     under = stratified_split(labels([40, 40]), Split(0.5, 0.2, 0.2), 0, NAMES)
     assert under.sizes() == {"train": 40, "val": 16, "test": 16} and under.unused == 8
 
@@ -76,8 +90,17 @@ def _advised(message: str) -> tuple[Split, list[tuple[str, int]]]:
     return Split(*(float(v) for v in fractions.split(","))), added
 
 
-@pytest.mark.parametrize("sizes, split", [([60, 12, 4], Split(0.7, 0.15, 0.15)), ([100, 4], Split(0.9, 0.05, 0.05)), ([200, 5, 30], Split(0.8, 0.1, 0.1)),
-                                          ([30, 3], Split(20, 5, 5, by="count")), ([30, 30, 30], Split(50, 1, 1, by="count")), ([40, 3, 3], Split(30, 4, 4, by="count"))])  # fmt: skip
+@pytest.mark.parametrize(
+    "sizes, split",
+    [
+        ([60, 12, 4], Split(0.7, 0.15, 0.15)),
+        ([100, 4], Split(0.9, 0.05, 0.05)),
+        ([200, 5, 30], Split(0.8, 0.1, 0.1)),
+        ([30, 3], Split(20, 5, 5, by="count")),
+        ([30, 30, 30], Split(50, 1, 1, by="count")),
+        ([40, 3, 3], Split(30, 4, 4, by="count")),
+    ],
+)
 def test_the_advice_for_a_rare_class_is_a_split_that_trains(sizes, split):
     """Classes of 60, 12 and 4 with 0.7/0.15/0.15 were refused with "e.g. --split 0.7,0.15,0.15": the split in use."""
     y = labels(sizes)
@@ -88,7 +111,9 @@ def test_the_advice_for_a_rare_class_is_a_split_that_trains(sizes, split):
     parts = stratified_split(y, advised, 0, NAMES)  # the advised split really trains
     assert all(len(np.unique(y[getattr(parts, p)])) == len(sizes) for p in ("train", "val", "test"))
     if split.by == "count" and min(split.train, split.val, split.test) < len(sizes):
-        assert not added and f"give every part at least {len(sizes)} images" in str(refused.value)  # no number of images could help
+        assert not added and f"give every part at least {len(sizes)} images" in str(
+            refused.value
+        )  # no number of images could help
         return
     assert added
     grown = list(sizes)

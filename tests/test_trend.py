@@ -43,4 +43,8 @@ def test_the_report_embeds_one_trend_plot_per_case(tmp_path):
     (png,) = (tonight / "trend").glob("*.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tonight / "report.html").read_text()
-    assert "Trend over the last 2 night(s)" in page and "2026-11-21 to 2026-11-22" in page and f"alt='trend of {spec.id}@" in page
+    assert (
+        "Trend over the last 2 night(s)" in page
+        and "2026-11-21 to 2026-11-22" in page
+        and f"alt='trend of {spec.id}@" in page
+    )

@@ -64,7 +64,11 @@ def read(run_dir: Path) -> OfflineRun:
         elif kind == "config":
             run.config.update({i.key: json.loads(i.value_json) for i in record.config.update})
         elif kind == "history":
-            run.history.append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item})
+            run.history.append(
+                {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item}
+            )
         elif kind == "summary":
-            run.summary.update({(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.summary.update})
+            run.summary.update(
+                {(i.key or "/".join(i.nested_key)): json.loads(i.value_json) for i in record.summary.update}
+            )
     return run

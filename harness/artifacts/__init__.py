@@ -51,17 +51,36 @@ def harness_state(artifacts: RunArtifacts, epoch: int, history: list[dict[str, f
     its wandb and MLflow runs, which a resume continues and ends KILLED."""
     spec = artifacts.spec
     return {
-        "format": 2, "engine": spec.engine, "epoch": epoch, "spec": spec.to_dict(), "fingerprint": artifacts.fingerprint,
-        "data": artifacts.data, "execution": artifacts.execution, "history": [dict(r) for r in history], "rng": rng_state(),
-        "tracking": {"wandb": artifacts.tracker.run.id if artifacts.tracker.run is not None else None, "mlflow": artifacts.mlflow.mlflow_run_id},
-    }  # fmt: skip
+        "format": 2,
+        "engine": spec.engine,
+        "epoch": epoch,
+        "spec": spec.to_dict(),
+        "fingerprint": artifacts.fingerprint,
+        "data": artifacts.data,
+        "execution": artifacts.execution,
+        "history": [dict(r) for r in history],
+        "rng": rng_state(),
+        "tracking": {
+            "wandb": artifacts.tracker.run.id if artifacts.tracker.run is not None else None,
+            "mlflow": artifacts.mlflow.mlflow_run_id,
+        },
+    }
 
 
 class RunArtifacts:
-    def __init__(self, spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        spec: BenchmarkSpec,
+        settings: RunSettings,
+        run_id: str,
+        fingerprint: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
         self.spec, self.settings, self.run_id, self.fingerprint = spec, settings, run_id, fingerprint
         self.data = data  # the data's identity (DataIdentity.as_dict), kept in every checkpoint
-        self.execution = [self._execution_from(1)]  # how each stretch of epochs ran; a resume adds one when it runs another way
+        self.execution = [
+            self._execution_from(1)
+        ]  # how each stretch of epochs ran; a resume adds one when it runs another way
         self.bucket = BucketUploader(settings.gcs_bucket, settings.gcs_retry_s) if settings.gcs_bucket else None
         folders = list(settings.checkpoint_dirs)
         if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
@@ -90,12 +109,20 @@ class RunArtifacts:
         if saved.get("fingerprint") != self.fingerprint:
             raise ResumeError(resume.refusal(path, saved, self.spec, self.data))
         print(f"[trainbench] resuming {self.run_id} from {path} (epoch {saved['epoch']})", flush=True)
-        before = saved.get("execution") or [{"from_epoch": 1, "compile": None, "fused_optimizer": None}]  # checkpoints before it did not say
+        before = saved.get("execution") or [
+            {"from_epoch": 1, "compile": None, "fused_optimizer": None}
+        ]  # checkpoints before it did not say
         now = self._execution_from(int(saved["epoch"]) + 1)
-        same = {k: v for k, v in before[-1].items() if k != "from_epoch"} == {k: v for k, v in now.items() if k != "from_epoch"}
+        same = {k: v for k, v in before[-1].items() if k != "from_epoch"} == {
+            k: v for k, v in now.items() if k != "from_epoch"
+        }
         self.execution = list(before) if same else [*before, now]
         local = any(path.is_relative_to(folder) for folder in self.store.folders)
-        source = str(path) if local or self.bucket is None else f"gs://{self.bucket.bucket_name}/{self.bucket.object_name(f'{self.run_id}/{LAST}')}"
+        source = (
+            str(path)
+            if local or self.bucket is None
+            else f"gs://{self.bucket.bucket_name}/{self.bucket.object_name(f'{self.run_id}/{LAST}')}"
+        )
         self.resumed_from = {"checkpoint": source, "epoch": int(saved["epoch"])}
         tracked = saved.get("tracking") or {}  # checkpoints before it did not say
         self.tracker.resume_id, self.mlflow.killed = tracked.get("wandb"), tracked.get("mlflow")
@@ -139,15 +166,24 @@ class RunArtifacts:
             self.store.wait()
             last = str(self.store.last) if self.store.last is not None else None
             report["checkpoints"] = {
-                "folders": [str(f) for f in self.store.folders], "last": last,
-                "resumed_from": self.resumed_from, "failures": self.store.failures,
-            }  # fmt: skip
+                "folders": [str(f) for f in self.store.folders],
+                "last": last,
+                "resumed_from": self.resumed_from,
+                "failures": self.store.failures,
+            }
         if self.bucket is not None:
             failures = self.bucket.finish()
-            report["gcs"] = {"bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}", "failures": [f.as_dict() for f in failures]}
+            report["gcs"] = {
+                "bucket": f"gs://{self.bucket.bucket_name}/{self.bucket.prefix}",
+                "failures": [f.as_dict() for f in failures],
+            }
         if self.store is not None or self.bucket is not None:
-            report["checkpoint_wait_s"] = round(time.perf_counter() - waiting, 3)  # paid once per run, after training: the last write and uploads
-        if self.store is not None:  # what the epochs paid: the training thread's time saving, the background threads' CPU
+            report["checkpoint_wait_s"] = round(
+                time.perf_counter() - waiting, 3
+            )  # paid once per run, after training: the last write and uploads
+        if (
+            self.store is not None
+        ):  # what the epochs paid: the training thread's time saving, the background threads' CPU
             report.update(
                 checkpoint_blocked_s=round(self.checkpoint_blocked_s, 3),
                 checkpoint_writer_cpu_s=round(self.store.writer_cpu_s, 3),

@@ -57,7 +57,13 @@ def rng_state() -> dict[str, Any]:
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": np_kind, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "numpy": {
+            "kind": np_kind,
+            "keys": torch.from_numpy(np_keys.astype(np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
     }
     if torch.cuda.is_available():
@@ -108,7 +114,10 @@ def _written_atomically(path: Path, need: int) -> Iterator[Path]:
             yield tmp
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
         reason = _cause(error, path.parent, need)
-        raise CheckpointError(f"checkpoint {path} could not be written ({reason}); free space on that disk or choose another --checkpoint-dir") from None
+        raise CheckpointError(
+            f"checkpoint {path} could not be written ({reason}); free space on that disk or choose another"
+            " --checkpoint-dir"
+        ) from None
 
 
 def atomic_save(obj: dict[str, Any], path: Path) -> None:
@@ -160,9 +169,16 @@ def model_state(state: dict[str, torch.Tensor], model: nn.Module, path: Path | s
     expected = model.state_dict().keys()
     missing, unexpected = [k for k in expected if k not in cleaned], [k for k in cleaned if k not in expected]
     if missing or unexpected:
-        shown = [f"{what} {', '.join(keys[:KEYS_SHOWN])}{f' (+{len(keys) - KEYS_SHOWN} more)' if len(keys) > KEYS_SHOWN else ''}"
-                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]  # fmt: skip
-        raise ResumeError(f"{path} does not fit {type(model).__name__}: keys {'; '.join(shown)}; it holds another model or layout: move it out of the checkpoint folder, or drop --resume")
+        shown = [
+            f"{what}"
+            f" {', '.join(keys[:KEYS_SHOWN])}{f' (+{len(keys) - KEYS_SHOWN} more)' if len(keys) > KEYS_SHOWN else ''}"
+            for what, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        ]
+        raise ResumeError(
+            f"{path} does not fit {type(model).__name__}: keys {'; '.join(shown)}; it holds another model or layout:"
+            " move it out of the checkpoint folder, or drop --resume"
+        )
     return cleaned
 
 
@@ -173,9 +189,14 @@ class CheckpointStore:
 
     def __init__(self, run_id: str, folders: Sequence[Path], bucket: BucketUploader | None) -> None:
         if not folders:
-            raise ValueError("a checkpoint store needs at least one local folder: the local copy is what a bucket failure must never lose")
+            raise ValueError(
+                "a checkpoint store needs at least one local folder: the local copy is what a bucket failure must never"
+                " lose"
+            )
         self.run_id = run_id
-        self.folders = list(dict.fromkeys(Path(f).resolve() / run_id for f in folders))  # a folder given twice is one folder
+        self.folders = list(
+            dict.fromkeys(Path(f).resolve() / run_id for f in folders)
+        )  # a folder given twice is one folder
         self.bucket = bucket
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
         self._pending: Future | None = None
@@ -248,8 +269,13 @@ class CheckpointStore:
             if self.bucket.download(f"{self.run_id}/{LAST}", target):
                 return target
         if damaged:
-            shown = ", ".join(str(p) for p in damaged[:3]) + (f" and {len(damaged) - 3} more" if len(damaged) > 3 else "")
-            raise ResumeError(f"every checkpoint of {self.run_id} is damaged ({shown}); remove them to start over, or drop --resume and give another --run-id")
+            shown = ", ".join(str(p) for p in damaged[:3]) + (
+                f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+            )
+            raise ResumeError(
+                f"every checkpoint of {self.run_id} is damaged ({shown}); remove them to start over, or drop --resume"
+                " and give another --run-id"
+            )
         return None
 
     @staticmethod
@@ -262,11 +288,17 @@ class CheckpointStore:
             try:
                 content = load(path)
             except Exception as error:  # a truncated zip, a pickle error, a foreign file
-                print(f"[trainbench] {path} is unreadable ({type(error).__name__}); trying an older checkpoint", flush=True)
+                print(
+                    f"[trainbench] {path} is unreadable ({type(error).__name__}); trying an older checkpoint",
+                    flush=True,
+                )
                 damaged.append(path)
                 continue
             if not isinstance(content, dict) or not isinstance(content.get(HARNESS_KEY), dict):
-                raise ResumeError(f"{path} holds no trainbench state (no '{HARNESS_KEY}' entry: written by another tool or by hand); move it out of {folder}, or drop --resume")
+                raise ResumeError(
+                    f"{path} holds no trainbench state (no '{HARNESS_KEY}' entry: written by another tool or by hand);"
+                    f" move it out of {folder}, or drop --resume"
+                )
             found = int(content[HARNESS_KEY]["epoch"]), path
             if path.name != LAST and (folder / LAST).is_file():
                 print(f"[trainbench] resuming from {path.name} instead of the damaged {LAST}", flush=True)

@@ -30,9 +30,23 @@ class Emulator:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory", "--default-bucket", bucket, "-q"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "gcp_storage_emulator",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--in-memory",
+                "--default-bucket",
+                bucket,
+                "-q",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if niceness:
             os.setpriority(os.PRIO_PROCESS, self.process.pid, niceness)
         deadline = time.monotonic() + start_timeout_s

@@ -46,7 +46,8 @@ def _client_library():
         from google.cloud.storage.retry import DEFAULT_RETRY
     except ImportError:
         raise BucketAccessError(
-            "--gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]' (or google-cloud-storage), or drop --gcs-bucket"
+            "--gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]' (or"
+            " google-cloud-storage), or drop --gcs-bucket"
         ) from None
     return storage, DEFAULT_RETRY
 
@@ -79,7 +80,9 @@ class BucketUploader:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcs-upload")
         self._pending: list[Future] = []
         self.failures: list[UploadFailure] = []
-        self.cpu_s = 0.0  # the upload thread's CPU time: what uploads take from this machine (the bucket's side is not counted)
+        self.cpu_s = (
+            0.0  # the upload thread's CPU time: what uploads take from this machine (the bucket's side is not counted)
+        )
         self._bucket = None
         self._queued: dict[Future, tuple[str, str, tuple[str, ...]]] = {}  # upload -> (local file, name, copies)
         _ACTIVE.add(self)
@@ -143,7 +146,9 @@ class BucketUploader:
             blob.download_to_filename(str(destination), retry=self.retry, timeout=self.timeout_s)
             return True
         except Exception as error:
-            print(f"[trainbench] no {name} in gs://{self.bucket_name}/{self.prefix}: {type(error).__name__}", flush=True)
+            print(
+                f"[trainbench] no {name} in gs://{self.bucket_name}/{self.prefix}: {type(error).__name__}", flush=True
+            )
             destination.unlink(missing_ok=True)
             return False
 
@@ -160,8 +165,9 @@ class BucketUploader:
         except Exception as error:  # DefaultCredentialsError, NotFound, Forbidden, a connection error
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
             raise BucketAccessError(
-                f"--gcs-bucket gs://{self.bucket_name}/{self.prefix} cannot be written ({reason}); check the bucket name and the credentials "
-                "(GOOGLE_APPLICATION_CREDENTIALS or `gcloud auth application-default login`), or drop --gcs-bucket"
+                f"--gcs-bucket gs://{self.bucket_name}/{self.prefix} cannot be written ({reason}); check the bucket"
+                " name and the credentials (GOOGLE_APPLICATION_CREDENTIALS or `gcloud auth application-default"
+                " login`), or drop --gcs-bucket"
             ) from None
 
     def finish(self) -> list[UploadFailure]:
@@ -199,7 +205,11 @@ class BucketUploader:
                 continue
             # epoch files only: the bucket's last.ckpt may since have moved on (a resume elsewhere), and an older one must not replace it
             uploads = [(Path(local), name, ()) for local, name, _ in found["uploads"] if Path(local).is_file()]
-            print(f"[trainbench] uploading {len(uploads)} checkpoint(s) an interrupted run left local to {self.url}: {', '.join(name for _, name, _ in uploads)}", flush=True)
+            print(
+                f"[trainbench] uploading {len(uploads)} checkpoint(s) an interrupted run left local to {self.url}:"
+                f" {', '.join(name for _, name, _ in uploads)}",
+                flush=True,
+            )
             failed = len(self.failures)
             for local, name, copies in uploads:
                 self.upload(local, name, copies)

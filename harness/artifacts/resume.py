@@ -67,8 +67,9 @@ def differences(saved: dict[str, Any], spec: BenchmarkSpec, data: dict[str, Any]
 
 def refusal(path: Path, saved: dict[str, Any], spec: BenchmarkSpec, data: dict[str, Any] | None) -> str:
     return (
-        f"--resume: {path} (epoch {saved.get('epoch', '?')}) was trained with other settings: {'; '.join(differences(saved, spec, data))}; "
-        "resume it with the values it was trained with, or drop --resume to start this run fresh"
+        f"--resume: {path} (epoch {saved.get('epoch', '?')}) was trained with other settings:"
+        f" {'; '.join(differences(saved, spec, data))}; resume it with the values it was trained with, or drop --resume"
+        " to start this run fresh"
     )
 
 
@@ -117,7 +118,9 @@ def finished(settings: RunSettings, attempt: Callable[[int], str], run_id: str |
     return settings.results_dir / attempt(number - 1) / RESULT_FILE
 
 
-def check(spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None, given: bool) -> None:
+def check(
+    spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: str, data: dict[str, Any] | None, given: bool
+) -> None:
     """Before the decode pass (module docstring). `run_id` is this run's (the `--run-id` when
     `given`, else its first attempt's), `fingerprint` the one its checkpoints must carry.
 
@@ -132,7 +135,11 @@ def check(spec: BenchmarkSpec, settings: RunSettings, run_id: str, fingerprint: 
         if any(_own(d.name, run_id) and _has_checkpoint(d) for d in runs):
             return
         pattern = re.escape(spec.id) + r"-[0-9a-f]{8}(-attempt\d+)?"
-        candidates = [d for d in runs if re.fullmatch(pattern, d.name) and not (settings.results_dir / d.name / RESULT_FILE).is_file()]
+        candidates = [
+            d
+            for d in runs
+            if re.fullmatch(pattern, d.name) and not (settings.results_dir / d.name / RESULT_FILE).is_file()
+        ]
     found = []
     for folder in candidates:
         state = saved_state(folder)

@@ -78,12 +78,17 @@ def settle(settings: RunSettings) -> RunSettings:
         host = wandb_host()
         problem = no_answer(host)
         if problem is not None and settings.wandb == "online":
-            raise PreflightError(f"--wandb online: the wandb host {host} does not answer ({problem}); check the network or WANDB_BASE_URL, "
-                                 "or give --wandb offline (or auto) and upload the run later with `wandb sync`")  # fmt: skip
+            raise PreflightError(
+                f"--wandb online: the wandb host {host} does not answer ({problem}); check the network or"
+                " WANDB_BASE_URL, or give --wandb offline (or auto) and upload the run later with `wandb sync`"
+            )
         if problem is not None:
             offline = settings.results_dir / "wandb"
-            print(f"[trainbench] wandb: {host} does not answer ({problem}); tracking this run offline instead, "
-                  f"upload it later with `wandb sync {offline}/offline-run-*`", flush=True)  # fmt: skip
+            print(
+                f"[trainbench] wandb: {host} does not answer ({problem}); tracking this run offline instead, "
+                f"upload it later with `wandb sync {offline}/offline-run-*`",
+                flush=True,
+            )
             mode = "offline"
     return settings if mode == settings.wandb else settings.replace(wandb=mode)
 
@@ -127,8 +132,12 @@ class WandbTracker:
                 dir=str(self.directory),
                 reinit="create_new",
                 id=self.resume_id,
-                resume="allow" if self.resume_id else None,  # the same wandb run goes on, not a second one of the same name
-                settings=wandb.Settings(silent=True),  # its banners said nothing the run's start-up line does not (engines.progress.data_line)
+                resume=(
+                    "allow" if self.resume_id else None
+                ),  # the same wandb run goes on, not a second one of the same name
+                settings=wandb.Settings(
+                    silent=True
+                ),  # its banners said nothing the run's start-up line does not (engines.progress.data_line)
             )
         except Exception as error:  # tracking must never fail training
             self.error = f"{type(error).__name__}: {error}"[:500]
@@ -139,7 +148,9 @@ class WandbTracker:
         if self.run is None:
             return
         try:
-            self.run.log({k: v for k, v in row.items() if k != "epoch"} | {"epoch": row["epoch"]}, step=int(row["epoch"]))
+            self.run.log(
+                {k: v for k, v in row.items() if k != "epoch"} | {"epoch": row["epoch"]}, step=int(row["epoch"])
+            )
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"[:500]
             print(f"[trainbench] wandb log failed: {self.error}", flush=True)

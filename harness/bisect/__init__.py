@@ -30,7 +30,16 @@ from harness.errors import BisectError
 from harness.results.compare import DEFAULT_TOLERANCES, Tolerance
 from harness.settings import REPO_ROOT, default_cache_dir
 
-OWN_OPTIONS = ("-k", "--seeds", "--results-dir", "--profile", "--benchmark-json", "--baseline", "--junitxml", "--junit-xml")
+OWN_OPTIONS = (
+    "-k",
+    "--seeds",
+    "--results-dir",
+    "--profile",
+    "--benchmark-json",
+    "--baseline",
+    "--junitxml",
+    "--junit-xml",
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,10 @@ def check_pytest_args(pytest_args: Sequence[str]) -> None:
     for arg in pytest_args:
         option = arg.split("=", 1)[0]
         if option in OWN_OPTIONS or re.fullmatch(r"-k.+", option):
-            raise BisectError(f"{option} after -- is bisect's to set; give it to bisect itself (-k, --seeds, --out, --profile) before --")
+            raise BisectError(
+                f"{option} after -- is bisect's to set; give it to bisect itself (-k, --seeds, --out, --profile)"
+                " before --"
+            )
 
 
 def select_case(request: Request, bad: str, scratch: Path) -> str:
@@ -66,11 +78,19 @@ def select_case(request: Request, bad: str, scratch: Path) -> str:
     with revisions.worktree(request.repo, bad, scratch / "worktrees") as tree:
         found = plan.collect(request.profile, ["-k", request.case, *request.pytest_args], root=tree, python=python)
     if not found:
-        raise BisectError(f"-k {request.case!r} selects no benchmark case at {bad[:10]} in the {request.profile} profile; "
-                          f"`python -m pytest benchmarks --collect-only -q -k {request.case!r}` lists what it selects (check the options after --)")  # fmt: skip
+        raise BisectError(
+            f"-k {request.case!r} selects no benchmark case at {bad[:10]} in the {request.profile} profile; `python -m"
+            f" pytest benchmarks --collect-only -q -k {request.case!r}` lists what it selects (check the options"
+            " after --)"
+        )
     if len(found) > 1:
-        shown = ", ".join(node.split("::")[-1] for node in found[:4]) + (f", ... ({len(found) - 4} more)" if len(found) > 4 else "")
-        raise BisectError(f"-k {request.case!r} selects {len(found)} benchmark cases at {bad[:10]} ({shown}); bisect follows one: narrow -k to one case id")
+        shown = ", ".join(node.split("::")[-1] for node in found[:4]) + (
+            f", ... ({len(found) - 4} more)" if len(found) > 4 else ""
+        )
+        raise BisectError(
+            f"-k {request.case!r} selects {len(found)} benchmark cases at {bad[:10]} ({shown}); bisect follows one:"
+            " narrow -k to one case id"
+        )
     return found[0]
 
 
@@ -78,7 +98,20 @@ def serial(request: Request, scratch: Path) -> MeasureRound:
     """Each step in this process, one after another."""
 
     def measure_round(batch: Sequence[tuple[revisions.Commit, int]]) -> list[Measurement]:
-        return [measure(request.repo, c.sha, request.case, seeds, request.profile, request.pytest_args, scratch, default_cache_dir(), step_timeout(request)) for c, seeds in batch]
+        return [
+            measure(
+                request.repo,
+                c.sha,
+                request.case,
+                seeds,
+                request.profile,
+                request.pytest_args,
+                scratch,
+                default_cache_dir(),
+                step_timeout(request),
+            )
+            for c, seeds in batch
+        ]
 
     return measure_round
 
@@ -98,14 +131,33 @@ def on_ray(request: Request, node_id: str, scratch: Path) -> tuple[MeasureRound,
             session.start_embedded(nodes[0])
     (case,) = plan.plan([node_id], nodes)
     for _, why in plan.too_large([case], nodes):
-        raise BisectError(f"the case {why}; bisect it on a larger cluster, or without --parallel on a machine that holds it")
-    parallel = request.parallel or max(1, sum(min(int(n.cpus // case.cpus) if case.cpus else 1 << 30, int(n.gpus // case.gpus) if case.gpus else 1 << 30) for n in nodes))
+        raise BisectError(
+            f"the case {why}; bisect it on a larger cluster, or without --parallel on a machine that holds it"
+        )
+    parallel = request.parallel or max(
+        1,
+        sum(
+            min(int(n.cpus // case.cpus) if case.cpus else 1 << 30, int(n.gpus // case.gpus) if case.gpus else 1 << 30)
+            for n in nodes
+        ),
+    )
     print(f"bisect: {parallel} step(s) per round as Ray tasks on {where}, each asking for {case.asks()}")
     task = ray.remote(measure_on_node)
 
     def measure_round(batch: Sequence[tuple[revisions.Commit, int]]) -> list[Measurement]:
-        refs = [task.options(num_cpus=case.cpus, num_gpus=case.gpus, name=f"bisect-{c.short}").remote(request.repo, c.sha, request.case, seeds, request.profile, request.pytest_args, scratch, step_timeout(request))
-                for c, seeds in batch]  # fmt: skip
+        refs = [
+            task.options(num_cpus=case.cpus, num_gpus=case.gpus, name=f"bisect-{c.short}").remote(
+                request.repo,
+                c.sha,
+                request.case,
+                seeds,
+                request.profile,
+                request.pytest_args,
+                scratch,
+                step_timeout(request),
+            )
+            for c, seeds in batch
+        ]
         return [_gathered(ray, ref, commit.sha, seeds) for ref, (commit, seeds) in zip(refs, batch, strict=True)]
 
     return measure_round, parallel
@@ -116,7 +168,17 @@ def _gathered(ray, ref, sha: str, seeds: int) -> Measurement:
     try:
         return ray.get(ref)
     except Exception as error:
-        return Measurement(sha, seeds, -1, 0.0, {}, f"the Ray task failed: {type(error).__name__}: {error}"[:2000], python="none", interpreter="", node="lost")
+        return Measurement(
+            sha,
+            seeds,
+            -1,
+            0.0,
+            {},
+            f"the Ray task failed: {type(error).__name__}: {error}"[:2000],
+            python="none",
+            interpreter="",
+            node="lost",
+        )
 
 
 def step_timeout(request: Request) -> float | None:
@@ -124,7 +186,16 @@ def step_timeout(request: Request) -> float | None:
     return request.budget.minutes * 60 if request.budget.minutes else None
 
 
-def measure_on_node(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_args: Sequence[str], scratch: Path, timeout_s: float | None) -> Measurement:
+def measure_on_node(
+    repo: Path,
+    sha: str,
+    case: str,
+    seeds: int,
+    profile: str,
+    pytest_args: Sequence[str],
+    scratch: Path,
+    timeout_s: float | None,
+) -> Measurement:
     """A Ray task's body: `measure` on the node Ray chose, which it names."""
     found = measure(repo, sha, case, seeds, profile, pytest_args, scratch, default_cache_dir(), timeout_s)
     found.node = session.ray_module().get_runtime_context().get_node_id()[:8]
@@ -139,26 +210,56 @@ def run(request: Request) -> tuple[int, dict | None]:
     good = revisions.resolve(request.repo, request.good, "--good")
     bad = revisions.resolve(request.repo, request.bad, "--bad")
     commits = [revisions.commit(request.repo, good), *revisions.between(request.repo, good, bad)]
-    print(f"bisect: {len(commits) - 1} commit(s) from {good[:10]} to {bad[:10]}; finding the case -k {request.case!r} selects at {bad[:10]}", flush=True)
+    print(
+        f"bisect: {len(commits) - 1} commit(s) from {good[:10]} to {bad[:10]}; finding the case -k {request.case!r}"
+        f" selects at {bad[:10]}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="trainbench-bisect-") as scratch_dir:
         scratch = Path(scratch_dir)
         node_id = select_case(request, bad, scratch)
-        name = node_id.split('[')[-1].rstrip(']') if '[' in node_id else node_id.split('::')[-1]
-        out = request.out or REPO_ROOT / "results" / "bisect" / f"{plan.Case(node_id, 1, 1, 0).name}-{good[:8]}-{bad[:8]}-{datetime.now():%Y%m%dT%H%M%S}"
+        name = node_id.split("[")[-1].rstrip("]") if "[" in node_id else node_id.split("::")[-1]
+        out = (
+            request.out
+            or REPO_ROOT
+            / "results"
+            / "bisect"
+            / f"{plan.Case(node_id, 1, 1, 0).name}-{good[:8]}-{bad[:8]}-{datetime.now():%Y%m%dT%H%M%S}"
+        )
         print(f"bisect: {name}; results in {out}", flush=True)
         use_ray = request.parallel != 1 or request.address
         joined = use_ray and not session.ray_module().is_initialized()  # else the caller's session, left open
         try:
             measure_round, parallel = on_ray(request, node_id, scratch) if use_ray else (serial(request, scratch), 1)
             tolerances = request.tolerances or DEFAULT_TOLERANCES
-            bisection = Bisection(commits, request.case, name, measure_round, out, tolerances, request.metrics, request.seeds, request.max_seeds, parallel, request.budget)
+            bisection = Bisection(
+                commits,
+                request.case,
+                name,
+                measure_round,
+                out,
+                tolerances,
+                request.metrics,
+                request.seeds,
+                request.max_seeds,
+                parallel,
+                request.budget,
+            )
             outcome = bisection.run()
         finally:
             if joined:
                 session.disconnect()
-    lo_hi = bisection.interval() if outcome.startswith("culprit") or outcome == "budget spent" else (0, len(commits) - 1)
-    changes = revisions.dependency_changes(revisions.dependency_files(request.repo, commits[lo_hi[0]].sha), revisions.dependency_files(request.repo, commits[lo_hi[1]].sha))
+    lo_hi = (
+        bisection.interval() if outcome.startswith("culprit") or outcome == "budget spent" else (0, len(commits) - 1)
+    )
+    changes = revisions.dependency_changes(
+        revisions.dependency_files(request.repo, commits[lo_hi[0]].sha),
+        revisions.dependency_files(request.repo, commits[lo_hi[1]].sha),
+    )
     data = report.write(bisection, out, request.repo, request.profile, list(request.pytest_args), changes)
     print(data["summary"])
-    print(f"bisect: {data['measurements']} measurement(s) in {data['rounds']} round(s), {data['wall_s']:.0f} s; {out / 'bisect.md'}")
+    print(
+        f"bisect: {data['measurements']} measurement(s) in {data['rounds']} round(s), {data['wall_s']:.0f} s;"
+        f" {out / 'bisect.md'}"
+    )
     return (0 if outcome in ANSWERS else 1), data

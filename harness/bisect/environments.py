@@ -44,7 +44,9 @@ def files_hash(files: dict[str, bytes | None]) -> str:
 
 def current_files() -> dict[str, bytes | None]:
     """The dependency files this environment was installed from (the running checkout's)."""
-    return {name: (REPO_ROOT / name).read_bytes() if (REPO_ROOT / name).is_file() else None for name in DEPENDENCY_FILES}
+    return {
+        name: (REPO_ROOT / name).read_bytes() if (REPO_ROOT / name).is_file() else None for name in DEPENDENCY_FILES
+    }
 
 
 def python_for(files: dict[str, bytes | None], cache_dir: Path) -> tuple[str, str]:
@@ -52,7 +54,9 @@ def python_for(files: dict[str, bytes | None], cache_dir: Path) -> tuple[str, st
     `built <hash>`); builds the layer when none is cached. A BisectError when uv cannot build it."""
     if files == current_files():
         return sys.executable, CURRENT
-    key = files_hash({**files, "(base environment)": f"{sys.prefix}\0{files_hash(current_files())}".encode()})  # a layer is over this environment
+    key = files_hash(
+        {**files, "(base environment)": f"{sys.prefix}\0{files_hash(current_files())}".encode()}
+    )  # a layer is over this environment
     env = Path(cache_dir) / "envs" / key
     python = env / "bin" / "python"
     with FileLock(str(env) + ".lock"):
@@ -65,7 +69,10 @@ def python_for(files: dict[str, bytes | None], cache_dir: Path) -> tuple[str, st
 def _uv() -> str:
     found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     if not Path(found).is_file():
-        raise BisectError("a revision's dependency files differ from this environment's, and building its environment needs uv; pip install 'trainbench[bisect]' (or uv)")
+        raise BisectError(
+            "a revision's dependency files differ from this environment's, and building its environment needs uv; pip"
+            " install 'trainbench[bisect]' (or uv)"
+        )
     return found
 
 
@@ -79,7 +86,11 @@ def _installed(name: str) -> str | None:
 def changed(files: dict[str, bytes | None]) -> tuple[list[str], list[str]]:
     """What the layer installs: pins whose version differs from this environment's (`name==version`),
     and declared requirements nothing here provides."""
-    bumped = [f"{name}=={version}" for name, version in sorted(pins(files.get("constraints.txt")).items()) if _installed(name) != version]
+    bumped = [
+        f"{name}=={version}"
+        for name, version in sorted(pins(files.get("constraints.txt")).items())
+        if _installed(name) != version
+    ]
     declared: dict[str, list[Requirement]] = {}  # extra ("" for the dependencies) -> its requirements
     for written in sorted(requirements(files.get("pyproject.toml"))):
         text, _, extra = written.partition(" [")
@@ -87,9 +98,13 @@ def changed(files: dict[str, bytes | None]) -> tuple[list[str], list[str]]:
             requirement = Requirement(text)
         except InvalidRequirement:
             continue
-        if requirement.name.lower() != "trainbench" and (requirement.marker is None or requirement.marker.evaluate({"extra": ""})):
+        if requirement.name.lower() != "trainbench" and (
+            requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        ):
             declared.setdefault(extra.rstrip("]"), []).append(requirement)
-    in_use = {extra for extra, reqs in declared.items() if not extra or any(_installed(r.name) is not None for r in reqs)}  # extras this environment has
+    in_use = {
+        extra for extra, reqs in declared.items() if not extra or any(_installed(r.name) is not None for r in reqs)
+    }  # extras this environment has
     missing = [str(r) for extra in sorted(in_use) for r in declared[extra] if _installed(r.name) is None]
     return bumped, sorted(set(missing))
 
@@ -100,7 +115,9 @@ def build(env: Path, files: dict[str, bytes | None]) -> None:
     _run([uv, "venv", "--quiet", "--python", sys.executable, str(env)], env)
     python = str(env / "bin" / "python")
     layer = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env).strip())
-    (layer / "_trainbench_base.pth").write_text("".join(f"import site; site.addsitedir({path!r})\n" for path in site.getsitepackages()))  # this environment after the layer, its own .pth files read
+    (layer / "_trainbench_base.pth").write_text(
+        "".join(f"import site; site.addsitedir({path!r})\n" for path in site.getsitepackages())
+    )  # this environment after the layer, its own .pth files read
     bumped, missing = changed(files)
     constraints = env / "constraints.txt"
     constraints.write_bytes(files.get("constraints.txt") or b"")
@@ -119,5 +136,8 @@ def _run(command: list[str], env: Path) -> str:
         raise BisectError(f"building the environment {env} failed: {error}") from None
     if done.returncode:
         why = (done.stderr.strip() or done.stdout.strip() or f"exit status {done.returncode}").splitlines()[-1]
-        raise BisectError(f"building the environment {env} failed ({' '.join(command[1:3])}: {why}); check that the package index is reachable and the pins exist")
+        raise BisectError(
+            f"building the environment {env} failed ({' '.join(command[1:3])}: {why}); check that the package index is"
+            " reachable and the pins exist"
+        )
     return done.stdout

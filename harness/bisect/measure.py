@@ -39,14 +39,42 @@ class Measurement:
     node: str = "this machine"
 
 
-def step_command(python: str, case: str, seeds: int, profile: str, results: Path, pytest_args: Sequence[str]) -> list[str]:
+def step_command(
+    python: str, case: str, seeds: int, profile: str, results: Path, pytest_args: Sequence[str]
+) -> list[str]:
     """The pytest command of one measurement, run in the revision's worktree. Only options every
     revision of the pytest layer knows, so old revisions run too."""
-    return [python, "-m", "pytest", "benchmarks", "-k", case, "--profile", profile, "--seeds", str(seeds),
-            "--results-dir", str(results), "-p", "no:cacheprovider", "-q", *pytest_args]  # fmt: skip
+    return [
+        python,
+        "-m",
+        "pytest",
+        "benchmarks",
+        "-k",
+        case,
+        "--profile",
+        profile,
+        "--seeds",
+        str(seeds),
+        "--results-dir",
+        str(results),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        *pytest_args,
+    ]
 
 
-def measure(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_args: Sequence[str], scratch: Path, cache_dir: Path, timeout_s: float | None = None) -> Measurement:
+def measure(
+    repo: Path,
+    sha: str,
+    case: str,
+    seeds: int,
+    profile: str,
+    pytest_args: Sequence[str],
+    scratch: Path,
+    cache_dir: Path,
+    timeout_s: float | None = None,
+) -> Measurement:
     """Run `case` at revision `sha` of `repo` with `seeds` seeds. The revision's own code is imported
     (its worktree first on PYTHONPATH), with the Python `environments.python_for` gives it. A revision
     whose environment cannot be built, or whose run outlasts `timeout_s`, returns no record, with why."""
@@ -57,13 +85,42 @@ def measure(repo: Path, sha: str, case: str, seeds: int, profile: str, pytest_ar
         return Measurement(sha, seeds, -1, time.perf_counter() - started, {}, str(error), python="none", interpreter="")
     with revisions.worktree(repo, sha, Path(scratch) / "worktrees") as tree:
         results = tree / RESULTS
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
-               "TRAINBENCH_WANDB": os.environ.get("TRAINBENCH_WANDB", "off"), "TRAINBENCH_MLFLOW": "off"}  # a measurement, not a tracked run  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
+            "TRAINBENCH_WANDB": os.environ.get("TRAINBENCH_WANDB", "off"),
+            "TRAINBENCH_MLFLOW": "off",
+        }  # a measurement, not a tracked run
         try:
-            done = subprocess.run(step_command(python, case, seeds, profile, results, pytest_args), cwd=tree, env=env, capture_output=True, text=True, check=False, timeout=timeout_s)
+            done = subprocess.run(
+                step_command(python, case, seeds, profile, results, pytest_args),
+                cwd=tree,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=timeout_s,
+            )
             returncode, log = done.returncode, done.stdout + done.stderr
         except subprocess.TimeoutExpired as expired:
             output = (expired.stdout or b"") + (expired.stderr or b"")
-            returncode, log = -1, (output.decode(errors="replace") if isinstance(output, bytes) else output) + f"\nthe step ran past {timeout_s:.0f} s and was stopped"
-        records = {path.relative_to(results).as_posix(): path.read_bytes() for path in sorted(results.glob("*/result.json"))} if returncode != -1 else {}
-    return Measurement(sha, seeds, returncode, time.perf_counter() - started, records, log[-LOG_CHARS:], python=label, interpreter=python)
+            returncode, log = (
+                -1,
+                (output.decode(errors="replace") if isinstance(output, bytes) else output)
+                + f"\nthe step ran past {timeout_s:.0f} s and was stopped",
+            )
+        records = (
+            {path.relative_to(results).as_posix(): path.read_bytes() for path in sorted(results.glob("*/result.json"))}
+            if returncode != -1
+            else {}
+        )
+    return Measurement(
+        sha,
+        seeds,
+        returncode,
+        time.perf_counter() - started,
+        records,
+        log[-LOG_CHARS:],
+        python=label,
+        interpreter=python,
+    )

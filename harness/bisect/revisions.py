@@ -48,7 +48,9 @@ class Commit:
 def git(repo: Path, *args: str) -> str:
     """`git -C repo args...`'s output; a BisectError with git's own first line when it fails."""
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise BisectError(f"git {' '.join(args[:2])} in {repo} failed: {error}") from None
     if done.returncode:
@@ -60,11 +62,16 @@ def git(repo: Path, *args: str) -> str:
 def resolve(repo: Path, revision: str, option: str) -> str:
     """The full hash of `revision` (a hash, tag, branch or HEAD~3) in `repo`."""
     if not (Path(repo) / ".git").exists():
-        raise BisectError(f"--repo {repo} is not a git checkout (no .git); give the checkout that holds the harness and its recipes")
+        raise BisectError(
+            f"--repo {repo} is not a git checkout (no .git); give the checkout that holds the harness and its recipes"
+        )
     try:
         return git(repo, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").strip()
     except BisectError:
-        raise BisectError(f"{option} {revision!r} is not a commit of {repo}; give a hash, tag or branch (`git log --oneline` lists them)") from None
+        raise BisectError(
+            f"{option} {revision!r} is not a commit of {repo}; give a hash, tag or branch (`git log --oneline` lists"
+            " them)"
+        ) from None
 
 
 def commit(repo: Path, sha: str) -> Commit:
@@ -77,15 +84,23 @@ def between(repo: Path, good: str, bad: str) -> list[Commit]:
     """The commits after `good` up to and including `bad`, oldest first; a BisectError when `good`
     is not an older revision on `bad`'s first-parent line."""
     if good == bad:
-        raise BisectError(f"--good and --bad are the same commit ({good[:10]}); give the last revision known good and the first known bad")
+        raise BisectError(
+            f"--good and --bad are the same commit ({good[:10]}); give the last revision known good and the first"
+            " known bad"
+        )
     try:
         git(repo, "merge-base", "--is-ancestor", good, bad)
     except BisectError:
-        raise BisectError(f"--good {good[:10]} is not an ancestor of --bad {bad[:10]}; give the older, good revision as --good") from None
+        raise BisectError(
+            f"--good {good[:10]} is not an ancestor of --bad {bad[:10]}; give the older, good revision as --good"
+        ) from None
     shas = git(repo, "rev-list", "--first-parent", "--reverse", f"{good}..{bad}").split()
     first_parent = git(repo, "rev-parse", f"{shas[0]}^1").strip() if shas else ""
     if first_parent != good:
-        raise BisectError(f"--good {good[:10]} is not on the first-parent line of --bad {bad[:10]} (it was merged from a side branch); give a commit of the main line as --good")
+        raise BisectError(
+            f"--good {good[:10]} is not on the first-parent line of --bad {bad[:10]} (it was merged from a side"
+            " branch); give a commit of the main line as --good"
+        )
     return [commit(repo, sha) for sha in shas]
 
 
@@ -95,7 +110,9 @@ def worktree(repo: Path, sha: str, root: Path) -> Iterator[Path]:
     and removing worktrees is serialised per repository (git locks its worktree list)."""
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{sha[:12]}-{secrets.token_hex(4)}"  # unique: several steps may check out one revision at once
-    common = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())  # .git may be a file (a linked worktree, a submodule)
+    common = Path(
+        git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()
+    )  # .git may be a file (a linked worktree, a submodule)
     lock = FileLock(str(common / "trainbench-worktrees.lock"))
     with lock:
         git(repo, "worktree", "add", "--detach", "--force", str(path), sha)
@@ -109,10 +126,11 @@ def worktree(repo: Path, sha: str, root: Path) -> Iterator[Path]:
                 git(repo, "worktree", "prune")
 
 
-
 def file_at(repo: Path, sha: str, name: str) -> bytes | None:
     """The bytes of `name` at `sha`, None where the revision has no such file."""
-    done = subprocess.run(["git", "-C", str(repo), "show", f"{sha}:{name}"], capture_output=True, timeout=GIT_TIMEOUT_S, check=False)
+    done = subprocess.run(
+        ["git", "-C", str(repo), "show", f"{sha}:{name}"], capture_output=True, timeout=GIT_TIMEOUT_S, check=False
+    )
     return done.stdout if done.returncode == 0 else None
 
 
@@ -144,7 +162,11 @@ def dependency_changes(before: dict[str, bytes | None], after: dict[str, bytes |
     """What differs between two revisions' dependency files: `torch 2.13.0 -> 2.14.1` per changed pin,
     `+ requirement` / `- requirement` per declared requirement added or removed."""
     old, new = pins(before.get("constraints.txt")), pins(after.get("constraints.txt"))
-    changes = [f"{name} {old.get(name, '(none)')} -> {new.get(name, '(none)')}" for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+    changes = [
+        f"{name} {old.get(name, '(none)')} -> {new.get(name, '(none)')}"
+        for name in sorted(old.keys() | new.keys())
+        if old.get(name) != new.get(name)
+    ]
     old_reqs, new_reqs = requirements(before.get("pyproject.toml")), requirements(after.get("pyproject.toml"))
     changes += [f"+ {req}" for req in sorted(new_reqs - old_reqs)] + [f"- {req}" for req in sorted(old_reqs - new_reqs)]
     return changes

@@ -38,7 +38,12 @@ from harness.results.observations import GATED_METRICS, TIMED_METRICS, Run, obse
 MeasureRound = Callable[[Sequence[tuple[Commit, int]]], list[Measurement]]  # (revision, seeds) each, measured at once
 GOOD, BAD, UNMEASURED = "good", "bad", "unmeasured"
 WITHIN_NOISE = "within noise"  # the bad end's verdict when the ends stay within the noise band at the bound
-ANSWERS = ("culprit", "culprit among unmeasured", "no regression", "no clear regression")  # the outcomes that answer; the others: "unmeasured end", "budget spent"
+ANSWERS = (
+    "culprit",
+    "culprit among unmeasured",
+    "no regression",
+    "no clear regression",
+)  # the outcomes that answer; the others: "unmeasured end", "budget spent"
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,15 @@ class Budget:
     minutes: float | None = None
 
     def describe(self) -> str:
-        return " and ".join(filter(None, [f"{self.steps} step(s)" if self.steps else "", f"{self.minutes:g} min" if self.minutes else ""])) or "none"
+        return (
+            " and ".join(
+                filter(
+                    None,
+                    [f"{self.steps} step(s)" if self.steps else "", f"{self.minutes:g} min" if self.minutes else ""],
+                )
+            )
+            or "none"
+        )
 
 
 def parse_budget(text: str | None) -> Budget:
@@ -58,7 +71,11 @@ def parse_budget(text: str | None) -> Budget:
         return Budget()
     value = text.strip().lower()
     for suffix in ("min", "m"):
-        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdigit() and float(value[: -len(suffix)]) > 0:
+        if (
+            value.endswith(suffix)
+            and value[: -len(suffix)].replace(".", "", 1).isdigit()
+            and float(value[: -len(suffix)]) > 0
+        ):
             return Budget(minutes=float(value[: -len(suffix)]))
     if value.isdigit() and int(value) >= 2:
         return Budget(steps=int(value))
@@ -111,8 +128,12 @@ class Bisection:
     budget: Budget = field(default_factory=Budget)
     steps: dict[int, Step] = field(default_factory=dict)
     rounds: int = 0
-    regressed: list[str] = field(default_factory=list)  # the metrics that regressed between the ends, which the steps are judged on
-    not_followed: list[str] = field(default_factory=list)  # within the noise band at the ends beside a clear regression: not judged on
+    regressed: list[str] = field(
+        default_factory=list
+    )  # the metrics that regressed between the ends, which the steps are judged on
+    not_followed: list[str] = field(
+        default_factory=list
+    )  # within the noise band at the ends beside a clear regression: not judged on
     outcome: str = ""
     started: float = field(default_factory=time.perf_counter)
 
@@ -132,7 +153,9 @@ class Bisection:
         for start in range(0, len(wanted), self.parallel):
             batch = wanted[start : start + self.parallel]
             self.rounds += 1
-            for (index, seeds), measurement in zip(batch, self.measure_round([(self.commits[i], s) for i, s in batch]), strict=True):
+            for (index, seeds), measurement in zip(
+                batch, self.measure_round([(self.commits[i], s) for i, s in batch]), strict=True
+            ):
                 folder = self.out / "steps" / f"r{self.rounds:02d}-{index:03d}-{self.commits[index].short}-s{seeds}"
                 for relative, content in measurement.records.items():
                     with written_atomically(folder / relative) as tmp:
@@ -140,13 +163,29 @@ class Bisection:
                 with written_atomically(folder / "pytest.log") as tmp:
                     tmp.write_text(measurement.log)
                 found = observations(folder) if measurement.records else {}
-                if len({key.split("@")[0] for key in found}) > 1:  # -k selected several cases at this revision: nothing to compare
-                    measurement.log += f"\n-k selected {len(found)} cases at this revision ({', '.join(sorted(found))}); bisect follows one"
+                if (
+                    len({key.split("@")[0] for key in found}) > 1
+                ):  # -k selected several cases at this revision: nothing to compare
+                    measurement.log += (
+                        f"\n-k selected {len(found)} cases at this revision ({', '.join(sorted(found))}); bisect"
+                        " follows one"
+                    )
                     found = {}
                 runs = [run for group in found.values() for run in group]
                 before = self.steps.get(index)
-                self.steps[index] = Step(self.commits[index], index, self.rounds, seeds, runs, measurement, measured=(before.measured + 1) if before else 1)
-                print(f"bisect: round {self.rounds}: {self.commits[index].short} {self.commits[index].subject[:60]!r} measured with {seeds} seed(s) in {measurement.seconds:.0f} s")
+                self.steps[index] = Step(
+                    self.commits[index],
+                    index,
+                    self.rounds,
+                    seeds,
+                    runs,
+                    measurement,
+                    measured=(before.measured + 1) if before else 1,
+                )
+                print(
+                    f"bisect: round {self.rounds}: {self.commits[index].short} {self.commits[index].subject[:60]!r}"
+                    f" measured with {seeds} seed(s) in {measurement.seconds:.0f} s"
+                )
 
     def _borderline(self, step: Step) -> set[str]:
         """The metrics whose difference from the good end lies within one standard error of the gate's
@@ -155,13 +194,23 @@ class Bisection:
         for verdict in step.comparison.verdicts:
             if verdict.std_error is None or not (math.isfinite(verdict.baseline) and math.isfinite(verdict.current)):
                 continue
-            worse_by = (verdict.baseline - verdict.current) if self.tolerances[verdict.metric].higher_is_better else (verdict.current - verdict.baseline)
+            worse_by = (
+                (verdict.baseline - verdict.current)
+                if self.tolerances[verdict.metric].higher_is_better
+                else (verdict.current - verdict.baseline)
+            )
             if abs(worse_by - verdict.allowed) < verdict.std_error:
                 found.add(verdict.metric)
         return found
 
     def _compare(self, step: Step, metrics: Sequence[str] | None) -> Comparison:
-        return compare({self.label: self.good.runs}, {self.label: step.runs}, self.tolerances, labels=("good end", step.commit.short), metrics=metrics)
+        return compare(
+            {self.label: self.good.runs},
+            {self.label: step.runs},
+            self.tolerances,
+            labels=("good end", step.commit.short),
+            metrics=metrics,
+        )
 
     def _judge(self, indices: Sequence[int], metrics: Sequence[str] | None) -> None:
         """Verdicts for the steps at `indices`; those within the noise band measured again with more seeds first."""
@@ -175,26 +224,38 @@ class Bisection:
                     continue
                 try:
                     step.comparison = self._compare(step, metrics)
-                except GateError as error:  # the step's record lacks the case or every metric: it measured nothing comparable
+                except (
+                    GateError
+                ) as error:  # the step's record lacks the case or every metric: it measured nothing comparable
                     step.verdict, step.comparison = UNMEASURED, None
                     print(f"bisect: {step.commit.short}: {error}")
                     continue
-                if step.comparison.uncompared and not step.comparison.regressions:  # a followed metric missing: good on the others says nothing
+                if (
+                    step.comparison.uncompared and not step.comparison.regressions
+                ):  # a followed metric missing: good on the others says nothing
                     step.verdict = UNMEASURED
                     continue
                 step.verdict = BAD if step.comparison.regressions else GOOD
                 borderline = self._borderline(step)
-                step.within_noise = bool(borderline) and all(v.metric in borderline for v in step.comparison.regressions)  # no clear regression to decide on
+                step.within_noise = bool(borderline) and all(
+                    v.metric in borderline for v in step.comparison.regressions
+                )  # no clear regression to decide on
                 if step.within_noise and step.seeds < self.max_seeds and not self._over_budget():
                     again.append((index, min(2 * step.seeds, self.max_seeds)))
             if again:
-                print(f"bisect: {', '.join(self.commits[i].short for i, _ in again)} within the noise band; measuring again with more seeds")
+                print(
+                    f"bisect: {', '.join(self.commits[i].short for i, _ in again)} within the noise band; measuring"
+                    " again with more seeds"
+                )
                 self._round(again)
             pending = [index for index, _ in again]
 
     def _over_budget(self) -> bool:
         minutes = (time.perf_counter() - self.started) / 60
-        return bool((self.budget.steps and self.measurements() >= self.budget.steps) or (self.budget.minutes and minutes >= self.budget.minutes))
+        return bool(
+            (self.budget.steps and self.measurements() >= self.budget.steps)
+            or (self.budget.minutes and minutes >= self.budget.minutes)
+        )
 
     def _ends(self) -> bool:
         """Measure both ends; False when there is nothing to bisect (an end unmeasured, or no regression)."""
@@ -216,21 +277,36 @@ class Bisection:
             borderline = self._borderline(bad)
             clear = [v.metric for v in bad.comparison.regressions if v.metric not in borderline]
             bad.within_noise = bool(borderline) and not clear
-            if bad.within_noise and bad.seeds < self.max_seeds and not self._over_budget():  # nothing clearly regressed, something might have
+            if (
+                bad.within_noise and bad.seeds < self.max_seeds and not self._over_budget()
+            ):  # nothing clearly regressed, something might have
                 seeds = min(2 * bad.seeds, self.max_seeds)
-                print(f"bisect: the ends differ within the noise band ({', '.join(sorted(borderline))}); measuring both again with {seeds} seeds")
+                print(
+                    f"bisect: the ends differ within the noise band ({', '.join(sorted(borderline))}); measuring both"
+                    f" again with {seeds} seeds"
+                )
                 self._round([(0, seeds), (self.bad_index, seeds)])
                 continue
-            if bad.within_noise and bad.comparison.regressions:  # at the seed bound the gate's verdict is still a coin toss: no culprit on it
+            if (
+                bad.within_noise and bad.comparison.regressions
+            ):  # at the seed bound the gate's verdict is still a coin toss: no culprit on it
                 self.not_followed = sorted(v.metric for v in bad.comparison.regressions)
                 bad.verdict, self.outcome = WITHIN_NOISE, "no clear regression"
                 return False
-            if any(m in TIMED_METRICS for m in clear) and good.round < bad.round and not self._over_budget():  # one after the other: the machine may have drifted
-                print(f"bisect: {', '.join(m for m in clear if m in TIMED_METRICS)} regressed between the ends; measuring the good end again, after the bad one (a machine that slowed down meanwhile is no regression)")
+            if (
+                any(m in TIMED_METRICS for m in clear) and good.round < bad.round and not self._over_budget()
+            ):  # one after the other: the machine may have drifted
+                print(
+                    f"bisect: {', '.join(m for m in clear if m in TIMED_METRICS)} regressed between the ends; measuring"
+                    " the good end again, after the bad one (a machine that slowed down meanwhile is no regression)"
+                )
                 self._round([(0, good.seeds)])
                 again = self.steps[0]
                 if again.runs:  # else the good end is unmeasured now: a timed regression cannot be told from drift
-                    again.runs = good.runs + [Run({m: v for m, v in run.metrics.items() if m in TIMED_METRICS}, run.context) for run in again.runs]
+                    again.runs = good.runs + [
+                        Run({m: v for m, v in run.metrics.items() if m in TIMED_METRICS}, run.context)
+                        for run in again.runs
+                    ]
                     again.pooled = True
                 continue
             self.regressed = sorted(clear, key=list(self.tolerances).index)

@@ -16,9 +16,18 @@ from harness.errors import HarnessError
 
 # command -> the module under harness.cli that runs it (its `main(args) -> exit status`)
 COMMANDS: dict[str, str] = {
-    "run": "run", "recipes": "recipes", "report": "report", "compare": "compare", "nightly": "nightly", "bisect": "bisect", "track": "track",
-    "eda": "eda", "throughput": "throughput", "profile": "profile", "kvasir-standin": "kvasir_standin",
-}  # fmt: skip
+    "run": "run",
+    "recipes": "recipes",
+    "report": "report",
+    "compare": "compare",
+    "nightly": "nightly",
+    "bisect": "bisect",
+    "track": "track",
+    "eda": "eda",
+    "throughput": "throughput",
+    "profile": "profile",
+    "kvasir-standin": "kvasir_standin",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

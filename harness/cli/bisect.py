@@ -18,7 +18,21 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    request = bisect.Request(args.good, args.bad, args.case, tuple(args.pytest_args), args.repo.resolve(), args.out, args.profile, args.seeds, args.max_seeds,
-                             args.parallel, args.address, budget, tolerances, tuple(metrics) if metrics else None)  # fmt: skip
+    request = bisect.Request(
+        args.good,
+        args.bad,
+        args.case,
+        tuple(args.pytest_args),
+        args.repo.resolve(),
+        args.out,
+        args.profile,
+        args.seeds,
+        args.max_seeds,
+        args.parallel,
+        args.address,
+        budget,
+        tolerances,
+        tuple(metrics) if metrics else None,
+    )
     status, _ = bisect.run(request)
     return status

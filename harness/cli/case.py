@@ -36,17 +36,39 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
     """The spec `run` and `throughput` train, and the data root `--data` points at."""
     workflow = WORKFLOWS[args.recipe]
     dataset, data_root = dataset_from(args.data, workflow, args.profile, getattr(args, "data_root", None))
-    spec = case_spec(workflow, args.profile, weights=args.weights, precision=args.precision, engine=args.engine, devices=args.devices, num_nodes=args.num_nodes,
-                     num_classes=num_classes(workflow.dataset_in(args.profile)) or 2, recipe_file=args.recipe_file, options=recipe_options(args), augment=args.augment,
-                     dataset=dataset, model=args.model, target_accuracy=args.target_acc, limit_batches=getattr(args, "limit_batches", None), adhoc=True)  # fmt: skip
+    spec = case_spec(
+        workflow,
+        args.profile,
+        weights=args.weights,
+        precision=args.precision,
+        engine=args.engine,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        num_classes=num_classes(workflow.dataset_in(args.profile)) or 2,
+        recipe_file=args.recipe_file,
+        options=recipe_options(args),
+        augment=args.augment,
+        dataset=dataset,
+        model=args.model,
+        target_accuracy=args.target_acc,
+        limit_batches=getattr(args, "limit_batches", None),
+        adhoc=True,
+    )
     return spec, (Path(data_root) if data_root else None)
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     """The recipe `eda` previews: the one `run` would train with the same recipe options."""
     workflow = WORKFLOWS[args.recipe]
-    return case_spec(workflow, args.profile, weights="random", num_classes=num_classes(workflow.dataset_in(args.profile)) or 2, recipe_file=args.recipe_file,
-                     options=recipe_options(args), augment=args.augment).recipe  # fmt: skip
+    return case_spec(
+        workflow,
+        args.profile,
+        weights="random",
+        num_classes=num_classes(workflow.dataset_in(args.profile)) or 2,
+        recipe_file=args.recipe_file,
+        options=recipe_options(args),
+        augment=args.augment,
+    ).recipe
 
 
 def settings_from_args(args: argparse.Namespace) -> RunSettings:

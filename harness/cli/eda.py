@@ -14,8 +14,15 @@ def main(args: argparse.Namespace) -> int:
     name = f"{args.recipe} ({args.profile} profile)"
     survey = eda.run(args.data_dir, args.out, recipe_from_args(args), name, sample=args.sample, draws=args.draws)
     if survey.augmentations is not None:
-        print(f"train augmentations of {name}, {survey.augmentations.draws} draws through the dataset's seeding:\n{survey.augmentations.markdown()}\n")
+        print(
+            f"train augmentations of {name}, {survey.augmentations.draws} draws through the dataset's"
+            f" seeding:\n{survey.augmentations.markdown()}\n"
+        )
     copies = survey.duplicates or {"files": 0}
-    print(f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)} corrupt, {copies['files']} duplicates; "
-          f"headers {survey.seconds_headers:.2f}s, pixels {survey.seconds_pixels:.2f}s, augmentations {survey.seconds_augmentations:.2f}s; report: {args.out / 'report.md'}")  # fmt: skip
+    print(
+        f"{sum(survey.class_counts.values())} images, {len(survey.class_counts)} classes, {len(survey.corrupt)}"
+        f" corrupt, {copies['files']} duplicates; headers {survey.seconds_headers:.2f}s, pixels"
+        f" {survey.seconds_pixels:.2f}s, augmentations {survey.seconds_augmentations:.2f}s; report:"
+        f" {args.out / 'report.md'}"
+    )
     return 0

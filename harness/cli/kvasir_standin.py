@@ -11,5 +11,8 @@ from harness.data.photos import generate_kvasir
 def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     folder = generate_kvasir(args.out, args.per_class, seed=args.seed, processes=args.processes)
-    print(f"wrote {args.per_class} JPEGs for each of 8 classes to {folder} in {time.perf_counter() - start:.0f}s; use it with --data-root {args.out}")
+    print(
+        f"wrote {args.per_class} JPEGs for each of 8 classes to {folder} in {time.perf_counter() - start:.0f}s; use it"
+        f" with --data-root {args.out}"
+    )
     return 0

@@ -8,4 +8,16 @@ from harness import nightly
 
 
 def main(args: argparse.Namespace) -> int:
-    return nightly.run(args.out, args.baseline, args.tolerance, args.pytest_args, dry_run=args.dry_run, address=args.address, bucket=args.gcs_bucket, nights=args.nights or nightly.trend.NIGHTS, strict=args.strict, bisect=args.bisect_budget if args.bisect_budget is not None else ('' if args.bisect else None), mlflow=args.mlflow)
+    return nightly.run(
+        args.out,
+        args.baseline,
+        args.tolerance,
+        args.pytest_args,
+        dry_run=args.dry_run,
+        address=args.address,
+        bucket=args.gcs_bucket,
+        nights=args.nights or nightly.trend.NIGHTS,
+        strict=args.strict,
+        bisect=args.bisect_budget if args.bisect_budget is not None else ("" if args.bisect else None),
+        mlflow=args.mlflow,
+    )

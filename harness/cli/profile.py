@@ -17,5 +17,8 @@ def main(args: argparse.Namespace) -> int:
     print(result.markdown())
     if earlier is not None:
         print(profile.difference(earlier, result))
-    print(f"written: {out / profile.TRACE_FILE} (open in https://ui.perfetto.dev), {out / profile.OPS_FILE}, {out / profile.PROFILE_FILE}")
+    print(
+        f"written: {out / profile.TRACE_FILE} (open in https://ui.perfetto.dev), {out / profile.OPS_FILE},"
+        f" {out / profile.PROFILE_FILE}"
+    )
     return 0

@@ -10,5 +10,8 @@ from harness.settings import DEFAULT_PROFILE
 
 def main(args: argparse.Namespace) -> int:
     print("\n\n".join(describe(workflow) for _, workflow in sorted(WORKFLOWS.items())))
-    print(f"\nEvery command starts from --recipe (default efficientnetv2) in --profile (default {DEFAULT_PROFILE}); --recipe-file FILE and the options change it.")
+    print(
+        f"\nEvery command starts from --recipe (default efficientnetv2) in --profile (default {DEFAULT_PROFILE});"
+        " --recipe-file FILE and the options change it."
+    )
     return 0

@@ -20,11 +20,25 @@ def markdown() -> str:
     os.environ["COLUMNS"] = WIDTH
     try:
         parser = build_parser(Environment.model_construct())
-        commands = parser._subparsers._group_actions[0].choices  # argparse keeps its sub-parsers here, in the order they were added
-        parts = ["# Command-line reference", "",
-                 "Generated from `--help` by `make docs` (`python -m harness.cli.reference docs/cli.md`); a test fails when it drifts from the options. "
-                 "Examples and how the options layer: [command-line.md](command-line.md).", "",
-                 "## python -m harness", "", "```text", parser.format_help().rstrip(), "```", ""]  # fmt: skip
+        commands = parser._subparsers._group_actions[
+            0
+        ].choices  # argparse keeps its sub-parsers here, in the order they were added
+        parts = [
+            "# Command-line reference",
+            "",
+            (
+                "Generated from `--help` by `make docs` (`python -m harness.cli.reference docs/cli.md`); a test fails"
+                " when it drifts from the options. Examples and how the options layer:"
+                " [command-line.md](command-line.md)."
+            ),
+            "",
+            "## python -m harness",
+            "",
+            "```text",
+            parser.format_help().rstrip(),
+            "```",
+            "",
+        ]
         for name, sub in commands.items():
             parts += [f"## {name}", "", "```text", sub.format_help().rstrip(), "```", ""]
     finally:

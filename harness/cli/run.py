@@ -33,20 +33,27 @@ def settings_for_spec_file(args: argparse.Namespace) -> RunSettings:
     from_options = settings_from_args(args)
     if not args.settings:
         return from_options
-    settings = read_file(args.settings, "--settings", "a settings file (JSON, as RunSettings.to_json writes it)", RunSettings.from_json)
+    settings = read_file(
+        args.settings, "--settings", "a settings file (JSON, as RunSettings.to_json writes it)", RunSettings.from_json
+    )
     given = [name for name, default in settings_defaults(environment()).items() if getattr(args, name) != default]
     return settings.replace(**{name: getattr(from_options, name) for name in given})
 
 
 def main(args: argparse.Namespace) -> int:
     if args.spec:
-        spec = read_file(args.spec, "--spec", "a spec file (JSON, as BenchmarkSpec.to_json writes it)", BenchmarkSpec.from_json)
+        spec = read_file(
+            args.spec, "--spec", "a spec file (JSON, as BenchmarkSpec.to_json writes it)", BenchmarkSpec.from_json
+        )
         settings = settings_for_spec_file(args)
     else:
         spec, data_root = spec_from_args(args)
         settings = settings_from_args(args).replace(data_root=data_root)
     if args.seeds > 1 and args.run_id:
-        raise SpecError(f"--run-id names one run, --seeds {args.seeds} makes {args.seeds}; drop --run-id (each seed gets its own id)")
+        raise SpecError(
+            f"--run-id names one run, --seeds {args.seeds} makes {args.seeds}; drop --run-id (each seed gets its"
+            " own id)"
+        )
     records = []
     for repeat in spec.repeats(args.seeds):
         record = runner.run(repeat, settings, run_id=args.run_id)
@@ -58,5 +65,7 @@ def main(args: argparse.Namespace) -> int:
         print(cases_table(records).markdown())
     failed = [r for r in records if not r.ok]
     for record in failed:
-        print(f"error: {record.run_id}: {record.failure}; lower --lr, or check the data and the recipe", file=sys.stderr)
+        print(
+            f"error: {record.run_id}: {record.failure}; lower --lr, or check the data and the recipe", file=sys.stderr
+        )
     return 1 if failed else 0

@@ -12,14 +12,23 @@ from harness.settings import MLFLOW_SETTING
 
 def main(args: argparse.Namespace) -> int:
     if not args.results.is_dir():
-        print(f"error: {args.results} is not a folder; give a results folder, a nightly's folder or baselines/<machine>", file=sys.stderr)
+        print(
+            f"error: {args.results} is not a folder; give a results folder, a nightly's folder or baselines/<machine>",
+            file=sys.stderr,
+        )
         return 2
     uri = args.mlflow or mlflow_runs.tracking_uri("auto", args.results) or "off"
     if not mlflow_runs.installed():
-        print("error: track needs mlflow, which is not installed; pip install 'trainbench[mlflow]' (or mlflow)", file=sys.stderr)
+        print(
+            "error: track needs mlflow, which is not installed; pip install 'trainbench[mlflow]' (or mlflow)",
+            file=sys.stderr,
+        )
         return 2
     if uri in ("auto", "off") or not re.match(MLFLOW_SETTING, uri):
-        print(f"error: --mlflow {uri!r} is not a tracking URI; give one like http://127.0.0.1:5000 or sqlite:///runs.db", file=sys.stderr)
+        print(
+            f"error: --mlflow {uri!r} is not a tracking URI; give one like http://127.0.0.1:5000 or sqlite:///runs.db",
+            file=sys.stderr,
+        )
         return 2
     try:
         mlflow_runs.check(uri, args.results)

@@ -31,10 +31,26 @@ OBJECT_STORE_BYTES = 100 * 1024 * 1024  # Ray's floor is 75 MB; a case's returne
 
 
 class LoopbackCluster:
-    def __init__(self, root: Path, nodes: int = 2, cpus_per_node: int = 1, env: dict[str, str] | None = None, start_timeout_s: float = 60.0) -> None:
-        token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # its own: not ~/.ray/auth_token, which an embedded Ray writes
-        self.root, self.port, self.env = Path(root), free_port(), {**os.environ, **FAST_FAILURE_DETECTION, **token, **(env or {})}
-        self.scratch_root = Path(tempfile.mkdtemp(prefix="tb-ray-", dir="/tmp"))  # short: Ray's socket paths below it must fit 107 bytes
+    def __init__(
+        self,
+        root: Path,
+        nodes: int = 2,
+        cpus_per_node: int = 1,
+        env: dict[str, str] | None = None,
+        start_timeout_s: float = 60.0,
+    ) -> None:
+        token = {
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": secrets.token_hex(32),
+        }  # its own: not ~/.ray/auth_token, which an embedded Ray writes
+        self.root, self.port, self.env = (
+            Path(root),
+            free_port(),
+            {**os.environ, **FAST_FAILURE_DETECTION, **token, **(env or {})},
+        )
+        self.scratch_root = Path(
+            tempfile.mkdtemp(prefix="tb-ray-", dir="/tmp")
+        )  # short: Ray's socket paths below it must fit 107 bytes
         self.address = f"{NODE_IP}:{self.port}"
         self.nodes: list[subprocess.Popen] = []
         try:
@@ -51,14 +67,48 @@ class LoopbackCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         ray = str(Path(sys.executable).with_name("ray"))
         ports = [
-            "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()), "--metrics-export-port", str(free_port()),
-            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
-        ]  # fmt: skip
-        where = ["--head", "--port", str(self.port), "--include-dashboard=false"] if number == 0 else ["--address", self.address]
-        command = [ray, "start", *where, "--node-ip-address", NODE_IP, "--num-cpus", str(cpus), "--num-gpus", "0",
-                   "--object-store-memory", str(OBJECT_STORE_BYTES), *ports, "--disable-usage-stats", "--block"]  # fmt: skip
+            "--node-manager-port",
+            str(free_port()),
+            "--object-manager-port",
+            str(free_port()),
+            "--metrics-export-port",
+            str(free_port()),
+            "--dashboard-agent-listen-port",
+            str(free_port()),
+            "--dashboard-agent-grpc-port",
+            str(free_port()),
+            "--runtime-env-agent-port",
+            str(free_port()),
+        ]
+        where = (
+            ["--head", "--port", str(self.port), "--include-dashboard=false"]
+            if number == 0
+            else ["--address", self.address]
+        )
+        command = [
+            ray,
+            "start",
+            *where,
+            "--node-ip-address",
+            NODE_IP,
+            "--num-cpus",
+            str(cpus),
+            "--num-gpus",
+            "0",
+            "--object-store-memory",
+            str(OBJECT_STORE_BYTES),
+            *ports,
+            "--disable-usage-stats",
+            "--block",
+        ]
         log = (self.root / f"node{number}.log").open("w")
-        return subprocess.Popen(command, env={**self.env, "TMPDIR": str(scratch)}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            env={**self.env, "TMPDIR": str(scratch)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def scratch(self, number: int) -> Path:
         """Node `number`'s temporary folder (its TMPDIR: Ray's session, the nightly's scratch)."""
@@ -67,7 +117,14 @@ class LoopbackCluster:
     def alive(self) -> int:
         """Live nodes, as the head's `ray status` counts them."""
         ray = str(Path(sys.executable).with_name("ray"))
-        done = subprocess.run([ray, "status", "--address", self.address], env=self.env, capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [ray, "status", "--address", self.address],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         section = done.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in done.stdout else ""
         return sum(1 for line in section.splitlines() if "node_" in line)
 

@@ -54,7 +54,9 @@ class Case:
     def workers(self) -> int:
         """Loader workers per training process: the CPUs the task was given, shared by its
         processes (at most 16 each); none when it trains on CPUs (hardware.loader_workers)."""
-        return loader_workers(self.devices, Hardware(gpus=self.gpus, gpu_name=None, gpu_bf16=False, cpu_cores=self.cpus))
+        return loader_workers(
+            self.devices, Hardware(gpus=self.gpus, gpu_name=None, gpu_bf16=False, cpu_cores=self.cpus)
+        )
 
     def asks(self) -> str:
         return f"{self.gpus} GPU, {self.cpus} CPU" if self.gpus else f"{self.cpus} CPU"
@@ -94,12 +96,29 @@ def on_cpus(pytest_args: Sequence[str]) -> list[str]:
     return [*args, "-m", "not gpu"]
 
 
-def collect(profile: str, pytest_args: Sequence[str], root: Path = REPO_ROOT, python: str = sys.executable) -> list[str]:
+def collect(
+    profile: str, pytest_args: Sequence[str], root: Path = REPO_ROOT, python: str = sys.executable
+) -> list[str]:
     """The benchmark node ids pytest would run (collection only), in the checkout at `root` with `python`."""
     out = subprocess.run(
-        [python, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider", "--profile", profile, *pytest_args],
-        cwd=root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            python,
+            "-m",
+            "pytest",
+            "benchmarks",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--profile",
+            profile,
+            *pytest_args,
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return [line.strip() for line in out.stdout.splitlines() if "::" in line]
 
 
@@ -121,7 +140,15 @@ def too_large(cases: Sequence[Case], nodes: Sequence[Node]) -> list[tuple[Case, 
     """Each case that no node of the cluster can hold (Ray would wait for it forever), with why."""
     largest = max(nodes, key=lambda n: (n.gpus, n.cpus), default=None)
     return [
-        (case, f"asks for {case.asks()} on one node, and the largest node has {largest.cpus:g} CPU, {largest.gpus:g} GPU" if largest else "the cluster has no live node")
+        (
+            case,
+            (
+                f"asks for {case.asks()} on one node, and the largest node has {largest.cpus:g} CPU,"
+                f" {largest.gpus:g} GPU"
+                if largest
+                else "the cluster has no live node"
+            ),
+        )
         for case in cases
         if not any(case.fits(n) for n in nodes)
     ]
@@ -131,4 +158,7 @@ def unplaceable(cases: Sequence[Case], nodes: Sequence[Node]) -> list[str]:
     """One line per case that no node can hold, with the fix: what `--strict` refuses the night for."""
     if not nodes:
         return ["the cluster has no live node"]
-    return [f"{case.name} {why}; add a node that large or leave the case out with -k" for case, why in too_large(cases, nodes)]
+    return [
+        f"{case.name} {why}; add a node that large or leave the case out with -k"
+        for case, why in too_large(cases, nodes)
+    ]

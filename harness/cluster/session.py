@@ -17,7 +17,10 @@ def ray_module():
     try:
         import ray
     except ImportError:
-        raise ClusterError("Ray is not installed, and the nightly and bisect --parallel run their cases as Ray tasks; pip install 'trainbench[nightly]' (or ray)") from None
+        raise ClusterError(
+            "Ray is not installed, and the nightly and bisect --parallel run their cases as Ray tasks; pip install"
+            " 'trainbench[nightly]' (or ray)"
+        ) from None
     return ray
 
 
@@ -25,11 +28,17 @@ def _reachable(address: str) -> None:
     """A refused or silent HEAD:PORT is one line within seconds, not Ray's long retries."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ClusterError(f"--address {address!r} is not HOST:PORT (the head's GCS port, 6379 by default, as `ray start --head` prints)")
+        raise ClusterError(
+            f"--address {address!r} is not HOST:PORT (the head's GCS port, 6379 by default, as `ray start --head`"
+            " prints)"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
-        raise ClusterError(f"no Ray cluster answers at {address} ({error}); start one with `ray start --head`, or drop --address (and RAY_ADDRESS) to run on this machine") from None
+        raise ClusterError(
+            f"no Ray cluster answers at {address} ({error}); start one with `ray start --head`, or drop --address (and"
+            " RAY_ADDRESS) to run on this machine"
+        ) from None
 
 
 def connect(address: str) -> list[Node]:
@@ -40,13 +49,22 @@ def connect(address: str) -> list[Node]:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     except Exception as error:  # a wrong or missing auth token, another Ray version, ...
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ClusterError(f"could not join the Ray cluster at {address}: {reason}; the nightly's Ray and Python must match the cluster's, with its token in RAY_AUTH_TOKEN if it uses one") from None
+        raise ClusterError(
+            f"could not join the Ray cluster at {address}: {reason}; the nightly's Ray and Python must match the"
+            " cluster's, with its token in RAY_AUTH_TOKEN if it uses one"
+        ) from None
     return live_nodes()
 
 
 def start_embedded(machine: Node) -> None:
     """Ray on this machine alone, with its CPUs and GPUs; it stops with `disconnect`."""
-    ray_module().init(num_cpus=int(machine.cpus), num_gpus=int(machine.gpus), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_module().init(
+        num_cpus=int(machine.cpus),
+        num_gpus=int(machine.gpus),
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
 
 
 def disconnect() -> None:

@@ -98,25 +98,45 @@ class ApplyStatistics:
 
     def markdown(self) -> str:
         """A table of rates against `p`, then the un-augmented share and the independence test."""
-        lines = [f"| transform | p | applied (of {self.draws}) | measured rate | {self.confidence:.2%} interval | consistent with p |", "|---|---|---|---|---|---|"]
+        lines = [
+            (
+                f"| transform | p | applied (of {self.draws}) | measured rate | {self.confidence:.2%} interval |"
+                " consistent with p |"
+            ),
+            "|---|---|---|---|---|---|",
+        ]
         for r in self.rates:
             low, high = r.interval
-            lines.append(f"| {r.name} | {r.p:g} | {r.applied} | {r.rate:.3f} | {low:.3f}-{high:.3f} | {'yes' if r.consistent else 'NO'} |")
+            lines.append(
+                f"| {r.name} | {r.p:g} | {r.applied} | {r.rate:.3f} | {low:.3f}-{high:.3f} |"
+                f" {'yes' if r.consistent else 'NO'} |"
+            )
         low, high = _interval(self.unaugmented, self.draws, self.confidence)
         lines += [
             "",
-            f"Intervals at {self.confidence:.2%} each, so that all {len(self.rates) + 1} hold together at {CONFIDENCE:.0%} (Bonferroni).",
-            f"Un-augmented samples: {self.unaugmented} of {self.draws} ({self.unaugmented / self.draws:.2%}, interval {low:.2%}-{high:.2%}); "
-            f"expected {self.expected_unaugmented:.2%} when every transform draws on its own: {'consistent' if self.unaugmented_consistent else 'NOT consistent'}.",
+            (
+                f"Intervals at {self.confidence:.2%} each, so that all {len(self.rates) + 1} hold together at"
+                f" {CONFIDENCE:.0%} (Bonferroni)."
+            ),
+            (
+                f"Un-augmented samples: {self.unaugmented} of {self.draws} ({self.unaugmented / self.draws:.2%},"
+                f" interval {low:.2%}-{high:.2%}); expected {self.expected_unaugmented:.2%} when every transform draws"
+                f" on its own: {'consistent' if self.unaugmented_consistent else 'NOT consistent'}."
+            ),
         ]
         smallest = self.smallest_pair_p_value
         if smallest is not None:
             verdict = "independent" if self.independent else "NOT independent: transforms fire together"
-            lines.append(f"Pairwise independence ({len(self.pair_p_values)} pairs, chi-square): smallest p-value {smallest:.3g}, {verdict}.")
+            lines.append(
+                f"Pairwise independence ({len(self.pair_p_values)} pairs, chi-square): smallest p-value {smallest:.3g},"
+                f" {verdict}."
+            )
         return "\n".join(lines)
 
 
-def applied_matrix(dataset: ImageClassificationDataset, draws: int, images: int = 16) -> tuple[tuple[str, ...], tuple[float, ...], np.ndarray]:
+def applied_matrix(
+    dataset: ImageClassificationDataset, draws: int, images: int = 16
+) -> tuple[tuple[str, ...], tuple[float, ...], np.ndarray]:
     """(names, probabilities, `(draws, transforms)` bool matrix) of the recipe's augmentations over
     `draws` keys `(sample, epoch)`: every sample of epoch 0, then of epoch 1, ... Pixels come from the
     first `images` samples, decoded once and cycled (whether a transform applies depends on its
@@ -135,11 +155,18 @@ def apply_statistics(dataset: ImageClassificationDataset, draws: int = 2000, ima
     """The measured apply pattern of `dataset`'s train pipeline (see `applied_matrix`)."""
     names, probabilities, matrix = applied_matrix(dataset, draws, images)
     confidence = 1 - ALPHA / (len(names) + 1)
-    rates = tuple(ApplyRate(n, p, int(matrix[:, k].sum()), draws, confidence) for k, (n, p) in enumerate(zip(names, probabilities)))
+    rates = tuple(
+        ApplyRate(n, p, int(matrix[:, k].sum()), draws, confidence)
+        for k, (n, p) in enumerate(zip(names, probabilities))
+    )
     random_steps = [k for k, p in enumerate(probabilities) if 0 < p < 1 and 0 < matrix[:, k].sum() < draws]
     pairs = []
     for a, b in itertools.combinations(random_steps, 2):
-        table = [[int(np.sum(matrix[:, a] & matrix[:, b])), int(np.sum(matrix[:, a] & ~matrix[:, b]))],
-                 [int(np.sum(~matrix[:, a] & matrix[:, b])), int(np.sum(~matrix[:, a] & ~matrix[:, b]))]]  # fmt: skip
-        pairs.append((f"{a}:{names[a]}", f"{b}:{names[b]}", float(stats.chi2_contingency(table, correction=False).pvalue)))  # every margin > 0
+        table = [
+            [int(np.sum(matrix[:, a] & matrix[:, b])), int(np.sum(matrix[:, a] & ~matrix[:, b]))],
+            [int(np.sum(~matrix[:, a] & matrix[:, b])), int(np.sum(~matrix[:, a] & ~matrix[:, b]))],
+        ]
+        pairs.append(
+            (f"{a}:{names[a]}", f"{b}:{names[b]}", float(stats.chi2_contingency(table, correction=False).pvalue))
+        )  # every margin > 0
     return ApplyStatistics(rates, draws, int((~matrix.any(axis=1)).sum()), tuple(pairs))

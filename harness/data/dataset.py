@@ -38,7 +38,14 @@ class ImageClassificationDataset(Dataset):
     the same tensors.
     """
 
-    def __init__(self, index: ImageIndex, indices: Sequence[int], transform: A.BaseCompose, seed: int = 0, read: Reader | None = None) -> None:
+    def __init__(
+        self,
+        index: ImageIndex,
+        indices: Sequence[int],
+        transform: A.BaseCompose,
+        seed: int = 0,
+        read: Reader | None = None,
+    ) -> None:
         self.index = index
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform

@@ -33,7 +33,14 @@ def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | Non
                 if decode:
                     image.draft("RGB", (draft_size, draft_size))
                     image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning, UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except (
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as error:
         return describe_unreadable(path, error)
     return None
 

@@ -72,7 +72,9 @@ def cache_folder(cache_dir: Path, identity: DataIdentity, index: ImageIndex, sho
     return Path(cache_dir) / "decoded" / f"{identity.fingerprint}-{scan_digest(index)}-short{short_side}"
 
 
-def ensure(index: ImageIndex, identity: DataIdentity, short_side: int, cache_dir: Path, processes: int) -> DecodedImages:
+def ensure(
+    index: ImageIndex, identity: DataIdentity, short_side: int, cache_dir: Path, processes: int
+) -> DecodedImages:
     """The cache of `index` at `short_side`, built now (with `processes` processes) if missing."""
     folder = cache_folder(cache_dir, identity, index, short_side)
     if not (folder / INDEX_FILE).is_file():
@@ -93,7 +95,14 @@ def _build(index: ImageIndex, identity: DataIdentity, short_side: int, folder: P
                 out.write(pixels.tobytes())
                 offset += pixels.nbytes
         np.save(tmp / INDEX_FILE, np.array(rows, dtype=np.int64).reshape(-1, 3))
-        meta = {"path": str(folder), "short_side": short_side, "images": len(paths), "bytes": offset, "build_s": round(time.perf_counter() - start, 2), "data": identity.fingerprint}
+        meta = {
+            "path": str(folder),
+            "short_side": short_side,
+            "images": len(paths),
+            "bytes": offset,
+            "build_s": round(time.perf_counter() - start, 2),
+            "data": identity.fingerprint,
+        }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
 
 

@@ -29,7 +29,12 @@ def groups(hashes: Sequence[str]) -> list[list[int]]:
     return [members for members in found.values() if len(members) > 1]
 
 
-def summary(duplicate_groups: Sequence[Sequence[int]], labels: np.ndarray, paths: Sequence[str], parts: Mapping[str, np.ndarray] | None = None) -> dict:
+def summary(
+    duplicate_groups: Sequence[Sequence[int]],
+    labels: np.ndarray,
+    paths: Sequence[str],
+    parts: Mapping[str, np.ndarray] | None = None,
+) -> dict:
     """Counts of `duplicate_groups` (sample positions): files involved, groups within one class,
     across classes, and (given the split's `parts`, positions per part) across parts; with a few
     example groups by path."""
@@ -51,8 +56,13 @@ def summary(duplicate_groups: Sequence[Sequence[int]], labels: np.ndarray, paths
 
 def describe(counts: Mapping) -> str:
     """One line for a run's output, from `summary`."""
-    parts = f", {counts['across_parts']} across split parts ({counts['with_a_copy_in_test']} with a copy in test)" if "across_parts" in counts else ""
+    parts = (
+        f", {counts['across_parts']} across split parts ({counts['with_a_copy_in_test']} with a copy in test)"
+        if "across_parts" in counts
+        else ""
+    )
     return (
-        f"{counts['files']} byte-identical images in {counts['groups']} groups: {counts['across_classes']} across classes (label conflicts){parts}; "
-        f"trained as they are (`python -m harness eda` lists them; remove the copies to train without them)"
+        f"{counts['files']} byte-identical images in {counts['groups']} groups: {counts['across_classes']} across"
+        f" classes (label conflicts){parts}; trained as they are (`python -m harness eda` lists them; remove the copies"
+        " to train without them)"
     )

@@ -32,8 +32,13 @@ class DataIdentity:
     file_hashes: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # SHA-256 by relative path
 
     def as_dict(self) -> dict[str, str | int | list[str]]:
-        return {"path": self.path, "fingerprint": self.fingerprint, "files": self.files, "bytes": self.bytes,
-                "classes": list(self.classes)}
+        return {
+            "path": self.path,
+            "fingerprint": self.fingerprint,
+            "files": self.files,
+            "bytes": self.bytes,
+            "classes": list(self.classes),
+        }
 
 
 def fingerprint(folder: Path, cache_dir: Path | None = None) -> DataIdentity:
@@ -42,8 +47,12 @@ def fingerprint(folder: Path, cache_dir: Path | None = None) -> DataIdentity:
     root = Path(folder).resolve()
     if not root.is_dir():  # a missing folder: the scan names the problem
         return DataIdentity(str(root), hashlib.sha256().hexdigest()[:16], 0, 0)
-    names = [(directory / name).relative_to(root).as_posix()
-             for directory, names in walk(root) for name in names if is_image_file(name)]
+    names = [
+        (directory / name).relative_to(root).as_posix()
+        for directory, names in walk(root)
+        for name in names
+        if is_image_file(name)
+    ]
     read = sizes_and_hashes(root, names, cache_dir)
     digest = hashlib.sha256()
     for name, (size, content) in zip(names, read):

@@ -59,11 +59,17 @@ def walk(folder: Path, _ancestors: frozenset[Path] = frozenset()) -> Iterator[tu
     folders left out), following links; a link back to a folder it lies in is a DataError."""
     real = folder.resolve()
     if real in _ancestors:
-        raise DataError(f"{folder} is a link to {real}, a folder it lies in: a link loop, which would be read for ever; remove or replace the link")
+        raise DataError(
+            f"{folder} is a link to {real}, a folder it lies in: a link loop, which would be read for ever; remove or"
+            " replace the link"
+        )
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError as error:  # a folder this user cannot read
-        raise DataError(f"folder {folder} cannot be read ({error.strerror or error}); give read access or remove it from the dataset") from None
+        raise DataError(
+            f"folder {folder} cannot be read ({error.strerror or error}); give read access or remove it from the"
+            " dataset"
+        ) from None
     yield folder, [e.name for e in entries if e.is_file()]  # is_file and is_dir follow links
     for entry in entries:
         if entry.is_dir() and not is_hidden(entry.name):
@@ -74,21 +80,31 @@ def scan(root: str | Path) -> ImageIndex:
     """Index an ImageFolder (one sub-folder per class) and validate its layout (pixels: see verify)."""
     root = Path(root)
     if root.is_file():
-        raise DataError(f"{root} is a file, not a folder; pass an ImageFolder directory (one sub-folder of images per class)")
+        raise DataError(
+            f"{root} is a file, not a folder; pass an ImageFolder directory (one sub-folder of images per class)"
+        )
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; give an ImageFolder directory (one sub-folder per class): --data for `harness run`, --data-root for the benchmarks")
+        raise DataError(
+            f"data folder {root} does not exist; give an ImageFolder directory (one sub-folder per class): --data for"
+            " `harness run`, --data-root for the benchmarks"
+        )
     classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not is_hidden(entry.name))
     if not classes:
         raise DataError(f"{root} has no class sub-folders; an ImageFolder needs one sub-folder of images per class")
     if len(classes) < 2:
         raise DataError(f"{root} has only one class ({classes[0]}); classification needs at least 2 class folders")
     above = frozenset({root.resolve()})  # a link inside a class folder back to the root is a loop too
-    files = {c: [folder / name for folder, names in walk(root / c, above) for name in names if not is_hidden(name)]
-             for c in classes}
-    per_class = {c: [(str(path), label) for path in files[c] if is_image_file(path.name)]
-                 for label, c in enumerate(classes)}
-    left_out = {c: sorted(path.relative_to(root).as_posix() for path in files[c] if not is_image_file(path.name))
-                for c in classes}
+    files = {
+        c: [folder / name for folder, names in walk(root / c, above) for name in names if not is_hidden(name)]
+        for c in classes
+    }
+    per_class = {
+        c: [(str(path), label) for path in files[c] if is_image_file(path.name)] for label, c in enumerate(classes)
+    }
+    left_out = {
+        c: sorted(path.relative_to(root).as_posix() for path in files[c] if not is_image_file(path.name))
+        for c in classes
+    }
     empty = [f"{c}{_holding(left_out[c])}" for c, items in per_class.items() if not items]
     if empty:
         raise DataError(
@@ -121,5 +137,5 @@ def left_out_line(index: ImageIndex) -> str | None:
         f"{len(index.left_out)} files in the class folders are not images of a kind read here and are left out "
         f"({counts}; e.g. {index.left_out[0]}); the kinds read are torchvision ImageFolder's: "
         f"{', '.join(IMAGE_EXTENSIONS)}; "
-        f"convert the images among them (e.g. to PNG) to train on them, or remove them"
+        "convert the images among them (e.g. to PNG) to train on them, or remove them"
     )

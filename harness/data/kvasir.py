@@ -23,11 +23,17 @@ def locate(data_root: Path | None) -> Path:
         if folder.is_dir() and any((folder / c).is_dir() for c in KVASIR_CLASSES):
             check_classes(folder)
             return folder
-    raise DataError(f"Kvasir v2 not found: looked for class folders in {', '.join(str(c) for c in candidates)}; unpack kvasir-dataset-v2.zip under --data-root")
+    raise DataError(
+        f"Kvasir v2 not found: looked for class folders in {', '.join(str(c) for c in candidates)}; unpack"
+        " kvasir-dataset-v2.zip under --data-root"
+    )
 
 
 def check_classes(folder: Path) -> None:
     """All 8 Kvasir classes must be there; the error lists exactly which are missing."""
     missing = [c for c in KVASIR_CLASSES if not (folder / c).is_dir()]
     if missing:
-        raise DataError(f"{folder} is not a complete Kvasir v2: missing class folder(s) {', '.join(missing)} (expected all of {', '.join(KVASIR_CLASSES)})")
+        raise DataError(
+            f"{folder} is not a complete Kvasir v2: missing class folder(s) {', '.join(missing)} (expected all of"
+            f" {', '.join(KVASIR_CLASSES)})"
+        )

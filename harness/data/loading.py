@@ -67,7 +67,9 @@ def duplicate_summary(bundle: DataBundle, identity: DataIdentity, cache_dir: Pat
     return duplicates.summary(found, index.labels, [path for path, _ in index.samples], parts)
 
 
-def decoded_images(folder: Path, recipe: Recipe, identity: DataIdentity, cache_dir: Path, processes: int) -> DecodedImages:
+def decoded_images(
+    folder: Path, recipe: Recipe, identity: DataIdentity, cache_dir: Path, processes: int
+) -> DecodedImages:
     """The decoded-image cache of `folder` at the size `recipe` needs, built once (see decoded)."""
     return decoded.ensure(scan(folder), identity, needed_short_side(recipe), cache_dir, processes)
 
@@ -117,7 +119,15 @@ def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank
     return EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=recipe.seed)
 
 
-def loader(dataset: Dataset, recipe: Recipe, *, workers: int, sampler: Sampler | None = None, processes: int = 1, train: bool = False) -> DataLoader:
+def loader(
+    dataset: Dataset,
+    recipe: Recipe,
+    *,
+    workers: int,
+    sampler: Sampler | None = None,
+    processes: int = 1,
+    train: bool = False,
+) -> DataLoader:
     """A DataLoader of the recipe's global batch shared by `processes`, with `workers` loader
     processes; order comes from `sampler` (None: in order). Each sample's augmentation is seeded by
     (seed, epoch, sample), so the worker count changes speed, never results.
@@ -162,7 +172,9 @@ def prep_processes(spec: BenchmarkSpec, settings: RunSettings) -> int:
     return settings.workers if settings.workers is not None else max(1, machine_cores() // spec.processes_per_node)
 
 
-def for_spec(spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity: DataIdentity | None = None) -> DataBundle:
+def for_spec(
+    spec: BenchmarkSpec, settings: RunSettings, stats: Stats, identity: DataIdentity | None = None
+) -> DataBundle:
     """The DataBundle a spec trains on: its dataset located (or generated), split and transformed,
     read through the decoded-image cache unless settings turn it off (`identity`: the data's
     fingerprint when the caller has it)."""

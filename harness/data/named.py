@@ -17,7 +17,10 @@ def locate(name: str, data_root: Path | None, cache_dir: Path) -> Path:
     if name == "kvasir":
         return kvasir.locate(data_root)
     if data_root is None:
-        raise DataError(f"dataset {name!r} is not generated; point --data-root (or TRAINBENCH_DATA_ROOT) at its ImageFolder directory")
+        raise DataError(
+            f"dataset {name!r} is not generated; point --data-root (or TRAINBENCH_DATA_ROOT) at its ImageFolder"
+            " directory"
+        )
     return Path(data_root)
 
 

@@ -33,10 +33,14 @@ RESOLUTION_MIX: tuple[tuple[tuple[int, int], float], ...] = (
 JPEG_QUALITY = 90
 
 
-MASK_SCALE = 4  # soft masks are drawn and blurred at a quarter of the size, then scaled up: smooth either way, 10x cheaper
+MASK_SCALE = (
+    4  # soft masks are drawn and blurred at a quarter of the size, then scaled up: smooth either way, 10x cheaper
+)
 
 
-def _soft_mask(size: tuple[int, int], box: tuple[float, float, float, float], blur: float, strength: int = 255) -> Image.Image:
+def _soft_mask(
+    size: tuple[int, int], box: tuple[float, float, float, float], blur: float, strength: int = 255
+) -> Image.Image:
     small = (max(1, size[0] // MASK_SCALE), max(1, size[1] // MASK_SCALE))
     mask = Image.new("L", small, 0)
     ImageDraw.Draw(mask).ellipse(tuple(v / MASK_SCALE for v in box), fill=strength)
@@ -45,17 +49,25 @@ def _soft_mask(size: tuple[int, int], box: tuple[float, float, float, float], bl
 
 def _photo(size: tuple[int, int], label: int, rng: np.random.Generator) -> Image.Image:
     width, height = size
-    coarse = rng.uniform(0.0, 1.0, (6, 8, 1)) * np.array([90.0, 50.0, 40.0]) + np.array([140.0, 60.0, 60.0])  # pink-red tissue
-    shading = np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize(size, Image.Resampling.BICUBIC), dtype=np.int16)
+    coarse = rng.uniform(0.0, 1.0, (6, 8, 1)) * np.array([90.0, 50.0, 40.0]) + np.array(
+        [140.0, 60.0, 60.0]
+    )  # pink-red tissue
+    shading = np.asarray(
+        Image.fromarray(coarse.astype(np.uint8)).resize(size, Image.Resampling.BICUBIC), dtype=np.int16
+    )
     noise = rng.integers(-12, 13, shading.shape, dtype=np.int16)  # sensor noise: what makes JPEG sizes realistic
     image = Image.fromarray(np.clip(shading + noise, 0, 255).astype(np.uint8))
     cx, cy = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height
     radius = rng.uniform(0.12, 0.25) * min(size)
     squash = 0.35 + 0.65 * (label % 4) / 3  # classes differ in the blob's shape ...
-    blob = _soft_mask(size, (cx - radius, cy - radius * squash, cx + radius, cy + radius * squash), radius / 6, strength=180)
+    blob = _soft_mask(
+        size, (cx - radius, cy - radius * squash, cx + radius, cy + radius * squash), radius / 6, strength=180
+    )
     hue = Image.new("RGB", size, (60 + 25 * label, 200 - 20 * label, 90 + 18 * (label % 3)))  # ... and colour
     image = Image.composite(hue, image, blob)
-    view = _soft_mask(size, (width * 0.04, -height * 0.08, width * 0.96, height * 1.08), 4)  # the endoscope's round field of view
+    view = _soft_mask(
+        size, (width * 0.04, -height * 0.08, width * 0.96, height * 1.08), 4
+    )  # the endoscope's round field of view
     return Image.composite(image, Image.new("RGB", size), view)
 
 

@@ -81,7 +81,10 @@ def allocation(class_sizes: np.ndarray, split: Split) -> np.ndarray:
         totals = np.array([split.train, split.val, split.test], dtype=np.int64)
         if totals.sum() > class_sizes.sum():
             asked = "/".join(str(int(t)) for t in totals)
-            raise DataError(f"the split asks for {int(totals.sum())} images ({asked}) but the dataset has {int(class_sizes.sum())}; give fractions instead, e.g. --split {_shown(_advice(class_sizes, split) or (0.7, 0.15, 0.15))}")
+            raise DataError(
+                f"the split asks for {int(totals.sum())} images ({asked}) but the dataset has {int(class_sizes.sum())};"
+                f" give fractions instead, e.g. --split {_shown(_advice(class_sizes, split) or (0.7, 0.15, 0.15))}"
+            )
         return _allocate(class_sizes, totals)
     return np.stack([class_counts(int(size), (split.train, split.val, split.test)) for size in class_sizes])
 
@@ -94,7 +97,11 @@ def _advice(class_sizes: np.ndarray, split: Split) -> tuple[float, float, float]
     """The fraction split on the 1/GRID grid closest to `split` (squared distance) that gives every class an image in every part."""
     given = np.array([split.train, split.val, split.test], dtype=float)
     given = given / given.sum()
-    candidates = [(t / GRID, v / GRID, (GRID - t - v) / GRID) for t, v in itertools.product(range(1, GRID), repeat=2) if t + v < GRID]
+    candidates = [
+        (t / GRID, v / GRID, (GRID - t - v) / GRID)
+        for t, v in itertools.product(range(1, GRID), repeat=2)
+        if t + v < GRID
+    ]
     candidates.sort(key=lambda c: (float(np.square(np.array(c) - given).sum()), -c[0]))
     return next((c for c in candidates if all((class_counts(int(size), c) > 0).all() for size in class_sizes)), None)
 
@@ -113,7 +120,9 @@ def _images_needed(split: Split, class_sizes: np.ndarray, short: list[int]) -> d
         except DataError:
             continue
         if (counts > 0).all():
-            return {row: int(sizes[row] - class_sizes[row]) for row in range(len(sizes)) if sizes[row] > class_sizes[row]}
+            return {
+                row: int(sizes[row] - class_sizes[row]) for row in range(len(sizes)) if sizes[row] > class_sizes[row]
+            }
         still = [row for row in range(len(sizes)) if (counts[row] == 0).any()]
     return None
 
@@ -127,7 +136,10 @@ def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: t
     classes, class_sizes = np.unique(labels, return_counts=True)
     small = [f"'{class_names[c]}' ({size})" for c, size in zip(classes, class_sizes) if size < len(PARTS)]
     if small:
-        raise DataError(f"class folder(s) {', '.join(small)} have fewer than {len(PARTS)} images, one each for train, val and test; add images or remove the folder(s)")
+        raise DataError(
+            f"class folder(s) {', '.join(small)} have fewer than {len(PARTS)} images, one each for train, val and test;"
+            " add images or remove the folder(s)"
+        )
     counts = allocation(class_sizes, split)
     short = [row for row in range(len(classes)) if (counts[row] == 0).any()]
     if short:
@@ -142,10 +154,18 @@ def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: t
     return SplitIndices(*(np.sort(np.concatenate(p)) for p in parts), unused=int(len(labels) - counts.sum()))
 
 
-def _refusal(split: Split, classes: np.ndarray, class_sizes: np.ndarray, counts: np.ndarray, short: list[int], class_names: tuple[str, ...]) -> str:
+def _refusal(
+    split: Split,
+    classes: np.ndarray,
+    class_sizes: np.ndarray,
+    counts: np.ndarray,
+    short: list[int],
+    class_names: tuple[str, ...],
+) -> str:
     given = f"{split.train:g}/{split.val:g}/{split.test:g}"
     described = [
-        f"'{class_names[classes[row]]}' ({class_sizes[row]} images: {'/'.join(str(int(n)) for n in counts[row])}, no {' or '.join(PARTS[p] for p in range(len(PARTS)) if counts[row, p] == 0)} image)"
+        f"'{class_names[classes[row]]}' ({class_sizes[row]} images: {'/'.join(str(int(n)) for n in counts[row])}, no"
+        f" {' or '.join(PARTS[p] for p in range(len(PARTS)) if counts[row, p] == 0)} image)"
         for row in short
     ]
     fixes = []
@@ -154,7 +174,11 @@ def _refusal(split: Split, classes: np.ndarray, class_sizes: np.ndarray, counts:
         fixes.append(f"give --split {_shown(advice)} (an image of every class in every part)")
     needed = _images_needed(split, class_sizes, short)
     if needed is not None:
-        fixes.append("add " + ", ".join(f"{n} image(s) to '{class_names[classes[row]]}'" for row, n in needed.items() if n))
+        fixes.append(
+            "add " + ", ".join(f"{n} image(s) to '{class_names[classes[row]]}'" for row, n in needed.items() if n)
+        )
     elif split.by == "count":
         fixes.append(f"give every part at least {len(class_sizes)} images, one per class")
-    return f"the split {given} (train/val/test) leaves class folder(s) {', '.join(described)}; " + (" or ".join(fixes) or "add images to these classes")
+    return f"the split {given} (train/val/test) leaves class folder(s) {', '.join(described)}; " + (
+        " or ".join(fixes) or "add images to these classes"
+    )

@@ -35,7 +35,20 @@ class SyntheticDataset:
     seed: int
 
 
-SHAPES = ("circle", "square", "triangle", "ring", "cross", "hbars", "star", "diamond", "hexagon", "dots", "plus_ring", "checker")
+SHAPES = (
+    "circle",
+    "square",
+    "triangle",
+    "ring",
+    "cross",
+    "hbars",
+    "star",
+    "diamond",
+    "hexagon",
+    "dots",
+    "plus_ring",
+    "checker",
+)
 
 _TARGET_SHAPES = ("circle", "square", "triangle", "ring", "cross", "hbars")
 _KVASIR_SHAPES = ("circle", "square", "triangle", "ring", "cross", "hbars", "star", "diamond")
@@ -59,10 +72,15 @@ _MODES = ("RGB", "RGB", "RGB", "L", "P", "RGBA", "RGB")
 
 
 def _polygon(cx: float, cy: float, r: float, n: int, phase: float) -> list[tuple[float, float]]:
-    return [(cx + r * math.cos(phase + 2 * math.pi * k / n), cy + r * math.sin(phase + 2 * math.pi * k / n)) for k in range(n)]
+    return [
+        (cx + r * math.cos(phase + 2 * math.pi * k / n), cy + r * math.sin(phase + 2 * math.pi * k / n))
+        for k in range(n)
+    ]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, color: tuple, rng: np.random.Generator) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, color: tuple, rng: np.random.Generator
+) -> None:
     w = max(2, int(r / 4))
     box = (cx - r, cy - r, cx + r, cy + r)
     if shape == "circle":
@@ -94,7 +112,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
     elif shape == "dots":
         for dx in (-0.6, 0.0, 0.6):
             for dy in (-0.6, 0.6):
-                draw.ellipse((cx + dx * r - r / 5, cy + dy * r - r / 5, cx + dx * r + r / 5, cy + dy * r + r / 5), fill=color)
+                draw.ellipse(
+                    (cx + dx * r - r / 5, cy + dy * r - r / 5, cx + dx * r + r / 5, cy + dy * r + r / 5), fill=color
+                )
     elif shape == "plus_ring":
         draw.ellipse(box, outline=color, width=max(2, w // 2))
         draw.line((cx - r * 0.6, cy, cx + r * 0.6, cy), fill=color, width=w)
@@ -121,7 +141,11 @@ def render(shape: str, size: tuple[int, int], rng: np.random.Generator, hue: flo
     r = rng.uniform(0.22, 0.36) * min(width, height)
     cx = rng.uniform(r, width - r)
     cy = rng.uniform(r, height - r)
-    shade = Image.new("HSV", (1, 1), (int(255 * ((hue + rng.normal(0, 0.03)) % 1.0)), int(rng.uniform(170, 255)), int(rng.uniform(170, 255))))
+    shade = Image.new(
+        "HSV",
+        (1, 1),
+        (int(255 * ((hue + rng.normal(0, 0.03)) % 1.0)), int(rng.uniform(170, 255)), int(rng.uniform(170, 255))),
+    )
     color = shade.convert("RGB").getpixel((0, 0))
     _draw_shape(draw, shape, cx, cy, r, color, rng)
     return image

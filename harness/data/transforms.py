@@ -40,7 +40,15 @@ CROP_RATIO = (3 / 4, 4 / 3)  # and its aspect ratio (albumentations' default)
 @cache
 def transform_names() -> tuple[str, ...]:
     """Every albumentations transform a recipe can name."""
-    return tuple(sorted(n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.BasicTransform) and n not in ("BasicTransform", "DualTransform", "ImageOnlyTransform")))
+    return tuple(
+        sorted(
+            n
+            for n in dir(A)
+            if isinstance(getattr(A, n), type)
+            and issubclass(getattr(A, n), A.BasicTransform)
+            and n not in ("BasicTransform", "DualTransform", "ImageOnlyTransform")
+        )
+    )
 
 
 def check_augmentations(items: tuple[Augmentation, ...], where: str) -> None:
@@ -94,7 +102,9 @@ def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:
 def seed_pipeline(pipeline: A.BaseCompose, key: Sequence[int], _path: tuple[int, ...] = ()) -> None:
     """Give `pipeline` and each transform in it (nested pipelines too) a random stream of its own,
     derived from `key` (e.g. seed, epoch, sample) and the transform's position (module docstring)."""
-    pipeline.set_random_state(*_streams(key, _path))  # the pipeline's own draws (its p); sets its children too, overridden below
+    pipeline.set_random_state(
+        *_streams(key, _path)
+    )  # the pipeline's own draws (its p); sets its children too, overridden below
     for position, transform in enumerate(pipeline.transforms):
         if isinstance(transform, A.BaseCompose):
             seed_pipeline(transform, key, (*_path, position))
@@ -107,7 +117,9 @@ def _streams(key: Sequence[int], path: tuple[int, ...]) -> tuple[np.random.Gener
     return np.random.default_rng(sequence), random.Random(int(sequence.generate_state(1, np.uint64)[0]))
 
 
-TRAIN_AUGMENTATIONS = slice(1, -1)  # where a train pipeline's recipe augmentations sit: after the crop, before ToTensorV2
+TRAIN_AUGMENTATIONS = slice(
+    1, -1
+)  # where a train pipeline's recipe augmentations sit: after the crop, before ToTensorV2
 
 
 def train_transform(recipe: Recipe) -> A.Compose:

@@ -38,8 +38,19 @@ def verify_decodes(index: ImageIndex, identity: DataIdentity, cache_dir: Path) -
     problems = [p for p in (image_problem(path, decode=True) for path, _ in index.samples) if p]
     if problems:
         more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
-        raise DataError(f"{len(problems)} of {len(index.samples)} images cannot be decoded: " + "; ".join(problems[:SHOWN]) + more)
+        raise DataError(
+            f"{len(problems)} of {len(index.samples)} images cannot be decoded: " + "; ".join(problems[:SHOWN]) + more
+        )
     found = duplicates.groups([identity.file_hashes[name] for name in relative])
     with written_atomically(marker) as tmp:
-        tmp.write_text(json.dumps({"path": identity.path, "files_decoded": identity.files, "duplicates": [[relative[i] for i in g] for g in found]}, indent=1))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "path": identity.path,
+                    "files_decoded": identity.files,
+                    "duplicates": [[relative[i] for i in g] for g in found],
+                },
+                indent=1,
+            )
+        )
     return found

@@ -10,7 +10,9 @@ from typing import Any
 from harness.atomic import written_atomically
 
 
-def json_cached(path: Path, key: str, compute: Callable[[], dict[str, Any]], valid: Callable[[dict[str, Any]], Any]) -> Any:
+def json_cached(
+    path: Path, key: str, compute: Callable[[], dict[str, Any]], valid: Callable[[dict[str, Any]], Any]
+) -> Any:
     """`valid(value)` of the value stored under `key` in the JSON file `path`; when there is none (or
     `valid` raises TypeError or KeyError on an older layout), `compute()` it, store it and return
     `valid` of it. A file that cannot be read or written costs a new computation, nothing else."""

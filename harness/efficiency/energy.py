@@ -17,7 +17,10 @@ from collections.abc import Callable
 
 from harness.hardware import Hardware
 
-CPU_REASON = "no energy counter for a CPU run: NVML measures GPUs, and RAPL package counters (root only, where the kernel has them) count every process on the socket"
+CPU_REASON = (
+    "no energy counter for a CPU run: NVML measures GPUs, and RAPL package counters (root only, where the kernel has"
+    " them) count every process on the socket"
+)
 
 EnergyCounter = Callable[[], float]  # joules since an arbitrary origin; differences are what count
 
@@ -33,7 +36,10 @@ def counter(hardware: Hardware, devices: int) -> tuple[EnergyCounter | None, str
         for handle in handles:
             nvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # older GPUs raise NotSupported here, not mid-run
     except ModuleNotFoundError:
-        return None, "nvidia-ml-py is not installed (pip install 'trainbench[gpu]'), so NVML's energy counter cannot be read"
+        return (
+            None,
+            "nvidia-ml-py is not installed (pip install 'trainbench[gpu]'), so NVML's energy counter cannot be read",
+        )
     except Exception as error:  # NVMLError: no driver access, a GPU older than Volta
         return None, f"NVML's energy counter cannot be read here ({error})"
     return (lambda: sum(nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in handles) / 1000.0), None

@@ -50,4 +50,9 @@ def energy_summary(history: Sequence[dict[str, float]]) -> dict[str, float] | No
     joules = sum(row["energy_j"] for row in rows)
     images = sum(row["energy_j"] / row["j_per_image"] for row in rows if row.get("j_per_image"))
     seconds = sum(row["energy_j"] / row["watts"] for row in rows if row.get("watts"))
-    return {"joules": joules, "kwh": joules / JOULES_PER_KWH, "joules_per_image": joules / images if images else None, "mean_watts": joules / seconds if seconds else None}
+    return {
+        "joules": joules,
+        "kwh": joules / JOULES_PER_KWH,
+        "joules_per_image": joules / images if images else None,
+        "mean_watts": joules / seconds if seconds else None,
+    }

@@ -57,4 +57,9 @@ def count(model: nn.Module, image_size: int) -> Flops:
 
 def cached(model: nn.Module, name: str, image_size: int, num_classes: int, cache_dir: Path) -> Flops:
     """`count`, read from `cache_dir/flops.json` when this (model name, size, classes) was counted before."""
-    return json_cached(Path(cache_dir) / CACHE_FILE, f"{name}@{image_size}px/{num_classes}", lambda: count(model, image_size).as_dict(), lambda raw: Flops(**raw))
+    return json_cached(
+        Path(cache_dir) / CACHE_FILE,
+        f"{name}@{image_size}px/{num_classes}",
+        lambda: count(model, image_size).as_dict(),
+        lambda raw: Flops(**raw),
+    )

@@ -30,11 +30,26 @@ COMPUTE_TYPES = {"32-true": torch.float32, "bf16-mixed": torch.bfloat16, "16-mix
 # Dense (no 2:4 sparsity) tensor-core peaks in TFLOP/s per GPU, SXM boards where there are several.
 # Datasheets give the sparse figure for TF32/BF16/FP16 with a footnote; the dense one is half of it.
 VENDOR_PEAKS: dict[str, tuple[dict[str, float], str]] = {
-    "H200": ({"32-true": 494.7, "bf16-mixed": 989.4, "16-mixed": 989.4}, "NVIDIA H200 Tensor Core GPU datasheet (2024): TF32 989, BF16/FP16 1979 TFLOPS with sparsity"),
-    "H100": ({"32-true": 494.7, "bf16-mixed": 989.4, "16-mixed": 989.4}, "NVIDIA H100 Tensor Core GPU datasheet (SXM, 2023): TF32 989, BF16/FP16 1979 TFLOPS with sparsity"),
-    "A100": ({"32-true": 156.0, "bf16-mixed": 312.0, "16-mixed": 312.0}, "NVIDIA A100 Tensor Core GPU datasheet (2021): TF32 156, BF16/FP16 312 TFLOPS dense"),
-    "L40S": ({"32-true": 183.0, "bf16-mixed": 362.05, "16-mixed": 362.05}, "NVIDIA L40S datasheet (2023): TF32 366, BF16/FP16 733 TFLOPS with sparsity"),
-    "L4": ({"32-true": 60.0, "bf16-mixed": 121.0, "16-mixed": 121.0}, "NVIDIA L4 Tensor Core GPU datasheet (2023): TF32 120, BF16/FP16 242 TFLOPS with sparsity"),
+    "H200": (
+        {"32-true": 494.7, "bf16-mixed": 989.4, "16-mixed": 989.4},
+        "NVIDIA H200 Tensor Core GPU datasheet (2024): TF32 989, BF16/FP16 1979 TFLOPS with sparsity",
+    ),
+    "H100": (
+        {"32-true": 494.7, "bf16-mixed": 989.4, "16-mixed": 989.4},
+        "NVIDIA H100 Tensor Core GPU datasheet (SXM, 2023): TF32 989, BF16/FP16 1979 TFLOPS with sparsity",
+    ),
+    "A100": (
+        {"32-true": 156.0, "bf16-mixed": 312.0, "16-mixed": 312.0},
+        "NVIDIA A100 Tensor Core GPU datasheet (2021): TF32 156, BF16/FP16 312 TFLOPS dense",
+    ),
+    "L40S": (
+        {"32-true": 183.0, "bf16-mixed": 362.05, "16-mixed": 362.05},
+        "NVIDIA L40S datasheet (2023): TF32 366, BF16/FP16 733 TFLOPS with sparsity",
+    ),
+    "L4": (
+        {"32-true": 60.0, "bf16-mixed": 121.0, "16-mixed": 121.0},
+        "NVIDIA L4 Tensor Core GPU datasheet (2023): TF32 120, BF16/FP16 242 TFLOPS with sparsity",
+    ),
 }
 
 
@@ -78,7 +93,9 @@ def measure(device: torch.device, precision: str, seconds: float = 0.3) -> Peak:
     blocks after a warm-up; the best block's rate."""
     dtype = COMPUTE_TYPES[precision]
     on_gpu = device.type == "cuda"
-    size, check_every = (8192, 10) if on_gpu else (1024, 1)  # a GPU queues matmuls: synchronise every 10th to read the clock
+    size, check_every = (
+        (8192, 10) if on_gpu else (1024, 1)
+    )  # a GPU queues matmuls: synchronise every 10th to read the clock
     tf32 = on_gpu and dtype == torch.float32
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32 or previous
@@ -107,4 +124,6 @@ def measure(device: torch.device, precision: str, seconds: float = 0.3) -> Peak:
 def cached(device: torch.device, precision: str, cache_dir: Path) -> Peak:
     """`measure`, once per machine, device type and precision, kept in `cache_dir/peaks.json` with its date."""
     key = f"{machine_name(device)}|{device.type}|{precision}"
-    return json_cached(Path(cache_dir) / CACHE_FILE, key, lambda: measure(device, precision).as_dict(), lambda raw: Peak(**raw))
+    return json_cached(
+        Path(cache_dir) / CACHE_FILE, key, lambda: measure(device, precision).as_dict(), lambda raw: Peak(**raw)
+    )

@@ -43,7 +43,9 @@ class TrainingJob:
     artifacts: RunArtifacts
     workers: int  # DataLoader workers per process: the machine's, not the recipe's (data.workers_for)
     label: str = ""  # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
-    energy: EnergyCounter | None = None  # the training devices' joules (efficiency.energy); None where there is no counter
+    energy: EnergyCounter | None = (
+        None  # the training devices' joules (efficiency.energy); None where there is no counter
+    )
     energy_note: str | None = None  # why there is no counter
     step_hook: Callable[[], None] | None = None  # called after every training batch (a profiler's step)
 
@@ -66,8 +68,13 @@ class Divergence:
         return f"the {PHASE_NAMES[self.phase]} loss became {self.loss} {when} (lr {self.lr:g}): the run diverged"
 
     def as_dict(self) -> dict[str, object]:
-        return {"phase": self.phase, "epoch": self.epoch, "lr": self.lr, "loss": str(self.loss),
-                "message": self.message()}  # fmt: skip
+        return {
+            "phase": self.phase,
+            "epoch": self.epoch,
+            "lr": self.lr,
+            "loss": str(self.loss),
+            "message": self.message(),
+        }
 
 
 def _non_finite(phase: str, loss: float | None, row: dict[str, float]) -> Divergence | None:
@@ -170,7 +177,11 @@ class ThroughputMeter:
         if self.energy is not None:
             self._sync()
             joules, seconds = self.energy() - self._epoch_joules, time.perf_counter() - self._epoch_began
-            figures.update(energy_j=joules, j_per_image=joules / self.epoch_images if self.epoch_images else 0.0, watts=joules / seconds if seconds else 0.0)
+            figures.update(
+                energy_j=joules,
+                j_per_image=joules / self.epoch_images if self.epoch_images else 0.0,
+                watts=joules / seconds if seconds else 0.0,
+            )
         return figures
 
     @staticmethod

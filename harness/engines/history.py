@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from harness.metrics import COUNT
 from harness.spec import METRIC_NAMES
 
-TIMING_KEYS = ("epoch_time", "train_time", "images_per_s", "data_wait_time", "energy_j", "j_per_image", "watts")  # what differs between identical runs
+TIMING_KEYS = (
+    "epoch_time",
+    "train_time",
+    "images_per_s",
+    "data_wait_time",
+    "energy_j",
+    "j_per_image",
+    "watts",
+)  # what differs between identical runs
 
 
 def without_timing(row: Mapping[str, float]) -> dict[str, float]:
@@ -15,13 +23,25 @@ def without_timing(row: Mapping[str, float]) -> dict[str, float]:
     return {k: v for k, v in row.items() if k not in TIMING_KEYS}
 
 
-def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, float], train: Mapping[str, float], val: Mapping[str, float]) -> dict[str, float]:
+def history_row(
+    epoch: int,
+    lr: float,
+    epoch_time: float,
+    speed: Mapping[str, float],
+    train: Mapping[str, float],
+    val: Mapping[str, float],
+) -> dict[str, float]:
     """`{epoch, lr, epoch_time, train_time, images_per_s, data_wait_time, train_loss, ..., train_images, val_loss, ..., val_images}`.
 
     `epoch_time` includes validation; `train_time`, `images_per_s` and `data_wait_time` (the part
     of `train_time` spent waiting for batches) cover the training batches only
     (`ThroughputMeter.epoch_figures`)."""
-    row: dict[str, float] = {"epoch": int(epoch), "lr": float(lr), "epoch_time": float(epoch_time), **{k: float(v) for k, v in speed.items()}}
+    row: dict[str, float] = {
+        "epoch": int(epoch),
+        "lr": float(lr),
+        "epoch_time": float(epoch_time),
+        **{k: float(v) for k, v in speed.items()},
+    }
     for part, values in (("train", train), ("val", val)):
         for name in METRIC_NAMES:
             if name in values:
@@ -29,4 +49,3 @@ def history_row(epoch: int, lr: float, epoch_time: float, speed: Mapping[str, fl
         if COUNT in values:
             row[f"{part}_{COUNT}"] = int(values[COUNT])
     return row
-

@@ -58,7 +58,9 @@ class BundleDataModule(L.LightningDataModule):
     batch reaches the meter as it leaves the loader, before its copy, where Poutyne and the plain
     loop mark it too."""
 
-    def __init__(self, bundle: DataBundle, recipe: Recipe, workers: int, normalize: DeviceNormalize, meter: ThroughputMeter) -> None:
+    def __init__(
+        self, bundle: DataBundle, recipe: Recipe, workers: int, normalize: DeviceNormalize, meter: ThroughputMeter
+    ) -> None:
         super().__init__()
         self.bundle, self.recipe, self.workers, self.normalize, self.meter = bundle, recipe, workers, normalize, meter
 
@@ -81,10 +83,19 @@ class BundleDataModule(L.LightningDataModule):
             # loop gives set_epoch (trainer.current_epoch counts completed epochs, one behind here).
             sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
             return sampler
-        return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
+        return (
+            UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
+        )
 
     def _loader(self, dataset, train: bool):
-        return loading.loader(dataset, self.recipe, workers=self.workers, sampler=self._sampler(dataset, train), processes=self.trainer.world_size, train=train)
+        return loading.loader(
+            dataset,
+            self.recipe,
+            workers=self.workers,
+            sampler=self._sampler(dataset, train),
+            processes=self.trainer.world_size,
+            train=train,
+        )
 
     def train_dataloader(self):
         return self._loader(self.bundle.train, True)
@@ -119,7 +130,17 @@ class StoreCheckpointIO(CheckpointIO):
 class ClassificationModule(L.LightningModule):
     """A timm model with the recipe's loss and optimizer, and the shared metrics per part."""
 
-    def __init__(self, model: nn.Module, spec: BenchmarkSpec, num_classes: int, meter: ThroughputMeter, artifacts: RunArtifacts, label: str = "", *, fused_optimizer: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: BenchmarkSpec,
+        num_classes: int,
+        meter: ThroughputMeter,
+        artifacts: RunArtifacts,
+        label: str = "",
+        *,
+        fused_optimizer: bool = False,
+    ) -> None:
         super().__init__()
         self.model, self.spec, self.meter, self.artifacts, self.label = model, spec, meter, artifacts, label
         self.fused_optimizer = fused_optimizer
@@ -243,8 +264,10 @@ class ClassificationModule(L.LightningModule):
         the plain model's keys, whatever wrapper prefixes the checkpoint's model had)."""
         ours = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
         where = (self.artifacts.resumed_from or {}).get("checkpoint", "the checkpoint")
-        checkpoint["state_dict"] = {**{k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("model.")},
-                                    **{f"model.{k}": v for k, v in model_state(ours, self.model, where).items()}}  # fmt: skip
+        checkpoint["state_dict"] = {
+            **{k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("model.")},
+            **{f"model.{k}": v for k, v in model_state(ours, self.model, where).items()},
+        }
         saved = checkpoint[HARNESS_KEY]
         self.history = list(saved["history"])
         restore_rng(saved["rng"])
@@ -256,10 +279,14 @@ class ClassificationModule(L.LightningModule):
         self.progress.end_phase()
 
 
-def trainer_kwargs(spec: BenchmarkSpec, accelerator: str, plugins: list | None = None, rendezvous_timeout_s: float = 600.0) -> dict:
+def trainer_kwargs(
+    spec: BenchmarkSpec, accelerator: str, plugins: list | None = None, rendezvous_timeout_s: float = 600.0
+) -> dict:
     """Trainer settings from the spec: precision, devices, nodes and the DDP strategy when needed
     (whose process group gives up waiting for a missing process after `rendezvous_timeout_s`)."""
-    limits = {f"limit_{part}_batches": spec.limit_batches for part in ("train", "val", "test")} if spec.limit_batches else {}
+    limits = (
+        {f"limit_{part}_batches": spec.limit_batches for part in ("train", "val", "test")} if spec.limit_batches else {}
+    )
     return dict(
         **limits,
         accelerator=accelerator,
@@ -303,20 +330,38 @@ class LightningEngine:
         if channels_last:
             job.model.to(memory_format=torch.channels_last)
         compile_if_asked(job.model, job.settings)
-        module = ClassificationModule(job.model, job.spec, job.data.num_classes, meter, job.artifacts, job.label, fused_optimizer=job.settings.fused_optimizer)
+        module = ClassificationModule(
+            job.model,
+            job.spec,
+            job.data.num_classes,
+            meter,
+            job.artifacts,
+            job.label,
+            fused_optimizer=job.settings.fused_optimizer,
+        )
         datamodule = BundleDataModule(job.data, job.spec.recipe, job.workers, job.data.normalizer(channels_last), meter)
         timeout_s = job.settings.rendezvous_timeout_s
-        trainer = L.Trainer(**trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s))
+        trainer = L.Trainer(
+            **trainer_kwargs(job.spec, job.hardware.accelerator, [StoreCheckpointIO(job.artifacts)], timeout_s)
+        )
         try:
             with ctrl_c_as_keyboard_interrupt(trainer):
                 trainer.fit(module, datamodule=datamodule, ckpt_path=job.artifacts.resume_path())
-        except DistStoreError as error:  # the store's own message: "Timed out after 6 seconds waiting for clients. 1/2 clients joined."
+        except (
+            DistStoreError
+        ) as error:  # the store's own message: "Timed out after 6 seconds waiting for clients. 1/2 clients joined."
             where = f"{os.environ.get('MASTER_ADDR', '127.0.0.1')}:{os.environ.get('MASTER_PORT', '?')}"
             raise RendezvousError(
-                f"{job.spec.world_size} DDP processes over {job.spec.num_nodes} node(s) did not all meet at {where} within {timeout_s:g} s "
-                f"({str(error).splitlines()[0]}); start every node with the same master address, port and --run-id, or raise --rendezvous-timeout-s"
+                f"{job.spec.world_size} DDP processes over {job.spec.num_nodes} node(s) did not all meet at {where}"
+                f" within {timeout_s:g} s ({str(error).splitlines()[0]}); start every node with the same master"
+                " address, port and --run-id, or raise --rendezvous-timeout-s"
             ) from None
         if module.diverged is None:
             with ctrl_c_as_keyboard_interrupt(trainer):
                 trainer.test(module, datamodule=datamodule, verbose=False)
-        return EngineOutput(history=module.history, test=module.test_metrics, is_main_process=trainer.is_global_zero, diverged=module.diverged)
+        return EngineOutput(
+            history=module.history,
+            test=module.test_metrics,
+            is_main_process=trainer.is_global_zero,
+            diverged=module.diverged,
+        )

@@ -39,7 +39,9 @@ class MixedPrecisionModel(poutyne.Model):
     """A `poutyne.Model` whose forward/loss run under autocast, with loss scaling for fp16, and
     whose uint8 batches become model input on the device (`normalize`; None: batches used as they come)."""
 
-    def __init__(self, *args, precision: str, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, precision: str, normalize: Callable[[torch.Tensor], torch.Tensor] | None = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.autocast_dtype = autocast_dtype(precision)
         self.scaler = torch.amp.GradScaler("cuda") if precision == "16-mixed" else None
@@ -62,7 +64,9 @@ class MixedPrecisionModel(poutyne.Model):
 
     def _fit_batch(self, x, y, *, callback=None, step=None, return_pred=False, convert_to_numpy=True):
         if self.scaler is None:
-            return super()._fit_batch(x, y, callback=callback, step=step, return_pred=return_pred, convert_to_numpy=convert_to_numpy)
+            return super()._fit_batch(
+                x, y, callback=callback, step=step, return_pred=return_pred, convert_to_numpy=convert_to_numpy
+            )
         self.optimizer.zero_grad()
         loss, batch_metrics, pred_y = self._compute_loss_and_metrics(
             x, y, return_loss_tensor=True, return_pred=return_pred, convert_to_numpy=convert_to_numpy
@@ -80,8 +84,16 @@ class _Recorder(poutyne.Callback):
     engines' common keys, and hands the row and a checkpoint to the run's artifacts. Per batch of
     every phase: feeds the run's progress (`images` per phase)."""
 
-    def __init__(self, job: TrainingJob, meter: ThroughputMeter, optimizer: torch.optim.Optimizer, sampler: EpochSampler, rows: list[dict[str, float]],
-                 progress: Progress, images: dict[str, int]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        job: TrainingJob,
+        meter: ThroughputMeter,
+        optimizer: torch.optim.Optimizer,
+        sampler: EpochSampler,
+        rows: list[dict[str, float]],
+        progress: Progress,
+        images: dict[str, int],
+    ) -> None:
         super().__init__()
         self.job, self.meter, self.optimizer, self.sampler = job, meter, optimizer, sampler
         self.rows, self.progress, self.images, self.epoch = rows, progress, images, 0
@@ -118,7 +130,9 @@ class _Recorder(poutyne.Callback):
     def on_epoch_end(self, epoch_number: int, logs: dict) -> None:
         train = {k: v for k, v in logs.items() if k not in ("epoch", "time") and not k.startswith("val_")}
         val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
-        row = history_row(epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], self.meter.epoch_figures(), train, val)
+        row = history_row(
+            epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], self.meter.epoch_figures(), train, val
+        )
         self.rows.append(row)
         self.progress.epoch_done(row)
         self.job.artifacts.track(row)
@@ -136,13 +150,28 @@ class _Recorder(poutyne.Callback):
                 )
 
 
-def poutyne_model(net: nn.Module, optimizer: torch.optim.Optimizer, num_classes: int, precision: str, normalize: Callable[[torch.Tensor], torch.Tensor]) -> MixedPrecisionModel:
+def poutyne_model(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    num_classes: int,
+    precision: str,
+    normalize: Callable[[torch.Tensor], torch.Tensor],
+) -> MixedPrecisionModel:
     """The recipe's loss and the shared metrics (as Poutyne epoch metrics) around `net`."""
     metrics = ClassificationMetrics(num_classes)
-    return MixedPrecisionModel(net, optimizer, "cross_entropy", epoch_metrics=[(metrics.names, metrics)], precision=precision, normalize=normalize)
+    return MixedPrecisionModel(
+        net,
+        optimizer,
+        "cross_entropy",
+        epoch_metrics=[(metrics.names, metrics)],
+        precision=precision,
+        normalize=normalize,
+    )
 
 
-def evaluate(model: poutyne.Model, loader: DataLoader, steps: int | None = None, callbacks: list[poutyne.Callback] | None = None) -> dict[str, float]:
+def evaluate(
+    model: poutyne.Model, loader: DataLoader, steps: int | None = None, callbacks: list[poutyne.Callback] | None = None
+) -> dict[str, float]:
     """Test metrics in the engines' common keys (`test_loss`, `test_acc`, ...), over `steps` batches (None: all)."""
     logs = model.evaluate_generator(loader, steps=steps, return_dict_format=True, verbose=False, callbacks=callbacks)
     return {k: float(v) for k, v in logs.items() if k.startswith("test_") and k not in ("test_time", f"test_{COUNT}")}
@@ -165,7 +194,9 @@ class PoutyneEngine:
             job.model.to(memory_format=torch.channels_last)
         compile_if_asked(job.model, job.settings)
         optimizer = optimizer_for(spec, job.model.parameters(), fused=job.settings.fused_optimizer)
-        model = poutyne_model(job.model, optimizer, job.data.num_classes, spec.precision, job.data.normalizer(channels_last))
+        model = poutyne_model(
+            job.model, optimizer, job.data.num_classes, spec.precision, job.data.normalizer(channels_last)
+        )
         rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])
         meter = ThroughputMeter.for_job(job)
@@ -178,7 +209,14 @@ class PoutyneEngine:
         recorder = _Recorder(job, meter, optimizer, sampler, rows, Progress(recipe.epochs, label=job.label), images)
         train_steps, val_steps, test_steps = (_limited(spec.limit_batches, loader) for loader in loaders.values())
         model.fit_generator(
-            train_loader, val_loader, epochs=recipe.epochs, initial_epoch=first_epoch, steps_per_epoch=train_steps, validation_steps=val_steps, callbacks=[recorder], verbose=False
+            train_loader,
+            val_loader,
+            epochs=recipe.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=train_steps,
+            validation_steps=val_steps,
+            callbacks=[recorder],
+            verbose=False,
         )
         if recorder.diverged is not None:
             return EngineOutput(history=rows, test={}, diverged=recorder.diverged)

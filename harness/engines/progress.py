@@ -27,7 +27,10 @@ EPOCH_FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 def epoch_line(row: Mapping[str, float], epochs: int, label: str = "") -> str:
     shown = " ".join(f"{k}={row[k]:.4f}" for k in EPOCH_FIGURES if k in row)
-    return f"{label}epoch {int(row['epoch'])}/{epochs} {shown} ({row['epoch_time']:.1f}s, {row.get('images_per_s', 0.0):.1f} img/s)"
+    return (
+        f"{label}epoch {int(row['epoch'])}/{epochs} {shown} ({row['epoch_time']:.1f}s,"
+        f" {row.get('images_per_s', 0.0):.1f} img/s)"
+    )
 
 
 class Progress:
@@ -48,7 +51,14 @@ class Progress:
         if not self.bars:
             return
         where = f"epoch {epoch}/{self.epochs} " if epoch is not None else ""
-        bar = tqdm(total=images, desc=f"{self.label}{where}{phase}", unit="img", file=self.stream, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=images,
+            desc=f"{self.label}{where}{phase}",
+            unit="img",
+            file=self.stream,
+            leave=False,
+            dynamic_ncols=True,
+        )
         if phase == "train":
             self._train = bar
         else:
@@ -98,10 +108,15 @@ def device_words(spec: BenchmarkSpec, hw: Hardware) -> str:
 def startup_line(spec: BenchmarkSpec, settings: RunSettings, hw: Hardware) -> str:
     """The line a run prints at once, before any data or weights are touched."""
     recipe = spec.recipe
-    given = [f"{name} {value_text(getattr(recipe, name))} ({origin})" for name, origin in spec.recipe_origin if not origin.endswith(" profile")]
+    given = [
+        f"{name} {value_text(getattr(recipe, name))} ({origin})"
+        for name, origin in spec.recipe_origin
+        if not origin.endswith(" profile")
+    ]
     return (
-        f"[trainbench] {spec.id}: {spec.profile} profile, {spec.engine} on {device_words(spec, hw)}, {spec.precision}, "
-        f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''} of batch {recipe.batch_size} at {recipe.image_size} px{'; given: ' + ', '.join(given) if given else ''}; results in {settings.results_dir}"
+        f"[trainbench] {spec.id}: {spec.profile} profile, {spec.engine} on {device_words(spec, hw)}, {spec.precision},"
+        f" {recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''} of batch {recipe.batch_size} at {recipe.image_size}"
+        f" px{'; given: ' + ', '.join(given) if given else ''}; results in {settings.results_dir}"
     )
 
 
@@ -113,11 +128,22 @@ def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
     """The line a run prints once its data and model are ready: what it trains on, from which
     weights (`identity.weights`), and where it writes."""
     bundle = job.data
-    source = {"random": "random", "file": f"file {weights.get('path')}", "hub": f"hub {weights.get('id')}"}.get(weights["kind"], f"{weights['kind']} {weights.get('path', '')}".strip())
+    source = {"random": "random", "file": f"file {weights.get('path')}", "hub": f"hub {weights.get('id')}"}.get(
+        weights["kind"], f"{weights['kind']} {weights.get('path', '')}".strip()
+    )
     tracking = job.artifacts.tracker.mode
-    execution = [words for words, used in (("torch.compile", job.settings.compile), ("fused optimizer", job.settings.fused_optimizer)) if used]
-    loading = f"{job.workers} loader workers" if job.workers else "batches loaded in the training process (--workers N for worker processes)"
+    execution = [
+        words
+        for words, used in (("torch.compile", job.settings.compile), ("fused optimizer", job.settings.fused_optimizer))
+        if used
+    ]
+    loading = (
+        f"{job.workers} loader workers"
+        if job.workers
+        else "batches loaded in the training process (--workers N for worker processes)"
+    )
     return (
-        f"[trainbench] data: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test images{_unused(bundle.unused)}, {bundle.num_classes} classes; "
-        f"weights: {source}; {loading}; {''.join(w + '; ' for w in execution)}wandb {tracking}; record: {job.run_dir / 'result.json'}"
+        f"[trainbench] data: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test"
+        f" images{_unused(bundle.unused)}, {bundle.num_classes} classes; weights: {source}; {loading};"
+        f" {''.join(w + '; ' for w in execution)}wandb {tracking}; record: {job.run_dir / 'result.json'}"
     )

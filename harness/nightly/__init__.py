@@ -50,7 +50,15 @@ MANIFEST = "nightly.json"
 PYTEST_EXITS = {1: "a test failed", 2: "interrupted", 3: "pytest's internal error", 4: "a usage error"}
 OOM_HINT = " (the OOM killer sends this when memory runs out)"
 # Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
-OWN_OPTIONS = {"--mlflow": "--mlflow", "--results-dir": "--out", "--benchmark-json": "--out", "--junitxml": "--out", "--junit-xml": "--out", "--gcs-bucket": "--gcs-bucket", "--resume": "--gcs-bucket"}
+OWN_OPTIONS = {
+    "--mlflow": "--mlflow",
+    "--results-dir": "--out",
+    "--benchmark-json": "--out",
+    "--junitxml": "--out",
+    "--junit-xml": "--out",
+    "--gcs-bucket": "--gcs-bucket",
+    "--resume": "--gcs-bucket",
+}
 
 
 def check_pytest_args(pytest_args: Sequence[str]) -> None:
@@ -119,8 +127,17 @@ def gather(pending: dict, out: Path) -> list[dict]:
         try:
             outcome: CaseOutcome = ray.get(ready)
         except Exception as error:  # its node or worker died RETRIES + 1 times
-            print(f"nightly: {case.name} LOST: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
-            rows.append({"case": case.name, "node_id": case.node_id, "status": "lost", "error": f"{type(error).__name__}: {error}"[:2000]})
+            print(
+                f"nightly: {case.name} LOST: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            )
+            rows.append(
+                {
+                    "case": case.name,
+                    "node_id": case.node_id,
+                    "status": "lost",
+                    "error": f"{type(error).__name__}: {error}"[:2000],
+                }
+            )
             continue
         write_outcome(outcome, out)
         status, why = case_status(outcome), failure(outcome)
@@ -145,7 +162,9 @@ class Night:
     nights: int = trend.NIGHTS
     strict: bool = False  # refuse the night when a case fits no node (else it is skipped, with why)
     bisect: Budget | None = None  # after a regression, bisect each regressed case within this budget; None: don't
-    mlflow: str = "off"  # where the driver imports the night's records: auto (<nights>/mlflow.db), off, or a tracking URI
+    mlflow: str = (
+        "off"  # where the driver imports the night's records: auto (<nights>/mlflow.db), off, or a tracking URI
+    )
 
 
 def run(
@@ -167,7 +186,18 @@ def run(
     try:  # everything the end of the night needs is checked before its first case
         check_pytest_args(pytest_args)
         budget = None if bisect is None else parse_budget(bisect)
-        night = Night(out or NIGHTS_DIR / date.today().isoformat(), pytest_args, baseline, parse_tolerances(tolerances), address, bucket, nights, strict, budget, mlflow)
+        night = Night(
+            out or NIGHTS_DIR / date.today().isoformat(),
+            pytest_args,
+            baseline,
+            parse_tolerances(tolerances),
+            address,
+            bucket,
+            nights,
+            strict,
+            budget,
+            mlflow,
+        )
         mlflow_runs.check(mlflow, night.out.parent)
         if budget is not None and baseline is None:
             raise NightlyError("--bisect needs --baseline: it bisects between the baseline's commit and tonight's")
@@ -191,7 +221,10 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
     pytest_args = night.pytest_args if profile == "full" else on_cpus(night.pytest_args)
     cases = plan(collect(profile, pytest_args), nodes)
     if not cases:
-        print(f"nightly: no benchmark case matches the pytest arguments {' '.join(night.pytest_args) or '(none)'} in the {profile} profile; nothing ran (check -k / -m)")
+        print(
+            f"nightly: no benchmark case matches the pytest arguments {' '.join(night.pytest_args) or '(none)'} in the"
+            f" {profile} profile; nothing ran (check -k / -m)"
+        )
         return 2
     if profile == "smoke":
         print("nightly: no GPU in the cluster; running the smoke profile on CPUs instead (cases marked gpu left out)")
@@ -220,10 +253,28 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
     if night.bucket:
         print(f"nightly: checkpoints under {night.bucket.rstrip('/')}/{night_id}/ (this night's own prefix)")
     pending = {tasks.submit(case, profile, pytest_args, night_id, night.bucket): case for case in cases}
-    rows = gather(pending, night.out) + [{"case": case.name, "node_id": case.node_id, "status": "skipped", "skipped": why, "asked": case.asks(), "node": None} for case, why in held_back]
+    rows = gather(pending, night.out) + [
+        {
+            "case": case.name,
+            "node_id": case.node_id,
+            "status": "skipped",
+            "skipped": why,
+            "asked": case.asks(),
+            "node": None,
+        }
+        for case, why in held_back
+    ]
     wall_s = time.perf_counter() - started
-    manifest = {"night": night.out.name, "night_id": night_id, "address": night.address or "embedded", "profile": profile, "pytest_args": night.pytest_args,
-                "nodes": [asdict(n) for n in nodes], "wall_s": round(wall_s, 1), "cases": rows}  # fmt: skip
+    manifest = {
+        "night": night.out.name,
+        "night_id": night_id,
+        "address": night.address or "embedded",
+        "profile": profile,
+        "pytest_args": night.pytest_args,
+        "nodes": [asdict(n) for n in nodes],
+        "wall_s": round(wall_s, 1),
+        "cases": rows,
+    }
     with written_atomically(night.out / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2))
     failed = any(row["status"] not in ("passed", "skipped", "nothing collected") for row in rows)
@@ -233,7 +284,9 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
 def tonight_lines(result: Comparison, trends: Sequence[trend.CaseTrend]) -> list[str]:
     """Per regressed case and metric: a step that began on an earlier night (its size), or a single-night outlier so far."""
     by_case = {t.case: t for t in trends}
-    lines = [f"- {v.case} {v.metric}: {by_case[v.case].tonight(v.metric)}" for v in result.regressions if v.case in by_case]
+    lines = [
+        f"- {v.case} {v.metric}: {by_case[v.case].tonight(v.metric)}" for v in result.regressions if v.case in by_case
+    ]
     return ["", "", f"## Tonight against the last {len(trends[0].nights)} night(s)", "", *lines] if lines else []
 
 
@@ -267,9 +320,13 @@ def finish(night: Night, failed: bool, wall_s: float, profile: str = "smoke") ->
         except GateError as error:
             print(f"nightly: the regression gate could not decide: {error}")
             return 1
-        added = tonight_lines(result, trends) + profile_regressed(result, records, out)  # step or outlier; the slow cases' traces
+        added = tonight_lines(result, trends) + profile_regressed(
+            result, records, out
+        )  # step or outlier; the slow cases' traces
         if night.bisect is not None:
-            added += bisect_regressed(result, night.baseline, records, out, night.pytest_args, profile, night.bisect, night.tolerances)
+            added += bisect_regressed(
+                result, night.baseline, records, out, night.pytest_args, profile, night.bisect, night.tolerances
+            )
         (out / "regression.md").write_text(result.render() + "\n".join(added) + ("\n" if added else ""))
         print(result.render() + "\n".join(added))
         failed |= not result.passed

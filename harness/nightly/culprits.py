@@ -41,8 +41,16 @@ def step_args(pytest_args: Sequence[str]) -> tuple[tuple[str, ...], int]:
     return tuple(kept), max(2, seeds)
 
 
-def bisect_regressed(result: Comparison, baseline: Path, records: list[RunResult], out: Path, pytest_args: Sequence[str], profile: str,
-                     budget: Budget, tolerances: Mapping[str, Tolerance]) -> list[str]:  # fmt: skip
+def bisect_regressed(
+    result: Comparison,
+    baseline: Path,
+    records: list[RunResult],
+    out: Path,
+    pytest_args: Sequence[str],
+    profile: str,
+    budget: Budget,
+    tolerances: Mapping[str, Tolerance],
+) -> list[str]:
     """The lines regression.md adds (none without a regression)."""
     metrics: dict[str, list[str]] = {}
     for verdict in result.regressions:
@@ -57,15 +65,35 @@ def bisect_regressed(result: Comparison, baseline: Path, records: list[RunResult
         commits = sorted({run.context["git_commit"] for run in before.get(key, []) if run.context.get("git_commit")})
         case = record.case_id if record else key.split("@")[0]
         if not tonight or len(commits) != 1:
-            lines.append(f"- {case}: not bisected: the baseline's records carry {len(commits)} git commits and tonight's {'one' if tonight else 'none'}; bisect needs one on each side")
+            lines.append(
+                f"- {case}: not bisected: the baseline's records carry {len(commits)} git commits and tonight's"
+                f" {'one' if tonight else 'none'}; bisect needs one on each side"
+            )
             continue
         if commits[0] == tonight:
             changed = next(v.changed for v in result.regressions if v.case == key)
-            lines.append(f"- {case}: baseline and tonight ran the same commit {tonight[:10]}, so no commit to blame; what differs between them: {changed}")
+            lines.append(
+                f"- {case}: baseline and tonight ran the same commit {tonight[:10]}, so no commit to blame; what"
+                f" differs between them: {changed}"
+            )
             continue
         folder = out / "bisect" / Case(case, 1, 1, 0).name
         args, seeds = step_args(pytest_args)
-        request = bisect.Request(commits[0], tonight, case, args, REPO_ROOT, folder, profile, seeds=seeds, max_seeds=max(8, seeds), parallel=0, budget=budget, tolerances=dict(tolerances), metrics=tuple(regressed))
+        request = bisect.Request(
+            commits[0],
+            tonight,
+            case,
+            args,
+            REPO_ROOT,
+            folder,
+            profile,
+            seeds=seeds,
+            max_seeds=max(8, seeds),
+            parallel=0,
+            budget=budget,
+            tolerances=dict(tolerances),
+            metrics=tuple(regressed),
+        )
         try:
             _, data = bisect.run(request)
         except HarnessError as error:
@@ -75,5 +103,8 @@ def bisect_regressed(result: Comparison, baseline: Path, records: list[RunResult
             lines.append(f"- {case}: not bisected ({type(error).__name__}: {str(error).strip()[:300]})")
             continue
         relative = (folder / "bisect.md").relative_to(out).as_posix()
-        lines.append(f"- {case}: {data['summary']} ([bisect.md]({relative}), {data['measurements']} measurement(s) in {data['rounds']} round(s))")
+        lines.append(
+            f"- {case}: {data['summary']} ([bisect.md]({relative}), {data['measurements']} measurement(s) in"
+            f" {data['rounds']} round(s))"
+        )
     return ["", "", "## Culprits (bisect between the baseline's commit and tonight's)", "", *lines]

@@ -25,9 +25,21 @@ def settings_for(record: RunResult, scratch: Path) -> RunSettings:
     """Settings that find the record's data and weights again: a Kvasir folder's parent, any other
     ImageFolder itself (generated datasets come from the cache), the weights file's folder."""
     spec, path = BenchmarkSpec.from_dict(record.spec), record.data.get("path")
-    root = None if spec.dataset in synthetic.DATASETS or not path else Path(path).parent if spec.dataset == "kvasir" else Path(path)
+    root = (
+        None
+        if spec.dataset in synthetic.DATASETS or not path
+        else Path(path).parent
+        if spec.dataset == "kvasir"
+        else Path(path)
+    )
     weights = record.weights.get("path") if isinstance(record.weights, dict) else None
-    return RunSettings(results_dir=scratch, cache_dir=default_cache_dir(), data_root=root, weights_dir=Path(weights).parent if weights else None, wandb="off")
+    return RunSettings(
+        results_dir=scratch,
+        cache_dir=default_cache_dir(),
+        data_root=root,
+        weights_dir=Path(weights).parent if weights else None,
+        wandb="off",
+    )
 
 
 def profile_regressed(result: Comparison, records: list[RunResult], out: Path) -> list[str]:
@@ -53,5 +65,8 @@ def profile_regressed(result: Comparison, records: list[RunResult], out: Path) -
             continue
         top = ", ".join(f"`{o.name}` {o.share:.0%}" for o in found.operators[:3])
         relative = folder.relative_to(out).as_posix()
-        lines.append(f"- {case}: [trace]({relative}/{profile.TRACE_FILE}) (open in https://ui.perfetto.dev), [top operators]({relative}/{profile.OPS_FILE}): {top}")
+        lines.append(
+            f"- {case}: [trace]({relative}/{profile.TRACE_FILE}) (open in https://ui.perfetto.dev), [top"
+            f" operators]({relative}/{profile.OPS_FILE}): {top}"
+        )
     return ["", "", "## Profiles of the cases whose speed regressed", "", *lines] if lines else []

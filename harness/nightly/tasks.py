@@ -29,7 +29,9 @@ from harness.settings import REPO_ROOT
 RETRIES = 3  # runs of a task after its node or worker process died
 SCRATCH = "trainbench-nightly"  # under the node's temporary folder: the night's run folders and local checkpoints
 JUNIT = "junit.xml"  # pytest's report of the case, in its scratch folder: what was skipped and why
-REPORT_FILES = frozenset({"summary.md", "summary.csv", "cases.csv", "report.html"})  # the driver writes them for the whole night
+REPORT_FILES = frozenset(
+    {"summary.md", "summary.csv", "cases.csv", "report.html"}
+)  # the driver writes them for the whole night
 
 
 @dataclass
@@ -48,16 +50,35 @@ class CaseOutcome:
 
 def submit(case: Case, profile: str, pytest_args: Sequence[str], night: str, bucket: str | None):
     """Start `case` as a Ray task asking for its CPUs and GPUs; returns its object ref."""
-    task = ray_module().remote(run_case).options(num_cpus=case.cpus, num_gpus=case.gpus, max_retries=RETRIES, retry_exceptions=False, name=case.name)
+    task = (
+        ray_module()
+        .remote(run_case)
+        .options(num_cpus=case.cpus, num_gpus=case.gpus, max_retries=RETRIES, retry_exceptions=False, name=case.name)
+    )
     return task.remote(case, profile, list(pytest_args), night, bucket)
 
 
-def case_command(case: Case, scratch: Path, profile: str, pytest_args: Sequence[str], night: str, bucket: str | None) -> list[str]:
+def case_command(
+    case: Case, scratch: Path, profile: str, pytest_args: Sequence[str], night: str, bucket: str | None
+) -> list[str]:
     """The pytest command of one case on its node."""
     command = [
-        sys.executable, "-m", "pytest", case.node_id, "--profile", profile, "--results-dir", str(scratch / "records"),
-        f"--benchmark-json={scratch / 'benchmark.json'}", f"--junitxml={scratch / JUNIT}", "-p", "no:cacheprovider", "--mlflow", "off", *pytest_args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pytest",
+        case.node_id,
+        "--profile",
+        profile,
+        "--results-dir",
+        str(scratch / "records"),
+        f"--benchmark-json={scratch / 'benchmark.json'}",
+        f"--junitxml={scratch / JUNIT}",
+        "-p",
+        "no:cacheprovider",
+        "--mlflow",
+        "off",
+        *pytest_args,
+    ]
     if bucket:
         command += ["--gcs-bucket", f"{bucket.rstrip('/')}/{night}", "--resume"]
     return command
@@ -79,7 +100,14 @@ def run_here(case: Case, profile: str, pytest_args: list[str], night: str, bucke
     log = scratch / "pytest.log"
     started = time.perf_counter()
     with log.open("w") as output:
-        done = subprocess.run(case_command(case, scratch, profile, pytest_args, night, bucket), cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(
+            case_command(case, scratch, profile, pytest_args, night, bucket),
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     seconds = time.perf_counter() - started
     files, text = kept_files(scratch, case.name), log.read_text(errors="replace")
     return CaseOutcome(case.name, "", "", done.returncode, seconds, files, text, skip_reason(scratch / JUNIT))
@@ -115,7 +143,11 @@ def kept_files(scratch: Path, name: str) -> dict[str, bytes]:
     records = scratch / "records"
     for path in sorted(records.rglob("*")) if records.is_dir() else ():
         relative = path.relative_to(records)
-        if path.is_file() and "checkpoints" not in relative.parts and not (len(relative.parts) == 1 and relative.name in REPORT_FILES):
+        if (
+            path.is_file()
+            and "checkpoints" not in relative.parts
+            and not (len(relative.parts) == 1 and relative.name in REPORT_FILES)
+        ):
             files[f"records/{relative.as_posix()}"] = path.read_bytes()
     benchmark = scratch / "benchmark.json"
     if benchmark.is_file():

@@ -66,10 +66,17 @@ def change_points(nights: Sequence[str], values: Sequence[float | None]) -> list
         return []
     sigma = noise(values) or 1e-6 * (abs(statistics.fmean(values)) or 1.0)  # identical nights: any move is a step
     signal = np.asarray(values, dtype=float).reshape(-1, 1)
-    ends = ruptures.Pelt(model="l2", min_size=MIN_NIGHTS, jump=1).fit(signal).predict(pen=PENALTY * sigma**2 * math.log(len(values)))
+    ends = (
+        ruptures.Pelt(model="l2", min_size=MIN_NIGHTS, jump=1)
+        .fit(signal)
+        .predict(pen=PENALTY * sigma**2 * math.log(len(values)))
+    )
     starts = [0, *ends[:-1]]
     segments = [values[a:b] for a, b in zip(starts, ends)]
-    return [ChangePoint(nights[start], statistics.fmean(before), statistics.fmean(after)) for start, before, after in zip(starts[1:], segments, segments[1:])]
+    return [
+        ChangePoint(nights[start], statistics.fmean(before), statistics.fmean(after))
+        for start, before, after in zip(starts[1:], segments, segments[1:])
+    ]
 
 
 def tonight(nights: Sequence[str], values: Sequence[float | None]) -> str:
@@ -84,7 +91,10 @@ def tonight(nights: Sequence[str], values: Sequence[float | None]) -> str:
     moved = values[-1] - level
     if abs(moved) > OUTLIER_SIGMAS * sigma:
         share = f"{moved / abs(level):+.1%}" if level else f"{moved:+.4g}"
-        return f"tonight alone so far: {level:.4g} -> {values[-1]:.4g} ({share}), a single-night outlier; a step if the next nights stay there"
+        return (
+            f"tonight alone so far: {level:.4g} -> {values[-1]:.4g} ({share}), a single-night outlier; a step if the"
+            " next nights stay there"
+        )
     if earlier:
         return earlier[-1].describe() + ", which tonight continues"
     return "within the nights' noise"

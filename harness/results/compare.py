@@ -73,7 +73,10 @@ def parse_metrics(text: str | None) -> list[str] | None:
     names = [ALIASES.get(name.strip(), name.strip()) for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in DEFAULT_TOLERANCES]
     if unknown or not names:
-        raise ValueError(f"--metrics {text!r}: {', '.join(unknown) or 'no name'} is not a gated metric; give a comma-separated list of {', '.join(sorted(ALIASES))}")
+        raise ValueError(
+            f"--metrics {text!r}: {', '.join(unknown) or 'no name'} is not a gated metric; give a comma-separated list"
+            f" of {', '.join(sorted(ALIASES))}"
+        )
     return names
 
 
@@ -84,13 +87,17 @@ def parse_tolerances(items: list[str] | None) -> dict[str, Tolerance]:
         name, _, value = item.partition("=")
         metric = ALIASES.get(name, name)
         if metric not in tolerances or not value:
-            raise ValueError(f"--tolerance takes METRIC=VALUE with METRIC one of {', '.join(sorted(ALIASES))}; got {item!r}")
+            raise ValueError(
+                f"--tolerance takes METRIC=VALUE with METRIC one of {', '.join(sorted(ALIASES))}; got {item!r}"
+            )
         try:
             allowed = float(value)
         except ValueError:
             allowed = -1.0
         if not allowed >= 0:  # also refuses nan
-            raise ValueError(f"--tolerance {item}: {value!r} is not a number of 0 or more; e.g. --tolerance {name}=0.02")
+            raise ValueError(
+                f"--tolerance {item}: {value!r} is not a number of 0 or more; e.g. --tolerance {name}=0.02"
+            )
         base = tolerances[metric]
         tolerances[metric] = Tolerance(allowed, base.relative, base.higher_is_better)
     return tolerances
@@ -151,22 +158,47 @@ class Comparison:
 
     def table(self) -> Table:
         rows = tuple(
-            (v.case, v.metric, _shown(v.baseline), _shown(v.current), _shown(v.current - v.baseline, "+.4f"), _shown(v.allowed), v.basis,
-             f"{v.runs[0]}/{v.runs[1]}" + (" paired" if v.paired else ""),
-             v.outcome + (f" ({v.note})" if v.note else ""), v.changed if v.regressed else "")
+            (
+                v.case,
+                v.metric,
+                _shown(v.baseline),
+                _shown(v.current),
+                _shown(v.current - v.baseline, "+.4f"),
+                _shown(v.allowed),
+                v.basis,
+                f"{v.runs[0]}/{v.runs[1]}" + (" paired" if v.paired else ""),
+                v.outcome + (f" ({v.note})" if v.note else ""),
+                v.changed if v.regressed else "",
+            )
             for v in self.verdicts
-        )  # fmt: skip
-        columns = ("case", "metric", "baseline", "current", "change", "allowed move", "allowed by", "runs (base/cur)", "verdict", "changed between sides")
+        )
+        columns = (
+            "case",
+            "metric",
+            "baseline",
+            "current",
+            "change",
+            "allowed move",
+            "allowed by",
+            "runs (base/cur)",
+            "verdict",
+            "changed between sides",
+        )
         return Table("Baseline vs current", columns, rows)
 
     def render(self) -> str:
         cases, metrics = {v.case for v in self.verdicts}, {v.metric for v in self.verdicts}
         lines = [
-            f"Compared {len(cases)} case(s), {len(metrics)} metric(s): {len(self.verdicts)} checks; "
-            f"runs per case: baseline {self.runs_per_case[0]}, current {self.runs_per_case[1]}",
+            (
+                f"Compared {len(cases)} case(s), {len(metrics)} metric(s): {len(self.verdicts)} checks; "
+                f"runs per case: baseline {self.runs_per_case[0]}, current {self.runs_per_case[1]}"
+            ),
         ]
         if all(v.runs == (1, 1) for v in self.verdicts):
-            lines.append("One run per side: the stated tolerances alone decide (no spread to measure noise with; repeat cases with --seeds N).")
+            lines.append(
+                "One run per side: the stated tolerances alone decide (no spread to measure noise with; repeat cases"
+                " with --seeds N)."
+            )
         if self.devices:
             lines.append(self.devices)
         lines += [
@@ -178,27 +210,35 @@ class Comparison:
         if self.uncompared:
             lines.append("Not compared, a gated metric on one side only: " + ", ".join(self.uncompared))
         if self.regressions:
-            lines.append(f"FAIL: {len(self.regressions)} regression(s): " + ", ".join(f"{v.case} {v.metric}" for v in self.regressions))
+            lines.append(
+                f"FAIL: {len(self.regressions)} regression(s): "
+                + ", ".join(f"{v.case} {v.metric}" for v in self.regressions)
+            )
         elif self.undecided:
             lines.append("UNDECIDED: " + "; ".join(self._undecided_because()))
         else:
             lines.append("PASS: no regression")
         return "\n".join(lines)
 
-
     def _undecided_because(self) -> list[str]:
         because = []
         if self.uncompared:
-            because.append(f"{len(self.uncompared)} gated metric(s) missing on one side; "
-                           "fix the side that lacks them, or gate fewer metrics with --metrics")  # fmt: skip
+            because.append(
+                f"{len(self.uncompared)} gated metric(s) missing on one side; "
+                "fix the side that lacks them, or gate fewer metrics with --metrics"
+            )
         if self.within_noise:
             which = ", ".join(f"{v.case} {v.metric}: {v.note}" for v in self.within_noise)
-            because.append(f"{len(self.within_noise)} metric(s) within a noise band wider than their tolerance "
-                           f"({which}); repeat both sides with that many seeds (--seeds N), "
-                           "or allow a wider move with --tolerance")  # fmt: skip
+            because.append(
+                f"{len(self.within_noise)} metric(s) within a noise band wider than their tolerance "
+                f"({which}); repeat both sides with that many seeds (--seeds N), "
+                "or allow a wider move with --tolerance"
+            )
         if self.nothing_gated:
-            because.append("every compared metric is timed and the devices differ; "
-                           "compare runs of one device, or gate them anyway with --across-devices")  # fmt: skip
+            because.append(
+                "every compared metric is timed and the devices differ; "
+                "compare runs of one device, or gate them anyway with --across-devices"
+            )
         return because
 
 
@@ -285,8 +325,11 @@ def devices_line(
     differ = [f"baseline on {old}, current on {new}" for old, new in pairs if old and new and old != new]
     if not differ:
         return ""
-    what = ("compared anyway (--across-devices)" if across_devices
-            else "images/s and J/image not gated (like with unlike); --across-devices gates them")  # fmt: skip
+    what = (
+        "compared anyway (--across-devices)"
+        if across_devices
+        else "images/s and J/image not gated (like with unlike); --across-devices gates them"
+    )
     return f"Devices differ: {'; '.join(differ)}: {what}"
 
 

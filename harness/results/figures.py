@@ -20,15 +20,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
-from harness.catalog import WORKFLOWS  # noqa: E402
-from harness.results.grouping import differing_in, experiments  # noqa: E402
-from harness.results.record import RunResult, finished  # noqa: E402
-from harness.results.stats import summarize  # noqa: E402
-from harness.results.tables import not_comparable_because  # noqa: E402
-from harness.spec import PRECISION_TAGS  # noqa: E402
+from harness.catalog import WORKFLOWS
+from harness.results.grouping import differing_in, experiments
+from harness.results.record import RunResult, finished
+from harness.results.stats import summarize
+from harness.results.tables import not_comparable_because
+from harness.spec import PRECISION_TAGS
 
 COLOURS = {"pretrained": "tab:blue", "random": "tab:orange", "poutyne": "tab:green", "lightning": "tab:purple"}
 
@@ -47,8 +47,15 @@ def _file_name(text: str) -> str:
 def _title(record: RunResult, field: str) -> str:
     """The runs' shared case, with the compared field left out."""
     s = record.spec
-    parts = {"model": s["model"], "dataset": s["dataset"], "engine": s["engine"], "precision": PRECISION_TAGS[s["precision"]], "devices": f"{s['devices']}dev",
-             "weights": s["weights"], "profile": f"{s['profile']} profile"}  # fmt: skip
+    parts = {
+        "model": s["model"],
+        "dataset": s["dataset"],
+        "engine": s["engine"],
+        "precision": PRECISION_TAGS[s["precision"]],
+        "devices": f"{s['devices']}dev",
+        "weights": s["weights"],
+        "profile": f"{s['profile']} profile",
+    }
     parts.pop(field)
     return " ".join(parts.values())
 
@@ -64,8 +71,24 @@ def curves_figure(group: dict[str, list[RunResult]], field: str):
         for index, run in enumerate(runs):
             epochs = [row["epoch"] for row in run.history]
             label = f"{value} (n={len(runs)})" if index == 0 else None
-            loss_axis.plot(epochs, [row.get("val_loss") for row in run.history], "-o", color=COLOURS.get(value), markersize=3, label=label, alpha=0.85)
-            acc_axis.plot(epochs, [row.get("val_acc") for row in run.history], "-o", color=COLOURS.get(value), markersize=3, label=label, alpha=0.85)
+            loss_axis.plot(
+                epochs,
+                [row.get("val_loss") for row in run.history],
+                "-o",
+                color=COLOURS.get(value),
+                markersize=3,
+                label=label,
+                alpha=0.85,
+            )
+            acc_axis.plot(
+                epochs,
+                [row.get("val_acc") for row in run.history],
+                "-o",
+                color=COLOURS.get(value),
+                markersize=3,
+                label=label,
+                alpha=0.85,
+            )
     first = next(iter(group.values()))[0]
     target = first.target.get("accuracy")
     if target:
@@ -96,16 +119,34 @@ def _diverged(group: Sequence[RunResult]) -> str:
 
 def _unique(labels: list[str], groups: Sequence[Sequence[RunResult]]) -> list[str]:
     """Labels, with the recipe fingerprint added where two experiments would share one (a case run with two recipes)."""
-    return [f"{label}\n@{g[0].gate_key.split('@')[-1]}" if labels.count(label) > 1 else label for label, g in zip(labels, groups)]
+    return [
+        f"{label}\n@{g[0].gate_key.split('@')[-1]}" if labels.count(label) > 1 else label
+        for label, g in zip(labels, groups)
+    ]
 
 
 def precision_devices(records: Sequence[RunResult], benchmark: str, path: Path) -> Path:
     """Per cell of one workflow (engine, precision, devices, weights): steady images/s and test accuracy, mean ± std over seeds."""
-    groups = sorted((g for g in experiments(records) if g[0].benchmark == benchmark), key=lambda g: (g[0].spec["engine"], g[0].spec["precision"], g[0].spec["devices"], g[0].spec["weights"]))
-    labels = _unique([f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" + _diverged(g) for g in groups], groups)
+    groups = sorted(
+        (g for g in experiments(records) if g[0].benchmark == benchmark),
+        key=lambda g: (g[0].spec["engine"], g[0].spec["precision"], g[0].spec["devices"], g[0].spec["weights"]),
+    )
+    labels = _unique(
+        [
+            f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" + _diverged(g)
+            for g in groups
+        ],
+        groups,
+    )
     colours = [COLOURS.get(g[0].spec["weights"]) for g in groups]
     figure, axes = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(groups) + 4), 3.8))
-    for axis, (name, value_of) in zip(axes, (("steady-state train images/s", lambda r: r.steady_images_per_s), ("test accuracy", lambda r: r.test.get("test_acc")))):
+    for axis, (name, value_of) in zip(
+        axes,
+        (
+            ("steady-state train images/s", lambda r: r.steady_images_per_s),
+            ("test accuracy", lambda r: r.test.get("test_acc")),
+        ),
+    ):
         stats = [_mean_std([v for v in map(value_of, finished(g)) if v is not None]) for g in groups]
         axis.bar(range(len(groups)), [m for m, _ in stats], yerr=[s for _, s in stats], color=colours, capsize=3)
         axis.set_xticks(range(len(groups)), labels, fontsize=7)
@@ -121,18 +162,33 @@ def precision_devices(records: Sequence[RunResult], benchmark: str, path: Path) 
 def distance_to_limit(records: Sequence[RunResult], benchmark: str, path: Path) -> Path | None:
     """Per cell of one workflow: achieved training TFLOP/s (mean over seeds) against the measured
     and the vendor's peak for its devices, log scale; None when no record has the figures."""
-    groups = [g for g in experiments(records) if g[0].benchmark == benchmark and any(r.achieved_tflops for r in finished(g))]
+    groups = [
+        g for g in experiments(records) if g[0].benchmark == benchmark and any(r.achieved_tflops for r in finished(g))
+    ]
     if not groups:
         return None
     groups.sort(key=lambda g: (g[0].spec["engine"], g[0].spec["precision"], g[0].spec["devices"], g[0].spec["weights"]))
-    labels = _unique([f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" for g in groups], groups)
+    labels = _unique(
+        [f"{g[0].spec['engine']}\n{PRECISION_TAGS[g[0].spec['precision']]} {g[0].spec['devices']}dev" for g in groups],
+        groups,
+    )
     achieved = [_mean_std([r.achieved_tflops for r in finished(g) if r.achieved_tflops])[0] for g in groups]
     figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(groups) + 3), 3.8))
     axis.bar(range(len(groups)), achieved, color=[COLOURS.get(g[0].spec["engine"]) for g in groups], label="achieved")
-    for key, marker, name in (("peak_measured_tflops", "_", "measured peak"), ("peak_vendor_tflops", "x", "vendor peak")):
+    for key, marker, name in (
+        ("peak_measured_tflops", "_", "measured peak"),
+        ("peak_vendor_tflops", "x", "vendor peak"),
+    ):
         peaks = [(i, g[0].mfu[key] * g[0].mfu.get("devices", 1)) for i, g in enumerate(groups) if g[0].mfu.get(key)]
         if peaks:
-            axis.scatter(*zip(*peaks), marker=marker, s=400 if marker == "_" else 60, color="black" if marker == "_" else "tab:red", label=name, zorder=3)
+            axis.scatter(
+                *zip(*peaks),
+                marker=marker,
+                s=400 if marker == "_" else 60,
+                color="black" if marker == "_" else "tab:red",
+                label=name,
+                zorder=3,
+            )
     axis.set_yscale("log")
     axis.set_xticks(range(len(groups)), labels, fontsize=7)
     axis.set_ylabel("training TFLOP/s")
@@ -152,12 +208,29 @@ def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
         if value is None:
             continue
         groups.append(group)
-        rows.append((group[0].case_id + _diverged(group), _mean_std([r.test["test_acc"] for r in finished(group) if r.test.get("test_acc") is not None]), value, COLOURS.get(group[0].spec["weights"])))
+        rows.append(
+            (
+                group[0].case_id + _diverged(group),
+                _mean_std([r.test["test_acc"] for r in finished(group) if r.test.get("test_acc") is not None]),
+                value,
+                COLOURS.get(group[0].spec["weights"]),
+            )
+        )
     if not rows:
         return None
     labels = _unique([label for label, *_ in rows], groups)
-    rows = [(label + ("" if not_comparable_because(g[0], WORKFLOWS[g[0].benchmark]) is None else "\n(not comparable: see the tables)"), *rest)
-            for label, g, (_, *rest) in zip(labels, groups, rows)]  # fmt: skip
+    rows = [
+        (
+            label
+            + (
+                ""
+                if not_comparable_because(g[0], WORKFLOWS[g[0].benchmark]) is None
+                else "\n(not comparable: see the tables)"
+            ),
+            *rest,
+        )
+        for label, g, (_, *rest) in zip(labels, groups, rows)
+    ]
     figure, axis = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.4))
     for index, (label, (mean, std), value, colour) in enumerate(rows):
         axis.barh(index, mean, xerr=std, color=colour, capsize=3)
@@ -178,9 +251,19 @@ def write_all(records: Sequence[RunResult], folder: Path) -> list[tuple[str, Pat
     for field, caption in (("weights", "Pretrained vs random weights"), ("engine", "Poutyne vs Lightning")):
         for group in differing_in(records, field):
             first = next(iter(group.values()))[0]
-            made.append((f"{caption}: {_title(first, field)}", overlaid_curves(group, field, folder / f"{field}-{_file_name(_title(first, field))}.png")))
+            made.append(
+                (
+                    f"{caption}: {_title(first, field)}",
+                    overlaid_curves(group, field, folder / f"{field}-{_file_name(_title(first, field))}.png"),
+                )
+            )
     for benchmark in sorted({r.benchmark for r in records}):
-        made.append((f"Precision x devices: {benchmark}", precision_devices(records, benchmark, folder / f"precision-devices-{_file_name(benchmark)}.png")))
+        made.append(
+            (
+                f"Precision x devices: {benchmark}",
+                precision_devices(records, benchmark, folder / f"precision-devices-{_file_name(benchmark)}.png"),
+            )
+        )
         limit = distance_to_limit(records, benchmark, folder / f"distance-to-limit-{_file_name(benchmark)}.png")
         if limit is not None:
             made.append((f"Distance to the limit: {benchmark}", limit))

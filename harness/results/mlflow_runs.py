@@ -47,7 +47,14 @@ from harness.errors import PreflightError
 RECORD_TAG = "trainbench.record"  # run id @ start time: one MLflow run per record
 RUN_ID_TAG = "trainbench.run_id"
 CASE_TAGS = ("engine", "precision", "devices", "weights", "profile", "model", "dataset")
-RECORD_FIGURES = ("steady_images_per_s", "train_images_per_s", "wall_time_s", "data_wait_share", "achieved_tflops", "peak_gpu_memory_gib")
+RECORD_FIGURES = (
+    "steady_images_per_s",
+    "train_images_per_s",
+    "wall_time_s",
+    "data_wait_share",
+    "achieved_tflops",
+    "peak_gpu_memory_gib",
+)
 # run folder -> MLflow name: the record as record.json, never a second result.json under the results folder
 ARTIFACTS = {"result.json": "record.json", "history.csv": "history.csv", "curves.png": "curves.png"}
 ARTIFACT_FOLDER = "mlartifacts"  # beside a SQLite store
@@ -73,14 +80,20 @@ def check(setting: str, results_dir: Path) -> None:
     if setting in ("auto", "off"):
         return
     if not installed():
-        raise PreflightError(f"--mlflow {setting} needs mlflow, which is not installed; pip install 'trainbench[mlflow]' (or mlflow), or give --mlflow off")
+        raise PreflightError(
+            f"--mlflow {setting} needs mlflow, which is not installed; pip install 'trainbench[mlflow]' (or mlflow), or"
+            " give --mlflow off"
+        )
     if setting.startswith(("http://", "https://")):
         try:
             with urllib.request.urlopen(f"{setting.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as answer:
                 answer.read()
         except (urllib.error.URLError, OSError, ValueError) as error:
             reason = getattr(error, "reason", error)
-            raise PreflightError(f"--mlflow {setting}: no MLflow tracking server answers there ({reason}); start one (`mlflow server --host 127.0.0.1 --port 5000`), give another URI, or --mlflow off") from None
+            raise PreflightError(
+                f"--mlflow {setting}: no MLflow tracking server answers there ({reason}); start one (`mlflow server"
+                " --host 127.0.0.1 --port 5000`), give another URI, or --mlflow off"
+            ) from None
 
 
 def _client(uri: str):
@@ -89,9 +102,14 @@ def _client(uri: str):
     to match one row`)."""
     from mlflow import MlflowClient
 
-    for name in ("mlflow", "alembic"):  # after the import, which sets mlflow's own levels: its table-creation lines say nothing a run's do not
+    for name in (
+        "mlflow",
+        "alembic",
+    ):  # after the import, which sets mlflow's own levels: its table-creation lines say nothing a run's do not
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)  # its SQL and traceback on a store error: the caller says it in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(
+        logging.CRITICAL
+    )  # its SQL and traceback on a store error: the caller says it in one line
     if not uri.startswith(SQLITE):
         return MlflowClient(tracking_uri=uri)
     with FileLock(f"{uri.removeprefix(SQLITE)}.lock"):
@@ -113,9 +131,13 @@ def store_problem(uri: str, results_dir: Path, error: Exception) -> str:
     cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
     cause = re.sub(r"^\([\w.]+\)\s*", "", cause)[:200]  # `(sqlite3.OperationalError) database is locked`
     where = uri.removeprefix(SQLITE) if uri.startswith(SQLITE) else _without_credentials(uri)
-    track = f"python -m harness track {results_dir}" + ("" if uri == tracking_uri("auto", results_dir) else f" --mlflow {_without_credentials(uri)}")
+    track = f"python -m harness track {results_dir}" + (
+        "" if uri == tracking_uri("auto", results_dir) else f" --mlflow {_without_credentials(uri)}"
+    )
     state = "locked" if "locked" in cause else "unavailable"
-    return f"mlflow store {where} is {state} ({cause}); the run goes on untracked in MLflow; import it later with {track}"
+    return (
+        f"mlflow store {where} is {state} ({cause}); the run goes on untracked in MLflow; import it later with {track}"
+    )
 
 
 def experiment_id(client, name: str, uri: str) -> str:
@@ -150,7 +172,12 @@ def case_tags(spec: Mapping[str, Any]) -> dict[str, str]:
 
 def record_tags(record) -> dict[str, str]:
     """A record's identity, environment and checkpoint locations."""
-    tags = {RECORD_TAG: f"{record.run_id}@{record.started_at}", RUN_ID_TAG: record.run_id, "trainbench.fingerprint": record.fingerprint, "status": record.status}
+    tags = {
+        RECORD_TAG: f"{record.run_id}@{record.started_at}",
+        RUN_ID_TAG: record.run_id,
+        "trainbench.fingerprint": record.fingerprint,
+        "status": record.status,
+    }
     tags |= {f"env.{key}": str(value) for key, value in record.environment.items() if value is not None}
     saved = (record.extra.get("artifacts") or {}) if isinstance(record.extra, dict) else {}
     checkpoints = saved.get("checkpoints") or {}
@@ -167,7 +194,11 @@ def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list:
     from mlflow.entities import Metric
 
     epoch = int(row["epoch"])
-    return [Metric(key, float(value), timestamp_ms, epoch) for key, value in row.items() if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool)]
+    return [
+        Metric(key, float(value), timestamp_ms, epoch)
+        for key, value in row.items()
+        if key != "epoch" and isinstance(value, int | float) and not isinstance(value, bool)
+    ]
 
 
 def record_metrics(record, timestamp_ms: int) -> list:
@@ -175,18 +206,41 @@ def record_metrics(record, timestamp_ms: int) -> list:
     from mlflow.entities import Metric
 
     step = len(record.history)
-    values = dict(record.test) | {key: getattr(record, key) for key in RECORD_FIGURES} | {"mfu": (record.mfu or {}).get("measured")}
+    values = (
+        dict(record.test)
+        | {key: getattr(record, key) for key in RECORD_FIGURES}
+        | {"mfu": (record.mfu or {}).get("measured")}
+    )
     if (record.energy or {}).get("joules_per_image") is not None:
         values["joules_per_image"] = record.energy["joules_per_image"]
-    return [Metric(key, float(value), timestamp_ms, step) for key, value in values.items() if isinstance(value, int | float) and not isinstance(value, bool)]
+    return [
+        Metric(key, float(value), timestamp_ms, step)
+        for key, value in values.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
 
 
-def _log(client, run_id: str, metrics: Iterable = (), params: Mapping[str, str] | None = None, tags: Mapping[str, str] | None = None) -> None:
+def _log(
+    client,
+    run_id: str,
+    metrics: Iterable = (),
+    params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
     from mlflow.entities import Param, RunTag
 
-    metrics, params, tags = list(metrics), [Param(k, v) for k, v in (params or {}).items()], [RunTag(k, v) for k, v in (tags or {}).items()]
+    metrics, params, tags = (
+        list(metrics),
+        [Param(k, v) for k, v in (params or {}).items()],
+        [RunTag(k, v) for k, v in (tags or {}).items()],
+    )
     for start in range(0, max(len(metrics), len(params), len(tags), 1), BATCH):
-        client.log_batch(run_id, metrics=metrics[start : start + BATCH], params=params[start : start + BATCH], tags=tags[start : start + BATCH])
+        client.log_batch(
+            run_id,
+            metrics=metrics[start : start + BATCH],
+            params=params[start : start + BATCH],
+            tags=tags[start : start + BATCH],
+        )
 
 
 def complete(client, run_id: str, record, run_dir: Path, end_ms: int | None = None) -> None:
@@ -232,7 +286,9 @@ class MlflowTracker:
             self._end_killed()
             spec = self.spec.to_dict()
             experiment = experiment_id(self.client, self.spec.benchmark, self.uri)
-            run = self.client.create_run(experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id})
+            run = self.client.create_run(
+                experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id}
+            )
             self.mlflow_run_id = run.info.run_id
             _log(self.client, self.mlflow_run_id, params=flatten(spec))
         except Exception as error:  # tracking must never fail training
@@ -263,7 +319,11 @@ class MlflowTracker:
         """What the record says about MLflow (the store and the run; never credentials)."""
         if self.uri is None:
             return {"mode": "off"}
-        return {"uri": _without_credentials(self.uri), "experiment": self.spec.benchmark, "run_id": self.mlflow_run_id} | ({"error": self.error} if self.error else {})
+        return {
+            "uri": _without_credentials(self.uri),
+            "experiment": self.spec.benchmark,
+            "run_id": self.mlflow_run_id,
+        } | ({"error": self.error} if self.error else {})
 
     def abandon(self, status: str) -> None:
         """A run that ends without a record (an error, Ctrl-C): its MLflow run ends FAILED or KILLED, not RUNNING forever."""
@@ -317,7 +377,12 @@ def import_records(results: Path, uri: str) -> tuple[list[str], list[str], list[
             present.append(record.run_id)
             continue
         start_ms = _ms(record.started_at)
-        run = client.create_run(experiment, run_name=record.case_id, start_time=start_ms, tags=case_tags(record.spec) | {RUN_ID_TAG: record.run_id})
+        run = client.create_run(
+            experiment,
+            run_name=record.case_id,
+            start_time=start_ms,
+            tags=case_tags(record.spec) | {RUN_ID_TAG: record.run_id},
+        )
         elapsed = 0.0
         metrics = []
         for row in record.history:

@@ -21,11 +21,41 @@ from harness.errors import GateError, RecordError
 from harness.results.mlflow_runs import in_artifact_store
 from harness.results.record import RESULT_FILE, RunResult, load_all
 
-GATED_METRICS: tuple[str, ...] = ("test_acc", "test_f1", "test_top3", "test_top5", "test_loss", "steady_images_per_s", "joules_per_image")
-TIMED_METRICS: tuple[str, ...] = ("steady_images_per_s", "joules_per_image")  # measured on a clock: they vary between runs of one seed, with the machine's load
-ALIASES = {"acc": "test_acc", "f1": "test_f1", "top3": "test_top3", "top5": "test_top5", "loss": "test_loss",
-           "images_per_s": "steady_images_per_s", "speed": "steady_images_per_s", "j_per_image": "joules_per_image", "energy": "joules_per_image"}  # fmt: skip
-CONTEXT_KEYS = ("git_commit", "device", "torch", "cuda", "timm", "lightning", "poutyne", "torchmetrics", "albumentations")
+GATED_METRICS: tuple[str, ...] = (
+    "test_acc",
+    "test_f1",
+    "test_top3",
+    "test_top5",
+    "test_loss",
+    "steady_images_per_s",
+    "joules_per_image",
+)
+TIMED_METRICS: tuple[str, ...] = (
+    "steady_images_per_s",
+    "joules_per_image",
+)  # measured on a clock: they vary between runs of one seed, with the machine's load
+ALIASES = {
+    "acc": "test_acc",
+    "f1": "test_f1",
+    "top3": "test_top3",
+    "top5": "test_top5",
+    "loss": "test_loss",
+    "images_per_s": "steady_images_per_s",
+    "speed": "steady_images_per_s",
+    "j_per_image": "joules_per_image",
+    "energy": "joules_per_image",
+}
+CONTEXT_KEYS = (
+    "git_commit",
+    "device",
+    "torch",
+    "cuda",
+    "timm",
+    "lightning",
+    "poutyne",
+    "torchmetrics",
+    "albumentations",
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +81,12 @@ def _number(value: object) -> float:
 def _not_numbers(classes: int | None) -> dict[str, float]:
     """A diverged run's test metrics: each one a run over `classes` classes reports (top-k only where
     k < classes; all when unknown), as nan."""
-    reported = [k for k in GATED_METRICS if k.startswith("test_") and (classes is None or not k.startswith("test_top") or int(k.removeprefix("test_top")) < classes)]
+    reported = [
+        k
+        for k in GATED_METRICS
+        if k.startswith("test_")
+        and (classes is None or not k.startswith("test_top") or int(k.removeprefix("test_top")) < classes)
+    ]
     return dict.fromkeys(reported, NOT_A_NUMBER)
 
 
@@ -108,9 +143,15 @@ def _from_benchmark_json(path: Path) -> Observations:
     try:
         data = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise GateError(f"{path} is not a pytest-benchmark JSON file ({type(error).__name__}: {error}); give a results folder or --benchmark-json output") from None
+        raise GateError(
+            f"{path} is not a pytest-benchmark JSON file ({type(error).__name__}: {error}); give a results folder or"
+            " --benchmark-json output"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise GateError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list); give a results folder or --benchmark-json output")
+        raise GateError(
+            f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list); give a results folder or"
+            " --benchmark-json output"
+        )
     out: Observations = defaultdict(list)
     benchmarks = [bench for bench in data["benchmarks"] if isinstance(bench, dict)]
     for number, bench in enumerate(benchmarks):

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
     from harness.results.trend import CaseTrend
@@ -50,7 +50,12 @@ def plot_trend(trend: CaseTrend, path: Path) -> Path:
         if metric in trend.baseline:
             axis.axhline(trend.baseline[metric], linestyle="--", color="grey", label="baseline")
         for step in trend.steps.get(metric, ()):
-            axis.axvline(trend.nights.index(step.night) - 0.5, linestyle=":", color="tab:red", label=f"step {step.relative:+.1%} from {step.night}")
+            axis.axvline(
+                trend.nights.index(step.night) - 0.5,
+                linestyle=":",
+                color="tab:red",
+                label=f"step {step.relative:+.1%} from {step.night}",
+            )
         axis.set_xticks(ticks, trend.nights, rotation=30, ha="right", fontsize=7)
         axis.set_ylabel(TREND_LABELS.get(metric, metric))
         axis.grid(alpha=0.3)

@@ -61,19 +61,33 @@ class RunResult:
     extra: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""  # of everything that determines the result (harness.identity)
     data: dict[str, Any] = field(default_factory=dict)  # resolved path, content fingerprint, classes, split sizes
-    weights: dict[str, Any] = field(default_factory=dict)  # random, a file (path, sha256), a generated stand-in, or a hub id
+    weights: dict[str, Any] = field(
+        default_factory=dict
+    )  # random, a file (path, sha256), a generated stand-in, or a hub id
     batch: dict[str, int] = field(default_factory=dict)  # global, processes, per process, per device
     loader: dict[str, Any] = field(default_factory=dict)  # workers used and where from, the recipe's published count
     target: dict[str, Any] = field(default_factory=dict)  # time-to-target accuracy and where it comes from
-    execution: dict[str, Any] = field(default_factory=dict)  # --compile, --fused-optimizer; empty in records before them
-    steady_images_per_s: float | None = None  # median over epochs after the first (results.speed); None in records before it
+    execution: dict[str, Any] = field(
+        default_factory=dict
+    )  # --compile, --fused-optimizer; empty in records before them
+    steady_images_per_s: float | None = (
+        None  # median over epochs after the first (results.speed); None in records before it
+    )
     data_wait_share: float | None = None  # of the steady epochs' training time, waiting for batches (results.speed)
-    peak_gpu_memory_gib: float | None = None  # the most this process's tensors held on its GPU (allocated, not the allocator's reserve); None on CPUs
+    peak_gpu_memory_gib: float | None = (
+        None  # the most this process's tensors held on its GPU (allocated, not the allocator's reserve); None on CPUs
+    )
     status: str = "ok"  # or "diverged" (module docstring); records before it are "ok"
-    flops: dict[str, float] = field(default_factory=dict)  # forward_per_image, train_per_image (efficiency.flops); empty in records before them
+    flops: dict[str, float] = field(
+        default_factory=dict
+    )  # forward_per_image, train_per_image (efficiency.flops); empty in records before them
     achieved_tflops: float | None = None  # train FLOPs per image x steady images/s (all devices together)
-    mfu: dict[str, Any] = field(default_factory=dict)  # achieved over the measured and the vendor's peak, with both peaks (efficiency.peak)
-    energy: dict[str, float] | None = None  # joules, kwh, joules_per_image, mean_watts over the training epochs; None: see energy_note
+    mfu: dict[str, Any] = field(
+        default_factory=dict
+    )  # achieved over the measured and the vendor's peak, with both peaks (efficiency.peak)
+    energy: dict[str, float] | None = (
+        None  # joules, kwh, joules_per_image, mean_watts over the training epochs; None: see energy_note
+    )
     energy_note: str | None = None  # why a run has no energy figures
 
     @property
@@ -136,7 +150,10 @@ class RunResult:
                 with written_atomically(run_dir / CURVES_FILE) as tmp:
                     plot(self.history, tmp, self.run_id)
         except OSError as error:
-            raise RecordError(f"the record of {self.run_id} could not be written to {run_dir} ({error.strerror or error}); free space or choose another --results-dir") from None
+            raise RecordError(
+                f"the record of {self.run_id} could not be written to {run_dir} ({error.strerror or error}); free space"
+                " or choose another --results-dir"
+            ) from None
         return path
 
     def summary(self) -> str:
@@ -144,13 +161,21 @@ class RunResult:
         if not self.ok:
             return f"{self.run_id}: {self.status} after {len(self.history)} epoch(s)  {self.wall_time_s:.1f}s"
         order = [f"test_{name}" for name in METRIC_NAMES]
-        shown = "  ".join(f"{k}={self.test[k] if self.test[k] is None else format(self.test[k], '.4f')}" for k in sorted(self.test, key=lambda k: order.index(k) if k in order else len(order)))
+        shown = "  ".join(
+            f"{k}={self.test[k] if self.test[k] is None else format(self.test[k], '.4f')}"
+            for k in sorted(self.test, key=lambda k: order.index(k) if k in order else len(order))
+        )
         steady = f" (steady {self.steady_images_per_s:.1f})" if self.steady_images_per_s is not None else ""
         if self.achieved_tflops is not None:
-            steady += f"  {self.achieved_tflops:.3g} TFLOP/s" + (f", MFU {self.mfu['measured']:.1%}" if self.mfu.get("measured") is not None else "")
+            steady += f"  {self.achieved_tflops:.3g} TFLOP/s" + (
+                f", MFU {self.mfu['measured']:.1%}" if self.mfu.get("measured") is not None else ""
+            )
         wait = f"  data wait {self.data_wait_share:.0%}" if self.data_wait_share is not None else ""
         memory = f"  peak GPU memory {self.peak_gpu_memory_gib:.1f} GiB" if self.peak_gpu_memory_gib is not None else ""
-        return f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s{steady}{wait}{memory}  {self.wall_time_s:.1f}s"
+        return (
+            f"{self.run_id}: {shown}  train {self.train_images_per_s:.1f} img/s{steady}{wait}{memory} "
+            f" {self.wall_time_s:.1f}s"
+        )
 
     @classmethod
     def load(cls, path: Path) -> RunResult:
@@ -162,8 +187,16 @@ class RunResult:
             for name, value in record.figures().items():
                 if value is not None and (type(value) is bool or not isinstance(value, (int, float))):
                     raise ValueError(f"{name} is {value!r}, not a number or null")
-        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:  # JSONDecodeError, SpecError are ValueErrors
-            raise RecordError(f"{path} is not a readable result record ({type(error).__name__}: {error}); fix or remove it") from None
+        except (
+            OSError,
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            KeyError,
+        ) as error:  # JSONDecodeError, SpecError are ValueErrors
+            raise RecordError(
+                f"{path} is not a readable result record ({type(error).__name__}: {error}); fix or remove it"
+            ) from None
         return record
 
 

@@ -11,9 +11,8 @@ ratio of summed seconds (time-weighted), where the steady images/s is a median o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import median
-from typing import Mapping
 
 WARMUP_EPOCHS = 1
 

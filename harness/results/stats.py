@@ -109,4 +109,3 @@ def pooled_std(groups: Sequence[Sequence[float]]) -> float | None:
         return None
     dof = sum(len(g) - 1 for g in repeated)
     return math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in repeated) / dof)
-

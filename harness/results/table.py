@@ -38,7 +38,10 @@ class Table:
     def markdown(self) -> str:
         lines = [f"### {self.title}", ""] + ([self.note, ""] if self.note else [])
         lines += ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
-        lines += ["| " + " | ".join(f"[{c.label}]({quote(c.target)})" if isinstance(c, Link) else c for c in row) + " |" for row in self.rows]
+        lines += [
+            "| " + " | ".join(f"[{c.label}]({quote(c.target)})" if isinstance(c, Link) else c for c in row) + " |"
+            for row in self.rows
+        ]
         return "\n".join(lines) + "\n"
 
     def csv(self) -> str:
@@ -57,5 +60,7 @@ class Table:
 
 def _html_cell(cell: Cell) -> str:
     if isinstance(cell, Link):
-        return f"<a href='{html.escape('#' + cell.anchor if cell.anchor else cell.target)}'>{html.escape(cell.label)}</a>"
+        return (
+            f"<a href='{html.escape('#' + cell.anchor if cell.anchor else cell.target)}'>{html.escape(cell.label)}</a>"
+        )
     return html.escape(cell)

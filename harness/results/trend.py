@@ -21,7 +21,12 @@ from harness.results.observations import Observations, observations
 
 NIGHTS = 14
 METRICS = ("test_acc", "steady_images_per_s")  # drawn
-WATCHED = ("test_acc", "test_loss", "steady_images_per_s", "joules_per_image")  # searched for steps (where the records have them)
+WATCHED = (
+    "test_acc",
+    "test_loss",
+    "steady_images_per_s",
+    "joules_per_image",
+)  # searched for steps (where the records have them)
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,9 @@ class CaseTrend:
     values: dict[str, tuple[float | None, ...]]  # metric -> one mean per night (None: the case did not run)
     baseline: dict[str, float]  # metric -> the baseline's mean, where the baseline has the case
     series: dict[str, tuple[float | None, ...]] = field(default_factory=dict)  # every WATCHED metric's nightly means
-    steps: dict[str, tuple[ChangePoint, ...]] = field(default_factory=dict)  # metric -> its sustained steps (changepoints)
+    steps: dict[str, tuple[ChangePoint, ...]] = field(
+        default_factory=dict
+    )  # metric -> its sustained steps (changepoints)
 
     def tonight(self, metric: str) -> str:
         """What tonight is for `metric`: a step's continuation, a single-night outlier, or noise."""
@@ -41,7 +48,10 @@ class CaseTrend:
 def _means(found: Observations, case: str, metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
     """Per metric, the mean over the night's runs that have it as a number (a diverged seed is left out, as in the tables)."""
     runs = found.get(case, [])
-    values = {metric: [r.metrics[metric] for r in runs if math.isfinite(r.metrics.get(metric, math.nan))] for metric in metrics}
+    values = {
+        metric: [r.metrics[metric] for r in runs if math.isfinite(r.metrics.get(metric, math.nan))]
+        for metric in metrics
+    }
     return {metric: statistics.fmean(v) for metric, v in values.items() if v}
 
 
@@ -66,7 +76,11 @@ def of_nights(root: Path, nights: int = NIGHTS, baseline: Path | None = None) ->
     names = tuple(f.name for f in folders)
     for case in sorted(per_night[-1]):
         means = [_means(found, case, WATCHED) for found in per_night]
-        series = {metric: tuple(m.get(metric) for m in means) for metric in WATCHED if any(m.get(metric) is not None for m in means)}
+        series = {
+            metric: tuple(m.get(metric) for m in means)
+            for metric in WATCHED
+            if any(m.get(metric) is not None for m in means)
+        }
         values = {metric: series.get(metric, (None,) * len(names)) for metric in METRICS}
         steps = {metric: tuple(change_points(names, values)) for metric, values in series.items()}
         trends.append(CaseTrend(case, names, values, _means(base, case), series, {m: s for m, s in steps.items() if s}))
