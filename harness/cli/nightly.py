@@ -20,4 +20,5 @@ def main(args: argparse.Namespace) -> int:
         strict=args.strict,
         bisect=args.bisect_budget if args.bisect_budget is not None else ("" if args.bisect else None),
         mlflow=args.mlflow,
+        bisect_max_seeds=args.bisect_max_seeds,
     )

@@ -337,6 +337,16 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
         help="bound each bisection: measurements (e.g. 12) or minutes (e.g. 30m); implies --bisect [default: no bound]",
     )
     p.add_argument(
+        "--bisect-max-seeds",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help=(
+            "with --bisect: a step within the noise band is measured again with twice the seeds, up to this many"
+            " (bisect's --max-seeds) [default 8]"
+        ),
+    )
+    p.add_argument(
         "pytest_args", nargs="*", help="passed to pytest after --, e.g. -- --data-root /data --weights-dir /weights"
     )
 

@@ -162,9 +162,8 @@ class Night:
     nights: int = trend.NIGHTS
     strict: bool = False  # refuse the night when a case fits no node (else it is skipped, with why)
     bisect: Budget | None = None  # after a regression, bisect each regressed case within this budget; None: don't
-    mlflow: str = (
-        "off"  # where the driver imports the night's records: auto (<nights>/mlflow.db), off, or a tracking URI
-    )
+    mlflow: str = "off"  # where the driver imports the night's records: auto (<nights>/mlflow.db), off, or a URI
+    bisect_max_seeds: int = 8  # a bisect step within the noise band is measured again, up to this many seeds
 
 
 def run(
@@ -179,6 +178,7 @@ def run(
     strict: bool = False,
     bisect: str | None = None,
     mlflow: str = "off",
+    bisect_max_seeds: int = 8,
 ) -> int:
     """`bisect`: None (no bisection), "" (no budget) or a budget, `12` steps or `30m`."""
     started = time.perf_counter()
@@ -197,6 +197,7 @@ def run(
             strict,
             budget,
             mlflow,
+            bisect_max_seeds,
         )
         mlflow_runs.check(mlflow, night.out.parent)
         if budget is not None and baseline is None:
@@ -325,7 +326,15 @@ def finish(night: Night, failed: bool, wall_s: float, profile: str = "smoke") ->
         )  # step or outlier; the slow cases' traces
         if night.bisect is not None:
             added += bisect_regressed(
-                result, night.baseline, records, out, night.pytest_args, profile, night.bisect, night.tolerances
+                result,
+                night.baseline,
+                records,
+                out,
+                night.pytest_args,
+                profile,
+                night.bisect,
+                night.tolerances,
+                night.bisect_max_seeds,
             )
         (out / "regression.md").write_text(result.render() + "\n".join(added) + ("\n" if added else ""))
         print(result.render() + "\n".join(added))

@@ -50,6 +50,7 @@ def bisect_regressed(
     profile: str,
     budget: Budget,
     tolerances: Mapping[str, Tolerance],
+    max_seeds: int = 8,
 ) -> list[str]:
     """The lines regression.md adds (none without a regression)."""
     metrics: dict[str, list[str]] = {}
@@ -88,7 +89,7 @@ def bisect_regressed(
             folder,
             profile,
             seeds=seeds,
-            max_seeds=max(8, seeds),
+            max_seeds=max(max_seeds, seeds),
             parallel=0,
             budget=budget,
             tolerances=dict(tolerances),
