@@ -155,7 +155,7 @@ def plot_augmentations(recipe: Recipe, image_path: str, path: Path) -> None:
     seed_pipeline(whole, (recipe.seed,))
     panels += [(f"pipeline #{k + 1}", whole(image=array)["image"]) for k in range(3)]
     figure, axes = plt.subplots(1, len(panels), figsize=(len(panels) * 1.8, 2.2), squeeze=False)
-    for axis, (title, picture) in zip(axes[0], panels):
+    for axis, (title, picture) in zip(axes[0], panels, strict=True):
         axis.imshow(picture)
         axis.set_title(title, fontsize=7)
         axis.axis("off")
@@ -191,7 +191,7 @@ def markdown(root: Path, survey: Survey, recipe_name: str) -> str:
         "| channel | mean | std |",
         "|---|---|---|",
     ]
-    lines += [f"| {ch} | {m:.4f} | {s:.4f} |" for ch, m, s in zip(CHANNELS, survey.mean, survey.std)]
+    lines += [f"| {ch} | {m:.4f} | {s:.4f} |" for ch, m, s in zip(CHANNELS, survey.mean, survey.std, strict=False)]
     lines += ["", "![intensity histograms](histograms.png)", "", "## Samples per class", "", "![samples](samples.png)"]
     lines += ["", f"## Train augmentations of the `{recipe_name}` recipe", "", "![augmentations](augmentations.png)"]
     if survey.augmentations is not None:

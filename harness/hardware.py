@@ -47,7 +47,8 @@ def loader_workers(processes_per_node: int, hw: Hardware | None = None) -> int:
     """DataLoader workers per training process. With GPUs: the cores this machine gives each
     process (a recipe's published count belongs to its author's machine, 2 on Kaggle, so it is only
     recorded). Training on CPUs: none, because the training's own threads already use every core and
-    workers only take cores from them (measured on 2 cores: baselines/cpu-2core-avx512/NOTES.md, loader workers on CPUs).
+    workers only take cores from them (measured on 2 cores: baselines/cpu-2core-avx512/NOTES.md, loader
+    workers on CPUs).
     """
     hw = hw or detect()
     return max(1, min(MAX_LOADER_WORKERS, hw.cpu_cores // max(1, processes_per_node))) if hw.gpus else 0

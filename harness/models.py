@@ -72,7 +72,8 @@ def _tensor_shapes(model: str, file: Path) -> dict[str, tuple[int, ...]]:
     (`clean_state_dict`, which the checkpoints' resume uses too)."""
     if file.suffix == ".safetensors":
         with safe_open(str(file), framework="pt") as handle:
-            return clean_state_dict({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()})
+            names = handle.keys()  # a safe_open handle is not iterable: `keys()` is how it lists its tensors
+            return clean_state_dict({k: tuple(handle.get_slice(k).get_shape()) for k in names})
     state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(state, dict):
         raise ModelError(

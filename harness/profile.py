@@ -72,9 +72,8 @@ class Profile:
         return "\n".join(lines) + "\n"
 
 
-STEP = (  # one per recorded step; its self time is the step's time outside every operator (Python, the engine's own work)
-    "ProfilerStep*"
-)
+# one per recorded step; its self time is the step's time outside every operator (Python, the engine's own work)
+STEP = "ProfilerStep*"
 
 
 def _operators(events, on_gpu: bool) -> tuple[list[Operator], float, str, int]:
@@ -93,7 +92,8 @@ def _operators(events, on_gpu: bool) -> tuple[list[Operator], float, str, int]:
 
 
 def run(spec: BenchmarkSpec, settings: RunSettings, out: Path, warmup: int = 3, active: int = 5) -> Profile:
-    """Profile `active` training steps of `spec` after `warmup` ones; writes trace.json, ops.md and profile.json into `out`."""
+    """Profile `active` training steps of `spec` after `warmup` ones; writes trace.json,
+    ops.md and profile.json into `out`."""
     if spec.processes > 1:
         raise PreflightError(
             "profile records one training process; give --devices 1 (each DDP process runs the same step)"

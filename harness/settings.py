@@ -100,7 +100,8 @@ def environment() -> Environment:
 
 
 def default_cache_dir() -> Path:
-    """TRAINBENCH_CACHE_DIR, else ~/.cache/trainbench (read alone: another twin's bad value is not this one's concern)."""
+    """TRAINBENCH_CACHE_DIR, else ~/.cache/trainbench (read alone:
+    another twin's bad value is not this one's concern)."""
     return Path(os.environ.get(Environment.variable("cache_dir")) or Path.home() / ".cache" / "trainbench")
 
 

@@ -25,7 +25,8 @@ def git(repo: Path, *args: str) -> str:
 
 
 def project_repo(root: Path) -> Path:
-    """This checkout's project files (tracked or new, not ignored; as they are in the working tree), committed as `base`."""
+    """This checkout's project files (tracked or new, not ignored; as they are in the working tree),
+    committed as `base`."""
     repo = root / "repo"
     repo.mkdir(parents=True)
     tracked = subprocess.run(

@@ -239,7 +239,7 @@ def test_wandb_offline_run_matches_the_record(tiny_folder, settings):
     assert run.config["model"] == record.spec["model"] and run.config["recipe"]["epochs"] == 2
     logged = [row for row in run.history if "val_acc" in row]
     assert [row["epoch"] for row in logged] == [1, 2]
-    for row, expected in zip(logged, record.history):
+    for row, expected in zip(logged, record.history, strict=True):
         assert row["val_loss"] == pytest.approx(expected["val_loss"]) and row["train_acc"] == pytest.approx(
             expected["train_acc"]
         )
@@ -251,7 +251,8 @@ def test_wandb_offline_run_matches_the_record(tiny_folder, settings):
 
 @pytest.fixture
 def answering_host(monkeypatch):
-    """WANDB_BASE_URL: a loopback HTTP server that answers every request 404 (a host that is there, no wandb behind it)."""
+    """WANDB_BASE_URL: a loopback HTTP server that answers every request 404
+    (a host that is there, no wandb behind it)."""
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler
     )  # no do_GET: 501 to everything
@@ -273,7 +274,8 @@ def test_wandb_failure_never_fails_the_run(tiny_folder, settings, monkeypatch, a
 
 @contextmanager
 def unreachable_wandb_host(kind: str) -> Iterator[str]:
-    """A loopback URL where nothing listens (`refused`), or where a socket listens and never accepts nor answers (`silent`)."""
+    """A loopback URL where nothing listens (`refused`),
+    or where a socket listens and never accepts nor answers (`silent`)."""
     if kind == "refused":
         yield f"http://127.0.0.1:{free_port()}"
         return
@@ -362,9 +364,8 @@ def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, ti
     folder = tmp_path / "ckpt"
     settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(folder,), fused_optimizer=True)
     last = _interrupted_after_epoch_1(spec, settings, folder)
-    wrapped = {
-        k for k in torch.compile(timm.create_model(spec.model, num_classes=6)).state_dict()
-    }  # the keys a compiled model saves
+    # the keys a compiled model saves
+    wrapped = set(torch.compile(timm.create_model(spec.model, num_classes=6)).state_dict())
     assert all(k.startswith("_orig_mod.") for k in wrapped)
     inner = "model." if engine == "lightning" else ""
     _rewritten(last, lambda k: f"{inner}_orig_mod.{k.removeprefix(inner)}" if k.startswith(inner) else k)

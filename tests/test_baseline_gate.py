@@ -76,7 +76,8 @@ from tests.conftest import make_image_folder, tiny_spec
 
 
 def pytest_generate_tests(metafunc):
-    specs = repeats(metafunc.config, tiny_spec().with_recipe(epochs=6, lr=2e-3))  # learns the shapes: seeds spread ~2.5 points (92.5, 95, 97.5 %)
+    # learns the shapes: seeds spread ~2.5 points (92.5, 95, 97.5 %)
+    specs = repeats(metafunc.config, tiny_spec().with_recipe(epochs=6, lr=2e-3))
     metafunc.parametrize("spec", [pytest.param(s, id=repeat_id(s, metafunc.config)) for s in specs])
 
 

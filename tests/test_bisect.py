@@ -96,7 +96,8 @@ def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_
         cluster = LoopbackCluster(
             tmp_path / "cluster", nodes=2, cpus_per_node=1, env={"PYTHONPATH": str(repo)}
         )  # its workers import the repository's harness
-        # this VM's two threads are sometimes 40 % slower per process (baselines/cpu-2core-avx512/NOTES.md): the planted slowdown (about half the images/s) is beyond 35 %
+        # this VM's two threads are sometimes 40 % slower per process (baselines/cpu-2core-avx512/NOTES.md):
+        # the planted slowdown (about half the images/s) is beyond 35 %
         command = [
             sys.executable,
             "-m",
@@ -154,8 +155,9 @@ def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_
 def test_bisect_on_noise_names_no_culprit(tmp_path):
     repo = project_repo(tmp_path)
     harmless(repo, 1), harmless(repo, 2)
-    # every gated metric, 2 seeds per step; images/s allowed the 35 % this VM's load moves it by (baselines/cpu-2core-avx512/NOTES.md):
-    # the noise band, the seed bound and the A-B-A measurement of the good end are measured at their rates in test_bisect_search.py
+    # every gated metric, 2 seeds per step; images/s allowed the 35 % this VM's load moves it by
+    # (baselines/cpu-2core-avx512/NOTES.md): the noise band, the seed bound and the A-B-A measurement of the good end
+    # are measured at their rates in test_bisect_search.py
     tolerances = parse_tolerances(["images_per_s=0.35"])
     status, data = bisect.run(request(repo, "HEAD~2", "HEAD", tmp_path / "out", tolerances=tolerances, max_seeds=2))
     assert status == 0 and data["outcome"] in ("no regression", "no clear regression"), data["summary"]

@@ -74,8 +74,11 @@ class SimulatedMachine:
         return measured
 
 
+NO_BUDGET = Budget()
+
+
 def bisections(
-    tmp_path, count: int, commits: int = 8, seed: int = 0, parallel: int = 1, budget: Budget = Budget(), **machine
+    tmp_path, count: int, commits: int = 8, seed: int = 0, parallel: int = 1, budget: Budget = NO_BUDGET, **machine
 ) -> list[Bisection]:
     """`count` bisections of `commits` commits after the good end, each on a fresh simulated machine."""
     rng, done = random.Random(seed), []

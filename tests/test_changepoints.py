@@ -69,7 +69,7 @@ def test_the_nightly_names_a_step_and_its_night_and_the_trend_figure_marks_it(tm
         0.69,
         0.70,
     ]  # a step on the 6th night, which tonight (the 9th) continues
-    for name, acc in zip(NIGHTS, accuracy):
+    for name, acc in zip(NIGHTS, accuracy, strict=False):
         _night(nights, name, [_run(spec, acc)])
     tonight = nights / NIGHTS[len(accuracy) - 1]
     assert finish(Night(tonight, [], baseline=nights / NIGHTS[0]), failed=False, wall_s=1.0) == 1
@@ -84,7 +84,7 @@ def test_the_nightly_calls_a_single_bad_night_an_outlier(tmp_path):
     spec = make_spec(EFFICIENTNETV2, profile="smoke", weights="pretrained", num_classes=6)
     nights = tmp_path / "nightly"
     accuracy = [0.80, 0.81, 0.79, 0.80, 0.81, 0.80, 0.60]
-    for name, acc in zip(NIGHTS, accuracy):
+    for name, acc in zip(NIGHTS, accuracy, strict=False):
         _night(nights, name, [_run(spec, acc)])
     tonight = nights / NIGHTS[len(accuracy) - 1]
     assert finish(Night(tonight, [], baseline=nights / NIGHTS[0]), failed=False, wall_s=1.0) == 1

@@ -84,9 +84,12 @@ def test_works_on_pytest_benchmark_json(tmp_path):
     good = _benchmark_json(tmp_path / "good.json", 0.92, 990.0)
     bad = _benchmark_json(tmp_path / "bad.json", 0.85, 990.0)
     assert observations(base) == {CASE: [Run({"test_acc": 0.92, "steady_images_per_s": 1000.0})]}
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "harness", "compare", *map(str, a)], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "harness", "compare", *map(str, a)], cwd=REPO_ROOT, capture_output=True, text=True
+        )
+
     assert run(base, good).returncode == 0
     done = run(base, bad)
     assert done.returncode == 1 and "test_acc" in done.stdout and "REGRESSED" in done.stdout
@@ -204,7 +207,9 @@ def test_the_decode_cache_and_workers_are_part_of_a_runs_context():
 
 BENCHMARK_TEST = """
 def test_case(benchmark):
-    benchmark.extra_info.update(spec_id="CASE", recipe="1a2b3c4d", test_acc=0.92, test_loss=0.26, test_f1=0.91, steady_images_per_s=1000.0)
+    benchmark.extra_info.update(
+        spec_id="CASE", recipe="1a2b3c4d", test_acc=0.92, test_loss=0.26, test_f1=0.91, steady_images_per_s=1000.0
+    )
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 """
 

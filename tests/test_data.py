@@ -265,12 +265,12 @@ def test_the_padding_mask_marks_exactly_the_samplers_repeats(size, world):
             torch.cat(
                 [
                     torch.zeros(3, dtype=torch.bool)[: len(keys[s : s + 3])] if m is None else m
-                    for s, m in zip(range(0, len(keys), 3), in_batches)
+                    for s, m in zip(range(0, len(keys), 3), in_batches, strict=True)
                 ]
             ),
             whole,
         )
         padded += int(whole.sum())
-        counted.update(i for i, repeat in zip(keys, whole.tolist()) if not repeat)
+        counted.update(i for i, repeat in zip(keys, whole.tolist(), strict=True) if not repeat)
     assert sorted(counted) == list(range(size)) and set(counted.values()) == {1}
     assert padded == -size % world

@@ -136,7 +136,7 @@ def test_loader_workers_share_the_map_instead_of_copying_pixels(photos, tmp_path
 def test_a_corrupt_file_is_named_while_building(tmp_path):
     folder = make_image_folder(tmp_path / "data", {"a": 3, "b": 3})
     (folder / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    with pytest.raises(DataError, match="broken.jpg"):
+    with pytest.raises(DataError, match=r"broken\.jpg"):
         _cache(folder, tiny_spec().recipe, tmp_path / "cache")
     assert not (tmp_path / "cache" / "decoded").exists() or not any((tmp_path / "cache" / "decoded").iterdir())
 

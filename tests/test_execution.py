@@ -23,7 +23,7 @@ def test_fused_optimizer_takes_the_same_step_as_the_default(optimizer):
             for p in params:
                 p.grad = torch.ones_like(p) * p.detach().sin()
             opt.step()
-    for a, b in zip(weights, copies):
+    for a, b in zip(weights, copies, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

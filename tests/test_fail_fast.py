@@ -438,7 +438,7 @@ def test_settings_options_on_the_command_line_are_used_with_a_spec_file(tiny_fol
     """With --spec, the settings options given on the command line apply, over a --settings file."""
     (tmp_path / "spec.json").write_text(tiny_spec().to_json())
     (tmp_path / "settings.json").write_text(settings.replace(data_root=tiny_folder).to_json())
-    code, out, err = run_cli(
+    code, _out, err = run_cli(
         capsys,
         "run",
         "--spec",
@@ -460,7 +460,7 @@ def test_settings_options_on_the_command_line_are_used_with_a_spec_file(tiny_fol
         "--results-dir",
         str(tmp_path / "alone"),
     )
-    code, out, err = run_cli(capsys, "run", "--spec", str(tmp_path / "spec.json"), *options)
+    code, _out, err = run_cli(capsys, "run", "--spec", str(tmp_path / "spec.json"), *options)
     assert code == 0, err
     assert len(list((tmp_path / "alone").glob("*/result.json"))) == 1
 
@@ -765,7 +765,7 @@ def test_found_by_the_second_sweep(tiny_folder, tmp_path, capsys):
 
 
 def test_a_checkpoint_folder_given_twice_is_one_folder_and_leaves_no_temporary(tiny_folder, tmp_path, capsys):
-    code, out, err = run_cli(
+    code, _out, err = run_cli(
         capsys,
         *tiny_run_args(
             tiny_folder, tmp_path, "--checkpoint-dir", str(tmp_path / "c"), "--checkpoint-dir", str(tmp_path / "c")
@@ -774,7 +774,7 @@ def test_a_checkpoint_folder_given_twice_is_one_folder_and_leaves_no_temporary(t
         "2",
     )
     assert code == 0, err
-    assert [p for p in tmp_path.rglob("*.tmp")] == [] and len(list((tmp_path / "c").iterdir())) == 1
+    assert list(tmp_path.rglob("*.tmp")) == [] and len(list((tmp_path / "c").iterdir())) == 1
 
 
 def test_an_image_between_one_and_two_times_the_pixel_limit_is_named_too(tmp_path, monkeypatch):
@@ -839,12 +839,12 @@ def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(engine, tiny_folder, tm
         )
         time.sleep(0.05)
     child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=120)
+    _out, err = child.communicate(timeout=120)
     assert child.returncode == 130 and "Traceback" not in err, err
     assert [line for line in err.splitlines() if line.strip()] == [
         line for line in err.splitlines() if line.startswith("interrupted:")
     ]
-    assert [p for p in tmp_path.rglob("*.tmp")] == []
+    assert list(tmp_path.rglob("*.tmp")) == []
 
 
 LAUNCHER = """

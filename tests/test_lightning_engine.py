@@ -44,7 +44,7 @@ def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
     spec = tiny_spec(engine="lightning", devices=2, model="test_vit").with_recipe(
         image_size=30
     )  # 30 is not a multiple of test_vit's patch
-    with pytest.raises(LaunchError, match="exited with 1.*end of its output"):
+    with pytest.raises(LaunchError, match=r"exited with 1.*end of its output"):
         launch.run(spec, settings.replace(data_root=folder))
 
 

@@ -230,7 +230,8 @@ def test_the_gpu_records_import_into_a_fresh_store(tmp_path, capsys):
 OPEN_AT_ONCE = """
 import sys, time
 from pathlib import Path
-from mlflow import MlflowClient  # imported before the start signal: the processes race on creating the store, not on imports
+# imported before the start signal: the processes race on creating the store, not on imports
+from mlflow import MlflowClient
 from harness.results import mlflow_runs
 from tests.conftest import tiny_spec
 results, go, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]

@@ -25,7 +25,7 @@ def test_local_weights_file_is_really_loaded(tmp_path):
     source = timm.create_model(TINY_MODEL, num_classes=10)
     models.save_weights(source, tmp_path / f"{TINY_MODEL}.safetensors", {"note": "test"})
     loaded = models.create(TINY_MODEL, 10, "pretrained", tmp_path, allow_hub=False)
-    for (name, expected), (_, got) in zip(source.state_dict().items(), loaded.state_dict().items()):
+    for (name, expected), (_, got) in zip(source.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(expected, got), name
 
 
@@ -74,7 +74,7 @@ def test_random_weights_differ_from_file(tmp_path):
 
 
 def test_unknown_model_suggests_names():
-    with pytest.raises(models.ModelError, match="unknown timm model 'efficientnetv2_b22'.*did you mean"):
+    with pytest.raises(models.ModelError, match=r"unknown timm model 'efficientnetv2_b22'.*did you mean"):
         models.check_name("efficientnetv2_b22")
 
 
@@ -88,7 +88,7 @@ def test_full_profile_missing_weights_is_an_error_not_generated(settings, monkey
     spec = tiny_spec(weights="pretrained", profile="full")
     with pytest.raises(
         models.WeightsNotFound,
-        match="HF_HUB_OFFLINE is set; put test_efficientnet.safetensors in --weights-dir .* or use --profile smoke",
+        match=r"HF_HUB_OFFLINE is set; put test_efficientnet\.safetensors in --weights-dir .* or use --profile smoke",
     ):
         obtain_model(spec, settings, 3)
     assert not settings.resolved_weights_dir.exists()

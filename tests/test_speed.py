@@ -29,7 +29,7 @@ def test_one_epoch_is_its_own_steady_state_and_no_figures_give_zero():
 def test_data_wait_share_covers_the_steady_epochs_and_is_none_before_it_was_measured():
     history = [
         {**row, "data_wait_time": wait}
-        for row, wait in zip(rows((10.0, 12.5), (2.0, 110.0), (2.0, 114.0)), (8.0, 0.5, 0.1))
+        for row, wait in zip(rows((10.0, 12.5), (2.0, 110.0), (2.0, 114.0)), (8.0, 0.5, 0.1), strict=True)
     ]
     assert steady_data_wait_share(history) == pytest.approx(0.6 / 4.0)
     assert steady_data_wait_share(rows((2.0, 50.0))) is None

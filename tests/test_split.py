@@ -73,7 +73,7 @@ def test_fractions_summing_to_one_put_every_image_in_a_part(sizes, fractions):
     assert sorted(everything) == list(range(len(y))) and parts.unused == 0
     for c, size in enumerate(sizes):  # each class cut on its own: within one image of its share in every part
         got = [np.sum(y[getattr(parts, p)] == c) for p in ("train", "val", "test")]
-        assert sum(got) == size and all(abs(g - size * f) < 1 for g, f in zip(got, fractions)), (size, got)
+        assert sum(got) == size and all(abs(g - size * f) < 1 for g, f in zip(got, fractions, strict=True)), (size, got)
 
 
 def test_images_left_out_on_purpose_are_counted():

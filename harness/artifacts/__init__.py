@@ -1,9 +1,9 @@
 """What a run leaves besides its record: checkpoints (folders + bucket), a wandb run and an MLflow run.
 
 Engines talk to one `RunArtifacts` per run, on rank 0 only: `track` and `save_checkpoint` after
-every epoch; the runner calls `finish`, then `publish` once the record is saved. Resume goes through `resume_path` on every rank. Each
-engine runs its whole checkpoint step (building the checkpoint included) inside `checkpoint_timer`,
-so the record says what saving took from training, the same way for both.
+every epoch; the runner calls `finish`, then `publish` once the record is saved. Resume goes through
+`resume_path` on every rank. Each engine runs its whole checkpoint step (building the checkpoint
+included) inside `checkpoint_timer`, so the record says what saving took from training, the same way for both.
 """
 
 from __future__ import annotations

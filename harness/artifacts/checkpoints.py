@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -185,7 +185,8 @@ def model_state(state: dict[str, torch.Tensor], model: nn.Module, path: Path | s
 class CheckpointStore:
     """Writes each epoch's checkpoint to every folder (and the bucket); finds the latest to resume from."""
 
-    live: weakref.WeakSet[CheckpointStore] = weakref.WeakSet()  # stores of this process, for `after_interrupt`
+    # stores of this process, for `after_interrupt`
+    live: ClassVar[weakref.WeakSet[CheckpointStore]] = weakref.WeakSet()
 
     def __init__(self, run_id: str, folders: Sequence[Path], bucket: BucketUploader | None) -> None:
         if not folders:

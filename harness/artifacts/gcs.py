@@ -203,7 +203,8 @@ class BucketUploader:
             found = json.loads(manifest.read_text())
             if found.get("bucket") != self.url:
                 continue
-            # epoch files only: the bucket's last.ckpt may since have moved on (a resume elsewhere), and an older one must not replace it
+            # epoch files only: the bucket's last.ckpt may since have moved on (a resume elsewhere),
+            # and an older one must not replace it
             uploads = [(Path(local), name, ()) for local, name, _ in found["uploads"] if Path(local).is_file()]
             print(
                 f"[trainbench] uploading {len(uploads)} checkpoint(s) an interrupted run left local to {self.url}:"

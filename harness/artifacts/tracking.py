@@ -3,8 +3,8 @@
 Fed from the engine-neutral history rows, so a Poutyne run and a Lightning run of the same spec
 produce the same keys (the engines' own wandb loggers name metrics differently). Mode `auto` is
 `online` when WANDB_API_KEY is set, else `offline` (runs land in `<results>/wandb/offline-run-*`,
-upload them later with `wandb sync`), and `off` when wandb is not installed. wandb failing never fails the run: it is printed and the
-run goes on untracked.
+upload them later with `wandb sync`), and `off` when wandb is not installed. wandb failing never
+fails the run: it is printed and the run goes on untracked.
 
 Before training, a run that would go online asks the wandb host (WANDB_BASE_URL, else api.wandb.ai)
 for any HTTP answer within 3 s (`settle`): none, and `auto` tracks offline, saying so, where wandb

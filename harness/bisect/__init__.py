@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -57,7 +57,7 @@ class Request:
     max_seeds: int = 8
     parallel: int = 1  # steps per round; 0: as many as the cluster holds at once
     address: str | None = None  # a running Ray cluster; None: Ray embedded when parallel > 1
-    budget: Budget = Budget()
+    budget: Budget = field(default_factory=Budget)
     tolerances: dict[str, Tolerance] | None = None
     metrics: tuple[str, ...] | None = None
 
@@ -164,7 +164,8 @@ def on_ray(request: Request, node_id: str, scratch: Path) -> tuple[MeasureRound,
 
 
 def _gathered(ray, ref, sha: str, seeds: int) -> Measurement:
-    """A task's measurement; a task that failed (its node lost, its worker killed) is a step without a record, saying why."""
+    """A task's measurement; a task that failed (its node lost,
+    its worker killed) is a step without a record, saying why."""
     try:
         return ray.get(ref)
     except Exception as error:

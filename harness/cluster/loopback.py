@@ -8,6 +8,7 @@ would. `stop` ends every process this cluster started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -143,10 +144,8 @@ class LoopbackCluster:
         own, so the node is its `ray start` process and every descendant, found before any dies."""
         node = self.nodes[number]
         for pid in [node.pid, *descendants(node.pid)]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         node.wait(timeout=30)
 
     def stop(self) -> None:

@@ -145,7 +145,7 @@ def applied_matrix(
     pool = [dataset.pixels(i) for i in range(min(images, len(dataset)))]
     matrix = np.zeros((draws, len(steps)), dtype=bool)
     keys = ((i, epoch) for epoch in itertools.count() for i in range(len(dataset)))
-    for row, key in zip(range(draws), keys):
+    for row, key in zip(range(draws), keys, strict=False):
         dataset.transformed(pool[key[0] % len(pool)], key)
         matrix[row] = [bool(step.get_applied_params()) for step in steps]
     return tuple(type(s).__name__ for s in steps), tuple(float(s.p) for s in steps), matrix
@@ -157,7 +157,7 @@ def apply_statistics(dataset: ImageClassificationDataset, draws: int = 2000, ima
     confidence = 1 - ALPHA / (len(names) + 1)
     rates = tuple(
         ApplyRate(n, p, int(matrix[:, k].sum()), draws, confidence)
-        for k, (n, p) in enumerate(zip(names, probabilities))
+        for k, (n, p) in enumerate(zip(names, probabilities, strict=True))
     )
     random_steps = [k for k, p in enumerate(probabilities) if 0 < p < 1 and 0 < matrix[:, k].sum() < draws]
     pairs = []

@@ -8,6 +8,7 @@ file is a DataError that names the file and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -46,10 +47,9 @@ def image_problem(path: str, *, decode: bool, draft_size: int = 64) -> str | Non
 
 
 _DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
-try:
+# A bad value is ignored here: the command line and pytest refuse it, with its fix, before anything runs.
+with contextlib.suppress(SettingsError):
     Image.MAX_IMAGE_PIXELS = environment().max_image_pixels or _DEFAULT_MAX_PIXELS
-except SettingsError:  # the command line and pytest refuse a bad value, with its fix, before anything runs
-    pass
 
 
 def describe_unreadable(path: str, error: Exception) -> str:

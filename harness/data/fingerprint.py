@@ -55,8 +55,8 @@ def fingerprint(folder: Path, cache_dir: Path | None = None) -> DataIdentity:
     ]
     read = sizes_and_hashes(root, names, cache_dir)
     digest = hashlib.sha256()
-    for name, (size, content) in zip(names, read):
+    for name, (size, content) in zip(names, read, strict=True):
         digest.update(f"{name}\0{size}\0{content}\n".encode())
     classes = tuple(sorted(e.name for e in root.iterdir() if e.is_dir() and not is_hidden(e.name)))
-    hashes = {name: content for name, (_, content) in zip(names, read)}
+    hashes = {name: content for name, (_, content) in zip(names, read, strict=True)}
     return DataIdentity(str(root), digest.hexdigest()[:16], len(names), sum(size for size, _ in read), classes, hashes)

@@ -42,7 +42,7 @@ class ImageIndex:
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.classes))
-        return {c: int(n) for c, n in zip(self.classes, counts)}
+        return {c: int(n) for c, n in zip(self.classes, counts, strict=True)}
 
 
 def is_hidden(name: str) -> bool:

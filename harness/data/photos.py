@@ -73,7 +73,7 @@ def _photo(size: tuple[int, int], label: int, rng: np.random.Generator) -> Image
 
 def _write_class(folder: Path, label: int, per_class: int, seed: int) -> None:
     rng = np.random.default_rng([seed, label])  # each class its own stream: the same files whatever the process count
-    sizes, shares = zip(*RESOLUTION_MIX)
+    sizes, shares = zip(*RESOLUTION_MIX, strict=True)
     folder.mkdir(parents=True)
     for i in range(per_class):
         size = sizes[rng.choice(len(sizes), p=shares)]
@@ -90,7 +90,7 @@ def generate_kvasir(out: Path, per_class: int, seed: int = 0, processes: int = 1
         jobs = [(tmp / name, label, per_class, seed) for label, name in enumerate(KVASIR_CLASSES)]
         if processes > 1:
             with ProcessPoolExecutor(max_workers=min(processes, len(jobs))) as pool:
-                list(pool.map(_write_class, *zip(*jobs)))
+                list(pool.map(_write_class, *zip(*jobs, strict=True)))
         else:
             for job in jobs:
                 _write_class(*job)

@@ -94,7 +94,8 @@ def _shown(fractions: tuple[float, ...]) -> str:
 
 
 def _advice(class_sizes: np.ndarray, split: Split) -> tuple[float, float, float] | None:
-    """The fraction split on the 1/GRID grid closest to `split` (squared distance) that gives every class an image in every part."""
+    """The fraction split on the 1/GRID grid closest to `split`
+    (squared distance) that gives every class an image in every part."""
     given = np.array([split.train, split.val, split.test], dtype=float)
     given = given / given.sum()
     candidates = [
@@ -107,9 +108,10 @@ def _advice(class_sizes: np.ndarray, split: Split) -> tuple[float, float, float]
 
 
 def _images_needed(split: Split, class_sizes: np.ndarray, short: list[int]) -> dict[int, int] | None:
-    """Images to add to each class that is short (all grown together, one at a time, while short: growing one class can leave another short under a count split) until
-    every class has an image in every part under `split`; None when adding cannot do it (a count
-    split with a part smaller than the number of classes) or it takes over MAX_IMAGES_ADVISED."""
+    """Images to add to each class that is short (all grown together, one at a time, while short: growing one
+    class can leave another short under a count split) until every class has an image in every part under
+    `split`; None when adding cannot do it (a count split with a part smaller than the number of classes) or it
+    takes over MAX_IMAGES_ADVISED."""
     if split.by == "count" and min(split.train, split.val, split.test) < len(class_sizes):
         return None
     sizes, still = class_sizes.copy(), list(short)
@@ -134,7 +136,7 @@ def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: t
     """
     labels = np.asarray(labels)
     classes, class_sizes = np.unique(labels, return_counts=True)
-    small = [f"'{class_names[c]}' ({size})" for c, size in zip(classes, class_sizes) if size < len(PARTS)]
+    small = [f"'{class_names[c]}' ({size})" for c, size in zip(classes, class_sizes, strict=True) if size < len(PARTS)]
     if small:
         raise DataError(
             f"class folder(s) {', '.join(small)} have fewer than {len(PARTS)} images, one each for train, val and test;"

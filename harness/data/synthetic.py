@@ -163,7 +163,7 @@ def generate(spec: SyntheticDataset, root: Path) -> None:
     """Write `spec` as an ImageFolder under `root` (which must not exist yet)."""
     rng = np.random.default_rng(spec.seed)
     offset = rng.uniform()  # the source dataset's hues differ from the target's
-    for k, (class_name, shape) in enumerate(zip(spec.classes, spec.shapes)):
+    for k, (class_name, shape) in enumerate(zip(spec.classes, spec.shapes, strict=True)):
         hue = (offset + k / len(spec.classes)) % 1.0
         folder = root / class_name
         folder.mkdir(parents=True)

@@ -81,7 +81,8 @@ def machine_name(device: torch.device) -> str:
 
 
 def vendor_peak(gpu_name: str | None, precision: str) -> tuple[float, str] | None:
-    """The datasheet's dense peak of `gpu_name` at `precision` and its source, or None (a CPU, a GPU not in the table)."""
+    """The datasheet's dense peak of `gpu_name` at `precision` and its source,
+    or None (a CPU, a GPU not in the table)."""
     for key, (peaks, source) in VENDOR_PEAKS.items():  # L40S before L4
         if gpu_name and re.search(rf"\b{key}\b", gpu_name) and precision in peaks:
             return peaks[precision], source

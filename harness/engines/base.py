@@ -42,7 +42,8 @@ class TrainingJob:
     hardware: Hardware
     artifacts: RunArtifacts
     workers: int  # DataLoader workers per process: the machine's, not the recipe's (data.workers_for)
-    label: str = ""  # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
+    # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
+    label: str = ""
     energy: EnergyCounter | None = (
         None  # the training devices' joules (efficiency.energy); None where there is no counter
     )

@@ -31,7 +31,8 @@ def history_row(
     train: Mapping[str, float],
     val: Mapping[str, float],
 ) -> dict[str, float]:
-    """`{epoch, lr, epoch_time, train_time, images_per_s, data_wait_time, train_loss, ..., train_images, val_loss, ..., val_images}`.
+    """`{epoch, lr, epoch_time, train_time, images_per_s, data_wait_time, train_loss, ..., train_images,
+    val_loss, ..., val_images}`.
 
     `epoch_time` includes validation; `train_time`, `images_per_s` and `data_wait_time` (the part
     of `train_time` spent waiting for batches) cover the training batches only

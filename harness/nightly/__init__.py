@@ -283,7 +283,8 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
 
 
 def tonight_lines(result: Comparison, trends: Sequence[trend.CaseTrend]) -> list[str]:
-    """Per regressed case and metric: a step that began on an earlier night (its size), or a single-night outlier so far."""
+    """Per regressed case and metric: a step that began on an earlier night (its size),
+    or a single-night outlier so far."""
     by_case = {t.case: t for t in trends}
     lines = [
         f"- {v.case} {v.metric}: {by_case[v.case].tonight(v.metric)}" for v in result.regressions if v.case in by_case

@@ -36,7 +36,7 @@ def step_args(pytest_args: Sequence[str]) -> tuple[tuple[str, ...], int]:
             skip = arg
         elif arg.startswith("--seeds="):
             seeds = int(arg.split("=", 1)[1]) if arg.split("=", 1)[1].isdigit() else seeds
-        elif not (arg.startswith("-k") or arg.startswith("-m")):
+        elif not arg.startswith(("-k", "-m")):
             kept.append(arg)
     return tuple(kept), max(2, seeds)
 

@@ -121,12 +121,13 @@ def _unique(labels: list[str], groups: Sequence[Sequence[RunResult]]) -> list[st
     """Labels, with the recipe fingerprint added where two experiments would share one (a case run with two recipes)."""
     return [
         f"{label}\n@{g[0].gate_key.split('@')[-1]}" if labels.count(label) > 1 else label
-        for label, g in zip(labels, groups)
+        for label, g in zip(labels, groups, strict=True)
     ]
 
 
 def precision_devices(records: Sequence[RunResult], benchmark: str, path: Path) -> Path:
-    """Per cell of one workflow (engine, precision, devices, weights): steady images/s and test accuracy, mean ± std over seeds."""
+    """Per cell of one workflow (engine, precision, devices, weights): steady images/s and test accuracy,
+    mean ± std over seeds."""
     groups = sorted(
         (g for g in experiments(records) if g[0].benchmark == benchmark),
         key=lambda g: (g[0].spec["engine"], g[0].spec["precision"], g[0].spec["devices"], g[0].spec["weights"]),
@@ -146,6 +147,7 @@ def precision_devices(records: Sequence[RunResult], benchmark: str, path: Path) 
             ("steady-state train images/s", lambda r: r.steady_images_per_s),
             ("test accuracy", lambda r: r.test.get("test_acc")),
         ),
+        strict=True,
     ):
         stats = [_mean_std([v for v in map(value_of, finished(g)) if v is not None]) for g in groups]
         axis.bar(range(len(groups)), [m for m, _ in stats], yerr=[s for _, s in stats], color=colours, capsize=3)
@@ -182,7 +184,7 @@ def distance_to_limit(records: Sequence[RunResult], benchmark: str, path: Path) 
         peaks = [(i, g[0].mfu[key] * g[0].mfu.get("devices", 1)) for i, g in enumerate(groups) if g[0].mfu.get(key)]
         if peaks:
             axis.scatter(
-                *zip(*peaks),
+                *zip(*peaks, strict=True),
                 marker=marker,
                 s=400 if marker == "_" else 60,
                 color="black" if marker == "_" else "tab:red",
@@ -229,10 +231,10 @@ def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
             ),
             *rest,
         )
-        for label, g, (_, *rest) in zip(labels, groups, rows)
+        for label, g, (_, *rest) in zip(labels, groups, rows, strict=True)
     ]
     figure, axis = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.4))
-    for index, (label, (mean, std), value, colour) in enumerate(rows):
+    for index, (_label, (mean, std), value, colour) in enumerate(rows):
         axis.barh(index, mean, xerr=std, color=colour, capsize=3)
         axis.plot([value], [index], marker="D", color="black", label="published" if index == 0 else None)
     axis.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=7)

@@ -19,7 +19,8 @@ def all_but(record: RunResult, field: str) -> str:
 
 
 def differing_in(records: Sequence[RunResult], field: str) -> list[dict[str, list[RunResult]]]:
-    """Groups of runs that differ in the spec's `field` (and seed) alone, keyed by its value; only groups with two values or more."""
+    """Groups of runs that differ in the spec's `field` (and seed) alone, keyed by its value;
+    only groups with two values or more."""
     groups: dict[str, dict[str, list[RunResult]]] = {}
     for r in sorted(records, key=lambda r: r.run_id):
         groups.setdefault(all_but(r, field), {}).setdefault(str(r.spec[field]), []).append(r)

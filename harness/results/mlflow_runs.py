@@ -69,7 +69,8 @@ def installed() -> bool:
 
 
 def tracking_uri(setting: str, results_dir: Path) -> str | None:
-    """The store a run logs to: auto is the results folder's SQLite file (None without mlflow installed); off is None."""
+    """The store a run logs to: auto is the results folder's SQLite file
+    (None without mlflow installed); off is None."""
     if setting == "off" or (setting == "auto" and not installed()):
         return None
     return f"{SQLITE}{Path(results_dir).resolve() / 'mlflow.db'}" if setting == "auto" else setting
@@ -326,7 +327,8 @@ class MlflowTracker:
         } | ({"error": self.error} if self.error else {})
 
     def abandon(self, status: str) -> None:
-        """A run that ends without a record (an error, Ctrl-C): its MLflow run ends FAILED or KILLED, not RUNNING forever."""
+        """A run that ends without a record (an error, Ctrl-C): its MLflow run ends FAILED or KILLED,
+        not RUNNING forever."""
         if not self.active:
             return
         try:

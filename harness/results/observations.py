@@ -183,7 +183,8 @@ def _from_records(folder: Path) -> Observations:
 
 
 def observations(path: Path) -> Observations:
-    """Per-case metrics from a results folder (or a nightly's folder), or from a pytest-benchmark JSON file (or a folder of them)."""
+    """Per-case metrics from a results folder (or a nightly's folder), or from a pytest-benchmark JSON file
+    (or a folder of them)."""
     path = Path(path)
     if path.is_file():
         return _from_benchmark_json(path)

@@ -43,10 +43,10 @@ def plot_trend(trend: CaseTrend, path: Path) -> Path:
     each sustained step (a change point) a dotted red line before the night it began."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     ticks = list(range(len(trend.nights)))
-    for axis, (metric, values) in zip(axes, trend.values.items()):
-        points = [(i, v) for i, v in zip(ticks, values) if v is not None]
+    for axis, (metric, values) in zip(axes, trend.values.items(), strict=True):
+        points = [(i, v) for i, v in zip(ticks, values, strict=True) if v is not None]
         if points:
-            axis.plot(*zip(*points), "-o", markersize=4, label="night")
+            axis.plot(*zip(*points, strict=True), "-o", markersize=4, label="night")
         if metric in trend.baseline:
             axis.axhline(trend.baseline[metric], linestyle="--", color="grey", label="baseline")
         for step in trend.steps.get(metric, ()):

@@ -1,4 +1,5 @@
-"""Writing the tables: `summary.md`, `summary.csv` (one row per run), `cases.csv` (one row per case over its seeds) and `report.html`.
+"""Writing the tables: `summary.md`, `summary.csv` (one row per run), `cases.csv` (one row per case over its seeds)
+and `report.html`.
 
 Both the Markdown and the HTML open with a head that says when the report was made, what the runs
 ran on (device, versions, git commit, as their records say) and what each derived column means.

@@ -445,7 +445,8 @@ def _joules(record: RunResult) -> str:
 
 
 def workflow_tables(records: Sequence[RunResult]) -> list[Table]:
-    """The write-ups' own tables, filled with our runs: EfficientNetV2 (model, accuracy, loss), FastViT (+F1, top-3, top-5)."""
+    """The write-ups' own tables, filled with our runs: EfficientNetV2 (model, accuracy, loss),
+    FastViT (+F1, top-3, top-5)."""
     tables = []
     for key, metrics in (
         ("efficientnetv2", ("test_acc", "test_loss")),

@@ -46,7 +46,8 @@ class CaseTrend:
 
 
 def _means(found: Observations, case: str, metrics: tuple[str, ...] = METRICS) -> dict[str, float]:
-    """Per metric, the mean over the night's runs that have it as a number (a diverged seed is left out, as in the tables)."""
+    """Per metric, the mean over the night's runs that have it as a number
+    (a diverged seed is left out, as in the tables)."""
     runs = found.get(case, [])
     values = {
         metric: [r.metrics[metric] for r in runs if math.isfinite(r.metrics.get(metric, math.nan))]
