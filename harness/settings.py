@@ -63,6 +63,9 @@ class Environment(BaseSettings):
         None, description="auto, off or a tracking URI such as http://127.0.0.1:5000"
     )
     max_image_pixels: PositiveInt | None = Field(None, description="a whole number of pixels, e.g. 200000000")
+    term_wait_s: PositiveFloat | None = Field(
+        None, description="a number of seconds to wait for uploads after a SIGTERM, e.g. 20 (below the grace period)"
+    )
     workers: NonNegativeInt | None = Field(
         None,
         description=(

@@ -30,6 +30,7 @@ from typing import NoReturn
 from harness import interrupts
 from harness.atomic import written_atomically
 from harness.errors import BucketAccessError, BucketURLError
+from harness.settings import environment
 
 NOT_UPLOADED = ".not-uploaded.json"  # beside a run's checkpoints: uploads a second Ctrl-C left local
 _ACTIVE: weakref.WeakSet[BucketUploader] = weakref.WeakSet()  # uploaders with work queued in this process
@@ -223,12 +224,13 @@ def wait_after_interrupt() -> None:
     """After a first Ctrl-C: wait for the uploads still queued, saying so; a second Ctrl-C leaves
     them local (`BucketUploader.leave_local`), names them and ends the process at once (the upload
     in flight cannot be stopped, only left behind). After a SIGTERM the wait ends by itself after
-    `interrupts.TERM_WAIT_S`, before the scheduler's SIGKILL, the same way."""
+    `interrupts.TERM_WAIT_S` (TRAINBENCH_TERM_WAIT_S where the grace period differs), before the scheduler's
+    SIGKILL, the same way."""
     busy = [uploader for uploader in list(_ACTIVE) if uploader.unfinished()]
     if not busy:
         return
     waiting, urls = sum(len(u.unfinished()) for u in busy), ", ".join(u.url for u in busy)
-    bound = interrupts.TERM_WAIT_S if interrupts.terminated() else None
+    bound = (environment().term_wait_s or interrupts.TERM_WAIT_S) if interrupts.terminated() else None
     then = f" for up to {bound:.0f} s, then leaving them local" if bound else "; Ctrl-C again to leave them local"
     print(f"{interrupts.what()}: uploading {waiting} checkpoint(s) to {urls}{then}", file=sys.stderr, flush=True)
     deadline = None if bound is None else time.monotonic() + bound
