@@ -202,7 +202,7 @@ def measure_on_node(
     return found
 
 
-def run(request: Request) -> tuple[int, dict | None]:
+def run(request: Request) -> tuple[int, dict]:
     """Bisect; (exit status, bisect.json's content). BisectError (and the gate's and Ray's errors) for bad input."""
     if request.parallel < 0 or request.seeds < 1 or request.max_seeds < request.seeds:
         raise BisectError("--parallel and --seeds take 1 or more, and --max-seeds at least --seeds")

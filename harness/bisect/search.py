@@ -187,11 +187,11 @@ class Bisection:
                     f" measured with {seeds} seed(s) in {measurement.seconds:.0f} s"
                 )
 
-    def _borderline(self, step: Step) -> set[str]:
-        """The metrics whose difference from the good end lies within one standard error of the gate's
-        threshold (the spread pooled over the two sides' seeds)."""
+    def _borderline(self, comparison: Comparison) -> set[str]:
+        """The metrics whose difference from the good end (`comparison`, a step's) lies within one standard
+        error of the gate's threshold (the spread pooled over the two sides' seeds)."""
         found = set()
-        for verdict in step.comparison.verdicts:
+        for verdict in comparison.verdicts:
             if verdict.std_error is None or not (math.isfinite(verdict.baseline) and math.isfinite(verdict.current)):
                 continue
             worse_by = (
@@ -236,7 +236,7 @@ class Bisection:
                     step.verdict = UNMEASURED
                     continue
                 step.verdict = BAD if step.comparison.regressions else GOOD
-                borderline = self._borderline(step)
+                borderline = self._borderline(step.comparison)
                 step.within_noise = bool(borderline) and all(
                     v.metric in borderline for v in step.comparison.regressions
                 )  # no clear regression to decide on
@@ -274,7 +274,7 @@ class Bisection:
                 print(f"bisect: the ends cannot be compared: {error}")
                 bad.verdict, self.outcome = UNMEASURED, "unmeasured end"
                 return False
-            borderline = self._borderline(bad)
+            borderline = self._borderline(bad.comparison)
             clear = [v.metric for v in bad.comparison.regressions if v.metric not in borderline]
             bad.within_noise = bool(borderline) and not clear
             if (

@@ -133,7 +133,9 @@ def skip_reason(junit: Path) -> str | None:
     skips = [test.find("skipped") for test in tests]
     if not tests or any(skip is None or skip.get("type") == "pytest.xfail" for skip in skips):  # an xfail ran
         return None
-    return skips[0].get("message") or "skipped"
+    first = skips[0]
+    assert first is not None  # every test was skipped (above)
+    return first.get("message") or "skipped"
 
 
 def kept_files(scratch: Path, name: str) -> dict[str, bytes]:

@@ -181,8 +181,10 @@ def distance_to_limit(records: Sequence[RunResult], benchmark: str, path: Path) 
     ):
         peaks = [(i, g[0].mfu[key] * g[0].mfu.get("devices", 1)) for i, g in enumerate(groups) if g[0].mfu.get(key)]
         if peaks:
+            at, tflops = zip(*peaks)
             axis.scatter(
-                *zip(*peaks),
+                at,
+                tflops,
                 marker=marker,
                 s=400 if marker == "_" else 60,
                 color="black" if marker == "_" else "tab:red",
@@ -227,9 +229,11 @@ def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
                 if not_comparable_because(g[0], WORKFLOWS[g[0].benchmark]) is None
                 else "\n(not comparable: see the tables)"
             ),
-            *rest,
+            spread,
+            value,
+            colour,
         )
-        for label, g, (_, *rest) in zip(labels, groups, rows)
+        for label, g, (_, spread, value, colour) in zip(labels, groups, rows)
     ]
     figure, axis = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.4))
     for index, (label, (mean, std), value, colour) in enumerate(rows):

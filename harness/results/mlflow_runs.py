@@ -38,9 +38,12 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
+
+if TYPE_CHECKING:  # imported when a run is tracked
+    from mlflow import MlflowClient
 
 from harness.errors import PreflightError
 
@@ -96,7 +99,7 @@ def check(setting: str, results_dir: Path) -> None:
             ) from None
 
 
-def _client(uri: str):
+def _client(uri: str) -> MlflowClient:
     """A client of `uri` whose store exists: a SQLite store is created (its tables migrated) under a lock
     beside its file, since two processes creating it at once lose one run (`Online migration expected
     to match one row`)."""
@@ -229,17 +232,17 @@ def _log(
 ) -> None:
     from mlflow.entities import Param, RunTag
 
-    metrics, params, tags = (
+    metric_list, param_list, tag_list = (
         list(metrics),
         [Param(k, v) for k, v in (params or {}).items()],
         [RunTag(k, v) for k, v in (tags or {}).items()],
     )
-    for start in range(0, max(len(metrics), len(params), len(tags), 1), BATCH):
+    for start in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), BATCH):
         client.log_batch(
             run_id,
-            metrics=metrics[start : start + BATCH],
-            params=params[start : start + BATCH],
-            tags=tags[start : start + BATCH],
+            metrics=metric_list[start : start + BATCH],
+            params=param_list[start : start + BATCH],
+            tags=tag_list[start : start + BATCH],
         )
 
 
@@ -265,16 +268,23 @@ class MlflowTracker:
     def __init__(self, setting: str, spec, run_id: str, results_dir: Path) -> None:
         self.uri = tracking_uri(setting, results_dir)
         self.spec, self.run_id, self.results_dir = spec, run_id, results_dir
-        self.client = None
+        self.client: MlflowClient | None = None  # set before mlflow_run_id
         self.mlflow_run_id: str | None = None
         self.killed: str | None = None  # under --resume: the MLflow run of the attempt this run continues
         self.error: str | None = None
 
     @property
     def active(self) -> bool:
-        return self.mlflow_run_id is not None and self.error is None
+        return self._live() is not None
+
+    def _live(self) -> tuple[MlflowClient, str] | None:
+        """The client and the MLflow run while the run is open and no store error came, else None."""
+        if self.client is None or self.mlflow_run_id is None or self.error is not None:
+            return None
+        return self.client, self.mlflow_run_id
 
     def _failed(self, error: Exception) -> None:
+        assert self.uri is not None  # only a run with a store calls it
         self.error = f"{type(error).__name__}: {error}"[:500]
         print(f"[trainbench] {store_problem(self.uri, self.results_dir, error)}", flush=True)
 
@@ -282,36 +292,35 @@ class MlflowTracker:
         if self.mlflow_run_id is not None or self.uri is None or self.error:
             return
         try:
-            self.client = _client(self.uri)
-            self._end_killed()
+            client = self.client = _client(self.uri)
+            self._end_killed(client)
             spec = self.spec.to_dict()
-            experiment = experiment_id(self.client, self.spec.benchmark, self.uri)
-            run = self.client.create_run(
-                experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id}
-            )
+            experiment = experiment_id(client, self.spec.benchmark, self.uri)
+            run = client.create_run(experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id})
             self.mlflow_run_id = run.info.run_id
-            _log(self.client, self.mlflow_run_id, params=flatten(spec))
+            _log(client, run.info.run_id, params=flatten(spec))
         except Exception as error:  # tracking must never fail training
             self._failed(error)
 
-    def _end_killed(self) -> None:
+    def _end_killed(self, client: MlflowClient) -> None:
         """The interrupted attempt's run, RUNNING since its process died, ends KILLED (when it is in this store)."""
         from mlflow.exceptions import MlflowException
 
         if self.killed is None:
             return
         try:
-            if self.client.get_run(self.killed).info.status == "RUNNING":
-                self.client.set_terminated(self.killed, "KILLED")
+            if client.get_run(self.killed).info.status == "RUNNING":
+                client.set_terminated(self.killed, "KILLED")
         except MlflowException:  # another store (the run resumed elsewhere from the bucket)
             pass
 
     def log_epoch(self, row: dict[str, float]) -> None:
         self._open()
-        if not self.active:
+        live = self._live()
+        if live is None:
             return
         try:
-            _log(self.client, self.mlflow_run_id, epoch_metrics(row, int(time.time() * 1000)))
+            _log(*live, epoch_metrics(row, int(time.time() * 1000)))
         except Exception as error:
             self._failed(error)
 
@@ -327,19 +336,22 @@ class MlflowTracker:
 
     def abandon(self, status: str) -> None:
         """A run that ends without a record (an error, Ctrl-C): its MLflow run ends FAILED or KILLED, not RUNNING forever."""
-        if not self.active:
+        live = self._live()
+        if live is None:
             return
+        client, mlflow_run_id = live
         try:
-            self.client.set_terminated(self.mlflow_run_id, status)
+            client.set_terminated(mlflow_run_id, status)
         except Exception as error:
             self._failed(error)
 
     def publish(self, record, run_dir: Path) -> None:
         """After the record is saved: complete the MLflow run from it."""
-        if not self.active:
+        live = self._live()
+        if live is None:
             return
         try:
-            complete(self.client, self.mlflow_run_id, record, run_dir)
+            complete(*live, record, run_dir)
         except Exception as error:
             self._failed(error)
 

@@ -85,7 +85,7 @@ class RunResult:
     mfu: dict[str, Any] = field(
         default_factory=dict
     )  # achieved over the measured and the vendor's peak, with both peaks (efficiency.peak)
-    energy: dict[str, float] | None = (
+    energy: dict[str, float | None] | None = (
         None  # joules, kwh, joules_per_image, mean_watts over the training epochs; None: see energy_note
     )
     energy_note: str | None = None  # why a run has no energy figures

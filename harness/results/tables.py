@@ -137,7 +137,9 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
         )
     for key in sorted({r.benchmark for r in records}):
         workflow = WORKFLOWS.get(key)
-        for published in workflow.published if workflow else ():
+        if workflow is None:
+            continue
+        for published in workflow.published:
             m = published.as_dict()
             rows.append(
                 (
@@ -245,7 +247,9 @@ def _published_cells(group: Sequence[RunResult], acc: Summary | None) -> tuple[s
     """The published accuracy beside a case, and whether it lies inside the case's spread."""
     first = group[0]
     workflow = WORKFLOWS.get(first.benchmark)
-    published = workflow.published_for(first.spec["weights"]) if workflow else None
+    if workflow is None:
+        return "-", "-"
+    published = workflow.published_for(first.spec["weights"])
     value = published.as_dict().get("test_acc") if published else None
     if value is None:
         return "-", "-"
@@ -332,7 +336,7 @@ def _against_published(records: Sequence[RunResult], reproductions: bool) -> lis
     for r in sorted(records, key=lambda r: r.run_id):
         workflow = WORKFLOWS.get(r.benchmark)
         published = workflow.published_for(r.spec["weights"]) if workflow else None
-        if published is None:
+        if workflow is None or published is None:
             continue
         why = not_comparable_because(r, workflow)
         if (why is None) != reproductions:
