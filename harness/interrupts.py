@@ -17,6 +17,7 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 TERM_WAIT_S = (
     20.0  # the uploads' wait after a SIGTERM, inside the 30 s SLURM's KillWait and Kubernetes' grace period give
@@ -39,7 +40,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def pass_on(processes: Sequence[subprocess.Popen]) -> None:
+def pass_on(processes: Sequence[subprocess.Popen[Any]]) -> None:
     """After a SIGTERM here: the same to each child still running, so each ends the way this process does."""
     if terminated():
         for process in processes:

@@ -8,6 +8,7 @@ import math
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.atomic import written_atomically
 from harness.bisect.search import BAD, GOOD, Bisection, Step
@@ -146,12 +147,12 @@ def _shown(value: float | None) -> str:
 
 def as_dict(
     bisection: Bisection, repo: Path, profile: str, pytest_args: list[str], dependency_changes: list[str]
-) -> dict:
+) -> dict[str, Any]:
     b = bisection
     found = b.outcome in ("culprit", "culprit among unmeasured", "budget spent")
     bounds = b.interval() if found else None  # (last good, first bad)
     culprit = b.steps.get(bounds[1]) if bounds is not None else None
-    return json_safe(
+    data: dict[str, Any] = json_safe(
         {
             "repo": str(repo),
             "case": b.label,
@@ -206,9 +207,10 @@ def as_dict(
             ],
         }
     )
+    return data
 
 
-def markdown(bisection: Bisection, data: dict) -> str:
+def markdown(bisection: Bisection, data: dict[str, Any]) -> str:
     b = bisection
     lines = [
         f"# bisect {b.label}",
@@ -273,7 +275,7 @@ def markdown(bisection: Bisection, data: dict) -> str:
 
 def write(
     bisection: Bisection, out: Path, repo: Path, profile: str, pytest_args: list[str], dependency_changes: list[str]
-) -> dict:
+) -> dict[str, Any]:
     data = as_dict(bisection, repo, profile, pytest_args, dependency_changes)
     with written_atomically(out / "bisect.json") as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from harness.catalog import WORKFLOWS
@@ -33,7 +34,7 @@ from harness.spec import PRECISION_TAGS
 COLOURS = {"pretrained": "tab:blue", "random": "tab:orange", "poutyne": "tab:green", "lightning": "tab:purple"}
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100, format="png")
     plt.close(figure)
@@ -65,7 +66,7 @@ def overlaid_curves(group: dict[str, list[RunResult]], field: str, path: Path) -
     return _save(curves_figure(group, field), path)
 
 
-def curves_figure(group: dict[str, list[RunResult]], field: str):
+def curves_figure(group: dict[str, list[RunResult]], field: str) -> Figure:
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     for value, runs in sorted(group.items()):
         for index, run in enumerate(runs):

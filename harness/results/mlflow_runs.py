@@ -42,10 +42,14 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-if TYPE_CHECKING:  # imported when a run is tracked
-    from mlflow import MlflowClient
-
 from harness.errors import PreflightError
+
+if TYPE_CHECKING:  # mlflow is imported when a run is tracked
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from harness.results.record import RunResult
+    from harness.spec import BenchmarkSpec
 
 RECORD_TAG = "trainbench.record"  # run id @ start time: one MLflow run per record
 RUN_ID_TAG = "trainbench.run_id"
@@ -143,7 +147,7 @@ def store_problem(uri: str, results_dir: Path, error: Exception) -> str:
     )
 
 
-def experiment_id(client, name: str, uri: str) -> str:
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     """The workflow's experiment, created on first use (another process creating it at once is fine)."""
     from mlflow.exceptions import MlflowException
 
@@ -152,8 +156,11 @@ def experiment_id(client, name: str, uri: str) -> str:
         return found.experiment_id
     try:
         return client.create_experiment(name, artifact_location=_artifact_root(uri), tags={"trainbench.workflow": name})
-    except MlflowException:
-        return client.get_experiment_by_name(name).experiment_id
+    except MlflowException:  # created meanwhile by another process, else a real store error, raised as it is
+        raced = client.get_experiment_by_name(name)
+        if raced is None:
+            raise
+        return raced.experiment_id
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -173,7 +180,7 @@ def case_tags(spec: Mapping[str, Any]) -> dict[str, str]:
     return {key: str(spec[key]) for key in CASE_TAGS if key in spec} | {"workflow": str(spec.get("benchmark"))}
 
 
-def record_tags(record) -> dict[str, str]:
+def record_tags(record: RunResult) -> dict[str, str]:
     """A record's identity, environment and checkpoint locations."""
     tags = {
         RECORD_TAG: f"{record.run_id}@{record.started_at}",
@@ -193,7 +200,7 @@ def record_tags(record) -> dict[str, str]:
     return tags
 
 
-def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list:
+def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list[Metric]:
     from mlflow.entities import Metric
 
     epoch = int(row["epoch"])
@@ -204,7 +211,7 @@ def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list:
     ]
 
 
-def record_metrics(record, timestamp_ms: int) -> list:
+def record_metrics(record: RunResult, timestamp_ms: int) -> list[Metric]:
     """The test metrics and the record's figures, at the last epoch's step."""
     from mlflow.entities import Metric
 
@@ -214,8 +221,9 @@ def record_metrics(record, timestamp_ms: int) -> list:
         | {key: getattr(record, key) for key in RECORD_FIGURES}
         | {"mfu": (record.mfu or {}).get("measured")}
     )
-    if (record.energy or {}).get("joules_per_image") is not None:
-        values["joules_per_image"] = record.energy["joules_per_image"]
+    joules_per_image = (record.energy or {}).get("joules_per_image")
+    if joules_per_image is not None:
+        values["joules_per_image"] = joules_per_image
     return [
         Metric(key, float(value), timestamp_ms, step)
         for key, value in values.items()
@@ -224,9 +232,9 @@ def record_metrics(record, timestamp_ms: int) -> list:
 
 
 def _log(
-    client,
+    client: MlflowClient,
     run_id: str,
-    metrics: Iterable = (),
+    metrics: Iterable[Metric] = (),
     params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> None:
@@ -246,7 +254,7 @@ def _log(
         )
 
 
-def complete(client, run_id: str, record, run_dir: Path, end_ms: int | None = None) -> None:
+def complete(client: MlflowClient, run_id: str, record: RunResult, run_dir: Path, end_ms: int | None = None) -> None:
     """What a run logs from its saved record: test metrics and figures, tags, artifacts; then it ends
     (FINISHED, or FAILED for a diverged run)."""
     now = int(time.time() * 1000)
@@ -265,7 +273,7 @@ class MlflowTracker:
     """An MLflow run opened on the first epoch (rank 0 only), completed from the record by `publish`.
     After a store error it makes no further call: the record goes into MLflow later through `track`."""
 
-    def __init__(self, setting: str, spec, run_id: str, results_dir: Path) -> None:
+    def __init__(self, setting: str, spec: BenchmarkSpec, run_id: str, results_dir: Path) -> None:
         self.uri = tracking_uri(setting, results_dir)
         self.spec, self.run_id, self.results_dir = spec, run_id, results_dir
         self.client: MlflowClient | None = None  # set before mlflow_run_id
@@ -345,7 +353,7 @@ class MlflowTracker:
         except Exception as error:
             self._failed(error)
 
-    def publish(self, record, run_dir: Path) -> None:
+    def publish(self, record: RunResult, run_dir: Path) -> None:
         """After the record is saved: complete the MLflow run from it."""
         live = self._live()
         if live is None:

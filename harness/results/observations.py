@@ -16,6 +16,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import GateError, RecordError
 from harness.results.mlflow_runs import in_artifact_store
@@ -118,7 +119,7 @@ def _metric(value: object, where: str) -> float:
     return _number(value)
 
 
-def _benchmark_runs(bench: dict, where: str) -> tuple[str, Run] | None:
+def _benchmark_runs(bench: dict[str, Any], where: str) -> tuple[str, Run] | None:
     """The case and its run from one pytest-benchmark result (None: none of trainbench's fields)."""
     info = bench.get("extra_info")
     if info is not None and not isinstance(info, dict):

@@ -100,11 +100,13 @@ class RunResult:
         """One line saying why the run did not finish (None for an ok run)."""
         if self.ok:
             return None
-        return self.extra.get("divergence", {}).get("message", self.status)
+        message: str = self.extra.get("divergence", {}).get("message", self.status)
+        return message
 
     @property
     def benchmark(self) -> str:
-        return self.spec["benchmark"]
+        name: str = self.spec["benchmark"]
+        return name
 
     @property
     def case_id(self) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from harness.catalog import WORKFLOWS, Workflow
 from harness.results.grouping import differing_in, experiments
@@ -43,11 +44,11 @@ def metric_cell(record: RunResult, metric: str, kind: str = "") -> str:
     return fmt(record.test.get(metric), kind) if record.ok else record.status
 
 
-def _devices(spec: dict) -> str:
+def _devices(spec: dict[str, Any]) -> str:
     return f"{spec['devices']}x{spec['num_nodes']}" if spec.get("num_nodes", 1) > 1 else str(spec["devices"])
 
 
-def recipe_summary(spec: dict, seeds: bool = True) -> str:
+def recipe_summary(spec: dict[str, Any], seeds: bool = True) -> str:
     """The recipe fields a sweep varies, in one cell: `lr 0.001 · batch 64 · 40 ep · 384 px · seed 42`
     (without the seed for rows that pool seeds)."""
     r = spec["recipe"]
