@@ -56,26 +56,33 @@ class _AugmentationFields(BaseModel):
     name: str
 
 
+def _unset(description: str) -> Any:
+    """A recipe field a file may leave out. Its default, None, is never read (`recipe_fields` takes only the
+    fields set) and is no value a file may give (strict: null fails validation), so the field keeps its own
+    type rather than `| None`; typed Any so that the default type-checks against it."""
+    return Field(None, description=description)
+
+
 class RecipeChanges(BaseModel):
     """The recipe fields a recipe file sets, each of the recipe's own type (a bool is no number here,
     and null is no value); a field left out keeps the recipe's value."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    optimizer: str = Field(None, description="a name")
-    lr: Number = Field(None, description="a number")
-    weight_decay: Number = Field(None, description="a number")
-    batch_size: int = Field(None, description="a whole number")
-    epochs: int = Field(None, description="a whole number")
-    image_size: int = Field(None, description="a whole number")
-    workers: int = Field(None, description="a whole number")
-    split: _SplitFields = Field(None, description="a mapping")
-    loss: str = Field(None, description="a name")
-    train_crop: str = Field(None, description="a name")
-    train_augmentations: list[str | _AugmentationFields] = Field(None, description="a list")
-    seed: int = Field(None, description="a whole number")
-    sync_batchnorm: bool = Field(None, description="true or false")
-    head_init_std: Number = Field(None, description="a number")
+    optimizer: str = _unset("a name")
+    lr: Number = _unset("a number")
+    weight_decay: Number = _unset("a number")
+    batch_size: int = _unset("a whole number")
+    epochs: int = _unset("a whole number")
+    image_size: int = _unset("a whole number")
+    workers: int = _unset("a whole number")
+    split: _SplitFields = _unset("a mapping")
+    loss: str = _unset("a name")
+    train_crop: str = _unset("a name")
+    train_augmentations: list[str | _AugmentationFields] = _unset("a list")
+    seed: int = _unset("a whole number")
+    sync_batchnorm: bool = _unset("true or false")
+    head_init_std: Number = _unset("a number")
 
     def recipe_fields(self) -> dict[str, Any]:
         """The fields set, as `Recipe` holds them (a Split, Augmentations)."""

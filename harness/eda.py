@@ -56,9 +56,8 @@ class Survey:
     sampled: int = 0
     seconds_headers: float = 0.0
     seconds_pixels: float = 0.0
-    augmentations: ApplyStatistics | None = (
-        None  # the recipe's train pipeline, measured (None: no readable image, or no augmentation)
-    )
+    # the recipe's train pipeline, measured (None: no readable image, or no augmentation)
+    augmentations: ApplyStatistics | None = None
     seconds_augmentations: float = 0.0
     duplicates: dict | None = None  # duplicates.summary, with "listed": every group by path
 

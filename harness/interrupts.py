@@ -17,10 +17,10 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
-TERM_WAIT_S = (
-    20.0  # the uploads' wait after a SIGTERM, inside the 30 s SLURM's KillWait and Kubernetes' grace period give
-)
+# the uploads' wait after a SIGTERM, inside the 30 s SLURM's KillWait and Kubernetes' grace period give
+TERM_WAIT_S = 20.0
 _received: list[int] = []  # the signals taken as an interrupt in this process, in order
 
 
@@ -31,15 +31,14 @@ def install() -> None:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    if (
-        terminated()
-    ):  # a SIGTERM again (a scheduler signalling every process, a launcher passing it on): the wait goes on
+    # a SIGTERM again (a scheduler signalling every process, a launcher passing it on): the wait goes on
+    if terminated():
         return
     _received.append(signum)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def pass_on(processes: Sequence[subprocess.Popen]) -> None:
+def pass_on(processes: Sequence[subprocess.Popen[Any]]) -> None:
     """After a SIGTERM here: the same to each child still running, so each ends the way this process does."""
     if terminated():
         for process in processes:

@@ -28,6 +28,9 @@ COUNT = "images"  # the key of the image count beside the metrics
 class ClassificationMetrics(Metric):
     """acc, macro F1, top-3, top-5 from logits `(N, C)` and integer targets `(N,)`."""
 
+    confusion: torch.Tensor  # states, added by add_state (torch types a module's dynamic attributes loosely)
+    top_k_hits: torch.Tensor
+
     full_state_update = False
     is_differentiable = False
     higher_is_better = True

@@ -16,14 +16,16 @@ import difflib
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from timm.models import clean_state_dict
+from timm.models import PretrainedCfg, clean_state_dict
 from torch import nn
 
 from harness.atomic import written_atomically
@@ -53,8 +55,14 @@ def check_name(model: str) -> None:
 def data_stats(model: str) -> Stats:
     """The normalisation mean/std the model was pretrained with (timm's pretrained config)."""
     check_name(model)
-    cfg = timm.get_pretrained_cfg(model)
-    return tuple(cfg.mean), tuple(cfg.std)
+    cfg = pretrained_cfg(model)
+    return cast(Stats, (tuple(cfg.mean), tuple(cfg.std)))  # RGB models: three of each (timm: tuple[float, ...])
+
+
+def pretrained_cfg(model: str) -> PretrainedCfg:
+    """timm's pretrained config of `model`; for an architecture with none registered, timm's defaults,
+    as `timm.create_model` uses then (it was an AttributeError on None)."""
+    return timm.get_pretrained_cfg(model) or PretrainedCfg()
 
 
 def weight_file_candidates(model: str, weights_dir: Path) -> list[Path]:
@@ -89,7 +97,7 @@ def check_fits(model: str, file: Path) -> int:
     replaced), so without this check a file of another architecture would load half its tensors
     in silence."""
     shapes = _tensor_shapes(model, file)
-    classifier = timm.get_pretrained_cfg(model).classifier
+    classifier = pretrained_cfg(model).classifier
     key = f"{classifier}.weight"
     if key not in shapes:
         raise ModelError(
@@ -166,7 +174,7 @@ def _looked(model: str, weights_dir: Path) -> str:
 
 
 def hub_id(model: str) -> str:
-    return timm.get_pretrained_cfg(model).hf_hub_id or f"timm/{model}"
+    return pretrained_cfg(model).hf_hub_id or f"timm/{model}"
 
 
 def hub_cached_file(model: str) -> Path | None:
@@ -223,15 +231,18 @@ def init_classifier(model: nn.Module, std: float) -> None:
     0.41 for 6 classes (FastViT's starts at std 0.02), so its first logits are large, the first
     epoch's loss lies far above the chance loss ln(classes), and short runs are unstable.
     """
-    head = model.get_classifier()
-    if not isinstance(getattr(head, "weight", None), torch.Tensor):
+    # a timm model's method (torch types an nn.Module's unknown attributes as Tensor | Module)
+    head = cast(Callable[[], nn.Module], model.get_classifier)()
+    weight = getattr(head, "weight", None)
+    if not isinstance(weight, torch.Tensor):
         raise ModelError(
             f"{type(model).__name__} has no classifier with weights to initialise; drop head_init_std from the recipe"
         )
     with torch.no_grad():
-        head.weight.normal_(0.0, std)
-        if getattr(head, "bias", None) is not None:
-            head.bias.zero_()
+        weight.normal_(0.0, std)
+        bias = getattr(head, "bias", None)
+        if bias is not None:
+            bias.zero_()
 
 
 def _load_problem(error: Exception) -> str:

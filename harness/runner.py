@@ -13,12 +13,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.seed import seed_everything
 from torch import nn
 
 from harness import models, preflight, pretrain
-from harness.artifacts import RunArtifacts, resume, tracking
+from harness.artifacts import RunArtifacts, process_rank, resume, tracking
 from harness.data import loading, named
 from harness.data.duplicates import describe as describe_duplicates
 from harness.data.imagefolder import left_out_counts, left_out_line
@@ -97,6 +96,7 @@ def prepare(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = Non
     if stand_in:
         ensure_weights(spec, settings)
         weights = models.weights_source(spec.model, spec.weights, settings.resolved_weights_dir, allow_hub=False)
+    assert weights is not None  # found before the data pass, or for the stand-in just made
     return RunIdentity.of(spec, data_identity, weights)
 
 
@@ -223,13 +223,13 @@ def run(
     one process only).
     """
     preflight.check_launcher(spec, run_id)
-    if rank_zero_only.rank == 0:
+    if process_rank() == 0:
         print(progress.startup_line(spec, settings, detect()), flush=True)
         settings = tracking.settle(settings)  # the one process that tracks
     identity = prepare(spec, settings, run_id)
     done = resume.finished(settings, identity.attempt, run_id)
     if done is not None:
-        if rank_zero_only.rank != 0:
+        if process_rank() != 0:
             return None
         print(
             f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; "
@@ -240,8 +240,9 @@ def run(
     inherited = (
         os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
     )
-    if run_id is not None or inherited:  # Lightning's DDP children write under the attempt their rank 0 holds
-        return _train(spec, settings, identity, run_id or inherited, step_hook)
+    given = run_id or inherited
+    if given:  # Lightning's DDP children write under the attempt their rank 0 holds
+        return _train(spec, settings, identity, given, step_hook)
     with identity.claimed_attempt(settings.results_dir) as claimed:
         if spec.world_size > 1:
             os.environ[CLAIMED_RUN_ID] = claimed  # inherited by the processes Lightning starts during fit
@@ -255,7 +256,7 @@ def _train(
     run_id: str,
     step_hook: Callable[[], None] | None = None,
 ) -> RunResult | None:
-    main_process = rank_zero_only.rank == 0
+    main_process = process_rank() == 0
     job = build_job(spec, settings, identity, run_id)
     job.step_hook = step_hook
     copies = loading.duplicate_summary(job.data, identity.data, settings.cache_dir)
@@ -281,6 +282,7 @@ def _train(
         raise
     if not output.is_main_process:
         return None
+    assert counted is not None  # the main process counted them before training
     extra = {"artifacts": job.artifacts.finish(output.history, output.test)}
     if output.diverged is not None:
         extra["divergence"] = output.diverged.as_dict()

@@ -46,28 +46,31 @@ class Environment(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
-    profile: Profile | None = Field(None, description=" or ".join(PROFILES))
-    data_root: str | None = Field(None, description="a folder")
-    weights_dir: str | None = Field(None, description="a folder")
-    results_dir: str | None = Field(None, description="a folder")
-    cache_dir: str | None = Field(None, description="a folder")
-    checkpoint_dirs: str | None = Field(None, description=f"folders separated by {os.pathsep}")
-    epochs: PositiveInt | None = Field(None, description="a whole number of epochs, e.g. 4")
-    seeds: PositiveInt | None = Field(None, description="a whole number of seeds per case, e.g. 3")
-    gcs_bucket: Annotated[str, Field(pattern=r"^gs://.+")] | None = Field(None, description="gs://BUCKET[/PREFIX]")
-    gcs_retry_s: PositiveFloat | None = Field(None, description="a number of seconds, e.g. 120")
-    rendezvous_timeout_s: PositiveFloat | None = Field(None, description="a number of seconds, e.g. 600")
-    wandb: WandbMode | None = Field(None, description=", ".join(WANDB_MODES[:-1]) + " or " + WANDB_MODES[-1])
-    wandb_project: str | None = Field(None, description="a wandb project name")
-    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] | None = Field(
-        None, description="auto, off or a tracking URI such as http://127.0.0.1:5000"
+    profile: Profile | None = Field(default=None, description=" or ".join(PROFILES))
+    data_root: str | None = Field(default=None, description="a folder")
+    weights_dir: str | None = Field(default=None, description="a folder")
+    results_dir: str | None = Field(default=None, description="a folder")
+    cache_dir: str | None = Field(default=None, description="a folder")
+    checkpoint_dirs: str | None = Field(default=None, description=f"folders separated by {os.pathsep}")
+    epochs: PositiveInt | None = Field(default=None, description="a whole number of epochs, e.g. 4")
+    seeds: PositiveInt | None = Field(default=None, description="a whole number of seeds per case, e.g. 3")
+    gcs_bucket: Annotated[str, Field(pattern=r"^gs://.+")] | None = Field(
+        default=None, description="gs://BUCKET[/PREFIX]"
     )
-    max_image_pixels: PositiveInt | None = Field(None, description="a whole number of pixels, e.g. 200000000")
+    gcs_retry_s: PositiveFloat | None = Field(default=None, description="a number of seconds, e.g. 120")
+    rendezvous_timeout_s: PositiveFloat | None = Field(default=None, description="a number of seconds, e.g. 600")
+    wandb: WandbMode | None = Field(default=None, description=", ".join(WANDB_MODES[:-1]) + " or " + WANDB_MODES[-1])
+    wandb_project: str | None = Field(default=None, description="a wandb project name")
+    mlflow: Annotated[str, Field(pattern=MLFLOW_SETTING)] | None = Field(
+        default=None, description="auto, off or a tracking URI such as http://127.0.0.1:5000"
+    )
+    max_image_pixels: PositiveInt | None = Field(default=None, description="a whole number of pixels, e.g. 200000000")
     term_wait_s: PositiveFloat | None = Field(
-        None, description="a number of seconds to wait for uploads after a SIGTERM, e.g. 20 (below the grace period)"
+        default=None,
+        description="a number of seconds to wait for uploads after a SIGTERM, e.g. 20 (below the grace period)",
     )
     workers: NonNegativeInt | None = Field(
-        None,
+        default=None,
         description=(
             "a whole number of loader worker processes per training process, e.g. 8 (0: load in the training process)"
         ),

@@ -34,6 +34,11 @@ from harness.spec import BenchmarkSpec
 __all__ = ["HARNESS_KEY", "ResumeError", "RunArtifacts", "after_interrupt", "harness_state", "load"]
 
 
+def process_rank() -> int:
+    """This process's global rank (0 without a launcher), as Lightning keeps it on `rank_zero_only`."""
+    return rank_zero_only.rank  # type: ignore[attr-defined]  # Lightning sets it at import; its types omit it
+
+
 def after_interrupt() -> None:
     """After a Ctrl-C: finish the checkpoint being written (it queues its upload), then wait for the
     uploads, saying so; a second Ctrl-C leaves them local and named (`gcs.wait_after_interrupt`)."""
@@ -86,7 +91,7 @@ class RunArtifacts:
         if self.bucket is not None and not folders:  # the local copy a failing bucket must never lose
             folders = [settings.results_dir / "checkpoints"]
         self.store = CheckpointStore(run_id, folders, self.bucket) if folders else None
-        if self.bucket is not None and rank_zero_only.rank == 0:  # one process catches up for all
+        if self.bucket is not None and process_rank() == 0:  # one process catches up for all
             self.bucket.catch_up(folders)
         self.tracker = WandbTracker(settings.wandb, settings.wandb_project, spec, run_id, settings.results_dir)
         self.mlflow = MlflowTracker(settings.mlflow, spec, run_id, settings.results_dir)
@@ -181,9 +186,8 @@ class RunArtifacts:
             report["checkpoint_wait_s"] = round(
                 time.perf_counter() - waiting, 3
             )  # paid once per run, after training: the last write and uploads
-        if (
-            self.store is not None
-        ):  # what the epochs paid: the training thread's time saving, the background threads' CPU
+        # what the epochs paid: the training thread's time saving, the background threads' CPU
+        if self.store is not None:
             report.update(
                 checkpoint_blocked_s=round(self.checkpoint_blocked_s, 3),
                 checkpoint_writer_cpu_s=round(self.store.writer_cpu_s, 3),

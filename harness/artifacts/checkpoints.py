@@ -54,7 +54,10 @@ def epoch_file(epoch: int) -> str:
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG a training step may draw from, as tensors and plain values."""
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    # legacy=True is the default; numpy's stub types the call without it as the new dict form
+    np_state = np.random.get_state(legacy=True)
+    assert isinstance(np_state, tuple)  # the global RandomState is an MT19937, whose legacy state is this tuple
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "numpy": {

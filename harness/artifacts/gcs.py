@@ -81,9 +81,8 @@ class BucketUploader:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcs-upload")
         self._pending: list[Future] = []
         self.failures: list[UploadFailure] = []
-        self.cpu_s = (
-            0.0  # the upload thread's CPU time: what uploads take from this machine (the bucket's side is not counted)
-        )
+        # the upload thread's CPU time: what uploads take from this machine (the bucket's side is not counted)
+        self.cpu_s = 0.0
         self._bucket = None
         self._queued: dict[Future, tuple[str, str, tuple[str, ...]]] = {}  # upload -> (local file, name, copies)
         _ACTIVE.add(self)

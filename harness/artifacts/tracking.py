@@ -20,14 +20,18 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import PreflightError
 from harness.settings import RunSettings, WandbMode
 from harness.spec import BenchmarkSpec
 
+if TYPE_CHECKING:  # an optional dependency, imported when a run is tracked
+    import wandb
+
 WANDB_HOST = "https://api.wandb.ai"  # wandb's own default for WANDB_BASE_URL
 ANSWER_TIMEOUT_S = 3.0
+ResolvedMode = Literal["online", "offline", "off"]  # a WandbMode with `auto` decided
 
 
 def installed() -> bool:
@@ -35,7 +39,7 @@ def installed() -> bool:
     return importlib.util.find_spec("wandb") is not None
 
 
-def resolve_mode(mode: WandbMode) -> str:
+def resolve_mode(mode: WandbMode) -> ResolvedMode:
     """`auto`: online with WANDB_API_KEY, else offline; off when wandb is not installed (the mode
     itself was validated with the settings, `settings.WandbMode`)."""
     if mode == "auto":
@@ -108,10 +112,10 @@ def summary_of(history: list[dict[str, float]], test: dict[str, float]) -> dict[
 class WandbTracker:
     """A wandb run opened on the first epoch (rank 0 only), closed by `finish`."""
 
-    def __init__(self, mode: str, project: str, spec: BenchmarkSpec, run_id: str, directory: Path) -> None:
+    def __init__(self, mode: WandbMode, project: str, spec: BenchmarkSpec, run_id: str, directory: Path) -> None:
         self.mode = resolve_mode(mode)
         self.project, self.spec, self.run_id, self.directory = project, spec, run_id, directory
-        self.run = None
+        self.run: wandb.Run | None = None
         self.resume_id: str | None = None  # under --resume: the wandb run of the attempt this run continues
         self.error: str | None = None
 

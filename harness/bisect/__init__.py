@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from harness.bisect import environments, report, revisions
 from harness.bisect.measure import Measurement, measure
@@ -29,6 +31,9 @@ from harness.cluster import plan, session
 from harness.errors import BisectError
 from harness.results.compare import DEFAULT_TOLERANCES, Tolerance
 from harness.settings import REPO_ROOT, default_cache_dir
+
+if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
+    from ray import ObjectRef
 
 OWN_OPTIONS = (
     "-k",
@@ -163,11 +168,12 @@ def on_ray(request: Request, node_id: str, scratch: Path) -> tuple[MeasureRound,
     return measure_round, parallel
 
 
-def _gathered(ray, ref, sha: str, seeds: int) -> Measurement:
+def _gathered(ray: ModuleType, ref: ObjectRef[Measurement], sha: str, seeds: int) -> Measurement:
     """A task's measurement; a task that failed (its node lost,
     its worker killed) is a step without a record, saying why."""
     try:
-        return ray.get(ref)
+        measured: Measurement = ray.get(ref)
+        return measured
     except Exception as error:
         return Measurement(
             sha,
@@ -203,7 +209,7 @@ def measure_on_node(
     return found
 
 
-def run(request: Request) -> tuple[int, dict | None]:
+def run(request: Request) -> tuple[int, dict[str, Any]]:
     """Bisect; (exit status, bisect.json's content). BisectError (and the gate's and Ray's errors) for bad input."""
     if request.parallel < 0 or request.seeds < 1 or request.max_seeds < request.seeds:
         raise BisectError("--parallel and --seeds take 1 or more, and --max-seeds at least --seeds")

@@ -8,6 +8,7 @@ import math
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.atomic import written_atomically
 from harness.bisect.search import BAD, GOOD, Bisection, Step
@@ -63,6 +64,7 @@ def summary(bisection: Bisection) -> str:
         )
     if b.outcome == "no clear regression":
         bad = b.steps[b.bad_index]
+        assert bad.comparison is not None  # the bad end was compared with the good one (no unmeasured end here)
         moved = "; ".join(
             f"{SHOWN.get(v.metric, v.metric)} {_shown(v.baseline)} -> {_shown(v.current)} (allowed {_shown(v.allowed)})"
             for v in bad.comparison.regressions
@@ -145,12 +147,12 @@ def _shown(value: float | None) -> str:
 
 def as_dict(
     bisection: Bisection, repo: Path, profile: str, pytest_args: list[str], dependency_changes: list[str]
-) -> dict:
+) -> dict[str, Any]:
     b = bisection
     found = b.outcome in ("culprit", "culprit among unmeasured", "budget spent")
-    lo, hi = b.interval() if found else (None, None)
-    culprit = b.steps.get(hi) if hi is not None else None
-    return json_safe(
+    bounds = b.interval() if found else None  # (last good, first bad)
+    culprit = b.steps.get(bounds[1]) if bounds is not None else None
+    data: dict[str, Any] = json_safe(
         {
             "repo": str(repo),
             "case": b.label,
@@ -168,9 +170,13 @@ def as_dict(
             "summary": summary(b),
             "regressed_between_ends": b.regressed,
             "within_noise_at_ends": b.not_followed,
-            "first_bad": b.commits[hi].to_dict() if found and b.outcome != "budget spent" else None,
-            "last_good": b.commits[lo].to_dict() if found and b.outcome != "budget spent" else None,
-            "remaining": [b.commits[i].sha for i in range(lo + 1, hi + 1)] if b.outcome == "budget spent" else [],
+            "first_bad": b.commits[bounds[1]].to_dict() if bounds is not None and b.outcome != "budget spent" else None,
+            "last_good": b.commits[bounds[0]].to_dict() if bounds is not None and b.outcome != "budget spent" else None,
+            "remaining": (
+                [b.commits[i].sha for i in range(bounds[0] + 1, bounds[1] + 1)]
+                if bounds is not None and b.outcome == "budget spent"  # spent: found, so bounds were taken
+                else []
+            ),
             "unmeasured_between": [b.commits[i].sha for i in b.unmeasured_between()] if found else [],
             "not_monotonic": [{"bad": b.commits[i].sha, "later_good": b.commits[j].sha} for i, j in b.not_monotonic()],
             "dependency_changes": dependency_changes,
@@ -201,9 +207,10 @@ def as_dict(
             ],
         }
     )
+    return data
 
 
-def markdown(bisection: Bisection, data: dict) -> str:
+def markdown(bisection: Bisection, data: dict[str, Any]) -> str:
     b = bisection
     lines = [
         f"# bisect {b.label}",
@@ -268,7 +275,7 @@ def markdown(bisection: Bisection, data: dict) -> str:
 
 def write(
     bisection: Bisection, out: Path, repo: Path, profile: str, pytest_args: list[str], dependency_changes: list[str]
-) -> dict:
+) -> dict[str, Any]:
     data = as_dict(bisection, repo, profile, pytest_args, dependency_changes)
     with written_atomically(out / "bisect.json") as tmp:
         tmp.write_text(json.dumps(data, indent=2) + "\n")

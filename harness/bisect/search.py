@@ -163,9 +163,8 @@ class Bisection:
                 with written_atomically(folder / "pytest.log") as tmp:
                     tmp.write_text(measurement.log)
                 found = observations(folder) if measurement.records else {}
-                if (
-                    len({key.split("@")[0] for key in found}) > 1
-                ):  # -k selected several cases at this revision: nothing to compare
+                # -k selected several cases at this revision: nothing to compare
+                if len({key.split("@")[0] for key in found}) > 1:
                     measurement.log += (
                         f"\n-k selected {len(found)} cases at this revision ({', '.join(sorted(found))}); bisect"
                         " follows one"
@@ -187,11 +186,11 @@ class Bisection:
                     f" measured with {seeds} seed(s) in {measurement.seconds:.0f} s"
                 )
 
-    def _borderline(self, step: Step) -> set[str]:
-        """The metrics whose difference from the good end lies within one standard error of the gate's
-        threshold (the spread pooled over the two sides' seeds)."""
+    def _borderline(self, comparison: Comparison) -> set[str]:
+        """The metrics whose difference from the good end (`comparison`, a step's) lies within one standard
+        error of the gate's threshold (the spread pooled over the two sides' seeds)."""
         found = set()
-        for verdict in step.comparison.verdicts:
+        for verdict in comparison.verdicts:
             if verdict.std_error is None or not (math.isfinite(verdict.baseline) and math.isfinite(verdict.current)):
                 continue
             worse_by = (
@@ -230,13 +229,12 @@ class Bisection:
                     step.verdict, step.comparison = UNMEASURED, None
                     print(f"bisect: {step.commit.short}: {error}")
                     continue
-                if (
-                    step.comparison.uncompared and not step.comparison.regressions
-                ):  # a followed metric missing: good on the others says nothing
+                # a followed metric missing: good on the others says nothing
+                if step.comparison.uncompared and not step.comparison.regressions:
                     step.verdict = UNMEASURED
                     continue
                 step.verdict = BAD if step.comparison.regressions else GOOD
-                borderline = self._borderline(step)
+                borderline = self._borderline(step.comparison)
                 step.within_noise = bool(borderline) and all(
                     v.metric in borderline for v in step.comparison.regressions
                 )  # no clear regression to decide on
@@ -274,12 +272,11 @@ class Bisection:
                 print(f"bisect: the ends cannot be compared: {error}")
                 bad.verdict, self.outcome = UNMEASURED, "unmeasured end"
                 return False
-            borderline = self._borderline(bad)
+            borderline = self._borderline(bad.comparison)
             clear = [v.metric for v in bad.comparison.regressions if v.metric not in borderline]
             bad.within_noise = bool(borderline) and not clear
-            if (
-                bad.within_noise and bad.seeds < self.max_seeds and not self._over_budget()
-            ):  # nothing clearly regressed, something might have
+            # nothing clearly regressed, something might have
+            if bad.within_noise and bad.seeds < self.max_seeds and not self._over_budget():
                 seeds = min(2 * bad.seeds, self.max_seeds)
                 print(
                     f"bisect: the ends differ within the noise band ({', '.join(sorted(borderline))}); measuring both"
@@ -287,15 +284,13 @@ class Bisection:
                 )
                 self._round([(0, seeds), (self.bad_index, seeds)])
                 continue
-            if (
-                bad.within_noise and bad.comparison.regressions
-            ):  # at the seed bound the gate's verdict is still a coin toss: no culprit on it
+            # at the seed bound the gate's verdict is still a coin toss: no culprit on it
+            if bad.within_noise and bad.comparison.regressions:
                 self.not_followed = sorted(v.metric for v in bad.comparison.regressions)
                 bad.verdict, self.outcome = WITHIN_NOISE, "no clear regression"
                 return False
-            if (
-                any(m in TIMED_METRICS for m in clear) and good.round < bad.round and not self._over_budget()
-            ):  # one after the other: the machine may have drifted
+            # one after the other: the machine may have drifted
+            if any(m in TIMED_METRICS for m in clear) and good.round < bad.round and not self._over_budget():
                 print(
                     f"bisect: {', '.join(m for m in clear if m in TIMED_METRICS)} regressed between the ends; measuring"
                     " the good end again, after the bad one (a machine that slowed down meanwhile is no regression)"

@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser(environment()).parse_args(argv)
-        return import_module(f"harness.cli.{COMMANDS[args.command]}").main(args)
+        status: int = import_module(f"harness.cli.{COMMANDS[args.command]}").main(args)
+        return status
     except KeyboardInterrupt:
         from harness.artifacts import after_interrupt
 

@@ -15,10 +15,11 @@ from harness.spec import BenchmarkSpec, Recipe
 
 def dataset_from(value: str | None, workflow: Workflow, profile: str, data_root: str | None) -> tuple[str, Path | None]:
     """(dataset name, data root) from `--data`: a generated name, a Kvasir folder or any ImageFolder."""
+    root = Path(data_root) if data_root else None
     if value is None:
-        return workflow.dataset_in(profile), data_root
+        return workflow.dataset_in(profile), root
     if value in synthetic.DATASETS or value == "kvasir":
-        return value, data_root
+        return value, root
     path = Path(value)
     if path.name == kvasir.FOLDER_NAME:
         return "kvasir", path.parent

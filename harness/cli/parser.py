@@ -10,6 +10,7 @@ import argparse
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from harness.capabilities import ENGINES, PRECISIONS
 from harness.catalog import WORKFLOWS
@@ -34,8 +35,9 @@ def parse_split(text: str) -> Split:
         values = [float(v) for v in text.split(",")]
         if len(values) != 3:
             raise ValueError
-        by = "count" if all(v >= 1 and v == int(v) for v in values) else "fraction"
-        return Split(*values, by=by)
+        train, val, test = values
+        by: Literal["fraction", "count"] = "count" if all(v >= 1 and v == int(v) for v in values) else "fraction"
+        return Split(train, val, test, by=by)
     except (ValueError, SpecError) as error:
         detail = f": {error}" if str(error) else ""
         raise argparse.ArgumentTypeError(

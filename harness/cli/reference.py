@@ -3,9 +3,11 @@ the options (a test compares them; `make docs` writes it again)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 from harness.cli.parser import build_parser
 from harness.settings import Environment
@@ -20,9 +22,9 @@ def markdown() -> str:
     os.environ["COLUMNS"] = WIDTH
     try:
         parser = build_parser(Environment.model_construct())
-        commands = parser._subparsers._group_actions[
-            0
-        ].choices  # argparse keeps its sub-parsers here, in the order they were added
+        assert parser._subparsers is not None  # build_parser adds the commands as sub-parsers
+        # argparse keeps its sub-parsers here, in the order they were added (it types choices loosely)
+        commands = cast("dict[str, argparse.ArgumentParser]", parser._subparsers._group_actions[0].choices)
         parts = [
             "# Command-line reference",
             "",

@@ -33,7 +33,7 @@ def settings_for_spec_file(args: argparse.Namespace) -> RunSettings:
     from_options = settings_from_args(args)
     if not args.settings:
         return from_options
-    settings = read_file(
+    settings: RunSettings = read_file(
         args.settings, "--settings", "a settings file (JSON, as RunSettings.to_json writes it)", RunSettings.from_json
     )
     given = [name for name, default in settings_defaults(environment()).items() if getattr(args, name) != default]

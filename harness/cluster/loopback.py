@@ -53,7 +53,7 @@ class LoopbackCluster:
             tempfile.mkdtemp(prefix="tb-ray-", dir="/tmp")
         )  # short: Ray's socket paths below it must fit 107 bytes
         self.address = f"{NODE_IP}:{self.port}"
-        self.nodes: list[subprocess.Popen] = []
+        self.nodes: list[subprocess.Popen[bytes]] = []
         try:
             for number in range(nodes):
                 self.nodes.append(self._start(number, cpus_per_node))
@@ -62,7 +62,7 @@ class LoopbackCluster:
             self.stop()
             raise
 
-    def _start(self, number: int, cpus: int) -> subprocess.Popen:
+    def _start(self, number: int, cpus: int) -> subprocess.Popen[bytes]:
         scratch = self.scratch(number)
         scratch.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import socket
+from types import ModuleType
 
 from harness.cluster.plan import Node
 from harness.errors import ClusterError
@@ -12,7 +13,7 @@ from harness.errors import ClusterError
 CONNECT_TIMEOUT_S = 10.0
 
 
-def ray_module():
+def ray_module() -> ModuleType:
     """Ray, or a ClusterError that says how to install it."""
     try:
         import ray

@@ -41,7 +41,7 @@ class ImageClassificationDataset(Dataset):
     def __init__(
         self,
         index: ImageIndex,
-        indices: Sequence[int],
+        indices: Sequence[int] | np.ndarray,
         transform: A.BaseCompose,
         seed: int = 0,
         read: Reader | None = None,

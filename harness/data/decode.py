@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -64,7 +65,8 @@ def describe_unreadable(path: str, error: Exception) -> str:
 def to_rgb(image: Image.Image) -> np.ndarray:
     """RGB uint8 pixels the way the image looks: EXIF orientation applied, 16 bits scaled to 8."""
     image = ImageOps.exif_transpose(image)
-    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+    # mode I has one band, so its extrema are one (min, max) pair
+    if image.mode.startswith("I;16") or (image.mode == "I" and cast("tuple[int, int]", image.getextrema())[1] > 255):
         wide = np.asarray(image, dtype=np.uint32)
         gray = (wide * 255 + 32767) // 65535  # 0..65535 -> 0..255, rounded
         return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=2)

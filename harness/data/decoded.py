@@ -46,7 +46,7 @@ class DecodedImages:
     _pixels: np.memmap | None = field(default=None, repr=False)
 
     def read(self, sample: int) -> np.ndarray:
-        if self._pixels is None:
+        if self._pixels is None or self._index is None:  # set together, on first read
             self._index = np.load(self.folder / INDEX_FILE)
             self._pixels = np.memmap(self.folder / PIXELS_FILE, dtype=np.uint8, mode="r")
         offset, height, width = (int(v) for v in self._index[sample])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
@@ -109,10 +111,11 @@ class EpochSampler(DistributedSampler):
         DistributedSampler's padding: repeats of the epoch's first images, added so every rank gets
         as many. Rank r's k-th sample is position r + k x replicas of the epoch's padded list, whose
         positions from len(dataset) on are the repeats. None when this epoch has no padding."""
-        if self.total_size == len(self.dataset):
+        images = len(cast(Sized, self.dataset))  # a DistributedSampler's dataset is sized; torch types it Dataset
+        if self.total_size == images:
             return None
         positions = self.rank + (first + torch.arange(count)) * self.num_replicas
-        return positions >= len(self.dataset)
+        return positions >= images
 
 
 def train_sampler(dataset: Dataset, recipe: Recipe, *, world_size: int = 1, rank: int = 0) -> EpochSampler:
@@ -145,17 +148,20 @@ def loader(
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=torch.cuda.is_available(),
-        drop_last=train and len(sampler if sampler is not None else dataset) % batch_size == 1,
+        # the datasets and samplers here are sized (torch types them without __len__)
+        drop_last=train and len(cast(Sized, sampler if sampler is not None else dataset)) % batch_size == 1,
     )
 
 
 def images_in(loader: DataLoader, limit: int | None = None, processes: int = 1) -> int:
     """Images one pass over `loader` yields in all `processes` together (its first `limit` batches)."""
-    samples = len(loader.sampler)
+    samples = len(cast(Sized, loader.sampler))  # `loader`'s samplers are sized (torch types it Iterable)
+    batch_size = loader.batch_size
+    assert batch_size is not None  # `loader` always batches (no batch_sampler of its own)
     if loader.drop_last:
-        samples -= samples % loader.batch_size
+        samples -= samples % batch_size
     if limit is not None:
-        samples = min(samples, limit * loader.batch_size)
+        samples = min(samples, limit * batch_size)
     return samples * processes
 
 

@@ -33,9 +33,8 @@ RESOLUTION_MIX: tuple[tuple[tuple[int, int], float], ...] = (
 JPEG_QUALITY = 90
 
 
-MASK_SCALE = (
-    4  # soft masks are drawn and blurred at a quarter of the size, then scaled up: smooth either way, 10x cheaper
-)
+# soft masks are drawn and blurred at a quarter of the size, then scaled up: smooth either way, 10x cheaper
+MASK_SCALE = 4
 
 
 def _soft_mask(

@@ -153,7 +153,8 @@ def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: t
         bounds = np.cumsum(counts[row])
         for part, chunk in enumerate(np.split(members, bounds)[: len(PARTS)]):
             parts[part].append(chunk)
-    return SplitIndices(*(np.sort(np.concatenate(p)) for p in parts), unused=int(len(labels) - counts.sum()))
+    train, val, test = (np.sort(np.concatenate(p)) for p in parts)
+    return SplitIndices(train, val, test, unused=int(len(labels) - counts.sum()))
 
 
 def _refusal(

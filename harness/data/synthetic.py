@@ -147,6 +147,7 @@ def render(shape: str, size: tuple[int, int], rng: np.random.Generator, hue: flo
         (int(255 * ((hue + rng.normal(0, 0.03)) % 1.0)), int(rng.uniform(170, 255)), int(rng.uniform(170, 255))),
     )
     color = shade.convert("RGB").getpixel((0, 0))
+    assert isinstance(color, tuple)  # an RGB image's pixel is its (r, g, b)
     _draw_shape(draw, shape, cx, cy, r, color, rng)
     return image
 

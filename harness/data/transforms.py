@@ -91,7 +91,7 @@ def _refused(item: Augmentation, error: ValidationError) -> str:
     field = first["loc"][0]
     said = [(e["loc"][1:], e["msg"]) for e in error.errors() if e["loc"][:1] == (field,)]
     reasons = "; ".join(f"{'.'.join(map(str, where))}: {msg}" if where else msg for where, msg in said)
-    return f"{item.name}'s {field} is {item.kwargs.get(field)!r}, which albumentations refuses: {reasons}"
+    return f"{item.name}'s {field} is {item.kwargs.get(str(field))!r}, which albumentations refuses: {reasons}"
 
 
 def augmentation(item: Augmentation, **overrides) -> A.BasicTransform:

@@ -41,7 +41,7 @@ def mfu(achieved: float | None, spec: BenchmarkSpec, peak: Peak, gpu_name: str |
     }
 
 
-def energy_summary(history: Sequence[dict[str, float]]) -> dict[str, float] | None:
+def energy_summary(history: Sequence[dict[str, float]]) -> dict[str, float | None] | None:
     """The training epochs' joules (validation included), kWh, joules per training image and mean
     watts; None when the history has no energy (no counter)."""
     rows = [row for row in history if "energy_j" in row]

@@ -44,9 +44,8 @@ class TrainingJob:
     workers: int  # DataLoader workers per process: the machine's, not the recipe's (data.workers_for)
     # before each progress line: "" for the run itself, a name for a helper training (the stand-in's pretraining)
     label: str = ""
-    energy: EnergyCounter | None = (
-        None  # the training devices' joules (efficiency.energy); None where there is no counter
-    )
+    # the training devices' joules (efficiency.energy); None where there is no counter
+    energy: EnergyCounter | None = None
     energy_note: str | None = None  # why there is no counter
     step_hook: Callable[[], None] | None = None  # called after every training batch (a profiler's step)
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import lightning as L
 import torch
@@ -64,8 +65,13 @@ class BundleDataModule(L.LightningDataModule):
         super().__init__()
         self.bundle, self.recipe, self.workers, self.normalize, self.meter = bundle, recipe, workers, normalize, meter
 
+    @property
+    def _trainer(self) -> L.Trainer:
+        assert self.trainer is not None  # Lightning attaches its trainer before it calls any hook that reads it
+        return self.trainer
+
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
-        if self.trainer.training:
+        if self._trainer.training:
             self.meter.batch_start()
         return batch
 
@@ -74,14 +80,15 @@ class BundleDataModule(L.LightningDataModule):
         return self.normalize(x), y
 
     def _sampler(self, dataset, train: bool):
-        world, rank = self.trainer.world_size, self.trainer.global_rank
+        world, rank = self._trainer.world_size, self._trainer.global_rank
         if train:  # Lightning calls set_epoch on it, which also seeds each sample's augmentation
             sampler = loading.train_sampler(dataset, self.recipe, world_size=world, rank=rank)
             # Resuming, Lightning creates the loader's iterator before it calls set_epoch, and loader
             # workers draw their first indices at once: without this, the first resumed epoch would
             # repeat the order and augmentations of epoch 1. The epoch is the one Lightning's fit
             # loop gives set_epoch (trainer.current_epoch counts completed epochs, one behind here).
-            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed)
+            # Lightning types Progress.current as the base tracker; the fit loop's is a _ProcessedTracker
+            sampler.set_epoch(self._trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
             return sampler
         return (
             UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) if world > 1 else None
@@ -93,7 +100,7 @@ class BundleDataModule(L.LightningDataModule):
             self.recipe,
             workers=self.workers,
             sampler=self._sampler(dataset, train),
-            processes=self.trainer.world_size,
+            processes=self._trainer.world_size,
             train=train,
         )
 
@@ -172,19 +179,24 @@ class ClassificationModule(L.LightningModule):
         x, y = batch
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
+        metrics, losses = self._of(part)
         if padding is None:
-            self.losses[f"{part}_"].update(loss.detach().float(), weight=y.numel())
-            self.metrics[f"{part}_"].update(logits.detach().float(), y)
+            losses.update(loss.detach().float(), weight=y.numel())
+            metrics.update(logits.detach().float(), y)
         else:
             kept = ~padding.to(y.device)
             per_image = F.cross_entropy(logits.detach().float()[kept], y[kept], reduction="sum")
-            self.losses[f"{part}_"].update(per_image / kept.sum().clamp(min=1), weight=kept.sum())
-            self.metrics[f"{part}_"].update(logits.detach().float()[kept], y[kept])
+            losses.update(per_image / kept.sum().clamp(min=1), weight=kept.sum())
+            metrics.update(logits.detach().float()[kept], y[kept])
         return loss
+
+    def _of(self, part: str) -> tuple[ClassificationMetrics, MeanMetric]:
+        """`part`'s metrics and loss mean (nn.ModuleDict types what it holds as Module)."""
+        return cast(ClassificationMetrics, self.metrics[f"{part}_"]), cast(MeanMetric, self.losses[f"{part}_"])
 
     def _finish(self, part: str) -> dict[str, float]:
         """Global (all-rank) epoch values of `part`, then reset for the next epoch."""
-        metrics, loss = self.metrics[f"{part}_"], self.losses[f"{part}_"]
+        metrics, loss = self._of(part)
         values = {k: float(v) for k, v in metrics.compute().items()}  # with COUNT, the images counted
         values["loss"] = float(loss.compute())
         metrics.reset()
@@ -195,6 +207,7 @@ class ClassificationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loader = self.trainer.train_dataloader
+        assert loader is not None  # set while Lightning trains
         return self._step(batch, "train", loader.sampler.padding(batch_idx * loader.batch_size, len(batch[1])))
 
     def validation_step(self, batch, batch_idx):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.atomic import check_writable, written_atomically
 from harness.bisect.search import Budget, parse_budget
@@ -40,10 +41,13 @@ from harness.nightly.culprits import bisect_regressed
 from harness.nightly.profiling import profile_regressed
 from harness.nightly.tasks import CaseOutcome
 from harness.results import mlflow_runs, report, trend
-from harness.results.compare import Comparison, compare_paths, parse_tolerances
+from harness.results.compare import Comparison, Tolerance, compare_paths, parse_tolerances
 from harness.results.observations import observations
 from harness.results.record import load_readable
 from harness.settings import REPO_ROOT
+
+if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
+    from ray import ObjectRef
 
 NIGHTS_DIR = REPO_ROOT / "results" / "nightly"
 MANIFEST = "nightly.json"
@@ -117,10 +121,10 @@ def failure(outcome: CaseOutcome) -> str | None:
     return f"failed (pytest exit status {outcome.returncode}{f': {meaning}' if meaning else ''})"
 
 
-def gather(pending: dict, out: Path) -> list[dict]:
+def gather(pending: dict[ObjectRef[CaseOutcome], Case], out: Path) -> list[dict[str, Any]]:
     """Wait for every task; write each outcome as it arrives; one manifest row per case."""
     ray = session.ray_module()
-    rows = []
+    rows: list[dict[str, Any]] = []
     while pending:
         (ready,), _ = ray.wait(list(pending), num_returns=1)
         case = pending.pop(ready)
@@ -156,7 +160,7 @@ class Night:
     out: Path
     pytest_args: list[str]
     baseline: Path | None = None
-    tolerances: dict = field(default_factory=lambda: parse_tolerances(None))
+    tolerances: dict[str, Tolerance] = field(default_factory=lambda: parse_tolerances(None))
     address: str | None = None  # a running cluster's HEAD:PORT; None: Ray embedded on this machine
     bucket: str | None = None
     nights: int = trend.NIGHTS

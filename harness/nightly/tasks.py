@@ -20,11 +20,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
 from harness.cluster.plan import Case
 from harness.cluster.session import live_nodes, ray_module
 from harness.settings import REPO_ROOT
+
+if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
+    from ray import ObjectRef
 
 RETRIES = 3  # runs of a task after its node or worker process died
 SCRATCH = "trainbench-nightly"  # under the node's temporary folder: the night's run folders and local checkpoints
@@ -48,14 +52,17 @@ class CaseOutcome:
     skipped: str | None = None  # why pytest skipped the case (exit status 0, no record), else None
 
 
-def submit(case: Case, profile: str, pytest_args: Sequence[str], night: str, bucket: str | None):
+def submit(
+    case: Case, profile: str, pytest_args: Sequence[str], night: str, bucket: str | None
+) -> ObjectRef[CaseOutcome]:
     """Start `case` as a Ray task asking for its CPUs and GPUs; returns its object ref."""
     task = (
         ray_module()
         .remote(run_case)
         .options(num_cpus=case.cpus, num_gpus=case.gpus, max_retries=RETRIES, retry_exceptions=False, name=case.name)
     )
-    return task.remote(case, profile, list(pytest_args), night, bucket)
+    ref: ObjectRef[CaseOutcome] = task.remote(case, profile, list(pytest_args), night, bucket)
+    return ref
 
 
 def case_command(
@@ -133,7 +140,9 @@ def skip_reason(junit: Path) -> str | None:
     skips = [test.find("skipped") for test in tests]
     if not tests or any(skip is None or skip.get("type") == "pytest.xfail" for skip in skips):  # an xfail ran
         return None
-    return skips[0].get("message") or "skipped"
+    first = skips[0]
+    assert first is not None  # every test was skipped (above)
+    return first.get("message") or "skipped"
 
 
 def kept_files(scratch: Path, name: str) -> dict[str, bytes]:

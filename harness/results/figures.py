@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from harness.catalog import WORKFLOWS
@@ -33,7 +34,7 @@ from harness.spec import PRECISION_TAGS
 COLOURS = {"pretrained": "tab:blue", "random": "tab:orange", "poutyne": "tab:green", "lightning": "tab:purple"}
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=100, format="png")
     plt.close(figure)
@@ -65,7 +66,7 @@ def overlaid_curves(group: dict[str, list[RunResult]], field: str, path: Path) -
     return _save(curves_figure(group, field), path)
 
 
-def curves_figure(group: dict[str, list[RunResult]], field: str):
+def curves_figure(group: dict[str, list[RunResult]], field: str) -> Figure:
     figure, (loss_axis, acc_axis) = plt.subplots(1, 2, figsize=(10, 3.6))
     for value, runs in sorted(group.items()):
         for index, run in enumerate(runs):
@@ -183,8 +184,10 @@ def distance_to_limit(records: Sequence[RunResult], benchmark: str, path: Path) 
     ):
         peaks = [(i, g[0].mfu[key] * g[0].mfu.get("devices", 1)) for i, g in enumerate(groups) if g[0].mfu.get(key)]
         if peaks:
+            at, tflops = zip(*peaks, strict=True)
             axis.scatter(
-                *zip(*peaks, strict=True),
+                at,
+                tflops,
                 marker=marker,
                 s=400 if marker == "_" else 60,
                 color="black" if marker == "_" else "tab:red",
@@ -229,9 +232,11 @@ def ours_vs_published(records: Sequence[RunResult], path: Path) -> Path | None:
                 if not_comparable_because(g[0], WORKFLOWS[g[0].benchmark]) is None
                 else "\n(not comparable: see the tables)"
             ),
-            *rest,
+            spread,
+            value,
+            colour,
         )
-        for label, g, (_, *rest) in zip(labels, groups, rows, strict=True)
+        for label, g, (_, spread, value, colour) in zip(labels, groups, rows, strict=True)
     ]
     figure, axis = plt.subplots(figsize=(10, 0.55 * len(rows) + 1.4))
     for index, (_label, (mean, std), value, colour) in enumerate(rows):

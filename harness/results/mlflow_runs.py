@@ -38,11 +38,18 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
 from harness.errors import PreflightError
+
+if TYPE_CHECKING:  # mlflow is imported when a run is tracked
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from harness.results.record import RunResult
+    from harness.spec import BenchmarkSpec
 
 RECORD_TAG = "trainbench.record"  # run id @ start time: one MLflow run per record
 RUN_ID_TAG = "trainbench.run_id"
@@ -97,7 +104,7 @@ def check(setting: str, results_dir: Path) -> None:
             ) from None
 
 
-def _client(uri: str):
+def _client(uri: str) -> MlflowClient:
     """A client of `uri` whose store exists: a SQLite store is created (its tables migrated) under a lock
     beside its file, since two processes creating it at once lose one run (`Online migration expected
     to match one row`)."""
@@ -141,7 +148,7 @@ def store_problem(uri: str, results_dir: Path, error: Exception) -> str:
     )
 
 
-def experiment_id(client, name: str, uri: str) -> str:
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     """The workflow's experiment, created on first use (another process creating it at once is fine)."""
     from mlflow.exceptions import MlflowException
 
@@ -150,8 +157,11 @@ def experiment_id(client, name: str, uri: str) -> str:
         return found.experiment_id
     try:
         return client.create_experiment(name, artifact_location=_artifact_root(uri), tags={"trainbench.workflow": name})
-    except MlflowException:
-        return client.get_experiment_by_name(name).experiment_id
+    except MlflowException:  # created meanwhile by another process, else a real store error, raised as it is
+        raced = client.get_experiment_by_name(name)
+        if raced is None:
+            raise
+        return raced.experiment_id
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -171,7 +181,7 @@ def case_tags(spec: Mapping[str, Any]) -> dict[str, str]:
     return {key: str(spec[key]) for key in CASE_TAGS if key in spec} | {"workflow": str(spec.get("benchmark"))}
 
 
-def record_tags(record) -> dict[str, str]:
+def record_tags(record: RunResult) -> dict[str, str]:
     """A record's identity, environment and checkpoint locations."""
     tags = {
         RECORD_TAG: f"{record.run_id}@{record.started_at}",
@@ -191,7 +201,7 @@ def record_tags(record) -> dict[str, str]:
     return tags
 
 
-def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list:
+def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list[Metric]:
     from mlflow.entities import Metric
 
     epoch = int(row["epoch"])
@@ -202,7 +212,7 @@ def epoch_metrics(row: Mapping[str, Any], timestamp_ms: int) -> list:
     ]
 
 
-def record_metrics(record, timestamp_ms: int) -> list:
+def record_metrics(record: RunResult, timestamp_ms: int) -> list[Metric]:
     """The test metrics and the record's figures, at the last epoch's step."""
     from mlflow.entities import Metric
 
@@ -212,8 +222,9 @@ def record_metrics(record, timestamp_ms: int) -> list:
         | {key: getattr(record, key) for key in RECORD_FIGURES}
         | {"mfu": (record.mfu or {}).get("measured")}
     )
-    if (record.energy or {}).get("joules_per_image") is not None:
-        values["joules_per_image"] = record.energy["joules_per_image"]
+    joules_per_image = (record.energy or {}).get("joules_per_image")
+    if joules_per_image is not None:
+        values["joules_per_image"] = joules_per_image
     return [
         Metric(key, float(value), timestamp_ms, step)
         for key, value in values.items()
@@ -222,29 +233,29 @@ def record_metrics(record, timestamp_ms: int) -> list:
 
 
 def _log(
-    client,
+    client: MlflowClient,
     run_id: str,
-    metrics: Iterable = (),
+    metrics: Iterable[Metric] = (),
     params: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> None:
     from mlflow.entities import Param, RunTag
 
-    metrics, params, tags = (
+    metric_list, param_list, tag_list = (
         list(metrics),
         [Param(k, v) for k, v in (params or {}).items()],
         [RunTag(k, v) for k, v in (tags or {}).items()],
     )
-    for start in range(0, max(len(metrics), len(params), len(tags), 1), BATCH):
+    for start in range(0, max(len(metric_list), len(param_list), len(tag_list), 1), BATCH):
         client.log_batch(
             run_id,
-            metrics=metrics[start : start + BATCH],
-            params=params[start : start + BATCH],
-            tags=tags[start : start + BATCH],
+            metrics=metric_list[start : start + BATCH],
+            params=param_list[start : start + BATCH],
+            tags=tag_list[start : start + BATCH],
         )
 
 
-def complete(client, run_id: str, record, run_dir: Path, end_ms: int | None = None) -> None:
+def complete(client: MlflowClient, run_id: str, record: RunResult, run_dir: Path, end_ms: int | None = None) -> None:
     """What a run logs from its saved record: test metrics and figures, tags, artifacts; then it ends
     (FINISHED, or FAILED for a diverged run)."""
     now = int(time.time() * 1000)
@@ -263,19 +274,26 @@ class MlflowTracker:
     """An MLflow run opened on the first epoch (rank 0 only), completed from the record by `publish`.
     After a store error it makes no further call: the record goes into MLflow later through `track`."""
 
-    def __init__(self, setting: str, spec, run_id: str, results_dir: Path) -> None:
+    def __init__(self, setting: str, spec: BenchmarkSpec, run_id: str, results_dir: Path) -> None:
         self.uri = tracking_uri(setting, results_dir)
         self.spec, self.run_id, self.results_dir = spec, run_id, results_dir
-        self.client = None
+        self.client: MlflowClient | None = None  # set before mlflow_run_id
         self.mlflow_run_id: str | None = None
         self.killed: str | None = None  # under --resume: the MLflow run of the attempt this run continues
         self.error: str | None = None
 
     @property
     def active(self) -> bool:
-        return self.mlflow_run_id is not None and self.error is None
+        return self._live() is not None
+
+    def _live(self) -> tuple[MlflowClient, str] | None:
+        """The client and the MLflow run while the run is open and no store error came, else None."""
+        if self.client is None or self.mlflow_run_id is None or self.error is not None:
+            return None
+        return self.client, self.mlflow_run_id
 
     def _failed(self, error: Exception) -> None:
+        assert self.uri is not None  # only a run with a store calls it
         self.error = f"{type(error).__name__}: {error}"[:500]
         print(f"[trainbench] {store_problem(self.uri, self.results_dir, error)}", flush=True)
 
@@ -283,36 +301,35 @@ class MlflowTracker:
         if self.mlflow_run_id is not None or self.uri is None or self.error:
             return
         try:
-            self.client = _client(self.uri)
-            self._end_killed()
+            client = self.client = _client(self.uri)
+            self._end_killed(client)
             spec = self.spec.to_dict()
-            experiment = experiment_id(self.client, self.spec.benchmark, self.uri)
-            run = self.client.create_run(
-                experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id}
-            )
+            experiment = experiment_id(client, self.spec.benchmark, self.uri)
+            run = client.create_run(experiment, run_name=self.spec.id, tags=case_tags(spec) | {RUN_ID_TAG: self.run_id})
             self.mlflow_run_id = run.info.run_id
-            _log(self.client, self.mlflow_run_id, params=flatten(spec))
+            _log(client, run.info.run_id, params=flatten(spec))
         except Exception as error:  # tracking must never fail training
             self._failed(error)
 
-    def _end_killed(self) -> None:
+    def _end_killed(self, client: MlflowClient) -> None:
         """The interrupted attempt's run, RUNNING since its process died, ends KILLED (when it is in this store)."""
         from mlflow.exceptions import MlflowException
 
         if self.killed is None:
             return
         try:
-            if self.client.get_run(self.killed).info.status == "RUNNING":
-                self.client.set_terminated(self.killed, "KILLED")
+            if client.get_run(self.killed).info.status == "RUNNING":
+                client.set_terminated(self.killed, "KILLED")
         except MlflowException:  # another store (the run resumed elsewhere from the bucket)
             pass
 
     def log_epoch(self, row: dict[str, float]) -> None:
         self._open()
-        if not self.active:
+        live = self._live()
+        if live is None:
             return
         try:
-            _log(self.client, self.mlflow_run_id, epoch_metrics(row, int(time.time() * 1000)))
+            _log(*live, epoch_metrics(row, int(time.time() * 1000)))
         except Exception as error:
             self._failed(error)
 
@@ -329,19 +346,22 @@ class MlflowTracker:
     def abandon(self, status: str) -> None:
         """A run that ends without a record (an error, Ctrl-C): its MLflow run ends FAILED or KILLED,
         not RUNNING forever."""
-        if not self.active:
+        live = self._live()
+        if live is None:
             return
+        client, mlflow_run_id = live
         try:
-            self.client.set_terminated(self.mlflow_run_id, status)
+            client.set_terminated(mlflow_run_id, status)
         except Exception as error:
             self._failed(error)
 
-    def publish(self, record, run_dir: Path) -> None:
+    def publish(self, record: RunResult, run_dir: Path) -> None:
         """After the record is saved: complete the MLflow run from it."""
-        if not self.active:
+        live = self._live()
+        if live is None:
             return
         try:
-            complete(self.client, self.mlflow_run_id, record, run_dir)
+            complete(*live, record, run_dir)
         except Exception as error:
             self._failed(error)
 

@@ -49,7 +49,7 @@ def paired_differences(baseline: Sequence[Run], current: Sequence[Run], metric: 
     counts = (sum(metric in run.metrics for run in baseline), sum(metric in run.metrics for run in current))
     if None in base or None in cur or set(base) != set(cur) or counts != (len(base), len(cur)):
         return None
-    return [cur[seed] - base[seed] for seed in sorted(base)]
+    return [cur[seed] - base[seed] for seed in sorted(seed for seed in base if seed is not None)]  # none is None
 
 
 def noise(baseline: Sequence[Run], current: Sequence[Run], metric: str, same_device: bool) -> Noise | None:
@@ -62,9 +62,9 @@ def noise(baseline: Sequence[Run], current: Sequence[Run], metric: str, same_dev
         return Noise(spread, spread / math.sqrt(len(differences)), paired=True)
     base_values = [run.metrics[metric] for run in baseline if metric in run.metrics]
     cur_values = [run.metrics[metric] for run in current if metric in run.metrics]
-    spread = pooled_std([base_values, cur_values])
+    pooled = pooled_std([base_values, cur_values])
     return (
         None
-        if spread is None
-        else Noise(spread, spread * math.sqrt(1 / len(base_values) + 1 / len(cur_values)), paired=False)
+        if pooled is None
+        else Noise(pooled, pooled * math.sqrt(1 / len(base_values) + 1 / len(cur_values)), paired=False)
     )

@@ -16,6 +16,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.errors import GateError, RecordError
 from harness.results.mlflow_runs import in_artifact_store
@@ -73,7 +74,7 @@ Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
 NOT_A_NUMBER = float("nan")
 
 
-def _number(value: object) -> float:
+def _number(value: float | None) -> float:
     """A metric as the gate reads it: null (JSON's spelling of a non-finite value) becomes nan."""
     return NOT_A_NUMBER if value is None else float(value)
 
@@ -97,8 +98,9 @@ def run_of(record: RunResult) -> Run:
         metrics = _not_numbers(len(record.data.get("classes") or ()) or None)
     if record.steady_images_per_s is not None:
         metrics["steady_images_per_s"] = record.steady_images_per_s
-    if (record.energy or {}).get("joules_per_image") is not None:
-        metrics["joules_per_image"] = record.energy["joules_per_image"]
+    joules_per_image = (record.energy or {}).get("joules_per_image")
+    if joules_per_image is not None:
+        metrics["joules_per_image"] = joules_per_image
     context = {k: str(record.environment[k]) for k in CONTEXT_KEYS if record.environment.get(k) is not None}
     context["fingerprint"] = record.fingerprint
     if record.loader:  # pixels come from the decoded cache or the files: results move by seed noise, speed does not
@@ -110,23 +112,28 @@ def run_of(record: RunResult) -> Run:
 
 def _metric(value: object, where: str) -> float:
     """A metric from pytest-benchmark JSON: a number, or null (nan); anything else a GateError naming `where`."""
-    if value is not None and (type(value) is bool or not isinstance(value, (int, float))):
+    if value is None:
+        return NOT_A_NUMBER
+    if type(value) is bool or not isinstance(value, (int, float)):
         raise GateError(f"{where} is {value!r}, not a number; write a number or null")
     return _number(value)
 
 
-def _benchmark_runs(bench: dict, where: str) -> tuple[str, Run] | None:
+def _benchmark_runs(bench: dict[str, Any], where: str) -> tuple[str, Run] | None:
     """The case and its run from one pytest-benchmark result (None: none of trainbench's fields)."""
     info = bench.get("extra_info")
     if info is not None and not isinstance(info, dict):
         kind = type(info).__name__
         raise GateError(f"{where} field extra_info is a {kind}, not an object; write an object of its fields or null")
-    case = (info or {}).get("spec_id")
+    info = info or {}
+    case = info.get("spec_id")
     if not case:
         return None
     if info.get("recipe"):
         case = f"{case}@{info['recipe']}"
-    context = info.get("context") if isinstance(info.get("context"), dict) else {}
+    context = info.get("context")
+    if not isinstance(context, dict):
+        context = {}
     gated = {k: v for k, v in info.items() if ALIASES.get(k, k) in GATED_METRICS}
     metrics = {ALIASES.get(k, k): _metric(v, f"{where} field extra_info.{k}") for k, v in gated.items()}
     if info.get("status", "ok") != "ok":

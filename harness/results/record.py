@@ -70,13 +70,11 @@ class RunResult:
     execution: dict[str, Any] = field(
         default_factory=dict
     )  # --compile, --fused-optimizer; empty in records before them
-    steady_images_per_s: float | None = (
-        None  # median over epochs after the first (results.speed); None in records before it
-    )
+    # median over epochs after the first (results.speed); None in records before it
+    steady_images_per_s: float | None = None
     data_wait_share: float | None = None  # of the steady epochs' training time, waiting for batches (results.speed)
-    peak_gpu_memory_gib: float | None = (
-        None  # the most this process's tensors held on its GPU (allocated, not the allocator's reserve); None on CPUs
-    )
+    # the most this process's tensors held on its GPU (allocated, not the allocator's reserve); None on CPUs
+    peak_gpu_memory_gib: float | None = None
     status: str = "ok"  # or "diverged" (module docstring); records before it are "ok"
     flops: dict[str, float] = field(
         default_factory=dict
@@ -85,9 +83,8 @@ class RunResult:
     mfu: dict[str, Any] = field(
         default_factory=dict
     )  # achieved over the measured and the vendor's peak, with both peaks (efficiency.peak)
-    energy: dict[str, float] | None = (
-        None  # joules, kwh, joules_per_image, mean_watts over the training epochs; None: see energy_note
-    )
+    # joules, kwh, joules_per_image, mean_watts over the training epochs; None: see energy_note
+    energy: dict[str, float | None] | None = None
     energy_note: str | None = None  # why a run has no energy figures
 
     @property
@@ -100,11 +97,13 @@ class RunResult:
         """One line saying why the run did not finish (None for an ok run)."""
         if self.ok:
             return None
-        return self.extra.get("divergence", {}).get("message", self.status)
+        message: str = self.extra.get("divergence", {}).get("message", self.status)
+        return message
 
     @property
     def benchmark(self) -> str:
-        return self.spec["benchmark"]
+        name: str = self.spec["benchmark"]
+        return name
 
     @property
     def case_id(self) -> str:

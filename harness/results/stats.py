@@ -71,11 +71,11 @@ class Difference:
         return self.low is not None
 
     def excludes_zero(self) -> bool:
-        return self.repeated and (self.low > 0 or self.high < 0)
+        return self.low is not None and self.high is not None and (self.low > 0 or self.high < 0)
 
     def show(self, scale: float = 1.0, digits: int = 2) -> str:
         shown = f"{scale * self.estimate:+.{digits}f}"
-        if not self.repeated:
+        if self.low is None or self.high is None or self.p_value is None:  # not repeated: all three are None
             return shown
         return f"{shown} [{scale * self.low:+.{digits}f}, {scale * self.high:+.{digits}f}] p={self.p_value:.3g}"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from harness.catalog import WORKFLOWS, Workflow
 from harness.results.grouping import differing_in, experiments
@@ -43,11 +44,11 @@ def metric_cell(record: RunResult, metric: str, kind: str = "") -> str:
     return fmt(record.test.get(metric), kind) if record.ok else record.status
 
 
-def _devices(spec: dict) -> str:
+def _devices(spec: dict[str, Any]) -> str:
     return f"{spec['devices']}x{spec['num_nodes']}" if spec.get("num_nodes", 1) > 1 else str(spec["devices"])
 
 
-def recipe_summary(spec: dict, seeds: bool = True) -> str:
+def recipe_summary(spec: dict[str, Any], seeds: bool = True) -> str:
     """The recipe fields a sweep varies, in one cell: `lr 0.001 · batch 64 · 40 ep · 384 px · seed 42`
     (without the seed for rows that pool seeds)."""
     r = spec["recipe"]
@@ -137,7 +138,9 @@ def runs_table(records: Sequence[RunResult], records_dir: str = ".") -> Table:
         )
     for key in sorted({r.benchmark for r in records}):
         workflow = WORKFLOWS.get(key)
-        for published in workflow.published if workflow else ():
+        if workflow is None:
+            continue
+        for published in workflow.published:
             m = published.as_dict()
             rows.append(
                 (
@@ -245,7 +248,9 @@ def _published_cells(group: Sequence[RunResult], acc: Summary | None) -> tuple[s
     """The published accuracy beside a case, and whether it lies inside the case's spread."""
     first = group[0]
     workflow = WORKFLOWS.get(first.benchmark)
-    published = workflow.published_for(first.spec["weights"]) if workflow else None
+    if workflow is None:
+        return "-", "-"
+    published = workflow.published_for(first.spec["weights"])
     value = published.as_dict().get("test_acc") if published else None
     if value is None:
         return "-", "-"
@@ -332,7 +337,7 @@ def _against_published(records: Sequence[RunResult], reproductions: bool) -> lis
     for r in sorted(records, key=lambda r: r.run_id):
         workflow = WORKFLOWS.get(r.benchmark)
         published = workflow.published_for(r.spec["weights"]) if workflow else None
-        if published is None:
+        if workflow is None or published is None:
             continue
         why = not_comparable_because(r, workflow)
         if (why is None) != reproductions:
