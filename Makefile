@@ -1,5 +1,6 @@
-# make bench: the benchmarks on the embedded default (smoke profile); make test: the test suite;
-# make test-fast: its unit tier (tests not marked slow); make lint: ruff (format and lint) and mypy;
+# make bench: the benchmarks on the embedded default (smoke profile); make test: the test suite but
+# its heavy tier (tests marked heavy, which make test-heavy runs; .ci/run runs both); make test-fast:
+# its unit tier (tests not marked slow); make lint: ruff (format and lint) and mypy;
 # make format: ruff's fixes and format applied; make docs: docs/cli.md from --help.
 # Both create .venv and install the project on first use.
 PYTHON ?= python3
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 RESULTS ?= results
 PYTEST_ARGS ?=
 
-.PHONY: install test test-fast lint format bench docs clean
+.PHONY: install test test-heavy test-fast lint format bench docs clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +19,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest tests --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not heavy" --durations=15 $(PYTEST_ARGS)
+
+test-heavy: install
+	$(PY) -m pytest tests -m heavy --durations=15 $(PYTEST_ARGS)
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)

@@ -42,6 +42,11 @@ def settings(tmp_path: Path) -> RunSettings:
     return RunSettings(results_dir=tmp_path / "results", cache_dir=tmp_path / "cache", weights_dir=tmp_path / "weights")
 
 
+# Both engines, the second (Lightning) in the heavy tier: where both engines run the same path end to end
+# (interrupts, uploads, resume, compile), `make test` runs it through Poutyne and `make test-heavy` through Lightning.
+ENGINES_SECOND_HEAVY = ["poutyne", pytest.param("lightning", marks=pytest.mark.heavy)]
+
+
 def tiny_spec(dataset: str = "tiny", **changes) -> BenchmarkSpec:
     recipe = Recipe(
         optimizer="adam",

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -34,7 +35,7 @@ from harness.preflight import PreflightError
 from harness.results.record import RunResult
 from harness.settings import REPO_ROOT
 from tests import wandb_offline
-from tests.conftest import tiny_spec
+from tests.conftest import ENGINES_SECOND_HEAVY, tiny_spec
 from tests.test_fail_fast import assert_one_line_refusal, run_cli, tiny_run_args
 
 BUCKET = "trainbench-test"
@@ -157,7 +158,7 @@ def _wait_for(path: Path, child: subprocess.Popen, timeout: float = 240) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+@pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
 def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder, settings, tmp_path):
     """SIGKILL a real training process after its first checkpoint; --resume must end where an
     uninterrupted run with the same seed ends (same per-epoch history, same test metrics). With
@@ -400,13 +401,56 @@ def test_checkpoints_of_other_layouts_load_or_are_refused_in_one_line(engine, ti
         runner.run(spec, settings.replace(resume=True), run_id="r")
 
 
+def bucket_run_command(engine: str, folder: Path, tmp_path: Path, epochs: int, *options: str) -> list[str]:
+    """`python -m harness run` of the tiny case, its checkpoints in a folder and in the bucket."""
+    return [
+        *(sys.executable, "-m", "harness", "run", "--model", tiny_spec().model, "--engine", engine),
+        *("--data", str(folder), "--weights", "random", "--epochs", str(epochs), "--image-size", "32"),
+        *("--batch-size", "8", "--workers", "0", "--wandb", "off", "--results-dir", str(tmp_path / "results")),
+        *("--checkpoint-dir", str(tmp_path / "ckpt"), "--gcs-bucket", f"gs://{BUCKET}/r", *options),
+    ]
+
+
+@contextmanager
+def stalled_bucket(
+    command: list[str], env: dict[str, str], gcs: Emulator, checkpoints: Path, epoch: int, **popen: Any
+) -> Iterator[tuple[subprocess.Popen, list[str], float]]:
+    """The run started; after its first checkpoint the bucket stops answering (the emulator stopped with
+    SIGSTOP), so uploads hang. Yields once epoch `epoch` is saved locally: the child, its stderr lines (read
+    as they come) and the deadline; afterwards the bucket answers again and the child is gone."""
+    child = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+    errors: list[str] = []
+    reader = threading.Thread(target=lambda: errors.extend(iter(child.stderr.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 240
+    try:
+        while not list(checkpoints.rglob(epoch_file(1))):
+            assert child.poll() is None and time.monotonic() < deadline, "no first checkpoint"
+            time.sleep(0.05)
+        os.kill(gcs.process.pid, signal.SIGSTOP)
+        while not list(checkpoints.rglob(epoch_file(epoch))):
+            assert child.poll() is None and time.monotonic() < deadline, f"no checkpoint of epoch {epoch}"
+            time.sleep(0.05)
+        yield child, errors, deadline
+    finally:
+        os.kill(gcs.process.pid, signal.SIGCONT)
+        if child.poll() is None:
+            child.kill()
+        reader.join(timeout=10)
+
+
+def kept_local(line: str) -> list[str]:
+    """The checkpoints a 'kept local: gs://...' line names, as bucket paths."""
+    return [name.removeprefix(f"gs://{BUCKET}/") for name in line.split("kept local: ")[1].split(";")[0].split(", ")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+@pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
 def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engine, tiny_folder, tmp_path, gcs):
     """SIGTERM (how SLURM, Kubernetes and spot instances stop a job) ended the run in 0.2 s, silent: no
     `.not-uploaded.json`, the bucket never got the checkpoints queued, the MLflow run stayed RUNNING."""
-    import threading
-
     from mlflow import MlflowClient
 
     from harness.artifacts.gcs import NOT_UPLOADED
@@ -414,65 +458,17 @@ def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engi
     TERM_WAIT_S = 4  # TRAINBENCH_TERM_WAIT_S: the wait bounded as the default 20 s is, in a fifth of the time
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    command = [
-        sys.executable,
-        "-m",
-        "harness",
-        "run",
-        "--model",
-        tiny_spec().model,
-        "--engine",
-        engine,
-        "--data",
-        str(tiny_folder),
-        "--weights",
-        "random",
-        "--epochs",
-        "6",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--workers",
-        "0",
-        "--wandb",
-        "off",
-        "--mlflow",
-        store,
-        "--results-dir",
-        str(tmp_path / "results"),
-        "--checkpoint-dir",
-        str(tmp_path / "ckpt"),
-        "--gcs-bucket",
-        f"gs://{BUCKET}/r",
-    ]
+    command = bucket_run_command(engine, tiny_folder, tmp_path, 6, "--mlflow", store)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRAINBENCH_")},
         "STORAGE_EMULATOR_HOST": gcs.url,
         "TRAINBENCH_TERM_WAIT_S": str(TERM_WAIT_S),
     }
-    child = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    errors: list[str] = []
-    reader = threading.Thread(target=lambda: errors.extend(iter(child.stderr.readline, "")), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 240
-        while not list((tmp_path / "ckpt").rglob(epoch_file(1))):
-            assert child.poll() is None and time.monotonic() < deadline, "no first checkpoint"
-            time.sleep(0.05)
-        os.kill(gcs.process.pid, signal.SIGSTOP)  # the bucket stops answering: uploads hang
-        while not list((tmp_path / "ckpt").rglob(epoch_file(2))):
-            assert child.poll() is None and time.monotonic() < deadline, "no second checkpoint"
-            time.sleep(0.05)
+    with stalled_bucket(command, env, gcs, tmp_path / "ckpt", 2) as (child, errors, _):
         child.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         child.wait(timeout=TERM_WAIT_S + 60)
         waited = time.monotonic() - sent
-    finally:
-        os.kill(gcs.process.pid, signal.SIGCONT)
-        if child.poll() is None:
-            child.kill()
-    reader.join(timeout=10)
     assert child.returncode == 143 and "Traceback" not in "".join(errors), "".join(errors)
     assert TERM_WAIT_S - 1 <= waited <= TERM_WAIT_S + 30, f"waited {waited:.1f} s, not about {TERM_WAIT_S} s"
     first, second = [line.strip() for line in errors if line.strip()]
@@ -482,7 +478,7 @@ def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engi
     said = f"terminated (SIGTERM): not confirmed in the bucket after {TERM_WAIT_S:.0f} s, kept local: gs://"
     assert second.startswith(said), second
     assert second.endswith("; the next run with this bucket uploads them"), second
-    left = [name.removeprefix(f"gs://{BUCKET}/") for name in second.split("kept local: ")[1].split(";")[0].split(", ")]
+    left = kept_local(second)
     assert any(name.endswith(epoch_file(2)) for name in left), left
     (manifest,) = (tmp_path / "ckpt").rglob(NOT_UPLOADED)
     client = MlflowClient(store)
@@ -498,81 +494,24 @@ def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engi
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+@pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
 def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(
     engine, tiny_folder, tmp_path, gcs
 ):
     """One Ctrl-C waited about 11 s in silence for the uploads; a second gave a threading traceback
     and left the bucket without checkpoints that existed locally."""
-    import threading
-
     from harness.artifacts.gcs import NOT_UPLOADED
 
-    def command(epochs: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
-            "--model",
-            tiny_spec().model,
-            "--engine",
-            engine,
-            "--data",
-            str(tiny_folder),
-            "--weights",
-            "random",
-            "--epochs",
-            str(epochs),
-            "--image-size",
-            "32",
-            "--batch-size",
-            "8",
-            "--workers",
-            "0",
-            "--wandb",
-            "off",
-            "--results-dir",
-            str(tmp_path / "results"),
-            "--checkpoint-dir",
-            str(tmp_path / "ckpt"),
-            "--gcs-bucket",
-            f"gs://{BUCKET}/r",
-        ]
-
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRAINBENCH_")}, "STORAGE_EMULATOR_HOST": gcs.url}
-    child = subprocess.Popen(
-        command(20),
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    errors: list[str] = []
-    reader = threading.Thread(target=lambda: errors.extend(iter(child.stderr.readline, "")), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 240
-        while not list((tmp_path / "ckpt").rglob(epoch_file(1))):
-            assert child.poll() is None and time.monotonic() < deadline, "no first checkpoint"
-            time.sleep(0.05)
-        os.kill(gcs.process.pid, signal.SIGSTOP)  # the bucket stops answering: uploads hang
-        while not list((tmp_path / "ckpt").rglob(epoch_file(3))):
-            assert child.poll() is None and time.monotonic() < deadline, "no third checkpoint"
-            time.sleep(0.05)
+    command = bucket_run_command(engine, tiny_folder, tmp_path, 20)
+    sigint = {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
+    with stalled_bucket(command, env, gcs, tmp_path / "ckpt", 3, **sigint) as (child, errors, deadline):
         child.send_signal(signal.SIGINT)
         while not any("Ctrl-C again" in line for line in errors):
             assert child.poll() is None and time.monotonic() < deadline, "".join(errors)
             time.sleep(0.05)
         child.send_signal(signal.SIGINT)
         child.wait(timeout=30)
-    finally:
-        os.kill(gcs.process.pid, signal.SIGCONT)
-        if child.poll() is None:
-            child.kill()
-    reader.join(timeout=10)
     assert child.returncode == 130 and "Traceback" not in "".join(errors), "".join(errors)
     first, second = [line.strip() for line in errors if line.strip()]
     assert first.startswith("interrupted: uploading ") and first.endswith(
@@ -581,16 +520,14 @@ def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run
     assert second.startswith("interrupted again: not confirmed in the bucket, kept local: gs://") and second.endswith(
         "; the next run with this bucket uploads them"
     )
-    left = [name.removeprefix(f"gs://{BUCKET}/") for name in second.split("kept local: ")[1].split(";")[0].split(", ")]
+    left = kept_local(second)
     (manifest,) = (tmp_path / "ckpt").rglob(NOT_UPLOADED)
     in_bucket = {b.name for b in storage.Client().list_blobs(BUCKET, prefix="r/")}
-    assert (
-        len(set(left) - in_bucket) >= len(left) - 1
-    )  # the upload in flight may still have landed; the queued ones did not
+    # the upload in flight may still have landed; the queued ones did not
+    assert len(set(left) - in_bucket) >= len(left) - 1
 
-    done = subprocess.run(
-        command(1), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )  # another run, the same bucket
+    another = bucket_run_command(engine, tiny_folder, tmp_path, 1)  # another run, the same bucket
+    done = subprocess.run(another, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "checkpoint(s) an interrupted run left local" in done.stdout
     assert set(left) <= {b.name for b in storage.Client().list_blobs(BUCKET, prefix="r/")} and not manifest.exists()

@@ -92,6 +92,7 @@ def test_tiny(spec, run_book, tmp_path_factory, benchmark):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the session gate on real sessions runs in make test: test_session_fails_on_regression_...
 def test_two_sessions_of_identical_code_pass_the_gate_and_ten_points_less_accuracy_fails(pytester, monkeypatch):
     """Two real pytest sessions with --seeds 3 compared by `harness compare`: identical code passes
     (seeds reproduce every metric exactly); the same records with test accuracy lowered by 10 points

@@ -60,6 +60,7 @@ def test_bisect_names_the_commit_that_wrecked_accuracy(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # make test bisects a real history (accuracy) and runs Ray on loopback (test_nightly_cluster)
 def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_loopback_cluster(tmp_path):
     pytest.importorskip("ray", reason="the nightly's Ray extra is not installed (pip install 'trainbench[nightly]')")
     from harness.cluster.loopback import LoopbackCluster
@@ -96,8 +97,7 @@ def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_
         cluster = LoopbackCluster(
             tmp_path / "cluster", nodes=2, cpus_per_node=1, env={"PYTHONPATH": str(repo)}
         )  # its workers import the repository's harness
-        # this VM's two threads are sometimes 40 % slower per process (baselines/cpu-2core-avx512/NOTES.md):
-        # the planted slowdown (about half the images/s) is beyond 35 %
+        # one thread per node (1 CPU each): the planted slowdown (about half the images/s) is beyond 30 %
         command = [
             sys.executable,
             "-m",
@@ -110,7 +110,7 @@ def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_
             "--baseline",
             str(nights / "night-1"),
             "--tolerance",
-            "images_per_s=0.35",
+            "images_per_s=0.3",
             "--bisect",
             "--bisect-max-seeds",
             "2",  # bounded: each revision measured once with 2 seeds, however loaded the machine (the re-measuring
@@ -152,6 +152,7 @@ def test_nightly_bisects_a_slowdown_to_its_commit_with_two_steps_per_round_on_a_
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # noise at its rates on simulations in make test: test_bisect_search.py
 def test_bisect_on_noise_names_no_culprit(tmp_path):
     repo = project_repo(tmp_path)
     harmless(repo, 1), harmless(repo, 2)

@@ -8,7 +8,7 @@ from harness import runner
 from harness.artifacts.checkpoints import load
 from harness.engines.base import optimizer_for
 from harness.engines.history import without_timing
-from tests.conftest import tiny_spec
+from tests.conftest import ENGINES_SECOND_HEAVY, tiny_spec
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
@@ -28,7 +28,7 @@ def test_fused_optimizer_takes_the_same_step_as_the_default(optimizer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+@pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
 def test_compiled_fused_run_is_recorded_and_trains_like_the_plain_one(engine, tiny_folder, settings):
     """torch.compile (inductor, on the CPU here) and the fused optimizer change kernels, not the
     training: the same seed gives the same losses to float tolerance, and the record says which ran.
