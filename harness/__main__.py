@@ -1,7 +1,5 @@
 import sys
 
-from harness import interrupts
-from harness.cli import main
+from harness.cli import process_main
 
-interrupts.install()  # this process only: a test calling main() keeps its own SIGTERM
-sys.exit(main())
+sys.exit(process_main())

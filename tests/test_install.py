@@ -84,6 +84,18 @@ HARNESS_MODULES = (
 )
 
 
+def test_the_trainbench_script_starts_as_python_m_harness_does():
+    """Both take SIGTERM as the first Ctrl-C and track into a wandb service of their own (`process_main`; the
+    killed-and-resumed test in test_mlflow runs `python -m harness`): the script once called `main`, which
+    does neither."""
+    from importlib import import_module
+
+    from harness.cli import process_main
+
+    module, _, attribute = _project()["scripts"]["trainbench"].partition(":")
+    assert getattr(import_module(module), attribute) is process_main
+
+
 @pytest.mark.slow
 def test_the_harness_imports_without_wandb_gcs_or_ray():
     done = _python_without(f"import {HARNESS_MODULES}\nprint('imported')")

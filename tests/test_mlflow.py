@@ -301,7 +301,13 @@ def test_a_locked_store_is_one_line_and_the_run_is_recorded_for_track(tiny_folde
 
 def test_a_killed_and_resumed_run_is_one_mlflow_run_finished_and_one_wandb_run(tiny_folder, tmp_path):
     """SIGKILL a real run after its first checkpoint, resume it: the killed attempt's MLflow run is ended KILLED and
-    the wandb run goes on under the same id (offline: two folders that `wandb sync` makes one run)."""
+    the wandb run goes on under the same id (offline: two folders that `wandb sync` makes one run).
+
+    The pytest process has a wandb service of its own first, as a notebook or script that used wandb before
+    starting the run would: the run must not track into it, or the killed attempt's wandb run stays open there
+    and the resumed one is refused ("run ID ... is in use")."""
+    import wandb
+
     from harness import runner
     from harness.artifacts.checkpoints import LAST
     from harness.settings import REPO_ROOT, RunSettings
@@ -319,6 +325,8 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_finished_and_one_wandb_run(t
         wandb="offline",
         mlflow=uri,
     )
+    wandb.init(project="parent", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True)).finish()
+    assert os.environ.get("WANDB_SERVICE"), "wandb no longer leaves its service's address to child processes"
     run_id = runner.prepare(spec, settings).run_id
     (tmp_path / "spec.json").write_text(spec.to_json())
     (tmp_path / "settings.json").write_text(settings.to_json())
@@ -360,6 +368,7 @@ def test_a_killed_and_resumed_run_is_one_mlflow_run_finished_and_one_wandb_run(t
     assert finished.info.run_id == record.extra["artifacts"]["mlflow"]["run_id"]
     assert [m.step for m in client.get_metric_history(finished.info.run_id, "val_loss")] == [1, 2, 3, 4]
     folders = sorted((settings.results_dir / "wandb").glob("offline-run-*"))
+    assert "id" in record.extra["artifacts"]["wandb"], record.extra["artifacts"]["wandb"]
     assert len(folders) == 2 and {folder.name.rsplit("-", 1)[1] for folder in folders} == {
         record.extra["artifacts"]["wandb"]["id"]
     }, folders

@@ -8,6 +8,7 @@ train nothing (`compare`, `report`, `recipes`) never import torch or Lightning.
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 
@@ -48,3 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def process_main() -> int:
+    """The process entry of `python -m harness` and the `trainbench` script: a SIGTERM is taken as the first
+    Ctrl-C (`harness.interrupts`), and the run tracks into a wandb service of its own. A process started
+    by one that used wandb (a notebook, a script, pytest) inherits its service's address in
+    WANDB_SERVICE; a run tracked there outlives this process when it is killed, and the resumed attempt
+    is refused ("run ID ... is in use")."""
+    interrupts.install()
+    os.environ.pop("WANDB_SERVICE", None)
+    return main()
