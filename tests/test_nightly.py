@@ -95,15 +95,25 @@ def test_where_results_and_checkpoints_go_is_the_nightlys_to_say(arg):
         check_pytest_args(["-k", "fastvit", arg])
 
 
-@pytest.mark.slow
-def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine():
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit and 1dev"],
+def dry_run(*options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", "nightly", "--dry-run", *options, "--", "-k", "fastvit"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="module")
+def fastvit_dry_run() -> subprocess.CompletedProcess:
+    """One dry run of the FastViT cases for the tests that read its plan (a dry run trains nothing)."""
+    return dry_run()
+
+
+@pytest.mark.slow
+def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine(fastvit_dry_run):
+    done = fastvit_dry_run
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no GPU in the cluster; running the smoke profile on CPUs instead" in done.stdout
     assert "on this machine (Ray embedded)" in done.stdout and "node this machine (local):" in done.stdout
@@ -212,19 +222,13 @@ def test_a_night_whose_speed_regressed_profiles_that_case_and_links_its_trace(ti
 
 
 @pytest.mark.slow
-def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict_refuses_it():
+def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict_refuses_it(fastvit_dry_run):
     """The night's default on a small machine: the 4- and 8-process CPU cases need more cores than it
     has; they are skipped with why (as pytest skips them), the rest is planned, and only --strict refuses."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "nightly", "--dry-run", "--", "-k", "fastvit"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = fastvit_dry_run
     assert done.returncode == 0, done.stdout + done.stderr
     too_large = [n for n in (2, 4, 8) if n > cores]
     for devices in too_large:
@@ -237,13 +241,7 @@ def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict
             "case(s) skipped, no node holds them;" in done.stdout
             and "--strict refuses the night instead" in done.stdout
         )
-        strict = subprocess.run(
-            [sys.executable, "-m", "harness", "nightly", "--dry-run", "--strict", "--", "-k", "fastvit"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        strict = dry_run("--strict")
         assert strict.returncode == 2 and "add a node that large or leave the case out with -k" in strict.stdout
 
 
