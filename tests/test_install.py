@@ -121,35 +121,32 @@ def test_gcs_is_not_imported_until_a_bucket_is_used():
 
 
 @pytest.mark.slow
-def test_without_wandb_auto_tracking_is_off_and_explicit_tracking_is_refused(tiny_folder, tmp_path):
-    code = (
-        "from harness.artifacts.tracking import resolve_mode\nprint('auto ->', resolve_mode('auto'))\nfrom harness"
-        " import cli\nraise SystemExit(cli.main(['run', '--model', 'test_efficientnet', '--data',"
-        f" {str(tiny_folder)!r}, '--weights', 'random', '--wandb', 'offline', '--results-dir',"
-        f" {str(tmp_path / 'r')!r}]))\n"
+def test_without_wandb_or_gcs_auto_tracking_is_off_and_asking_for_either_is_refused(tiny_folder, tmp_path):
+    """One interpreter without the extras: `auto` tracks nothing, `--wandb offline` and `--gcs-bucket` are each
+    refused in one line (exit 2) before training."""
+
+    def run(*options: str) -> str:
+        argv = ["run", "--model", "test_efficientnet", "--data", str(tiny_folder), "--weights", "random", *options]
+        return f"print('exit', cli.main({[*argv, '--results-dir', str(tmp_path / 'r')]!r}), flush=True)\n"
+
+    done = _python_without(
+        "import sys\nfrom harness import cli\nfrom harness.artifacts.tracking import resolve_mode\n"
+        "print('auto ->', resolve_mode('auto'))\n"
+        + run("--wandb", "offline")
+        + "print('--', file=sys.stderr, flush=True)\n"
+        + run("--wandb", "off", "--gcs-bucket", "gs://ckpt/run")
     )
-    done = _python_without(code)
-    assert "auto -> off" in done.stdout, done.stdout + done.stderr
-    assert done.returncode == 2, done.stderr
+    said = [line for line in done.stdout.splitlines() if not line.startswith("[trainbench]")]  # the start-up line
+    assert said == ["auto -> off", "exit 2", "exit 2"], done.stdout + done.stderr
+    wandb_error, gcs_error = (part.strip() for part in done.stderr.split("--\n"))
     assert (
-        done.stderr.strip()
+        wandb_error
         == "error: --wandb offline needs wandb, which is not installed; pip install 'trainbench[wandb]' (or wandb), or"
         " give --wandb off"
     )
-
-
-@pytest.mark.slow
-def test_without_gcs_a_bucket_is_refused_before_training(tiny_folder, tmp_path):
-    code = (
-        "from harness import cli\nraise SystemExit(cli.main(['run', '--model', 'test_efficientnet', '--data',"
-        f" {str(tiny_folder)!r}, '--weights', 'random', '--wandb', 'off', '--gcs-bucket', 'gs://ckpt/run',"
-        f" '--results-dir', {str(tmp_path / 'r')!r}]))\n"
-    )
-    done = _python_without(code)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().startswith(
+    assert gcs_error.startswith(
         "error: --gcs-bucket needs google-cloud-storage, which is not installed; pip install 'trainbench[gcs]'"
-    ), done.stderr
+    ), gcs_error
 
 
 @pytest.mark.slow
