@@ -297,25 +297,40 @@ def test_an_environment_twin_with_a_bad_value_is_named(variable, value, monkeypa
     assert_one_line_refusal(code, out, err, f"{variable}={value!r} is not valid", "fix or unset the variable")
 
 
+# `python -m pytest ARGS` (pytest.main reads sys.argv as pytest's own entry point does), then one line on stdout
+# that says whether the session imported torch: what pytest refuses before collecting, it refuses before torch.
+PYTEST_SAYING_IF_TORCH = (
+    "import sys, pytest\n"
+    "code = pytest.main()\n"
+    "print('torch imported' if 'torch' in sys.modules else 'torch not imported', flush=True)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _pytest_saying_if_torch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", PYTEST_SAYING_IF_TORCH, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        timeout=120,
+    )
+
+
 @pytest.mark.slow
 def test_pytest_names_a_bad_environment_twin_and_a_missing_baseline_before_collecting(tmp_path):
-    pytest_cmd = [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        pytest_cmd, cwd=REPO_ROOT, capture_output=True, text=True, env={**_env(), "TRAINBENCH_EPOCHS": "abc"}
-    )
+    pytest_args = ["benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    done = _pytest_saying_if_torch(*pytest_args, env={**_env(), "TRAINBENCH_EPOCHS": "abc"})
     assert (
         done.returncode == 4
         and "ERROR: TRAINBENCH_EPOCHS='abc' is not valid" in done.stderr
         and "Traceback" not in done.stderr
-    )
-    done = subprocess.run(
-        [*pytest_cmd, "--baseline", str(tmp_path / "last-night")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-    )
+    ), done.stderr
+    assert done.stdout.splitlines()[-1] == "torch not imported", done.stdout
+    done = _pytest_saying_if_torch(*pytest_args, "--baseline", str(tmp_path / "last-night"))
     assert done.returncode == 4 and f"ERROR: --baseline: {tmp_path / 'last-night'} does not exist" in done.stderr
+    assert done.stdout.splitlines()[-1] == "torch not imported", done.stdout
 
 
 XDIST_REFUSAL = "would train cases side by side on shared cores and pytest-benchmark disables itself under xdist"
@@ -329,26 +344,16 @@ def test_pytest_xdist_over_the_benchmarks_is_refused_before_anything_trains(work
     """Cases trained side by side share the cores, and pytest-benchmark writes no --benchmark-json under xdist."""
     pytest.importorskip("xdist", reason="pytest-xdist is in the test extra (pip install 'trainbench[test]')")
     out = tmp_path / "x.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *workers,
-            "benchmarks",
-            "-k",
-            "fastvit",
-            f"--benchmark-json={out}",
-            "--results-dir",
-            str(tmp_path / "results"),
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
+    done = _pytest_saying_if_torch(
+        *workers,
+        "benchmarks",
+        "-k",
+        "fastvit",
+        f"--benchmark-json={out}",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "-p",
+        "no:cacheprovider",
     )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert (
@@ -359,6 +364,7 @@ def test_pytest_xdist_over_the_benchmarks_is_refused_before_anything_trains(work
     ), done.stderr
     assert "run without -n (spread cases over machines with `python -m harness nightly`)" in lines[0], lines[0]
     assert not out.exists() and not (tmp_path / "results").exists() and "epoch 1/" not in done.stdout, "nothing trained"
+    assert done.stdout.splitlines() == ["torch not imported"], done.stdout
 
 
 @pytest.mark.slow
