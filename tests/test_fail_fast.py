@@ -608,17 +608,10 @@ def test_a_tolerance_that_is_not_a_number_names_the_option(tmp_path, capsys):
     assert_one_line_refusal(code, out, err, "--tolerance acc=abc: 'abc' is not a number", "--tolerance acc=0.02")
 
 
-@pytest.mark.slow
-def test_nightly_says_when_nothing_matched(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "nightly", "--out", str(tmp_path / "n"), "--", "-k", "nomatch"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=300,
-    )
-    assert done.returncode == 2 and "no benchmark case matches the pytest arguments -k nomatch" in done.stdout
+@pytest.mark.slow  # the nightly collects the benchmarks with pytest in a process of its own
+def test_nightly_says_when_nothing_matched(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "nightly", "--out", str(tmp_path / "n"), "--", "-k", "nomatch")
+    assert code == 2 and "no benchmark case matches the pytest arguments -k nomatch" in out, out + err
     assert not (tmp_path / "n" / "records").exists()
 
 
@@ -793,23 +786,15 @@ def test_an_image_between_one_and_two_times_the_pixel_limit_is_named_too(tmp_pat
     assert "over PIL's decompression-bomb limit" in image_problem(str(tmp_path / "big.png"), decode=True)
 
 
-@pytest.mark.slow
-def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path):
+def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
     for args, fragment in (
         (["--baseline", str(tmp_path / "none")], "does not exist"),
         (["--tolerance", "acc=x"], "'x' is not a number"),
         (["--out", str(tmp_path / "a-file" / "n")], "nightly folder"),
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "harness", "nightly", "--dry-run", *args],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            env=_env(),
-            timeout=300,
-        )
-        assert done.returncode == 2 and fragment in done.stdout and "phase" not in done.stdout, done.stdout
+        code, out, err = run_cli(capsys, "nightly", "--dry-run", *args)
+        assert code == 2 and fragment in out and "phase" not in out, out + err
 
 
 @pytest.mark.slow
