@@ -1,4 +1,10 @@
-"""What the benchmark modules share: the case matrix, the session's run book, assertions, summary."""
+"""What the benchmark modules share: the case matrix, the session's run book, assertions, summary.
+
+Torch and the training stack (`harness.launch`, `harness.configure`, `harness.hardware`, the report's
+figures) are imported where a case is built, trained or reported, not at import: every pytest session
+of the repository loads this plugin, and what it refuses in `pytest_configure` (pytest-xdist over the
+benchmarks, a --baseline with no runs, a bad --tolerance) is refused before torch is imported.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import configure, interrupts, launch
+from harness import interrupts
 from harness.capabilities import PRECISIONS, SUPPORT
 from harness.catalog import Workflow
 from harness.data.named import num_classes
 from harness.errors import GateError
-from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
-from harness.results import report
 from harness.results.compare import Comparison, compare, parse_metrics, parse_tolerances
 from harness.results.observations import observations, run_of
 from harness.results.record import RunResult, json_safe
@@ -36,6 +40,8 @@ class RunBook:
         if spec in self.failures:
             raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[spec]
         if spec not in self.records:
+            from harness import launch
+
             try:
                 self.records[spec] = launch.run(spec, self.settings)
             except BaseException as error:
@@ -58,6 +64,8 @@ def profile(pytestconfig: pytest.Config) -> str:
 
 def case_spec(config: pytest.Config, workflow: Workflow, **choices) -> BenchmarkSpec:
     """The spec of one matrix cell under this session's profile and options (`configure.case_spec`)."""
+    from harness import configure
+
     profile = config.getoption("--profile")
     return configure.case_spec(
         workflow,
@@ -75,15 +83,18 @@ def matrix(
     engines: Sequence[str],
     weights: Iterable[str] | None = None,
     precisions: Iterable[str] = PRECISIONS,
-    devices: Iterable[int] = DEVICE_COUNTS,
+    devices: Iterable[int] | None = None,
 ) -> list:
-    """pytest params for engines x weights x precisions x devices; what cannot run here is skipped with why."""
+    """pytest params for engines x weights x precisions x devices (default `hardware.DEVICE_COUNTS`); what cannot
+    run here is skipped with why."""
+    from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
+
     hw = detect()
     params = []
     for engine in engines:
         for w in weights or workflow.weights:
             for precision in precisions:
-                for n in devices:
+                for n in DEVICE_COUNTS if devices is None else devices:
                     spec = case_spec(config, workflow, weights=w, precision=precision, devices=n, engine=engine)
                     marks = []
                     if precision == "16-mixed" or (SUPPORT[engine].several_devices_as == "device_list" and n > 1):
@@ -112,6 +123,8 @@ def repeat_id(spec: BenchmarkSpec, config: pytest.Config) -> str:
 
 def runnable(spec: BenchmarkSpec) -> str | None:
     """Why `spec` cannot run on this machine, or None."""
+    from harness.hardware import benchmark_skip_reason, detect
+
     return benchmark_skip_reason(spec.engine, spec.precision, spec.devices, detect(), spec.num_nodes)
 
 
@@ -224,6 +237,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     book = config.stash.get(RUN_BOOK, None)
     if book is None or not book.records:
         return
+    from harness.results import report
+
     tables = report.write(list(book.records.values()), book.settings.results_dir)
     terminalreporter.write_sep("=", "trainbench summary")
     for table in tables:

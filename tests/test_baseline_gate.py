@@ -1,11 +1,20 @@
 """`pytest --baseline`: a benchmark session whose runs regressed against the baseline fails."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+# What a benchmark session imports as it trains and reports, imported here rather than first inside one: pytester
+# takes away the modules an in-process session imported when it ends, and torch and matplotlib cannot be imported
+# a second time into one process.
+from harness import launch  # noqa: F401
+from harness.results import report  # noqa: F401
 from harness.settings import REPO_ROOT
 from tests.conftest import tiny_spec
 
@@ -22,42 +31,80 @@ def test_tiny(run_book, tmp_path_factory, benchmark):
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "spec_id, baseline_acc, verdict, narrowed",
-    [
-        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 0.0, "pass", True),
-        ("test_efficientnet-tiny-poutyne-32true-1dev-random", 1.0, "REGRESSION", True),
-        ("another-case", 0.0, "ERROR", True),  # nothing in common: the gate never passes on nothing
-        (
-            "test_efficientnet-tiny-poutyne-32true-1dev-random",
-            0.0,
-            "UNDECIDED",
-            False,
-        ),  # the baseline has accuracy only: the rest is not compared
-    ],
-)
-def test_session_fails_on_regression_or_nothing_to_compare(
-    pytester, monkeypatch, spec_id, baseline_acc, verdict, narrowed
-):
-    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
-    pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
-    pytester.makepyfile(test_tiny=BENCHMARK)
-    baseline = pytester.path / "baseline.json"
-    info = {"spec_id": spec_id, "recipe": tiny_spec().recipe_fingerprint, "test_acc": baseline_acc}
-    baseline.write_text(json.dumps({"benchmarks": [{"extra_info": info}]}))
+TINY_ID = "test_efficientnet-tiny-poutyne-32true-1dev-random"
+
+
+def write_baseline(path, spec_id: str, test_acc: float):
+    info = {"spec_id": spec_id, "recipe": tiny_spec().recipe_fingerprint, "test_acc": test_acc}
+    path.write_text(json.dumps({"benchmarks": [{"extra_info": info}]}))
+    return path
+
+
+def gate_session(results, baseline, narrowed: bool, *more: str) -> list[str]:
+    """The pytest arguments of a benchmark session gated against `baseline`."""
     gate = ["--gate-metrics", "acc"] if narrowed else []
-    result = pytester.runpytest_subprocess(
+    return [
         "-p",
         "no:cacheprovider",
         "--wandb",
         "off",
         "--results-dir",
-        str(pytester.path / "r"),
+        str(results),
         "--baseline",
         str(baseline),
         *gate,
+        *more,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[pytest.RunResult, Path]:
+    """One real `pytest` session, in a process of its own (as `pytester.runpytest_subprocess` starts one), that trains
+    the tiny case and gates it against a baseline it matches: its result, and the results folder it leaves."""
+    folder = tmp_path_factory.mktemp("gate")
+    (folder / "conftest.py").write_text((REPO_ROOT / "conftest.py").read_text())
+    (folder / "test_tiny.py").write_text(BENCHMARK)
+    baseline = write_baseline(folder / "baseline.json", TINY_ID, 0.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *gate_session(folder / "r", baseline, True), f"--basetemp={folder / 'tmp'}"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(REPO_ROOT), "HOME": str(folder)},
+        timeout=600,
     )
+    outcome = pytest.RunResult(
+        done.returncode, done.stdout.splitlines(), done.stderr.splitlines(), time.perf_counter() - start
+    )
+    return outcome, folder / "r"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "spec_id, baseline_acc, verdict, narrowed",
+    [
+        (TINY_ID, 0.0, "pass", True),
+        (TINY_ID, 1.0, "REGRESSION", True),
+        ("another-case", 0.0, "ERROR", True),  # nothing in common: the gate never passes on nothing
+        (TINY_ID, 0.0, "UNDECIDED", False),  # the baseline has accuracy only: the rest is not compared
+    ],
+)
+def test_session_fails_on_regression_or_nothing_to_compare(pytester, trained, spec_id, baseline_acc, verdict, narrowed):
+    """pass: the module's real session (`trained`, a pytest process that trains the case, then gates it). The other
+    decisions: a pytest session each, in this process, over a copy of its results folder with --resume, so the case
+    is its trained record rather than a second training; the gate is the same sessionfinish over the session's
+    records."""
+    result, results = trained
+    if verdict != "pass":
+        pytester.makeconftest((REPO_ROOT / "conftest.py").read_text())
+        pytester.makepyfile(test_tiny=BENCHMARK)
+        baseline = write_baseline(pytester.path / "baseline.json", spec_id, baseline_acc)
+        copy = shutil.copytree(results, pytester.path / "r")
+        resume = ["--resume", "--checkpoint-dir", str(pytester.path / "checkpoints")]
+        result = pytester.runpytest_inprocess(*gate_session(copy, baseline, narrowed, *resume))
+        assert len(list(copy.glob("*/result.json"))) == 1, "the trained record, not a second run"
     result.stdout.fnmatch_lines([f"*regression gate: {verdict}*"])
     if verdict == "UNDECIDED":
         result.stdout.fnmatch_lines(

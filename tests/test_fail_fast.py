@@ -297,25 +297,40 @@ def test_an_environment_twin_with_a_bad_value_is_named(variable, value, monkeypa
     assert_one_line_refusal(code, out, err, f"{variable}={value!r} is not valid", "fix or unset the variable")
 
 
+# `python -m pytest ARGS` (pytest.main reads sys.argv as pytest's own entry point does), then one line on stdout
+# that says whether the session imported torch: what pytest refuses before collecting, it refuses before torch.
+PYTEST_SAYING_IF_TORCH = (
+    "import sys, pytest\n"
+    "code = pytest.main()\n"
+    "print('torch imported' if 'torch' in sys.modules else 'torch not imported', flush=True)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _pytest_saying_if_torch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", PYTEST_SAYING_IF_TORCH, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        timeout=120,
+    )
+
+
 @pytest.mark.slow
 def test_pytest_names_a_bad_environment_twin_and_a_missing_baseline_before_collecting(tmp_path):
-    pytest_cmd = [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        pytest_cmd, cwd=REPO_ROOT, capture_output=True, text=True, env={**_env(), "TRAINBENCH_EPOCHS": "abc"}
-    )
+    pytest_args = ["benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    done = _pytest_saying_if_torch(*pytest_args, env={**_env(), "TRAINBENCH_EPOCHS": "abc"})
     assert (
         done.returncode == 4
         and "ERROR: TRAINBENCH_EPOCHS='abc' is not valid" in done.stderr
         and "Traceback" not in done.stderr
-    )
-    done = subprocess.run(
-        [*pytest_cmd, "--baseline", str(tmp_path / "last-night")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-    )
+    ), done.stderr
+    assert done.stdout.splitlines()[-1] == "torch not imported", done.stdout
+    done = _pytest_saying_if_torch(*pytest_args, "--baseline", str(tmp_path / "last-night"))
     assert done.returncode == 4 and f"ERROR: --baseline: {tmp_path / 'last-night'} does not exist" in done.stderr
+    assert done.stdout.splitlines()[-1] == "torch not imported", done.stdout
 
 
 XDIST_REFUSAL = "would train cases side by side on shared cores and pytest-benchmark disables itself under xdist"
@@ -329,26 +344,16 @@ def test_pytest_xdist_over_the_benchmarks_is_refused_before_anything_trains(work
     """Cases trained side by side share the cores, and pytest-benchmark writes no --benchmark-json under xdist."""
     pytest.importorskip("xdist", reason="pytest-xdist is in the test extra (pip install 'trainbench[test]')")
     out = tmp_path / "x.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *workers,
-            "benchmarks",
-            "-k",
-            "fastvit",
-            f"--benchmark-json={out}",
-            "--results-dir",
-            str(tmp_path / "results"),
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
+    done = _pytest_saying_if_torch(
+        *workers,
+        "benchmarks",
+        "-k",
+        "fastvit",
+        f"--benchmark-json={out}",
+        "--results-dir",
+        str(tmp_path / "results"),
+        "-p",
+        "no:cacheprovider",
     )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert (
@@ -359,6 +364,7 @@ def test_pytest_xdist_over_the_benchmarks_is_refused_before_anything_trains(work
     ), done.stderr
     assert "run without -n (spread cases over machines with `python -m harness nightly`)" in lines[0], lines[0]
     assert not out.exists() and not (tmp_path / "results").exists() and "epoch 1/" not in done.stdout, "nothing trained"
+    assert done.stdout.splitlines() == ["torch not imported"], done.stdout
 
 
 @pytest.mark.slow
@@ -602,17 +608,10 @@ def test_a_tolerance_that_is_not_a_number_names_the_option(tmp_path, capsys):
     assert_one_line_refusal(code, out, err, "--tolerance acc=abc: 'abc' is not a number", "--tolerance acc=0.02")
 
 
-@pytest.mark.slow
-def test_nightly_says_when_nothing_matched(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "nightly", "--out", str(tmp_path / "n"), "--", "-k", "nomatch"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=300,
-    )
-    assert done.returncode == 2 and "no benchmark case matches the pytest arguments -k nomatch" in done.stdout
+@pytest.mark.slow  # the nightly collects the benchmarks with pytest in a process of its own
+def test_nightly_says_when_nothing_matched(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "nightly", "--out", str(tmp_path / "n"), "--", "-k", "nomatch")
+    assert code == 2 and "no benchmark case matches the pytest arguments -k nomatch" in out, out + err
     assert not (tmp_path / "n" / "records").exists()
 
 
@@ -787,23 +786,15 @@ def test_an_image_between_one_and_two_times_the_pixel_limit_is_named_too(tmp_pat
     assert "over PIL's decompression-bomb limit" in image_problem(str(tmp_path / "big.png"), decode=True)
 
 
-@pytest.mark.slow
-def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path):
+def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path, capsys):
     (tmp_path / "a-file").write_text("x")
     for args, fragment in (
         (["--baseline", str(tmp_path / "none")], "does not exist"),
         (["--tolerance", "acc=x"], "'x' is not a number"),
         (["--out", str(tmp_path / "a-file" / "n")], "nightly folder"),
     ):
-        done = subprocess.run(
-            [sys.executable, "-m", "harness", "nightly", "--dry-run", *args],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            env=_env(),
-            timeout=300,
-        )
-        assert done.returncode == 2 and fragment in done.stdout and "phase" not in done.stdout, done.stdout
+        code, out, err = run_cli(capsys, "nightly", "--dry-run", *args)
+        assert code == 2 and fragment in out and "phase" not in out, out + err
 
 
 @pytest.mark.slow
