@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
@@ -28,18 +29,27 @@ from tests.test_fail_fast import run_cli
 
 CASE = "test_fastvit and poutyne-32true-1dev-pretrained"  # learns in 2 epochs: val accuracy 0.70, 0.78
 TINY = ("--epochs", "2")
+# accuracy alone needs one epoch: test accuracy 0.65, 0.675, 0.75 (seeds 43, 42, 44) against 0.125 to 0.25 with the
+# wrecked lr, whose test loss is in the hundreds; the gate allows 1 point. Timed metrics keep TINY's 2 epochs
+ONE_EPOCH = ("--epochs", "1")
 
 
-def request(repo, good, bad, out, **changes) -> bisect.Request:
-    return bisect.Request(good, bad, CASE, TINY, repo, out, **changes)
+def request(repo, good, bad, out, pytest_args=TINY, **changes) -> bisect.Request:
+    return bisect.Request(good, bad, CASE, pytest_args, repo, out, **changes)
 
 
 @pytest.mark.slow
 def test_bisect_names_the_commit_that_wrecked_accuracy(tmp_path):
     repo = project_repo(tmp_path)
     good = git(repo, "rev-parse", "HEAD")
-    shas = [harmless(repo, 1), harmless(repo, 2), wreck_fastvit_lr(repo), harmless(repo, 3)]
-    status, data = bisect.run(request(repo, good, "HEAD", tmp_path / "out", seeds=1, metrics=("test_acc", "test_loss")))
+    # the second commit a constraints change: a package this environment has but constraints.txt does not pin, pinned
+    # at the version installed, so the revision's environment of its own is a layer with nothing to download
+    # (test_a_constraints_change_gets_an_environment_of_its_own, heavy, bumps a pin from the index)
+    installed = metadata.version("execnet")  # pytest-xdist's, in the test extra
+    shas = [harmless(repo, 1), pin(repo, "execnet", installed), wreck_fastvit_lr(repo), harmless(repo, 3)]
+    status, data = bisect.run(
+        request(repo, good, "HEAD", tmp_path / "out", ONE_EPOCH, seeds=1, metrics=("test_acc", "test_loss"))
+    )
     assert status == 0 and data["outcome"] == "culprit", data["summary"]
     assert data["first_bad"]["sha"] == shas[2] and data["last_good"]["sha"] == shas[1]
     assert (
@@ -55,7 +65,12 @@ def test_bisect_names_the_commit_that_wrecked_accuracy(tmp_path):
         data["rounds"] == data["measurements"] == len(data["steps"]) <= 2 + 2
     )  # serial: the ends, then log2(3 candidates) rounded up
     assert shas[2] in data["reproduce"] and "-k" in data["reproduce"] and data["not_monotonic"] == []
-    assert data["dependency_changes"] == []
+    assert data["dependency_changes"] == []  # none between the last good commit and the first bad one
+    python = {step["sha"]: step["python"] for step in data["steps"]}
+    assert python[good] == "current" and python[shas[1]].startswith("built "), python
+    assert {python[sha] for sha in shas[1:] if sha in python} == {python[shas[1]]}, (
+        "one environment per constraints.txt"
+    )
     assert shas[2] in (tmp_path / "out" / "bisect.md").read_text()
     assert json.loads((tmp_path / "out" / "bisect.json").read_text())["outcome"] == "culprit"
 
@@ -177,6 +192,7 @@ def _index_reachable() -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # make test: the accuracy bisect's history holds a constraints change (a layer, nothing to download)
 @pytest.mark.skipif(
     not _index_reachable(), reason="pypi.org is unreachable: a revision's own environment cannot be built here"
 )
@@ -184,7 +200,9 @@ def test_a_constraints_change_gets_an_environment_of_its_own(tmp_path):
     repo = project_repo(tmp_path)
     current = pins((repo / "constraints.txt").read_bytes())["filelock"]
     bumped = pin(repo, "filelock", "3.16.1")
-    status, data = bisect.run(request(repo, "HEAD~1", "HEAD", tmp_path / "out", seeds=1, metrics=("test_acc",)))
+    status, data = bisect.run(
+        request(repo, "HEAD~1", "HEAD", tmp_path / "out", ONE_EPOCH, seeds=1, metrics=("test_acc",))
+    )
     assert status == 0 and data["outcome"] == "no regression", data["summary"]
     python = {step["sha"]: step["python"] for step in data["steps"]}
     assert python[data["good"]["sha"]] == "current" and python[bumped].startswith("built ")
