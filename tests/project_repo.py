@@ -99,7 +99,9 @@ def slow_data_path(repo: Path) -> str:
 
 
 def pin(repo: Path, package: str, version: str) -> str:
-    """A constraints.txt pin moved to `version`."""
-    line = next(line for line in (repo / "constraints.txt").read_text().splitlines() if line.startswith(f"{package}=="))
-    edit(repo, "constraints.txt", line + "\n", f"{package}=={version}\n")
+    """A constraints.txt pin moved to `version`, or added where constraints.txt has none for `package`."""
+    line = next(
+        (line for line in (repo / "constraints.txt").read_text().splitlines() if line.startswith(f"{package}==")), None
+    )
+    edit(repo, "constraints.txt", line + "\n" if line else None, f"{package}=={version}\n")
     return commit(repo, f"constraints: {package} {version}")

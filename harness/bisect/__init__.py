@@ -82,6 +82,11 @@ def select_case(request: Request, bad: str, scratch: Path) -> str:
     python, _ = environments.python_for(revisions.dependency_files(request.repo, bad), default_cache_dir())
     with revisions.worktree(request.repo, bad, scratch / "worktrees") as tree:
         found = plan.collect(request.profile, ["-k", request.case, *request.pytest_args], root=tree, python=python)
+    return one_case(found, request, bad)
+
+
+def one_case(found: Sequence[str], request: Request, bad: str) -> str:
+    """The one node id of those `-k` collected at the bad revision (a BisectError when none or several)."""
     if not found:
         raise BisectError(
             f"-k {request.case!r} selects no benchmark case at {bad[:10]} in the {request.profile} profile; `python -m"
