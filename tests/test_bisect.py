@@ -245,6 +245,14 @@ def test_budget_and_dependency_changes_are_read_as_written():
     assert dependency_changes(before, after) == ["torch 2.13.0 -> 2.14.1", "uv (none) -> 0.13.9", "+ uv [bisect]"]
 
 
+def test_pins_with_an_environment_marker_count_where_the_marker_holds():
+    """`tomli==2.5.0; python_version < "3.11"` was read as version `2.5.0; python_version < "3.11"`, which no
+    installed version equals: every revision's environment asked uv for it, and on Python 3.10 downloaded it."""
+    constraints = b'tomli==2.5.0; python_version < "3.11"\nnumpy==2.4.6 ; python_version >= "3.8"  # note\nuv==0.9\n'
+    expected = {"numpy": "2.4.6", "uv": "0.9"} | ({"tomli": "2.5.0"} if sys.version_info < (3, 11) else {})
+    assert pins(constraints) == expected
+
+
 @pytest.mark.slow
 def test_bad_input_is_one_line_before_any_step(tmp_path, capsys):
     repo = project_repo(tmp_path)

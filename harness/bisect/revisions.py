@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from harness.errors import BisectError
 
@@ -140,12 +142,17 @@ def dependency_files(repo: Path, sha: str) -> dict[str, bytes | None]:
 
 
 def pins(constraints: bytes | None) -> dict[str, str]:
-    """`name==version` lines of a constraints file, by lower-case name."""
-    found = {}
+    """`name==version` lines of a constraints file whose environment marker (if any) holds for this
+    interpreter, by normalized name (PEP 503)."""
+    found: dict[str, str] = {}
     for line in (constraints or b"").decode(errors="replace").splitlines():
-        name, sep, version = line.split("#", 1)[0].strip().partition("==")
-        if sep:
-            found[name.strip().lower().replace("_", "-")] = version.strip()
+        try:
+            requirement = Requirement(line.split("#", 1)[0].strip())
+        except InvalidRequirement:
+            continue
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if exact and (requirement.marker is None or requirement.marker.evaluate()):
+            found[canonicalize_name(requirement.name)] = exact[0]
     return found
 
 
