@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import http.server
+import importlib.util
 import os
 import signal
 import socket
@@ -162,10 +163,23 @@ def _wait_for(path: Path, child: subprocess.Popen, timeout: float = 240) -> None
 def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder, settings, tmp_path):
     """SIGKILL a real training process after its first checkpoint; --resume must end where an
     uninterrupted run with the same seed ends (same per-epoch history, same test metrics). With
-    loader workers, which draw their first indices as soon as a loader is iterated."""
+    loader workers, which draw their first indices as soon as a loader is iterated.
+
+    Tracked as users track: the killed attempt's MLflow run ends KILLED and the resumed one FINISHED, and
+    the wandb run goes on under the same id (offline: two folders that `wandb sync` makes one run). The
+    pytest process has a wandb service of its own first, as a notebook or script that used wandb before
+    starting the run would: the run must not track into it, or the killed attempt's wandb run stays open
+    there and the resumed one is refused ("run ID ... is in use")."""
+    import wandb
+
     epochs = 4
     spec = tiny_spec(engine=engine).with_recipe(epochs=epochs)
-    settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",), workers=2)
+    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}" if importlib.util.find_spec("mlflow") else "off"
+    settings = settings.replace(
+        data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",), workers=2, wandb="offline", mlflow=uri
+    )
+    wandb.init(project="parent", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True)).finish()
+    assert os.environ.get("WANDB_SERVICE"), "wandb no longer leaves its service's address to child processes"
     run_id = runner.prepare(spec, settings).run_id
     (tmp_path / "spec.json").write_text(spec.to_json())
     (tmp_path / "settings.json").write_text(settings.to_json())
@@ -201,7 +215,11 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"resuming {run_id}" in done.stdout
     resumed = RunResult.load(settings.results_dir / run_id / "result.json")
-    straight = runner.run(spec, settings.replace(checkpoint_dirs=(tmp_path / "straight",)), run_id="straight")
+    straight = runner.run(
+        spec,
+        settings.replace(checkpoint_dirs=(tmp_path / "straight",), wandb="off", mlflow="off"),
+        run_id="straight",
+    )
 
     assert [r["epoch"] for r in resumed.history] == list(range(1, epochs + 1))
     for got, expected in zip(resumed.history, straight.history, strict=True):
@@ -213,6 +231,23 @@ def test_killed_run_resumes_to_the_same_history_and_metrics(engine, tiny_folder,
         and costs["checkpoint_writer_cpu_s"] > 0
         and costs["checkpoint_upload_cpu_s"] == 0.0
     )
+
+    tracked = resumed.extra["artifacts"]
+    assert "id" in tracked["wandb"], tracked["wandb"]
+    folders = sorted((settings.results_dir / "wandb").glob("offline-run-*"))
+    assert len(folders) == 2 and {folder.name.rsplit("-", 1)[1] for folder in folders} == {tracked["wandb"]["id"]}, (
+        folders
+    )
+    if uri != "off":
+        import mlflow
+
+        client = mlflow.MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name(resumed.spec["benchmark"]).experiment_id])
+        assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+        assert {r.data.tags["trainbench.run_id"] for r in runs} == {run_id}
+        (finished,) = (r for r in runs if r.info.status == "FINISHED")
+        assert finished.info.run_id == tracked["mlflow"]["run_id"]
+        assert [m.step for m in client.get_metric_history(finished.info.run_id, "val_loss")] == [1, 2, 3, 4]
 
 
 def test_resume_from_the_bucket_when_no_local_copy(tiny_folder, settings, gcs, tmp_path):

@@ -1,6 +1,7 @@
 """MLflow beside wandb, against the real thing: a `mlflow server` on loopback over a SQLite store, a
 run logged live and read back through MlflowClient, records imported once, an unreachable server
-refused before training, and the server's page of the experiment in headless Chromium."""
+refused before training, and the server's page of the experiment in headless Chromium. (A killed and
+resumed run's MLflow and wandb runs: test_artifacts.py::test_killed_run_resumes_to_the_same_history_and_metrics.)"""
 
 from __future__ import annotations
 
@@ -297,78 +298,3 @@ def test_a_locked_store_is_one_line_and_the_run_is_recorded_for_track(tiny_folde
     assert "[SQL:" not in out + err and "Traceback" not in out + err
     code, out, _ = run_cli(capsys, "track", str(tmp_path / "results"), "--mlflow", uri)
     assert code == 0 and "1 run(s) added, 0 already" in out, out
-
-
-def test_a_killed_and_resumed_run_is_one_mlflow_run_finished_and_one_wandb_run(tiny_folder, tmp_path):
-    """SIGKILL a real run after its first checkpoint, resume it: the killed attempt's MLflow run is ended KILLED and
-    the wandb run goes on under the same id (offline: two folders that `wandb sync` makes one run).
-
-    The pytest process has a wandb service of its own first, as a notebook or script that used wandb before
-    starting the run would: the run must not track into it, or the killed attempt's wandb run stays open there
-    and the resumed one is refused ("run ID ... is in use")."""
-    import wandb
-
-    from harness import runner
-    from harness.artifacts.checkpoints import LAST
-    from harness.settings import REPO_ROOT, RunSettings
-    from tests.conftest import tiny_spec
-    from tests.test_artifacts import _wait_for
-
-    spec = tiny_spec().with_recipe(epochs=4)
-    uri = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
-    settings = RunSettings(
-        results_dir=tmp_path / "results",
-        cache_dir=tmp_path / "cache",
-        weights_dir=tmp_path / "weights",
-        data_root=tiny_folder,
-        checkpoint_dirs=(tmp_path / "ckpt",),
-        wandb="offline",
-        mlflow=uri,
-    )
-    wandb.init(project="parent", mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True)).finish()
-    assert os.environ.get("WANDB_SERVICE"), "wandb no longer leaves its service's address to child processes"
-    run_id = runner.prepare(spec, settings).run_id
-    (tmp_path / "spec.json").write_text(spec.to_json())
-    (tmp_path / "settings.json").write_text(settings.to_json())
-    command = [
-        sys.executable,
-        "-m",
-        "harness",
-        "run",
-        "--spec",
-        str(tmp_path / "spec.json"),
-        "--settings",
-        str(tmp_path / "settings.json"),
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    child = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    _wait_for(tmp_path / "ckpt" / run_id / LAST, child)
-    os.killpg(child.pid, signal.SIGKILL)
-    child.wait()
-    assert not (settings.results_dir / run_id / "result.json").exists(), "the run finished before it could be killed"
-    (tmp_path / "settings.json").write_text(settings.replace(resume=True).to_json())
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and f"resuming {run_id}" in done.stdout, done.stdout + done.stderr
-    record = RunResult.load(settings.results_dir / run_id / "result.json")
-
-    client = mlflow.MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name(record.spec["benchmark"]).experiment_id])
-    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"] and {
-        r.data.tags["trainbench.run_id"] for r in runs
-    } == {run_id}
-    (finished,) = (r for r in runs if r.info.status == "FINISHED")
-    assert finished.info.run_id == record.extra["artifacts"]["mlflow"]["run_id"]
-    assert [m.step for m in client.get_metric_history(finished.info.run_id, "val_loss")] == [1, 2, 3, 4]
-    folders = sorted((settings.results_dir / "wandb").glob("offline-run-*"))
-    assert "id" in record.extra["artifacts"]["wandb"], record.extra["artifacts"]["wandb"]
-    assert len(folders) == 2 and {folder.name.rsplit("-", 1)[1] for folder in folders} == {
-        record.extra["artifacts"]["wandb"]["id"]
-    }, folders
