@@ -11,6 +11,7 @@ import sys
 from importlib import metadata
 
 import pytest
+from packaging.version import Version
 
 from harness import bisect
 from harness.bisect.revisions import dependency_changes, pins
@@ -251,6 +252,20 @@ def test_pins_with_an_environment_marker_count_where_the_marker_holds():
     constraints = b'tomli==2.5.0; python_version < "3.11"\nnumpy==2.4.6 ; python_version >= "3.8"  # note\nuv==0.9\n'
     expected = {"numpy": "2.4.6", "uv": "0.9"} | ({"tomli": "2.5.0"} if sys.version_info < (3, 11) else {})
     assert pins(constraints) == expected
+
+
+def test_a_pin_the_installed_version_satisfies_is_not_installed_again():
+    """`==2.5` against 2.5.0 installed, a pin without the local part of the installed `+cpu` build, and a
+    wildcard pin are satisfied as pip reads them (PEP 440): comparing them as strings asked uv for each again."""
+    from harness.bisect.environments import changed
+
+    installed = metadata.version("packaging")  # e.g. 25.0
+    release = Version(installed).release
+    respelled = ".".join(map(str, release[:2])) if len(release) > 2 and release[2] == 0 else f"{installed}.0"
+    for pinned in (installed, respelled, f"{release[0]}.*"):
+        assert changed({"constraints.txt": f"packaging=={pinned}\n".encode()}) == ([], []), pinned
+    other = f"{release[0] + 1}.0"
+    assert changed({"constraints.txt": f"packaging=={other}\n".encode()})[0] == [f"packaging=={other}"]
 
 
 @pytest.mark.slow

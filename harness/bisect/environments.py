@@ -25,6 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import Specifier
 
 from harness.bisect.revisions import DEPENDENCY_FILES, pins, requirements
 from harness.errors import BisectError
@@ -83,13 +84,19 @@ def _installed(name: str) -> str | None:
         return None
 
 
+def _satisfies(installed: str | None, pinned: str) -> bool:
+    """Whether the installed version meets the pin `==pinned` as pip reads it (PEP 440: `==2.5` is 2.5.0,
+    `==2.5.1` takes 2.5.1+cpu, `==2.*` any 2.x)."""
+    return installed is not None and Specifier(f"=={pinned}").contains(installed, prereleases=True)
+
+
 def changed(files: dict[str, bytes | None]) -> tuple[list[str], list[str]]:
     """What the layer installs: pins whose version differs from this environment's (`name==version`),
     and declared requirements nothing here provides."""
     bumped = [
         f"{name}=={version}"
         for name, version in sorted(pins(files.get("constraints.txt")).items())
-        if _installed(name) != version
+        if not _satisfies(_installed(name), version)
     ]
     declared: dict[str, list[Requirement]] = {}  # extra ("" for the dependencies) -> its requirements
     for written in sorted(requirements(files.get("pyproject.toml"))):
