@@ -321,6 +321,26 @@ def unreachable_wandb_host(kind: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{silent.getsockname()[1]}"
 
 
+def test_a_wandb_host_that_did_not_answer_is_asked_again_by_the_next_run():
+    """One blip at a session's first case sent every later case offline (`auto`) or refused it (`online`):
+    a host's answer is remembered for the process, its silence is not."""
+    from harness.artifacts.tracking import no_answer
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    assert no_answer(url, 2.0) is not None  # nothing listens yet
+    server = http.server.HTTPServer(("127.0.0.1", port), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert no_answer(url, 2.0) is None  # a status (501 here) is an answer
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert no_answer(url, 2.0) is None, "an answer is remembered: a session's later runs do not wait again"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["refused", "silent"])
 def test_wandb_auto_with_a_key_and_no_wandb_host_tracks_offline_at_once(

@@ -13,7 +13,6 @@ itself would wait about 90 s and then run untracked; `online` is refused in one 
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import threading
@@ -53,10 +52,16 @@ def wandb_host() -> str:
     return os.environ.get("WANDB_BASE_URL") or WANDB_HOST
 
 
-@functools.cache  # one question per host and process: a session's later runs do not wait again
+_answered: set[str] = set()  # hosts that answered in this process: a session's later runs do not ask again
+
+
 def no_answer(url: str, timeout_s: float = ANSWER_TIMEOUT_S) -> str | None:
     """Why `url` gave no HTTP answer within `timeout_s` (any status is an answer), or None. Bounded as a
-    whole, name lookup included: the question runs in a thread that is not waited for past the limit."""
+    whole, name lookup included: the question runs in a thread that is not waited for past the limit.
+    An answer is remembered for the process; no answer is not (a blip at a session's first run would
+    otherwise send every later run offline)."""
+    if url in _answered:
+        return None
     outcome: list[str | None] = []
 
     def ask() -> None:
@@ -71,7 +76,10 @@ def no_answer(url: str, timeout_s: float = ANSWER_TIMEOUT_S) -> str | None:
     thread = threading.Thread(target=ask, daemon=True)
     thread.start()
     thread.join(timeout_s)
-    return outcome[0] if outcome else f"no answer within {timeout_s:g} s"
+    problem = outcome[0] if outcome else f"no answer within {timeout_s:g} s"
+    if problem is None:
+        _answered.add(url)
+    return problem
 
 
 def settle(settings: RunSettings) -> RunSettings:
