@@ -214,6 +214,26 @@ def test_an_image_edited_in_place_past_its_first_4_kib_is_another_dataset(tmp_pa
     assert np.array_equal(images.read(sample), load_rgb(image, needed_short_side(spec.recipe)))
 
 
+def test_a_damaged_or_unwritable_table_of_hashes_never_fails_a_run(tmp_path, capsys):
+    """The table only saves reading: one that cannot be parsed is read as empty and written anew, and one
+    that cannot be written (here its folder's name is taken by a file) is one warning line."""
+    folder = make_image_folder(tmp_path / "data", {"a": 2, "b": 2})
+    time.sleep(content_hashes.RACY_NS / 1e9 + 0.2)  # files written within RACY_NS of their hashing are not remembered
+    expected = fingerprint(folder)
+    damaged = tmp_path / "damaged"
+    table = content_hashes.table_path(folder.resolve(), damaged)
+    table.parent.mkdir(parents=True)
+    table.write_text('{"a/000.png": [1, 2')
+    assert fingerprint(folder, damaged) == expected
+    assert sorted(json.loads(table.read_text())) == ["a/000.png", "a/001.png", "b/000.png", "b/001.png"]
+    unwritable = tmp_path / "unwritable"
+    unwritable.mkdir()
+    (unwritable / content_hashes.TABLES).write_text("a file where the tables' folder goes")
+    assert fingerprint(folder, unwritable) == expected
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "hashes" in line]
+    assert line.startswith("[trainbench] warning: the table of file hashes") and "read in full next time" in line
+
+
 def test_remembered_hashes_serve_unchanged_files_only(tmp_path):
     """Hashes are remembered per file so a run does not read the dataset again; a file written again
     with its size and modification time put back (`touch -r`, `cp -p`) is read again all the same."""

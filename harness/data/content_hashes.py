@@ -44,7 +44,7 @@ def sizes_and_hashes(root: Path, names: Sequence[str], cache_dir: Path | None) -
     """(size, SHA-256) of each file `root / name`: from the table under `cache_dir` where the file is
     unchanged since it was hashed, else read in full (the table then updated). No `cache_dir`: all read."""
     table = table_path(root, cache_dir) if cache_dir is not None else None
-    known = json.loads(table.read_text()) if table is not None and table.is_file() else {}
+    known = _read(table) if table is not None else {}
     start = time.time_ns()
     kept: dict[str, list] = {}
     out = []
@@ -57,6 +57,22 @@ def sizes_and_hashes(root: Path, names: Sequence[str], cache_dir: Path | None) -
             kept[name] = [*seen, digest]
         out.append((st.st_size, digest))
     if table is not None and kept != known:
-        with written_atomically(table) as tmp:
-            tmp.write_text(json.dumps(kept))
+        try:
+            with written_atomically(table) as tmp:
+                tmp.write_text(json.dumps(kept))
+        except OSError as error:  # the table only saves reading: a run never fails for it
+            print(
+                f"[trainbench] warning: the table of file hashes {table} could not be written ({error}); the"
+                " dataset is read in full next time",
+                flush=True,
+            )
     return out
+
+
+def _read(table: Path) -> dict[str, list]:
+    """The remembered entries; none where the table is missing or cannot be read as one (it is written anew)."""
+    try:
+        known = json.loads(table.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
