@@ -23,6 +23,7 @@ from pathlib import Path
 from harness import interrupts, runner
 from harness.artifacts import tracking
 from harness.errors import LaunchError
+from harness.identity import RunIdentity
 from harness.results.record import RESULT_FILE, RunResult
 from harness.settings import REPO_ROOT, RunSettings
 from harness.spec import BenchmarkSpec
@@ -51,12 +52,11 @@ def command(spec_file: Path, settings_file: Path, run_id: str) -> list[str]:
 
 @contextmanager
 def _prepared(
-    spec: BenchmarkSpec, settings: RunSettings, run_id: str | None
+    spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str | None
 ) -> Iterator[tuple[Path, Path, str, dict[str, str]]]:
-    """Dataset and weights made once here, the run id decided once here and its attempt held here
-    while the children run (every rank and node writes under it), then (spec file, settings file,
-    run id, child environment)."""
-    identity = runner.prepare(spec, settings, run_id)
+    """Dataset and weights made once here (`identity`: `runner.prepare`'s), the run id decided once here
+    and its attempt held here while the children run (every rank and node writes under it), then
+    (spec file, settings file, run id, child environment)."""
     if identity.weights["kind"] == "hub":
         runner.obtain_model(
             spec, settings, num_classes=2
@@ -80,7 +80,10 @@ def _prepared(
 def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
     """Run `spec` through `python -m harness run` and return the record rank 0 wrote."""
     started = time.time()
-    with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
+    identity = runner.prepare(spec, settings, run_id)
+    if (done := runner.finished_record(spec, settings, identity, run_id)) is not None:
+        return done  # under --resume, as for one process: the children would train a new attempt
+    with _prepared(spec, settings, identity, run_id) as (spec_file, settings_file, run_id, child_env):
         child = subprocess.Popen(
             command(spec_file, settings_file, run_id),
             cwd=REPO_ROOT,
@@ -161,7 +164,10 @@ def run_nodes_on_loopback(
 ) -> RunResult:
     """All `spec.num_nodes` nodes as separate torchrun launches on this machine (proves the multi-node path)."""
     started = time.time()
-    with _prepared(spec, settings, run_id) as (spec_file, settings_file, run_id, child_env):
+    identity = runner.prepare(spec, settings, run_id)
+    if (done := runner.finished_record(spec, settings, identity, run_id)) is not None:
+        return done
+    with _prepared(spec, settings, identity, run_id) as (spec_file, settings_file, run_id, child_env):
         nodes = [
             subprocess.Popen(
                 torchrun_command(

@@ -209,6 +209,23 @@ def peak_gpu_memory_gib(job: TrainingJob) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if job.hardware.gpus else None
 
 
+def finished_record(
+    spec: BenchmarkSpec, settings: RunSettings, identity: RunIdentity, run_id: str | None
+) -> RunResult | None:
+    """Under --resume, the record of the run it would continue when that run already finished
+    (`resume.finished`), said in one line by rank 0; else None. The launcher asks before it starts any process."""
+    done = resume.finished(settings, identity.attempt, run_id)
+    if done is None:
+        return None
+    if process_rank() == 0:
+        print(
+            f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; "
+            "drop --resume to train a new attempt",
+            flush=True,
+        )
+    return RunResult.load(done)
+
+
 def run(
     spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None, step_hook: Callable[[], None] | None = None
 ) -> RunResult | None:
@@ -227,16 +244,8 @@ def run(
         print(progress.startup_line(spec, settings, detect()), flush=True)
         settings = tracking.settle(settings)  # the one process that tracks
     identity = prepare(spec, settings, run_id)
-    done = resume.finished(settings, identity.attempt, run_id)
-    if done is not None:
-        if process_rank() != 0:
-            return None
-        print(
-            f"[trainbench] --resume: {spec.id} already finished (record {done}); nothing to resume; "
-            "drop --resume to train a new attempt",
-            flush=True,
-        )
-        return RunResult.load(done)
+    if (done := finished_record(spec, settings, identity, run_id)) is not None:
+        return done if process_rank() == 0 else None
     inherited = (
         os.environ.get(CLAIMED_RUN_ID) if spec.world_size > 1 and os.environ.get("LOCAL_RANK", "0") != "0" else None
     )

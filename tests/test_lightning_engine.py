@@ -21,13 +21,20 @@ def test_single_process_run_reports_the_shared_metrics(tiny_folder, settings):
 
 @pytest.mark.slow
 @pytest.mark.ddp
-def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings):
+def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings, capsys):
     """45 training images over 2 processes: DistributedSampler pads each epoch to 46, and the
-    training metrics counted the repeat (train_images 46) while evaluation counted each image once."""
+    training metrics counted the repeat (train_images 46) while evaluation counted each image once.
+    Then `--resume` of the finished run trains nothing, as for one process (the launcher once claimed a new
+    attempt and handed it to its children, which trained it from epoch 1)."""
     folder = make_image_folder(tmp_path / "data", {"a": 30, "b": 30, "c": 30})
     spec = tiny_spec(engine="lightning", precision="bf16-mixed", devices=2).with_recipe(epochs=2)
     assert launch.needs_own_processes(spec)
-    record = launch.run(spec, settings.replace(data_root=folder))
+    settings = settings.replace(data_root=folder, checkpoint_dirs=(tmp_path / "ckpt",))
+    record = launch.run(spec, settings)
+    again = launch.run(spec, settings.replace(resume=True))
+    assert again.run_id == record.run_id and again.test == record.test
+    assert [p.name for p in settings.results_dir.iterdir() if p.is_dir()] == [record.run_id]
+    assert f"{spec.id} already finished" in capsys.readouterr().out
     assert record.spec["devices"] == 2 and record.spec["precision"] == "bf16-mixed"
     assert RunResult.load(settings.results_dir / record.run_id / "result.json").test == record.test
     assert record.batch == {"global": 8, "processes": 2, "per_process": 4, "per_device": 4}
