@@ -1,9 +1,9 @@
 """What the benchmark modules share: the case matrix, the session's run book, assertions, summary.
 
-Torch and the training stack (`harness.launch`, `harness.configure`, `harness.hardware`, the report's
-figures) are imported where a case is built, trained or reported, not at import: every pytest session
-of the repository loads this plugin, and what it refuses in `pytest_configure` (pytest-xdist over the
-benchmarks, a --baseline with no runs, a bad --tolerance) is refused before torch is imported.
+Torch and the training stack (`harness.launch`, `harness.configure`, the report's figures; `harness.hardware`
+imports torch when it detects) are loaded where a case is built, trained or reported, not at import: every
+pytest session of the repository loads this plugin, and what it refuses in `pytest_configure` (pytest-xdist
+over the benchmarks, a --baseline with no runs, a bad --tolerance) is refused before torch is imported.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from harness.capabilities import PRECISIONS, SUPPORT
 from harness.catalog import Workflow
 from harness.data.named import num_classes
 from harness.errors import GateError
+from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results.compare import Comparison, compare, parse_metrics, parse_tolerances
 from harness.results.observations import observations, run_of
 from harness.results.record import RunResult, json_safe
@@ -83,18 +84,15 @@ def matrix(
     engines: Sequence[str],
     weights: Iterable[str] | None = None,
     precisions: Iterable[str] = PRECISIONS,
-    devices: Iterable[int] | None = None,
+    devices: Iterable[int] = DEVICE_COUNTS,
 ) -> list:
-    """pytest params for engines x weights x precisions x devices (default `hardware.DEVICE_COUNTS`); what cannot
-    run here is skipped with why."""
-    from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
-
+    """pytest params for engines x weights x precisions x devices; what cannot run here is skipped with why."""
     hw = detect()
     params = []
     for engine in engines:
         for w in weights or workflow.weights:
             for precision in precisions:
-                for n in DEVICE_COUNTS if devices is None else devices:
+                for n in devices:
                     spec = case_spec(config, workflow, weights=w, precision=precision, devices=n, engine=engine)
                     marks = []
                     if precision == "16-mixed" or (SUPPORT[engine].several_devices_as == "device_list" and n > 1):
@@ -123,8 +121,6 @@ def repeat_id(spec: BenchmarkSpec, config: pytest.Config) -> str:
 
 def runnable(spec: BenchmarkSpec) -> str | None:
     """Why `spec` cannot run on this machine, or None."""
-    from harness.hardware import benchmark_skip_reason, detect
-
     return benchmark_skip_reason(spec.engine, spec.precision, spec.devices, detect(), spec.num_nodes)
 
 

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import torch
-
 from harness.capabilities import SUPPORT
 
 DEVICE_COUNTS: tuple[int, ...] = (1, 2, 4, 8)
@@ -33,6 +31,8 @@ class Hardware:
 
 @cache
 def detect() -> Hardware:
+    import torch  # here, not at import: what only plans or refuses (the pytest layer, nightly) needs no torch
+
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return Hardware(
         gpus=gpus,
