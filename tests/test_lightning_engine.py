@@ -1,6 +1,7 @@
 """The Lightning engine: one process in-process, two processes (DDP over gloo) through the harness entry point."""
 
 import pytest
+import torch
 
 from harness import launch, runner
 from harness.engines.history import without_timing
@@ -10,7 +11,13 @@ from tests.conftest import make_image_folder, tiny_spec
 
 
 def test_single_process_run_reports_the_shared_metrics(tiny_folder, settings):
-    record = runner.run(tiny_spec(engine="lightning"), settings.replace(data_root=tiny_folder))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 would: the user's, for this run and every later one
+    try:
+        record = runner.run(tiny_spec(engine="lightning"), settings.replace(data_root=tiny_folder))
+        assert torch.get_num_threads() == 1, "a run in this process changed its torch threads"
+    finally:
+        torch.set_num_threads(threads)
     assert set(record.test) == {"test_loss", "test_acc", "test_f1", "test_top3", "test_top5"}
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "epoch_time"} <= set(record.history[0])
     assert (record.history[0]["train_images"], record.history[0]["val_images"]) == (36, 18)

@@ -167,8 +167,9 @@ class ClassificationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.progress = Progress(self.spec.recipe.epochs, shown=self.trainer.is_global_zero, label=self.label)
-        if self.trainer.accelerator.__class__.__name__ == "CPUAccelerator":  # share the cores between ranks
-            torch.set_num_threads(max(1, detect().cpu_cores // self.trainer.num_devices))
+        devices = self.trainer.num_devices
+        if self.trainer.accelerator.__class__.__name__ == "CPUAccelerator" and devices > 1:  # ranks share the cores
+            torch.set_num_threads(max(1, min(torch.get_num_threads(), detect().cpu_cores // devices)))
 
     def configure_optimizers(self):
         return optimizer_for(self.spec, self.model.parameters(), fused=self.fused_optimizer)
