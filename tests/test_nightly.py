@@ -2,20 +2,24 @@
 (skipped, failed, killed) and its own scratch folder."""
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from harness.cluster.plan import (
     Case,
     Node,
+    Suite,
     devices_of,
     on_cpus,
     plan,
     profile_for,
+    suite_of,
     unplaceable,
 )
 from harness.nightly import NightlyError, case_status, check_pytest_args, failure
@@ -144,6 +148,47 @@ def test_an_address_nobody_answers_is_one_line_before_anything_runs(tmp_path):
     )
     assert done.returncode == 2
     assert done.stdout.startswith("nightly: no Ray cluster answers at 127.0.0.1:") and "ray start --head" in done.stdout
+
+
+def test_tests_of_a_project_are_its_own_suite_and_a_path_outside_or_missing_is_one_line(tmp_path):
+    (tmp_path / "project" / "bench").mkdir(parents=True)
+    here = tmp_path / "project"
+    assert suite_of(None, here) == Suite(REPO_ROOT, "benchmarks")
+    assert suite_of(tmp_path / "project" / "bench", here) == Suite(here.resolve(), "bench")
+    assert suite_of(Path("bench"), here) == Suite(here.resolve(), "bench")
+    with pytest.raises(NightlyError, match=r"--tests nope: no such file or folder; give the folder or file"):
+        suite_of(Path("nope"), here)
+    with pytest.raises(NightlyError, match=r"is outside the current folder .*; run the nightly from the project"):
+        suite_of(tmp_path, here)
+
+
+PROJECT_BENCHMARK = """
+import pytest
+
+@pytest.mark.parametrize("size", ["small", "large-2dev"])
+def test_model(size):
+    pass
+"""
+
+
+@pytest.mark.slow
+def test_a_projects_own_benchmarks_are_planned_from_its_folder(tmp_path):
+    """`nightly --tests PATH` from the user's project: its cases, named by node ids relative to the project."""
+    project = tmp_path / "project"
+    (project / "bench").mkdir(parents=True)
+    (project / "conftest.py").write_text((REPO_ROOT / "conftest.py").read_text())
+    (project / "bench" / "test_model.py").write_text(PROJECT_BENCHMARK)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "nightly", "--dry-run", "--tests", "bench", "--out", str(tmp_path / "n")],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nightly: 2 case(s), smoke profile" in done.stdout, done.stdout
+    assert "case test_model-large-2dev: 2 CPU" in done.stdout and "case test_model-small: 1 CPU" in done.stdout
 
 
 CASE_FILE = """

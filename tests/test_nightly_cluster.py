@@ -1,9 +1,11 @@
 """The nightly on a real two-node Ray cluster on loopback (separate `ray start` processes, 1 CPU
-each, separate scratch folders) and a real GCS emulator, two nights of the two random-weight
-EfficientNetV2 smoke cases. Night 1 spreads them over both nodes and gathers every record into one
-folder; night 2 loses the second node mid-case, and Ray's retry on the head resumes that case from
-its last checkpoint in the bucket; then the gate against night 1 and the trend over both nights.
-Every process started here is stopped here."""
+each, separate scratch folders) and a real GCS emulator, two nights of a project's own benchmarks
+(`nightly --tests`): two seeds of the tiny case, small enough to train in seconds and long enough
+to lose a node in the middle. Night 1 spreads them over both nodes and gathers every record into
+one folder; night 2 loses the second node mid-case, and Ray's retry on the head resumes that case
+from its last checkpoint in the bucket; then the gate against night 1 and the trend over both
+nights. Every process started here is stopped here. (The nightly of trainbench's own benchmarks
+runs their EfficientNetV2 smoke case on this machine in tests/test_nightly.py.)"""
 
 from __future__ import annotations
 
@@ -26,19 +28,43 @@ pytestmark = pytest.mark.slow  # every test here trains or starts a process (mak
 
 pytest.importorskip("ray", reason="the nightly's Ray extra is not installed (pip install 'trainbench[nightly]')")
 
-# Two seeds of the fp32 random-weight case: two cases that run on any CPU (the bf16 case is skipped
-# where the CPU has no bf16 units, and a skipped case leaves no record).
-TWO_SEEDS = ["-k", "efficientnetv2 and 1dev and random and 32true", "-m", "not gpu", "--wandb", "off", "--seeds", "2"]
+# The project's benchmarks: two seeds of the tiny case. Twelve epochs of 48 training images at 64 px
+# take seconds, with a checkpoint in the bucket after each, so the node is lost with epochs to go.
+BENCHMARK = """
+import pytest
+from tests.conftest import make_image_folder, tiny_spec
+
+SPECS = tiny_spec().with_recipe(epochs=12, image_size=64).repeats(2)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[f"seed{s.recipe.seed}" for s in SPECS])
+def test_tiny(spec, run_book, tmp_path_factory, benchmark):
+    folder = make_image_folder(tmp_path_factory.mktemp("data"), {k: 24 for k in "abcd"})
+    run_book.settings = run_book.settings.replace(data_root=folder)
+    record = benchmark.pedantic(run_book.get, args=(spec,), rounds=1, iterations=1)
+    assert record.ok, record.failure
+"""
+SELECTION = ["--wandb", "off"]
 BUCKET = "nightly"
-NIGHT_TIMEOUT_S = 420
+NIGHT_TIMEOUT_S = 300
 
 
-def nightly(cluster: LoopbackCluster, night: Path, selection: list[str], *options: str) -> subprocess.Popen:
+def project(folder: Path) -> Path:
+    """A project of the user's: pytest's conftest (trainbench's options and run book) and its benchmarks."""
+    folder.mkdir()
+    (folder / "conftest.py").write_text((REPO_ROOT / "conftest.py").read_text())
+    (folder / "test_tiny.py").write_text(BENCHMARK)
+    return folder
+
+
+def nightly(cluster: LoopbackCluster, root: Path, night: Path, selection: list[str], *options: str) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
         "harness",
         "nightly",
+        "--tests",
+        "test_tiny.py",
         "--out",
         str(night),
         "--address",
@@ -50,7 +76,12 @@ def nightly(cluster: LoopbackCluster, night: Path, selection: list[str], *option
         *selection,
     ]
     return subprocess.Popen(
-        command, cwd=REPO_ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command,
+        cwd=root,
+        env={**cluster.env, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -85,10 +116,10 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
     try:
         env = {"STORAGE_EMULATOR_HOST": emulator.url, "TRAINBENCH_CACHE_DIR": str(tmp_path / "cache")}
         cluster = LoopbackCluster(tmp_path / "cluster", nodes=2, cpus_per_node=1, env=env)
-        nights = tmp_path / "nights"
+        nights, root = tmp_path / "nights", project(tmp_path / "project")
 
         store = f"sqlite:///{nights / 'mlflow.db'}"  # the driver imports each night's records into one store
-        drivers.append(nightly(cluster, nights / "night-1", TWO_SEEDS, "--mlflow", store))
+        drivers.append(nightly(cluster, root, nights / "night-1", SELECTION, "--mlflow", store))
         code, output = finished(drivers[-1])
         assert code == 0, output[-4000:]
         first = json.loads((nights / "night-1" / "nightly.json").read_text())
@@ -106,8 +137,9 @@ def test_two_nodes_gather_one_night_and_a_lost_node_resumes_from_the_bucket(tmp_
         drivers.append(
             nightly(
                 cluster,
+                root,
                 nights / "night-2",
-                TWO_SEEDS,
+                SELECTION,
                 "--baseline",
                 str(nights / "night-1"),
                 "--tolerance",

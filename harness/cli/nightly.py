@@ -21,4 +21,5 @@ def main(args: argparse.Namespace) -> int:
         bisect=args.bisect_budget if args.bisect_budget is not None else ("" if args.bisect else None),
         mlflow=args.mlflow,
         bisect_max_seeds=args.bisect_max_seeds,
+        tests=args.tests,
     )

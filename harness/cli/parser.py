@@ -296,6 +296,15 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
         help="HEAD:PORT of a running Ray cluster (default: RAY_ADDRESS, else Ray starts embedded on this machine)",
     )
     p.add_argument(
+        "--tests",
+        type=Path,
+        metavar="PATH",
+        help=(
+            "the benchmarks to run: a folder or file of your project's, under the current folder, which pytest runs in"
+            " on every node (default: trainbench's own benchmarks/)"
+        ),
+    )
+    p.add_argument(
         "--gcs-bucket",
         metavar="gs://BUCKET/PREFIX",
         help="checkpoints of every case under PREFIX/<night>/; a case retried on another node resumes from there",

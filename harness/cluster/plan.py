@@ -1,6 +1,7 @@
 """The night's plan: which benchmark cases run, and what each one asks of the cluster.
 
-A case is one pytest node id of `benchmarks/`. It runs whole on one node, so it asks for its
+A case is one pytest node id of the night's suite (trainbench's `benchmarks/`, or the project's own
+benchmarks given by `nightly --tests`). It runs whole on one node, so it asks for its
 devices there: GPUs on a cluster that has them (with the CPUs that come with each GPU on the
 poorest GPU node, for its loader workers), CPUs alone on a CPU-only cluster (one per training
 process). Nothing here talks to Ray: the plan is data, so `--dry-run` and the tests read it.
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import NightlyError
 from harness.hardware import Hardware, detect, loader_workers
 from harness.settings import REPO_ROOT
 
@@ -36,13 +38,40 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Suite:
+    """Where the night's benchmark cases live: `target` (a folder or file of pytest benchmarks) in `root`,
+    the folder pytest runs in and its --rootdir, so that a case's node id names the same test on every node
+    (the nodes hold the project at the same path, as they hold trainbench)."""
+
+    root: Path = REPO_ROOT
+    target: str = "benchmarks"
+
+
+def suite_of(tests: Path | None, here: Path | None = None) -> Suite:
+    """`--tests PATH`: the benchmarks at PATH in the project of the current folder `here`, its root; None:
+    trainbench's own `benchmarks/`. A NightlyError when PATH is missing or outside `here`."""
+    if tests is None:
+        return Suite()
+    root = (here or Path.cwd()).resolve()
+    path = (root / tests).resolve()
+    if not path.exists():
+        raise NightlyError(f"--tests {tests}: no such file or folder; give the folder or file of your benchmarks")
+    if not path.is_relative_to(root):
+        raise NightlyError(
+            f"--tests {tests} is outside the current folder {root}; run the nightly from the project that holds it"
+        )
+    return Suite(root, str(path.relative_to(root)))
+
+
+@dataclass(frozen=True)
 class Case:
-    """One benchmark case and the resources its Ray task asks for."""
+    """One benchmark case and the resources its Ray task asks for; `root` is its suite's (Suite.root)."""
 
     node_id: str
     devices: int
     cpus: int
     gpus: int
+    root: Path = REPO_ROOT
 
     @property
     def name(self) -> str:
@@ -97,15 +126,22 @@ def on_cpus(pytest_args: Sequence[str]) -> list[str]:
 
 
 def collect(
-    profile: str, pytest_args: Sequence[str], root: Path = REPO_ROOT, python: str = sys.executable
+    profile: str,
+    pytest_args: Sequence[str],
+    root: Path = REPO_ROOT,
+    python: str = sys.executable,
+    target: str = "benchmarks",
 ) -> list[str]:
-    """The benchmark node ids pytest would run (collection only), in the checkout at `root` with `python`."""
+    """The benchmark node ids pytest would run (collection only) of `target` in the checkout at `root` with
+    `python`, relative to `root`."""
     out = subprocess.run(
         [
             python,
             "-m",
             "pytest",
-            "benchmarks",
+            target,
+            "--rootdir",
+            str(root),
             "--collect-only",
             "-q",
             "-p",
@@ -122,17 +158,18 @@ def collect(
     return [line.strip() for line in out.stdout.splitlines() if "::" in line]
 
 
-def plan(node_ids: Sequence[str], nodes: Sequence[Node]) -> list[Case]:
-    """One case per node id, the largest first (so many small ones never starve a multi-GPU case)."""
+def plan(node_ids: Sequence[str], nodes: Sequence[Node], root: Path = REPO_ROOT) -> list[Case]:
+    """One case per node id of the suite at `root`, the largest first (so many small ones never starve a
+    multi-GPU case)."""
     gpu_nodes = [n for n in nodes if n.gpus]
     cpus_per_gpu = min(int(n.cpus // n.gpus) for n in gpu_nodes) if gpu_nodes else 0
     cases = []
     for node_id in node_ids:
         devices = devices_of(node_id)
         if gpu_nodes:
-            cases.append(Case(node_id, devices, cpus=max(1, devices * cpus_per_gpu), gpus=devices))
+            cases.append(Case(node_id, devices, cpus=max(1, devices * cpus_per_gpu), gpus=devices, root=root))
         else:
-            cases.append(Case(node_id, devices, cpus=devices, gpus=0))
+            cases.append(Case(node_id, devices, cpus=devices, gpus=0, root=root))
     return sorted(cases, key=lambda c: (-c.gpus, -c.cpus))
 
 

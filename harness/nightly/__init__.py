@@ -27,10 +27,12 @@ from harness.cluster import session
 from harness.cluster.plan import (
     Case,
     Node,
+    Suite,
     collect,
     on_cpus,
     plan,
     profile_for,
+    suite_of,
     this_machine,
     too_large,
     unplaceable,
@@ -168,6 +170,7 @@ class Night:
     bisect: Budget | None = None  # after a regression, bisect each regressed case within this budget; None: don't
     mlflow: str = "off"  # where the driver imports the night's records: auto (<nights>/mlflow.db), off, or a URI
     bisect_max_seeds: int = 8  # a bisect step within the noise band is measured again, up to this many seeds
+    suite: Suite = field(default_factory=Suite)  # where the cases live: trainbench's benchmarks/ or --tests PATH
 
 
 def run(
@@ -183,8 +186,10 @@ def run(
     bisect: str | None = None,
     mlflow: str = "off",
     bisect_max_seeds: int = 8,
+    tests: Path | None = None,
 ) -> int:
-    """`bisect`: None (no bisection), "" (no budget) or a budget, `12` steps or `30m`."""
+    """`bisect`: None (no bisection), "" (no budget) or a budget, `12` steps or `30m`. `tests`: the project's own
+    benchmarks (a folder or file under the current folder, `--tests`); None: trainbench's `benchmarks/`."""
     started = time.perf_counter()
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:  # everything the end of the night needs is checked before its first case
@@ -202,7 +207,12 @@ def run(
             budget,
             mlflow,
             bisect_max_seeds,
+            suite_of(tests),
         )
+        if budget is not None and tests is not None:
+            raise NightlyError(
+                "--bisect walks trainbench's own history and cannot yet bisect the project of --tests; leave out one"
+            )
         mlflow_runs.check(mlflow, night.out.parent)
         if budget is not None and baseline is None:
             raise NightlyError("--bisect needs --baseline: it bisects between the baseline's commit and tonight's")
@@ -224,11 +234,12 @@ def run(
 def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
     profile = profile_for(nodes)
     pytest_args = night.pytest_args if profile == "full" else on_cpus(night.pytest_args)
-    cases = plan(collect(profile, pytest_args), nodes)
+    suite = night.suite
+    cases = plan(collect(profile, pytest_args, root=suite.root, target=suite.target), nodes, root=suite.root)
     if not cases:
         print(
-            f"nightly: no benchmark case matches the pytest arguments {' '.join(night.pytest_args) or '(none)'} in the"
-            f" {profile} profile; nothing ran (check -k / -m)"
+            f"nightly: no benchmark case in {suite.target} matches the pytest arguments"
+            f" {' '.join(night.pytest_args) or '(none)'} in the {profile} profile; nothing ran (check -k / -m)"
         )
         return 2
     if profile == "smoke":

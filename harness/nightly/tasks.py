@@ -74,6 +74,8 @@ def case_command(
         "-m",
         "pytest",
         case.node_id,
+        "--rootdir",
+        str(case.root),
         "--profile",
         profile,
         "--results-dir",
@@ -102,14 +104,15 @@ def run_case(case: Case, profile: str, pytest_args: list[str], night: str, bucke
 def run_here(case: Case, profile: str, pytest_args: list[str], night: str, bucket: str | None) -> CaseOutcome:
     """Run the case on this machine in a scratch folder of its own; what the night keeps of it (no node named yet)."""
     scratch = scratch_folder(night, case.name)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    path = [str(case.root), str(REPO_ROOT), os.environ.get("PYTHONPATH")]  # the project's modules, then trainbench's
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(filter(None, path)))}
     env.setdefault("TRAINBENCH_WORKERS", str(case.workers))  # from the CPUs Ray gave this task, not the whole node's
     log = scratch / "pytest.log"
     started = time.perf_counter()
     with log.open("w") as output:
         done = subprocess.run(
             case_command(case, scratch, profile, pytest_args, night, bucket),
-            cwd=REPO_ROOT,
+            cwd=case.root,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
