@@ -16,6 +16,10 @@ from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe, Split, aug
 
 os.environ.setdefault("TRAINBENCH_MLFLOW", "off")  # inherited by the runs, launchers and servers the tests start
+# Under pytest-xdist (`make test` runs two workers), the pytest sessions a test starts are sessions of their own, not
+# workers of this one: pytest-benchmark reads PYTEST_XDIST_WORKER, and where it finds it, it writes no JSON.
+for _variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+    os.environ.pop(_variable, None)
 
 TINY_MODEL = "test_efficientnet"
 
@@ -69,3 +73,23 @@ def tiny_spec(dataset: str = "tiny", **changes) -> BenchmarkSpec:
         recipe=recipe,
     )
     return spec.replace(**changes)
+
+
+# The longest tests of `make test` (`--durations`), started first: one of them left for the end keeps one worker busy
+# long after the others have finished.
+LONGEST_FIRST = (
+    "tests/test_nightly_cluster.py::",
+    "tests/test_bisect.py::test_bisect_names_the_commit_that_wrecked_accuracy",
+    "tests/test_lightning_engine.py::test_two_nodes_on_loopback_equal_one_node_with_two_processes",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the group (`--dist loadgroup`, make test)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first. Tests that share a module-scoped fixture (one trained session, one dry run, one
+    server) run on one xdist worker, so it is made once; every other test goes to whichever worker is free."""
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))  # stable: the rest keep their order
+    for item in items:
+        infos = getattr(item, "_fixtureinfo", None)
+        if infos and any(d.scope == "module" for defs in infos.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__ if item.module else item.nodeid))

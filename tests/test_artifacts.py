@@ -110,6 +110,7 @@ def test_a_bucket_that_cannot_be_written_is_refused_before_training(
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_server_stopped_in_the_middle_of_a_run(tiny_folder, settings, gcs, tmp_path):
     """The bucket dies after the first checkpoint: training finishes, every local copy is there."""
     ckpt = tmp_path / "ckpt"
@@ -503,6 +504,7 @@ def kept_local(line: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
+@pytest.mark.heavy
 def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engine, tiny_folder, tmp_path, gcs):
     """SIGTERM (how SLURM, Kubernetes and spot instances stop a job) ended the run in 0.2 s, silent: no
     `.not-uploaded.json`, the bucket never got the checkpoints queued, the MLflow run stayed RUNNING."""
@@ -550,6 +552,7 @@ def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engi
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
+@pytest.mark.heavy
 def test_a_second_ctrl_c_during_uploads_leaves_them_local_named_and_the_next_run_uploads_them(
     engine, tiny_folder, tmp_path, gcs
 ):

@@ -92,7 +92,8 @@ def final_model_metrics(record, settings, checkpoint_dir) -> dict[str, float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "engine, devices", [("poutyne", 1), ("lightning", 1), pytest.param("lightning", 2, marks=pytest.mark.ddp)]
+    "engine, devices",
+    [("poutyne", 1), ("lightning", 1), pytest.param("lightning", 2, marks=[pytest.mark.ddp, pytest.mark.heavy])],
 )
 def test_real_run_reports_the_metrics_of_its_final_model(engine, devices, tiny_folder, settings, tmp_path):
     settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))

@@ -29,6 +29,7 @@ def test_fused_optimizer_takes_the_same_step_as_the_default(optimizer):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
+@pytest.mark.heavy
 def test_compiled_fused_run_is_recorded_and_trains_like_the_plain_one(engine, tiny_folder, settings):
     """torch.compile (inductor, on the CPU here) and the fused optimizer change kernels, not the
     training: the same seed gives the same losses to float tolerance, and the record says which ran.

@@ -25,7 +25,7 @@ from harness.artifacts.checkpoints import (
 )
 from harness.results.record import RunResult
 from harness.settings import REPO_ROOT
-from tests.conftest import TINY_MODEL, make_image_folder, tiny_spec
+from tests.conftest import ENGINES_SECOND_HEAVY, TINY_MODEL, make_image_folder, tiny_spec
 from tests.test_reports import record
 
 
@@ -182,6 +182,7 @@ def test_impossible_recipes_and_launches_are_refused(options, fragments, tiny_fo
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_node_whose_peers_never_come_stops_waiting_with_a_message(tiny_folder, tmp_path):
     """Node 0 of 2 under a launcher's environment, node 1 never started: exit 2 after the rendezvous timeout."""
     from harness.artifacts.emulator import free_port
@@ -371,6 +372,7 @@ def test_pytest_xdist_over_the_benchmarks_is_refused_before_anything_trains(work
 @pytest.mark.parametrize(
     "args", [["-n", "0", "benchmarks"], ["-n", "2", "tests/test_spec.py"]], ids=["no-workers", "tests-only"]
 )
+@pytest.mark.heavy
 def test_pytest_xdist_without_workers_or_away_from_the_benchmarks_is_left_alone(args):
     pytest.importorskip("xdist", reason="pytest-xdist is in the test extra (pip install 'trainbench[test]')")
     done = subprocess.run(
@@ -400,6 +402,7 @@ def test_a_last_training_batch_of_one_image_is_dropped_not_a_crash(engine, tiny_
     assert record.data["split"]["train"] == 36 and len(record.history) == 1
 
 
+@pytest.mark.heavy
 def test_a_truncated_last_checkpoint_falls_back_to_the_newest_readable_epoch(tiny_folder, settings, tmp_path, capfd):
     settings = settings.replace(data_root=tiny_folder, checkpoint_dirs=(tmp_path / "ckpt",))
     spec = tiny_spec().with_recipe(epochs=2)
@@ -798,7 +801,7 @@ def test_nightly_checks_what_the_end_of_the_night_needs_first(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+@pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
 def test_ctrl_c_is_one_line_and_leaves_no_temporary_file(engine, tiny_folder, tmp_path):
     """SIGINT during training: exit 130 with one line, no traceback, no temporary file in any folder.
     (Lightning turned it into exit 1 with SIGINT ignored.)"""
@@ -856,6 +859,7 @@ except KeyboardInterrupt:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_a_sigterm_to_the_launcher_goes_on_to_its_child_which_ends_as_a_terminated_run(tiny_folder, tmp_path):
     """The launcher's child (`python -m harness run`) was SIGKILLed when the launcher was
     interrupted, its queued uploads lost; a SIGTERM to the launcher never reached it."""

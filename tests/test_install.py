@@ -103,6 +103,7 @@ def test_the_harness_imports_without_wandb_gcs_or_ray():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_gcs_is_not_imported_until_a_bucket_is_used():
     """(wandb cannot be held to this: timm.utils imports it whenever it is installed.)"""
     done = subprocess.run(

@@ -28,6 +28,7 @@ def test_single_process_run_reports_the_shared_metrics(tiny_folder, settings):
 
 @pytest.mark.slow
 @pytest.mark.ddp
+@pytest.mark.heavy
 def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings, capsys):
     """45 training images over 2 processes: DistributedSampler pads each epoch to 46, and the
     training metrics counted the repeat (train_images 46) while evaluation counted each image once.
@@ -52,6 +53,7 @@ def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings, capsys
 
 @pytest.mark.slow
 @pytest.mark.ddp
+@pytest.mark.heavy
 def test_failing_child_fails_with_its_error_shown(tmp_path, settings):
     folder = tmp_path / "data"
     make_image_folder(folder, {"a": 4, "b": 4})
@@ -113,6 +115,7 @@ def test_single_process_bf16_really_runs_in_bf16(tiny_folder, settings):
 
 @pytest.mark.slow
 @pytest.mark.ddp
+@pytest.mark.heavy
 def test_two_processes_train_the_same_recipe_as_one(tiny_folder, settings):
     """The batch is global: 2 processes x 4 images step like 1 process x 8 (same images per step, the
     gradient averaged over the same 8). On a model without BatchNorm (test_vit: LayerNorm), whose

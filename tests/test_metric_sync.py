@@ -42,6 +42,7 @@ def _worker(rank: int, port: int, out) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.heavy
 def test_global_metrics_in_two_processes():
     ctx = mp.get_context("spawn")
     out = ctx.Queue()

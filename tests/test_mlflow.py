@@ -150,6 +150,7 @@ def test_a_run_logs_live_to_a_tracking_server_and_its_record_imports_once(server
         " where there is one"
     ),
 )
+@pytest.mark.heavy
 def test_the_servers_page_of_the_experiment_lists_the_run(server, tiny_folder, tmp_path, capsys):
     code, out, err = run_cli(
         capsys, *tiny_run_args(tiny_folder, tmp_path, "--mlflow", server, "--run-id", "browser-check")
@@ -244,6 +245,7 @@ print(tracker.mlflow_run_id, tracker.error)
 """
 
 
+@pytest.mark.heavy
 def test_runs_starting_at_once_into_a_fresh_store_each_get_their_mlflow_run(tmp_path):
     """Real processes open the default store (`auto`: results/mlflow.db, not there yet) at the same moment."""
     results, go = tmp_path / "results", tmp_path / "go"
@@ -271,6 +273,7 @@ def test_runs_starting_at_once_into_a_fresh_store_each_get_their_mlflow_run(tmp_
     assert sorted(r.data.tags["trainbench.run_id"] for r in runs) == ["run-0", "run-1", "run-2"]
 
 
+@pytest.mark.heavy
 def test_a_locked_store_is_one_line_and_the_run_is_recorded_for_track(tiny_folder, tmp_path, capsys):
     """Another process holds the SQLite store in an exclusive transaction for the whole run."""
     import sqlite3

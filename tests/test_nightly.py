@@ -116,6 +116,7 @@ def fastvit_dry_run() -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_dry_run_without_gpu_plans_the_smoke_profile_on_this_machine(fastvit_dry_run):
     done = fastvit_dry_run
     assert done.returncode == 0, done.stdout + done.stderr
@@ -267,6 +268,7 @@ def test_a_night_whose_speed_regressed_profiles_that_case_and_links_its_trace(ti
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict_refuses_it(fastvit_dry_run):
     """The night's default on a small machine: the 4- and 8-process CPU cases need more cores than it
     has; they are skipped with why (as pytest skips them), the rest is planned, and only --strict refuses."""

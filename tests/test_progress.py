@@ -13,7 +13,7 @@ import termios
 import pytest
 
 from harness.settings import REPO_ROOT
-from tests.conftest import TINY_MODEL
+from tests.conftest import ENGINES_SECOND_HEAVY, TINY_MODEL
 
 pytestmark = pytest.mark.slow  # every test here trains or starts a process (make test-fast leaves them out)
 
@@ -78,7 +78,7 @@ def lines(output: str) -> list[str]:
     return [line.strip() for line in output.replace("\r", "\n").splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("engine", ["poutyne", "lightning"])
+@pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
 def test_terminal_shows_the_start_up_line_first_then_batch_bars_with_speed_and_eta(engine, tiny_folder, tmp_path):
     status, output = on_terminal(run_args(tiny_folder, tmp_path / "r", engine))
     assert status == 0, output[-3000:]
@@ -102,6 +102,7 @@ def test_terminal_shows_the_start_up_line_first_then_batch_bars_with_speed_and_e
         assert banner not in output
 
 
+@pytest.mark.heavy
 def test_output_that_is_not_a_terminal_has_epoch_lines_and_no_bars(tiny_folder, tmp_path):
     done = subprocess.run(
         run_args(tiny_folder, tmp_path / "r", "lightning"), cwd=REPO_ROOT, capture_output=True, text=True

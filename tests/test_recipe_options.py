@@ -172,6 +172,7 @@ def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder,
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_eda_previews_the_recipe_run_would_use(tiny_folder, tmp_path):
     done = harness(
         "eda", str(tiny_folder), "--out", str(tmp_path / "eda"), "--augment", "VerticalFlip", "--sample", "10"

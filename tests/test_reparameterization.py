@@ -1,5 +1,6 @@
 """FastViT's fused inference model predicts what the unfused one does (tolerance in harness.inference)."""
 
+import pytest
 import timm
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -7,6 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from harness.inference import is_reparameterizable, reparameterization_check
 
 
+@pytest.mark.heavy
 def test_fused_fastvit_matches_unfused():
     torch.manual_seed(0)
     model = timm.create_model("fastvit_t8", num_classes=8)
