@@ -157,10 +157,19 @@ def test_tests_of_a_project_are_its_own_suite_and_a_path_outside_or_missing_is_o
     assert suite_of(None, here) == Suite(REPO_ROOT, "benchmarks")
     assert suite_of(tmp_path / "project" / "bench", here) == Suite(here.resolve(), "bench")
     assert suite_of(Path("bench"), here) == Suite(here.resolve(), "bench")
-    with pytest.raises(NightlyError, match=r"--tests nope: no such file or folder; give the folder or file"):
+    with pytest.raises(
+        NightlyError, match=r"--tests nope: no such file or folder as .*nope \(PATH is relative to the current folder\)"
+    ):
         suite_of(Path("nope"), here)
     with pytest.raises(NightlyError, match=r"is outside the current folder .*; run the nightly from the project"):
         suite_of(tmp_path, here)
+
+
+def test_a_node_without_the_project_fails_the_case_saying_so(tmp_path):
+    case = Case("bench/test_model.py::test_model[small]", devices=1, cpus=1, gpus=0, root=tmp_path / "absent")
+    outcome = run_here(case, "smoke", [], "night-1", None)
+    assert case_status(outcome) == "failed" and failure(outcome) == "failed (pytest exit status 4: a usage error)"
+    assert f"this node has no folder {tmp_path / 'absent'}; every node needs the project" in outcome.log
 
 
 PROJECT_BENCHMARK = """
@@ -177,16 +186,23 @@ def test_a_projects_own_benchmarks_are_planned_from_its_folder(tmp_path):
     """`nightly --tests PATH` from the user's project: its cases, named by node ids relative to the project."""
     project = tmp_path / "project"
     (project / "bench").mkdir(parents=True)
-    (project / "conftest.py").write_text((REPO_ROOT / "conftest.py").read_text())
     (project / "bench" / "test_model.py").write_text(PROJECT_BENCHMARK)
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "nightly", "--dry-run", "--tests", "bench", "--out", str(tmp_path / "n")],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+
+    def dry_run() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "harness", "nightly", "--dry-run", "--tests", "bench", "--out", str(tmp_path / "n")],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+
+    done = dry_run()  # no conftest: pytest does not know --profile, which is not "nothing matched"
+    assert done.returncode == 2 and done.stdout.startswith("nightly: pytest could not collect bench in"), done.stdout
+    assert "(exit status 4: " in done.stdout and "--collect-only` there says why" in done.stdout, done.stdout
+    (project / "conftest.py").write_text((REPO_ROOT / "conftest.py").read_text())
+    done = dry_run()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "nightly: 2 case(s), smoke profile" in done.stdout, done.stdout
     assert "case test_model-large-2dev: 2 CPU" in done.stdout and "case test_model-small: 1 CPU" in done.stdout

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import NightlyError
+from harness.errors import NightlyError, PreflightError
 from harness.hardware import Hardware, detect, loader_workers
 from harness.settings import REPO_ROOT
 
@@ -55,7 +55,10 @@ def suite_of(tests: Path | None, here: Path | None = None) -> Suite:
     root = (here or Path.cwd()).resolve()
     path = (root / tests).resolve()
     if not path.exists():
-        raise NightlyError(f"--tests {tests}: no such file or folder; give the folder or file of your benchmarks")
+        raise NightlyError(
+            f"--tests {tests}: no such file or folder as {path} (PATH is relative to the current folder); give the"
+            " folder or file of your benchmarks"
+        )
     if not path.is_relative_to(root):
         raise NightlyError(
             f"--tests {tests} is outside the current folder {root}; run the nightly from the project that holds it"
@@ -133,7 +136,8 @@ def collect(
     target: str = "benchmarks",
 ) -> list[str]:
     """The benchmark node ids pytest would run (collection only) of `target` in the checkout at `root` with
-    `python`, relative to `root`."""
+    `python`, relative to `root`; none when nothing matches. A PreflightError, with pytest's last line, when
+    pytest could not collect (an import error, an option its conftest does not know)."""
     out = subprocess.run(
         [
             python,
@@ -155,6 +159,12 @@ def collect(
         text=True,
         check=False,
     )
+    if out.returncode not in (0, 5):  # 5: nothing collected, or every case deselected
+        said = [line.strip() for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+        raise PreflightError(
+            f"pytest could not collect {target} in {root} (exit status {out.returncode}: {said[-1] if said else ''});"
+            f" `python -m pytest {target} --collect-only` there says why"
+        )
     return [line.strip() for line in out.stdout.splitlines() if "::" in line]
 
 

@@ -195,8 +195,10 @@ def run(
     try:  # everything the end of the night needs is checked before its first case
         check_pytest_args(pytest_args)
         budget = None if bisect is None else parse_budget(bisect)
+        suite = suite_of(tests)
+        nights_dir = NIGHTS_DIR if tests is None else suite.root / "results" / "nightly"  # the project's own
         night = Night(
-            out or NIGHTS_DIR / date.today().isoformat(),
+            out or nights_dir / date.today().isoformat(),
             pytest_args,
             baseline,
             parse_tolerances(tolerances),
@@ -207,11 +209,12 @@ def run(
             budget,
             mlflow,
             bisect_max_seeds,
-            suite_of(tests),
+            suite,
         )
         if budget is not None and tests is not None:
             raise NightlyError(
-                "--bisect walks trainbench's own history and cannot yet bisect the project of --tests; leave out one"
+                "--bisect walks trainbench's own history and cannot yet bisect the project of --tests; leave out"
+                " --bisect (or run without --tests)"
             )
         mlflow_runs.check(mlflow, night.out.parent)
         if budget is not None and baseline is None:
@@ -235,7 +238,12 @@ def _run(night: Night, nodes: list[Node], dry_run: bool, started: float) -> int:
     profile = profile_for(nodes)
     pytest_args = night.pytest_args if profile == "full" else on_cpus(night.pytest_args)
     suite = night.suite
-    cases = plan(collect(profile, pytest_args, root=suite.root, target=suite.target), nodes, root=suite.root)
+    try:
+        node_ids = collect(profile, pytest_args, root=suite.root, target=suite.target)
+    except PreflightError as error:
+        print(f"nightly: {error}")
+        return 2
+    cases = plan(node_ids, nodes, root=suite.root)
     if not cases:
         print(
             f"nightly: no benchmark case in {suite.target} matches the pytest arguments"

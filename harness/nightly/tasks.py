@@ -104,6 +104,12 @@ def run_case(case: Case, profile: str, pytest_args: list[str], night: str, bucke
 def run_here(case: Case, profile: str, pytest_args: list[str], night: str, bucket: str | None) -> CaseOutcome:
     """Run the case on this machine in a scratch folder of its own; what the night keeps of it (no node named yet)."""
     scratch = scratch_folder(night, case.name)
+    if not case.root.is_dir():  # a node of a cluster without the project: pytest could not even start there
+        said = (
+            f"trainbench nightly: this node has no folder {case.root}; every node needs the project at the path the"
+            " nightly was started from\n"
+        )
+        return CaseOutcome(case.name, "", "", 4, 0.0, {}, said)
     path = [str(case.root), str(REPO_ROOT), os.environ.get("PYTHONPATH")]  # the project's modules, then trainbench's
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(filter(None, path)))}
     env.setdefault("TRAINBENCH_WORKERS", str(case.workers))  # from the CPUs Ray gave this task, not the whole node's
