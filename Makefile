@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not heavy" -n $(TEST_WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -m "not heavy" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=15 $(PYTEST_ARGS)
 
 test-heavy: install
 	$(PY) -m pytest tests -m heavy --durations=15 $(PYTEST_ARGS)

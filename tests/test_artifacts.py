@@ -504,7 +504,6 @@ def kept_local(line: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES_SECOND_HEAVY)
-@pytest.mark.heavy
 def test_sigterm_waits_for_uploads_a_bounded_time_and_resume_sends_the_rest(engine, tiny_folder, tmp_path, gcs):
     """SIGTERM (how SLURM, Kubernetes and spot instances stop a job) ended the run in 0.2 s, silent: no
     `.not-uploaded.json`, the bucket never got the checkpoints queued, the MLflow run stayed RUNNING."""

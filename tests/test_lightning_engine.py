@@ -5,17 +5,18 @@ import torch
 
 from harness import launch, runner
 from harness.engines.history import without_timing
+from harness.hardware import detect
 from harness.launch import LaunchError
 from harness.results.record import RunResult
 from tests.conftest import make_image_folder, tiny_spec
 
 
 def test_single_process_run_reports_the_shared_metrics(tiny_folder, settings):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 would: the user's, for this run and every later one
+    threads, mine = torch.get_num_threads(), detect().cpu_cores + 1  # not what the engine would choose on any machine
+    torch.set_num_threads(mine)  # as OMP_NUM_THREADS would: the user's, for this run and every later one
     try:
         record = runner.run(tiny_spec(engine="lightning"), settings.replace(data_root=tiny_folder))
-        assert torch.get_num_threads() == 1, "a run in this process changed its torch threads"
+        assert torch.get_num_threads() == mine, "a run in this process changed its torch threads"
     finally:
         torch.set_num_threads(threads)
     assert set(record.test) == {"test_loss", "test_acc", "test_f1", "test_top3", "test_top5"}
