@@ -8,9 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RESULTS ?= results
 PYTEST_ARGS ?=
-# make test's pytest-xdist workers, one training thread each (OMP_NUM_THREADS=1), so two never fight for a core (a
-# third did not help on 2 cores: 654 s against 678 s, the CPUs busy either way with the imports of each process)
-TEST_WORKERS ?= 2
+# make test's pytest-xdist workers, one training thread each (OMP_NUM_THREADS=1): on 2 cores, the third keeps the
+# CPUs busy while the others wait on servers, clusters and child processes (with two, they were 78 % busy)
+TEST_WORKERS ?= 3
 
 .PHONY: install test test-heavy test-fast lint format bench docs clean
 

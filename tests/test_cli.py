@@ -74,6 +74,10 @@ def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folde
     )
     assert done.returncode == 0, done.stderr
     assert "test_acc=" in done.stdout
+    # not a terminal (captured): an epoch line, no batch bars (test_progress.py runs the bars on a terminal)
+    assert "%|" not in done.stdout + done.stderr and "img/s]" not in done.stderr
+    (epoch,) = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
+    assert epoch.startswith("epoch 1/1 train_loss=") and "img/s)" in epoch, epoch
     (path,) = [line.removeprefix("record: ") for line in done.stdout.splitlines() if line.startswith("record: ")]
     assert path.startswith(str(tmp_path / "r" / "test_efficientnet-tiny-poutyne-32true-1dev-random-"))
     record = json.loads(Path(path).read_text())

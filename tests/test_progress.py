@@ -102,6 +102,7 @@ def test_terminal_shows_the_start_up_line_first_then_batch_bars_with_speed_and_e
         assert banner not in output
 
 
+@pytest.mark.heavy  # make test: Poutyne's lines off a terminal in tests/test_cli.py (a captured `run`)
 def test_output_that_is_not_a_terminal_has_epoch_lines_and_no_bars(tiny_folder, tmp_path):
     done = subprocess.run(
         run_args(tiny_folder, tmp_path / "r", "lightning"), cwd=REPO_ROOT, capture_output=True, text=True
