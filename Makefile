@@ -8,9 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RESULTS ?= results
 PYTEST_ARGS ?=
-# make test's pytest-xdist workers, one training thread each (OMP_NUM_THREADS=1): on 2 cores, the third keeps the
-# CPUs busy while the others wait on servers, clusters and child processes (with two, they were 78 % busy)
-TEST_WORKERS ?= 3
+# make test's pytest-xdist workers, one training thread each (OMP_NUM_THREADS=1), so two never fight for a core (a
+# third made it slower on 2 cores, 689 s against 631 s: the imports of every Python process keep both busy)
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-heavy test-fast lint format bench docs clean
 

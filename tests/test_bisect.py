@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from importlib import metadata
 
 import pytest
@@ -277,7 +278,6 @@ def test_bad_input_is_one_line_before_any_step(tmp_path, capsys):
         (["--good", "nosuchrev", "-k", CASE], "--good 'nosuchrev' is not a commit"),
         (["--good", "HEAD", "--bad", "HEAD~1", "-k", CASE], "is not an ancestor of --bad"),
         (["--good", "HEAD", "-k", CASE], "the same commit"),
-        (["--good", "HEAD~1", "-k", "no_such_case_anywhere"], "selects no benchmark case"),  # collected at HEAD
         (["--good", "HEAD~1", "-k", CASE, "--", "--seeds", "3"], "--seeds after -- is bisect's to set"),
         (["--good", "HEAD~1", "-k", CASE, "--budget", "soon"], "neither a number of steps"),
     ]
@@ -287,8 +287,12 @@ def test_bad_input_is_one_line_before_any_step(tmp_path, capsys):
     assert not (tmp_path / "out").exists(), "nothing measured, nothing written"
     code, _, err = run_cli(capsys, "bisect", "--repo", str(tmp_path), "--good", "HEAD", "-k", CASE)
     assert code == 2 and "is not a git checkout" in err
-    # several cases: the refusal on what the collection above found (collecting them is the same pytest run, and the
-    # accuracy bisect collects its one case for real)
+    # none or several cases: the refusal on what the collection at the bad revision found (the accuracy bisect collects
+    # its one case there for real; collecting nothing is the same pytest run)
+    with pytest.raises(BisectError, match=r"-k 'no_such_case_anywhere' selects no benchmark case at 0123456789 in"):
+        bisect.one_case(
+            [], replace(request(repo, "HEAD~1", "HEAD", None), case="no_such_case_anywhere"), "0123456789abcdef"
+        )
     several = [
         f"benchmarks/test_fastvit.py::test_fastvit[fastvit_t8-kvasir-synthetic-poutyne-32true-{n}dev-pretrained]"
         for n in (1, 2, 4, 8)
