@@ -46,12 +46,11 @@ from harness.results import mlflow_runs, report, trend
 from harness.results.compare import Comparison, Tolerance, compare_paths, parse_tolerances
 from harness.results.observations import observations
 from harness.results.record import load_readable
-from harness.settings import REPO_ROOT
 
 if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
     from ray import ObjectRef
 
-NIGHTS_DIR = REPO_ROOT / "results" / "nightly"
+NIGHTS_DIR = Path("results") / "nightly"  # under the suite's root: trainbench's, or the project's of --tests
 MANIFEST = "nightly.json"
 PYTEST_EXITS = {1: "a test failed", 2: "interrupted", 3: "pytest's internal error", 4: "a usage error"}
 OOM_HINT = " (the OOM killer sends this when memory runs out)"
@@ -196,9 +195,8 @@ def run(
         check_pytest_args(pytest_args)
         budget = None if bisect is None else parse_budget(bisect)
         suite = suite_of(tests)
-        nights_dir = NIGHTS_DIR if tests is None else suite.root / "results" / "nightly"  # the project's own
         night = Night(
-            out or nights_dir / date.today().isoformat(),
+            out or suite.root / NIGHTS_DIR / date.today().isoformat(),
             pytest_args,
             baseline,
             parse_tolerances(tolerances),
