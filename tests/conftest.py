@@ -5,12 +5,16 @@ default `auto` would give every test's results folder a store of its own, about 
 
 from __future__ import annotations
 
+import io
 import os
+import subprocess
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from harness import cli
 from harness.data.synthetic import render
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe, Split, aug
@@ -22,6 +26,16 @@ for _variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XD
     os.environ.pop(_variable, None)
 
 TINY_MODEL = "test_efficientnet"
+
+
+def harness_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    """`python -m harness ARGS` run in this process: the same `cli.main`, without an interpreter's start-up and
+    imports (seconds each). Its exit status, standard output and standard error, as `subprocess.run` gives them.
+    What a process of each command imports is checked in its own process (tests/test_cli.py)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cli.main([str(arg) for arg in args])
+    return subprocess.CompletedProcess(["harness", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def make_image_folder(root: Path, classes: dict[str, int], size: tuple[int, int] = (40, 40)) -> Path:

@@ -16,7 +16,7 @@ from harness.errors import GateError, RecordError
 from harness.results.compare import DEFAULT_TOLERANCES, compare, parse_tolerances
 from harness.results.observations import GATED_METRICS, Run, observations, run_of
 from harness.results.record import RunResult
-from harness.settings import REPO_ROOT
+from tests.conftest import harness_cli
 from tests.test_bisect_search import binomial_quantile
 from tests.test_reports import record
 
@@ -86,9 +86,7 @@ def test_works_on_pytest_benchmark_json(tmp_path):
     assert observations(base) == {CASE: [Run({"test_acc": 0.92, "steady_images_per_s": 1000.0})]}
 
     def run(*a):
-        return subprocess.run(
-            [sys.executable, "-m", "harness", "compare", *map(str, a)], cwd=REPO_ROOT, capture_output=True, text=True
-        )
+        return harness_cli("compare", *a)
 
     assert run(base, good).returncode == 0
     done = run(base, bad)
@@ -116,9 +114,7 @@ def test_works_on_result_folders(tmp_path):
 
 
 def _compare(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "harness", "compare", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+    return harness_cli("compare", *args)
 
 
 @pytest.mark.slow

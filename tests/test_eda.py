@@ -1,15 +1,12 @@
 """EDA on generated data with known counts, sizes and pixel statistics; corrupt files listed, not fatal."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from harness import eda
 from harness.catalog import FASTVIT
-from harness.settings import REPO_ROOT
+from tests.conftest import harness_cli
 
 pytestmark = pytest.mark.slow  # every test here trains or starts a process (make test-fast leaves them out)
 
@@ -50,12 +47,7 @@ def test_counts_sizes_and_statistics_are_exact(known, tmp_path):
 
 
 def test_eda_command(known, tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "eda", str(known), "--out", str(tmp_path / "r")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = harness_cli("eda", known, "--out", tmp_path / "r")
     assert done.returncode == 0, done.stderr
     assert "6 images, 2 classes, 1 corrupt" in done.stdout
     # the measured apply rate of every EfficientNetV2 augmentation, next to its p

@@ -12,10 +12,11 @@ from harness.cli.case import spec_from_args
 from harness.cli.parser import build_parser
 from harness.settings import REPO_ROOT
 from harness.spec import SpecError
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, harness_cli
 
 
 def harness(*args):
+    """`python -m harness ARGS` in a process of its own, for --help (argparse prints it and exits)."""
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, capture_output=True, text=True)
 
 
@@ -24,7 +25,7 @@ def spec_of(*args):
 
 
 def test_recipes_lists_the_catalog_with_sources_values_and_published_figures():
-    done = harness("recipes")
+    done = harness_cli("recipes")
     assert done.returncode == 0
     for workflow in catalog.WORKFLOWS.values():
         assert f"{workflow.key}: {workflow.title}" in done.stdout and workflow.source in done.stdout
@@ -140,7 +141,7 @@ def test_an_augmentation_parameter_albumentations_would_drop_or_refuse_is_one_li
 
 @pytest.mark.slow
 def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder, tmp_path):
-    done = harness(
+    done = harness_cli(
         "run",
         "--model",
         TINY_MODEL,
@@ -174,7 +175,7 @@ def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder,
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_eda_previews_the_recipe_run_would_use(tiny_folder, tmp_path):
-    done = harness(
+    done = harness_cli(
         "eda", str(tiny_folder), "--out", str(tmp_path / "eda"), "--augment", "VerticalFlip", "--sample", "10"
     )
     assert done.returncode == 0, done.stderr

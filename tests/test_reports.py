@@ -1,8 +1,6 @@
 """Reports from hand-made records: every table, in Markdown, CSV and one self-contained HTML page."""
 
 import re
-import subprocess
-import sys
 from urllib.parse import unquote
 
 import pytest
@@ -20,8 +18,8 @@ from harness.results.tables import (
     pretrained_vs_random,
     workflow_tables,
 )
-from harness.settings import REPO_ROOT
 from harness.spec import BenchmarkSpec
+from tests.conftest import harness_cli
 
 
 def record(spec, acc, loss, images_per_s=100.0, val_accs=(0.5, 0.9), run_id=None) -> RunResult:
@@ -181,9 +179,7 @@ def test_workflow_tables_in_the_write_ups_shape(records):
 def test_report_command_rebuilds_everything_from_records(records, tmp_path):
     for r in records:
         r.save(tmp_path / r.run_id, plot_curves)
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+    done = harness_cli("report", tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Pretrained vs random weights" in done.stdout
     md = (tmp_path / "summary.md").read_text()
@@ -219,12 +215,7 @@ def test_curve_links_resolve_from_another_output_folder(records, tmp_path):
         r.save(tmp_path / "runs" / r.run_id, plot_curves)
     no_epochs = RunResult("empty", records[0].spec, [], records[0].test, 1.0, 0.0, {}, "2026-11-21T00:00:00+00:00")
     no_epochs.save(tmp_path / "runs" / "empty", plot_curves)
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "report", str(tmp_path / "runs"), "--out", str(tmp_path / "pub")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = harness_cli("report", tmp_path / "runs", "--out", tmp_path / "pub")
     assert done.returncode == 0, done.stderr
     md = (tmp_path / "pub" / "summary.md").read_text()
     assert (
@@ -249,9 +240,7 @@ def test_a_curve_link_resolves_when_the_dataset_name_has_spaces(records, tmp_pat
 
 @pytest.mark.slow
 def test_report_of_an_empty_folder_is_a_clear_error(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "harness", "report", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True
-    )
+    done = harness_cli("report", tmp_path)
     assert done.returncode == 2 and "no result records" in done.stderr
 
 
