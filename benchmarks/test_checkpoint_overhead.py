@@ -14,10 +14,10 @@ upload threads used (training pays those only where no core is idle for them).
 
 from __future__ import annotations
 
-from benchmarks.plugin import case_spec
 from harness import runner
 from harness.artifacts.emulator import Emulator
 from harness.catalog import EFFICIENTNETV2
+from harness.pytest_plugin import case_spec, option
 
 BUCKET = "trainbench-bench"
 OVERHEAD_EPOCHS = 3  # three checkpoints; the wait for the last upload weighs a third of the ratio, so it errs high
@@ -27,7 +27,7 @@ def test_checkpoint_overhead(run_settings, pytestconfig, benchmark, monkeypatch,
     spec = case_spec(pytestconfig, EFFICIENTNETV2, weights="random", precision="32-true", devices=1).replace(
         benchmark="checkpoint-overhead"
     )
-    spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or OVERHEAD_EPOCHS)
+    spec = spec.with_recipe(epochs=option(pytestconfig, "epochs") or OVERHEAD_EPOCHS)
     # measurements, kept apart from the matrix's records
     quiet = run_settings.replace(
         results_dir=run_settings.results_dir / "checkpoint-overhead",

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.plugin import (
-    assert_thresholds,
+from harness.api import assert_thresholds
+from harness.catalog import EFFICIENTNETV2
+from harness.pytest_plugin import (
     case_spec,
     matrix,
     record_in_benchmark,
     repeats,
     runnable,
 )
-from harness.catalog import EFFICIENTNETV2
 from harness.results.stats import difference
 
 

@@ -23,10 +23,10 @@ from statistics import fmean
 
 import pytest
 
-from benchmarks.plugin import case_spec, repeats
 from harness import runner
 from harness.catalog import EFFICIENTNETV2, FASTVIT
 from harness.engines.reference import plain_loop_speed
+from harness.pytest_plugin import case_spec, option, repeats
 from harness.results.stats import mean_interval
 
 PARITY_TOLERANCE = 1e-3  # absolute, every test metric: only float reduction order differs
@@ -41,7 +41,7 @@ def test_engine_parity(seed, run_settings, pytestconfig, benchmark):
     run_settings = run_settings.replace(
         results_dir=run_settings.results_dir / "parity", wandb="off", resume=False, checkpoint_dirs=(), gcs_bucket=None
     )
-    spec = spec.with_recipe(epochs=pytestconfig.getoption("--epochs") or PARITY_EPOCHS)
+    spec = spec.with_recipe(epochs=option(pytestconfig, "epochs") or PARITY_EPOCHS)
 
     def plain_loop(repeat):
         gc.collect()  # the engines' loaders (and any worker processes they kept) are gone before the reference runs

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.plugin import assert_thresholds, matrix, record_in_benchmark
+from harness.api import assert_thresholds
 from harness.catalog import FASTVIT
+from harness.pytest_plugin import matrix, record_in_benchmark
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

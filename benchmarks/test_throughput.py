@@ -9,12 +9,12 @@ CPU-sized version of it (128 px, batch 8, a few batches), on the same real-size 
 
 from __future__ import annotations
 
-from benchmarks.plugin import case_spec
 from harness import throughput
 from harness.catalog import FASTVIT
 from harness.data import kvasir
 from harness.data.photos import generate_kvasir
 from harness.hardware import detect
+from harness.pytest_plugin import case_spec, option
 from harness.spec import Split
 
 # (stand-in images per class, image size, batch, timed batches) per profile
@@ -22,7 +22,7 @@ SIZES = {"full": (100, None, None, 20), "smoke": (8, 128, 8, 5)}
 
 
 def test_fastvit_throughput(run_settings, pytestconfig, benchmark):
-    profile = pytestconfig.getoption("--profile")
+    profile = option(pytestconfig, "profile")
     per_class, image_size, batch_size, batches = SIZES[profile]
     root = run_settings.cache_dir / f"kvasir-standin-{per_class}"
     if not (root / kvasir.FOLDER_NAME).is_dir():

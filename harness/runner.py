@@ -315,7 +315,7 @@ def _train(
         steady_images_per_s=steady_images_per_s(output.history),
         data_wait_share=steady_data_wait_share(output.history),
         peak_gpu_memory_gib=peak_gpu_memory_gib(job),
-        environment=environment(),
+        environment=environment(job.settings.project_dir),
         started_at=started_at,
         extra=extra,
         status="ok" if output.diverged is None else "diverged",

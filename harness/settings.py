@@ -39,6 +39,9 @@ PROFILES: tuple[str, ...] = get_args(Profile)
 # One default for `python -m harness` and pytest: the smoke profile runs anywhere, offline, in
 # minutes; the published recipe on real data is always asked for (`--profile full`).
 DEFAULT_PROFILE = "smoke"
+# The prefix of every option of trainbench's pytest plugin (`--trainbench-profile`, harness.pytest_plugin), so none
+# clashes with another plugin's; `trainbench run` spells the same options without it.
+PYTEST_PREFIX = "--trainbench-"
 
 
 class Environment(BaseSettings):
@@ -124,8 +127,13 @@ class RunSettings(BaseModel):
         frozen=True, extra="forbid", ser_json_inf_nan="constants"
     )  # an infinite timeout reaches a child as Infinity
 
-    results_dir: Path = Field(REPO_ROOT / "results", description="a path string")
+    results_dir: Path = Field(
+        default_factory=lambda: Path("results").resolve(), description="a path string"
+    )  # under the working directory, as the options' default: never the install location
     cache_dir: Path = Field(default_factory=default_cache_dir, description="a path string")
+    project_dir: Path = Field(
+        default_factory=Path.cwd, description="a path string"
+    )  # the repository under test, whose commit the record names: pytest's rootdir, or the working directory
     data_root: Path | None = Field(None, description="a path string")
     weights_dir: Path | None = Field(None, description="a path string")
     checkpoint_dirs: tuple[Path, ...] = Field((), description="a list of path strings")

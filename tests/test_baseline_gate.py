@@ -118,7 +118,7 @@ def test_session_fails_on_regression_or_nothing_to_compare(pytester, trained, sp
 
 SEEDED_BENCHMARK = """
 import pytest
-from benchmarks.plugin import record_in_benchmark, repeat_id, repeats
+from harness.pytest_plugin import record_in_benchmark, repeat_id, repeats
 from tests.conftest import make_image_folder, tiny_spec
 
 

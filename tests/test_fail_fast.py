@@ -330,7 +330,10 @@ def test_pytest_names_a_bad_environment_twin_and_a_missing_baseline_before_colle
     ), done.stderr
     assert done.stdout.splitlines()[-1] == "torch not imported", done.stdout
     done = _pytest_saying_if_torch(*pytest_args, "--baseline", str(tmp_path / "last-night"))
-    assert done.returncode == 4 and f"ERROR: --baseline: {tmp_path / 'last-night'} does not exist" in done.stderr
+    assert (
+        done.returncode == 4
+        and f"ERROR: --trainbench-baseline: {tmp_path / 'last-night'} does not exist" in done.stderr
+    )
     assert done.stdout.splitlines()[-1] == "torch not imported", done.stdout
 
 
@@ -363,7 +366,7 @@ def test_pytest_xdist_over_the_benchmarks_is_refused_before_anything_trains(work
         and lines[0].startswith("ERROR: trainbench: pytest-xdist (")
         and XDIST_REFUSAL in lines[0]
     ), done.stderr
-    assert "run without -n (spread cases over machines with `python -m harness nightly`)" in lines[0], lines[0]
+    assert "run without -n (spread cases over machines with `trainbench nightly`)" in lines[0], lines[0]
     assert not out.exists() and not (tmp_path / "results").exists() and "epoch 1/" not in done.stdout, "nothing trained"
     assert done.stdout.splitlines() == ["torch not imported"], done.stdout
 

@@ -79,8 +79,8 @@ def _python_without(code: str) -> subprocess.CompletedProcess:
 
 
 HARNESS_MODULES = (
-    "harness.cli, harness.runner, harness.engines.lightning_engine, harness.engines.poutyne_engine, benchmarks.plugin,"
-    " harness.nightly"
+    "harness.cli, harness.runner, harness.engines.lightning_engine, harness.engines.poutyne_engine,"
+    " harness.pytest_plugin, harness.nightly"
 )
 
 

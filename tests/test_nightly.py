@@ -190,10 +190,11 @@ def test_a_projects_own_benchmarks_are_planned_from_its_folder(tmp_path):
     (project / "bench").mkdir(parents=True)
     (project / "bench" / "test_model.py").write_text(PROJECT_BENCHMARK)
 
-    # no conftest: pytest does not know --profile, which is not "nothing matched" (the nightly prints this one line)
+    # an option pytest does not know is not "nothing matched" (the nightly prints this one line)
     with pytest.raises(PreflightError, match=r"pytest could not collect bench in .* \(exit status 4: .*--collect-only"):
-        collect("smoke", [], root=project, target="bench")
-    (project / "conftest.py").write_text((REPO_ROOT / "conftest.py").read_text())
+        collect("smoke", ["--no-such-option"], root=project, target="bench")
+    # no conftest: the installed plugin gives the project's benchmarks trainbench's options and run book
+    assert not (project / "conftest.py").exists()
     done = subprocess.run(
         [sys.executable, "-m", "harness", "nightly", "--dry-run", "--tests", "bench", "--out", str(tmp_path / "n")],
         cwd=project,
@@ -307,18 +308,12 @@ def test_the_default_dry_run_skips_what_no_node_of_this_machine_holds_and_strict
         assert strict.returncode == 2 and "add a node that large or leave the case out with -k" in strict.stdout
 
 
-TINY_CONFTEST = """
-def pytest_addoption(parser):  # the pytest layer's options a case's command gives
-    for option in ("--profile", "--results-dir", "--mlflow"):
-        parser.addoption(option)
-"""
-
 PASSING_CASE = """
 from pathlib import Path
 
 def test_case(benchmark, request):
     benchmark(lambda: None)
-    run = Path(request.config.getoption("--results-dir")) / "run-1"
+    run = Path(request.config.getoption("--trainbench-results-dir")) / "run-1"  # the installed plugin's option
     run.mkdir(parents=True)
     (run / "result.json").write_text("{}")
 """
@@ -338,7 +333,6 @@ def test_case():
 
 
 def tiny_case(folder, body: str) -> Case:
-    (folder / "conftest.py").write_text(TINY_CONFTEST)
     (folder / "test_tiny.py").write_text(body)
     return Case(str(folder / "test_tiny.py"), devices=1, cpus=1, gpus=0)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bisect import environments, revisions
+from harness.cluster.plan import spelled_options
 from harness.errors import BisectError
 
 LOG_CHARS = 20_000
@@ -40,10 +41,10 @@ class Measurement:
 
 
 def step_command(
-    python: str, case: str, seeds: int, profile: str, results: Path, pytest_args: Sequence[str]
+    python: str, case: str, seeds: int, profile: str, results: Path, pytest_args: Sequence[str], tree: Path
 ) -> list[str]:
-    """The pytest command of one measurement, run in the revision's worktree. Only options every
-    revision of the pytest layer knows, so old revisions run too."""
+    """The pytest command of one measurement, run in the revision's worktree `tree`: only options every
+    revision of the pytest layer knows, spelled as that revision spells them (`plan.spelled_options`)."""
     return [
         python,
         "-m",
@@ -51,12 +52,7 @@ def step_command(
         "benchmarks",
         "-k",
         case,
-        "--profile",
-        profile,
-        "--seeds",
-        str(seeds),
-        "--results-dir",
-        str(results),
+        *spelled_options(tree, profile=profile, seeds=seeds, results_dir=results),
         "-p",
         "no:cacheprovider",
         "-q",
@@ -93,7 +89,7 @@ def measure(
         }  # a measurement, not a tracked run
         try:
             done = subprocess.run(
-                step_command(python, case, seeds, profile, results, pytest_args),
+                step_command(python, case, seeds, profile, results, pytest_args, tree),
                 cwd=tree,
                 env=env,
                 capture_output=True,

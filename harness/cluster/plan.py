@@ -18,7 +18,7 @@ from pathlib import Path
 
 from harness.errors import NightlyError, PreflightError
 from harness.hardware import Hardware, detect, loader_workers
-from harness.settings import REPO_ROOT
+from harness.settings import PYTEST_PREFIX, REPO_ROOT
 
 _DEVICES = re.compile(r"-(\d+)dev\b")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -128,6 +128,17 @@ def on_cpus(pytest_args: Sequence[str]) -> list[str]:
     return [*args, "-m", "not gpu"]
 
 
+def spelled_options(root: Path, **values: object) -> list[str]:
+    """`values` (`profile="smoke"`, `results_dir=...`) as options of trainbench's pytest plugin in the sessions of
+    `root`: `--trainbench-profile smoke`. A checkout of trainbench from before the plugin shipped in the package
+    (a `harness/` without `pytest_plugin.py`, as bisect meets in older history) spells them `--profile` in its own
+    conftest, and the installed plugin, whose entry point would import that checkout's `harness`, is left out."""
+    before_plugin = (root / "harness").is_dir() and not (root / "harness" / "pytest_plugin.py").is_file()
+    prefix = "--" if before_plugin else PYTEST_PREFIX
+    spelled = [arg for name, value in values.items() for arg in (prefix + name.replace("_", "-"), str(value))]
+    return [*spelled, "-p", "no:trainbench"] if before_plugin else spelled
+
+
 def collect(
     profile: str,
     pytest_args: Sequence[str],
@@ -150,8 +161,7 @@ def collect(
             "-q",
             "-p",
             "no:cacheprovider",
-            "--profile",
-            profile,
+            *spelled_options(root, profile=profile),
             *pytest_args,
         ],
         cwd=root,

@@ -46,6 +46,7 @@ from harness.results import mlflow_runs, report, trend
 from harness.results.compare import Comparison, Tolerance, compare_paths, parse_tolerances
 from harness.results.observations import observations
 from harness.results.record import load_readable
+from harness.settings import PYTEST_PREFIX
 
 if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
     from ray import ObjectRef
@@ -56,13 +57,19 @@ PYTEST_EXITS = {1: "a test failed", 2: "interrupted", 3: "pytest's internal erro
 OOM_HINT = " (the OOM killer sends this when memory runs out)"
 # Where results and checkpoints go is the nightly's to decide, per night; given to pytest they would be lost or shared.
 OWN_OPTIONS = {
-    "--mlflow": "--mlflow",
-    "--results-dir": "--out",
     "--benchmark-json": "--out",
     "--junitxml": "--out",
     "--junit-xml": "--out",
-    "--gcs-bucket": "--gcs-bucket",
-    "--resume": "--gcs-bucket",
+    **{
+        spelling + name: ours
+        for name, ours in {
+            "mlflow": "--mlflow",
+            "results-dir": "--out",
+            "gcs-bucket": "--gcs-bucket",
+            "resume": "--gcs-bucket",
+        }.items()
+        for spelling in ("--", PYTEST_PREFIX)  # the plugin's, and this repository's (conftest.py)
+    },
 }
 
 

@@ -20,7 +20,9 @@ from harness.errors import HarnessError
 from harness.results.compare import Comparison, Tolerance
 from harness.results.observations import observations
 from harness.results.record import RunResult
-from harness.settings import REPO_ROOT
+from harness.settings import PYTEST_PREFIX, REPO_ROOT
+
+SEEDS = ("--seeds", f"{PYTEST_PREFIX}seeds")  # this repository's spelling (conftest.py) and the plugin's
 
 
 def step_args(pytest_args: Sequence[str]) -> tuple[tuple[str, ...], int]:
@@ -29,12 +31,12 @@ def step_args(pytest_args: Sequence[str]) -> tuple[tuple[str, ...], int]:
     kept, seeds, skip = [], 1, None
     for arg in pytest_args:
         if skip:
-            if skip == "--seeds" and arg.isdigit():
+            if skip in SEEDS and arg.isdigit():
                 seeds = int(arg)
             skip = None
-        elif arg in ("-k", "-m", "--seeds"):
+        elif arg in ("-k", "-m", *SEEDS):
             skip = arg
-        elif arg.startswith("--seeds="):
+        elif arg.startswith(tuple(f"{seeds_option}=" for seeds_option in SEEDS)):
             seeds = int(arg.split("=", 1)[1]) if arg.split("=", 1)[1].isdigit() else seeds
         elif not arg.startswith(("-k", "-m")):
             kept.append(arg)

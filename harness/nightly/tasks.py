@@ -25,7 +25,7 @@ from xml.etree import ElementTree
 
 from harness.cluster.plan import Case
 from harness.cluster.session import live_nodes, ray_module
-from harness.settings import REPO_ROOT
+from harness.settings import PYTEST_PREFIX, REPO_ROOT
 
 if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
     from ray import ObjectRef
@@ -76,20 +76,20 @@ def case_command(
         case.node_id,
         "--rootdir",
         str(case.root),
-        "--profile",
+        f"{PYTEST_PREFIX}profile",
         profile,
-        "--results-dir",
+        f"{PYTEST_PREFIX}results-dir",
         str(scratch / "records"),
         f"--benchmark-json={scratch / 'benchmark.json'}",
         f"--junitxml={scratch / JUNIT}",
         "-p",
         "no:cacheprovider",
-        "--mlflow",
+        f"{PYTEST_PREFIX}mlflow",
         "off",
         *pytest_args,
     ]
     if bucket:
-        command += ["--gcs-bucket", f"{bucket.rstrip('/')}/{night}", "--resume"]
+        command += [f"{PYTEST_PREFIX}gcs-bucket", f"{bucket.rstrip('/')}/{night}", f"{PYTEST_PREFIX}resume"]
     return command
 
 

@@ -47,6 +47,7 @@ ALIASES = {
     "energy": "joules_per_image",
 }
 CONTEXT_KEYS = (
+    "project_commit",
     "git_commit",
     "device",
     "torch",

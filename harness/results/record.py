@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import __version__
 from harness.atomic import written_atomically
 from harness.errors import RecordError
 from harness.settings import REPO_ROOT
@@ -232,16 +233,35 @@ def load_readable(results_dir: Path) -> tuple[list[RunResult], list[str]]:
     return records, problems
 
 
-def _git_commit() -> str | None:
+def git_state(folder: Path) -> tuple[str, str, bool] | None:
+    """The git checkout `folder` lies in: its top folder's name, its commit, and whether tracked files differ from
+    that commit (None outside a checkout, or before its first commit)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5)
+
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
+        head = git("rev-parse", "--show-toplevel", "HEAD")
+        if head.returncode != 0:
+            return None
+        top, commit = head.stdout.splitlines()
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
-    return out.stdout.strip() or None
+    return Path(top).name, commit, bool(status.stdout.strip())
 
 
-def environment() -> dict[str, Any]:
-    """Versions and hardware that a result depends on (no credentials, no paths with secrets)."""
+def _trainbench_commit() -> str | None:
+    """trainbench's own commit when it runs from a checkout of it (an editable install); None from a wheel, whose
+    folder may lie inside another repository (a project's virtual environment) that is not trainbench."""
+    state = git_state(REPO_ROOT) if (REPO_ROOT / ".git").exists() else None
+    return state[1] if state else None
+
+
+def environment(project_dir: Path) -> dict[str, Any]:
+    """Versions and hardware that a result depends on (no credentials, no paths with secrets): the project under
+    test (the git checkout `project_dir` lies in: its name, commit and whether it has uncommitted changes) beside
+    trainbench's own version and commit."""
     import albumentations
     import lightning
     import poutyne
@@ -264,5 +284,14 @@ def environment() -> dict[str, Any]:
         "cuda": torch.version.cuda if hw.gpus else None,  # the build's CUDA means nothing without a GPU
         "device": hw.gpu_name or f"cpu ({platform.processor() or platform.machine()}, {hw.cpu_cores} cores)",
         "gpus": hw.gpus,
-        "git_commit": _git_commit(),
+        "trainbench": __version__,
+        "git_commit": _trainbench_commit(),
+        **project_state(project_dir),
     }
+
+
+def project_state(project_dir: Path) -> dict[str, Any]:
+    """`project`, `project_commit`, `project_dirty` of the checkout `project_dir` lies in (None each outside git)."""
+    state = git_state(project_dir)
+    name, commit, dirty = state if state else (None, None, None)
+    return {"project": name, "project_commit": commit, "project_dirty": dirty}

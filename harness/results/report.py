@@ -39,6 +39,10 @@ ENVIRONMENT_KEYS = (
     "albumentations",
     "cuda",
     "python",
+    "project",
+    "project_commit",
+    "project_dirty",
+    "trainbench",
     "git_commit",
 )
 

@@ -1,0 +1,404 @@
+"""trainbench's pytest plugin, registered under the `pytest11` entry point `trainbench` (as pytest-benchmark
+registers its own), so every pytest session of an environment where trainbench is installed has it: options,
+the run book (each case trained at most once per session), the session's summary tables and the regression
+gate. A repository's benchmarks build specs, ask the `run_book` fixture for their records and assert on them.
+
+Every option carries the `--trainbench-` prefix, so it never clashes with another plugin's (pytest-profiling owns
+`--profile`, pytest-parallel `--workers`), and each has its TRAINBENCH_* environment twin. Torch and the training
+stack are imported where a case is built, trained or reported, not here: what `pytest_configure` refuses
+(pytest-xdist over the benchmarks, a --trainbench-baseline with no runs, a bad --trainbench-tolerance) is refused
+before torch is imported, and a session that trains nothing pays for a few light imports alone (0.6 s here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from harness import interrupts
+from harness.capabilities import PRECISIONS, SUPPORT
+from harness.catalog import Workflow
+from harness.cli.parser import positive_int
+from harness.data.named import num_classes
+from harness.errors import GateError, SettingsError
+from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
+from harness.results.record import RunResult, json_safe
+from harness.settings import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    PYTEST_PREFIX,
+    Environment,
+    RunSettings,
+    environment,
+    options,
+)
+from harness.spec import BenchmarkSpec
+
+if TYPE_CHECKING:  # the gate (scipy) is imported where a session compares, not in every session
+    from harness.results.compare import Comparison
+
+PREFIX = PYTEST_PREFIX
+DEST = "trainbench_"
+RUN_BOOK = pytest.StashKey["RunBook"]()
+GATE: pytest.StashKey[Comparison | GateError] = pytest.StashKey()
+MARKERS = (
+    "gpu: needs a CUDA GPU (16-mixed, several GPUs); skipped with the reason elsewhere",
+    "full: the published recipe on real data (--trainbench-profile full)",
+    "ddp: starts several processes (Lightning DDP over gloo or NCCL)",
+)
+
+
+def plugin_options(twins: Environment) -> list[tuple[str, dict[str, Any]]]:
+    """Every option of the plugin as (name without the prefix, argparse keywords with a `trainbench_` dest); the
+    settings' options are `python -m harness run`'s own (`harness.settings.options`), spelled the same there."""
+    var = Environment.variable
+    session: list[tuple[str, dict[str, Any]]] = [
+        (
+            "profile",
+            dict(
+                choices=PROFILES,
+                default=twins.profile or DEFAULT_PROFILE,
+                help=(
+                    "smoke: the recipes shrunk for a CPU on generated data; full: the published recipes on real data;"
+                    f" `trainbench run --profile` has the same default [{var('profile')}; default {DEFAULT_PROFILE}]"
+                ),
+            ),
+        ),
+        (
+            "seeds",
+            dict(
+                type=positive_int,
+                default=twins.seeds or 1,
+                help=(
+                    "run each case with N seeds (the recipe's, then +1, +2 ...); tables show mean ± std"
+                    f" [{var('seeds')}; default 1]"
+                ),
+            ),
+        ),
+        ("epochs", dict(type=int, default=twins.epochs, help=f"override every recipe's epochs [{var('epochs')}]")),
+        (
+            "baseline",
+            dict(
+                default=None,
+                help=(
+                    "after the session, compare its runs with this results folder or pytest-benchmark JSON; a"
+                    " regression fails the session"
+                ),
+            ),
+        ),
+        (
+            "tolerance",
+            dict(
+                action="append",
+                default=None,
+                metavar="METRIC=VALUE",
+                help="with --trainbench-baseline: override a metric's tolerance (repeatable)",
+            ),
+        ),
+        (
+            "gate-metrics",
+            dict(
+                default=None,
+                metavar="NAMES",
+                help=(
+                    "with --trainbench-baseline: gate only these metrics, e.g. acc,loss (default: every gated metric;"
+                    " one a side lacks leaves the gate undecided and fails the session)"
+                ),
+            ),
+        ),
+        (
+            "gate-across-devices",
+            dict(
+                action="store_true",
+                help=(
+                    "with --trainbench-baseline: gate images/s and J/image against a baseline of another device too"
+                    " (default: not gated there)"
+                ),
+            ),
+        ),
+    ]
+    settings = [(flag.removeprefix("--"), dict(kwargs)) for flag, kwargs in options(twins)]
+    return [(name, {**kwargs, "dest": DEST + name.replace("-", "_")}) for name, kwargs in session] + [
+        (name, {**kwargs, "dest": DEST + kwargs["dest"]}) for name, kwargs in settings
+    ]
+
+
+def option(config: pytest.Config, name: str) -> Any:
+    """The value of option `name` (`seeds`, `results_dir`, ...) in this session."""
+    return config.getoption(DEST + name)
+
+
+def add_options(
+    parser: pytest.Parser,
+    spelling: str = PREFIX,
+    change: Callable[[str, dict[str, Any]], dict[str, Any]] = lambda name, kwargs: kwargs,
+) -> None:
+    """Every option into pytest's `trainbench` group, spelled `spelling + name`, with `change(name, keywords)`'s
+    keywords; a TRAINBENCH_* twin holding a bad value is a usage error that names it."""
+    try:
+        twins = environment()
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+    group = parser.getgroup("trainbench")
+    for name, kwargs in plugin_options(twins):
+        group.addoption(spelling + name, **change(name, kwargs))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+class RunBook:
+    """Each spec runs at most once per session; later requests get the same record (or error)."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.settings = settings
+        self.records: dict[BenchmarkSpec, RunResult] = {}
+        self.failures: dict[BenchmarkSpec, BaseException] = {}
+
+    def get(self, spec: BenchmarkSpec) -> RunResult:
+        if spec in self.failures:
+            raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[spec]
+        if spec not in self.records:
+            from harness import launch
+
+            try:
+                self.records[spec] = launch.run(spec, self.settings)
+            except BaseException as error:
+                self.failures[spec] = error
+                raise
+        return self.records[spec]
+
+
+@pytest.fixture(scope="session")
+def run_settings(pytestconfig: pytest.Config) -> RunSettings:
+    """This session's settings (results folder, caches, tracking), from the options and their twins; the project
+    under test, whose commit the records name, is the repository of pytest's rootdir."""
+    return RunSettings.from_options(lambda dest: option(pytestconfig, dest)).replace(project_dir=pytestconfig.rootpath)
+
+
+@pytest.fixture(scope="session")
+def run_book(pytestconfig: pytest.Config, run_settings: RunSettings) -> RunBook:
+    """The session's run book: `run_book.get(spec)` trains `spec` once and returns its record."""
+    book = RunBook(run_settings)
+    pytestconfig.stash[RUN_BOOK] = book
+    return book
+
+
+def case_spec(config: pytest.Config, workflow: Workflow, **choices: Any) -> BenchmarkSpec:
+    """The spec of one matrix cell of a catalog workflow under this session's profile and options
+    (`configure.case_spec`)."""
+    from harness import configure
+
+    profile = option(config, "profile")
+    return configure.case_spec(
+        workflow,
+        profile,
+        num_classes=num_classes(workflow.dataset_in(profile)),
+        options={"epochs": option(config, "epochs")},
+        **choices,
+    )
+
+
+def matrix(
+    config: pytest.Config,
+    workflow: Workflow,
+    *,
+    engines: Sequence[str],
+    weights: Iterable[str] | None = None,
+    precisions: Iterable[str] = PRECISIONS,
+    devices: Iterable[int] = DEVICE_COUNTS,
+) -> list[Any]:
+    """pytest params for engines x weights x precisions x devices; what cannot run here is skipped with why."""
+    hw = detect()
+    params: list[Any] = []
+    for engine in engines:
+        for w in weights or workflow.weights:
+            for precision in precisions:
+                for n in devices:
+                    spec = case_spec(config, workflow, weights=w, precision=precision, devices=n, engine=engine)
+                    marks: list[Any] = []
+                    if precision == "16-mixed" or (SUPPORT[engine].several_devices_as == "device_list" and n > 1):
+                        marks.append(pytest.mark.gpu)
+                    if spec.profile == "full":
+                        marks.append(pytest.mark.full)
+                    reason = benchmark_skip_reason(engine, precision, n, hw)
+                    if reason:
+                        marks.append(pytest.mark.skip(reason=reason))
+                    params.extend(
+                        pytest.param(repeat, id=repeat_id(repeat, config), marks=marks)
+                        for repeat in repeats(config, spec)
+                    )
+    return params
+
+
+def repeats(config: pytest.Config, spec: BenchmarkSpec) -> tuple[BenchmarkSpec, ...]:
+    """`spec` once per seed of this session (`--trainbench-seeds N`)."""
+    return spec.repeats(option(config, "seeds"))
+
+
+def repeat_id(spec: BenchmarkSpec, config: pytest.Config) -> str:
+    """The case id, with the seed only when the session repeats cases (`...-pretrained-s43`)."""
+    return f"{spec.id}-s{spec.recipe.seed}" if option(config, "seeds") > 1 else spec.id
+
+
+def runnable(spec: BenchmarkSpec) -> str | None:
+    """Why `spec` cannot run on this machine, or None."""
+    return benchmark_skip_reason(spec.engine, spec.precision, spec.devices, detect(), spec.num_nodes)
+
+
+def record_in_benchmark(benchmark: Any, record: RunResult) -> None:
+    """Put a record's figures where pytest-benchmark's JSON carries them (`extra_info`), as strict
+    JSON (a non-finite value is null)."""
+    from harness.results.observations import run_of
+
+    info = dict(
+        run_id=record.run_id,
+        status=record.status,
+        classes=len(record.data.get("classes") or ()) or None,  # which top-k metrics the case reports
+        spec_id=record.case_id,
+        recipe=BenchmarkSpec.from_dict(record.spec).recipe_fingerprint,
+        fingerprint=record.fingerprint,
+        seed=record.spec["recipe"]["seed"],
+        train_images_per_s=round(record.train_images_per_s, 2),
+        steady_images_per_s=round(record.steady_images_per_s or 0.0, 2),
+        flops_train_per_image=record.flops.get("train_per_image"),
+        achieved_tflops=record.achieved_tflops,
+        mfu=record.mfu.get("measured"),
+        mfu_vendor=record.mfu.get("vendor"),
+        **(
+            {"joules_per_image": (record.energy or {})["joules_per_image"]}
+            if (record.energy or {}).get("joules_per_image") is not None
+            else {}
+        ),  # gated where both sides have it
+        context=run_of(record).context,
+        wall_time_s=round(record.wall_time_s, 2),
+        epochs=len(record.history),
+        **{k: round(v, 6) if v is not None else None for k, v in record.test.items()},
+    )
+    benchmark.extra_info.update(json_safe(info))
+
+
+def xdist_workers(config: pytest.Config) -> str | None:
+    """How this session asks pytest-xdist for workers (`-n 2`, `--dist load`), or None (no xdist, -n 0)."""
+    if config.getoption("dist", "no") == "no" or not config.getoption("tx", None):  # `-n 0` leaves dist "no"
+        return None
+    workers = config.getoption("numprocesses", None)
+    return f"-n {workers}" if workers else f"--dist {config.getoption('dist')}"
+
+
+def selects_benchmarks(config: pytest.Config) -> bool:
+    """Whether the session's paths reach the benchmarks of its repository (`benchmarks/` under pytest's rootdir: the
+    folder, a module or case in it, or the repository itself)."""
+    benchmarks = config.rootpath / "benchmarks"
+    paths = [(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args]
+    return any(path == benchmarks or benchmarks in path.parents or path in benchmarks.parents for path in paths)
+
+
+def refuse_xdist(config: pytest.Config) -> None:
+    """Cases trained side by side share the cores, so no speed would be true, and pytest-benchmark disables itself
+    under xdist (no --benchmark-json): refused before a case trains."""
+    workers = xdist_workers(config)
+    if workers and selects_benchmarks(config):
+        raise pytest.UsageError(
+            f"trainbench: pytest-xdist ({workers}) would train cases side by side on shared cores and pytest-benchmark"
+            " disables itself under xdist, so no speed would be true and --benchmark-json would not be written; run"
+            " without -n (spread cases over machines with `trainbench nightly`)"
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Markers registered; SIGTERM taken as a Ctrl-C (`harness.interrupts`); pytest-xdist over benchmarks is
+    refused; --trainbench-baseline must be readable and hold runs, and --trainbench-tolerance parse, before any
+    case trains."""
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    interrupts.install()
+    refuse_xdist(config)
+    baseline = option(config, "baseline")
+    if not baseline:
+        return
+    from harness.results.compare import parse_metrics, parse_tolerances
+    from harness.results.observations import observations
+
+    try:
+        parse_tolerances(option(config, "tolerance"))
+        parse_metrics(option(config, "gate_metrics"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error).replace("--metrics", f"{PREFIX}gate-metrics")) from None
+    try:
+        found = observations(Path(baseline))
+    except GateError as error:
+        raise pytest.UsageError(f"{PREFIX}baseline: {error}") from None
+    if not found:
+        raise pytest.UsageError(
+            f"{PREFIX}baseline {baseline} holds no runs (no result.json records, no pytest-benchmark cases); give"
+            " last night's results folder"
+        )
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """A Ctrl-C or SIGTERM ends a session as it ends `trainbench run`: the checkpoint being written finished, the
+    uploads waited for (at most `interrupts.TERM_WAIT_S` after a SIGTERM) or left local and named; pytest then
+    exits 2 (interrupted)."""
+    from harness.artifacts import after_interrupt
+
+    after_interrupt()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    book = config.stash.get(RUN_BOOK, None)
+    if book is None or not book.records:
+        return
+    from harness.results import report
+
+    tables = report.write(list(book.records.values()), book.settings.results_dir)
+    terminalreporter.write_sep("=", "trainbench summary")
+    for table in tables:
+        terminalreporter.write_line(table.markdown())
+    terminalreporter.write_line(
+        f"records and tables: {book.settings.results_dir} (summary.md, summary.csv, report.html)"
+    )
+    gate = config.stash.get(GATE, None)
+    if isinstance(gate, GateError):
+        terminalreporter.write_sep("=", "regression gate: ERROR")
+        terminalreporter.write_line(f"the gate could not decide, so the session fails: {gate}")
+    elif gate is not None:
+        terminalreporter.write_sep(
+            "=", "regression gate: " + ("pass" if gate.passed else "REGRESSION" if gate.regressions else "UNDECIDED")
+        )
+        terminalreporter.write_line(gate.render())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With --trainbench-baseline: compare this session's runs with it; a regression fails the session."""
+    config = session.config
+    book = config.stash.get(RUN_BOOK, None)
+    baseline = option(config, "baseline")
+    if not baseline or book is None or not book.records:
+        return
+    from harness.results.compare import compare, parse_metrics, parse_tolerances
+    from harness.results.observations import observations, run_of
+
+    current: dict[str, list[Any]] = {}
+    for record in book.records.values():
+        current.setdefault(record.gate_key, []).append(run_of(record))
+    try:
+        result = compare(
+            observations(Path(baseline)),
+            current,
+            parse_tolerances(option(config, "tolerance")),
+            labels=(f"baseline {baseline}", "this session"),
+            metrics=parse_metrics(option(config, "gate_metrics")),
+            across_devices=option(config, "gate_across_devices"),
+        )
+    except GateError as error:
+        config.stash[GATE] = error
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    config.stash[GATE] = result
+    if not result.passed and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
