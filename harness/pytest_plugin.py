@@ -21,7 +21,6 @@ import pytest
 from harness import interrupts
 from harness.capabilities import PRECISIONS, SUPPORT
 from harness.catalog import Workflow
-from harness.cli.parser import positive_int
 from harness.data.named import num_classes
 from harness.errors import GateError, SettingsError
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
@@ -34,6 +33,7 @@ from harness.settings import (
     RunSettings,
     environment,
     options,
+    positive_int,
 )
 from harness.spec import BenchmarkSpec
 

@@ -8,6 +8,7 @@ line that names the variable or field, the value and what it must be.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -214,6 +215,13 @@ class RunSettings(BaseModel):
             compile=bool(get("compile")),
             fused_optimizer=bool(get("fused_optimizer")),
         )
+
+
+def positive_int(text: str) -> int:
+    """An option's value that must be a whole number of 1 or more (argparse's and pytest's `type=`)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
 
 
 def options(twins: Environment) -> list[tuple[str, dict[str, Any]]]:

@@ -23,6 +23,7 @@ from harness.settings import (
     Environment,
     environment,
     options,
+    positive_int,
 )
 from harness.spec import OPTIMIZERS, WEIGHTS, Split
 
@@ -43,12 +44,6 @@ def parse_split(text: str) -> Split:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not TRAIN,VAL,TEST as fractions (0.7,0.15,0.15) or image counts (5564,1600,832){detail}"
         ) from None
-
-
-def positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return int(text)
 
 
 def run_id_name(text: str) -> str:
