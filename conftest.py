@@ -13,7 +13,12 @@ import pytest
 from harness.pytest_plugin import PREFIX, add_options
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    if not pluginmanager.has_plugin("trainbench"):  # the aliases would have no option to stand for
+        raise pytest.UsageError(
+            "trainbench's pytest plugin is not loaded: install this checkout again (`make install`, or pip install -e"
+            " .) so its entry point is registered, and with PYTEST_DISABLE_PLUGIN_AUTOLOAD set, add -p trainbench"
+        )
     add_options(
         parser,
         "--",

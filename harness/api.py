@@ -57,11 +57,13 @@ def run(spec: BenchmarkSpec, settings: RunSettings | None = None) -> RunResult:
 def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:
     """Raise AssertionError listing every threshold of `spec` the record missed, each with the value it got, or why
     the run did not finish."""
-    assert record.ok, f"{spec.id}: {record.failure}"
+    if not record.ok:
+        raise AssertionError(f"{spec.id}: {record.failure}")
     got = {t.metric: record.test.get(t.metric) for t in spec.thresholds}
     failed = [
         t.describe() + (f": got {got[t.metric]:.4f}" if isinstance(got[t.metric], float) else f": got {got[t.metric]}")
         for t in spec.thresholds
         if not t.holds(record.test)
     ]
-    assert not failed, f"{spec.id} missed its thresholds: " + "; ".join(failed)
+    if failed:  # raised, not asserted: `python -O` keeps the check
+        raise AssertionError(f"{spec.id} missed its thresholds: " + "; ".join(failed))

@@ -3,6 +3,7 @@ behind on failure; and the check that a folder can be written at all, before any
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -44,9 +45,17 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def check_writable(folder: Path, what: str, option: str) -> None:
-    """`folder` exists or can be made, and a file can be written in it."""
+def check_writable(folder: Path, what: str, option: str, make: bool = True) -> None:
+    """`folder` exists or can be made, and a file can be written in it. With `make` False nothing is made or
+    written (a dry run): the folder, or the nearest one above it that exists, must let this user write."""
     try:
+        if not make:
+            existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents) if p.exists())
+            if not existing.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, f"{existing} is not writable")
+            return
         Path(folder).mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".trainbench-probe-"):
             pass

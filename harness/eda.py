@@ -1,4 +1,4 @@
-"""Exploratory look at an ImageFolder, as both write-ups began: `python -m harness eda DATA_DIR --out DIR`.
+"""Exploratory look at an ImageFolder, as both write-ups began: `trainbench eda DATA_DIR --out DIR`.
 
 Class counts; image sizes, modes and channels from file headers only (no decoding, so thousands of
 files take seconds); per-channel mean, std and intensity histograms over a decoded sample; a grid

@@ -107,6 +107,6 @@ def benchmark_skip_reason(engine: str, precision: str, devices: int, hw: Hardwar
     if reason is None and precision == "bf16-mixed" and not hw.gpus and not hw.cpu_bf16:
         reason = (
             "this CPU has no bf16 units (avx512_bf16/AMX): bf16 autocast is emulated, 7-12x slower than fp32; "
-            "run it anyway with `python -m harness run --precision bf16-mixed` (the test suite does, on tiny models)"
+            "run it anyway with `trainbench run --precision bf16-mixed` (the test suite does, on tiny models)"
         )
     return reason

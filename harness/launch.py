@@ -25,7 +25,7 @@ from harness.artifacts import tracking
 from harness.errors import LaunchError
 from harness.identity import RunIdentity
 from harness.results.record import RESULT_FILE, RunResult
-from harness.settings import REPO_ROOT, RunSettings
+from harness.settings import REPO_ROOT, SOURCE_PATH, RunSettings
 from harness.spec import BenchmarkSpec
 
 OUTPUT_TAIL = 6000
@@ -67,7 +67,7 @@ def _prepared(
         settings_file.write_text(settings.to_json())
         child_env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(filter(None, [*SOURCE_PATH, os.environ.get("PYTHONPATH")])),
         }
         yield (
             spec_file,

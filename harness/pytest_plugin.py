@@ -53,7 +53,7 @@ MARKERS = (
 
 def plugin_options(twins: Environment) -> list[tuple[str, dict[str, Any]]]:
     """Every option of the plugin as (name without the prefix, argparse keywords with a `trainbench_` dest); the
-    settings' options are `python -m harness run`'s own (`harness.settings.options`), spelled the same there."""
+    settings' options are `trainbench run`'s own (`harness.settings.options`), spelled the same there."""
     var = Environment.variable
     session: list[tuple[str, dict[str, Any]]] = [
         (
@@ -165,6 +165,8 @@ class RunBook:
         if spec not in self.records:
             from harness import launch
 
+            interrupts.install()  # a SIGTERM ends the session as a Ctrl-C does, once a case trains
+
             try:
                 self.records[spec] = launch.run(spec, self.settings)
             except BaseException as error:
@@ -250,6 +252,23 @@ def runnable(spec: BenchmarkSpec) -> str | None:
     return benchmark_skip_reason(spec.engine, spec.precision, spec.devices, detect(), spec.num_nodes)
 
 
+def parametrize(
+    metafunc: pytest.Metafunc, specs: Sequence[BenchmarkSpec], ids: Sequence[str] | None = None, argname: str = "spec"
+) -> None:
+    """Parametrize `argname` with `specs` (from `pytest_generate_tests`), each once per seed of the session
+    (`--trainbench-seeds N`, which bisect sets too); the ids are `ids` (default each spec's id), ending in `-s<seed>`
+    when the session repeats cases; a case this machine cannot run is skipped with why."""
+    config = metafunc.config
+    several = option(config, "seeds") > 1
+    params = []
+    for spec, name in zip(specs, ids or [spec.id for spec in specs], strict=True):
+        reason = runnable(spec)
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        for repeat in repeats(config, spec):
+            params.append(pytest.param(repeat, id=f"{name}-s{repeat.recipe.seed}" if several else name, marks=marks))
+    metafunc.parametrize(argname, params)
+
+
 def record_in_benchmark(benchmark: Any, record: RunResult) -> None:
     """Put a record's figures where pytest-benchmark's JSON carries them (`extra_info`), as strict
     JSON (a non-finite value is null)."""
@@ -311,12 +330,10 @@ def refuse_xdist(config: pytest.Config) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Markers registered; SIGTERM taken as a Ctrl-C (`harness.interrupts`); pytest-xdist over benchmarks is
-    refused; --trainbench-baseline must be readable and hold runs, and --trainbench-tolerance parse, before any
-    case trains."""
+    """Markers registered; pytest-xdist over benchmarks is refused; --trainbench-baseline must be readable and hold
+    runs, and --trainbench-tolerance parse, before any case trains."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    interrupts.install()
     refuse_xdist(config)
     baseline = option(config, "baseline")
     if not baseline:

@@ -29,6 +29,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from harness.errors import SettingsError, one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# trainbench's folder on a child process's PYTHONPATH where it runs from a source checkout (an editable install, a
+# bisect worktree of its own history); an installed wheel's child finds it by itself, and its site-packages put
+# first would shadow the standard library and a bisect layer's packages
+SOURCE_PATH: tuple[str, ...] = (str(REPO_ROOT),) if (REPO_ROOT / "pyproject.toml").is_file() else ()
 ENV_PREFIX = "TRAINBENCH_"
 WandbMode = Literal["auto", "online", "offline", "off"]
 WANDB_MODES: tuple[str, ...] = get_args(WandbMode)
@@ -37,7 +41,7 @@ MLFLOW_SETTING = (  # auto, off, or a tracking URI (harness.results.mlflow_runs)
 )
 Profile = Literal["smoke", "full"]
 PROFILES: tuple[str, ...] = get_args(Profile)
-# One default for `python -m harness` and pytest: the smoke profile runs anywhere, offline, in
+# One default for `trainbench` and pytest: the smoke profile runs anywhere, offline, in
 # minutes; the published recipe on real data is always asked for (`--profile full`).
 DEFAULT_PROFILE = "smoke"
 # The prefix of every option of trainbench's pytest plugin (`--trainbench-profile`, harness.pytest_plugin), so none
@@ -112,7 +116,8 @@ def environment() -> Environment:
 def default_cache_dir() -> Path:
     """TRAINBENCH_CACHE_DIR, else ~/.cache/trainbench (read alone:
     another twin's bad value is not this one's concern)."""
-    return Path(os.environ.get(Environment.variable("cache_dir")) or Path.home() / ".cache" / "trainbench")
+    folder = os.environ.get(Environment.variable("cache_dir")) or Path.home() / ".cache" / "trainbench"
+    return Path(folder).expanduser().absolute()
 
 
 def _settings_error(field: str, value: Any, words: str | None) -> str:
@@ -163,6 +168,15 @@ class RunSettings(BaseModel):
             super().__init__(**values)
         except ValidationError as error:
             raise SettingsError(one_line(error, _settings_error, type(self).model_fields)) from None
+
+    @field_validator("results_dir", "cache_dir", "data_root", "weights_dir", "project_dir", "checkpoint_dirs")
+    @classmethod
+    def _absolute(cls, value: Any) -> Any:
+        """Every folder as an absolute path, against the working directory where it is given: a run's child
+        processes start elsewhere (`harness.launch`), and read the same folders."""
+        if isinstance(value, tuple):
+            return tuple(path.expanduser().absolute() for path in value)
+        return value.expanduser().absolute() if isinstance(value, Path) else value
 
     @field_validator("wandb", mode="before")
     @classmethod
@@ -225,7 +239,7 @@ def positive_int(text: str) -> int:
 
 
 def options(twins: Environment) -> list[tuple[str, dict[str, Any]]]:
-    """The settings options, shared by `python -m harness run` (argparse) and pytest (whose addoption
+    """The settings options, shared by `trainbench run` (argparse) and pytest (whose addoption
     takes argparse's keywords), so both spell and document them the same way; each default is its
     twin's value when set."""
     var = Environment.variable

@@ -1,4 +1,4 @@
-"""Where a recipe's training time goes on this machine, measured in one run (`python -m harness throughput`).
+"""Where a recipe's training time goes on this machine, measured in one run (`trainbench throughput`).
 
 Four figures in training images/s, side by side, so their ratios hold on a noisy machine:
 - the loader alone, through the decoded-image cache and from the files: the recipe's train

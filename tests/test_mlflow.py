@@ -296,7 +296,7 @@ def test_a_locked_store_is_one_line_and_the_run_is_recorded_for_track(tiny_folde
     said = [line for line in (out + err).splitlines() if "mlflow" in line.lower()]
     assert said == [
         f"[trainbench] mlflow store {db} is locked (database is locked); the run goes on untracked in MLflow; "
-        f"import it later with python -m harness track {tmp_path / 'results'}"
+        f"import it later with trainbench track {tmp_path / 'results'}"
     ], out + err
     assert "[SQL:" not in out + err and "Traceback" not in out + err
     code, out, _ = run_cli(capsys, "track", str(tmp_path / "results"), "--mlflow", uri)

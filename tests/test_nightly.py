@@ -156,7 +156,11 @@ def test_an_address_nobody_answers_is_one_line_before_anything_runs(tmp_path):
 def test_tests_of_a_project_are_its_own_suite_and_a_path_outside_or_missing_is_one_line(tmp_path):
     (tmp_path / "project" / "bench").mkdir(parents=True)
     here = tmp_path / "project"
-    assert suite_of(None, here) == Suite(REPO_ROOT, "benchmarks")
+    assert suite_of(None, REPO_ROOT) == Suite(REPO_ROOT, "benchmarks")  # run from trainbench's checkout: its own
+    with pytest.raises(NightlyError, match=r"^no benchmarks/ in the current folder .*project; run the nightly from"):
+        suite_of(None, here)
+    (here / "benchmarks").mkdir()
+    assert suite_of(None, here) == Suite(here.resolve(), "benchmarks")  # a project's, without --tests
     assert suite_of(tmp_path / "project" / "bench", here) == Suite(here.resolve(), "bench")
     assert suite_of(Path("bench"), here) == Suite(here.resolve(), "bench")
     with pytest.raises(

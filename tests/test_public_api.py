@@ -44,20 +44,21 @@ def test_results_default_to_the_working_directory_never_the_install_location(tmp
 
 def test_a_revision_from_before_the_plugin_is_spelled_as_it_was(tmp_path):
     """bisect meets trainbench's older history, whose conftest spelled the options `--profile`; the installed
-    plugin would import that revision's `harness`, which has no `pytest_plugin`."""
-    (tmp_path / "old" / "harness").mkdir(parents=True)
-    assert spelled_options(tmp_path / "old", profile="smoke", seeds=2) == [
-        "--profile",
-        "smoke",
-        "--seeds",
-        "2",
-        "-p",
-        "no:trainbench",
+    plugin would import that revision's `harness`, which has no `pytest_plugin`. A project of its own `harness/`
+    is not trainbench."""
+    old, new, project = tmp_path / "old", tmp_path / "new", tmp_path / "project"
+    for folder in (old, new, project):
+        (folder / "harness").mkdir(parents=True)
+    for folder in (old, new):
+        (folder / "pyproject.toml").write_text('[project]\nname = "trainbench"\n')
+    (new / "harness" / "pytest_plugin.py").touch()
+    passed = ("--trainbench-data-root", "/d", "-k", "x")
+    assert spelled_options(old, *passed, profile="smoke", seeds=2) == [
+        *("--profile", "smoke", "--seeds", "2", "-p", "no:trainbench"),
+        *("--data-root", "/d", "-k", "x"),
     ]
-    (tmp_path / "new" / "harness").mkdir(parents=True)
-    (tmp_path / "new" / "harness" / "pytest_plugin.py").touch()
-    assert spelled_options(tmp_path / "new", results_dir="r") == ["--trainbench-results-dir", "r"]
-    assert spelled_options(tmp_path / "project", profile="full") == ["--trainbench-profile", "full"]  # a user's
+    assert spelled_options(new, results_dir="r") == ["--trainbench-results-dir", "r"]
+    assert spelled_options(project, *passed, profile="full") == ["--trainbench-profile", "full", *passed]
 
 
 @pytest.mark.slow

@@ -30,20 +30,21 @@ from harness.bisect.search import ANSWERS, Bisection, Budget, MeasureRound
 from harness.cluster import plan, session
 from harness.errors import BisectError
 from harness.results.compare import DEFAULT_TOLERANCES, Tolerance
-from harness.settings import REPO_ROOT, default_cache_dir
+from harness.settings import PYTEST_PREFIX, REPO_ROOT, default_cache_dir
 
 if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
     from ray import ObjectRef
 
 OWN_OPTIONS = (
     "-k",
-    "--seeds",
-    "--results-dir",
-    "--profile",
     "--benchmark-json",
-    "--baseline",
     "--junitxml",
     "--junit-xml",
+    *(
+        spelling + name
+        for name in ("seeds", "results-dir", "profile", "baseline")
+        for spelling in ("--", PYTEST_PREFIX)
+    ),
 )
 
 
@@ -56,7 +57,7 @@ class Request:
     case: str  # a pytest -k expression that selects one benchmark case
     pytest_args: tuple[str, ...] = ()
     repo: Path = REPO_ROOT
-    out: Path | None = None  # default: REPO_ROOT/results/bisect/<case>-<good>-<bad>
+    out: Path | None = None  # default: REPO/results/bisect/<case>-<good>-<bad>-<time>
     profile: str = "smoke"
     seeds: int = 2
     max_seeds: int = 8
@@ -79,7 +80,9 @@ def check_pytest_args(pytest_args: Sequence[str]) -> None:
 
 def select_case(request: Request, bad: str, scratch: Path) -> str:
     """The one benchmark node id `-k` selects at the bad revision (a BisectError when none or several)."""
-    python, _ = environments.python_for(revisions.dependency_files(request.repo, bad), default_cache_dir())
+    python, _ = environments.python_for(
+        revisions.dependency_files(request.repo, bad), default_cache_dir(), request.repo
+    )
     with revisions.worktree(request.repo, bad, scratch / "worktrees") as tree:
         found = plan.collect(request.profile, ["-k", request.case, *request.pytest_args], root=tree, python=python)
     return one_case(found, request, bad)
@@ -233,7 +236,7 @@ def run(request: Request) -> tuple[int, dict[str, Any]]:
         name = node_id.split("[")[-1].rstrip("]") if "[" in node_id else node_id.split("::")[-1]
         out = (
             request.out
-            or REPO_ROOT
+            or request.repo
             / "results"
             / "bisect"
             / f"{plan.Case(node_id, 1, 1, 0).name}-{good[:8]}-{bad[:8]}-{datetime.now():%Y%m%dT%H%M%S}"

@@ -28,6 +28,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import Specifier
 
 from harness.bisect.revisions import DEPENDENCY_FILES, pins, requirements
+from harness.cluster.plan import is_trainbench
 from harness.errors import BisectError
 from harness.settings import REPO_ROOT
 
@@ -43,20 +44,22 @@ def files_hash(files: dict[str, bytes | None]) -> str:
     return digest.hexdigest()[:16]
 
 
-def current_files() -> dict[str, bytes | None]:
-    """The dependency files this environment was installed from (the running checkout's)."""
-    return {
-        name: (REPO_ROOT / name).read_bytes() if (REPO_ROOT / name).is_file() else None for name in DEPENDENCY_FILES
-    }
+def current_files(repo: Path) -> dict[str, bytes | None]:
+    """The dependency files this environment was installed from, as far as bisect of `repo` can know: the running
+    checkout's when `repo` is a checkout of trainbench (its own history), else the project's working tree."""
+    pyproject = Path(repo) / "pyproject.toml"
+    source = REPO_ROOT if is_trainbench(pyproject.read_bytes() if pyproject.is_file() else None) else Path(repo)
+    return {name: (source / name).read_bytes() if (source / name).is_file() else None for name in DEPENDENCY_FILES}
 
 
-def python_for(files: dict[str, bytes | None], cache_dir: Path) -> tuple[str, str]:
-    """The interpreter for a revision with these dependency files, and its label (`current`, or
+def python_for(files: dict[str, bytes | None], cache_dir: Path, repo: Path) -> tuple[str, str]:
+    """The interpreter for a revision of `repo` with these dependency files, and its label (`current`, or
     `built <hash>`); builds the layer when none is cached. A BisectError when uv cannot build it."""
-    if files == current_files():
+    current = current_files(repo)
+    if files == current:
         return sys.executable, CURRENT
     key = files_hash(
-        {**files, "(base environment)": f"{sys.prefix}\0{files_hash(current_files())}".encode()}
+        {**files, "(base environment)": f"{sys.prefix}\0{files_hash(current)}".encode()}
     )  # a layer is over this environment
     env = Path(cache_dir) / "envs" / key
     python = env / "bin" / "python"

@@ -52,11 +52,10 @@ def step_command(
         "benchmarks",
         "-k",
         case,
-        *spelled_options(tree, profile=profile, seeds=seeds, results_dir=results),
         "-p",
         "no:cacheprovider",
         "-q",
-        *pytest_args,
+        *spelled_options(tree, *pytest_args, profile=profile, seeds=seeds, results_dir=results),
     ]
 
 
@@ -76,7 +75,7 @@ def measure(
     whose environment cannot be built, or whose run outlasts `timeout_s`, returns no record, with why."""
     started = time.perf_counter()
     try:
-        python, label = environments.python_for(revisions.dependency_files(repo, sha), cache_dir)
+        python, label = environments.python_for(revisions.dependency_files(repo, sha), cache_dir, repo)
     except BisectError as error:
         return Measurement(sha, seeds, -1, time.perf_counter() - started, {}, str(error), python="none", interpreter="")
     with revisions.worktree(repo, sha, Path(scratch) / "worktrees") as tree:

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import written_atomically
+from harness.bisect import revisions
 from harness.bisect.search import BAD, GOOD, Bisection, Step
+from harness.cluster.plan import spell
 from harness.results.record import json_safe
 from harness.results.table import Table
 
@@ -26,6 +28,14 @@ SHOWN = {
 }
 
 
+def predates_plugin(repo: Path, sha: str) -> bool:
+    """`plan.predates_plugin` of revision `sha` of `repo`, read from git."""
+    has = [
+        revisions.file_at(repo, sha, name) is not None for name in ("harness/__init__.py", "harness/pytest_plugin.py")
+    ]
+    return has == [True, False]
+
+
 def reproduce(bisection: Bisection, step: Step, repo: Path, profile: str, pytest_args: list[str]) -> str:
     """One shell line: the revision in a worktree of its own, its case through pytest as bisect ran it."""
     python = step.measurement.interpreter  # the interpreter it ran with: this environment's, or the layer built for it
@@ -37,11 +47,7 @@ def reproduce(bisection: Bisection, step: Step, repo: Path, profile: str, pytest
         "benchmarks",
         "-k",
         bisection.case,
-        "--profile",
-        profile,
-        "--seeds",
-        str(step.seeds),
-        *pytest_args,
+        *spell(predates_plugin(repo, step.commit.sha), *pytest_args, profile=profile, seeds=step.seeds),
     ]
     return (
         f"git -C {shlex.quote(str(repo))} worktree add --detach {folder} {step.commit.sha} && cd {folder} &&"

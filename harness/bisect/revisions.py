@@ -129,6 +129,18 @@ def worktree(repo: Path, sha: str, root: Path) -> Iterator[Path]:
                 git(repo, "worktree", "prune")
 
 
+def toplevel(folder: Path) -> Path:
+    """The top folder of the git checkout `folder` lies in (a project's subfolder names its repository); `folder`
+    itself where git finds none, for bisect's own check to refuse in one line."""
+    done = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+    )
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else Path(folder).resolve()
+
+
 def file_at(repo: Path, sha: str, name: str) -> bytes | None:
     """The bytes of `name` at `sha`, None where the revision has no such file."""
     done = subprocess.run(

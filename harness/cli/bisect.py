@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from harness import bisect
+from harness.bisect import revisions
 from harness.bisect.search import parse_budget
 from harness.results.compare import parse_metrics, parse_tolerances
 
@@ -23,7 +24,7 @@ def main(args: argparse.Namespace) -> int:
         args.bad,
         args.case,
         tuple(args.pytest_args),
-        args.repo.resolve(),
+        revisions.toplevel(args.repo),
         args.out,
         args.profile,
         args.seeds,

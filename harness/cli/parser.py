@@ -19,7 +19,6 @@ from harness.errors import SpecError
 from harness.settings import (
     DEFAULT_PROFILE,
     PROFILES,
-    REPO_ROOT,
     Environment,
     environment,
     options,
@@ -27,7 +26,7 @@ from harness.settings import (
 )
 from harness.spec import OPTIMIZERS, WEIGHTS, Split
 
-DESCRIPTION = "`python -m harness ...`: a thin command line over the same code path as the benchmarks."
+DESCRIPTION = "`trainbench ...`: a thin command line over the same code path as the benchmarks."
 
 
 def parse_split(text: str) -> Split:
@@ -76,7 +75,7 @@ def _add_recipe_options(p: argparse.ArgumentParser, twins: Environment) -> None:
         choices=sorted(WORKFLOWS),
         default="efficientnetv2",
         help=(
-            f"the catalog recipe every other option starts from ({recipe_list()}; `python -m harness recipes` shows"
+            f"the catalog recipe every other option starts from ({recipe_list()}; `trainbench recipes` shows"
             " them) [default efficientnetv2]"
         ),
     )
@@ -181,9 +180,9 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     """Every command and option; defaults come from the TRAINBENCH_* twins (`twins`, read now when not given)."""
     twins = twins or environment()
     parser = argparse.ArgumentParser(
-        prog="python -m harness",
+        prog="trainbench",
         description=DESCRIPTION,
-        epilog=f"recipes: {recipe_list()}. `python -m harness COMMAND --help` describes each command.",
+        epilog=f"recipes: {recipe_list()}. `trainbench COMMAND --help` describes each command.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -296,7 +295,7 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
         metavar="PATH",
         help=(
             "the benchmarks to run: a folder or file of your project's, under the current folder, which pytest runs in"
-            " on every node (default: trainbench's own benchmarks/)"
+            " on every node (default: benchmarks/, trainbench's own when run from its checkout)"
         ),
     )
     p.add_argument(
@@ -391,8 +390,8 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     p.add_argument(
         "--repo",
         type=Path,
-        default=REPO_ROOT,
-        help="the git checkout whose history is bisected [default: the one this harness runs from]",
+        default=Path("."),
+        help="the git checkout whose history is bisected (its benchmarks/) [default: the working directory]",
     )
     p.add_argument(
         "--out",

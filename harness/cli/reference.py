@@ -16,7 +16,7 @@ WIDTH = "100"  # columns the help is wrapped at, whatever the terminal that runs
 
 
 def markdown() -> str:
-    """The page: `python -m harness --help`, then each command's `--help`, with defaults as they
+    """The page: `trainbench --help`, then each command's `--help`, with defaults as they
     are when no TRAINBENCH_* variable is set."""
     before = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH
@@ -34,7 +34,7 @@ def markdown() -> str:
                 " [command-line.md](command-line.md)."
             ),
             "",
-            "## python -m harness",
+            "## trainbench",
             "",
             "```text",
             parser.format_help().rstrip(),

@@ -48,16 +48,17 @@ class Suite:
 
 
 def suite_of(tests: Path | None, here: Path | None = None) -> Suite:
-    """`--tests PATH`: the benchmarks at PATH in the project of the current folder `here`, its root; None:
-    trainbench's own `benchmarks/`. A NightlyError when PATH is missing or outside `here`."""
-    if tests is None:
-        return Suite()
+    """`--tests PATH`: the benchmarks at PATH in the project of the current folder `here`, its root; None: the
+    `benchmarks/` folder there (trainbench's own, run from its checkout). A NightlyError when PATH is missing or
+    outside `here`."""
     root = (here or Path.cwd()).resolve()
-    path = (root / tests).resolve()
+    path = (root / (tests or "benchmarks")).resolve()
     if not path.exists():
         raise NightlyError(
             f"--tests {tests}: no such file or folder as {path} (PATH is relative to the current folder); give the"
             " folder or file of your benchmarks"
+            if tests
+            else f"no benchmarks/ in the current folder {root}; run the nightly from your project, or give --tests PATH"
         )
     if not path.is_relative_to(root):
         raise NightlyError(
@@ -128,15 +129,36 @@ def on_cpus(pytest_args: Sequence[str]) -> list[str]:
     return [*args, "-m", "not gpu"]
 
 
-def spelled_options(root: Path, **values: object) -> list[str]:
-    """`values` (`profile="smoke"`, `results_dir=...`) as options of trainbench's pytest plugin in the sessions of
-    `root`: `--trainbench-profile smoke`. A checkout of trainbench from before the plugin shipped in the package
-    (a `harness/` without `pytest_plugin.py`, as bisect meets in older history) spells them `--profile` in its own
-    conftest, and the installed plugin, whose entry point would import that checkout's `harness`, is left out."""
-    before_plugin = (root / "harness").is_dir() and not (root / "harness" / "pytest_plugin.py").is_file()
-    prefix = "--" if before_plugin else PYTEST_PREFIX
-    spelled = [arg for name, value in values.items() for arg in (prefix + name.replace("_", "-"), str(value))]
-    return [*spelled, "-p", "no:trainbench"] if before_plugin else spelled
+def is_trainbench(pyproject: bytes | None) -> bool:
+    """Whether a checkout whose pyproject.toml holds these bytes is trainbench itself (its own history, which bisect
+    walks too), not a project that uses it."""
+    return bool(pyproject) and re.search(rb'^name\s*=\s*"trainbench"', pyproject or b"", re.MULTILINE) is not None
+
+
+def predates_plugin(root: Path) -> bool:
+    """Whether the checkout at `root` is trainbench from before its pytest plugin shipped in the package (no
+    `harness/pytest_plugin.py`, as bisect meets in older history)."""
+    pyproject = root / "pyproject.toml"
+    return (
+        is_trainbench(pyproject.read_bytes() if pyproject.is_file() else None)
+        and not (root / "harness" / "pytest_plugin.py").is_file()
+    )
+
+
+def spell(before_plugin: bool, *args: str, **values: object) -> list[str]:
+    """`values` (`profile="smoke"`, `results_dir=...`) as options of trainbench's pytest plugin, `--trainbench-profile
+    smoke`, then `args` (options given to pass through). A checkout from before the plugin spells them `--profile`
+    in its own conftest (the pass-through options too), and the installed plugin, whose entry point would import
+    that checkout's `harness`, is left out there (`-p no:trainbench`)."""
+    if not before_plugin:
+        return [*(a for name, v in values.items() for a in (PYTEST_PREFIX + name.replace("_", "-"), str(v))), *args]
+    spelled = [a for name, v in values.items() for a in ("--" + name.replace("_", "-"), str(v))]
+    return [*spelled, "-p", "no:trainbench", *(re.sub(f"^{PYTEST_PREFIX}", "--", arg) for arg in args)]
+
+
+def spelled_options(root: Path, *args: str, **values: object) -> list[str]:
+    """`spell` for the pytest sessions of the checkout at `root`."""
+    return spell(predates_plugin(root), *args, **values)
 
 
 def collect(
@@ -161,8 +183,7 @@ def collect(
             "-q",
             "-p",
             "no:cacheprovider",
-            *spelled_options(root, profile=profile),
-            *pytest_args,
+            *spelled_options(root, *pytest_args, profile=profile),
         ],
         cwd=root,
         capture_output=True,

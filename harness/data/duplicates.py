@@ -63,6 +63,6 @@ def describe(counts: Mapping) -> str:
     )
     return (
         f"{counts['files']} byte-identical images in {counts['groups']} groups: {counts['across_classes']} across"
-        f" classes (label conflicts){parts}; trained as they are (`python -m harness eda` lists them; remove the copies"
+        f" classes (label conflicts){parts}; trained as they are (`trainbench eda` lists them; remove the copies"
         " to train without them)"
     )

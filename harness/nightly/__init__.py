@@ -46,7 +46,7 @@ from harness.results import mlflow_runs, report, trend
 from harness.results.compare import Comparison, Tolerance, compare_paths, parse_tolerances
 from harness.results.observations import observations
 from harness.results.record import load_readable
-from harness.settings import PYTEST_PREFIX
+from harness.settings import PYTEST_PREFIX, REPO_ROOT
 
 if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
     from ray import ObjectRef
@@ -195,7 +195,7 @@ def run(
     tests: Path | None = None,
 ) -> int:
     """`bisect`: None (no bisection), "" (no budget) or a budget, `12` steps or `30m`. `tests`: the project's own
-    benchmarks (a folder or file under the current folder, `--tests`); None: trainbench's `benchmarks/`."""
+    benchmarks (a folder or file under the current folder, `--tests`); None: `benchmarks/` there."""
     started = time.perf_counter()
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:  # everything the end of the night needs is checked before its first case
@@ -216,17 +216,17 @@ def run(
             bisect_max_seeds,
             suite,
         )
-        if budget is not None and tests is not None:
+        if budget is not None and suite.root != REPO_ROOT:
             raise NightlyError(
-                "--bisect walks trainbench's own history and cannot yet bisect the project of --tests; leave out"
-                " --bisect (or run without --tests)"
+                f"--bisect walks trainbench's own history and cannot yet bisect a project's ({suite.root}); leave out"
+                " --bisect, and run `trainbench bisect` from the project"
             )
         mlflow_runs.check(mlflow, night.out.parent)
         if budget is not None and baseline is None:
             raise NightlyError("--bisect needs --baseline: it bisects between the baseline's commit and tonight's")
         if baseline is not None and not observations(baseline):
             raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
-        check_writable(night.out, "nightly folder", "--out")
+        check_writable(night.out, "nightly folder", "--out", make=not dry_run)  # a dry run writes nothing
         if not dry_run:
             session.ray_module()
         nodes = session.connect(address) if address else this_machine()

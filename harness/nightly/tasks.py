@@ -25,7 +25,7 @@ from xml.etree import ElementTree
 
 from harness.cluster.plan import Case
 from harness.cluster.session import live_nodes, ray_module
-from harness.settings import PYTEST_PREFIX, REPO_ROOT
+from harness.settings import PYTEST_PREFIX, SOURCE_PATH
 
 if TYPE_CHECKING:  # Ray is an optional dependency, imported where work spreads over machines
     from ray import ObjectRef
@@ -110,7 +110,7 @@ def run_here(case: Case, profile: str, pytest_args: list[str], night: str, bucke
             " nightly was started from\n"
         )
         return CaseOutcome(case.name, "", "", 4, 0.0, {}, said)
-    path = [str(case.root), str(REPO_ROOT), os.environ.get("PYTHONPATH")]  # the project's modules, then trainbench's
+    path = [str(case.root), *SOURCE_PATH, os.environ.get("PYTHONPATH")]  # the project's modules, then trainbench's
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(filter(None, path)))}
     env.setdefault("TRAINBENCH_WORKERS", str(case.workers))  # from the CPUs Ray gave this task, not the whole node's
     log = scratch / "pytest.log"

@@ -16,7 +16,7 @@ time and efficiency figures, tags for its identity (trainbench run id, fingerpri
 the record (as `record.json`: the store in `<results>/mlartifacts/` must not hold a second
 `result.json` for whatever globs the results folder to count), history.csv and curves.png.
 
-The record is the source of truth and MLflow a view of it: `import_records` (`python -m harness
+The record is the source of truth and MLflow a view of it: `import_records` (`trainbench
 track`) logs records written without MLflow the same way. A record is keyed by its run id and start
 time (the `trainbench.record` tag), so a record already in the store, logged live or imported, is
 never added twice. MLflow failing mid-run never fails training: one line names the store and the
@@ -139,7 +139,7 @@ def store_problem(uri: str, results_dir: Path, error: Exception) -> str:
     cause = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
     cause = re.sub(r"^\([\w.]+\)\s*", "", cause)[:200]  # `(sqlite3.OperationalError) database is locked`
     where = uri.removeprefix(SQLITE) if uri.startswith(SQLITE) else _without_credentials(uri)
-    track = f"python -m harness track {results_dir}" + (
+    track = f"trainbench track {results_dir}" + (
         "" if uri == tracking_uri("auto", results_dir) else f" --mlflow {_without_credentials(uri)}"
     )
     state = "locked" if "locked" in cause else "unavailable"

@@ -233,22 +233,25 @@ def load_readable(results_dir: Path) -> tuple[list[RunResult], list[str]]:
     return records, problems
 
 
-def git_state(folder: Path) -> tuple[str, str, bool] | None:
+def git_state(folder: Path) -> tuple[str, str, bool | None] | None:
     """The git checkout `folder` lies in: its top folder's name, its commit, and whether tracked files differ from
-    that commit (None outside a checkout, or before its first commit)."""
+    that commit (None when git could not say); None outside a checkout, or before its first commit."""
 
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=5)
-
-    try:
-        head = git("rev-parse", "--show-toplevel", "HEAD")
-        if head.returncode != 0:
+    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:  # --no-optional-locks: reading never takes the index lock a user's git may hold
+            return subprocess.run(
+                ["git", "--no-optional-locks", "-C", str(folder), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
             return None
-        top, commit = head.stdout.splitlines()
-        status = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.TimeoutExpired, ValueError):
+
+    head = git("rev-parse", "--show-toplevel", "HEAD")
+    lines = head.stdout.splitlines() if head and head.returncode == 0 else []
+    if len(lines) != 2:
         return None
-    return Path(top).name, commit, bool(status.stdout.strip())
+    status = git("status", "--porcelain", "--untracked-files=no")
+    dirty = bool(status.stdout.strip()) if status and status.returncode == 0 else None
+    return Path(lines[0]).name, lines[1], dirty
 
 
 def _trainbench_commit() -> str | None:
