@@ -30,7 +30,7 @@ test-heavy: install
 test-fast: install
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
-LINTED := harness tests benchmarks conftest.py
+LINTED := harness tests benchmarks conftest.py examples
 
 lint: install
 	$(VENV)/bin/ruff format --check $(LINTED)
