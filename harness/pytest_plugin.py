@@ -215,7 +215,6 @@ def matrix(
     devices: Iterable[int] = DEVICE_COUNTS,
 ) -> list[Any]:
     """pytest params for engines x weights x precisions x devices; what cannot run here is skipped with why."""
-    hw = detect()
     params: list[Any] = []
     for engine in engines:
         for w in weights or workflow.weights:
@@ -227,13 +226,7 @@ def matrix(
                         marks.append(pytest.mark.gpu)
                     if spec.profile == "full":
                         marks.append(pytest.mark.full)
-                    reason = benchmark_skip_reason(engine, precision, n, hw)
-                    if reason:
-                        marks.append(pytest.mark.skip(reason=reason))
-                    params.extend(
-                        pytest.param(repeat, id=repeat_id(repeat, config), marks=marks)
-                        for repeat in repeats(config, spec)
-                    )
+                    params.extend(case_params(config, spec, marks=marks))
     return params
 
 
@@ -242,14 +235,26 @@ def repeats(config: pytest.Config, spec: BenchmarkSpec) -> tuple[BenchmarkSpec, 
     return spec.repeats(option(config, "seeds"))
 
 
-def repeat_id(spec: BenchmarkSpec, config: pytest.Config) -> str:
-    """The case id, with the seed only when the session repeats cases (`...-pretrained-s43`)."""
-    return f"{spec.id}-s{spec.recipe.seed}" if option(config, "seeds") > 1 else spec.id
+def repeat_id(spec: BenchmarkSpec, config: pytest.Config, name: str | None = None) -> str:
+    """The case's id (`name`, default the spec's), with the seed only when the session repeats cases
+    (`...-pretrained-s43`)."""
+    name = name or spec.id
+    return f"{name}-s{spec.recipe.seed}" if option(config, "seeds") > 1 else name
 
 
 def runnable(spec: BenchmarkSpec) -> str | None:
     """Why `spec` cannot run on this machine, or None."""
     return benchmark_skip_reason(spec.engine, spec.precision, spec.devices, detect(), spec.num_nodes)
+
+
+def case_params(
+    config: pytest.Config, spec: BenchmarkSpec, name: str | None = None, marks: Sequence[Any] = ()
+) -> list[Any]:
+    """`spec` as pytest params, once per seed of the session (`repeat_id`), with `marks`; skipped with why where
+    this machine cannot run it."""
+    reason = runnable(spec)
+    marks = [*marks, pytest.mark.skip(reason=reason)] if reason else list(marks)
+    return [pytest.param(repeat, id=repeat_id(repeat, config, name), marks=marks) for repeat in repeats(config, spec)]
 
 
 def parametrize(
@@ -258,14 +263,8 @@ def parametrize(
     """Parametrize `argname` with `specs` (from `pytest_generate_tests`), each once per seed of the session
     (`--trainbench-seeds N`, which bisect sets too); the ids are `ids` (default each spec's id), ending in `-s<seed>`
     when the session repeats cases; a case this machine cannot run is skipped with why."""
-    config = metafunc.config
-    several = option(config, "seeds") > 1
-    params = []
-    for spec, name in zip(specs, ids or [spec.id for spec in specs], strict=True):
-        reason = runnable(spec)
-        marks = [pytest.mark.skip(reason=reason)] if reason else []
-        for repeat in repeats(config, spec):
-            params.append(pytest.param(repeat, id=f"{name}-s{repeat.recipe.seed}" if several else name, marks=marks))
+    names: Sequence[str | None] = ids or [None] * len(specs)
+    params = [p for spec, name in zip(specs, names, strict=True) for p in case_params(metafunc.config, spec, name)]
     metafunc.parametrize(argname, params)
 
 
