@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from harness import models, runner
-from harness.errors import ExtensionError, SpecError
+from harness.errors import DataError, ExtensionError, SpecError
 from harness.extensions import resolve, resolve_callable, short_name
 from tests.conftest import tiny_spec
 
@@ -102,3 +102,15 @@ def test_the_processes_of_a_two_process_run_resolve_the_model_from_the_project(
     record = launch.run(spec, settings.replace(data_root=tiny_folder, wandb="off", project_dir=tmp_path))
     assert record.ok, record.failure
     assert record.spec["devices"] == 2 and record.run_id.startswith("tiny_net-tiny-lightning-32true-2dev")
+
+
+def test_a_pre_split_layout_is_never_read_as_classes_in_silence(tmp_path):
+    """`train/`, `val/`, `test/` each with class folders: eda reported "90 images in 3 classes" named test, train
+    and val, and run would have trained on that."""
+    from harness.data.imagefolder import scan
+    from tests.conftest import make_image_folder
+
+    for part in ("train", "val", "test"):
+        make_image_folder(tmp_path / "pre" / part, {"cat": 3, "dog": 3})
+    with pytest.raises(DataError, match=r"holds test/, train/, val/, the parts of a pre-split dataset, not classes"):
+        scan(tmp_path / "pre")
