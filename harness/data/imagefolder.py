@@ -98,8 +98,8 @@ def scan(root: str | Path) -> ImageIndex:
     parts = [c for c in classes if c.lower() in SPLIT_FOLDER_NAMES]
     if parts:  # never read a pre-split layout's parts as classes in silence
         raise DataError(
-            f"{root} holds {', '.join(p + '/' for p in parts)}, the parts of a pre-split dataset, not classes; point --data at one"
-            " folder of class sub-folders (or rename the class folders)"
+            f"{root} holds {', '.join(p + '/' for p in parts)}, the parts of a pre-split dataset, not classes; point"
+            " --data at one folder of class sub-folders (or rename the class folders)"
         )
     above = frozenset({root.resolve()})  # a link inside a class folder back to the root is a loop too
     files = {
