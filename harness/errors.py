@@ -46,6 +46,10 @@ class ModelError(HarnessError, ValueError):
     """An unknown model name or unusable weights; the message names the fix."""
 
 
+class ExtensionError(HarnessError, ValueError):
+    """An extension named by import path (`package.module:attribute`) that cannot be resolved or used."""
+
+
 class WeightsNotFound(ModelError):
     """No pretrained weights where the harness looked; the message lists every place."""
 

@@ -67,7 +67,10 @@ def _prepared(
         settings_file.write_text(settings.to_json())
         child_env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join(filter(None, [*SOURCE_PATH, os.environ.get("PYTHONPATH")])),
+            # the project's folder last: its extensions (`package.module:attribute`) resolve in every child
+            "PYTHONPATH": os.pathsep.join(
+                dict.fromkeys(filter(None, [*SOURCE_PATH, os.environ.get("PYTHONPATH"), str(settings.project_dir)]))
+            ),
         }
         yield (
             spec_file,

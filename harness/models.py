@@ -30,7 +30,8 @@ from torch import nn
 
 from harness.atomic import written_atomically
 from harness.data.device import Stats
-from harness.errors import ModelError, WeightsNotFound
+from harness.errors import ExtensionError, ModelError, WeightsNotFound
+from harness.extensions import is_import_path, resolve_callable
 
 HUB_PROBE_S = 3.0  # one TCP connect to the hub's host; a reachable hub answers in well under a second
 HUB_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")  # what timm downloads from a hub repo, in its order
@@ -44,7 +45,15 @@ WEIGHT_FILE_NAMES = (
 )
 
 
+IMAGENET_STATS: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # timm's IMAGENET_DEFAULT_MEAN/STD
+
+
 def check_name(model: str) -> None:
+    """A timm model name, or a model of one's own by import path (`package.module:factory`, called with
+    `num_classes`); an unknown one is a ModelError (an ExtensionError for an import path) naming the fix."""
+    if is_import_path(model):
+        resolve_callable(model, "model")
+        return
     if model in timm.list_models():
         return
     close = difflib.get_close_matches(model, timm.list_models(), n=3)
@@ -53,10 +62,26 @@ def check_name(model: str) -> None:
 
 
 def data_stats(model: str) -> Stats:
-    """The normalisation mean/std the model was pretrained with (timm's pretrained config)."""
+    """The normalisation mean/std the model was pretrained with (timm's pretrained config); for a model of one's
+    own, its factory's `mean` and `std` attributes when it has them, else ImageNet's (`normalisation_source`)."""
     check_name(model)
+    if is_import_path(model):
+        factory = resolve_callable(model, "model")
+        mean, std = getattr(factory, "mean", None), getattr(factory, "std", None)
+        if mean is None or std is None:
+            return IMAGENET_STATS
+        return cast(Stats, (tuple(float(v) for v in mean), tuple(float(v) for v in std)))
     cfg = pretrained_cfg(model)
     return cast(Stats, (tuple(cfg.mean), tuple(cfg.std)))  # RGB models: three of each (timm: tuple[float, ...])
+
+
+def normalisation_source(model: str) -> str:
+    """Where `data_stats(model)` comes from, in words for the start-up line and the record."""
+    if not is_import_path(model):
+        return "timm's pretrained config"
+    factory = resolve_callable(model, "model")
+    given = getattr(factory, "mean", None) is not None and getattr(factory, "std", None) is not None
+    return "the model's mean and std" if given else "ImageNet's (the model gives no mean and std attributes)"
 
 
 def pretrained_cfg(model: str) -> PretrainedCfg:
@@ -146,6 +171,8 @@ def create(
 
 def _create(model: str, num_classes: int, weights: str, weights_dir: Path, *, allow_hub: bool) -> nn.Module:
     check_name(model)
+    if is_import_path(model):
+        return _own(model, num_classes)
     if weights == "random":
         return timm.create_model(model, pretrained=False, num_classes=num_classes)
     file = find_weight_file(model, weights_dir) or (hub_cached_file(model) if allow_hub else None)
@@ -167,6 +194,17 @@ def _create(model: str, num_classes: int, weights: str, weights_dir: Path, *, al
             f"no pretrained weights for {model}: looked for {_looked(model, weights_dir)}, then the Hugging Face hub "
             f"({type(error).__name__}: {_load_problem(error)}); put a weights file in --weights-dir"
         ) from None
+
+
+def _own(model: str, num_classes: int) -> nn.Module:
+    """A model of one's own: its factory called with `num_classes`; its weights are its factory's to load (the
+    spec refuses `pretrained` for it)."""
+    net = resolve_callable(model, "model")(num_classes)
+    if not isinstance(net, nn.Module):
+        raise ExtensionError(
+            f"model {model!r} returned a {type(net).__name__}, not a torch.nn.Module; return the network"
+        )
+    return net
 
 
 def _looked(model: str, weights_dir: Path) -> str:

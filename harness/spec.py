@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from harness.capabilities import ENGINES, SUPPORT
 from harness.errors import SpecError
+from harness.extensions import is_import_path, short_name
 
 WEIGHTS: tuple[str, ...] = ("pretrained", "random")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
@@ -163,6 +164,11 @@ class BenchmarkSpec:
             raise SpecError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.weights not in WEIGHTS:
             raise SpecError(f"unknown weights {self.weights!r}; choose one of {', '.join(WEIGHTS)}")
+        if is_import_path(self.model) and self.weights != "random":
+            raise SpecError(
+                f"model {self.model!r} is not a timm model, so trainbench has no pretrained weights for it; give"
+                " --weights random and load your weights in the factory"
+            )
         if self.precision not in SUPPORT[self.engine].precisions:
             raise SpecError(
                 f"unknown precision {self.precision!r}; choose one of {', '.join(SUPPORT[self.engine].precisions)}"
@@ -189,7 +195,13 @@ class BenchmarkSpec:
     @property
     def id(self) -> str:
         """Readable, unique, `-k` friendly: `fastvit_t8-kvasir-lightning-bf16-2dev-pretrained`."""
-        parts = [self.model, self.dataset, self.engine, PRECISION_TAGS[self.precision], f"{self.devices}dev"]
+        parts = [
+            short_name(self.model),
+            self.dataset,
+            self.engine,
+            PRECISION_TAGS[self.precision],
+            f"{self.devices}dev",
+        ]
         if self.num_nodes > 1:
             parts.append(f"{self.num_nodes}node")
         parts.append(self.weights)

@@ -23,6 +23,8 @@ import numpy as np
 
 from harness.errors import DataError
 
+# folder names of a pre-split dataset's parts (train/val/test each with class folders), never taken for classes
+SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
 # torchvision's ImageFolder's IMG_EXTENSIONS, in its order
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -93,6 +95,12 @@ def scan(root: str | Path) -> ImageIndex:
         raise DataError(f"{root} has no class sub-folders; an ImageFolder needs one sub-folder of images per class")
     if len(classes) < 2:
         raise DataError(f"{root} has only one class ({classes[0]}); classification needs at least 2 class folders")
+    parts = [c for c in classes if c.lower() in SPLIT_FOLDER_NAMES]
+    if parts:  # never read a pre-split layout's parts as classes in silence
+        raise DataError(
+            f"{root} holds {', '.join(p + '/' for p in parts)}, the parts of a pre-split dataset, not classes; point"
+            " --data at one folder of class sub-folders (or rename the class folders)"
+        )
     above = frozenset({root.resolve()})  # a link inside a class folder back to the root is a loop too
     files = {
         c: [folder / name for folder, names in walk(root / c, above) for name in names if not is_hidden(name)]
