@@ -3,7 +3,7 @@
     from harness.api import BenchmarkSpec, Recipe, RunSettings, Split, Threshold, aug, run
 
     spec = BenchmarkSpec(
-        model="resnet18",                  # a timm model name
+        model="resnet18",                  # a timm model name, or your own: "package.module:factory"
         dataset="flowers",                 # a generated dataset's name, "kvasir", or any name for --data-root's folder
         engine="lightning",                # or "poutyne"
         weights="random",                  # or "pretrained" (a local file, the hub cache, or a generated stand-in)
@@ -12,6 +12,7 @@
         recipe=Recipe(optimizer="adamw", lr=1e-3, weight_decay=0.05, batch_size=32, epochs=3, image_size=64,
                       workers=0, split=Split(0.7, 0.15, 0.15), train_augmentations=(aug("HorizontalFlip", p=0.5),)),
         thresholds=(Threshold("test_acc", "at_least", 0.5, why="above chance"),),
+        metrics=(metric("auroc", "torchmetrics.classification:MulticlassAUROC"),),  # your own, gated by name
     )
     record = run(spec, RunSettings(data_root="data/flowers"))
     assert_thresholds(spec, record)
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from harness.results.record import RunResult
 from harness.settings import RunSettings
-from harness.spec import BenchmarkSpec, Recipe, Split, Threshold, aug
+from harness.spec import BenchmarkSpec, CustomMetric, Recipe, Split, Threshold, aug
 
 __all__ = [
     "BenchmarkSpec",
@@ -36,6 +37,7 @@ __all__ = [
     "Threshold",
     "assert_thresholds",
     "aug",
+    "metric",
     "run",
 ]
 
@@ -52,6 +54,17 @@ def run(spec: BenchmarkSpec, settings: RunSettings | None = None) -> RunResult:
     from harness import launch
 
     return launch.run(spec, settings or RunSettings())
+
+
+def metric(name: str, path: str) -> CustomMetric:
+    """A metric of your own for `BenchmarkSpec(metrics=...)`: `path` (`package.module:attribute`) builds a
+    torchmetrics `Metric` as `path(num_classes)`, updated with logits `(N, C)` and integer targets `(N,)` and
+    computing one number, recorded as `train_<name>`, `val_<name>`, `test_<name>` and gated by `name`. Its direction
+    is its class's `higher_is_better`. An `harness.errors.ExtensionError` names the fix when `path` does not import
+    or says no direction."""
+    from harness.metrics import custom_metric
+
+    return custom_metric(name, path)
 
 
 def assert_thresholds(spec: BenchmarkSpec, record: RunResult) -> None:

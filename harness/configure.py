@@ -22,14 +22,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.catalog import Workflow, make_spec
 from harness.data.transforms import check_augmentations
+from harness.engines.training import check_recipe_extensions
 from harness.errors import SpecError, one_line
-from harness.spec import Augmentation, BenchmarkSpec, Recipe, Split, aug
+from harness.spec import Augmentation, BenchmarkSpec, CustomMetric, Recipe, Split, aug
 
 # Recipe fields with a command-line option of their own (pytest has `--epochs`), and the option's name.
 RECIPE_OPTIONS: dict[str, str] = {
     "image_size": "--image-size",
     "batch_size": "--batch-size",
     "optimizer": "--optimizer",
+    "loss": "--loss",
+    "scheduler": "--scheduler",
+    "warmup_epochs": "--warmup-epochs",
     "lr": "--lr",
     "weight_decay": "--weight-decay",
     "seed": "--seed",
@@ -83,6 +87,10 @@ class RecipeChanges(BaseModel):
     seed: int = _unset("a whole number")
     sync_batchnorm: bool = _unset("true or false")
     head_init_std: Number = _unset("a number")
+    scheduler: str = _unset("a name")
+    warmup_epochs: int = _unset("a whole number")
+    step_size: int = _unset("a whole number")
+    gamma: Number = _unset("a number")
 
     def recipe_fields(self) -> dict[str, Any]:
         """The fields set, as `Recipe` holds them (a Split, Augmentations)."""
@@ -177,6 +185,7 @@ def case_spec(
     target_accuracy: float | None = None,
     limit_batches: int | None = None,
     adhoc: bool = False,
+    metrics: tuple[CustomMetric, ...] = (),
 ) -> BenchmarkSpec:
     """The spec of one case: `workflow`'s recipe in `profile` (`catalog.make_spec`; `num_classes`
     sizes the smoke thresholds), then `recipe_file`, then `options` (recipe field -> value, each
@@ -200,6 +209,7 @@ def case_spec(
         spec.recipe.train_augmentations,
         dict(spec.recipe_origin).get("train_augmentations", f"the {workflow.key} recipe"),
     )
+    check_recipe_extensions(spec.recipe, f"the {workflow.key} recipe, as given")
     if adhoc:
         spec = spec.replace(benchmark="cli", thresholds=())
     if dataset is not None and dataset not in (workflow.dataset, workflow.smoke_dataset):
@@ -211,4 +221,4 @@ def case_spec(
     if model:
         spec = spec.replace(model=model)
     # devices last: the global batch must divide over the processes, and it is the batch given above
-    return spec.replace(devices=devices, num_nodes=num_nodes, limit_batches=limit_batches)
+    return spec.replace(devices=devices, num_nodes=num_nodes, limit_batches=limit_batches, metrics=metrics)

@@ -14,12 +14,20 @@ inputs (host syncs on a GPU), rank the logits and keep their own states; this on
 MetricCollection would also need its compute groups off: it merges metrics whose states are equal
 after the first update, and after an all-correct first batch top-1, top-3 and top-5 are equal, so
 top-k silently became accuracy. One Metric has no such groups.)
+
+A metric of the user's own (`spec.CustomMetric`, by import path) is any torchmetrics `Metric` built
+from the number of classes, updated with the same logits and targets in every engine, and computed
+per epoch and part like the built-in ones.
 """
 
 from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+
+from harness.errors import ExtensionError
+from harness.extensions import resolve_callable
+from harness.spec import CustomMetric
 
 TOP_K: tuple[int, ...] = (3, 5)
 COUNT = "images"  # the key of the image count beside the metrics
@@ -66,3 +74,42 @@ class ClassificationMetrics(Metric):
         out = {name: value.float() for name, value in out.items()}
         out[COUNT] = self.confusion.sum()
         return out
+
+
+def custom_metric(name: str, path: str) -> CustomMetric:
+    """A metric of the user's own (`spec.CustomMetric`), its direction from its torchmetrics class's
+    `higher_is_better` (or a factory function's attribute of that name). An ExtensionError names the
+    fix when the path does not resolve or says no direction."""
+    factory = resolve_callable(path, f"metric {name}")
+    direction = getattr(factory, "higher_is_better", None)
+    if not isinstance(direction, bool):
+        raise ExtensionError(
+            f"metric {name} {path!r} does not say whether higher is better; set higher_is_better = True (or False)"
+            " on its class, as torchmetrics' own metrics do"
+        )
+    return CustomMetric(name, path, direction)
+
+
+def parse_metric(text: str) -> CustomMetric:
+    """`auroc=torchmetrics.classification:MulticlassAUROC` (`--metric`): a metric of the user's own."""
+    name, _, path = text.partition("=")
+    if not name or not path:
+        raise ExtensionError(
+            f"--metric takes NAME=package.module:attribute, e.g. auroc=torchmetrics.classification:MulticlassAUROC;"
+            f" got {text!r}"
+        )
+    return custom_metric(name.strip(), path.strip())
+
+
+def custom_metrics(metrics: tuple[CustomMetric, ...], num_classes: int) -> dict[str, Metric]:
+    """A fresh torchmetrics Metric per custom metric, each built as `factory(num_classes)`."""
+    built = {}
+    for metric in metrics:
+        made = resolve_callable(metric.path, f"metric {metric.name}")(num_classes)
+        if not isinstance(made, Metric):
+            raise ExtensionError(
+                f"metric {metric.name} {metric.path!r} built a {type(made).__name__}, not a torchmetrics Metric;"
+                " subclass torchmetrics.Metric (update(logits, targets), compute() -> one number)"
+            )
+        built[metric.name] = made
+    return built

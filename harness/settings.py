@@ -161,7 +161,7 @@ class RunSettings(BaseModel):
     compile: bool = Field(False, description="true or false")  # torch.compile the model (engines.base.compile_if_asked)
     fused_optimizer: bool = Field(
         False, description="true or false"
-    )  # the optimizer's single-kernel implementation (engines.base.optimizer_for)
+    )  # the optimizer's single-kernel implementation (engines.training.optimizer_for)
 
     def __init__(self, **values: Any) -> None:
         try:

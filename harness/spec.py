@@ -19,7 +19,9 @@ from harness.errors import SpecError
 from harness.extensions import is_import_path, short_name
 
 WEIGHTS: tuple[str, ...] = ("pretrained", "random")
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")  # or an import path (engines.training)
+SCHEDULERS: tuple[str, ...] = ("none", "cosine", "step")  # or an import path (engines.training)
+LOSSES: tuple[str, ...] = ("cross_entropy",)  # or an import path (engines.training)
 TRAIN_CROPS: tuple[str, ...] = ("resize", "random_resized_crop")
 MIN_IMAGE_SIZE = 16
 METRIC_NAMES: tuple[str, ...] = (
@@ -29,6 +31,10 @@ METRIC_NAMES: tuple[str, ...] = (
     "top3",
     "top5",
 )  # what every engine reports per part (train_, val_, test_)
+
+# Recipe fields added after records existed, with the value every earlier record trained with: a recipe
+# that keeps it keeps the fingerprint it had (BenchmarkSpec.result_fields).
+LATER_RECIPE_FIELDS: dict[str, Any] = {"scheduler": "none", "warmup_epochs": 0, "step_size": 1, "gamma": 0.1}
 
 # The one short form of each precision, in readable test ids and figure labels: 32-true -> 32true,
 # bf16-mixed -> bf16, 16-mixed -> fp16.
@@ -84,12 +90,19 @@ class Recipe:
     seed: int = 42
     sync_batchnorm: bool = False
     head_init_std: float | None = None  # the new classifier drawn from N(0, std), bias 0; None: the model's own init
+    scheduler: str = "none"  # the lr of each epoch (engines.training): none, cosine, step or an import path
+    warmup_epochs: int = 0  # linear warm-up epochs before a cosine or step schedule
+    step_size: int = 1  # step: epochs between two drops of the lr
+    gamma: float = 0.1  # step: the factor of each drop
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise SpecError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-        if self.loss != "cross_entropy":
-            raise SpecError(f"unknown loss {self.loss!r}; only 'cross_entropy' is implemented")
+        for field, names in (("optimizer", OPTIMIZERS), ("loss", LOSSES), ("scheduler", SCHEDULERS)):
+            value = getattr(self, field)
+            if value not in names and not is_import_path(value):
+                raise SpecError(
+                    f"unknown {field} {value!r}; choose one of {', '.join(names)}, or name your own as"
+                    " package.module:attribute"
+                )
         if self.train_crop not in TRAIN_CROPS:
             raise SpecError(f"unknown train_crop {self.train_crop!r}; choose one of {', '.join(TRAIN_CROPS)}")
         for name in ("batch_size", "epochs", "image_size", "workers"):
@@ -112,6 +125,28 @@ class Recipe:
             )
         if self.workers < 0:
             raise SpecError(f"workers must be 0 or more, got {self.workers}")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        for name in ("warmup_epochs", "step_size"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise SpecError(f"{name} must be a whole number, got {getattr(self, name)!r}")
+        if self.warmup_epochs < 0 or self.step_size < 1:
+            raise SpecError(
+                f"warmup_epochs must be 0 or more and step_size 1 or more, got {self.warmup_epochs}, {self.step_size}"
+            )
+        if self.warmup_epochs and self.scheduler not in ("cosine", "step"):
+            raise SpecError(
+                f"warmup_epochs {self.warmup_epochs} warms up a cosine or step schedule, and the scheduler is"
+                f" {self.scheduler!r}; give scheduler cosine or step, or warmup_epochs 0"
+            )
+        if self.warmup_epochs >= self.epochs and self.scheduler in ("cosine", "step"):
+            raise SpecError(
+                f"warmup_epochs {self.warmup_epochs} leaves none of the {self.epochs} epochs to the {self.scheduler}"
+                " schedule; give fewer warm-up epochs or more epochs"
+            )
+        if not math.isfinite(self.gamma) or self.gamma <= 0:
+            raise SpecError(f"gamma must be a positive number, got {self.gamma}; e.g. 0.1")
 
 
 @dataclass(frozen=True)
@@ -136,6 +171,28 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class CustomMetric:
+    """A metric of the user's own: `path` (`package.module:attribute`) builds a torchmetrics `Metric` from
+    the number of classes; it is updated with logits `(N, C)` and integer targets `(N,)` and computes
+    one number, recorded as `train_<name>`, `val_<name>` and `test_<name>`. `higher_is_better` is its
+    direction, which the gate reads from the record (`harness.metrics.custom_metric` takes it from the
+    Metric class's own `higher_is_better`)."""
+
+    name: str
+    path: str
+    higher_is_better: bool
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name in (*METRIC_NAMES, "images"):
+            raise SpecError(
+                f"metric name {self.name!r} must be a word of letters, digits and _ other than the built-in"
+                f" {', '.join(METRIC_NAMES)}; e.g. auroc=torchmetrics.classification:MulticlassAUROC"
+            )
+        if not is_import_path(self.path):
+            raise SpecError(f"metric {self.name}: {self.path!r} is not an import path; write package.module:attribute")
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     """One case of the matrix: what to train, with what, on what, and what it must reach."""
 
@@ -156,8 +213,17 @@ class BenchmarkSpec:
     recipe_origin: tuple[
         tuple[str, str], ...
     ] = ()  # (recipe field, where its value came from) for every value that is not the catalog's
+    metrics: tuple[CustomMetric, ...] = ()  # the user's own, computed beside the built-in METRIC_NAMES
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Every metric the engines report per part: the built-in ones, then the custom ones."""
+        return (*METRIC_NAMES, *(m.name for m in self.metrics))
 
     def __post_init__(self) -> None:
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise SpecError(f"metric names must differ, got {', '.join(names)}")
         if self.limit_batches is not None and self.limit_batches < 1:
             raise SpecError(f"--limit-batches must be 1 or more batches per phase, got {self.limit_batches}")
         if self.engine not in ENGINES:
@@ -240,6 +306,11 @@ class BenchmarkSpec:
             fields.pop(expectation)
         if fields["limit_batches"] is None:  # full runs keep the fingerprints they had before the option existed
             fields.pop("limit_batches")
+        if not fields["metrics"]:  # so do runs of the built-in metrics alone
+            fields.pop("metrics")
+        for name, default in LATER_RECIPE_FIELDS.items():  # so do recipes that leave later fields at their default
+            if fields["recipe"][name] == default:
+                fields["recipe"].pop(name)
         return fields
 
     @property
@@ -296,6 +367,7 @@ class BenchmarkSpec:
         fields["recipe"] = Recipe(**recipe)
         fields["thresholds"] = tuple(Threshold(**t) for t in raw.get("thresholds", ()))
         fields["recipe_origin"] = tuple(tuple(pair) for pair in raw.get("recipe_origin", ()))
+        fields["metrics"] = tuple(CustomMetric(**m) for m in raw.get("metrics", ()))
         return cls(**fields)
 
     @classmethod

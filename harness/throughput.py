@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from harness import models, runner
 from harness.data import loading
@@ -30,8 +29,8 @@ from harness.engines.base import (
     autocast_dtype,
     compile_if_asked,
     device_list,
-    optimizer_for,
 )
+from harness.engines.training import loss_for, optimizer_for
 from harness.errors import DataError
 from harness.hardware import detect
 from harness.results.record import RunResult
@@ -162,7 +161,8 @@ def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: loadi
         model.to(memory_format=torch.channels_last)
     normalize = bundle.normalizer(channels_last)
     compile_if_asked(model, settings)
-    optimizer = optimizer_for(spec, model.parameters(), fused=settings.fused_optimizer)
+    loss_fn = loss_for(spec.recipe)
+    optimizer = optimizer_for(spec.recipe, model.parameters(), fused=settings.fused_optimizer)
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
     size, batch = spec.recipe.image_size, spec.per_process_batch
@@ -172,7 +172,7 @@ def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: loadi
     def step() -> int:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = F.cross_entropy(model(normalize(x)), y)
+            loss = loss_fn(model(normalize(x)), y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

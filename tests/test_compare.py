@@ -58,8 +58,9 @@ def test_missing_and_new_cases_are_reported_not_crashed_on():
 
 def test_tolerance_option_parsing():
     assert parse_tolerances(["acc=0.05"])["test_acc"].value == 0.05
+    assert parse_tolerances(["colour=0.2"])["test_colour"].higher_is_better is None  # a custom metric's: its records'
     with pytest.raises(ValueError, match="METRIC=VALUE"):
-        parse_tolerances(["colour=1"])
+        parse_tolerances(["two words=1"])
 
 
 def _benchmark_json(path, acc, images_per_s):

@@ -16,11 +16,12 @@ from harness import launch, models, runner
 from harness.artifacts import RunArtifacts
 from harness.artifacts.checkpoints import LAST, load
 from harness.data import loading
-from harness.engines.base import ThroughputMeter, optimizer_for
+from harness.engines.base import ThroughputMeter
 from harness.engines.history import without_timing
 from harness.engines.lightning_engine import ClassificationModule, trainer_kwargs
 from harness.engines.poutyne_engine import evaluate, poutyne_model
-from harness.spec import BenchmarkSpec
+from harness.engines.training import optimizer_for
+from harness.spec import BenchmarkSpec, CustomMetric
 from tests.conftest import tiny_spec
 from tests.reference_metrics import reference_metrics, scripted_batches
 
@@ -67,7 +68,9 @@ def test_lightning_test_metrics_equal_hand_computed(scripted, settings):
 
 def test_poutyne_test_metrics_equal_hand_computed(scripted):
     net, loader, expected = scripted
-    model = poutyne_model(net, optimizer_for(tiny_spec(), net.parameters()), NUM_CLASSES, "32-true", normalize=as_is)
+    model = poutyne_model(
+        net, optimizer_for(tiny_spec().recipe, net.parameters()), NUM_CLASSES, "32-true", normalize=as_is
+    )
     assert evaluate(model, loader) == pytest.approx(expected, abs=1e-6)
 
 
@@ -102,11 +105,17 @@ def test_real_run_reports_the_metrics_of_its_final_model(engine, devices, tiny_f
 
 
 def test_engines_agree_on_every_metric_on_one_process(tiny_folder, settings):
-    """Same model, batches, augmentations and optimizer: Poutyne and Lightning report the same figures."""
+    """Same model, batches, augmentations, loss, optimizer and schedule: Poutyne and Lightning report the same
+    figures, a torchmetrics Metric named by import path too."""
     settings = settings.replace(data_root=tiny_folder)
-    spec = tiny_spec().with_recipe(epochs=2)
+    auroc = CustomMetric("auroc", "torchmetrics.classification:MulticlassAUROC", True)
+    spec = tiny_spec(metrics=(auroc,)).with_recipe(
+        epochs=3, scheduler="cosine", warmup_epochs=1, loss="torch.nn:CrossEntropyLoss", optimizer="torch.optim:AdamW"
+    )
     poutyne, lightning = (runner.run(spec.replace(engine=engine), settings) for engine in ("poutyne", "lightning"))
-    assert set(poutyne.test) == set(lightning.test) == {"test_loss", "test_acc", "test_f1", "test_top3", "test_top5"}
+    expected = {"test_loss", "test_acc", "test_f1", "test_top3", "test_top5", "test_auroc"}
+    assert set(poutyne.test) == set(lightning.test) == expected
+    assert [row["lr"] for row in poutyne.history] == pytest.approx([5e-4, 1e-3, 5e-4])
     assert lightning.test == pytest.approx(poutyne.test, rel=1e-4, abs=1e-6)
     for got, expected in zip(lightning.history, poutyne.history, strict=True):
         assert without_timing(got) == pytest.approx(without_timing(expected), rel=1e-4, abs=1e-6)

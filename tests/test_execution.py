@@ -6,8 +6,8 @@ from torch._dynamo.utils import counters
 
 from harness import runner
 from harness.artifacts.checkpoints import load
-from harness.engines.base import optimizer_for
 from harness.engines.history import without_timing
+from harness.engines.training import optimizer_for
 from tests.conftest import ENGINES_SECOND_HEAVY, tiny_spec
 
 
@@ -16,7 +16,7 @@ def test_fused_optimizer_takes_the_same_step_as_the_default(optimizer):
     spec = tiny_spec().with_recipe(optimizer=optimizer)
     weights = [torch.nn.Parameter(torch.randn(64, generator=torch.Generator().manual_seed(0))) for _ in range(2)]
     copies = [torch.nn.Parameter(w.detach().clone()) for w in weights]
-    plain, fused = optimizer_for(spec, weights), optimizer_for(spec, copies, fused=True)
+    plain, fused = optimizer_for(spec.recipe, weights), optimizer_for(spec.recipe, copies, fused=True)
     assert fused.defaults["fused"] is True and not plain.defaults.get("fused")
     for _ in range(3):
         for params, opt in ((weights, plain), (copies, fused)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,11 +12,15 @@ from torch import nn
 from harness import models, runner
 from harness.errors import DataError, ExtensionError, SpecError
 from harness.extensions import resolve, resolve_callable, short_name
-from tests.conftest import tiny_spec
+from harness.spec import CustomMetric, aug
+from tests.conftest import harness_cli, tiny_spec
 
 OWN_MODEL = textwrap.dedent(
     """
+    import albumentations as A
+    import torch
     from torch import nn
+    from torchmetrics import Metric
 
 
     def tiny_net(num_classes):
@@ -35,7 +40,65 @@ OWN_MODEL = textwrap.dedent(
 
     def not_a_module(num_classes):
         return "a string"
+
+
+    class Cutout(A.ImageOnlyTransform):
+        # blacks out the top-left square of `size` pixels
+
+        def __init__(self, size=4, p=0.5):
+            super().__init__(p=p)
+            self.size = size
+
+        def apply(self, img, **params):
+            out = img.copy()
+            out[: self.size, : self.size] = 0
+            return out
+
+        def get_transform_init_args_names(self):
+            return ("size",)
+
+
+    def smoothed_loss():
+        return nn.CrossEntropyLoss(label_smoothing=0.1)
+
+
+    def halved_after_first(epoch, epochs):
+        return 1.0 if epoch == 0 else 0.5
+
+
+    class BalancedAccuracy(Metric):
+        # the mean over the classes seen of each class's recall
+
+        higher_is_better = True
+        full_state_update = False
+
+        def __init__(self, num_classes):
+            super().__init__()
+            self.add_state("hits", torch.zeros(num_classes), dist_reduce_fx="sum")
+            self.add_state("seen", torch.zeros(num_classes), dist_reduce_fx="sum")
+
+        def update(self, logits, target):
+            right = (logits.argmax(dim=1) == target).float()
+            self.hits += torch.zeros_like(self.hits).index_add_(0, target, right)
+            self.seen += torch.bincount(target, minlength=len(self.seen)).float()
+
+        def compute(self):
+            return (self.hits / self.seen.clamp(min=1))[self.seen > 0].mean()
+
+
+    class Directionless(BalancedAccuracy):
+        higher_is_better = None
     """
+)
+
+OWN_PARTS = dict(
+    model="ownnets:tiny_net",
+    metrics=(CustomMetric("balanced", "ownnets:BalancedAccuracy", True),),
+)
+OWN_RECIPE = dict(
+    loss="ownnets:smoothed_loss",
+    scheduler="ownnets:halved_after_first",
+    train_augmentations=(aug("ownnets:Cutout", size=8, p=1.0),),
 )
 
 
@@ -92,16 +155,119 @@ def test_a_model_of_ones_own_trains_in_either_engine(own_models, engine, tiny_fo
 
 
 @pytest.mark.slow
-def test_the_processes_of_a_two_process_run_resolve_the_model_from_the_project(
+def test_the_processes_of_a_two_process_run_resolve_every_extension_from_the_project(
     own_models, tiny_folder, settings, tmp_path
 ):
-    """The children start elsewhere (trainbench's folder); the project's folder on their path finds `ownnets`."""
+    """The children start elsewhere (trainbench's folder); the project's folder on their path finds `ownnets`: its
+    model, transform, loss, schedule and metric. The gate then gates the metric by its name."""
     from harness import launch
 
-    spec = tiny_spec(model="ownnets:tiny_net", engine="lightning", devices=2)
+    spec = tiny_spec(engine="lightning", devices=2, **OWN_PARTS).with_recipe(epochs=2, **OWN_RECIPE)
     record = launch.run(spec, settings.replace(data_root=tiny_folder, wandb="off", project_dir=tmp_path))
     assert record.ok, record.failure
     assert record.spec["devices"] == 2 and record.run_id.startswith("tiny_net-tiny-lightning-32true-2dev")
+    assert record.spec["recipe"]["loss"] == "ownnets:smoothed_loss"
+    assert [row["lr"] for row in record.history] == pytest.approx([1e-3, 5e-4])  # the schedule's factors
+    assert 0 <= record.test["test_balanced"] <= 1 and "val_balanced" in record.history[-1]
+    results = settings.results_dir
+    gate = harness_cli("compare", str(results), str(results), "--tolerance", "balanced=0.05", "--metrics", "balanced")
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    assert "test_balanced" in gate.stdout and "0.05" in gate.stdout and "PASS" in gate.stdout
+
+
+def test_the_gate_gates_a_custom_metric_in_its_direction_and_refuses_one_no_run_has():
+    from harness.errors import GateError
+    from harness.results.compare import compare, parse_tolerances
+    from harness.results.observations import Run
+
+    def side(*values: float, higher: bool = True) -> dict[str, list[Run]]:
+        return {"case@1": [Run({"test_eer": v}, seed=i, directions={"test_eer": higher}) for i, v in enumerate(values)]}
+
+    tolerances = parse_tolerances(["eer=0.02"])
+    worse_if_higher = compare(side(0.80, 0.80), side(0.75, 0.75), tolerances, metrics=["test_eer"])
+    assert [v.outcome for v in worse_if_higher.verdicts] == ["REGRESSED"] and worse_if_higher.verdicts[
+        0
+    ].allowed == 0.02
+    lower_is_better = compare(side(0.80, 0.80, higher=False), side(0.75, 0.75, higher=False), tolerances)
+    assert [v.outcome for v in lower_is_better.verdicts] == ["ok"]
+    with pytest.raises(GateError, match=r"auroc: no run on either side reports such a metric; .* own are eer"):
+        compare(side(0.8), side(0.8), parse_tolerances(["auroc=0.01"]))
+
+
+def test_every_recipe_extension_resolves_before_anything_runs(own_models, tmp_path):
+    from harness.catalog import WORKFLOWS
+    from harness.configure import case_spec
+
+    def spec_with(**options):
+        return case_spec(WORKFLOWS["fastvit"], "smoke", weights="random", num_classes=4, options=options)
+
+    for field in ("loss", "optimizer", "scheduler"):
+        with pytest.raises(ExtensionError, match=f"^the fastvit recipe, as given: {field} 'ownnets:nosuch': ownnets"):
+            spec_with(**{field: "ownnets:nosuch"})
+    with pytest.raises(SpecError, match="unknown loss 'focal'; choose one of cross_entropy, or name your own"):
+        spec_with(loss="focal")
+    spec = spec_with(scheduler="cosine", warmup_epochs=1, loss="ownnets:smoothed_loss", optimizer="torch.optim:RMSprop")
+    assert spec.origin_of("scheduler") == "--scheduler" and spec.recipe.warmup_epochs == 1
+
+
+@pytest.mark.parametrize(
+    "changes, says",
+    [
+        (dict(warmup_epochs=2), "warmup_epochs 2 warms up a cosine or step schedule, and the scheduler is 'none'"),
+        (dict(scheduler="cosine", warmup_epochs=4, epochs=4), "warmup_epochs 4 leaves none of the 4 epochs"),
+        (dict(scheduler="step", step_size=0), "step_size 1 or more"),
+        (dict(scheduler="linear"), "unknown scheduler 'linear'; choose one of none, cosine, step"),
+    ],
+)
+def test_a_schedule_that_cannot_run_is_refused_in_one_line(changes, says):
+    with pytest.raises(SpecError, match=says):
+        tiny_spec().with_recipe(**changes)
+
+
+def test_the_schedules_factors_per_epoch():
+    from harness.engines.training import lr_factor
+
+    recipe = tiny_spec().recipe
+    cosine = [lr_factor(replace(recipe, scheduler="cosine", warmup_epochs=2, epochs=6), e) for e in range(6)]
+    assert cosine == pytest.approx([1 / 3, 2 / 3, 1.0, 0.853553, 0.5, 0.146447], abs=1e-6)
+    step = [lr_factor(replace(recipe, scheduler="step", step_size=2, gamma=0.5, epochs=5), e) for e in range(5)]
+    assert step == pytest.approx([1, 1, 0.5, 0.5, 0.25])
+    assert [lr_factor(recipe, e) for e in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_a_schedule_at_its_defaults_keeps_the_fingerprint_records_had():
+    spec = tiny_spec()
+    assert "scheduler" not in spec.result_fields()["recipe"] and "metrics" not in spec.result_fields()
+    assert spec.with_recipe(scheduler="cosine").recipe_fingerprint != spec.recipe_fingerprint
+
+
+def test_a_transform_of_ones_own_is_seeded_and_applied_like_albumentations_own(own_models):
+    import numpy as np
+
+    from harness.data.transforms import check_augmentations, train_transform
+
+    pipeline = train_transform(replace(tiny_spec().recipe, train_augmentations=(aug("ownnets:Cutout", size=8, p=1.0),)))
+    image = np.full((32, 32, 3), 200, dtype=np.uint8)
+    out = pipeline(image=image)["image"]
+    assert out[:, :8, :8].max() == 0 and out[:, 8:, 8:].min() == 200
+    with pytest.raises(SpecError, match=r"Cutout has no parameter 'sise' \(did you mean 'size'\?\)"):
+        check_augmentations((aug("ownnets:Cutout", sise=8),), "--augment")
+    with pytest.raises(SpecError, match="'ownnets:tiny_net' is not an albumentations transform class; subclass"):
+        check_augmentations((aug("ownnets:tiny_net"),), "--augment")
+
+
+def test_a_metric_of_ones_own_says_its_direction_or_is_refused(own_models):
+    from harness.metrics import custom_metrics, parse_metric
+
+    assert parse_metric("auroc=torchmetrics.classification:MulticlassAUROC").higher_is_better is True
+    with pytest.raises(ExtensionError, match="does not say whether higher is better; set higher_is_better"):
+        parse_metric("mine=ownnets:Directionless")
+    with pytest.raises(ExtensionError, match=r"--metric takes NAME=package\.module:attribute"):
+        parse_metric("ownnets:BalancedAccuracy")
+    with pytest.raises(SpecError, match=r"metric name 'acc' must be a word .* other than the built-in"):
+        CustomMetric("acc", "ownnets:BalancedAccuracy", True)
+    with pytest.raises(ExtensionError, match="built a Sequential, not a torchmetrics Metric"):
+        custom_metrics((CustomMetric("net", "ownnets:tiny_net", True),), 3)
 
 
 def test_a_pre_split_layout_is_never_read_as_classes_in_silence(tmp_path):

@@ -195,7 +195,7 @@ class Bisection:
                 continue
             worse_by = (
                 (verdict.baseline - verdict.current)
-                if self.tolerances[verdict.metric].higher_is_better
+                if verdict.higher_is_better
                 else (verdict.current - verdict.baseline)
             )
             if abs(worse_by - verdict.allowed) < verdict.std_error:

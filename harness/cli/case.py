@@ -9,6 +9,7 @@ from harness.catalog import WORKFLOWS, Workflow
 from harness.configure import RECIPE_OPTIONS, case_spec
 from harness.data import kvasir, synthetic
 from harness.data.named import num_classes
+from harness.metrics import parse_metric
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
 
@@ -54,6 +55,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
         target_accuracy=args.target_acc,
         limit_batches=getattr(args, "limit_batches", None),
         adhoc=True,
+        metrics=tuple(parse_metric(text) for text in getattr(args, "metric", None) or ()),
     )
     return spec, (Path(data_root) if data_root else None)
 

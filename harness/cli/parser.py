@@ -24,7 +24,7 @@ from harness.settings import (
     options,
     positive_int,
 )
-from harness.spec import OPTIMIZERS, WEIGHTS, Split
+from harness.spec import OPTIMIZERS, SCHEDULERS, WEIGHTS, Split
 
 DESCRIPTION = "`trainbench ...`: a thin command line over the same code path as the benchmarks."
 
@@ -146,7 +146,37 @@ def _add_spec_options(p: argparse.ArgumentParser, twins: Environment, weights: s
     p.add_argument(
         "--batch-size", type=int, help="the global batch, shared by all processes [default: the recipe's; smoke 16]"
     )
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="[default: the recipe's]")
+    p.add_argument(
+        "--optimizer",
+        help=(
+            f"{', '.join(OPTIMIZERS)}, or your own as package.module:attribute, called (params, lr=, weight_decay=)"
+            " [default: the recipe's]"
+        ),
+    )
+    p.add_argument(
+        "--loss",
+        help=(
+            "cross_entropy, or your own as package.module:attribute, called with no arguments, giving"
+            " (logits, targets) -> mean loss [default: the recipe's]"
+        ),
+    )
+    p.add_argument(
+        "--scheduler",
+        help=(
+            f"the lr of each epoch: {', '.join(SCHEDULERS)} (after --warmup-epochs), or your own factor"
+            " package.module:attribute, called (epoch, epochs) [default: the recipe's, none]"
+        ),
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME=PATH",
+        help=(
+            "a metric of your own beside acc, f1, top-k and loss: NAME=package.module:attribute, a torchmetrics Metric"
+            " built from the number of classes, e.g. auroc=torchmetrics.classification:MulticlassAUROC; repeatable"
+        ),
+    )
+    p.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs of a cosine or step schedule [default 0]")
     p.add_argument("--lr", type=float, help="learning rate [default: the recipe's; smoke: scaled to the smoke batch]")
     p.add_argument("--weight-decay", type=float, help="[default: the recipe's]")
     p.add_argument("--precision", choices=PRECISIONS, default="32-true", help="[default 32-true]")

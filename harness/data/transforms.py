@@ -1,8 +1,10 @@
 """albumentations pipelines built from a recipe.
 
 Train: the recipe's crop (plain resize, or random-resized-crop), its augmentations by albumentations
-class name, then ToTensorV2: samples stay uint8, and the model's mean/std normalisation happens on
-the device (`harness.data.device`). Eval (val and test): resize only, as both write-ups state.
+class name or, for one of the user's own, by import path (`package.module:Class`, an albumentations
+transform class, so it is seeded like the others), then ToTensorV2: samples stay uint8, and the
+model's mean/std normalisation happens on the device (`harness.data.device`). Eval (val and
+test): resize only, as both write-ups state.
 
 Seeding. albumentations keeps its own random state, and `Compose(seed=S)` or
 `Compose.set_random_seed(S)` hand the same seed S to every child transform (albumentations 2.0.8,
@@ -31,6 +33,7 @@ from albumentations.pytorch import ToTensorV2
 from pydantic import ValidationError
 
 from harness.errors import SpecError
+from harness.extensions import is_import_path, resolve_callable
 from harness.spec import Augmentation, Recipe
 
 CROP_SCALE = (0.5, 1.0)  # random-resized-crop: the share of the image's area a crop covers
@@ -62,11 +65,22 @@ def _built(item: Augmentation, where: str, **overrides) -> A.BasicTransform:
     """The transform `item` names. albumentations only warns of a parameter the transform does not
     take and builds it without (a misspelled `limt` trains with the default limit), so each one is
     checked against the transform's signature first; a value its InitSchema refuses is one line too."""
-    if item.name not in transform_names():
+    if is_import_path(item.name):
+        transform = resolve_callable(item.name, f"{where}: transform")
+        if not (isinstance(transform, type) and issubclass(transform, A.BasicTransform)):
+            raise SpecError(
+                f"{where}: transform {item.name!r} is not an albumentations transform class; subclass"
+                " A.ImageOnlyTransform (or A.DualTransform) so that it is seeded per sample like the others"
+            )
+    elif item.name not in transform_names():
         close = difflib.get_close_matches(item.name, transform_names(), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "see albumentations' list of transforms"
-        raise SpecError(f"{where}: albumentations has no transform named {item.name!r}; {hint}")
-    transform = getattr(A, item.name)
+        raise SpecError(
+            f"{where}: albumentations has no transform named {item.name!r}; {hint} (a transform of your own:"
+            " package.module:Class)"
+        )
+    else:
+        transform = getattr(A, item.name)
     taken = list(inspect.signature(transform).parameters)
     for name in item.kwargs:
         if name not in taken:

@@ -190,17 +190,6 @@ class ThroughputMeter:
             torch.cuda.synchronize()
 
 
-def optimizer_for(spec: BenchmarkSpec, params, *, fused: bool = False) -> torch.optim.Optimizer:
-    """The recipe's optimizer; one definition for every engine. `fused` (--fused-optimizer) picks
-    torch's single-kernel implementation: the same update, fewer kernel launches per step."""
-    recipe = spec.recipe
-    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(recipe.optimizer)
-    implementation = {"fused": True} if fused else {}
-    if kind is not None:
-        return kind(params, lr=recipe.lr, weight_decay=recipe.weight_decay, **implementation)
-    return torch.optim.SGD(params, lr=recipe.lr, weight_decay=recipe.weight_decay, momentum=0.9, **implementation)
-
-
 def compile_if_asked(model: nn.Module, settings: RunSettings) -> None:
     """--compile: torch.compile `model` in place (`nn.Module.compile`), so its state_dict, the
     checkpoints and the saved weights keep the plain model's keys."""

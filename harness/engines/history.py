@@ -30,9 +30,10 @@ def history_row(
     speed: Mapping[str, float],
     train: Mapping[str, float],
     val: Mapping[str, float],
+    names: tuple[str, ...] = METRIC_NAMES,
 ) -> dict[str, float]:
     """`{epoch, lr, epoch_time, train_time, images_per_s, data_wait_time, train_loss, ..., train_images,
-    val_loss, ..., val_images}`.
+    val_loss, ..., val_images}`, for the metric `names` (the spec's: built-in and custom).
 
     `epoch_time` includes validation; `train_time`, `images_per_s` and `data_wait_time` (the part
     of `train_time` spent waiting for batches) cover the training batches only
@@ -44,7 +45,7 @@ def history_row(
         **{k: float(v) for k, v in speed.items()},
     }
     for part, values in (("train", train), ("val", val)):
-        for name in METRIC_NAMES:
+        for name in names:
             if name in values:
                 row[f"{part}_{name}"] = float(values[name])
         if COUNT in values:

@@ -20,13 +20,12 @@ from typing import cast
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.strategies import DDPStrategy
 from torch import nn
 from torch.distributed import DistStoreError
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from harness.artifacts import HARNESS_KEY, RunArtifacts, harness_state, load
 from harness.artifacts.checkpoints import epoch_file, model_state, restore_rng
@@ -40,13 +39,13 @@ from harness.engines.base import (
     TrainingJob,
     compile_if_asked,
     divergence,
-    optimizer_for,
 )
 from harness.engines.history import history_row
 from harness.engines.progress import Progress, quiet_notices
+from harness.engines.training import LossFunction, loss_for, optimizer_for, set_epoch_lr
 from harness.errors import RendezvousError
 from harness.hardware import detect
-from harness.metrics import COUNT, ClassificationMetrics
+from harness.metrics import COUNT, ClassificationMetrics, custom_metrics
 from harness.spec import BenchmarkSpec, Recipe
 
 PARTS = ("train", "val", "test")
@@ -151,9 +150,11 @@ class ClassificationModule(L.LightningModule):
         super().__init__()
         self.model, self.spec, self.meter, self.artifacts, self.label = model, spec, meter, artifacts, label
         self.fused_optimizer = fused_optimizer
+        self.loss_fn: LossFunction = loss_for(spec.recipe)
         self.progress = Progress(spec.recipe.epochs, shown=False)
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
         self.metrics = nn.ModuleDict({f"{p}_": ClassificationMetrics(num_classes) for p in PARTS})
+        self.custom = nn.ModuleDict({f"{p}_": nn.ModuleDict(custom_metrics(spec.metrics, num_classes)) for p in PARTS})
         # A nan loss must show: MeanMetric's default drops nan values with a warning, which hid a
         # diverging loss until every batch of an epoch was nan. nan_strategy="disable" would keep them
         # but ignores the weights (torchmetrics 1.9: `weight = torch.ones_like(x)`); a float strategy
@@ -172,36 +173,45 @@ class ClassificationModule(L.LightningModule):
             torch.set_num_threads(max(1, min(torch.get_num_threads(), detect().cpu_cores // devices)))
 
     def configure_optimizers(self):
-        return optimizer_for(self.spec, self.model.parameters(), fused=self.fused_optimizer)
+        return optimizer_for(self.spec.recipe, self.model.parameters(), fused=self.fused_optimizer)
 
     def _step(self, batch, part: str, padding: torch.Tensor | None = None) -> torch.Tensor:
         """The batch's loss; its metrics, leaving out the images that `padding` marks (the sampler's
         repeats, which train like any image but are counted once, where they first came)."""
         x, y = batch
         logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = self.loss_fn(logits, y)
         metrics, losses = self._of(part)
+        counted, targets = logits.detach().float(), y
         if padding is None:
             losses.update(loss.detach().float(), weight=y.numel())
-            metrics.update(logits.detach().float(), y)
         else:
             kept = ~padding.to(y.device)
-            per_image = F.cross_entropy(logits.detach().float()[kept], y[kept], reduction="sum")
-            losses.update(per_image / kept.sum().clamp(min=1), weight=kept.sum())
-            metrics.update(logits.detach().float()[kept], y[kept])
+            if not kept.any():  # the recipe's loss is a batch mean, which an empty batch does not have
+                return loss
+            counted, targets = counted[kept], y[kept]
+            losses.update(self.loss_fn(counted, targets).float(), weight=kept.sum())
+        metrics.update(counted, targets)
+        for metric in self._custom(part).values():
+            metric.update(counted, targets)
         return loss
 
     def _of(self, part: str) -> tuple[ClassificationMetrics, MeanMetric]:
         """`part`'s metrics and loss mean (nn.ModuleDict types what it holds as Module)."""
         return cast(ClassificationMetrics, self.metrics[f"{part}_"]), cast(MeanMetric, self.losses[f"{part}_"])
 
+    def _custom(self, part: str) -> dict[str, Metric]:
+        """`part`'s custom metrics by name (spec.metrics)."""
+        return cast(dict[str, Metric], dict(cast(nn.ModuleDict, self.custom[f"{part}_"]).items()))
+
     def _finish(self, part: str) -> dict[str, float]:
         """Global (all-rank) epoch values of `part`, then reset for the next epoch."""
         metrics, loss = self._of(part)
         values = {k: float(v) for k, v in metrics.compute().items()}  # with COUNT, the images counted
         values["loss"] = float(loss.compute())
-        metrics.reset()
-        loss.reset()
+        values.update({name: float(metric.compute()) for name, metric in self._custom(part).items()})
+        for each in (metrics, loss, *self._custom(part).values()):
+            each.reset()
         # Already global; sync_dist averages identical values (and keeps Lightning from warning).
         self.log_dict({f"{part}_{k}": v for k, v in values.items()}, sync_dist=True)
         return values
@@ -225,6 +235,7 @@ class ClassificationModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_start = time.perf_counter()
+        set_epoch_lr(self.trainer.optimizers[0], self.spec.recipe, self.current_epoch)
         self.meter.epoch_start()
         self.progress.begin("train", self._images(self.trainer.train_dataloader), self.current_epoch + 1)
 
@@ -258,6 +269,7 @@ class ClassificationModule(L.LightningModule):
             self.meter.epoch_figures(),
             train,
             self._epoch_values.pop("val", {}),
+            self.spec.metric_names,
         )
         self.history.append(row)
         self.progress.epoch_done(row)

@@ -28,11 +28,12 @@ from harness.engines.base import (
     compile_if_asked,
     device_list,
     divergence,
-    optimizer_for,
 )
 from harness.engines.history import history_row
 from harness.engines.progress import Progress
-from harness.metrics import COUNT, ClassificationMetrics
+from harness.engines.training import LossFunction, loss_for, optimizer_for, set_epoch_lr
+from harness.metrics import COUNT, ClassificationMetrics, custom_metrics
+from harness.spec import CustomMetric
 
 
 class MixedPrecisionModel(poutyne.Model):
@@ -116,6 +117,7 @@ class _Recorder(poutyne.Callback):
 
     def on_epoch_begin(self, epoch_number: int, logs: dict) -> None:
         self.sampler.set_epoch(epoch_number - 1)  # 0-based, as Lightning counts: same batches in both engines
+        set_epoch_lr(self.optimizer, self.job.spec.recipe, epoch_number - 1)
         self.meter.epoch_start()
         self.epoch = epoch_number
         self.progress.begin("train", self.images["train"], epoch_number)
@@ -131,7 +133,13 @@ class _Recorder(poutyne.Callback):
         train = {k: v for k, v in logs.items() if k not in ("epoch", "time") and not k.startswith("val_")}
         val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
         row = history_row(
-            epoch_number, self.optimizer.param_groups[0]["lr"], logs["time"], self.meter.epoch_figures(), train, val
+            epoch_number,
+            self.optimizer.param_groups[0]["lr"],
+            logs["time"],
+            self.meter.epoch_figures(),
+            train,
+            val,
+            self.job.spec.metric_names,
         )
         self.rows.append(row)
         self.progress.epoch_done(row)
@@ -156,14 +164,17 @@ def poutyne_model(
     num_classes: int,
     precision: str,
     normalize: Callable[[torch.Tensor], torch.Tensor],
+    loss: LossFunction | str = "cross_entropy",
+    custom: tuple[CustomMetric, ...] = (),
 ) -> MixedPrecisionModel:
-    """The recipe's loss and the shared metrics (as Poutyne epoch metrics) around `net`."""
+    """`loss` (the recipe's: `engines.training.loss_for`) and the shared metrics (as Poutyne epoch
+    metrics) around `net`, with the `custom` ones (spec.metrics) beside them."""
     metrics = ClassificationMetrics(num_classes)
     return MixedPrecisionModel(
         net,
         optimizer,
-        "cross_entropy",
-        epoch_metrics=[(metrics.names, metrics)],
+        loss,
+        epoch_metrics=[(metrics.names, metrics), *custom_metrics(custom, num_classes).items()],
         precision=precision,
         normalize=normalize,
     )
@@ -193,9 +204,15 @@ class PoutyneEngine:
         if channels_last:
             job.model.to(memory_format=torch.channels_last)
         compile_if_asked(job.model, job.settings)
-        optimizer = optimizer_for(spec, job.model.parameters(), fused=job.settings.fused_optimizer)
+        optimizer = optimizer_for(recipe, job.model.parameters(), fused=job.settings.fused_optimizer)
         model = poutyne_model(
-            job.model, optimizer, job.data.num_classes, spec.precision, job.data.normalizer(channels_last)
+            job.model,
+            optimizer,
+            job.data.num_classes,
+            spec.precision,
+            job.data.normalizer(channels_last),
+            loss_for(recipe),
+            spec.metrics,
         )
         rows, first_epoch = self._resume(job, optimizer)
         model.to(devices if len(devices) > 1 else devices[0])

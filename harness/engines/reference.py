@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn.functional as F
 
 from harness.data import loading
 from harness.data.device import channels_last_helps
@@ -19,8 +18,8 @@ from harness.engines.base import (
     autocast_dtype,
     compile_if_asked,
     device_list,
-    optimizer_for,
 )
+from harness.engines.training import loss_for, optimizer_for
 from harness.results.speed import steady_data_wait_share, steady_images_per_s
 
 
@@ -32,7 +31,8 @@ def plain_loop_speed(job: TrainingJob) -> tuple[float, float | None]:
     device = torch.device(device_list(spec, job.hardware)[0])
     model = job.model.to(device).train()
     compile_if_asked(model, job.settings)
-    optimizer = optimizer_for(spec, model.parameters(), fused=job.settings.fused_optimizer)
+    loss_fn = loss_for(spec.recipe)
+    optimizer = optimizer_for(spec.recipe, model.parameters(), fused=job.settings.fused_optimizer)
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")
     normalize = job.data.normalizer(channels_last_helps(device))
@@ -49,7 +49,7 @@ def plain_loop_speed(job: TrainingJob) -> tuple[float, float | None]:
             x, y = normalize(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             optimizer.zero_grad()
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = F.cross_entropy(model(x), y)
+                loss = loss_fn(model(x), y)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

@@ -27,6 +27,7 @@ What each side holds is read by `observations`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -49,7 +50,10 @@ from harness.results.table import Table
 class Tolerance:
     value: float
     relative: bool
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: a custom metric's, which its records state (Run.directions)
+
+
+CUSTOM_TOLERANCE = 0.01  # a custom metric's allowed move, absolute, unless --tolerance gives one
 
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
@@ -66,16 +70,24 @@ WHERE_BOTH_HAVE_IT = frozenset({"joules_per_image"})
 OK, REGRESSED, UNDECIDED, NOT_COMPARABLE = "ok", "REGRESSED", "undecided", "not comparable"
 
 
+def metric_key(name: str) -> str:
+    """The key a gated metric has in the runs: a built-in's (`acc` -> `test_acc`), else a custom
+    metric's (`auroc` -> `test_auroc`), whose records say whether they hold it (`compare`)."""
+    name = ALIASES.get(name, name)
+    return name if name in DEFAULT_TOLERANCES or name.startswith("test_") else f"test_{name}"
+
+
 def parse_metrics(text: str | None) -> list[str] | None:
-    """`--metrics acc,images_per_s`: the gated metrics, by their names or short names (None: all)."""
+    """`--metrics acc,images_per_s,auroc`: the gated metrics, by their names or short names, custom
+    ones too (None: all)."""
     if text is None:
         return None
-    names = [ALIASES.get(name.strip(), name.strip()) for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in DEFAULT_TOLERANCES]
+    names = [metric_key(name.strip()) for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if not name.removeprefix("test_").isidentifier()]
     if unknown or not names:
         raise ValueError(
-            f"--metrics {text!r}: {', '.join(unknown) or 'no name'} is not a gated metric; give a comma-separated list"
-            f" of {', '.join(sorted(ALIASES))}"
+            f"--metrics {text!r}: {', '.join(unknown) or 'no name'} is not a metric name; give a comma-separated list"
+            f" of {', '.join(sorted(ALIASES))} or your own metrics' names"
         )
     return names
 
@@ -85,10 +97,11 @@ def parse_tolerances(items: list[str] | None) -> dict[str, Tolerance]:
     tolerances = dict(DEFAULT_TOLERANCES)
     for item in items or ():
         name, _, value = item.partition("=")
-        metric = ALIASES.get(name, name)
-        if metric not in tolerances or not value:
+        metric = metric_key(name)
+        if not metric.removeprefix("test_").isidentifier() or not value:
             raise ValueError(
-                f"--tolerance takes METRIC=VALUE with METRIC one of {', '.join(sorted(ALIASES))}; got {item!r}"
+                f"--tolerance takes METRIC=VALUE with METRIC one of {', '.join(sorted(ALIASES))} or your own"
+                f" metric's name; got {item!r}"
             )
         try:
             allowed = float(value)
@@ -98,9 +111,29 @@ def parse_tolerances(items: list[str] | None) -> dict[str, Tolerance]:
             raise ValueError(
                 f"--tolerance {item}: {value!r} is not a number of 0 or more; e.g. --tolerance {name}=0.02"
             )
-        base = tolerances[metric]
+        base = tolerances.get(metric, Tolerance(CUSTOM_TOLERANCE, relative=False, higher_is_better=None))
         tolerances[metric] = Tolerance(allowed, base.relative, base.higher_is_better)
     return tolerances
+
+
+def with_custom_metrics(
+    tolerances: Mapping[str, Tolerance], sides: Sequence[Mapping[str, list[Run]]]
+) -> dict[str, Tolerance]:
+    """`tolerances` with every custom metric the runs report (CUSTOM_TOLERANCE unless given), each
+    in the direction its records state; a GateError for a tolerance of a metric no run reports."""
+    directions = {k: v for side in sides for runs in side.values() for run in runs for k, v in run.directions.items()}
+    out = dict(tolerances)
+    for metric, higher in directions.items():
+        given = out.get(metric, Tolerance(CUSTOM_TOLERANCE, relative=False, higher_is_better=None))
+        out[metric] = Tolerance(given.value, given.relative, higher)
+    unknown = [metric for metric, tol in out.items() if tol.higher_is_better is None]
+    if unknown:
+        raise GateError(
+            f"{', '.join(m.removeprefix('test_') for m in unknown)}: no run on either side reports such a metric;"
+            f" the built-in ones are {', '.join(sorted(ALIASES))}, and the runs' own are"
+            f" {', '.join(m.removeprefix('test_') for m in directions) or 'none'}"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -117,6 +150,7 @@ class Verdict:
     std_error: float | None = None  # of the difference of the means (results.noise); None without repeats or numbers
     paired: bool = False  # compared seed by seed (results.noise)
     note: str = ""  # why undecided or not comparable, in a few words
+    higher_is_better: bool = True  # the metric's direction
 
     @property
     def regressed(self) -> bool:
@@ -344,9 +378,9 @@ def compare(
     """Verdicts per common case and metric (only `metrics` when given: the gate narrowed on
     purpose); a GateError when there is nothing to decide on. Timed metrics of sides that ran on
     different devices are not gated unless `across_devices`."""
-    tolerances = tolerances or DEFAULT_TOLERANCES
+    tolerances = with_custom_metrics(tolerances or DEFAULT_TOLERANCES, (baseline, current))
     if metrics is not None:
-        tolerances = {m: tolerances[m] for m in metrics}
+        tolerances = with_custom_metrics({m: tolerances.get(m, Tolerance(0, False, None)) for m in metrics}, ())
     uncompared = []
     sides = f"{labels[0]}: {describe(baseline)}; {labels[1]}: {describe(current)}"
     common = set(baseline) & set(current)
@@ -361,7 +395,8 @@ def compare(
                 if (on_base or on_cur) and metric not in WHERE_BOTH_HAVE_IT:  # the other side lacks a gated metric
                     uncompared.append(f"{case} {metric} (missing in {labels[1] if on_base else labels[0]})")
                 continue
-            verdicts.append(verdict(case, metric, tol, baseline[case], current[case], changed, across_devices))
+            judged = verdict(case, metric, tol, baseline[case], current[case], changed, across_devices)
+            verdicts.append(dataclasses.replace(judged, higher_is_better=bool(tol.higher_is_better)))
     if not verdicts:
         raise GateError(f"nothing to compare, no metric in common for the common cases: {sides}")
     runs = (_runs_per_case(baseline, common), _runs_per_case(current, common))

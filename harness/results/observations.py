@@ -7,7 +7,8 @@ run counts as nan in every gated metric it would report; null (JSON's spelling o
 value) reads as nan. pytest-benchmark JSON is read by the fields trainbench writes into
 `extra_info` (`spec_id`, `recipe`, `status`, the test metrics, `steady_images_per_s` and
 `joules_per_image`, or their short names: acc, f1, top3, top5, loss, images_per_s, j_per_image); a
-file with none of them is refused in one line.
+file with none of them is refused in one line. A record's custom metrics (spec.metrics) are read
+with their direction, which the record states.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Run:
     metrics: dict[str, float]
     context: dict[str, str] = field(default_factory=dict)
     seed: int | None = None  # the recipe's seed (None where not given): a seed's runs pair up (results.noise)
+    directions: dict[str, bool] = field(default_factory=dict)  # custom metric (test_<name>) -> higher is better
 
 
 Observations = dict[str, list[Run]]  # case@recipe -> one Run per run
@@ -93,10 +95,11 @@ def _not_numbers(classes: int | None) -> dict[str, float]:
 
 
 def run_of(record: RunResult) -> Run:
+    directions = {f"test_{m['name']}": bool(m["higher_is_better"]) for m in record.spec.get("metrics", ())}
     if record.ok:
-        metrics = {k: _number(v) for k, v in record.test.items() if k in GATED_METRICS}
+        metrics = {k: _number(v) for k, v in record.test.items() if k in GATED_METRICS or k in directions}
     else:
-        metrics = _not_numbers(len(record.data.get("classes") or ()) or None)
+        metrics = _not_numbers(len(record.data.get("classes") or ()) or None) | dict.fromkeys(directions, NOT_A_NUMBER)
     if record.steady_images_per_s is not None:
         metrics["steady_images_per_s"] = record.steady_images_per_s
     joules_per_image = (record.energy or {}).get("joules_per_image")
@@ -108,7 +111,7 @@ def run_of(record: RunResult) -> Run:
         cache = record.loader.get("decode_cache")
         context["decode_cache"] = f"shorter side {cache['short_side']}" if cache else "off"
         context["workers"] = str(record.loader.get("workers"))
-    return Run(metrics, context, record.spec["recipe"].get("seed"))
+    return Run(metrics, context, record.spec["recipe"].get("seed"), directions)
 
 
 def _metric(value: object, where: str) -> float:

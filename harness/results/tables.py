@@ -265,14 +265,26 @@ def _case_cell(summary: dict[str, Summary], metric: str, any_finished: bool) -> 
     return "-" if any_finished else "diverged"
 
 
+def custom_metrics_of(records: Sequence[RunResult]) -> dict[str, bool]:
+    """The custom metrics (spec.metrics) the records report, in the order first met: name -> higher is better."""
+    found: dict[str, bool] = {}
+    for record in records:
+        for metric in record.spec.get("metrics", ()):
+            found.setdefault(metric["name"], metric["higher_is_better"])
+    return found
+
+
 def cases_table(records: Sequence[RunResult]) -> Table:
-    """One row per experiment: mean ± standard deviation (n) of every metric over its seeds."""
+    """One row per experiment: mean ± standard deviation (n) of every metric over its seeds, the
+    custom metrics of any record in columns of their own (`auroc ↑`: higher is better)."""
+    custom = custom_metrics_of(records)
+    metrics = (*CASE_METRICS, *(f"test_{name}" for name in custom))
     rows = []
     for group in experiments(records):
         s, done = group[0].spec, finished(group)
-        summary = summaries([r.test for r in done], CASE_METRICS)
+        summary = summaries([r.test for r in done], metrics)
         steady = [r.steady_images_per_s for r in done if r.steady_images_per_s is not None]
-        cells = [_case_cell(summary, m, bool(done)) for m in CASE_METRICS]
+        cells = [_case_cell(summary, m, bool(done)) for m in metrics]
         rows.append(
             (
                 group[0].case_id,
@@ -294,6 +306,7 @@ def cases_table(records: Sequence[RunResult]) -> Table:
         "F1",
         "top-3",
         "top-5",
+        *(f"{name} {'↑' if higher else '↓'}" for name, higher in custom.items()),
         "steady images/s",
         "published acc %",
         "published inside spread",
