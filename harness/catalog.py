@@ -164,7 +164,32 @@ FASTVIT = Workflow(
     assumptions="Published figures are the write-up's epoch-40 figures; the write-up used ImageNet weights.",
 )
 
-WORKFLOWS: dict[str, Workflow] = {w.key: w for w in (EFFICIENTNETV2, FASTVIT)}
+# What a run of a model of one's own trains with when it names no recipe: no write-up's choices (no augmentation,
+# no schedule, no pretraining stand-in), the common defaults of the field (Adam at 1e-3 on batch 32).
+BASE = Workflow(
+    key="base",
+    title="A neutral base for a model of your own: Adam 1e-3, batch 32, no augmentation, no schedule",
+    source="trainbench's own (docs/command-line.md, 'The neutral base'); no write-up, no published figures",
+    model="resnet18",
+    engine="lightning",
+    dataset="imagefolder",
+    smoke_dataset="synthetic",
+    recipe=Recipe(
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=0.0,
+        batch_size=32,
+        epochs=10,
+        image_size=224,
+        workers=2,
+        split=Split(0.8, 0.1, 0.1),
+    ),
+    published=(),
+    tolerances=(),
+    weights=("random", "pretrained"),
+)
+
+WORKFLOWS: dict[str, Workflow] = {w.key: w for w in (EFFICIENTNETV2, FASTVIT, BASE)}
 
 # Smoke profile: same code path, sized for a 2-core CPU. Split by fractions because the
 # generated datasets are small; the counts of the full recipe keep their proportions.
@@ -249,6 +274,7 @@ def make_spec(
         recipe=recipe,
         thresholds=limits,
         benchmark=workflow.key,
+        recipe_name=workflow.key,
         profile=profile,
         target_accuracy=target,
         target_source=target_source,

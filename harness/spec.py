@@ -214,6 +214,7 @@ class BenchmarkSpec:
         tuple[str, str], ...
     ] = ()  # (recipe field, where its value came from) for every value that is not the catalog's
     metrics: tuple[CustomMetric, ...] = ()  # the user's own, computed beside the built-in METRIC_NAMES
+    recipe_name: str = ""  # the catalog recipe it started from (efficientnetv2, fastvit, base); "": a recipe of its own
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -302,7 +303,14 @@ class BenchmarkSpec:
     def result_fields(self) -> dict[str, Any]:
         """What determines the result: everything but the expectations and the benchmark's name."""
         fields = self.to_dict()
-        for expectation in ("thresholds", "benchmark", "target_accuracy", "target_source", "recipe_origin"):
+        for expectation in (
+            "thresholds",
+            "benchmark",
+            "target_accuracy",
+            "target_source",
+            "recipe_origin",
+            "recipe_name",
+        ):
             fields.pop(expectation)
         if fields["limit_batches"] is None:  # full runs keep the fingerprints they had before the option existed
             fields.pop("limit_batches")

@@ -34,14 +34,22 @@ def recipe_options(args: argparse.Namespace) -> dict[str, object]:
     return given
 
 
+def workflow_of(args: argparse.Namespace) -> Workflow:
+    """The catalog recipe a case starts from: `--recipe`; else the neutral base for a `--model` of one's own (never
+    a write-up's augmentations and pretraining in silence); else the default workflow, EfficientNetV2's."""
+    if args.recipe:
+        return WORKFLOWS[args.recipe]
+    return WORKFLOWS["base" if getattr(args, "model", None) else "efficientnetv2"]
+
+
 def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None]:
     """The spec `run` and `throughput` train, and the data root `--data` points at."""
-    workflow = WORKFLOWS[args.recipe]
+    workflow = workflow_of(args)
     dataset, data_root = dataset_from(args.data, workflow, args.profile, getattr(args, "data_root", None))
     spec = case_spec(
         workflow,
         args.profile,
-        weights=args.weights,
+        weights=args.weights or ("random" if workflow.key == "base" else "pretrained"),
         precision=args.precision,
         engine=args.engine,
         devices=args.devices,
@@ -62,7 +70,7 @@ def spec_from_args(args: argparse.Namespace) -> tuple[BenchmarkSpec, Path | None
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     """The recipe `eda` previews: the one `run` would train with the same recipe options."""
-    workflow = WORKFLOWS[args.recipe]
+    workflow = workflow_of(args)
     return case_spec(
         workflow,
         args.profile,

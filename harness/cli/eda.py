@@ -6,12 +6,12 @@ import argparse
 
 from harness import eda
 from harness.atomic import check_writable
-from harness.cli.case import recipe_from_args
+from harness.cli.case import recipe_from_args, workflow_of
 
 
 def main(args: argparse.Namespace) -> int:
     check_writable(args.out, "EDA folder", "--out")
-    name = f"{args.recipe} ({args.profile} profile)"
+    name = f"{workflow_of(args).key} ({args.profile} profile)"
     survey = eda.run(args.data_dir, args.out, recipe_from_args(args), name, sample=args.sample, draws=args.draws)
     if survey.augmentations is not None:
         print(

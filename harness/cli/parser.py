@@ -73,10 +73,9 @@ def _add_recipe_options(p: argparse.ArgumentParser, twins: Environment) -> None:
     p.add_argument(
         "--recipe",
         choices=sorted(WORKFLOWS),
-        default="efficientnetv2",
         help=(
             f"the catalog recipe every other option starts from ({recipe_list()}; `trainbench recipes` shows"
-            " them) [default efficientnetv2]"
+            " them) [default: base when --model is given, else efficientnetv2]"
         ),
     )
     p.add_argument(
@@ -114,7 +113,7 @@ def _add_recipe_options(p: argparse.ArgumentParser, twins: Environment) -> None:
     )
 
 
-def _add_spec_options(p: argparse.ArgumentParser, twins: Environment, weights: str) -> None:
+def _add_spec_options(p: argparse.ArgumentParser, twins: Environment, weights: str | None) -> None:
     """The options that build a spec from a catalog recipe (run and throughput share them)."""
     _add_recipe_options(p, twins)
     p.add_argument("--model", help="any timm model name [default: the recipe's]")
@@ -139,7 +138,8 @@ def _add_spec_options(p: argparse.ArgumentParser, twins: Environment, weights: s
         default=weights,
         help=(
             "pretrained: a file in --weights-dir, else the Hugging Face hub (full profile) or a generated stand-in"
-            f" (smoke profile); random: timm's initialisation [default {weights}]"
+            " (smoke profile); random: timm's initialisation"
+            + (f" [default {weights}]" if weights else " [default: pretrained; random with the base recipe]")
         ),
     )
     p.add_argument("--epochs", type=int, help="training epochs [default: the recipe's; smoke 4]")
@@ -225,7 +225,7 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
             " says where each recipe value came from."
         ),
     )
-    _add_spec_options(p, twins, weights="pretrained")
+    _add_spec_options(p, twins, weights=None)
     p.add_argument(
         "--limit-batches",
         type=positive_int,

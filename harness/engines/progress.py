@@ -106,15 +106,18 @@ def device_words(spec: BenchmarkSpec, hw: Hardware) -> str:
 
 
 def startup_line(spec: BenchmarkSpec, settings: RunSettings, hw: Hardware) -> str:
-    """The line a run prints at once, before any data or weights are touched."""
+    """The line a run prints at once, before any data or weights are touched: the recipe it took, and each value
+    given over it with where it came from."""
     recipe = spec.recipe
     given = [
         f"{name} {value_text(getattr(recipe, name))} ({origin})"
         for name, origin in spec.recipe_origin
         if not origin.endswith(" profile")
     ]
+    recipe_words = f"the {spec.recipe_name} recipe" if spec.recipe_name else "its own recipe"
     return (
-        f"[trainbench] {spec.id}: {spec.profile} profile, {spec.engine} on {device_words(spec, hw)}, {spec.precision},"
+        f"[trainbench] {spec.id}: {recipe_words} ({spec.profile} profile), {spec.engine} on {device_words(spec, hw)},"
+        f" {spec.precision},"
         f" {recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''} of batch {recipe.batch_size} at {recipe.image_size}"
         f" px{'; given: ' + ', '.join(given) if given else ''}; results in {settings.results_dir}"
     )
