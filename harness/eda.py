@@ -27,7 +27,7 @@ from harness.data.augmentation_stats import ApplyStatistics, apply_statistics
 from harness.data.content_hashes import sha256_of
 from harness.data.dataset import FileReader, ImageClassificationDataset
 from harness.data.imagefolder import ImageIndex, scan
-from harness.data.split import stratified_split
+from harness.data.split import split_of
 from harness.data.transforms import (
     augmentation,
     needed_short_side,
@@ -246,7 +246,7 @@ def find_duplicates(index: ImageIndex, readable: set[str], recipe: Recipe) -> di
     positions = [i for i, (path, _) in enumerate(index.samples) if path in readable]
     found = [[positions[k] for k in g] for g in duplicates.groups([sha256_of(index.samples[i][0]) for i in positions])]
     try:
-        split = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
+        split = split_of(index, recipe.split, recipe.seed)
         parts = {"train": split.train, "val": split.val, "test": split.test}
     except DataError:  # the split refuses this dataset; the counts without parts still hold
         parts = None

@@ -161,7 +161,11 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
         "data": {
             **identity.data.as_dict(),
             "classes": list(bundle.classes),
-            "split": {**{p: len(getattr(bundle, p)) for p in ("train", "val", "test")}, "unused": bundle.unused},
+            "split": {
+                **{p: len(getattr(bundle, p)) for p in ("train", "val", "test")},
+                "unused": bundle.unused,
+                "by": f"the folders {', '.join(bundle.split_folders)}" if bundle.split_folders else "the recipe",
+            },
             "duplicates": duplicates,
             "left_out": left_out_counts(bundle.train.index.left_out) or None,
         },

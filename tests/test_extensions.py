@@ -270,13 +270,41 @@ def test_a_metric_of_ones_own_says_its_direction_or_is_refused(own_models):
         custom_metrics((CustomMetric("net", "ownnets:tiny_net", True),), 3)
 
 
-def test_a_pre_split_layout_is_never_read_as_classes_in_silence(tmp_path):
+def test_a_pre_split_layout_is_used_as_the_split_never_read_as_classes(tmp_path, settings):
     """`train/`, `val/`, `test/` each with class folders: eda reported "90 images in 3 classes" named test, train
-    and val, and run would have trained on that."""
+    and val, and run would have trained on that. Its parts are now the split, and the record and start-up say so."""
     from harness.data.imagefolder import scan
     from tests.conftest import make_image_folder
 
+    root = tmp_path / "pre"
+    for part, count in (("train", 8), ("valid", 3), ("test", 2)):
+        make_image_folder(root / part, {"cat": count, "dog": count, "eel": count})
+    index = scan(root)
+    assert index.classes == ("cat", "dog", "eel") and index.part_folders == ("train", "valid", "test")
+    record = runner.run(tiny_spec(dataset="pre"), settings.replace(data_root=root, wandb="off"))
+    assert record.ok, record.failure
+    split = record.data["split"]
+    assert (split["train"], split["val"], split["test"]) == (24, 9, 6) and split[
+        "by"
+    ] == "the folders train, valid, test"
+    assert record.data["classes"] == ["cat", "dog", "eel"]
+    survey = harness_cli("eda", root, "--out", tmp_path / "eda", "--draws", "1")
+    assert survey.returncode == 0 and "39 images, 3 classes" in survey.stdout, survey.stdout + survey.stderr
+
+
+def test_a_pre_split_layout_that_is_not_one_is_one_line_with_the_fix(tmp_path):
+    from harness.data.imagefolder import scan
+    from tests.conftest import make_image_folder
+
+    for part in ("train", "test"):
+        make_image_folder(tmp_path / "two" / part, {"cat": 3, "dog": 3})
+    with pytest.raises(DataError, match=r"a pre-split dataset needs exactly one each of train/, val/ and test/"):
+        scan(tmp_path / "two")
+    make_image_folder(tmp_path / "mixed" / "train", {"cat": 3, "dog": 3})
+    make_image_folder(tmp_path / "mixed", {"owl": 3})
+    with pytest.raises(DataError, match=r"holds train/, the parts of a pre-split dataset, beside owl/"):
+        scan(tmp_path / "mixed")
     for part in ("train", "val", "test"):
-        make_image_folder(tmp_path / "pre" / part, {"cat": 3, "dog": 3})
-    with pytest.raises(DataError, match=r"holds test/, train/, val/, the parts of a pre-split dataset, not classes"):
-        scan(tmp_path / "pre")
+        make_image_folder(tmp_path / "extra" / part, {"cat": 3, "dog": 3, **({"owl": 3} if part == "test" else {})})
+    with pytest.raises(DataError, match=r"has class folder\(s\) owl that train/ lacks"):
+        scan(tmp_path / "extra")

@@ -23,8 +23,18 @@ import numpy as np
 
 from harness.errors import DataError
 
-# folder names of a pre-split dataset's parts (train/val/test each with class folders), never taken for classes
-SPLIT_FOLDER_NAMES = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
+# folder names of a pre-split dataset's parts (train/val/test each with class folders), never taken for classes:
+# the part each name gives
+SPLIT_FOLDER_NAMES: dict[str, str] = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+PART_ORDER = ("train", "val", "test")
 # torchvision's ImageFolder's IMG_EXTENSIONS, in its order
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -37,6 +47,13 @@ class ImageIndex:
     classes: tuple[str, ...]
     samples: tuple[tuple[str, int], ...]
     left_out: tuple[str, ...] = ()  # files in the class folders that are no images of a kind read, relative to root
+    # a pre-split layout's part of each sample (0 train, 1 val, 2 test; `data.split.split_of`); () for one ImageFolder
+    part_of: tuple[int, ...] = ()
+    part_folders: tuple[str, ...] = ()  # the folders of those parts, in train, val, test order
+
+    @property
+    def pre_split(self) -> bool:
+        return bool(self.part_of)
 
     @property
     def labels(self) -> np.ndarray:
@@ -79,7 +96,9 @@ def walk(folder: Path, _ancestors: frozenset[Path] = frozenset()) -> Iterator[tu
 
 
 def scan(root: str | Path) -> ImageIndex:
-    """Index an ImageFolder (one sub-folder per class) and validate its layout (pixels: see verify)."""
+    """Index an ImageFolder (one sub-folder per class) and validate its layout (pixels: see verify). A pre-split
+    layout (`train/`, `val/`, `test/`, each with the class folders) is indexed as one dataset whose samples keep
+    their part (`ImageIndex.part_of`), never as three classes."""
     root = Path(root)
     if root.is_file():
         raise DataError(
@@ -90,17 +109,62 @@ def scan(root: str | Path) -> ImageIndex:
             f"data folder {root} does not exist; give an ImageFolder directory (one sub-folder per class): --data for"
             " `harness run`, --data-root for the benchmarks"
         )
-    classes = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not is_hidden(entry.name))
+    folders = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not is_hidden(entry.name))
+    parts = [name for name in folders if name.lower() in SPLIT_FOLDER_NAMES]
+    if parts:
+        return _scan_pre_split(root, folders, parts)
+    return _scan_classes(root, folders)
+
+
+def _scan_pre_split(root: Path, folders: list[str], parts: list[str]) -> ImageIndex:
+    """`train/`, `val/`, `test/` (or their other spellings), each an ImageFolder whose classes are train's."""
+    if len(parts) < len(folders):
+        others = ", ".join(name + "/" for name in folders if name not in parts)
+        raise DataError(
+            f"{root} holds {', '.join(p + '/' for p in parts)}, the parts of a pre-split dataset, beside {others}:"
+            " neither one ImageFolder nor a pre-split one; move the class folders into the parts, or rename them"
+        )
+    roles = {SPLIT_FOLDER_NAMES[name.lower()]: name for name in parts}
+    if len(roles) < len(parts) or set(roles) != set(PART_ORDER):
+        raise DataError(
+            f"{root} holds {', '.join(p + '/' for p in parts)}: a pre-split dataset needs exactly one each of train/,"
+            " val/ and test/ (each with the same class folders); add the missing part, or merge the parts into one"
+            " folder of class folders and let --split cut it"
+        )
+    indexed = [_scan_classes(root / roles[part], _class_folders(root / roles[part])) for part in PART_ORDER]
+    classes = indexed[0].classes
+    for part, index in zip(PART_ORDER[1:], indexed[1:], strict=True):
+        unknown = sorted(set(index.classes) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{root / roles[part]} has class folder(s) {', '.join(unknown)} that {roles['train']}/ lacks; every"
+                " class of val and test must be one the model trains on: add its training images or remove it"
+            )
+    samples, part_of, left_out = [], [], []
+    for number, index in enumerate(indexed):
+        samples += [(path, classes.index(index.classes[label])) for path, label in index.samples]
+        part_of += [number] * len(index.samples)
+        left_out += [f"{roles[PART_ORDER[number]]}/{name}" for name in index.left_out]
+    return ImageIndex(
+        root,
+        classes,
+        tuple(samples),
+        tuple(left_out),
+        tuple(part_of),
+        tuple(roles[part] for part in PART_ORDER),
+    )
+
+
+def _class_folders(root: Path) -> list[str]:
+    return sorted(entry.name for entry in root.iterdir() if entry.is_dir() and not is_hidden(entry.name))
+
+
+def _scan_classes(root: Path, classes: list[str]) -> ImageIndex:
+    """The ImageFolder at `root` whose class folders are `classes`."""
     if not classes:
         raise DataError(f"{root} has no class sub-folders; an ImageFolder needs one sub-folder of images per class")
     if len(classes) < 2:
         raise DataError(f"{root} has only one class ({classes[0]}); classification needs at least 2 class folders")
-    parts = [c for c in classes if c.lower() in SPLIT_FOLDER_NAMES]
-    if parts:  # never read a pre-split layout's parts as classes in silence
-        raise DataError(
-            f"{root} holds {', '.join(p + '/' for p in parts)}, the parts of a pre-split dataset, not classes; point"
-            " --data at one folder of class sub-folders (or rename the class folders)"
-        )
     above = frozenset({root.resolve()})  # a link inside a class folder back to the root is a loop too
     files = {
         c: [folder / name for folder, names in walk(root / c, above) for name in names if not is_hidden(name)]

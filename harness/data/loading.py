@@ -17,7 +17,7 @@ from harness.data.device import DeviceNormalize, Stats
 from harness.data.fingerprint import DataIdentity, fingerprint
 from harness.data.imagefolder import ImageIndex, scan
 from harness.data.named import locate
-from harness.data.split import SplitIndices, stratified_split
+from harness.data.split import SplitIndices, split_of
 from harness.data.transforms import eval_transform, needed_short_side, train_transform
 from harness.data.verify import verify_decodes
 from harness.hardware import loader_workers, machine_cores
@@ -37,6 +37,7 @@ class DataBundle:
     stats: Stats
     unused: int = 0  # images the split leaves out on purpose (a count split, fractions under 1: see data.split)
     decoded: DecodedImages | None = None  # the decoded-image cache the parts read from (None: the files)
+    split_folders: tuple[str, ...] = ()  # a pre-split layout's train, val and test folders (the recipe's split unused)
 
     @property
     def num_classes(self) -> int:
@@ -52,7 +53,7 @@ def check(folder: Path, recipe: Recipe, cache_dir: Path, identity: DataIdentity 
     content fingerprint (see verify). `identity`: the folder's fingerprint, when the caller has it."""
     identity = identity or fingerprint(folder, cache_dir)
     index = scan(folder)
-    stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
+    split_of(index, recipe.split, recipe.seed)
     verify_decodes(index, identity, cache_dir)
     return identity
 
@@ -80,7 +81,7 @@ def build(folder: Path, recipe: Recipe, stats: Stats, images: DecodedImages | No
     """Scan, split (seeded, stratified) and attach the recipe's transforms; pixels come from
     `images` (the decoded cache) when given, else from the files at the size the cache stores."""
     index: ImageIndex = scan(folder)
-    parts: SplitIndices = stratified_split(index.labels, recipe.split, recipe.seed, index.classes)
+    parts: SplitIndices = split_of(index, recipe.split, recipe.seed)
     train_tf, eval_tf = train_transform(recipe), eval_transform(recipe)
     read = images if images is not None else FileReader(index, needed_short_side(recipe))
     return DataBundle(
@@ -91,6 +92,7 @@ def build(folder: Path, recipe: Recipe, stats: Stats, images: DecodedImages | No
         stats=stats,
         unused=parts.unused,
         decoded=images,
+        split_folders=index.part_folders,
     )
 
 

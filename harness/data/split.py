@@ -11,7 +11,8 @@ three counts are left out. Either way `SplitIndices.unused` says how many, and t
 Every class needs an image in every part. A split that leaves a class without one is refused with
 a `--split` that this same rule accepts for every class (searched on a grid of 0.05, closest to the
 split given), and with the number of images each short class would need under the split given.
-The same seed always gives the same split.
+The same seed always gives the same split. A pre-split layout (`train/`, `val/`, `test/`) is split by
+its folders instead (`split_of`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.data.imagefolder import ImageIndex
 from harness.errors import DataError
 from harness.spec import Split
 
@@ -127,6 +129,15 @@ def _images_needed(split: Split, class_sizes: np.ndarray, short: list[int]) -> d
             }
         still = [row for row in range(len(sizes)) if (counts[row] == 0).any()]
     return None
+
+
+def split_of(index: ImageIndex, split: Split, seed: int) -> SplitIndices:
+    """The parts of `index`: a pre-split layout's own (its folders'; `split` is not used), else `stratified_split`."""
+    if index.pre_split:
+        part_of = np.asarray(index.part_of)
+        train, val, test = (np.flatnonzero(part_of == number) for number in range(len(PARTS)))
+        return SplitIndices(train, val, test)
+    return stratified_split(index.labels, split, seed, index.classes)
 
 
 def stratified_split(labels: np.ndarray, split: Split, seed: int, class_names: tuple[str, ...]) -> SplitIndices:

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from harness.data.loading import DataBundle
 from harness.engines.base import TrainingJob
 from harness.hardware import Hardware
 from harness.settings import RunSettings
@@ -127,6 +128,12 @@ def _unused(images: int) -> str:
     return f" ({images} in no part: the split asks for fewer)" if images else ""
 
 
+def _split_by(bundle: DataBundle) -> str:
+    if not bundle.split_folders:
+        return ""
+    return f" (split by its folders {'/, '.join(bundle.split_folders)}/; the recipe's split is not used)"
+
+
 def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
     """The line a run prints once its data and model are ready: what it trains on, from which
     weights (`identity.weights`), and where it writes."""
@@ -147,6 +154,6 @@ def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
     )
     return (
         f"[trainbench] data: {len(bundle.train)} train / {len(bundle.val)} val / {len(bundle.test)} test"
-        f" images{_unused(bundle.unused)}, {bundle.num_classes} classes; weights: {source}; {loading};"
-        f" {''.join(w + '; ' for w in execution)}wandb {tracking}; record: {job.run_dir / 'result.json'}"
+        f" images{_unused(bundle.unused)}{_split_by(bundle)}, {bundle.num_classes} classes; weights: {source};"
+        f" {loading}; {''.join(w + '; ' for w in execution)}wandb {tracking}; record: {job.run_dir / 'result.json'}"
     )
