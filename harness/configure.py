@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.catalog import Workflow, make_spec
+from harness.data import kvasir, synthetic
 from harness.data.transforms import check_augmentations
 from harness.engines.training import check_recipe_extensions
 from harness.errors import SpecError, one_line
@@ -158,6 +159,19 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
     }  # in the file's order: the record lists where each value came from in that order
 
 
+def dataset_from(value: str | None, workflow: Workflow, profile: str, data_root: str | None) -> tuple[str, Path | None]:
+    """(dataset name, data root) from `--data`: a generated name, a Kvasir folder or any ImageFolder."""
+    root = Path(data_root) if data_root else None
+    if value is None:
+        return workflow.dataset_in(profile), root
+    if value in synthetic.DATASETS or value == "kvasir":
+        return value, root
+    path = Path(value)
+    if path.name == kvasir.FOLDER_NAME:
+        return "kvasir", path.parent
+    return path.name or "imagefolder", path
+
+
 def parse_augment(text: str, recipe: Recipe) -> tuple[Augmentation, ...]:
     """`--augment`: `none`, or albumentations names `HorizontalFlip,VerticalFlip`; a name the recipe
     already has keeps the recipe's parameters, any other takes albumentations' defaults."""
@@ -178,6 +192,7 @@ def case_spec(
     num_nodes: int = 1,
     engine: str | None = None,
     recipe_file: Path | None = None,
+    layers: Sequence[tuple[str, Mapping[str, Any]]] = (),
     options: Mapping[str, Any] | None = None,
     augment: str | None = None,
     dataset: str | None = None,
@@ -188,16 +203,20 @@ def case_spec(
     metrics: tuple[CustomMetric, ...] = (),
 ) -> BenchmarkSpec:
     """The spec of one case: `workflow`'s recipe in `profile` (`catalog.make_spec`; `num_classes`
-    sizes the smoke thresholds), then `recipe_file`, then `options` (recipe field -> value, each
-    given as its `RECIPE_OPTIONS` flag; None: not given) and `augment` (`--augment`), then the case's
-    own choices. `dataset` other than the workflow's drops the published target (it means nothing
-    on other data); `target_accuracy` names one (`--target-acc`). An `adhoc` case (a command-line
-    run) asserts no thresholds and is no row of the workflow's published tables."""
+    sizes the smoke thresholds), then `recipe_file`, then `layers` (origin, recipe fields: an experiment
+    file's), then `options` (recipe field -> value, each given as its `RECIPE_OPTIONS` flag; None: not
+    given) and `augment` (`--augment`), then the case's own choices. `dataset` other than the
+    workflow's drops the published target (it means nothing on other data); `target_accuracy` names
+    one (`--target-acc`). An `adhoc` case (a command-line run) asserts no thresholds and is no row of
+    the workflow's published tables."""
     spec = make_spec(
         workflow, profile=profile, weights=weights, precision=precision, engine=engine, num_classes=num_classes
     )
     if recipe_file is not None:
         spec = spec.with_recipe_from(f"recipe file {recipe_file}", **read_recipe_file(recipe_file))
+    for origin, fields in layers:  # an experiment file's values, then its matrix cell's
+        if fields:
+            spec = spec.with_recipe_from(origin, **fields)
     for name, value in (options or {}).items():
         if value is not None:
             spec = spec.with_recipe_from(RECIPE_OPTIONS[name], **{name: value})

@@ -3,18 +3,29 @@
 A spec holds the path as a string, so it stays JSON and every process that trains it (a DDP child, a torchrun node,
 a Ray task) resolves the same object by importing it, as `importlib.metadata` entry points do. The module must be
 importable there: installed, or on the path of the project the run starts from (pytest's rootdir and the working
-directory are, for a case started by trainbench). A name without a colon is not an import path: a timm model, an
-albumentations transform, a built-in loss or optimizer.
+directory are, for a case started by trainbench: `importable` puts it on the path of the command line's process
+and the pytest session, `launch` on that of every process they start). A name without a colon is not an import
+path: a timm model, an albumentations transform, a built-in loss or optimizer.
 """
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 from harness.errors import ExtensionError
 
 SEPARATOR = ":"
+
+
+def importable(project: Path) -> None:
+    """The project's folder on this process's path, last (never before an installed package of the same name), so
+    its own extensions resolve here as in every process trainbench starts for it."""
+    folder = str(project)
+    if folder not in sys.path:
+        sys.path.append(folder)
 
 
 def is_import_path(name: str) -> bool:

@@ -95,11 +95,28 @@ def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | 
             stderr=subprocess.STDOUT,
             text=True,
         )
-        (output,) = _outputs([child])
-    print(output[-OUTPUT_TAIL:])
+        output = _streamed(child)
     tail = output[-OUTPUT_TAIL:]
     failure = f"{spec.id}: `python -m harness run` exited with {child.returncode}; end of its output:\n{tail}"
     return _record(settings, run_id, started, None if child.returncode == 0 else failure)
+
+
+def _streamed(child: subprocess.Popen) -> str:
+    """The child's output, each line shown here as it comes (a notebook's cell shows the run's progress as it
+    trains: off a terminal, the children print a line per epoch and phase), and all of it once it ended.
+    Interrupted, as `_outputs`."""
+    assert child.stdout is not None  # started with stdout=PIPE
+    lines = []
+    try:
+        for line in child.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+        child.wait()
+    except KeyboardInterrupt:
+        interrupts.pass_on([child])
+        print(child.communicate()[0][-OUTPUT_TAIL:])
+        raise
+    return "".join(lines)
 
 
 def _outputs(children: list[subprocess.Popen]) -> list[str]:
@@ -208,9 +225,7 @@ def run_nodes_on_loopback(
 def run(spec: BenchmarkSpec, settings: RunSettings, run_id: str | None = None) -> RunResult:
     """In this process when it can host the run, else in a child process tree."""
     if needs_own_processes(spec):
-        return run_in_subprocess(
-            spec, tracking.settle(settings), run_id
-        )  # said here: the child's output is shown only on failure
+        return run_in_subprocess(spec, tracking.settle(settings), run_id)
     record = runner.run(spec, settings, run_id)
     assert record is not None  # a single process is always rank 0
     return record

@@ -102,10 +102,10 @@ def parse_metric(text: str) -> CustomMetric:
 
 
 def custom_metrics(metrics: tuple[CustomMetric, ...], num_classes: int) -> dict[str, Metric]:
-    """A fresh torchmetrics Metric per custom metric, each built as `factory(num_classes)`."""
+    """A fresh torchmetrics Metric per custom metric, each built as `factory(num_classes=N)`."""
     built = {}
     for metric in metrics:
-        made = resolve_callable(metric.path, f"metric {metric.name}")(num_classes)
+        made = resolve_callable(metric.path, f"metric {metric.name}")(num_classes=num_classes)
         if not isinstance(made, Metric):
             raise ExtensionError(
                 f"metric {metric.name} {metric.path!r} built a {type(made).__name__}, not a torchmetrics Metric;"

@@ -58,7 +58,10 @@ def check_name(model: str) -> None:
         return
     close = difflib.get_close_matches(model, timm.list_models(), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
-    raise ModelError(f"unknown timm model {model!r}{hint}")
+    raise ModelError(
+        f"unknown timm model {model!r}{hint} (a model of your own, registered with timm or not: name it by import"
+        f" path, package.module:{model}, so that every process imports its module)"
+    )
 
 
 def data_stats(model: str) -> Stats:
@@ -197,9 +200,10 @@ def _create(model: str, num_classes: int, weights: str, weights_dir: Path, *, al
 
 
 def _own(model: str, num_classes: int) -> nn.Module:
-    """A model of one's own: its factory called with `num_classes`; its weights are its factory's to load (the
-    spec refuses `pretrained` for it)."""
-    net = resolve_callable(model, "model")(num_classes)
+    """A model of one's own: its factory called as `factory(num_classes=N)` (so a timm entry point of one's own,
+    `@register_model`, is one too: its module registers it wherever it is imported); its weights are its factory's
+    to load (the spec refuses `pretrained` for it)."""
+    net = resolve_callable(model, "model")(num_classes=num_classes)
     if not isinstance(net, nn.Module):
         raise ExtensionError(
             f"model {model!r} returned a {type(net).__name__}, not a torch.nn.Module; return the network"

@@ -23,10 +23,12 @@ from harness.capabilities import PRECISIONS, SUPPORT
 from harness.catalog import Workflow
 from harness.data.named import num_classes
 from harness.errors import GateError, SettingsError
+from harness.extensions import importable
 from harness.hardware import DEVICE_COUNTS, benchmark_skip_reason, detect
 from harness.results.record import RunResult, json_safe
 from harness.settings import (
     DEFAULT_PROFILE,
+    EXPERIMENT_SUFFIX,
     PROFILES,
     PYTEST_PREFIX,
     Environment,
@@ -159,7 +161,9 @@ class RunBook:
         self.records: dict[BenchmarkSpec, RunResult] = {}
         self.failures: dict[BenchmarkSpec, BaseException] = {}
 
-    def get(self, spec: BenchmarkSpec) -> RunResult:
+    def get(self, spec: BenchmarkSpec, data_root: Path | None = None) -> RunResult:
+        """`spec`'s record, trained the first time it is asked for (`data_root`: its dataset's folder, over the
+        session's; an experiment file names one)."""
         if spec in self.failures:
             raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[spec]
         if spec not in self.records:
@@ -168,26 +172,84 @@ class RunBook:
             interrupts.install()  # a SIGTERM ends the session as a Ctrl-C does, once a case trains
 
             try:
-                self.records[spec] = launch.run(spec, self.settings)
+                settings = self.settings if data_root is None else self.settings.replace(data_root=data_root)
+                self.records[spec] = launch.run(spec, settings)
             except BaseException as error:
                 self.failures[spec] = error
                 raise
         return self.records[spec]
 
 
+def session_run_book(config: pytest.Config) -> RunBook:
+    """The session's one run book, made at its first use (by the fixture or an experiment file's case)."""
+    if RUN_BOOK not in config.stash:
+        settings = RunSettings.from_options(lambda dest: option(config, dest)).replace(project_dir=config.rootpath)
+        config.stash[RUN_BOOK] = RunBook(settings)
+    return config.stash[RUN_BOOK]
+
+
 @pytest.fixture(scope="session")
 def run_settings(pytestconfig: pytest.Config) -> RunSettings:
     """This session's settings (results folder, caches, tracking), from the options and their twins; the project
     under test, whose commit the records name, is the repository of pytest's rootdir."""
-    return RunSettings.from_options(lambda dest: option(pytestconfig, dest)).replace(project_dir=pytestconfig.rootpath)
+    return session_run_book(pytestconfig).settings
 
 
 @pytest.fixture(scope="session")
-def run_book(pytestconfig: pytest.Config, run_settings: RunSettings) -> RunBook:
+def run_book(pytestconfig: pytest.Config) -> RunBook:
     """The session's run book: `run_book.get(spec)` trains `spec` once and returns its record."""
-    book = RunBook(run_settings)
-    pytestconfig.stash[RUN_BOOK] = book
-    return book
+    return session_run_book(pytestconfig)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """An experiment file (`*.trainbench.yaml`, harness.experiment) is collected as its cases."""
+    if file_path.name.endswith(EXPERIMENT_SUFFIX):
+        return ExperimentFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ExperimentFile(pytest.File):
+    """An experiment file's cases, each once per seed of the session; a case this machine cannot run is skipped
+    with why; a file that is not valid is one line, before any case trains."""
+
+    def collect(self) -> Iterable[pytest.Item]:
+        from harness.errors import HarnessError
+        from harness.experiment import read
+
+        try:
+            cases = read(self.path)
+        except HarnessError as error:
+            raise self.CollectError(str(error)) from None
+        for case in cases:
+            reason = runnable(case.spec)
+            for spec in repeats(self.config, case.spec):
+                item = ExperimentCase.from_parent(self, name=repeat_id(spec, self.config, case.id), spec=spec)
+                item.data_root = case.data_root
+                if reason:
+                    item.add_marker(pytest.mark.skip(reason=reason))
+                yield item
+
+
+class ExperimentCase(pytest.Item):
+    """One case of an experiment file: trained through the session's run book, held to its thresholds."""
+
+    def __init__(self, *, spec: BenchmarkSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.data_root: Path | None = None
+
+    def runtest(self) -> None:
+        from harness.api import assert_thresholds
+
+        assert_thresholds(self.spec, session_run_book(self.config).get(self.spec, self.data_root))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, AssertionError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, self.name
 
 
 def case_spec(config: pytest.Config, workflow: Workflow, **choices: Any) -> BenchmarkSpec:
@@ -333,6 +395,7 @@ def pytest_configure(config: pytest.Config) -> None:
     runs, and --trainbench-tolerance parse, before any case trains."""
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    importable(config.rootpath)  # the project under test: its extensions import in the session and its benchmarks
     refuse_xdist(config)
     baseline = option(config, "baseline")
     if not baseline:

@@ -47,6 +47,7 @@ DEFAULT_PROFILE = "smoke"
 # The prefix of every option of trainbench's pytest plugin (`--trainbench-profile`, harness.pytest_plugin), so none
 # clashes with another plugin's; `trainbench run` spells the same options without it.
 PYTEST_PREFIX = "--trainbench-"
+EXPERIMENT_SUFFIX = ".trainbench.yaml"  # the files pytest collects as experiment files (harness.experiment)
 
 
 class Environment(BaseSettings):

@@ -388,6 +388,8 @@ def value_text(value: Any) -> str:
     `none`), floats short (`0.0006`), anything else as it prints."""
     if isinstance(value, tuple):  # augmentations
         return "+".join(getattr(v, "name", str(v)) for v in value) or "none"
+    if isinstance(value, Split):
+        return f"{value.train:g}/{value.val:g}/{value.test:g}" + (" images" if value.by == "count" else "")
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

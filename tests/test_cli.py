@@ -110,6 +110,8 @@ def test_bad_input_exits_2_with_the_problem_named(tmp_path, capsys):
 def test_seeds_run_one_record_per_seed_and_print_the_spread(tiny_folder, tmp_path, capsys):
     args = (
         "run",
+        "--recipe",
+        "efficientnetv2",
         "--model",
         "test_efficientnet",
         "--data",

@@ -94,20 +94,25 @@ def test_a_users_repository_runs_gates_plans_and_bisects_its_own_benchmarks(venv
     reasons = [line for line in first.stdout.splitlines() if line.startswith("SKIPPED")]
     skipped = int(match.group(1)) if (match := re.search(r"(\d+) skipped", first.stdout)) else 0
     # bf16 where this CPU computes it (on a CPU without bf16 units the matrix skips it, saying why)
-    assert len(records) + skipped == 5 and all("bf16" in line for line in reasons), first.stdout[-3000:]
+    # 5 cases of test_shapes.py and 2 of own_model.trainbench.yaml, an experiment file
+    assert len(records) + skipped == 7 and all("bf16" in line for line in reasons), first.stdout[-3000:]
     assert f"{len(records)} passed" in first.stdout and {r.spec["devices"] for r in records} == {1, 2}
+    own = [r for r in records if r.spec["model"] == "shapes_project.nets:tiny_convnet"]  # the project's own model
+    assert len(own) == 3 and {r.spec["benchmark"] for r in own} == {"adhoc", "own_model"}
+    assert all(0 <= r.test["test_balanced_acc"] <= 1 and r.spec["recipe"]["scheduler"] == "cosine" for r in own)
     for record in records:
         assert record.environment["project_commit"] == good and record.environment["project"] == "shapes-project"
         assert record.environment["trainbench"] == harness.__version__
         assert record.environment["git_commit"] is None  # a wheel: no trainbench checkout to name
     assert json.loads((project / "results" / "benchmark.json").read_text())["benchmarks"]
 
-    gate = ["--trainbench-baseline", "results", "--trainbench-gate-metrics", "acc,loss"]  # speed: a shared CPU's
+    # speed: a shared CPU's; balanced_acc: the project's own metric, gated by its name
+    gate = ["--trainbench-baseline", "results", "--trainbench-gate-metrics", "acc,loss,balanced_acc"]
     second = run([*session, "data/shapes", "--trainbench-results-dir", "tonight", *gate], project, env)
-    assert "regression gate: pass" in second.stdout, second.stdout[-3000:]
+    assert "regression gate: pass" in second.stdout and "test_balanced_acc" in second.stdout, second.stdout[-3000:]
 
     plan = run(["trainbench", "nightly", "--dry-run", "--tests", "benchmarks"], project, env)
-    assert "nightly: 5 case(s), smoke profile" in plan.stdout, plan.stdout
+    assert "nightly: 7 case(s), smoke profile" in plan.stdout, plan.stdout
     assert not (project / "results" / "nightly").exists(), "--dry-run writes nothing"
 
     (project / "README.md").write_text((project / "README.md").read_text() + "\nA note.\n")

@@ -88,6 +88,14 @@ OWN_MODEL = textwrap.dedent(
 
     class Directionless(BalancedAccuracy):
         higher_is_better = None
+
+
+    from timm.models import register_model
+
+
+    @register_model
+    def own_timm_net(pretrained=False, **kwargs):  # a timm entry point of one's own, without a pretrained config
+        return tiny_net(kwargs["num_classes"])
     """
 )
 
@@ -133,6 +141,17 @@ def test_a_model_of_ones_own_is_built_by_its_factory_and_named_by_its_attribute(
         models.create("ownnets:not_a_module", 5, "random", models.Path("."), allow_hub=False)
     assert short_name("ownnets:tiny_net") == "tiny_net" and short_name("resnet18") == "resnet18"
     assert tiny_spec(model="ownnets:tiny_net").id.startswith("tiny_net-tiny-poutyne-")
+
+
+def test_a_timm_model_of_ones_own_is_named_by_its_module_so_every_process_registers_it(own_models):
+    """Registered with timm but without a pretrained config: `AttributeError: 'NoneType' object has no attribute
+    'mean'` in models.data_stats; by its timm name, a 2-process case failed in the child (`unknown timm model`),
+    which never imported the module that registers it."""
+    with pytest.raises(models.ModelError, match=r"name it by import path, package\.module:my_tinynet, so that"):
+        models.check_name("my_tinynet")  # registered by a module this process never imported
+    net = models.create("ownnets:own_timm_net", 5, "random", models.Path("."), allow_hub=False)
+    assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 5)
+    assert models.data_stats("own_timm_net") == models.IMAGENET_STATS  # now registered here: timm's defaults
 
 
 def test_its_normalisation_is_its_own_or_imagenets_and_says_which(own_models):

@@ -57,8 +57,11 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def tiny_run_args(folder: Path, tmp_path: Path, *extra: str) -> list[str]:
+    """A tiny run of the default workflow's recipe (a --model alone would take the neutral base)."""
     return [
         "run",
+        "--recipe",
+        "efficientnetv2",
         "--model",
         TINY_MODEL,
         "--data",

@@ -214,6 +214,7 @@ def test_record_says_what_produced_it(tiny_folder, settings):
         "val": 18,
         "test": 18,
         "unused": 0,
+        "by": "the recipe",
     }
     assert record.weights == {
         "kind": "generated stand-in",

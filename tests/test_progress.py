@@ -86,7 +86,8 @@ def test_terminal_shows_the_start_up_line_first_then_batch_bars_with_speed_and_e
     assert status == 0, output[-3000:]
     shown = lines(output)
     assert shown[0].startswith(
-        f"[trainbench] {TINY_MODEL}-tiny-{engine}-32true-1dev-random: the efficientnetv2 recipe (smoke profile), {engine} on CPU"
+        f"[trainbench] {TINY_MODEL}-tiny-{engine}-32true-1dev-random: the efficientnetv2 recipe (smoke profile),"
+        f" {engine} on CPU"
     )
     assert any(
         line.startswith(

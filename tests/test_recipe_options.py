@@ -143,6 +143,8 @@ def test_an_augmentation_parameter_albumentations_would_drop_or_refuse_is_one_li
 def test_a_run_records_each_values_origin_and_prints_what_was_given(tiny_folder, tmp_path):
     done = harness_cli(
         "run",
+        "--recipe",
+        "efficientnetv2",
         "--model",
         TINY_MODEL,
         "--data",

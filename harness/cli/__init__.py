@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import sys
 from importlib import import_module
+from pathlib import Path
 
 from harness import interrupts
 from harness.errors import HarnessError
+from harness.extensions import importable
 
 # command -> the module under harness.cli that runs it (its `main(args) -> exit status`)
 COMMANDS: dict[str, str] = {
@@ -59,4 +61,5 @@ def process_main() -> int:
     is refused ("run ID ... is in use")."""
     interrupts.install()
     os.environ.pop("WANDB_SERVICE", None)
+    importable(Path.cwd())  # the project under test is the working directory: its extensions import here
     return main()

@@ -6,25 +6,11 @@ import argparse
 from pathlib import Path
 
 from harness.catalog import WORKFLOWS, Workflow
-from harness.configure import RECIPE_OPTIONS, case_spec
-from harness.data import kvasir, synthetic
+from harness.configure import RECIPE_OPTIONS, case_spec, dataset_from
 from harness.data.named import num_classes
 from harness.metrics import parse_metric
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, Recipe
-
-
-def dataset_from(value: str | None, workflow: Workflow, profile: str, data_root: str | None) -> tuple[str, Path | None]:
-    """(dataset name, data root) from `--data`: a generated name, a Kvasir folder or any ImageFolder."""
-    root = Path(data_root) if data_root else None
-    if value is None:
-        return workflow.dataset_in(profile), root
-    if value in synthetic.DATASETS or value == "kvasir":
-        return value, root
-    path = Path(value)
-    if path.name == kvasir.FOLDER_NAME:
-        return "kvasir", path.parent
-    return path.name or "imagefolder", path
 
 
 def recipe_options(args: argparse.Namespace) -> dict[str, object]:

@@ -227,6 +227,16 @@ def build_parser(twins: Environment | None = None) -> argparse.ArgumentParser:
     )
     _add_spec_options(p, twins, weights=None)
     p.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=(
+            "an experiment file (YAML: model, data, engine, recipe values, a matrix, thresholds, metrics;"
+            " docs/your-own-benchmarks.md): run every case it holds, then write the report; the case options are"
+            " the file's"
+        ),
+    )
+    p.add_argument(
         "--limit-batches",
         type=positive_int,
         help=(

@@ -110,11 +110,11 @@ def startup_line(spec: BenchmarkSpec, settings: RunSettings, hw: Hardware) -> st
     """The line a run prints at once, before any data or weights are touched: the recipe it took, and each value
     given over it with where it came from."""
     recipe = spec.recipe
-    given = [
-        f"{name} {value_text(getattr(recipe, name))} ({origin})"
-        for name, origin in spec.recipe_origin
-        if not origin.endswith(" profile")
-    ]
+    by_origin: dict[str, list[str]] = {}  # each origin once, its values in the order given
+    for name, origin in spec.recipe_origin:
+        if not origin.endswith(" profile"):
+            by_origin.setdefault(origin, []).append(f"{name} {value_text(getattr(recipe, name))}")
+    given = [f"{', '.join(values)} ({origin})" for origin, values in by_origin.items()]
     recipe_words = f"the {spec.recipe_name} recipe" if spec.recipe_name else "its own recipe"
     return (
         f"[trainbench] {spec.id}: {recipe_words} ({spec.profile} profile), {spec.engine} on {device_words(spec, hw)},"

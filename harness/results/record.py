@@ -156,6 +156,12 @@ class RunResult:
             ) from None
         return path
 
+    def _repr_markdown_(self) -> str:
+        """A notebook shows a record as its summary line and its row of the cases table (IPython's rich display)."""
+        from harness.results.tables import cases_table  # tables read records: imported when shown
+
+        return f"`{self.summary()}`\n\n{cases_table([self]).markdown()}"
+
     def summary(self) -> str:
         """One line: run id, test metrics (in one order whichever engine produced them), speed and time."""
         if not self.ok:

@@ -51,6 +51,10 @@ class Table:
         writer.writerows([str(c) for c in row] for row in self.rows)
         return out.getvalue()
 
+    def _repr_markdown_(self) -> str:
+        """A notebook shows a table as a table (IPython's rich display)."""
+        return self.markdown()
+
     def html(self) -> str:
         head_row = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
         body = "".join("<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>" for row in self.rows)
