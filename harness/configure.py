@@ -35,6 +35,8 @@ RECIPE_OPTIONS: dict[str, str] = {
     "loss": "--loss",
     "scheduler": "--scheduler",
     "warmup_epochs": "--warmup-epochs",
+    "step_size": "--step-size",
+    "gamma": "--gamma",
     "lr": "--lr",
     "weight_decay": "--weight-decay",
     "seed": "--seed",
@@ -229,6 +231,7 @@ def case_spec(
         dict(spec.recipe_origin).get("train_augmentations", f"the {workflow.key} recipe"),
     )
     check_recipe_extensions(spec.recipe, f"the {workflow.key} recipe, as given")
+    spec.recipe.check_schedule(f"the {workflow.key} recipe, as given")
     if adhoc:
         spec = spec.replace(benchmark="cli", thresholds=())
     if dataset is not None and dataset not in (workflow.dataset, workflow.smoke_dataset):

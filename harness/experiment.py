@@ -40,8 +40,8 @@ from harness.data import synthetic
 from harness.errors import SpecError, one_line
 from harness.metrics import custom_metric
 from harness.results.compare import metric_key
-from harness.settings import EXPERIMENT_SUFFIX
-from harness.spec import BenchmarkSpec, Threshold, value_text
+from harness.settings import DEFAULT_PROFILE, EXPERIMENT_SUFFIX, PROFILES
+from harness.spec import METRIC_NAMES, BenchmarkSpec, Threshold, value_text
 
 THRESHOLD = re.compile(r"^\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 
@@ -57,7 +57,7 @@ class _CaseFields(BaseModel):
     precision: str = "32-true"
     devices: int = 1
     recipe: str = "base"
-    profile: str = "smoke"
+    profile: str | None = None  # the session's (pytest's --trainbench-profile, run's --profile)
     matrix: dict[str, list[Any]] = {}
     thresholds: dict[str, str] = {}
     metrics: dict[str, str] = {}
@@ -77,8 +77,9 @@ class Case:
     data_root: Path | None
 
 
-def read(path: Path) -> list[Case]:
-    """Every case of the experiment file at `path`, validated (a SpecError or ExtensionError names the problem)."""
+def read(path: Path, profile: str = DEFAULT_PROFILE) -> list[Case]:
+    """Every case of the experiment file at `path` in its profile, else `profile` (the session's), validated (a
+    SpecError or ExtensionError names the problem)."""
     import yaml  # PyYAML comes with Lightning
 
     try:
@@ -89,7 +90,7 @@ def read(path: Path) -> list[Case]:
         raise SpecError(f"experiment file {path} is not YAML: {' '.join(str(error).split())[:200]}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"experiment file {path} holds a {type(raw).__name__}; give a mapping, e.g. model: resnet18")
-    return cases(raw, path)
+    return cases(raw, path, profile)
 
 
 def _validated(model: type[BaseModel], values: Mapping[str, Any], path: Path) -> BaseModel:
@@ -121,11 +122,15 @@ def _threshold(name: str, text: str, path: Path) -> Threshold:
     return Threshold(metric_key(name), "at_least" if found[1] == ">=" else "at_most", float(found[2]), why=path.name)
 
 
-def cases(raw: Mapping[str, Any], path: Path) -> list[Case]:
-    """The cases of an experiment file's mapping `raw` (read from `path`, against whose folder `data` is taken)."""
+def cases(raw: Mapping[str, Any], path: Path, profile: str = DEFAULT_PROFILE) -> list[Case]:
+    """The cases of an experiment file's mapping `raw` (read from `path`, against whose folder `data` is taken), in
+    its profile, else `profile`."""
     recipe_keys = [key for key in raw if key not in CASE_KEYS]
     case = _validated(_CaseFields, {k: v for k, v in raw.items() if k in CASE_KEYS}, path)
     assert isinstance(case, _CaseFields)
+    profile = case.profile or profile
+    if profile not in PROFILES:
+        raise SpecError(f"experiment file {path}: profile {profile!r}; choose one of {', '.join(PROFILES)}")
     recipe_values = _recipe_fields({k: raw[k] for k in recipe_keys}, path)
     if case.recipe not in WORKFLOWS:
         raise SpecError(f"experiment file {path}: recipe {case.recipe!r}; choose one of {', '.join(sorted(WORKFLOWS))}")
@@ -137,22 +142,28 @@ def cases(raw: Mapping[str, Any], path: Path) -> list[Case]:
         )
     metrics = tuple(custom_metric(name, target) for name, target in case.metrics.items())
     thresholds = tuple(_threshold(name, text, path) for name, text in case.thresholds.items())
+    known = {f"test_{name}" for name in (*METRIC_NAMES, *case.metrics)}
+    unknown = [t.metric.removeprefix("test_") for t in thresholds if t.metric not in known]
+    if unknown:
+        raise SpecError(
+            f"experiment file {path}: threshold on {', '.join(unknown)}, which no case reports; give one of"
+            f" {', '.join(n.removeprefix('test_') for n in sorted(known))}"
+        )
     generated = case.data in synthetic.DATASETS or case.data == "kvasir"
     data = case.data if generated else str((path.parent / case.data).resolve())
     workflow = WORKFLOWS[case.recipe]
-    dataset, data_root = dataset_from(data, workflow, case.profile, None)
+    dataset, data_root = dataset_from(data, workflow, profile, None)
     out = []
     for values in itertools.product(*case.matrix.values()):
         cell = dict(zip(case.matrix, values, strict=True))
+        axes = {k: v for k, v in cell.items() if k in SPEC_AXES}
+        _validated(_CaseFields, {"model": case.model, "data": case.data, **axes}, path)  # each value of its kind
         choices = {k: cell.get(k, getattr(case, k)) for k in SPEC_AXES}
-        recipe_cell = {k: v for k, v in cell.items() if k not in SPEC_AXES}
-        layers = (
-            (f"experiment file {path.name}", recipe_values),
-            (f"{path.name} matrix", _recipe_fields(recipe_cell, path)),
-        )
+        recipe_cell = _recipe_fields({k: v for k, v in cell.items() if k not in SPEC_AXES}, path)
+        layers = ((f"experiment file {path.name}", recipe_values), (f"{path.name} matrix", recipe_cell))
         spec = case_spec(
             workflow,
-            case.profile,
+            profile,
             weights=choices["weights"],
             num_classes=2,  # an experiment's thresholds are its own
             precision=choices["precision"],

@@ -21,11 +21,12 @@ SEPARATOR = ":"
 
 
 def importable(project: Path) -> None:
-    """The project's folder on this process's path, last (never before an installed package of the same name), so
-    its own extensions resolve here as in every process trainbench starts for it."""
+    """The project's folder on this process's path where the PYTHONPATH of every process trainbench starts for it
+    puts it (after the script's folder, before the installed packages), so its own extensions resolve to the same
+    code here and there."""
     folder = str(project)
     if folder not in sys.path:
-        sys.path.append(folder)
+        sys.path.insert(1, folder)
 
 
 def is_import_path(name: str) -> bool:
@@ -69,3 +70,13 @@ def resolve_callable(path: str, what: str) -> Any:
     if not callable(found):
         raise ExtensionError(f"{what} {path!r} is a {type(found).__name__}, not something to call; name a function")
     return found
+
+
+def call(path: str, what: str, form: str, *args: Any, **kwargs: Any) -> Any:
+    """What the extension `path` returns when called with `args` and `kwargs` (`form` says how, in the error:
+    "factory(num_classes=N)"); a call its signature refuses is an ExtensionError naming the form it must take."""
+    found = resolve_callable(path, what)
+    try:
+        return found(*args, **kwargs)
+    except TypeError as error:
+        raise ExtensionError(f"{what} {path!r} cannot be called as {form} ({error}); give it that signature") from None

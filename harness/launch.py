@@ -67,7 +67,8 @@ def _prepared(
         settings_file.write_text(settings.to_json())
         child_env = {
             **os.environ,
-            # the project's folder last: its extensions (`package.module:attribute`) resolve in every child
+            # the project's folder: its extensions (`package.module:attribute`) resolve in every child as in the
+            # parent (`extensions.importable`)
             "PYTHONPATH": os.pathsep.join(
                 dict.fromkeys(filter(None, [*SOURCE_PATH, os.environ.get("PYTHONPATH"), str(settings.project_dir)]))
             ),

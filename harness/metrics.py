@@ -26,7 +26,7 @@ import torch
 from torchmetrics import Metric
 
 from harness.errors import ExtensionError
-from harness.extensions import resolve_callable
+from harness.extensions import call, resolve_callable
 from harness.spec import CustomMetric
 
 TOP_K: tuple[int, ...] = (3, 5)
@@ -105,7 +105,7 @@ def custom_metrics(metrics: tuple[CustomMetric, ...], num_classes: int) -> dict[
     """A fresh torchmetrics Metric per custom metric, each built as `factory(num_classes=N)`."""
     built = {}
     for metric in metrics:
-        made = resolve_callable(metric.path, f"metric {metric.name}")(num_classes=num_classes)
+        made = call(metric.path, f"metric {metric.name}", "factory(num_classes=N)", num_classes=num_classes)
         if not isinstance(made, Metric):
             raise ExtensionError(
                 f"metric {metric.name} {metric.path!r} built a {type(made).__name__}, not a torchmetrics Metric;"
@@ -113,3 +113,26 @@ def custom_metrics(metrics: tuple[CustomMetric, ...], num_classes: int) -> dict[
             )
         built[metric.name] = made
     return built
+
+
+class AsLightningFeedsIt(Metric):
+    """`inner` fed as the Lightning engine feeds every metric: float32 logits, outside autocast (Poutyne updates
+    its epoch metrics inside the forward pass's autocast, with bf16 or fp16 logits, and a softmax there would give
+    another AUROC than Lightning's)."""
+
+    full_state_update = False
+
+    def __init__(self, inner: Metric) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        with torch.autocast(logits.device.type, enabled=False):
+            self.inner.update(logits.detach().float(), target)
+
+    def compute(self) -> torch.Tensor:
+        return self.inner.compute()
+
+    def reset(self) -> None:
+        super().reset()
+        self.inner.reset()

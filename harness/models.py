@@ -31,7 +31,7 @@ from torch import nn
 from harness.atomic import written_atomically
 from harness.data.device import Stats
 from harness.errors import ExtensionError, ModelError, WeightsNotFound
-from harness.extensions import is_import_path, resolve_callable
+from harness.extensions import call, is_import_path, resolve_callable
 
 HUB_PROBE_S = 3.0  # one TCP connect to the hub's host; a reachable hub answers in well under a second
 HUB_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")  # what timm downloads from a hub repo, in its order
@@ -69,11 +69,7 @@ def data_stats(model: str) -> Stats:
     own, its factory's `mean` and `std` attributes when it has them, else ImageNet's (`normalisation_source`)."""
     check_name(model)
     if is_import_path(model):
-        factory = resolve_callable(model, "model")
-        mean, std = getattr(factory, "mean", None), getattr(factory, "std", None)
-        if mean is None or std is None:
-            return IMAGENET_STATS
-        return cast(Stats, (tuple(float(v) for v in mean), tuple(float(v) for v in std)))
+        return _own_stats(model) or IMAGENET_STATS
     cfg = pretrained_cfg(model)
     return cast(Stats, (tuple(cfg.mean), tuple(cfg.std)))  # RGB models: three of each (timm: tuple[float, ...])
 
@@ -82,9 +78,18 @@ def normalisation_source(model: str) -> str:
     """Where `data_stats(model)` comes from, in words for the start-up line and the record."""
     if not is_import_path(model):
         return "timm's pretrained config"
+    if _own_stats(model):
+        return "the model's mean and std"
+    return "ImageNet's (the model gives no mean and std attributes)"
+
+
+def _own_stats(model: str) -> Stats | None:
+    """A model of one's own's `mean` and `std`, its factory's attributes (None: it gives none)."""
     factory = resolve_callable(model, "model")
-    given = getattr(factory, "mean", None) is not None and getattr(factory, "std", None) is not None
-    return "the model's mean and std" if given else "ImageNet's (the model gives no mean and std attributes)"
+    mean, std = getattr(factory, "mean", None), getattr(factory, "std", None)
+    if mean is None or std is None:
+        return None
+    return cast(Stats, (tuple(float(v) for v in mean), tuple(float(v) for v in std)))
 
 
 def pretrained_cfg(model: str) -> PretrainedCfg:
@@ -203,7 +208,7 @@ def _own(model: str, num_classes: int) -> nn.Module:
     """A model of one's own: its factory called as `factory(num_classes=N)` (so a timm entry point of one's own,
     `@register_model`, is one too: its module registers it wherever it is imported); its weights are its factory's
     to load (the spec refuses `pretrained` for it)."""
-    net = resolve_callable(model, "model")(num_classes=num_classes)
+    net = call(model, "model", "factory(num_classes=N) -> nn.Module", num_classes=num_classes)
     if not isinstance(net, nn.Module):
         raise ExtensionError(
             f"model {model!r} returned a {type(net).__name__}, not a torch.nn.Module; return the network"

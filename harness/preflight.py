@@ -17,10 +17,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from harness import models
 from harness.artifacts import tracking
 from harness.artifacts.gcs import BucketUploader
 from harness.atomic import check_writable
+from harness.data.transforms import check_augmentations
+from harness.engines.training import check_recipe_extensions
 from harness.errors import BucketAccessError, PreflightError
+from harness.extensions import resolve_callable
 from harness.results import mlflow_runs
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec
@@ -30,7 +34,21 @@ MULTI_NODE_LAUNCHERS = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK")
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}  # state tensors per parameter (moments, momentum)
 
 
+def check_parts(spec: BenchmarkSpec) -> None:
+    """Every part the spec names resolves and agrees, however the spec was built (the command line and the
+    plugin's catalog cases check them as they build it; a spec built in Python, an experiment file or a spec
+    file is checked here): the model, the transforms, the loss, optimizer and schedule, the metrics."""
+    where = f"{spec.id}'s recipe"
+    models.check_name(spec.model)
+    check_augmentations(spec.recipe.train_augmentations, where)
+    check_recipe_extensions(spec.recipe, where)
+    spec.recipe.check_schedule(where)
+    for metric in spec.metrics:
+        resolve_callable(metric.path, f"metric {metric.name}")
+
+
 def check(spec: BenchmarkSpec, settings: RunSettings) -> None:
+    check_parts(spec)
     check_writable(settings.results_dir, "results folder", "--results-dir")
     check_writable(settings.cache_dir, "cache folder", "--cache-dir (or TRAINBENCH_CACHE_DIR)")
     for folder in settings.checkpoint_dirs:

@@ -154,30 +154,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 class RunBook:
-    """Each spec runs at most once per session; later requests get the same record (or error)."""
+    """Each spec (on its data) runs at most once per session; later requests get the same record (or error)."""
 
     def __init__(self, settings: RunSettings) -> None:
         self.settings = settings
-        self.records: dict[BenchmarkSpec, RunResult] = {}
-        self.failures: dict[BenchmarkSpec, BaseException] = {}
+        self.records: dict[tuple[BenchmarkSpec, Path | None], RunResult] = {}
+        self.failures: dict[tuple[BenchmarkSpec, Path | None], BaseException] = {}
 
     def get(self, spec: BenchmarkSpec, data_root: Path | None = None) -> RunResult:
         """`spec`'s record, trained the first time it is asked for (`data_root`: its dataset's folder, over the
         session's; an experiment file names one)."""
-        if spec in self.failures:
-            raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[spec]
-        if spec not in self.records:
+        key = (spec, data_root)
+        if key in self.failures:
+            raise RuntimeError(f"{spec.id} already failed earlier in this session") from self.failures[key]
+        if key not in self.records:
             from harness import launch
 
             interrupts.install()  # a SIGTERM ends the session as a Ctrl-C does, once a case trains
 
             try:
                 settings = self.settings if data_root is None else self.settings.replace(data_root=data_root)
-                self.records[spec] = launch.run(spec, settings)
+                self.records[key] = launch.run(spec, settings)
             except BaseException as error:
-                self.failures[spec] = error
+                self.failures[key] = error
                 raise
-        return self.records[spec]
+        return self.records[key]
 
 
 def session_run_book(config: pytest.Config) -> RunBook:
@@ -217,7 +218,7 @@ class ExperimentFile(pytest.File):
         from harness.experiment import read
 
         try:
-            cases = read(self.path)
+            cases = read(self.path, option(self.config, "profile"))
         except HarnessError as error:
             raise self.CollectError(str(error)) from None
         for case in cases:
@@ -225,8 +226,12 @@ class ExperimentFile(pytest.File):
             for spec in repeats(self.config, case.spec):
                 item = ExperimentCase.from_parent(self, name=repeat_id(spec, self.config, case.id), spec=spec)
                 item.data_root = case.data_root
-                if reason:
-                    item.add_marker(pytest.mark.skip(reason=reason))
+                marks = [pytest.mark.skip(reason=reason)] if reason else []
+                marks += [pytest.mark.ddp] if spec.processes > 1 else []
+                marks += [pytest.mark.gpu] if spec.precision == "16-mixed" else []
+                marks += [pytest.mark.full] if spec.profile == "full" else []
+                for mark in marks:
+                    item.add_marker(mark)
                 yield item
 
 
@@ -355,6 +360,7 @@ def record_in_benchmark(benchmark: Any, record: RunResult) -> None:
             else {}
         ),  # gated where both sides have it
         context=run_of(record).context,
+        metric_directions={k: "higher" if v else "lower" for k, v in run_of(record).directions.items()} or None,
         wall_time_s=round(record.wall_time_s, 2),
         epochs=len(record.history),
         **{k: round(v, 6) if v is not None else None for k, v in record.test.items()},
@@ -400,12 +406,12 @@ def pytest_configure(config: pytest.Config) -> None:
     baseline = option(config, "baseline")
     if not baseline:
         return
-    from harness.results.compare import parse_metrics, parse_tolerances
+    from harness.results.compare import gated, parse_metrics, parse_tolerances
     from harness.results.observations import observations
 
     try:
-        parse_tolerances(option(config, "tolerance"))
-        parse_metrics(option(config, "gate_metrics"))
+        tolerances = parse_tolerances(option(config, "tolerance"))
+        metrics = parse_metrics(option(config, "gate_metrics"))
     except ValueError as error:
         raise pytest.UsageError(str(error).replace("--metrics", f"{PREFIX}gate-metrics")) from None
     try:
@@ -417,6 +423,10 @@ def pytest_configure(config: pytest.Config) -> None:
             f"{PREFIX}baseline {baseline} holds no runs (no result.json records, no pytest-benchmark cases); give"
             " last night's results folder"
         )
+    try:  # a misspelt metric name, before anything trains: a custom one must be in the baseline to be compared
+        gated(tolerances, metrics, (found,))
+    except GateError as error:
+        raise pytest.UsageError(f"{PREFIX}tolerance / {PREFIX}gate-metrics: {error}") from None
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:

@@ -168,6 +168,11 @@ def provenance(job: TrainingJob, identity: RunIdentity, duplicates: dict | None)
             },
             "duplicates": duplicates,
             "left_out": left_out_counts(bundle.train.index.left_out) or None,
+            "normalisation": {
+                "mean": list(bundle.stats[0]),
+                "std": list(bundle.stats[1]),
+                "from": models.normalisation_source(spec.model),
+            },
         },
         "weights": identity.weights,
         "loader": {

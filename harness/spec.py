@@ -32,6 +32,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "top5",
 )  # what every engine reports per part (train_, val_, test_)
 
+# what a custom metric may not be named: a built-in metric, or a key the history rows and Poutyne's logs use
+RESERVED_METRIC_NAMES: tuple[str, ...] = (*METRIC_NAMES, "images", "time", "size", "epoch", "lr")
+
 # Recipe fields added after records existed, with the value every earlier record trained with: a recipe
 # that keeps it keeps the fingerprint it had (BenchmarkSpec.result_fields).
 LATER_RECIPE_FIELDS: dict[str, Any] = {"scheduler": "none", "warmup_epochs": 0, "step_size": 1, "gamma": 0.1}
@@ -125,9 +128,6 @@ class Recipe:
             )
         if self.workers < 0:
             raise SpecError(f"workers must be 0 or more, got {self.workers}")
-        self._check_schedule()
-
-    def _check_schedule(self) -> None:
         for name in ("warmup_epochs", "step_size"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise SpecError(f"{name} must be a whole number, got {getattr(self, name)!r}")
@@ -135,18 +135,22 @@ class Recipe:
             raise SpecError(
                 f"warmup_epochs must be 0 or more and step_size 1 or more, got {self.warmup_epochs}, {self.step_size}"
             )
+        if not math.isfinite(self.gamma) or self.gamma <= 0:
+            raise SpecError(f"gamma must be a positive number, got {self.gamma}; e.g. 0.1")
+
+    def check_schedule(self, where: str) -> None:
+        """The schedule fields agree with each other and with the epochs: checked on the finished recipe (`where`
+        names it), since a layer of options may set the warm-up before the epochs that make room for it."""
         if self.warmup_epochs and self.scheduler not in ("cosine", "step"):
             raise SpecError(
-                f"warmup_epochs {self.warmup_epochs} warms up a cosine or step schedule, and the scheduler is"
-                f" {self.scheduler!r}; give scheduler cosine or step, or warmup_epochs 0"
+                f"{where}: warmup_epochs {self.warmup_epochs} warms up a cosine or step schedule, and the scheduler"
+                f" is {self.scheduler!r}; give scheduler cosine or step, or warmup_epochs 0"
             )
         if self.warmup_epochs >= self.epochs and self.scheduler in ("cosine", "step"):
             raise SpecError(
-                f"warmup_epochs {self.warmup_epochs} leaves none of the {self.epochs} epochs to the {self.scheduler}"
-                " schedule; give fewer warm-up epochs or more epochs"
+                f"{where}: warmup_epochs {self.warmup_epochs} leaves none of the {self.epochs} epochs to the"
+                f" {self.scheduler} schedule; give fewer warm-up epochs or more epochs"
             )
-        if not math.isfinite(self.gamma) or self.gamma <= 0:
-            raise SpecError(f"gamma must be a positive number, got {self.gamma}; e.g. 0.1")
 
 
 @dataclass(frozen=True)
@@ -183,10 +187,10 @@ class CustomMetric:
     higher_is_better: bool
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier() or self.name in (*METRIC_NAMES, "images"):
+        if not self.name.isidentifier() or self.name in RESERVED_METRIC_NAMES:
             raise SpecError(
-                f"metric name {self.name!r} must be a word of letters, digits and _ other than the built-in"
-                f" {', '.join(METRIC_NAMES)}; e.g. auroc=torchmetrics.classification:MulticlassAUROC"
+                f"metric name {self.name!r} must be a word of letters, digits and _ other than"
+                f" {', '.join(RESERVED_METRIC_NAMES)}; e.g. auroc=torchmetrics.classification:MulticlassAUROC"
             )
         if not is_import_path(self.path):
             raise SpecError(f"metric {self.name}: {self.path!r} is not an import path; write package.module:attribute")
@@ -215,6 +219,14 @@ class BenchmarkSpec:
     ] = ()  # (recipe field, where its value came from) for every value that is not the catalog's
     metrics: tuple[CustomMetric, ...] = ()  # the user's own, computed beside the built-in METRIC_NAMES
     recipe_name: str = ""  # the catalog recipe it started from (efficientnetv2, fastvit, base); "": a recipe of its own
+
+    def missed(self, test: dict[str, float]) -> list[str]:
+        """Each threshold the test metrics miss, with the value they got (`test_acc >= 0.4: got 0.3125`)."""
+        return [
+            t.describe() + (f": got {v:.4f}" if isinstance(v := test.get(t.metric), float) else f": got {v}")
+            for t in self.thresholds
+            if not t.holds(test)
+        ]
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -310,12 +322,11 @@ class BenchmarkSpec:
             "target_source",
             "recipe_origin",
             "recipe_name",
+            "metrics",  # what is measured, not what is trained: adding a metric keeps a case's baseline
         ):
             fields.pop(expectation)
         if fields["limit_batches"] is None:  # full runs keep the fingerprints they had before the option existed
             fields.pop("limit_batches")
-        if not fields["metrics"]:  # so do runs of the built-in metrics alone
-            fields.pop("metrics")
         for name, default in LATER_RECIPE_FIELDS.items():  # so do recipes that leave later fields at their default
             if fields["recipe"][name] == default:
                 fields["recipe"].pop(name)

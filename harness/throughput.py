@@ -161,7 +161,7 @@ def model_images_per_s(spec: BenchmarkSpec, settings: RunSettings, bundle: loadi
         model.to(memory_format=torch.channels_last)
     normalize = bundle.normalizer(channels_last)
     compile_if_asked(model, settings)
-    loss_fn = loss_for(spec.recipe)
+    loss_fn = loss_for(spec.recipe, device)
     optimizer = optimizer_for(spec.recipe, model.parameters(), fused=settings.fused_optimizer)
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")

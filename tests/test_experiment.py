@@ -67,6 +67,7 @@ def test_a_matrix_is_every_combination_with_readable_ids_and_the_files_values(tm
         ("epochs: four", "epochs is 'four'; give"),
         ("matrix: {colour: [1, 2]}", "matrix axis 'colour' is no case key nor recipe field"),
         ("thresholds: {acc: 'at least 0.5'}", "threshold acc: 'at least 0.5'; give '>= NUMBER' or '<= NUMBER'"),
+        ("thresholds: {acc_: '>= 0.5'}", "threshold on acc_, which no case reports; give one of acc, auroc, f1"),
         ("recipe: fastvitt", "recipe 'fastvitt'; choose one of base, efficientnetv2, fastvit"),
         ("metrics: {auroc: 'nosuch.module:Metric'}", "module 'nosuch.module' cannot be imported"),
         ("scheduler: linear", "unknown scheduler 'linear'"),

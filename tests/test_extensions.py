@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import replace
 
@@ -167,13 +168,22 @@ def test_pretrained_weights_for_a_model_of_ones_own_are_refused_before_anything_
 
 
 @pytest.mark.parametrize("engine", ["poutyne", "lightning"])
-def test_a_model_of_ones_own_trains_in_either_engine(own_models, engine, tiny_folder, settings):
-    spec = tiny_spec(model="ownnets:tiny_net", engine=engine)
+def test_every_part_of_ones_own_trains_in_either_engine(own_models, engine, tiny_folder, settings):
+    """The model, transform, loss, schedule and metric of one's own, in one process (two: see below)."""
+    spec = tiny_spec(engine=engine, **OWN_PARTS).with_recipe(epochs=2, **OWN_RECIPE)
     record = runner.run(spec, settings.replace(data_root=tiny_folder, wandb="off"))
     assert record.ok and record.spec["model"] == "ownnets:tiny_net" and record.run_id.startswith("tiny_net-")
+    assert [row["lr"] for row in record.history] == pytest.approx([1e-3, 5e-4])  # the schedule's factors
+    assert 0 <= record.test["test_balanced"] <= 1 and "train_balanced" in record.history[-1]
+    assert record.data["normalisation"] == {
+        "mean": list(models.IMAGENET_STATS[0]),
+        "std": list(models.IMAGENET_STATS[1]),
+        "from": "ImageNet's (the model gives no mean and std attributes)",
+    }
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # make test: every extension in one process of either engine (above)
+@pytest.mark.ddp
 def test_the_processes_of_a_two_process_run_resolve_every_extension_from_the_project(
     own_models, tiny_folder, settings, tmp_path
 ):
@@ -194,9 +204,9 @@ def test_the_processes_of_a_two_process_run_resolve_every_extension_from_the_pro
     assert "test_balanced" in gate.stdout and "0.05" in gate.stdout and "PASS" in gate.stdout
 
 
-def test_the_gate_gates_a_custom_metric_in_its_direction_and_refuses_one_no_run_has():
+def test_the_gate_gates_a_custom_metric_in_its_direction_and_refuses_one_no_run_has(tmp_path):
     from harness.errors import GateError
-    from harness.results.compare import compare, parse_tolerances
+    from harness.results.compare import compare, gated, parse_metrics, parse_tolerances
     from harness.results.observations import Run
 
     def side(*values: float, higher: bool = True) -> dict[str, list[Run]]:
@@ -211,6 +221,16 @@ def test_the_gate_gates_a_custom_metric_in_its_direction_and_refuses_one_no_run_
     assert [v.outcome for v in lower_is_better.verdicts] == ["ok"]
     with pytest.raises(GateError, match=r"auroc: no run on either side reports such a metric; .* own are eer"):
         compare(side(0.8), side(0.8), parse_tolerances(["auroc=0.01"]))
+    from harness.results.observations import observations
+
+    bench = {"benchmarks": [{"name": "t", "extra_info": {"spec_id": "case", "recipe": "1", "test_eer": 0.7}}]}
+    (tmp_path / "b.json").write_text(json.dumps(bench))  # pytest-benchmark JSON: the direction travels beside it
+    bench["benchmarks"][0]["extra_info"]["metric_directions"] = {"test_eer": "higher"}
+    (tmp_path / "c.json").write_text(json.dumps(bench))
+    assert "test_eer" not in observations(tmp_path / "b.json")["case@1"][0].metrics
+    assert observations(tmp_path / "c.json")["case@1"][0].directions == {"test_eer": True}
+    with pytest.raises(GateError, match=r"^accc: no run on either side reports such a metric"):  # a typo, before
+        gated(parse_tolerances(None), parse_metrics("accc"), (side(0.8),))  # a session trains (the plugin's check)
 
 
 def test_every_recipe_extension_resolves_before_anything_runs(own_models, tmp_path):
@@ -238,9 +258,16 @@ def test_every_recipe_extension_resolves_before_anything_runs(own_models, tmp_pa
         (dict(scheduler="linear"), "unknown scheduler 'linear'; choose one of none, cosine, step"),
     ],
 )
-def test_a_schedule_that_cannot_run_is_refused_in_one_line(changes, says):
-    with pytest.raises(SpecError, match=says):
-        tiny_spec().with_recipe(**changes)
+def test_a_schedule_that_cannot_run_is_refused_in_one_line(changes, says, tmp_path):
+    with pytest.raises(SpecError, match=says):  # a field alone at once; fields against each other once all are set
+        tiny_spec().with_recipe(**changes).recipe.check_schedule("the recipe")
+    spec = tiny_spec().with_recipe(epochs=4, warmup_epochs=2)  # a warm-up given before its scheduler is not refused
+    assert spec.with_recipe(scheduler="cosine").recipe.warmup_epochs == 2
+    if "warmup_epochs" in changes:  # and a spec built in Python is checked before its data is read
+        from harness import preflight
+
+        with pytest.raises(SpecError, match=f"^{tiny_spec().id}'s recipe: {says}"):
+            preflight.check_parts(tiny_spec().with_recipe(**changes))
 
 
 def test_the_schedules_factors_per_epoch():
@@ -283,7 +310,7 @@ def test_a_metric_of_ones_own_says_its_direction_or_is_refused(own_models):
         parse_metric("mine=ownnets:Directionless")
     with pytest.raises(ExtensionError, match=r"--metric takes NAME=package\.module:attribute"):
         parse_metric("ownnets:BalancedAccuracy")
-    with pytest.raises(SpecError, match=r"metric name 'acc' must be a word .* other than the built-in"):
+    with pytest.raises(SpecError, match=r"metric name 'acc' must be a word of .* other than loss, acc, f1"):
         CustomMetric("acc", "ownnets:BalancedAccuracy", True)
     with pytest.raises(ExtensionError, match="built a Sequential, not a torchmetrics Metric"):
         custom_metrics((CustomMetric("net", "ownnets:tiny_net", True),), 3)

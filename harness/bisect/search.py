@@ -104,7 +104,8 @@ class Step:
         for run in self.runs:
             for metric, value in run.metrics.items():
                 values.setdefault(metric, []).append(value)
-        return {m: math.fsum(v) / len(v) for m in GATED_METRICS if (v := values.get(m))}
+        custom = sorted({m for run in self.runs for m in run.directions})  # the runs' own metrics, after the built-in
+        return {m: math.fsum(v) / len(v) for m in (*GATED_METRICS, *custom) if (v := values.get(m))}
 
     def why_unmeasured(self) -> str:
         lines = [line for line in self.measurement.log.strip().splitlines() if line.strip()]
@@ -304,7 +305,8 @@ class Bisection:
                     ]
                     again.pooled = True
                 continue
-            self.regressed = sorted(clear, key=list(self.tolerances).index)
+            order = [v.metric for v in bad.comparison.verdicts] if bad.comparison else []  # the gate's order
+            self.regressed = sorted(clear, key=lambda m: order.index(m) if m in order else len(order))
             self.not_followed = sorted(borderline - set(clear))
             bad.verdict = BAD if self.regressed else GOOD
             if not self.regressed:

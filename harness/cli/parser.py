@@ -116,7 +116,13 @@ def _add_recipe_options(p: argparse.ArgumentParser, twins: Environment) -> None:
 def _add_spec_options(p: argparse.ArgumentParser, twins: Environment, weights: str | None) -> None:
     """The options that build a spec from a catalog recipe (run and throughput share them)."""
     _add_recipe_options(p, twins)
-    p.add_argument("--model", help="any timm model name [default: the recipe's]")
+    p.add_argument(
+        "--model",
+        help=(
+            "a timm model name, or your own as package.module:factory, called factory(num_classes=N) [default: the"
+            " recipe's; a --model without --recipe takes the neutral base recipe]"
+        ),
+    )
     p.add_argument(
         "--data",
         help=(
@@ -177,6 +183,8 @@ def _add_spec_options(p: argparse.ArgumentParser, twins: Environment, weights: s
         ),
     )
     p.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs of a cosine or step schedule [default 0]")
+    p.add_argument("--step-size", type=int, help="--scheduler step: epochs between two drops of the lr [default 1]")
+    p.add_argument("--gamma", type=float, help="--scheduler step: the factor of each drop [default 0.1]")
     p.add_argument("--lr", type=float, help="learning rate [default: the recipe's; smoke: scaled to the smoke batch]")
     p.add_argument("--weight-decay", type=float, help="[default: the recipe's]")
     p.add_argument("--precision", choices=PRECISIONS, default="32-true", help="[default 32-true]")

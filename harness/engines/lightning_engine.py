@@ -154,7 +154,13 @@ class ClassificationModule(L.LightningModule):
         self.progress = Progress(spec.recipe.epochs, shown=False)
         # Keyed by prefix ("train_"): nn.ModuleDict refuses "train", which is nn.Module.train.
         self.metrics = nn.ModuleDict({f"{p}_": ClassificationMetrics(num_classes) for p in PARTS})
-        self.custom = nn.ModuleDict({f"{p}_": nn.ModuleDict(custom_metrics(spec.metrics, num_classes)) for p in PARTS})
+        # keyed "metric_<name>": a ModuleDict refuses keys that are nn.Module's attributes (a metric named "type")
+        self.custom = nn.ModuleDict(
+            {
+                f"{p}_": nn.ModuleDict({f"metric_{k}": m for k, m in custom_metrics(spec.metrics, num_classes).items()})
+                for p in PARTS
+            }
+        )
         # A nan loss must show: MeanMetric's default drops nan values with a warning, which hid a
         # diverging loss until every batch of an epoch was nan. nan_strategy="disable" would keep them
         # but ignores the weights (torchmetrics 1.9: `weight = torch.ones_like(x)`); a float strategy
@@ -202,7 +208,8 @@ class ClassificationModule(L.LightningModule):
 
     def _custom(self, part: str) -> dict[str, Metric]:
         """`part`'s custom metrics by name (spec.metrics)."""
-        return cast(dict[str, Metric], dict(cast(nn.ModuleDict, self.custom[f"{part}_"]).items()))
+        held = cast(nn.ModuleDict, self.custom[f"{part}_"])
+        return {key.removeprefix("metric_"): cast(Metric, metric) for key, metric in held.items()}
 
     def _finish(self, part: str) -> dict[str, float]:
         """Global (all-rank) epoch values of `part`, then reset for the next epoch."""

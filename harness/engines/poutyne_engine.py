@@ -32,7 +32,7 @@ from harness.engines.base import (
 from harness.engines.history import history_row
 from harness.engines.progress import Progress
 from harness.engines.training import LossFunction, loss_for, optimizer_for, set_epoch_lr
-from harness.metrics import COUNT, ClassificationMetrics, custom_metrics
+from harness.metrics import COUNT, AsLightningFeedsIt, ClassificationMetrics, custom_metrics
 from harness.spec import CustomMetric
 
 
@@ -174,7 +174,10 @@ def poutyne_model(
         net,
         optimizer,
         loss,
-        epoch_metrics=[(metrics.names, metrics), *custom_metrics(custom, num_classes).items()],
+        epoch_metrics=[
+            (metrics.names, metrics),
+            *((name, AsLightningFeedsIt(metric)) for name, metric in custom_metrics(custom, num_classes).items()),
+        ],
         precision=precision,
         normalize=normalize,
     )

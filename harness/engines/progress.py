@@ -17,8 +17,10 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from harness import models
 from harness.data.loading import DataBundle
 from harness.engines.base import TrainingJob
+from harness.extensions import is_import_path
 from harness.hardware import Hardware
 from harness.settings import RunSettings
 from harness.spec import BenchmarkSpec, value_text
@@ -142,6 +144,8 @@ def data_line(job: TrainingJob, weights: Mapping[str, str]) -> str:
         weights["kind"], f"{weights['kind']} {weights.get('path', '')}".strip()
     )
     tracking = job.artifacts.tracker.mode
+    if is_import_path(job.spec.model):  # a model of one's own: whose normalisation, said
+        source += f" (input normalised with {models.normalisation_source(job.spec.model)})"
     execution = [
         words
         for words, used in (("torch.compile", job.settings.compile), ("fused optimizer", job.settings.fused_optimizer))

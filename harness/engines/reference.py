@@ -31,7 +31,7 @@ def plain_loop_speed(job: TrainingJob) -> tuple[float, float | None]:
     device = torch.device(device_list(spec, job.hardware)[0])
     model = job.model.to(device).train()
     compile_if_asked(model, job.settings)
-    loss_fn = loss_for(spec.recipe)
+    loss_fn = loss_for(spec.recipe, device)
     optimizer = optimizer_for(spec.recipe, model.parameters(), fused=job.settings.fused_optimizer)
     dtype = autocast_dtype(spec.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "16-mixed")

@@ -27,20 +27,23 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import ExtensionError
-from harness.extensions import is_import_path, resolve_callable
+from harness.extensions import call, is_import_path, resolve_callable
 from harness.spec import Recipe
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 INITIAL_LR = "initial_lr"  # a param group's lr before any schedule, as torch's schedulers keep it
 
 
-def loss_for(recipe: Recipe) -> LossFunction:
-    """The recipe's loss: `(logits, targets) -> the batch's mean loss`."""
+def loss_for(recipe: Recipe, device: torch.device | None = None) -> LossFunction:
+    """The recipe's loss: `(logits, targets) -> the batch's mean loss`; one of one's own that is a module (which may
+    hold tensors: class weights) moved to `device` when given (the engines move it with the model)."""
     if not is_import_path(recipe.loss):
         return F.cross_entropy
-    loss = resolve_callable(recipe.loss, "loss")()
+    loss = call(recipe.loss, "loss", "loss() -> (logits, targets) -> mean loss")
     if not callable(loss):
         raise ExtensionError(f"loss {recipe.loss!r} returned a {type(loss).__name__}; it must return a loss to call")
+    if isinstance(loss, torch.nn.Module) and device is not None:
+        loss.to(device)
     return loss
 
 
@@ -48,8 +51,13 @@ def optimizer_for(recipe: Recipe, params: Iterable[Any], *, fused: bool = False)
     """The recipe's optimizer. `fused` (--fused-optimizer) picks torch's single-kernel implementation
     of a built-in one: the same update, fewer kernel launches per step."""
     if is_import_path(recipe.optimizer):
-        optimizer = resolve_callable(recipe.optimizer, "optimizer")(
-            params, lr=recipe.lr, weight_decay=recipe.weight_decay
+        optimizer = call(
+            recipe.optimizer,
+            "optimizer",
+            "optimizer(params, lr=, weight_decay=)",
+            params,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
         )
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ExtensionError(
@@ -66,7 +74,7 @@ def optimizer_for(recipe: Recipe, params: Iterable[Any], *, fused: bool = False)
 def lr_factor(recipe: Recipe, epoch: int) -> float:
     """The factor on the recipe's lr in `epoch` (0-based) of `recipe.epochs` (module docstring)."""
     if is_import_path(recipe.scheduler):
-        factor = float(resolve_callable(recipe.scheduler, "scheduler")(epoch, recipe.epochs))
+        factor = float(call(recipe.scheduler, "scheduler", "scheduler(epoch, epochs) -> factor", epoch, recipe.epochs))
         if not math.isfinite(factor) or factor < 0:
             raise ExtensionError(
                 f"scheduler {recipe.scheduler!r} gave the factor {factor} for epoch {epoch}; give 0 or more"

@@ -116,24 +116,27 @@ def parse_tolerances(items: list[str] | None) -> dict[str, Tolerance]:
     return tolerances
 
 
-def with_custom_metrics(
-    tolerances: Mapping[str, Tolerance], sides: Sequence[Mapping[str, list[Run]]]
+def gated(
+    tolerances: Mapping[str, Tolerance], metrics: Sequence[str] | None, sides: Sequence[Mapping[str, list[Run]]]
 ) -> dict[str, Tolerance]:
-    """`tolerances` with every custom metric the runs report (CUSTOM_TOLERANCE unless given), each
-    in the direction its records state; a GateError for a tolerance of a metric no run reports."""
+    """The gated metrics and their tolerances: `tolerances` with every custom metric the runs of `sides` report
+    (CUSTOM_TOLERANCE unless given), each in the direction its records state, narrowed to `metrics` when given.
+    A GateError names a tolerance or a metric that is neither built-in nor reported by a run (a misspelt name,
+    refused before a session trains: the plugin checks it against the baseline)."""
     directions = {k: v for side in sides for runs in side.values() for run in runs for k, v in run.directions.items()}
     out = dict(tolerances)
     for metric, higher in directions.items():
         given = out.get(metric, Tolerance(CUSTOM_TOLERANCE, relative=False, higher_is_better=None))
         out[metric] = Tolerance(given.value, given.relative, higher)
-    unknown = [metric for metric, tol in out.items() if tol.higher_is_better is None]
+    unknown = [m for m, tol in out.items() if tol.higher_is_better is None]
+    unknown += [m for m in metrics or () if m not in out]
     if unknown:
         raise GateError(
             f"{', '.join(m.removeprefix('test_') for m in unknown)}: no run on either side reports such a metric;"
             f" the built-in ones are {', '.join(sorted(ALIASES))}, and the runs' own are"
             f" {', '.join(m.removeprefix('test_') for m in directions) or 'none'}"
         )
-    return out
+    return out if metrics is None else {m: out[m] for m in metrics}
 
 
 @dataclass(frozen=True)
@@ -378,9 +381,7 @@ def compare(
     """Verdicts per common case and metric (only `metrics` when given: the gate narrowed on
     purpose); a GateError when there is nothing to decide on. Timed metrics of sides that ran on
     different devices are not gated unless `across_devices`."""
-    tolerances = with_custom_metrics(tolerances or DEFAULT_TOLERANCES, (baseline, current))
-    if metrics is not None:
-        tolerances = with_custom_metrics({m: tolerances.get(m, Tolerance(0, False, None)) for m in metrics}, ())
+    tolerances = gated(tolerances or DEFAULT_TOLERANCES, metrics, (baseline, current))
     uncompared = []
     sides = f"{labels[0]}: {describe(baseline)}; {labels[1]}: {describe(current)}"
     common = set(baseline) & set(current)

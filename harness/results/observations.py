@@ -138,16 +138,18 @@ def _benchmark_runs(bench: dict[str, Any], where: str) -> tuple[str, Run] | None
     context = info.get("context")
     if not isinstance(context, dict):
         context = {}
-    gated = {k: v for k, v in info.items() if ALIASES.get(k, k) in GATED_METRICS}
+    stated = info.get("metric_directions")  # a case's own metrics: {"test_auroc": "higher"}, as the plugin writes
+    directions = {k: v == "higher" for k, v in stated.items()} if isinstance(stated, dict) else {}
+    gated = {k: v for k, v in info.items() if ALIASES.get(k, k) in GATED_METRICS or k in directions}
     metrics = {ALIASES.get(k, k): _metric(v, f"{where} field extra_info.{k}") for k, v in gated.items()}
     if info.get("status", "ok") != "ok":
         classes = info.get("classes")
         if classes is not None and type(classes) is not int:
             what = f"{where} field extra_info.classes is {classes!r}"
             raise GateError(f"{what}, not a whole number; write the number of classes or null")
-        metrics.update(_not_numbers(classes))
+        metrics.update(_not_numbers(classes) | dict.fromkeys(directions, NOT_A_NUMBER))
     seed = info.get("seed") if type(info.get("seed")) is int else None
-    return str(case), Run(metrics, context, seed)
+    return str(case), Run(metrics, context, seed, directions)
 
 
 def _from_benchmark_json(path: Path) -> Observations:
