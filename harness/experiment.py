@@ -15,7 +15,7 @@
     metrics: {balanced_acc: "shapes_project.metrics:BalancedAccuracy"}
 
 Keys: the case's own (`model`, `data`, `engine`, `weights`, `precision`, `devices`), the catalog `recipe` it
-starts from (default `base`, docs/command-line.md) and the `profile` (default `smoke`), any recipe field, a
+starts from (default `base`, docs/command-line.md) and the `profile` (default: the session's), any recipe field, a
 `matrix` of lists over any of those, `thresholds` (a metric's short name, `>= X` or `<= X`) and `metrics` (your own,
 `name: package.module:attribute`, gated by name). The file is validated before anything trains: an unknown key or a
 value of the wrong kind is one line naming the file, the key and what to give; recipe values as recipe files are

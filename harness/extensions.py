@@ -21,9 +21,9 @@ SEPARATOR = ":"
 
 
 def importable(project: Path) -> None:
-    """The project's folder on this process's path where the PYTHONPATH of every process trainbench starts for it
-    puts it (after the script's folder, before the installed packages), so its own extensions resolve to the same
-    code here and there."""
+    """The project's folder on this process's path before the installed packages, as in every process trainbench
+    starts for it (they start in it, with it first on their PYTHONPATH: `launch`), so its own extensions resolve to
+    the same code here and there."""
     folder = str(project)
     if folder not in sys.path:
         sys.path.insert(1, folder)

@@ -25,7 +25,7 @@ from harness.artifacts import tracking
 from harness.errors import LaunchError
 from harness.identity import RunIdentity
 from harness.results.record import RESULT_FILE, RunResult
-from harness.settings import REPO_ROOT, SOURCE_PATH, RunSettings
+from harness.settings import SOURCE_PATH, RunSettings
 from harness.spec import BenchmarkSpec
 
 OUTPUT_TAIL = 6000
@@ -67,10 +67,11 @@ def _prepared(
         settings_file.write_text(settings.to_json())
         child_env = {
             **os.environ,
-            # the project's folder: its extensions (`package.module:attribute`) resolve in every child as in the
-            # parent (`extensions.importable`)
+            # the project's folder first (the children also start in it, as the parent's session did): its
+            # extensions (`package.module:attribute`) resolve to the same code in every child as in the parent
+            # (`extensions.importable`), before trainbench's own folder in a source checkout
             "PYTHONPATH": os.pathsep.join(
-                dict.fromkeys(filter(None, [*SOURCE_PATH, os.environ.get("PYTHONPATH"), str(settings.project_dir)]))
+                dict.fromkeys(filter(None, [str(settings.project_dir), *SOURCE_PATH, os.environ.get("PYTHONPATH")]))
             ),
         }
         yield (
@@ -90,7 +91,7 @@ def run_in_subprocess(spec: BenchmarkSpec, settings: RunSettings, run_id: str | 
     with _prepared(spec, settings, identity, run_id) as (spec_file, settings_file, run_id, child_env):
         child = subprocess.Popen(
             command(spec_file, settings_file, run_id),
-            cwd=REPO_ROOT,
+            cwd=settings.project_dir,
             env=child_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -201,7 +202,7 @@ def run_nodes_on_loopback(
                     master_port=master_port,
                     rendezvous_timeout_s=settings.rendezvous_timeout_s,
                 ),
-                cwd=REPO_ROOT,
+                cwd=settings.project_dir,
                 env=child_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

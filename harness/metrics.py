@@ -116,7 +116,7 @@ def custom_metrics(metrics: tuple[CustomMetric, ...], num_classes: int) -> dict[
 
 
 class AsLightningFeedsIt(Metric):
-    """`inner` fed as the Lightning engine feeds every metric: float32 logits, outside autocast (Poutyne updates
+    """`inner` fed as the Lightning engine feeds a custom metric: float32 logits, outside autocast (Poutyne updates
     its epoch metrics inside the forward pass's autocast, with bf16 or fp16 logits, and a softmax there would give
     another AUROC than Lightning's)."""
 

@@ -108,7 +108,7 @@ def run(spec: BenchmarkSpec, settings: RunSettings, out: Path, warmup: int = 3, 
             activities=activities, schedule=schedule(wait=0, warmup=warmup, active=active, repeat=1)
         ) as profiler:
             runner.run(
-                spec.replace(limit_batches=warmup + active).with_recipe(epochs=1),
+                spec.replace(limit_batches=warmup + active).with_recipe(epochs=1, warmup_epochs=0),
                 quiet,
                 run_id="profile",
                 step_hook=profiler.step,

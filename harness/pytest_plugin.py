@@ -228,7 +228,8 @@ class ExperimentFile(pytest.File):
                 item.data_root = case.data_root
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
                 marks += [pytest.mark.ddp] if spec.processes > 1 else []
-                marks += [pytest.mark.gpu] if spec.precision == "16-mixed" else []
+                device_list = SUPPORT[spec.engine].several_devices_as == "device_list" and spec.devices > 1
+                marks += [pytest.mark.gpu] if spec.precision == "16-mixed" or device_list else []
                 marks += [pytest.mark.full] if spec.profile == "full" else []
                 for mark in marks:
                     item.add_marker(mark)
@@ -426,7 +427,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:  # a misspelt metric name, before anything trains: a custom one must be in the baseline to be compared
         gated(tolerances, metrics, (found,))
     except GateError as error:
-        raise pytest.UsageError(f"{PREFIX}tolerance / {PREFIX}gate-metrics: {error}") from None
+        raise pytest.UsageError(
+            f"{PREFIX}tolerance / {PREFIX}gate-metrics, checked against the baseline {baseline}: {error}"
+        ) from None
 
 
 def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:

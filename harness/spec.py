@@ -33,7 +33,12 @@ METRIC_NAMES: tuple[str, ...] = (
 )  # what every engine reports per part (train_, val_, test_)
 
 # what a custom metric may not be named: a built-in metric, or a key the history rows and Poutyne's logs use
-RESERVED_METRIC_NAMES: tuple[str, ...] = (*METRIC_NAMES, "images", "time", "size", "epoch", "lr")
+# and the gate's short names of its timed metrics (results.observations.ALIASES)
+RESERVED_METRIC_NAMES: tuple[str, ...] = (
+    *METRIC_NAMES,
+    *("images", "time", "size", "epoch", "lr"),
+    *("speed", "images_per_s", "energy", "j_per_image"),
+)
 
 # Recipe fields added after records existed, with the value every earlier record trained with: a recipe
 # that keeps it keeps the fingerprint it had (BenchmarkSpec.result_fields).

@@ -189,7 +189,8 @@ def engine_run(spec: BenchmarkSpec, settings: RunSettings, batches: int) -> RunR
     batches, and the FLOPs and peaks of the case."""
     with tempfile.TemporaryDirectory(prefix="trainbench-throughput-") as tmp:
         quiet = settings.quiet(results_dir=Path(tmp))
-        record = runner.run(spec.replace(limit_batches=batches).with_recipe(epochs=2), quiet, run_id="throughput")
+        two = spec.replace(limit_batches=batches).with_recipe(epochs=2, warmup_epochs=min(1, spec.recipe.warmup_epochs))
+        record = runner.run(two, quiet, run_id="throughput")
     assert record is not None  # one training process (measure refuses more), so this one has the record
     return record
 

@@ -94,6 +94,12 @@ def test_pytest_collects_an_experiment_file_as_its_cases_and_k_selects_them(pyte
     assert "experiment file" in broken.stdout.str() and "data" in broken.stdout.str()
 
 
+def test_run_config_refuses_the_case_options_the_file_decides(tmp_path, tiny_folder):
+    path = write(tmp_path, EXPERIMENT.replace("data: tiny", f"data: {tiny_folder}"))
+    done = harness_cli("run", "--config", path, "--epochs", "2", "--precision", "bf16-mixed", "--seed", "0")
+    assert done.returncode == 2 and "--precision, --seed, --epochs would not apply: drop it" in done.stderr, done.stderr
+
+
 @pytest.mark.slow
 def test_run_config_runs_every_case_and_writes_the_report(tmp_path, tiny_folder):
     text = EXPERIMENT.replace("data: tiny", f"data: {tiny_folder}").replace("precision: [32-true, bf16-mixed]", "")

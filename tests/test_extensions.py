@@ -219,6 +219,12 @@ def test_the_gate_gates_a_custom_metric_in_its_direction_and_refuses_one_no_run_
     ].allowed == 0.02
     lower_is_better = compare(side(0.80, 0.80, higher=False), side(0.75, 0.75, higher=False), tolerances)
     assert [v.outcome for v in lower_is_better.verdicts] == ["ok"]
+    acc_only = {"case@1": [Run({"test_acc": 0.9}, seed=0)]}
+    with_eer = {"case@1": [Run({"test_acc": 0.9, "test_eer": 0.7}, seed=0, directions={"test_eer": True})]}
+    added = compare(acc_only, with_eer)
+    assert added.passed and not added.uncompared  # a metric a case added is gated from the next night on
+    asked = compare(acc_only, with_eer, metrics=["test_acc", "test_eer"])
+    assert asked.uncompared == ["case@1 test_eer (missing in baseline)"]  # unless asked for by name
     with pytest.raises(GateError, match=r"auroc: no run on either side reports such a metric; .* own are eer"):
         compare(side(0.8), side(0.8), parse_tolerances(["auroc=0.01"]))
     from harness.results.observations import observations

@@ -10,7 +10,7 @@ from typing import Any
 
 from harness import runner
 from harness.cli.case import settings_from_args, spec_from_args
-from harness.cli.parser import settings_defaults
+from harness.cli.parser import build_parser, settings_defaults
 from harness.configure import RECIPE_OPTIONS
 from harness.errors import HarnessError, SpecError
 from harness.results.tables import cases_table
@@ -41,7 +41,11 @@ def settings_for_spec_file(args: argparse.Namespace) -> RunSettings:
     return settings.replace(**{name: getattr(from_options, name) for name in given})
 
 
-CASE_OPTIONS = ("model", "data", "recipe", "recipe_file", "engine", "weights", "spec", "run_id", "metric")
+# what an experiment file decides for its cases, so the command line cannot
+CASE_OPTIONS = (
+    *("model", "data", "recipe", "recipe_file", "engine", "weights", "precision", "devices", "num_nodes"),
+    *("limit_batches", "target_acc", "spec", "run_id", "metric", "augment"),
+)
 
 
 def run_experiment(args: argparse.Namespace) -> int:
@@ -51,8 +55,9 @@ def run_experiment(args: argparse.Namespace) -> int:
     from harness.experiment import read
     from harness.results import report
 
-    options = (*CASE_OPTIONS, *(name for name in RECIPE_OPTIONS if name != "train_augmentations"), "augment")
-    given = [f"--{name.replace('_', '-')}" for name in options if getattr(args, name, None)]
+    options = (*CASE_OPTIONS, *(name for name in RECIPE_OPTIONS if name != "train_augmentations"))
+    defaults = vars(build_parser().parse_args(["run"]))
+    given = [f"--{name.replace('_', '-')}" for name in options if getattr(args, name, None) != defaults.get(name)]
     if given:
         raise SpecError(f"--config {args.config} holds the cases; {', '.join(given)} would not apply: drop it")
     cases = read(args.config, args.profile)

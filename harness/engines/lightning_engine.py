@@ -198,8 +198,9 @@ class ClassificationModule(L.LightningModule):
             counted, targets = counted[kept], y[kept]
             losses.update(self.loss_fn(counted, targets).float(), weight=kept.sum())
         metrics.update(counted, targets)
-        for metric in self._custom(part).values():
-            metric.update(counted, targets)
+        with torch.autocast(counted.device.type, enabled=False):  # float32, as Poutyne feeds them (AsLightningFeedsIt)
+            for metric in self._custom(part).values():
+                metric.update(counted, targets)
         return loss
 
     def _of(self, part: str) -> tuple[ClassificationMetrics, MeanMetric]:

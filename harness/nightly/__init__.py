@@ -43,7 +43,7 @@ from harness.nightly.culprits import bisect_regressed
 from harness.nightly.profiling import profile_regressed
 from harness.nightly.tasks import CaseOutcome
 from harness.results import mlflow_runs, report, trend
-from harness.results.compare import Comparison, Tolerance, compare_paths, parse_tolerances
+from harness.results.compare import Comparison, Tolerance, compare_paths, gated, parse_tolerances
 from harness.results.observations import observations
 from harness.results.record import load_readable
 from harness.settings import PYTEST_PREFIX, REPO_ROOT
@@ -224,8 +224,11 @@ def run(
         mlflow_runs.check(mlflow, night.out.parent)
         if budget is not None and baseline is None:
             raise NightlyError("--bisect needs --baseline: it bisects between the baseline's commit and tonight's")
-        if baseline is not None and not observations(baseline):
-            raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
+        if baseline is not None:
+            found = observations(baseline)
+            if not found:
+                raise GateError(f"--baseline {baseline} holds no runs; give last night's results folder")
+            gated(night.tolerances, None, (found,))  # a misspelt --tolerance metric, before the night trains
         check_writable(night.out, "nightly folder", "--out", make=not dry_run)  # a dry run writes nothing
         if not dry_run:
             session.ray_module()

@@ -381,6 +381,7 @@ def compare(
     """Verdicts per common case and metric (only `metrics` when given: the gate narrowed on
     purpose); a GateError when there is nothing to decide on. Timed metrics of sides that ran on
     different devices are not gated unless `across_devices`."""
+    asked = {m for m in (tolerances or {}) if m not in DEFAULT_TOLERANCES} | set(metrics or ())  # named on purpose
     tolerances = gated(tolerances or DEFAULT_TOLERANCES, metrics, (baseline, current))
     uncompared = []
     sides = f"{labels[0]}: {describe(baseline)}; {labels[1]}: {describe(current)}"
@@ -393,7 +394,10 @@ def compare(
         for metric, tol in tolerances.items():
             on_base, on_cur = (any(metric in run.metrics for run in side[case]) for side in (baseline, current))
             if not on_base or not on_cur:
-                if (on_base or on_cur) and metric not in WHERE_BOTH_HAVE_IT:  # the other side lacks a gated metric
+                # the other side lacks a gated metric; a custom one that a case added or dropped is gated where both
+                # sides have it, unless asked for by name
+                own = metric not in DEFAULT_TOLERANCES and metric not in asked
+                if (on_base or on_cur) and metric not in WHERE_BOTH_HAVE_IT and not own:
                     uncompared.append(f"{case} {metric} (missing in {labels[1] if on_base else labels[0]})")
                 continue
             judged = verdict(case, metric, tol, baseline[case], current[case], changed, across_devices)
