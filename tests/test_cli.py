@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.settings import REPO_ROOT
+from tests.conftest import harness_cli
 from tests.test_fail_fast import run_cli
 
 
@@ -39,7 +40,9 @@ def test_help_documents_every_option():
 
 @pytest.mark.slow
 def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folder, tmp_path):
-    done = harness(
+    """In this process (the entry point's own exit status and a terminal's bars are checked in processes of their
+    own: test_bad_input_exits_2_with_the_problem_named, tests/test_progress.py)."""
+    done = harness_cli(
         "run",
         "--model",
         "test_efficientnet",
@@ -74,7 +77,7 @@ def test_run_on_any_image_folder_prints_metrics_and_writes_the_record(tiny_folde
     )
     assert done.returncode == 0, done.stderr
     assert "test_acc=" in done.stdout
-    # not a terminal (captured): an epoch line, no batch bars (test_progress.py runs the bars on a terminal)
+    # not a terminal (captured): an epoch line, no batch bars
     assert "%|" not in done.stdout + done.stderr and "img/s]" not in done.stderr
     (epoch,) = [line for line in done.stdout.splitlines() if line.startswith("epoch ")]
     assert epoch.startswith("epoch 1/1 train_loss=") and "img/s)" in epoch, epoch
