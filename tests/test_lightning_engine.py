@@ -48,7 +48,7 @@ def test_two_process_bf16_run_through_the_entry_point(tmp_path, settings, capsys
     assert RunResult.load(settings.results_dir / record.run_id / "result.json").test == record.test
     assert record.batch == {"global": 8, "processes": 2, "per_process": 4, "per_device": 4}
     assert 0 <= record.test["test_acc"] <= 1 and len(record.history) == 2
-    assert record.data["split"] == {"train": 45, "val": 24, "test": 21, "unused": 0}
+    assert record.data["split"] == {"train": 45, "val": 24, "test": 21, "unused": 0, "by": "the recipe"}
     assert [(row["train_images"], row["val_images"]) for row in record.history] == [(45, 24), (45, 24)]
 
 
