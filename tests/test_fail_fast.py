@@ -618,6 +618,7 @@ def test_a_tolerance_that_is_not_a_number_names_the_option(tmp_path, capsys):
 
 
 @pytest.mark.slow  # the nightly collects the benchmarks with pytest in a process of its own
+@pytest.mark.heavy  # make test: the nightly plans and runs real nights (test_nightly_cluster)
 def test_nightly_says_when_nothing_matched(tmp_path, capsys):
     code, out, err = run_cli(capsys, "nightly", "--out", str(tmp_path / "n"), "--", "-k", "nomatch")
     assert code == 2 and "no benchmark case in benchmarks matches the pytest arguments -k nomatch" in out, out + err

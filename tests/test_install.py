@@ -97,6 +97,7 @@ def test_the_trainbench_script_starts_as_python_m_harness_does():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # make test: the commands that train nothing import no torch (tests/test_cli.py)
 def test_the_harness_imports_without_wandb_gcs_or_ray():
     done = _python_without(f"import {HARNESS_MODULES}\nprint('imported')")
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr

@@ -139,6 +139,7 @@ def full_pretrained_run(folder, tmp_path, hub_cache):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a run of its own process; make test: weights from a file and the stand-in
 def test_an_unreachable_hub_is_refused_before_the_data_pass_saying_what_to_do(tiny_folder, tmp_path):
     done, seconds = full_pretrained_run(tiny_folder, tmp_path, tmp_path / "empty-hub-cache")
     print(f"refused in {seconds:.1f} s")  # the hub's own retries took about 55 s
@@ -153,6 +154,7 @@ def test_an_unreachable_hub_is_refused_before_the_data_pass_saying_what_to_do(ti
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a run of its own process; make test: weights from a file and the stand-in
 def test_weights_in_the_hub_cache_train_offline_and_the_record_names_them(tiny_folder, tmp_path):
     """The cache laid out as huggingface_hub writes it: refs/main names the snapshot holding model.safetensors."""
     repo = tmp_path / "hub" / "models--timm--test_efficientnet.r160_in1k"

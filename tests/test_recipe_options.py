@@ -47,6 +47,7 @@ def test_help_describes_every_option_with_its_default_and_names_the_recipes():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a pytest process of its own for --help
 def test_one_default_profile_for_the_command_line_and_pytest():
     assert build_parser().parse_args(["run"]).profile == settings.DEFAULT_PROFILE == "smoke"
     done = subprocess.run([sys.executable, "-m", "pytest", "--help"], cwd=REPO_ROOT, capture_output=True, text=True)
